@@ -1,0 +1,324 @@
+//! [`ClientConfig`]: the configuration of `dummy-client`, read from `dummy-client.toml`.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{ConfigError, Rules},
+    load,
+    log::LogConfig,
+};
+
+/// The example file, every key at its default; it is also what `load(None)` parses.
+pub const CLIENT_EXAMPLE: &str = include_str!("../dummy-client.toml");
+
+/// Name used in messages for the embedded defaults.
+const EMBEDDED_ORIGIN: &str = "embedded dummy-client.toml";
+
+/// Everything `dummy-client` can be told, one field per TOML section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `[client]`: the target, the size and length of the run, the client's own tick.
+    pub client: ClientSection,
+    /// `[bots]`: what each bot does.
+    pub bots: BotsSection,
+    /// `[log]`: log level and optional rotating log file.
+    pub log: LogConfig,
+}
+
+/// `[client]`: the target, the size and length of the run, the client's own tick.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSection {
+    /// Address of the server to load. Default `127.0.0.1:7000`, the server's default listener.
+    pub server: SocketAddr,
+    /// Number of bots, 1..=100_000. Default 100: a visible load that any machine handles.
+    pub bots: usize,
+    /// Seconds the bots chat once all are in, 1..=86400. Default 30: long enough for steady
+    /// latency numbers, short enough for a quick check.
+    pub duration_secs: u64,
+    /// Connections started per second, 1..=1_000_000. Default 500: a ramp rather than a
+    /// thundering herd, which would measure the accept queue instead of the server.
+    pub ramp_up_per_sec: u64,
+    /// Connection attempts in flight at once, 1..=65536. Default 256: well under typical
+    /// listen backlogs and file-descriptor limits.
+    pub connect_concurrency: usize,
+    /// Length of the client's own tick in milliseconds, 1..=1000. Default 10: bot timers fire
+    /// within 10 ms of their due time, so measured latency is the server's, not ours.
+    pub tick_ms: u64,
+    /// Largest frame accepted or sent, header included, in bytes, 64..=65535. Default 65535,
+    /// the most the protocol allows: the client is a measuring tool and should not be the
+    /// side that rejects a frame.
+    pub max_packet_size: usize,
+    /// Seconds to wait after the run for messages still in flight before counting them lost,
+    /// 0..=600. Default 5: many ticks of a loaded server.
+    pub drain_secs: u64,
+    /// Seconds a bot has to be logged in and in its room; after that it counts as failed,
+    /// 1..=600. Default 10: generous under load, and a hung login still shows up in the report.
+    pub login_timeout_secs: u64,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        Self {
+            server: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            bots: 100,
+            duration_secs: 30,
+            ramp_up_per_sec: 500,
+            connect_concurrency: 256,
+            tick_ms: 10,
+            max_packet_size: 65535,
+            drain_secs: 5,
+            login_timeout_secs: 10,
+        }
+    }
+}
+
+impl ClientSection {
+    /// [`duration_secs`](Self::duration_secs) as a duration.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_secs)
+    }
+
+    /// [`tick_ms`](Self::tick_ms) as a duration.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+
+    /// [`drain_secs`](Self::drain_secs) as a duration.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+
+    /// [`login_timeout_secs`](Self::login_timeout_secs) as a duration.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+}
+
+/// `[bots]`: what each bot does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotsSection {
+    /// Bots sharing one room, 1..=100_000; every chat line fans out to this many members.
+    /// Default 20: a lively room, well under the server's default `room_capacity` of 100.
+    pub bots_per_room: usize,
+    /// Milliseconds between two chat lines of one bot, 1..=3_600_000. Default 250: 4 lines
+    /// per second per bot, 80 deliveries per second per bot with 20 bots to a room.
+    pub chat_interval_ms: u64,
+    /// Bytes of chat content per line, 1..=60000, and less than `client.max_packet_size`.
+    /// Default 64: a typical chat line, under the server's default `max_chat_len` of 512.
+    pub message_size: usize,
+    /// Start of every bot's login name (the bot's number follows), 1..=20 chars of
+    /// `[A-Za-z0-9_.-]`. Default `"bot-"`: easy to tell bots apart from people in logs.
+    pub name_prefix: String,
+    /// Start of every room name (the room's number follows), 1..=40 chars of `[A-Za-z0-9_.-]`.
+    /// Default `"room-"`.
+    pub room_prefix: String,
+    /// Milliseconds between two pings of one bot, 0..=3_600_000; 0 disables. Default 5000:
+    /// keeps a quiet bot under the server's default idle timeout of 60 s and samples
+    /// round-trip time on its own.
+    pub ping_interval_ms: u64,
+}
+
+impl Default for BotsSection {
+    fn default() -> Self {
+        Self {
+            bots_per_room: 20,
+            chat_interval_ms: 250,
+            message_size: 64,
+            name_prefix: "bot-".to_owned(),
+            room_prefix: "room-".to_owned(),
+            ping_interval_ms: 5000,
+        }
+    }
+}
+
+impl BotsSection {
+    /// [`chat_interval_ms`](Self::chat_interval_ms) as a duration.
+    pub fn chat_interval(&self) -> Duration {
+        Duration::from_millis(self.chat_interval_ms)
+    }
+
+    /// [`ping_interval_ms`](Self::ping_interval_ms) as a duration; `None` when disabled.
+    pub fn ping_interval(&self) -> Option<Duration> {
+        (self.ping_interval_ms > 0).then(|| Duration::from_millis(self.ping_interval_ms))
+    }
+}
+
+impl ClientConfig {
+    /// Loads the file at `path`, or the embedded defaults when `path` is `None`; keys missing
+    /// from the file take their defaults. The result is validated.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::from_toml_str(CLIENT_EXAMPLE, EMBEDDED_ORIGIN),
+            Some(path) => {
+                let (text, origin) = load::read(path)?;
+                Self::from_toml_str(&text, &origin)
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `origin` names it in error messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = load::parse(text, origin)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks every range and cross-field rule; the first failure is returned.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let rules = Rules::new(origin);
+
+        let client = &self.client;
+        rules.range("client.bots", client.bots, 1..=100_000)?;
+        rules.range("client.duration_secs", client.duration_secs, 1..=86400)?;
+        rules.range(
+            "client.ramp_up_per_sec",
+            client.ramp_up_per_sec,
+            1..=1_000_000,
+        )?;
+        rules.range(
+            "client.connect_concurrency",
+            client.connect_concurrency,
+            1..=65536,
+        )?;
+        rules.range("client.tick_ms", client.tick_ms, 1..=1000)?;
+        rules.range("client.max_packet_size", client.max_packet_size, 64..=65535)?;
+        rules.range("client.drain_secs", client.drain_secs, 0..=600)?;
+        rules.range(
+            "client.login_timeout_secs",
+            client.login_timeout_secs,
+            1..=600,
+        )?;
+
+        let bots = &self.bots;
+        rules.range("bots.bots_per_room", bots.bots_per_room, 1..=100_000)?;
+        rules.range(
+            "bots.chat_interval_ms",
+            bots.chat_interval_ms,
+            1..=3_600_000,
+        )?;
+        rules.range("bots.message_size", bots.message_size, 1..=60000)?;
+        rules.less_than(
+            "bots.message_size",
+            bots.message_size,
+            "client.max_packet_size",
+            client.max_packet_size,
+        )?;
+        rules.name_prefix("bots.name_prefix", &bots.name_prefix, 20)?;
+        rules.name_prefix("bots.room_prefix", &bots.room_prefix, 40)?;
+        rules.range(
+            "bots.ping_interval_ms",
+            bots.ping_interval_ms,
+            0..=3_600_000,
+        )?;
+
+        self.log.validate(&rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "dummy-client.toml";
+
+    fn error(text: &str) -> String {
+        ClientConfig::from_toml_str(text, ORIGIN)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn example_file_parses_to_exactly_the_defaults() {
+        let parsed = ClientConfig::from_toml_str(CLIENT_EXAMPLE, ORIGIN).unwrap();
+        assert_eq!(parsed, ClientConfig::default());
+        assert_eq!(ClientConfig::load(None).unwrap(), ClientConfig::default());
+    }
+
+    #[test]
+    fn example_file_sets_every_key_explicitly() {
+        let table = toml::Table::try_from(ClientConfig::default()).unwrap();
+        let example: toml::Table = toml::from_str(CLIENT_EXAMPLE).unwrap();
+        for (section, keys) in &table {
+            let keys = keys.as_table().unwrap();
+            let example_keys = example[section].as_table().unwrap();
+            for key in keys.keys() {
+                assert!(example_keys.contains_key(key), "{section}.{key} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(
+            ClientConfig::from_toml_str("", ORIGIN).unwrap(),
+            ClientConfig::default()
+        );
+    }
+
+    #[test]
+    fn partial_file_keeps_the_other_defaults() {
+        let parsed = ClientConfig::from_toml_str(
+            "[client]\nbots = 5000\n[bots]\nping_interval_ms = 0\n",
+            ORIGIN,
+        )
+        .unwrap();
+        let mut expected = ClientConfig::default();
+        expected.client.bots = 5000;
+        expected.bots.ping_interval_ms = 0;
+        assert_eq!(parsed, expected);
+        assert_eq!(parsed.bots.ping_interval(), None);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_dotted_path() {
+        assert_eq!(
+            error("[bots]\nchat_interval = 5\n"),
+            r#"invalid config "dummy-client.toml": unknown key "bots.chat_interval""#
+        );
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_rule_and_value() {
+        assert_eq!(
+            error("[client]\nbots = 0\n"),
+            r#"invalid config "dummy-client.toml": client.bots must be 1..=100000 (got 0)"#
+        );
+    }
+
+    #[test]
+    fn bad_server_address_names_the_key_and_the_value() {
+        assert_eq!(
+            error("[client]\nserver = \"localhost\"\n"),
+            r#"invalid config "dummy-client.toml": client.server: invalid socket address syntax (got "localhost")"#
+        );
+    }
+
+    #[test]
+    fn message_larger_than_a_packet_is_rejected_naming_both_keys() {
+        assert_eq!(
+            error("[client]\nmax_packet_size = 1024\n[bots]\nmessage_size = 2000\n"),
+            r#"invalid config "dummy-client.toml": bots.message_size must be less than client.max_packet_size (got 2000 >= 1024)"#
+        );
+    }
+
+    #[test]
+    fn name_prefix_with_a_space_is_rejected() {
+        assert_eq!(
+            error("[bots]\nname_prefix = \"my bot\"\n"),
+            r#"invalid config "dummy-client.toml": bots.name_prefix must be 1..=20 chars of [A-Za-z0-9_.-] (got "my bot")"#
+        );
+    }
+
+    #[test]
+    fn bad_log_level_lists_the_accepted_levels() {
+        assert_eq!(
+            error("[log]\nlevel = \"loud\"\n"),
+            r#"invalid config "dummy-client.toml": log.level must be one of trace, debug, info, warn, error, critical, off (got "loud")"#
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! From text to typed configuration: TOML parsing with full key paths in every error.
+//!
+//! The document is parsed by [`toml::Deserializer`] and walked by [`serde_path_to_error`],
+//! which records the dotted path (`server.listen`) of whatever failed. The parser's spans
+//! point back into the text, which gives line numbers for syntax errors and the value as
+//! written for type errors.
+
+use std::{fs, ops::Range, path::Path};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::ConfigError;
+
+/// Reads the file at `path`; its display form is the origin in messages.
+pub(crate) fn read(path: &Path) -> Result<(String, String), ConfigError> {
+    let origin = path.display().to_string();
+    match fs::read_to_string(path) {
+        Ok(text) => Ok((text, origin)),
+        Err(source) => Err(ConfigError::Read { origin, source }),
+    }
+}
+
+/// Deserializes `text` into `T`; keys that are absent take `T`'s defaults (the structs carry
+/// `#[serde(default)]`), keys that are unknown are errors (`deny_unknown_fields`).
+pub(crate) fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|err| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        line: err.span().map(|span| line_of(text, span.start)),
+        message: one_line(err.message()),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|err| field_error(text, origin, err))
+}
+
+fn field_error(
+    text: &str,
+    origin: &str,
+    err: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let mut message = one_line(inner.message());
+    // A section given as a scalar: say "table" rather than the Rust struct's name.
+    if let Some(at) = message.find(", expected struct ") {
+        message.truncate(at);
+        message.push_str(", expected a table");
+    }
+
+    // serde phrases `deny_unknown_fields` failures as "unknown field `x`, expected one of ...";
+    // the tracked path already ends with the offending key.
+    if message.starts_with("unknown field") {
+        return ConfigError::UnknownKey {
+            origin: origin.to_owned(),
+            key: path,
+        };
+    }
+    // A path of "." means the error is about the document itself, not a key.
+    if path == "." {
+        return ConfigError::Syntax {
+            origin: origin.to_owned(),
+            line: inner.span().map(|span| line_of(text, span.start)),
+            message,
+        };
+    }
+    // serde's own type messages ("invalid type: string \"x\", expected u64") already quote
+    // the value; a message from a `FromStr` (e.g. "invalid socket address syntax") does not,
+    // so the value is taken from the text the error's span covers.
+    let shows_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|prefix| message.starts_with(prefix));
+    let message = match inner.span().and_then(|span| snippet(text, span)) {
+        Some(raw) if !shows_value => format!("{message} (got {raw})"),
+        _ => message,
+    };
+    ConfigError::BadValue {
+        origin: origin.to_owned(),
+        key: path,
+        message,
+    }
+}
+
+/// 1-based line number of byte offset `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    text.as_bytes()[..at]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The source text under `span`, if it is short and on one line (a scalar value).
+fn snippet(text: &str, span: Range<usize>) -> Option<&str> {
+    let raw = text.get(span)?.trim();
+    (!raw.is_empty() && raw.len() <= 80 && !raw.contains('\n')).then_some(raw)
+}
+
+/// Folds a possibly multi-line parser message onto one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}

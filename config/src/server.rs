@@ -1,0 +1,408 @@
+//! [`ServerConfig`]: the configuration of `world-server`, read from `world-server.toml`.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{ConfigError, Rules},
+    load,
+    log::LogConfig,
+};
+
+/// The example file, every key at its default; it is also what `load(None)` parses.
+pub const SERVER_EXAMPLE: &str = include_str!("../world-server.toml");
+
+/// Name used in messages for the embedded defaults.
+const EMBEDDED_ORIGIN: &str = "embedded world-server.toml";
+
+/// Everything `world-server` can be told, one field per TOML section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `[server]`: the listener, the tick and the hard limits on clients.
+    pub server: ServerSection,
+    /// `[net]`: queue sizes and timeouts of the per-session network tasks.
+    pub net: NetSection,
+    /// `[world]`: rules of the game world (logins, rooms, chat).
+    pub world: WorldSection,
+    /// `[log]`: log level and optional rotating log file.
+    pub log: LogConfig,
+}
+
+/// `[server]`: the listener, the tick and the hard limits on clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to accept clients on. Default `127.0.0.1:7000`: loopback only, so a server
+    /// started from a fresh checkout is not reachable from the network; use `0.0.0.0:7000`
+    /// to serve other hosts.
+    pub listen: SocketAddr,
+    /// Server name sent to every client as `server_name` in `S2C_Welcome`, 1..=64 bytes.
+    /// Default `"world"`. The limit keeps the welcome frame small whatever is configured.
+    pub name: String,
+    /// Length of one world tick in milliseconds, 1..=1000. Default 50 (20 ticks per second):
+    /// chat arrives within one tick, while a tick still gathers enough work to batch each
+    /// client's frames into one write.
+    pub tick_ms: u64,
+    /// Most sessions connected at once, 1..=1_000_000; connections beyond it are sent
+    /// `SERVER_FULL` and closed. Default 10000: what one process comfortably serves, and a
+    /// bound on the memory all the per-session queues can take.
+    pub max_sessions: usize,
+    /// Largest frame accepted or sent, header included, in bytes, 64..=65535. Default 8192:
+    /// far more than a chat line needs, and it bounds what one peer can make the server
+    /// buffer for a single frame. A larger frame from a client is a protocol error.
+    pub max_packet_size: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            name: "world".to_owned(),
+            tick_ms: 50,
+            max_sessions: 10_000,
+            max_packet_size: 8192,
+        }
+    }
+}
+
+impl ServerSection {
+    /// [`tick_ms`](Self::tick_ms) as a duration.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+/// `[net]`: queue sizes and timeouts of the per-session network tasks. Every queue between
+/// the network and the tick loop is bounded; these say how far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    /// Frames one session may have waiting for the tick loop before its reader stops reading,
+    /// 1..=65536. The kernel buffers then fill and TCP pushes back on that one client only.
+    /// Default 64: more than a well-behaved client sends in one tick.
+    pub inbound_credit: usize,
+    /// Capacity of the session-event queue shared by all sessions (frames received, sessions
+    /// closed), 1024..=16_777_216. Default 65536: several ticks of traffic from a full server.
+    pub event_queue: usize,
+    /// Bytes queued to one client before it is disconnected as a slow consumer,
+    /// 4096..=1_073_741_824. Default 1048576 (1 MiB): seconds of a busy room's chat, while
+    /// one stalled client cannot make the server hold unbounded memory for it.
+    pub max_outbound_bytes: usize,
+    /// Tick batches queued to one client's writer before it is disconnected as slow,
+    /// 1..=65536. Default 256: about 13 s of ticks at 50 ms, a writer that far behind is stuck.
+    pub outbound_batches: usize,
+    /// Seconds a session may send nothing before it is closed, 0..=86400; 0 disables.
+    /// Default 60: clients ping more often than that, so only dead peers are reaped.
+    pub idle_timeout_secs: u64,
+    /// Milliseconds a closing session may spend flushing its last frames (the reason for the
+    /// disconnect, say), 0..=60000. Default 2000: enough for a healthy peer, short enough that
+    /// shutdown does not hang on a dead one.
+    pub linger_ms: u64,
+    /// Session events the tick loop drains per tick at most, 1..=16_777_216; the rest wait for
+    /// the next tick. Default 65536: a burst cannot make one tick run unboundedly long.
+    pub max_messages_per_tick: usize,
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        Self {
+            inbound_credit: 64,
+            event_queue: 65_536,
+            max_outbound_bytes: 1_048_576,
+            outbound_batches: 256,
+            idle_timeout_secs: 60,
+            linger_ms: 2000,
+            max_messages_per_tick: 65_536,
+        }
+    }
+}
+
+impl NetSection {
+    /// [`idle_timeout_secs`](Self::idle_timeout_secs) as a duration; `None` when disabled.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// [`linger_ms`](Self::linger_ms) as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
+/// `[world]`: rules of the game world.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorldSection {
+    /// Whether a login with an empty password is accepted as a guest. Default `true`, so the
+    /// bot swarm and a first try need no accounts.
+    pub allow_guests: bool,
+    /// Most members of one room, 1..=100_000. Default 100: every chat line is sent to every
+    /// member, so this bounds the fan-out of one message.
+    pub room_capacity: usize,
+    /// Longest chat text in bytes of UTF-8, 1..=60000, and less than
+    /// `server.max_packet_size` so that a maximal line still fits in a frame. Default 512.
+    pub max_chat_len: usize,
+    /// Most rooms one session may be in at once, 1..=1024. Default 16: enough for any client,
+    /// and it bounds how much fan-out one session can subscribe to.
+    pub max_rooms_per_session: usize,
+}
+
+impl Default for WorldSection {
+    fn default() -> Self {
+        Self {
+            allow_guests: true,
+            room_capacity: 100,
+            max_chat_len: 512,
+            max_rooms_per_session: 16,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Loads the file at `path`, or the embedded defaults when `path` is `None`; keys missing
+    /// from the file take their defaults. The result is validated.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::from_toml_str(SERVER_EXAMPLE, EMBEDDED_ORIGIN),
+            Some(path) => {
+                let (text, origin) = load::read(path)?;
+                Self::from_toml_str(&text, &origin)
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `origin` names it in error messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = load::parse(text, origin)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks every range and cross-field rule; the first failure is returned.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let rules = Rules::new(origin);
+
+        let server = &self.server;
+        rules.len_bytes("server.name", &server.name, 64)?;
+        rules.range("server.tick_ms", server.tick_ms, 1..=1000)?;
+        rules.range("server.max_sessions", server.max_sessions, 1..=1_000_000)?;
+        rules.range("server.max_packet_size", server.max_packet_size, 64..=65535)?;
+
+        let net = &self.net;
+        rules.range("net.inbound_credit", net.inbound_credit, 1..=65536)?;
+        rules.range("net.event_queue", net.event_queue, 1024..=16_777_216)?;
+        rules.range(
+            "net.max_outbound_bytes",
+            net.max_outbound_bytes,
+            4096..=1_073_741_824,
+        )?;
+        rules.range("net.outbound_batches", net.outbound_batches, 1..=65536)?;
+        rules.range("net.idle_timeout_secs", net.idle_timeout_secs, 0..=86400)?;
+        rules.range("net.linger_ms", net.linger_ms, 0..=60000)?;
+        rules.range(
+            "net.max_messages_per_tick",
+            net.max_messages_per_tick,
+            1..=16_777_216,
+        )?;
+
+        let world = &self.world;
+        rules.range("world.room_capacity", world.room_capacity, 1..=100_000)?;
+        rules.range("world.max_chat_len", world.max_chat_len, 1..=60000)?;
+        rules.less_than(
+            "world.max_chat_len",
+            world.max_chat_len,
+            "server.max_packet_size",
+            server.max_packet_size,
+        )?;
+        rules.range(
+            "world.max_rooms_per_session",
+            world.max_rooms_per_session,
+            1..=1024,
+        )?;
+
+        self.log.validate(&rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const ORIGIN: &str = "world-server.toml";
+
+    fn error(text: &str) -> String {
+        ServerConfig::from_toml_str(text, ORIGIN)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn example_file_parses_to_exactly_the_defaults() {
+        let parsed = ServerConfig::from_toml_str(SERVER_EXAMPLE, ORIGIN).unwrap();
+        assert_eq!(parsed, ServerConfig::default());
+        assert_eq!(ServerConfig::load(None).unwrap(), ServerConfig::default());
+    }
+
+    #[test]
+    fn example_file_sets_every_key_explicitly() {
+        // Serialize the defaults and check each key appears in the example, so a new field
+        // cannot be added without documenting it there.
+        let table = toml::Table::try_from(ServerConfig::default()).unwrap();
+        let example: toml::Table = toml::from_str(SERVER_EXAMPLE).unwrap();
+        for (section, keys) in &table {
+            let keys = keys.as_table().unwrap();
+            let example_keys = example[section].as_table().unwrap();
+            for key in keys.keys() {
+                assert!(example_keys.contains_key(key), "{section}.{key} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let parsed = ServerConfig::from_toml_str("", ORIGIN).unwrap();
+        assert_eq!(parsed, ServerConfig::default());
+    }
+
+    #[test]
+    fn partial_file_keeps_the_other_defaults() {
+        let parsed = ServerConfig::from_toml_str(
+            "[server]\ntick_ms = 20\n[world]\nallow_guests = false\n",
+            ORIGIN,
+        )
+        .unwrap();
+        let mut expected = ServerConfig::default();
+        expected.server.tick_ms = 20;
+        expected.world.allow_guests = false;
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_dotted_path() {
+        assert_eq!(
+            error("[server]\ntick_msx = 5\n"),
+            r#"invalid config "world-server.toml": unknown key "server.tick_msx""#
+        );
+        assert_eq!(
+            error("[serverr]\n"),
+            r#"invalid config "world-server.toml": unknown key "serverr""#
+        );
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_rule_and_value() {
+        assert_eq!(
+            error("[server]\ntick_ms = 0\n"),
+            r#"invalid config "world-server.toml": server.tick_ms must be 1..=1000 (got 0)"#
+        );
+        assert_eq!(
+            error("[net]\nevent_queue = 10\n"),
+            r#"invalid config "world-server.toml": net.event_queue must be 1024..=16777216 (got 10)"#
+        );
+    }
+
+    #[test]
+    fn value_of_the_wrong_type_names_the_key_and_the_value() {
+        assert_eq!(
+            error("[server]\ntick_ms = \"fast\"\n"),
+            r#"invalid config "world-server.toml": server.tick_ms: invalid type: string "fast", expected u64"#
+        );
+        assert_eq!(
+            error("[server]\ntick_ms = -1\n"),
+            r#"invalid config "world-server.toml": server.tick_ms: invalid value: integer `-1`, expected u64"#
+        );
+    }
+
+    #[test]
+    fn section_given_as_a_value_asks_for_a_table() {
+        assert_eq!(
+            error("server = 5\n"),
+            r#"invalid config "world-server.toml": server: invalid type: integer `5`, expected a table"#
+        );
+    }
+
+    #[test]
+    fn bad_socket_address_names_the_key_and_the_value() {
+        assert_eq!(
+            error("[server]\nlisten = \"nope\"\n"),
+            r#"invalid config "world-server.toml": server.listen: invalid socket address syntax (got "nope")"#
+        );
+    }
+
+    #[test]
+    fn chat_longer_than_a_packet_is_rejected_naming_both_keys() {
+        assert_eq!(
+            error("[world]\nmax_chat_len = 9000\n"),
+            r#"invalid config "world-server.toml": world.max_chat_len must be less than server.max_packet_size (got 9000 >= 8192)"#
+        );
+    }
+
+    #[test]
+    fn bad_log_level_lists_the_accepted_levels() {
+        assert_eq!(
+            error("[log]\nlevel = \"verbose\"\n"),
+            r#"invalid config "world-server.toml": log.level must be one of trace, debug, info, warn, error, critical, off (got "verbose")"#
+        );
+    }
+
+    #[test]
+    fn server_name_longer_than_64_bytes_is_rejected() {
+        let long = "x".repeat(65);
+        assert_eq!(
+            error(&format!("[server]\nname = \"{long}\"\n")),
+            format!(
+                r#"invalid config "world-server.toml": server.name must be 1..=64 bytes (got "{long}")"#
+            )
+        );
+    }
+
+    #[test]
+    fn toml_syntax_error_is_one_line_with_the_line_number() {
+        let message = error("[server]\ntick_ms = 5\nlisten = \n");
+        assert!(
+            message.starts_with(
+                r#"invalid config "world-server.toml": TOML syntax error at line 3: "#
+            ),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error_naming_the_path() {
+        let path = PathBuf::from("x.toml");
+        assert_eq!(
+            ServerConfig::load(Some(&path)).unwrap_err().to_string(),
+            r#"cannot read config "x.toml": No such file or directory (os error 2)"#
+        );
+    }
+
+    #[test]
+    fn file_on_disk_is_read_and_validated_under_its_own_name() {
+        let path =
+            std::env::temp_dir().join(format!("config-test-{}-server.toml", std::process::id()));
+        std::fs::write(&path, "[server]\ntick_ms = 2000\n").unwrap();
+        let message = ServerConfig::load(Some(&path)).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            message,
+            format!(
+                r#"invalid config "{}": server.tick_ms must be 1..=1000 (got 2000)"#,
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn durations_convert_and_zero_idle_timeout_disables_it() {
+        let mut config = ServerConfig::default();
+        assert_eq!(config.server.tick(), Duration::from_millis(50));
+        assert_eq!(config.net.idle_timeout(), Some(Duration::from_secs(60)));
+        config.net.idle_timeout_secs = 0;
+        assert_eq!(config.net.idle_timeout(), None);
+    }
+}

@@ -1,0 +1,481 @@
+//! The final [`Report`] of a run, its verdict ([`Report::passed`]) and its two forms: JSON
+//! (`Serialize`) and text (`Display`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies are recorded from 1 µs ...
+pub const LATENCY_MIN_US: u64 = 1;
+/// ... to 60 s ...
+pub const LATENCY_MAX_US: u64 = 60_000_000;
+/// ... with 3 significant figures.
+pub const LATENCY_SIGFIG: u8 = 3;
+
+/// A histogram of microseconds, 1 µs to 60 s, 3 significant figures. Values outside are
+/// clamped into the range.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LATENCY_MIN_US, LATENCY_MAX_US, LATENCY_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Records `us` in `histogram`, clamped to its range.
+pub fn record(histogram: &mut Histogram<u64>, us: u64) {
+    histogram.saturating_record(us.clamp(LATENCY_MIN_US, LATENCY_MAX_US));
+}
+
+/// Percentiles of a latency histogram, in microseconds. All zero when nothing was recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Number of values.
+    pub count: u64,
+}
+
+impl LatencySummary {
+    /// The summary of `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            p50: histogram.value_at_quantile(0.50),
+            p90: histogram.value_at_quantile(0.90),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+            count: histogram.len(),
+        }
+    }
+}
+
+/// Login times (connect start to `S2C_RoomJoined`), in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LoginSummary {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Longest.
+    pub max: f64,
+    /// Bots that logged in and joined.
+    pub count: u64,
+}
+
+impl LoginSummary {
+    /// The summary of a histogram of microseconds.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return LoginSummary::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LoginSummary {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+            count: histogram.len(),
+        }
+    }
+}
+
+/// Everything a run counted. Serialized as the `--json` file.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// The server's address.
+    pub server: String,
+    /// The run id in this run's usernames and room names.
+    pub run_id: String,
+    /// Bots configured.
+    pub bots: u64,
+    /// Bots whose connect was started (fewer than `bots` when the run ended during ramp-up).
+    pub started: u64,
+    /// Bots that connected.
+    pub connected: u64,
+    /// Bots that could not connect.
+    pub connect_failures: u64,
+    /// Connect failures by error.
+    pub connect_errors: BTreeMap<String, u64>,
+    /// Bots that logged in (`S2C_AuthResult`).
+    pub logged_in: u64,
+    /// Bots whose room join was confirmed (`S2C_RoomJoined`).
+    pub joined: u64,
+    /// Connected bots that did not log in and join: refused, timed out, or disconnected first.
+    pub login_failures: u64,
+    /// Sessions that ended before the client closed them.
+    pub disconnects: u64,
+    /// Those disconnects by reason.
+    pub disconnect_reasons: BTreeMap<String, u64>,
+    /// Chat lines sent.
+    pub sent: u64,
+    /// Expected chat deliveries that arrived (live lines only).
+    pub received: u64,
+    /// Chat deliveries expected: one per confirmed room member per line sent.
+    pub expected: u64,
+    /// Expected deliveries that did not arrive.
+    pub lost: u64,
+    /// Live chat lines that arrived where they were not expected (duplicates, strays).
+    pub unexpected: u64,
+    /// Lines the server refused with an `S2C_Error` (also counted in `errors`).
+    pub rejected: u64,
+    /// History lines (`history = true`) replayed on join; not part of the accounting.
+    pub history_received: u64,
+    /// Pings sent.
+    pub pings_sent: u64,
+    /// Pongs received.
+    pub pongs_received: u64,
+    /// `S2C_Error`s received, by `ErrorCode` name.
+    pub errors: BTreeMap<String, u64>,
+    /// Frames that did not decode as the message their id names, or had an unknown id.
+    pub bad_frames: u64,
+    /// The run was stopped early (Ctrl-C or the caller's shutdown).
+    pub cancelled: bool,
+    /// Seconds of chatting: from the first bot's connect to the stop of sending.
+    pub duration_secs: f64,
+    /// Seconds spent draining after the stop of sending.
+    pub drain_secs: f64,
+    /// Chat lines sent per second of `duration_secs`.
+    pub messages_per_sec: f64,
+    /// Deliveries received per second of `duration_secs + drain_secs`.
+    pub deliveries_per_sec: f64,
+    /// End-to-end chat latency: `sent_at_us` to the read of the frame at each receiver.
+    pub latency_us: LatencySummary,
+    /// Ping round trips.
+    pub ping_rtt_us: LatencySummary,
+    /// Login times: connect start to `S2C_RoomJoined`.
+    pub login_ms: LoginSummary,
+}
+
+impl Report {
+    /// Whether the run passed: every bot connected, logged in and joined, nothing was lost or
+    /// unexpected, no session ended unexpectedly, and some chat was sent.
+    pub fn passed(&self) -> bool {
+        self.failures().is_empty()
+    }
+
+    /// Why the run did not pass, one phrase per cause; empty when it passed.
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.started < self.bots {
+            failures.push(format!(
+                "{} of {} bots never started",
+                self.bots - self.started,
+                self.bots
+            ));
+        }
+        if self.connect_failures > 0 {
+            failures.push(format!(
+                "{} bots could not connect ({})",
+                self.connect_failures,
+                join_counts(&self.connect_errors)
+            ));
+        }
+        if self.login_failures > 0 {
+            failures.push(format!("{} bots did not log in and join", self.login_failures));
+        }
+        if self.lost > 0 {
+            failures.push(format!(
+                "{} of {} deliveries lost",
+                self.lost, self.expected
+            ));
+        }
+        if self.unexpected > 0 {
+            failures.push(format!("{} unexpected deliveries", self.unexpected));
+        }
+        if self.disconnects > 0 {
+            failures.push(format!(
+                "{} unexpected disconnects ({})",
+                self.disconnects,
+                join_counts(&self.disconnect_reasons)
+            ));
+        }
+        if self.bots > 0 && self.sent == 0 && failures.is_empty() {
+            failures.push("no chat line was sent".to_owned());
+        }
+        failures
+    }
+
+    /// The report as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+/// `a 3, b 1`, or `none`.
+fn join_counts(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A duration in microseconds, in the unit that reads best: `850µs`, `3.1ms`, `1.25s`.
+pub fn fmt_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.passed() { "PASSED" } else { "FAILED" };
+        let cancelled = if self.cancelled { ", stopped early" } else { "" };
+        writeln!(
+            f,
+            "dummy-client report: run {} against {}{cancelled}",
+            self.run_id, self.server
+        )?;
+        writeln!(
+            f,
+            "  bots        {} configured, {} started, {} connected, {} logged in, {} joined",
+            self.bots, self.started, self.connected, self.logged_in, self.joined
+        )?;
+        writeln!(
+            f,
+            "  failures    connect {} ({}), login {}",
+            self.connect_failures,
+            join_counts(&self.connect_errors),
+            self.login_failures
+        )?;
+        writeln!(
+            f,
+            "  login       p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms",
+            self.login_ms.p50, self.login_ms.p99, self.login_ms.max
+        )?;
+        writeln!(
+            f,
+            "  chat        sent {} ({:.0}/s over {:.1}s), received {} ({:.0}/s), drained in {:.2}s",
+            self.sent,
+            self.messages_per_sec,
+            self.duration_secs,
+            self.received,
+            self.deliveries_per_sec,
+            self.drain_secs
+        )?;
+        writeln!(
+            f,
+            "  accounting  expected {}  received {}  lost {}  unexpected {}  rejected {}  history {}",
+            self.expected,
+            self.received,
+            self.lost,
+            self.unexpected,
+            self.rejected,
+            self.history_received
+        )?;
+        let l = &self.latency_us;
+        writeln!(
+            f,
+            "  latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}  ({} samples)",
+            fmt_us(l.p50),
+            fmt_us(l.p90),
+            fmt_us(l.p99),
+            fmt_us(l.p999),
+            fmt_us(l.max),
+            fmt_us(l.mean.round() as u64),
+            l.count
+        )?;
+        writeln!(
+            f,
+            "  ping        sent {}  pongs {}  rtt p50 {}  p99 {}",
+            self.pings_sent,
+            self.pongs_received,
+            fmt_us(self.ping_rtt_us.p50),
+            fmt_us(self.ping_rtt_us.p99)
+        )?;
+        writeln!(
+            f,
+            "  errors      {} (bad frames {})",
+            join_counts(&self.errors),
+            self.bad_frames
+        )?;
+        writeln!(
+            f,
+            "  disconnects {} ({})",
+            self.disconnects,
+            join_counts(&self.disconnect_reasons)
+        )?;
+        write!(f, "  result      {verdict}")?;
+        let failures = self.failures();
+        if !failures.is_empty() {
+            write!(f, ": {}", failures.join("; "))?;
+        }
+        writeln!(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good_report() -> Report {
+        Report {
+            server: "127.0.0.1:7000".into(),
+            run_id: "k3f9".into(),
+            bots: 40,
+            started: 40,
+            connected: 40,
+            logged_in: 40,
+            joined: 40,
+            sent: 400,
+            expected: 8000,
+            received: 8000,
+            duration_secs: 10.0,
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let report = good_report();
+        assert!(report.passed(), "{:?}", report.failures());
+        assert!(report.to_string().contains("result      PASSED"));
+    }
+
+    #[test]
+    fn a_single_lost_delivery_fails_the_run() {
+        let report = Report {
+            lost: 1,
+            received: 7999,
+            ..good_report()
+        };
+        assert!(!report.passed());
+        assert_eq!(report.failures(), ["1 of 8000 deliveries lost"]);
+    }
+
+    #[test]
+    fn every_cause_of_failure_is_named() {
+        let mut report = good_report();
+        report.started = 39;
+        report.connected = 38;
+        report.connect_failures = 1;
+        report.connect_errors.insert("connection refused".into(), 1);
+        report.login_failures = 1;
+        report.unexpected = 2;
+        report.disconnects = 1;
+        report.disconnect_reasons.insert("peer closed".into(), 1);
+        let failures = report.failures();
+        assert_eq!(
+            failures,
+            [
+                "1 of 40 bots never started",
+                "1 bots could not connect (connection refused 1)",
+                "1 bots did not log in and join",
+                "2 unexpected deliveries",
+                "1 unexpected disconnects (peer closed 1)",
+            ]
+        );
+        let text = report.to_string();
+        assert!(text.contains("FAILED: 1 of 40 bots never started; "), "{text}");
+    }
+
+    #[test]
+    fn a_run_that_sent_nothing_does_not_pass() {
+        let report = Report {
+            sent: 0,
+            expected: 0,
+            received: 0,
+            ..good_report()
+        };
+        assert_eq!(report.failures(), ["no chat line was sent"]);
+    }
+
+    #[test]
+    fn errors_alone_do_not_fail_the_run_but_show() {
+        let mut report = good_report();
+        report.errors.insert("RATE_LIMITED".into(), 3);
+        assert!(report.passed());
+        assert!(report.to_string().contains("RATE_LIMITED 3"));
+    }
+
+    #[test]
+    fn histogram_summaries_clamp_and_report_percentiles() {
+        let mut histogram = new_histogram();
+        assert_eq!(LatencySummary::of(&histogram), LatencySummary::default());
+        for us in 1..=1000 {
+            record(&mut histogram, us);
+        }
+        record(&mut histogram, 0);
+        record(&mut histogram, u64::MAX);
+        let summary = LatencySummary::of(&histogram);
+        assert_eq!(summary.count, 1002);
+        assert_eq!(summary.p50, 500);
+        assert!((989..=991).contains(&summary.p99), "{}", summary.p99);
+        assert!(summary.max >= LATENCY_MAX_US && summary.max <= LATENCY_MAX_US + LATENCY_MAX_US / 1000);
+
+        let login = LoginSummary::of(&histogram);
+        assert_eq!(login.p50, 0.5);
+        assert_eq!(login.count, 1002);
+    }
+
+    #[test]
+    fn the_json_report_has_the_documented_fields() {
+        let mut report = good_report();
+        report.errors.insert("ROOM_FULL".into(), 2);
+        report.latency_us = LatencySummary {
+            p50: 1200,
+            p90: 2000,
+            p99: 3100,
+            p999: 5000,
+            max: 9000,
+            mean: 1300.5,
+            count: 8000,
+        };
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        for key in [
+            "bots",
+            "connected",
+            "connect_failures",
+            "login_failures",
+            "disconnects",
+            "disconnect_reasons",
+            "sent",
+            "received",
+            "expected",
+            "lost",
+            "unexpected",
+            "history_received",
+            "errors",
+            "duration_secs",
+            "messages_per_sec",
+            "deliveries_per_sec",
+            "latency_us",
+            "login_ms",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["errors"]["ROOM_FULL"], 2);
+        assert_eq!(json["latency_us"]["p99"], 3100);
+        assert_eq!(json["latency_us"]["mean"], 1300.5);
+        for key in ["p50", "p99", "max"] {
+            assert!(json["login_ms"].get(key).is_some(), "missing login_ms.{key}");
+        }
+    }
+
+    #[test]
+    fn durations_read_in_a_fitting_unit() {
+        assert_eq!(fmt_us(850), "850µs");
+        assert_eq!(fmt_us(3_100), "3.1ms");
+        assert_eq!(fmt_us(1_250_000), "1.25s");
+    }
+}

@@ -1,0 +1,201 @@
+//! Room chat and whispers.
+
+use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
+use protocol::ErrorCode;
+
+use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+use crate::handlers::{check_content, check_room_name, check_username};
+use crate::world::World;
+
+/// Registers the handlers of this file.
+pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+    d.register::<C2sChat>(say)?;
+    d.register::<C2sWhisper>(whisper)
+}
+
+/// A chat line goes to every member of the room, the sender included, encoded once.
+fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerError> {
+    check_room_name(&request.room)?;
+    check_content(&request.content, world.config.max_chat_len)?;
+    let client = world.clients.get(&ctx.session).expect("dispatch checked the login");
+    if !client.rooms.iter().any(|r| *r == request.room) {
+        return Err(HandlerError::new(
+            ErrorCode::NotInRoom,
+            format!("not in room {:?}", request.room),
+        ));
+    }
+    let from = client.login.as_ref().expect("dispatch checked the login").username.clone();
+    let line = S2cChat {
+        room: request.room,
+        from,
+        content: request.content,
+        sent_at_us: request.sent_at_us,
+        server_time_us: ctx.now_us,
+        history: false,
+    };
+    world.stats.chat_in += 1;
+    let Some(frame) = world.out.encode(&line) else {
+        return Err(HandlerError::new(ErrorCode::Internal, "chat line does not fit in a frame"));
+    };
+    let Some(room) = world.rooms.get(&line.room) else {
+        return Ok(());
+    };
+    for &member in &room.members {
+        world.out.push(member, frame.clone());
+    }
+    Ok(())
+}
+
+/// A whisper goes to the user logged in as `to`, and back to the sender as an echo.
+fn whisper(world: &mut World, ctx: &Ctx, request: C2sWhisper) -> Result<(), HandlerError> {
+    check_username(&request.to)?;
+    check_content(&request.content, world.config.max_chat_len)?;
+    let Some(target) = world.session_of(&request.to) else {
+        return Err(HandlerError::new(
+            ErrorCode::UserOffline,
+            format!("{} is not logged in", request.to),
+        ));
+    };
+    let from = world.login(ctx.session).expect("dispatch checked the login").username.clone();
+    let to = world.login(target).map(|l| l.username.clone()).unwrap_or(request.to);
+    let line = S2cWhisper {
+        from,
+        to,
+        content: request.content,
+        sent_at_us: request.sent_at_us,
+    };
+    world.stats.chat_in += 1;
+    let Some(frame) = world.out.encode(&line) else {
+        return Err(HandlerError::new(ErrorCode::Internal, "whisper does not fit in a frame"));
+    };
+    world.out.push(target, frame.clone());
+    if target != ctx.session {
+        world.out.push(ctx.session, frame);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testkit::Harness;
+    use crate::world::WorldConfig;
+    use net::SessionId;
+    use protocol::world::C2sRoomJoin;
+    use protocol::{MessageType, S2cMessage};
+
+    fn chat(room: &str, content: &str, sent_at_us: u64) -> C2sChat {
+        C2sChat { room: room.into(), content: content.into(), sent_at_us }
+    }
+
+    fn room_of(h: &mut Harness, names: &[&str]) -> Vec<SessionId> {
+        let ids: Vec<SessionId> = names.iter().map(|n| h.guest(n)).collect();
+        for &id in &ids {
+            h.send(id, C2sRoomJoin { room: "lobby".into() });
+        }
+        for &id in &ids {
+            h.take(id);
+        }
+        ids
+    }
+
+    #[test]
+    fn chat_reaches_every_member_including_the_sender_with_sent_at_untouched() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice", "bob", "carol"]);
+        let outsider = h.guest("dave");
+        h.send(ids[1], chat("lobby", "hello", 777));
+        for &id in &ids {
+            match h.take(id).as_slice() {
+                [S2cMessage::S2cChat(c)] => {
+                    assert_eq!((c.room.as_str(), c.from.as_str(), c.content.as_str()), ("lobby", "bob", "hello"));
+                    assert_eq!(c.sent_at_us, 777);
+                    assert!(c.server_time_us > 0);
+                    assert!(!c.history);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(h.take(outsider).is_empty());
+    }
+
+    #[test]
+    fn chat_is_encoded_once_and_shared_by_all_receivers() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice", "bob", "carol"]);
+        h.send(ids[0], chat("lobby", "shared", 1));
+        let frames: Vec<bytes::Bytes> = ids.iter().flat_map(|&id| h.world.out.take(id)).collect();
+        assert_eq!(frames.len(), 3);
+        assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()), "one buffer for all");
+    }
+
+    #[test]
+    fn chat_keeps_per_sender_order() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice", "bob"]);
+        for i in 0..50 {
+            h.send(ids[0], chat("lobby", &format!("line {i}"), i));
+        }
+        let seen: Vec<u64> = h
+            .take(ids[1])
+            .into_iter()
+            .map(|m| match m {
+                S2cMessage::S2cChat(c) => c.sent_at_us,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seen, (0..50).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn chat_in_a_room_one_is_not_in_answers_not_in_room() {
+        let mut h = Harness::new();
+        room_of(&mut h, &["alice"]);
+        let b = h.guest("bob");
+        h.send(b, chat("lobby", "let me in", 0));
+        let (code, request, _) = h.error(b);
+        assert_eq!((code, request), (ErrorCode::NotInRoom, C2sChat::ID as u32));
+    }
+
+    #[test]
+    fn chat_content_over_the_limit_or_empty_answers_bad_request() {
+        let mut h = Harness::with(WorldConfig { max_chat_len: 10, ..WorldConfig::default() });
+        let ids = room_of(&mut h, &["alice", "bob"]);
+        h.send(ids[0], chat("lobby", "12345678901", 0));
+        let (code, _, reason) = h.error(ids[0]);
+        assert_eq!(code, ErrorCode::BadRequest);
+        assert!(reason.contains("11 bytes"), "{reason}");
+        h.send(ids[0], chat("lobby", "", 0));
+        assert_eq!(h.error(ids[0]).0, ErrorCode::BadRequest);
+        h.send(ids[0], chat("lobby", "1234567890", 0));
+        assert!(matches!(h.take(ids[1]).as_slice(), [S2cMessage::S2cChat(_)]));
+    }
+
+    #[test]
+    fn whisper_reaches_the_target_and_echoes_to_the_sender() {
+        let mut h = Harness::new();
+        let a = h.guest("alice");
+        let b = h.guest("bob");
+        let c = h.guest("carol");
+        h.send(a, C2sWhisper { to: "BOB".into(), content: "psst".into(), sent_at_us: 5 });
+        for id in [a, b] {
+            match h.take(id).as_slice() {
+                [S2cMessage::S2cWhisper(w)] => {
+                    assert_eq!((w.from.as_str(), w.to.as_str(), w.content.as_str(), w.sent_at_us), ("alice", "bob", "psst", 5));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(h.take(c).is_empty());
+    }
+
+    #[test]
+    fn whisper_to_someone_not_logged_in_answers_user_offline() {
+        let mut h = Harness::new();
+        let a = h.guest("alice");
+        h.send(a, C2sWhisper { to: "nobody".into(), content: "hello?".into(), sent_at_us: 0 });
+        let (code, request, reason) = h.error(a);
+        assert_eq!((code, request), (ErrorCode::UserOffline, C2sWhisper::ID as u32));
+        assert!(reason.contains("nobody"));
+    }
+}

@@ -1,0 +1,176 @@
+//! Message handlers, one file per feature; each file's `register` adds its handlers.
+//!
+//! A handler is a plain function `fn(&mut World, &Ctx, Msg) -> Result<(), HandlerError>`:
+//! it changes the world, queues replies in `world.out`, and returns an error that the
+//! dispatcher sends back as `S2C_Error`.
+
+pub mod auth;
+pub mod chat;
+pub mod rooms;
+pub mod session;
+
+use crate::dispatcher::{DispatchError, HandlerError, MessageDispatcher};
+use crate::world::World;
+
+/// The dispatcher with every handler of the world registered.
+pub fn dispatcher() -> Result<MessageDispatcher<World>, DispatchError> {
+    let mut dispatcher = MessageDispatcher::new();
+    session::register(&mut dispatcher)?;
+    auth::register(&mut dispatcher)?;
+    rooms::register(&mut dispatcher)?;
+    chat::register(&mut dispatcher)?;
+    Ok(dispatcher)
+}
+
+/// Whether `name` is 1..=`max` characters of `[A-Za-z0-9_.-]`.
+fn is_name(name: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Checks a username: 3-32 characters of `[A-Za-z0-9_.-]`.
+pub fn check_username(name: &str) -> Result<(), HandlerError> {
+    if is_name(name, 3, 32) {
+        Ok(())
+    } else {
+        Err(HandlerError::bad_request(format!(
+            "username must be 3-32 characters of [A-Za-z0-9_.-] (got {name:?})"
+        )))
+    }
+}
+
+/// Checks a room name: 1-64 characters of `[A-Za-z0-9_.-]`.
+pub fn check_room_name(name: &str) -> Result<(), HandlerError> {
+    if is_name(name, 1, 64) {
+        Ok(())
+    } else {
+        Err(HandlerError::bad_request(format!(
+            "room name must be 1-64 characters of [A-Za-z0-9_.-] (got {name:?})"
+        )))
+    }
+}
+
+/// Checks chat or whisper content: 1..=`max` bytes (UTF-8 is checked by the decoder).
+pub fn check_content(content: &str, max: usize) -> Result<(), HandlerError> {
+    if content.is_empty() {
+        Err(HandlerError::bad_request("content is empty"))
+    } else if content.len() > max {
+        Err(HandlerError::bad_request(format!(
+            "content is {} bytes, more than max_chat_len {max}",
+            content.len()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! A world in memory, fed messages and read back, with no sockets.
+
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use net::SessionId;
+    use protocol::{ClientToServer, S2cMessage};
+
+    use crate::dispatcher::{Ctx, MessageDispatcher};
+    use crate::world::{World, WorldConfig};
+
+    pub struct Harness {
+        pub world: World,
+        pub dispatcher: MessageDispatcher<World>,
+        pub now: Instant,
+        next: u64,
+    }
+
+    impl Harness {
+        pub fn new() -> Self {
+            Self::with(WorldConfig::default())
+        }
+
+        pub fn with(config: WorldConfig) -> Self {
+            let now = Instant::now();
+            Harness {
+                world: World::new(config, now),
+                dispatcher: super::dispatcher().unwrap(),
+                now,
+                next: 0,
+            }
+        }
+
+        /// A new connected session; its welcome is taken out of the outbox.
+        pub fn connect(&mut self) -> SessionId {
+            self.next += 1;
+            let id = SessionId(self.next);
+            let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            self.world.connect(id, peer, self.now);
+            self.take(id);
+            id
+        }
+
+        /// A connected guest logged in as `name`, its replies taken.
+        pub fn guest(&mut self, name: &str) -> SessionId {
+            let id = self.connect();
+            self.send(
+                id,
+                protocol::world::C2sLogin {
+                    username: name.into(),
+                    password: String::new(),
+                },
+            );
+            let replies = self.take(id);
+            assert!(
+                matches!(replies.as_slice(), [S2cMessage::S2cAuthResult(_)]),
+                "{replies:?}"
+            );
+            id
+        }
+
+        pub fn send<M: ClientToServer>(&mut self, from: SessionId, message: M) {
+            let payload = Bytes::from(prost::Message::encode_to_vec(&message));
+            self.send_raw(from, M::ID, payload);
+        }
+
+        pub fn send_raw(&mut self, from: SessionId, id: u16, payload: Bytes) {
+            if !self.world.touch(from, self.now) {
+                return;
+            }
+            let ctx = Ctx {
+                session: from,
+                now: self.now,
+                now_us: protocol::now_us(),
+            };
+            self.dispatcher
+                .dispatch_packet(&mut self.world, &ctx, id, payload);
+        }
+
+        /// Decodes what `session` would receive this tick.
+        pub fn take(&mut self, session: SessionId) -> Vec<S2cMessage> {
+            self.world
+                .out
+                .take(session)
+                .into_iter()
+                .map(|frame| {
+                    let id = u16::from_le_bytes([frame[2], frame[3]]);
+                    assert_eq!(
+                        u16::from_le_bytes([frame[0], frame[1]]) as usize,
+                        frame.len()
+                    );
+                    S2cMessage::decode(id, frame.slice(4..)).unwrap()
+                })
+                .collect()
+        }
+
+        /// The single error `session` received, as (code, request_id).
+        pub fn error(&mut self, session: SessionId) -> (protocol::ErrorCode, u32, String) {
+            match self.take(session).as_slice() {
+                [S2cMessage::S2cError(e)] => (e.code(), e.request_id, e.reason.clone()),
+                other => panic!("expected one S2C_Error, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Connection-level messages: ping.
+
+use protocol::world::{C2sPing, S2cPong};
+
+use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+use crate::world::World;
+
+/// Registers the handlers of this file.
+pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+    d.register_public::<C2sPing>(ping)
+}
+
+/// C2S_Ping -> S2C_Pong, at any time.
+fn ping(world: &mut World, ctx: &Ctx, ping: C2sPing) -> Result<(), HandlerError> {
+    let pong = S2cPong {
+        seq: ping.seq,
+        client_time_us: ping.client_time_us,
+        server_time_us: ctx.now_us,
+    };
+    world.out.send(ctx.session, &pong);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testkit::Harness;
+    use protocol::S2cMessage;
+
+    #[test]
+    fn ping_before_login_gets_pong_with_the_same_seq_and_client_time() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, C2sPing { seq: 42, client_time_us: 123 });
+        match h.take(s).as_slice() {
+            [S2cMessage::S2cPong(p)] => {
+                assert_eq!((p.seq, p.client_time_us), (42, 123));
+                assert!(p.server_time_us > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The world server: a fixed-tick loop that owns all world state and serves rooms, chat,
+//! whispers and presence over protobuf frames.
+//!
+//! # Layout
+//!
+//! - [`server`]: the tick loop ([`run`]): network events in, handlers, timers, frames out.
+//! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
+//!   type's compile-time id; [`Ctx`] and [`HandlerError`].
+//! - [`world`]: [`World`], every session, login and room; synchronous, time passed in.
+//! - [`handlers`]: one file per feature, each with a `register` function.
+//! - [`outbox`]: the frames of one tick, encoded once into a shared arena.
+//! - [`timers`]: one-shot and repeating timers over the world.
+//!
+//! A server takes a bound listener and a shutdown future, never an address, so that tests
+//! bind `127.0.0.1:0` and stop it when they like:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = config::ServerConfig::default();
+//! world_server::run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod dispatcher;
+pub mod handlers;
+pub mod outbox;
+pub mod server;
+pub mod timers;
+pub mod world;
+
+pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+pub use server::{run, ServerError};
+pub use world::{Stats, World, WorldConfig};

@@ -1,0 +1,380 @@
+//! The tick loop: the one owner of the world.
+//!
+//! Every `tick_ms` it
+//! 1. drains service events (accepted connections become sessions and get S2C_Welcome),
+//! 2. drains session events into the [`MessageQueue`] (decoded; bad ids and payloads are
+//!    answered at once) and cleans up after closed sessions,
+//! 3. dispatches the queue to the handlers,
+//! 4. runs due timers,
+//! 5. hands every session its frames of this tick as one batch, then carries out closes,
+//! 6. gives back the inbound credits of the frames it processed, and sleeps to the next tick.
+//!
+//! It never awaits a socket: network tasks and the loop meet only at bounded queues.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use config::ServerConfig;
+use net::{
+    DisconnectReason, SendError, ServerService, ServiceEvent, Session, SessionConfig,
+    SessionEvent, SessionId,
+};
+use protocol::world::S2cError;
+use protocol::{C2sMessage, ErrorCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
+use crate::world::{Stats, World, WorldConfig};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Two handlers for one message type.
+    #[error("cannot register handlers: {0}")]
+    Dispatch(#[from] DispatchError),
+}
+
+/// A decoded message waiting for its handler.
+#[derive(Debug)]
+pub struct Queued {
+    /// The sender.
+    pub session: SessionId,
+    /// The message.
+    pub message: C2sMessage,
+}
+
+/// The decoded messages of one tick, in arrival order (so per-sender order holds).
+pub type MessageQueue = VecDeque<Queued>;
+
+/// The network side of a session, as the tick loop holds it.
+struct Connection {
+    session: Session,
+    /// Frames received and not yet credited back.
+    owed_credit: usize,
+    /// Logged in the world (false for a connection refused with SERVER_FULL).
+    in_world: bool,
+}
+
+/// Capacity of the queue of accepted connections waiting for the tick loop.
+const SERVICE_QUEUE: usize = 1024;
+
+/// At most one over-budget warning per this period.
+const OVER_BUDGET_WARN_EVERY: Duration = Duration::from_secs(5);
+
+struct Server {
+    config: ServerConfig,
+    session_config: SessionConfig,
+    world: World,
+    dispatcher: MessageDispatcher<World>,
+    connections: HashMap<SessionId, Connection>,
+    queue: MessageQueue,
+    owed: Vec<SessionId>,
+    next_session: u64,
+    tracker: TaskTracker,
+    events_tx: mpsc::Sender<SessionEvent>,
+    over_budget_since_warn: u64,
+    last_warn: Option<Instant>,
+}
+
+/// Runs a world server on `listener` until `shutdown` completes; then stops accepting,
+/// finishes the tick, flushes and closes every session, and returns the final counters.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, ServerError> {
+    let tracker = TaskTracker::new();
+    let stop_accepting = CancellationToken::new();
+    let (service_tx, mut service_rx) = mpsc::channel(SERVICE_QUEUE);
+    let (events_tx, mut events_rx) = mpsc::channel(config.net.event_queue);
+    if let Ok(addr) = listener.local_addr() {
+        spdlog::info!(
+            "server: {} listening on {addr} (tick {} ms)",
+            config.server.name,
+            config.server.tick_ms
+        );
+    }
+    ServerService::spawn(listener, service_tx, stop_accepting.clone(), &tracker);
+
+    let mut server = Server {
+        session_config: SessionConfig {
+            max_packet_size: config.server.max_packet_size,
+            inbound_credit: config.net.inbound_credit,
+            outbound_batches: config.net.outbound_batches,
+            max_outbound_bytes: config.net.max_outbound_bytes,
+            linger: config.net.linger(),
+        },
+        world: World::new(WorldConfig::from(&config), Instant::now()),
+        dispatcher: crate::handlers::dispatcher()?,
+        connections: HashMap::new(),
+        queue: MessageQueue::new(),
+        owed: Vec::new(),
+        next_session: 1,
+        tracker: tracker.clone(),
+        events_tx,
+        over_budget_since_warn: 0,
+        last_warn: None,
+        config,
+    };
+    crate::world::schedule_stats(&mut server.world, Instant::now());
+
+    let tick = server.config.server.tick();
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = interval.tick() => {}
+        }
+        let started = Instant::now();
+        server.tick(started, &mut service_rx, &mut events_rx);
+        server.record_tick(started, tick);
+    }
+
+    spdlog::info!(
+        "server: shutting down: {} sessions to close",
+        server.connections.len()
+    );
+    stop_accepting.cancel();
+    service_rx.close();
+    server.close_all(DisconnectReason::Shutdown);
+    server.flush();
+    tracker.close();
+    let deadline = tokio::time::sleep(server.config.net.linger() + Duration::from_secs(1));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = tracker.wait() => break,
+            _ = &mut deadline => {
+                spdlog::warn!("server: sessions still open at the shutdown deadline; dropping them");
+                break;
+            }
+            event = events_rx.recv() => match event {
+                Some(event) => server.on_session_event(event, Instant::now()),
+                None => break,
+            },
+        }
+    }
+    while let Ok(event) = events_rx.try_recv() {
+        server.on_session_event(event, Instant::now());
+    }
+    spdlog::info!("server: stopped after {} ticks", server.world.stats.ticks);
+    Ok(server.world.stats.clone())
+}
+
+impl Server {
+    fn tick(
+        &mut self,
+        now: Instant,
+        services: &mut mpsc::Receiver<ServiceEvent>,
+        events: &mut mpsc::Receiver<SessionEvent>,
+    ) {
+        // 1. New connections.
+        while let Ok(event) = services.try_recv() {
+            if let ServiceEvent::Accepted { stream, peer } = event {
+                self.accept(stream, peer, now);
+            }
+        }
+        // 2. Session events, bounded per tick so that timers and flushes keep their pace.
+        for _ in 0..self.config.net.max_messages_per_tick {
+            match events.try_recv() {
+                Ok(event) => self.on_session_event(event, now),
+                Err(_) => break,
+            }
+        }
+        // 3. Handlers.
+        let ctx_time = protocol::now_us();
+        while let Some(Queued { session, message }) = self.queue.pop_front() {
+            spdlog::debug!("world: session {session} -> {}", message.name());
+            let ctx = Ctx {
+                session,
+                now,
+                now_us: ctx_time,
+            };
+            self.world.stats.messages_in += 1;
+            self.dispatcher.dispatch(&mut self.world, &ctx, message);
+        }
+        // 4. Timers.
+        self.world.tick(now);
+        // 5. Frames out, then closes.
+        self.flush();
+        // 6. Credits back: these sessions may read again.
+        for session in self.owed.drain(..) {
+            if let Some(connection) = self.connections.get_mut(&session) {
+                connection.session.release_credit(connection.owed_credit);
+                connection.owed_credit = 0;
+            }
+        }
+    }
+
+    fn accept(&mut self, stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        let mut session = Session::spawn(
+            id,
+            stream,
+            &self.session_config,
+            self.events_tx.clone(),
+            &self.tracker,
+        );
+        let in_world = self.world.clients.len() < self.config.server.max_sessions;
+        if in_world {
+            spdlog::info!("net: session {id} connected from {peer}");
+            self.world.connect(id, peer, now);
+        } else {
+            spdlog::warn!(
+                "net: session {id} from {peer} refused: server full ({} sessions)",
+                self.world.clients.len()
+            );
+            let error = S2cError {
+                code: ErrorCode::ServerFull as i32,
+                reason: format!(
+                    "server full: {} sessions is the most it takes",
+                    self.config.server.max_sessions
+                ),
+                request_id: 0,
+            };
+            if let Ok(frame) = protocol::frame(&error) {
+                let _ = session.send(vec![frame]);
+            }
+            session.close(DisconnectReason::ServerFull);
+        }
+        self.connections.insert(
+            id,
+            Connection {
+                session,
+                owed_credit: 0,
+                in_world,
+            },
+        );
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent, now: Instant) {
+        match event {
+            SessionEvent::Received {
+                session, packet, ..
+            } => {
+                let Some(connection) = self.connections.get_mut(&session) else {
+                    return;
+                };
+                if connection.owed_credit == 0 {
+                    self.owed.push(session);
+                }
+                connection.owed_credit += 1;
+                if !self.world.touch(session, now) {
+                    return; // closing: what it still sends is ignored
+                }
+                self.decode(session, packet.id, packet.payload);
+            }
+            SessionEvent::Closed { session, reason } => {
+                let Some(connection) = self.connections.remove(&session) else {
+                    return;
+                };
+                let client = self.world.disconnect(session);
+                if connection.in_world {
+                    let (user, lived) = match &client {
+                        Some(c) => (
+                            c.login.as_ref().map(|l| l.username.as_str()).unwrap_or("-").to_string(),
+                            now.saturating_duration_since(c.connected_at),
+                        ),
+                        None => ("-".to_string(), Duration::ZERO),
+                    };
+                    spdlog::info!(
+                        "net: session {session} ({}, {user}) disconnected after {:.1}s: {reason}",
+                        connection.session.peer(),
+                        lived.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+
+    fn decode(&mut self, session: SessionId, id: u16, payload: Bytes) {
+        match self.dispatcher.decode(id, payload) {
+            Ok(message) => self.queue.push_back(Queued { session, message }),
+            Err(error) => {
+                spdlog::debug!("world: session {session}: bad request: {error}");
+                self.world
+                    .send_error(session, id, HandlerError::bad_request(error.to_string()));
+            }
+        }
+    }
+
+    /// Hands each session its frames of this tick as one batch, then carries out the closes.
+    fn flush(&mut self) {
+        let mut slow = Vec::new();
+        for (session, frames) in self.world.out.drain_frames() {
+            let Some(connection) = self.connections.get(&session) else {
+                continue;
+            };
+            match connection.session.send(frames) {
+                Ok(()) => {}
+                Err(SendError::SlowConsumer { queued }) => {
+                    spdlog::warn!(
+                        "net: session {session} ({}) is not reading: {queued} bytes queued; disconnecting",
+                        connection.session.peer()
+                    );
+                    slow.push(session);
+                }
+                Err(SendError::Closed) => {}
+            }
+        }
+        for session in slow {
+            self.world.kick(session, DisconnectReason::SlowConsumer);
+            if let Some(connection) = self.connections.get_mut(&session) {
+                connection.session.abort(DisconnectReason::SlowConsumer);
+            }
+        }
+        let closes: Vec<(SessionId, DisconnectReason)> = self.world.out.drain_closes().collect();
+        for (session, reason) in closes {
+            if let Some(connection) = self.connections.get_mut(&session) {
+                connection.session.close(reason);
+            }
+        }
+    }
+
+    fn close_all(&mut self, reason: DisconnectReason) {
+        let sessions: Vec<SessionId> = self.connections.keys().copied().collect();
+        for session in sessions {
+            self.world.kick(session, reason.clone());
+            if let Some(connection) = self.connections.get_mut(&session) {
+                connection.session.close(reason.clone());
+            }
+        }
+    }
+
+    fn record_tick(&mut self, started: Instant, budget: Duration) {
+        let took = started.elapsed();
+        let stats = &mut self.world.stats;
+        stats.ticks += 1;
+        stats.ticks_in_window += 1;
+        let us = took.as_micros() as u64;
+        stats.tick_us_sum += us;
+        stats.max_tick_us = stats.max_tick_us.max(us);
+        if took > budget {
+            stats.ticks_over_budget += 1;
+            self.over_budget_since_warn += 1;
+            let due = self
+                .last_warn
+                .is_none_or(|at| at.elapsed() >= OVER_BUDGET_WARN_EVERY);
+            if due {
+                spdlog::warn!(
+                    "server: tick took {:.1} ms, over its {} ms budget ({} ticks over budget since the last warning)",
+                    took.as_secs_f64() * 1000.0,
+                    budget.as_millis(),
+                    self.over_budget_since_warn
+                );
+                self.over_budget_since_warn = 0;
+                self.last_warn = Some(Instant::now());
+            }
+        }
+    }
+}

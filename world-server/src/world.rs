@@ -1,0 +1,345 @@
+//! The world: every session's state, logins, rooms. Owned by the tick loop alone, so no locks.
+//!
+//! The world is synchronous and takes time as input. Handlers change it and queue frames in
+//! its [`Outbox`]; the tick loop hands those to the network. A test builds a world, feeds it
+//! messages and reads the outbox, with no sockets and no sleeping.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use net::{DisconnectReason, SessionId};
+use protocol::world::{S2cError, S2cWelcome};
+use protocol::ErrorCode;
+
+use crate::dispatcher::{DispatchState, HandlerError};
+use crate::outbox::Outbox;
+use crate::timers::Timers;
+
+/// The settings the world runs by, taken from the server config.
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    /// `server_name` in S2C_Welcome.
+    pub server_name: String,
+    /// The tick length, announced in S2C_Welcome.
+    pub tick_ms: u32,
+    /// Largest frame accepted, announced in S2C_Welcome.
+    pub max_packet_size: u32,
+    /// Whether an empty password logs in as a guest.
+    pub allow_guests: bool,
+    /// Members a room holds at most.
+    pub room_capacity: u32,
+    /// Bytes of chat content at most.
+    pub max_chat_len: usize,
+    /// Rooms one session can be in at once.
+    pub max_rooms_per_session: usize,
+    /// A session silent for this long is closed; `None` never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl From<&config::ServerConfig> for WorldConfig {
+    fn from(c: &config::ServerConfig) -> Self {
+        WorldConfig {
+            server_name: c.server.name.clone(),
+            tick_ms: c.server.tick_ms as u32,
+            max_packet_size: c.server.max_packet_size as u32,
+            allow_guests: c.world.allow_guests,
+            room_capacity: c.world.room_capacity as u32,
+            max_chat_len: c.world.max_chat_len as usize,
+            max_rooms_per_session: c.world.max_rooms_per_session as usize,
+            idle_timeout: (c.net.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(c.net.idle_timeout_secs as u64)),
+        }
+    }
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        WorldConfig::from(&config::ServerConfig::default())
+    }
+}
+
+/// Who a session is logged in as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// The username as the user wrote it.
+    pub username: String,
+    /// The account id; 0 for guests.
+    pub user_id: u64,
+    /// Whether this is a guest login.
+    pub guest: bool,
+}
+
+/// One connected session.
+#[derive(Debug)]
+pub struct Client {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// When it connected.
+    pub connected_at: Instant,
+    /// When it last sent a frame.
+    pub last_seen: Instant,
+    /// Its login, if any.
+    pub login: Option<Login>,
+    /// The rooms it is in, in the order it joined them.
+    pub rooms: Vec<String>,
+    /// A close is queued: its further messages are ignored.
+    pub closing: bool,
+}
+
+/// A room with members.
+#[derive(Debug)]
+pub struct Room {
+    /// The room's name.
+    pub name: String,
+    /// Members in the order they joined.
+    pub members: Vec<SessionId>,
+}
+
+/// Counters the server reports.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Frames received and dispatched.
+    pub messages_in: u64,
+    /// Chat lines and whispers accepted.
+    pub chat_in: u64,
+    /// Requests answered with S2C_Error.
+    pub errors_sent: u64,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks that took longer than the tick length.
+    pub ticks_over_budget: u64,
+    /// Longest tick since the last stats line, in microseconds.
+    pub max_tick_us: u64,
+    /// Sum of tick durations since the last stats line, in microseconds.
+    pub tick_us_sum: u64,
+    /// Ticks since the last stats line.
+    pub ticks_in_window: u64,
+    /// `messages_in` at the last stats line.
+    pub window_messages_in: u64,
+    /// Frames queued, all sessions together, at the last stats line.
+    pub window_frames_out: u64,
+}
+
+/// All world state.
+pub struct World {
+    /// The settings.
+    pub config: WorldConfig,
+    /// Connected sessions.
+    pub clients: HashMap<SessionId, Client>,
+    /// Logged-in sessions by username folded to lowercase.
+    pub users: HashMap<String, SessionId>,
+    /// Rooms that have members, by name.
+    pub rooms: HashMap<String, Room>,
+    /// What this tick sends.
+    pub out: Outbox,
+    /// Scheduled work.
+    pub timers: Timers<World>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// How often idle sessions are looked for.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
+impl World {
+    /// An empty world; schedules its own housekeeping from `now`.
+    pub fn new(config: WorldConfig, now: Instant) -> World {
+        let mut world = World {
+            config,
+            clients: HashMap::new(),
+            users: HashMap::new(),
+            rooms: HashMap::new(),
+            out: Outbox::default(),
+            timers: Timers::default(),
+            stats: Stats::default(),
+        };
+        if world.config.idle_timeout.is_some() {
+            world.timers.repeat(now, IDLE_SWEEP, World::close_idle_sessions);
+        }
+        world
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some(callback) = self.timers.pop_due(now) {
+            callback(self, now);
+        }
+    }
+
+    /// A session connected: it gets S2C_Welcome.
+    pub fn connect(&mut self, session: SessionId, peer: SocketAddr, now: Instant) {
+        self.clients.insert(
+            session,
+            Client {
+                peer,
+                connected_at: now,
+                last_seen: now,
+                login: None,
+                rooms: Vec::new(),
+                closing: false,
+            },
+        );
+        let welcome = S2cWelcome {
+            session_id: session.0,
+            protocol_version: protocol::PROTOCOL_VERSION,
+            tick_ms: self.config.tick_ms,
+            max_packet_size: self.config.max_packet_size,
+            server_name: self.config.server_name.clone(),
+        };
+        self.out.send(session, &welcome);
+    }
+
+    /// A session ended: it leaves its rooms and gives up its username. Idempotent.
+    pub fn disconnect(&mut self, session: SessionId) -> Option<Client> {
+        self.logout(session);
+        self.clients.remove(&session)
+    }
+
+    /// Closes a session from the server's side: it is logged out now, and its connection
+    /// closes after this tick's frames.
+    pub fn kick(&mut self, session: SessionId, reason: DisconnectReason) {
+        let Some(client) = self.clients.get_mut(&session) else {
+            return;
+        };
+        if client.closing {
+            return;
+        }
+        client.closing = true;
+        self.logout(session);
+        self.out.close(session, reason);
+    }
+
+    /// Ends the login of `session`: it leaves its rooms (the others see it go) and its username
+    /// is free again. Returns the login it had.
+    pub fn logout(&mut self, session: SessionId) -> Option<Login> {
+        let client = self.clients.get_mut(&session)?;
+        let login = client.login.take()?;
+        let rooms = std::mem::take(&mut client.rooms);
+        for room in rooms {
+            self.remove_member(&room, session, &login.username);
+        }
+        let key = login.username.to_ascii_lowercase();
+        if self.users.get(&key) == Some(&session) {
+            self.users.remove(&key);
+        }
+        Some(login)
+    }
+
+    /// Records that `session` sent something at `at`; false when its messages are to be
+    /// ignored (unknown, or closing).
+    pub fn touch(&mut self, session: SessionId, at: Instant) -> bool {
+        match self.clients.get_mut(&session) {
+            Some(client) if !client.closing => {
+                client.last_seen = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The login of `session`, if it is logged in.
+    pub fn login(&self, session: SessionId) -> Option<&Login> {
+        self.clients.get(&session)?.login.as_ref()
+    }
+
+    /// The session logged in as `username` (any case).
+    pub fn session_of(&self, username: &str) -> Option<SessionId> {
+        self.users.get(&username.to_ascii_lowercase()).copied()
+    }
+
+    /// Logs `session` in as `login`. A session already holding the username is replaced: it
+    /// gets S2C_Error REPLACED and is closed.
+    pub fn bind_login(&mut self, session: SessionId, login: Login) {
+        let key = login.username.to_ascii_lowercase();
+        if let Some(older) = self.users.get(&key).copied() {
+            if older != session {
+                self.send_error(
+                    older,
+                    0,
+                    HandlerError::new(
+                        ErrorCode::Replaced,
+                        format!("{} logged in from another session", login.username),
+                    ),
+                );
+                self.kick(older, DisconnectReason::Replaced);
+            }
+        }
+        self.users.insert(key, session);
+        if let Some(client) = self.clients.get_mut(&session) {
+            spdlog::info!(
+                "world: session {session} logged in as {} ({})",
+                login.username,
+                if login.guest { "guest" } else { "account" }
+            );
+            client.login = Some(login);
+        }
+    }
+
+    fn close_idle_sessions(&mut self, now: Instant) {
+        let Some(timeout) = self.config.idle_timeout else {
+            return;
+        };
+        let idle: Vec<SessionId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.closing && now.saturating_duration_since(c.last_seen) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in idle {
+            self.kick(session, DisconnectReason::IdleTimeout);
+        }
+    }
+}
+
+impl DispatchState for World {
+    fn is_authenticated(&self, session: SessionId) -> bool {
+        self.login(session).is_some()
+    }
+
+    fn send_error(&mut self, session: SessionId, request_id: u16, error: HandlerError) {
+        self.stats.errors_sent += 1;
+        spdlog::debug!(
+            "world: session {session}: request {request_id} failed: {:?}: {}",
+            error.code,
+            error.reason
+        );
+        let message = S2cError {
+            code: error.code as i32,
+            reason: error.reason,
+            request_id: request_id as u32,
+        };
+        self.out.send(session, &message);
+    }
+}
+
+/// How often the server logs its counters.
+pub const STATS_EVERY: Duration = Duration::from_secs(10);
+
+/// Schedules the periodic stats line.
+pub fn schedule_stats(world: &mut World, now: Instant) {
+    world.timers.repeat(now, STATS_EVERY, log_stats);
+}
+
+fn log_stats(world: &mut World, _: Instant) {
+    let secs = STATS_EVERY.as_secs_f64();
+    let frames_out = world.out.frames_queued;
+    let stats = &mut world.stats;
+    let ticks = stats.ticks_in_window.max(1);
+    spdlog::info!(
+        "stats: {} sessions, {} logged in, {} rooms | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all",
+        world.clients.len(),
+        world.users.len(),
+        world.rooms.len(),
+        (stats.messages_in - stats.window_messages_in) as f64 / secs,
+        (frames_out - stats.window_frames_out) as f64 / secs,
+        stats.tick_us_sum as f64 / ticks as f64 / 1000.0,
+        stats.max_tick_us as f64 / 1000.0,
+        stats.ticks_over_budget
+    );
+    stats.window_messages_in = stats.messages_in;
+    stats.window_frames_out = frames_out;
+    stats.tick_us_sum = 0;
+    stats.max_tick_us = 0;
+    stats.ticks_in_window = 0;
+}
