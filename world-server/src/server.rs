@@ -15,7 +15,6 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use config::ServerConfig;
 use net::{
     DisconnectReason, SendError, ServerService, ServiceEvent, Session, SessionConfig,
@@ -40,13 +39,14 @@ pub enum ServerError {
     Dispatch(#[from] DispatchError),
 }
 
-/// A decoded message waiting for its handler.
+/// A decoded message waiting for its handler, or a frame that failed to decode, waiting for
+/// its error reply in the same order.
 #[derive(Debug)]
 pub struct Queued {
     /// The sender.
     pub session: SessionId,
-    /// The message.
-    pub message: C2sMessage,
+    /// The message, or the frame's id and why it is a bad request.
+    pub message: Result<C2sMessage, (u16, DispatchError)>,
 }
 
 /// The decoded messages of one tick, in arrival order (so per-sender order holds).
@@ -193,14 +193,23 @@ impl Server {
         // 3. Handlers.
         let ctx_time = protocol::now_us();
         while let Some(Queued { session, message }) = self.queue.pop_front() {
-            spdlog::debug!("world: session {session} -> {}", message.name());
-            let ctx = Ctx {
-                session,
-                now,
-                now_us: ctx_time,
-            };
             self.world.stats.messages_in += 1;
-            self.dispatcher.dispatch(&mut self.world, &ctx, message);
+            match message {
+                Ok(message) => {
+                    spdlog::debug!("world: session {session} -> {}", message.name());
+                    let ctx = Ctx {
+                        session,
+                        now,
+                        now_us: ctx_time,
+                    };
+                    self.dispatcher.dispatch(&mut self.world, &ctx, message);
+                }
+                Err((id, error)) => {
+                    spdlog::debug!("world: session {session}: bad request: {error}");
+                    self.world
+                        .send_error(session, id, HandlerError::bad_request(error.to_string()));
+                }
+            }
         }
         // 4. Timers.
         self.world.tick(now);
@@ -272,38 +281,31 @@ impl Server {
                 if !self.world.touch(session, now) {
                     return; // closing: what it still sends is ignored
                 }
-                self.decode(session, packet.id, packet.payload);
+                let message = self
+                    .dispatcher
+                    .decode(packet.id, packet.payload)
+                    .map_err(|error| (packet.id, error));
+                self.queue.push_back(Queued { session, message });
             }
             SessionEvent::Closed { session, reason } => {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
+                let user = self
+                    .world
+                    .login(session)
+                    .map_or_else(|| "-".to_string(), |l| l.username.clone());
                 let client = self.world.disconnect(session);
                 if connection.in_world {
-                    let (user, lived) = match &client {
-                        Some(c) => (
-                            c.login.as_ref().map(|l| l.username.as_str()).unwrap_or("-").to_string(),
-                            now.saturating_duration_since(c.connected_at),
-                        ),
-                        None => ("-".to_string(), Duration::ZERO),
-                    };
+                    let lived = client.map_or(Duration::ZERO, |c| {
+                        now.saturating_duration_since(c.connected_at)
+                    });
                     spdlog::info!(
                         "net: session {session} ({}, {user}) disconnected after {:.1}s: {reason}",
                         connection.session.peer(),
                         lived.as_secs_f64()
                     );
                 }
-            }
-        }
-    }
-
-    fn decode(&mut self, session: SessionId, id: u16, payload: Bytes) {
-        match self.dispatcher.decode(id, payload) {
-            Ok(message) => self.queue.push_back(Queued { session, message }),
-            Err(error) => {
-                spdlog::debug!("world: session {session}: bad request: {error}");
-                self.world
-                    .send_error(session, id, HandlerError::bad_request(error.to_string()));
             }
         }
     }
