@@ -1,0 +1,148 @@
+//! `dummy-client`: loads a world server with a swarm of chat bots and reports what it saw.
+//!
+//! ```text
+//! dummy-client [--config PATH] [--server ADDR:PORT] [--bots N] [--duration SECS]
+//!              [--json PATH] [--log-level LEVEL]
+//! ```
+//!
+//! Flags override the config file; without `--config` the embedded defaults are used. The
+//! report goes to stdout (and as JSON to `--json PATH`). Exit code 0 when the run passed,
+//! 1 when it did not (one line on stderr says why), 2 for a bad config or argument.
+//! Ctrl-C stops the run early and still reports; a second Ctrl-C quits at once.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use dummy_client::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+/// Loads a world server with a swarm of chat bots and reports sent, received, lost and
+/// latency. Exit code 0 when nothing was lost, 1 when the run failed, 2 for bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "dummy-client", version)]
+struct Cli {
+    /// TOML config file (default: the embedded defaults, see config/dummy-client.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Server to load, overriding client.server; host names are resolved once at start.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: Option<String>,
+    /// Number of bots, overriding client.bots.
+    #[arg(long, value_name = "N")]
+    bots: Option<usize>,
+    /// Seconds of chatting from the first connect, overriding client.duration_secs.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+/// Exit code of a bad config or argument.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("dummy-client: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(error) = config::logging::init(&config.log, cli.log_level.as_deref(), "dummy-client")
+    {
+        eprintln!("dummy-client: {error}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let code = match run(config, cli.json) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("dummy-client: {error:#}");
+            ExitCode::FAILURE
+        }
+    };
+    config::logging::flush();
+    code
+}
+
+/// The config file (or the embedded defaults) with the flags applied, validated again.
+fn load_config(cli: &Cli) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(server) = &cli.server {
+        config.client.server = resolve(server)?;
+    }
+    if let Some(bots) = cli.bots {
+        config.client.bots = bots;
+    }
+    if let Some(duration) = cli.duration {
+        config.client.duration_secs = duration;
+    }
+    let origin = match &cli.config {
+        Some(path) => format!("{} and command line", path.display()),
+        None => "command line".to_owned(),
+    };
+    config.validate(&origin).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// `ADDR:PORT`, or `HOST:PORT` resolved to its first address.
+fn resolve(server: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = server.parse() {
+        return Ok(addr);
+    }
+    let invalid = |why: String| format!("invalid argument --server {server:?}: {why}");
+    server
+        .to_socket_addrs()
+        .map_err(|e| invalid(e.to_string()))?
+        .next()
+        .ok_or_else(|| invalid("resolves to no address".to_owned()))
+}
+
+fn run(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_ctrl_c(shutdown.clone()));
+        let report = match dummy_client::run(config, shutdown).await {
+            Ok(report) => report,
+            Err(error) => {
+                eprintln!("dummy-client: {error}");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+        };
+        print!("{report}");
+        if let Some(path) = &json {
+            std::fs::write(path, report.to_json() + "\n")
+                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        }
+        if report.passed() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("dummy-client: FAILED: {}", report.failures().join("; "));
+            Ok(ExitCode::FAILURE)
+        }
+    })
+}
+
+/// First Ctrl-C: stop the run early (it still drains and reports). Second: quit at once.
+async fn stop_on_ctrl_c(shutdown: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handler: the run simply cannot be interrupted gracefully.
+        return;
+    }
+    eprintln!("dummy-client: stopping early: draining, then reporting (Ctrl-C again to quit)");
+    shutdown.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}

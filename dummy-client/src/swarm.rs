@@ -1,0 +1,1036 @@
+//! The tick loop: one task owns every bot, with the same shape as the server's loop.
+//!
+//! Every `tick_ms` it
+//!
+//! 1. starts the connects this tick's share of the ramp-up allows,
+//! 2. drains service events (a connect succeeded: spawn the session, send the login),
+//! 3. drains session events (frames: advance the bot; closed: account for the loss),
+//! 4. runs the bots' timers (login deadlines, chat lines, pings),
+//! 5. flushes: one batch of frames per session, and the credits of the frames it processed,
+//! 6. prints a progress line once a second and moves the run on through its phases.
+//!
+//! Nothing is shared with the network tasks but the bounded queues of `net`: no locks, no task
+//! per bot, and a reception costs O(1) (see [`crate::ledger`]).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use config::ClientConfig;
+use hdrhistogram::Histogram;
+use net::{
+    ClientService, DisconnectReason, Packet, SendError, ServiceEvent, Session, SessionConfig,
+    SessionEvent, SessionId,
+};
+use protocol::world::{C2sChat, C2sLogin, C2sPing, C2sRoomJoin, S2cChat};
+use protocol::{ErrorCode, MessageType, S2cMessage};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ledger::Ledger;
+use crate::names::{parse_content, write_content, Names};
+use crate::report::{self, LatencySummary, LoginSummary, Report};
+use crate::wire::{ChatView, Encoder};
+
+/// Capacity of the queue of session events shared by all sessions.
+pub const SESSION_EVENT_QUEUE: usize = 65_536;
+/// Capacity of the queue of connect outcomes.
+const SERVICE_EVENT_QUEUE: usize = 4_096;
+/// Frames a session may hand over before the tick loop gives their credits back. Credits come
+/// back at every flush, so this is per tick: far above what a bot receives in one tick.
+const INBOUND_CREDIT: usize = 256;
+/// Disconnects logged at `info` one by one; the rest at `debug`, so that a dying server does
+/// not flood the console with thousands of lines.
+const DISCONNECTS_LOGGED: u64 = 20;
+/// Time the graceful close of every session may take, on top of the sessions' linger.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Converts `Instant`s to the protocol's microseconds since the Unix epoch, from one base
+/// taken at start: latencies then do not jump with the wall clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    base: Instant,
+    base_us: u64,
+}
+
+impl Clock {
+    /// A clock whose base is now.
+    pub fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+            base_us: protocol::now_us(),
+        }
+    }
+
+    /// `at` in microseconds since the Unix epoch.
+    pub fn unix_us(&self, at: Instant) -> u64 {
+        match at.checked_duration_since(self.base) {
+            Some(after) => self.base_us + after.as_micros() as u64,
+            None => self
+                .base_us
+                .saturating_sub(self.base.duration_since(at).as_micros() as u64),
+        }
+    }
+
+    /// Now, in microseconds since the Unix epoch.
+    pub fn now_us(&self) -> u64 {
+        self.unix_us(Instant::now())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Where a bot is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Its connect has not been started.
+    Idle,
+    /// Connecting.
+    Connecting,
+    /// Connected, `C2S_Login` sent.
+    LoggingIn,
+    /// Logged in, `C2S_RoomJoin` sent.
+    Joining,
+    /// In its room.
+    Joined,
+    /// Never made it into its room: connect or login failed.
+    Failed,
+    /// Was in its room, then its session ended.
+    Gone,
+}
+
+/// One bot. Its index in [`Swarm::bots`] is its session id and its connect tag.
+struct Bot {
+    phase: Phase,
+    name: Box<str>,
+    session: Option<Session>,
+    /// Frames of this tick, sent as one batch at the flush.
+    out: Vec<Bytes>,
+    /// Frames processed this tick, whose credits go back at the flush.
+    credits: usize,
+    /// In the flush list of this tick.
+    dirty: bool,
+    /// Counted in its room's settled bots (joined, or failed for good).
+    settled: bool,
+    /// The client closed or aborted the session: its end is not a disconnect.
+    closing: bool,
+    /// A fatal error the server announced before closing (`REPLACED`, `SERVER_FULL`).
+    fatal: Option<ErrorCode>,
+    connect_started: Instant,
+    connected_at: Instant,
+    next_chat: Option<Instant>,
+    next_ping: Option<Instant>,
+    ping_seq: u32,
+}
+
+impl Bot {
+    fn new(name: String, now: Instant) -> Self {
+        Bot {
+            phase: Phase::Idle,
+            name: name.into_boxed_str(),
+            session: None,
+            out: Vec::new(),
+            credits: 0,
+            dirty: false,
+            settled: false,
+            closing: false,
+            fatal: None,
+            connect_started: now,
+            connected_at: now,
+            next_chat: None,
+            next_ping: None,
+            ping_seq: 0,
+        }
+    }
+}
+
+/// The phases of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunPhase {
+    /// Connecting, logging in, chatting.
+    Running,
+    /// Sending stopped; receiving what is still in flight.
+    Draining { since: Instant },
+    /// Done: the ledger is closed.
+    Finished,
+}
+
+/// Counters beside the ledger's.
+#[derive(Default)]
+struct Counters {
+    started: u64,
+    connected: u64,
+    connect_failures: u64,
+    connect_errors: BTreeMap<String, u64>,
+    logged_in: u64,
+    joined: u64,
+    /// Bots in their rooms now.
+    in_room: u64,
+    login_failures: u64,
+    disconnects: u64,
+    disconnect_reasons: BTreeMap<String, u64>,
+    history_received: u64,
+    pings_sent: u64,
+    pongs_received: u64,
+    errors: BTreeMap<String, u64>,
+    error_total: u64,
+    bad_frames: u64,
+}
+
+/// Numbers of the last progress line, for rates.
+#[derive(Clone, Copy, Default)]
+struct ProgressMark {
+    sent: u64,
+    received: u64,
+}
+
+/// Every bot of a run, and the loop that drives them. See the module docs.
+pub struct Swarm {
+    config: ClientConfig,
+    server: SocketAddr,
+    names: Names,
+    clock: Clock,
+    bots: Vec<Bot>,
+    room_names: Vec<String>,
+    /// Bots of each room not yet settled; the room chats once this reaches 0.
+    unsettled: Vec<u32>,
+    ledger: Ledger,
+    counters: Counters,
+    latency: Histogram<u64>,
+    latency_interval: Histogram<u64>,
+    rtt: Histogram<u64>,
+    login: Histogram<u64>,
+    encoder: Encoder,
+    chat: C2sChat,
+    dirty: Vec<u32>,
+    session_config: SessionConfig,
+    session_tx: mpsc::Sender<SessionEvent>,
+    tracker: TaskTracker,
+    started_at: Instant,
+    /// When the first bot connected: the run's clock.
+    clock_start: Option<Instant>,
+    /// When sending stopped.
+    stopped_at: Option<Instant>,
+    drain_secs: f64,
+    cancelled: bool,
+    phase: RunPhase,
+    progress: ProgressMark,
+    next_progress: Instant,
+    ticks: u64,
+    slow_ticks: u64,
+    tick_max: Duration,
+}
+
+impl Swarm {
+    /// A swarm for `config`, nothing started yet; `run_id` makes its names unique.
+    pub fn new(
+        config: ClientConfig,
+        run_id: &str,
+        session_tx: mpsc::Sender<SessionEvent>,
+        tracker: TaskTracker,
+    ) -> Result<Self, crate::RunError> {
+        let bots = u32::try_from(config.client.bots).map_err(|_| crate::RunError::Config {
+            key: "client.bots",
+            value: config.client.bots.to_string(),
+            rule: format!("at most {}", u32::MAX),
+        })?;
+        let bots_per_room = u32::try_from(config.bots.bots_per_room.max(1)).unwrap_or(u32::MAX);
+        let names = Names::new(
+            &config.bots.name_prefix,
+            &config.bots.room_prefix,
+            run_id,
+            bots_per_room as usize,
+        );
+        names.check(bots).map_err(|e| crate::RunError::Config {
+            key: e.key,
+            value: e.value,
+            rule: e.rule,
+        })?;
+        let now = Instant::now();
+        let ledger = Ledger::new(bots, bots_per_room);
+        let room_names = (0..ledger.rooms())
+            .map(|room| names.room(room * bots_per_room))
+            .collect();
+        let unsettled = (0..ledger.rooms())
+            .map(|room| ledger.bots_of_room(room).len() as u32)
+            .collect();
+        let session_config = SessionConfig {
+            max_packet_size: config.client.max_packet_size,
+            inbound_credit: INBOUND_CREDIT,
+            ..SessionConfig::default()
+        };
+        Ok(Swarm {
+            server: config.client.server,
+            bots: (0..bots).map(|i| Bot::new(names.username(i), now)).collect(),
+            room_names,
+            unsettled,
+            ledger,
+            names,
+            clock: Clock::new(),
+            counters: Counters::default(),
+            latency: report::new_histogram(),
+            latency_interval: report::new_histogram(),
+            rtt: report::new_histogram(),
+            login: report::new_histogram(),
+            encoder: Encoder::new(),
+            chat: C2sChat::default(),
+            dirty: Vec::new(),
+            session_config,
+            session_tx,
+            tracker,
+            started_at: now,
+            clock_start: None,
+            stopped_at: None,
+            drain_secs: 0.0,
+            cancelled: false,
+            phase: RunPhase::Running,
+            progress: ProgressMark::default(),
+            next_progress: now + Duration::from_secs(1),
+            ticks: 0,
+            slow_ticks: 0,
+            tick_max: Duration::ZERO,
+            config,
+        })
+    }
+
+    /// Runs the whole swarm to its report. `shutdown` stops it early (it still drains).
+    pub async fn run(
+        mut self,
+        mut session_rx: mpsc::Receiver<SessionEvent>,
+        shutdown: CancellationToken,
+    ) -> Report {
+        let (service_tx, mut service_rx) = mpsc::channel(SERVICE_EVENT_QUEUE);
+        let connect_stop = CancellationToken::new();
+        let service = ClientService::new(
+            service_tx,
+            self.config.client.connect_concurrency,
+            self.config.client.login_timeout(),
+            connect_stop.clone(),
+            self.tracker.clone(),
+        );
+        spdlog::info!(
+            "swarm: run {}: {} bots against {}, {} per room, a line every {} ms",
+            self.names.run_id(),
+            self.bots.len(),
+            self.server,
+            self.config.bots.bots_per_room,
+            self.config.bots.chat_interval_ms
+        );
+
+        let tick = self.config.client.tick();
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        while self.phase != RunPhase::Finished {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.cancelled(), if !self.cancelled => {}
+            }
+            let now = Instant::now();
+            if shutdown.is_cancelled() && !self.cancelled {
+                self.cancelled = true;
+                spdlog::info!("swarm: stopping early: draining, then reporting");
+            }
+            if self.phase == RunPhase::Running {
+                self.start_connects(&service, now);
+            }
+            while let Ok(event) = service_rx.try_recv() {
+                self.on_service_event(event, now);
+            }
+            while let Ok(event) = session_rx.try_recv() {
+                self.on_session_event(event);
+            }
+            self.run_timers(now);
+            self.flush();
+            self.advance(now);
+            if now >= self.next_progress {
+                self.print_progress(now);
+            }
+            let took = now.elapsed();
+            self.ticks += 1;
+            self.tick_max = self.tick_max.max(took);
+            if took > tick {
+                self.slow_ticks += 1;
+            }
+        }
+
+        connect_stop.cancel();
+        let report = self.report();
+        self.close_all(&mut session_rx, &mut service_rx).await;
+        self.tracker.close();
+        let linger = self.session_config.linger + CLOSE_GRACE;
+        if tokio::time::timeout(linger, self.tracker.wait()).await.is_err() {
+            spdlog::warn!("swarm: some network tasks did not end within {linger:?}");
+        }
+        report
+    }
+
+    /// Starts the connects that the ramp-up allows by now.
+    fn start_connects(&mut self, service: &ClientService, now: Instant) {
+        let total = self.bots.len() as u64;
+        if self.counters.started >= total || self.cancelled {
+            return;
+        }
+        let elapsed = now.duration_since(self.started_at).as_secs_f64();
+        let rate = self.config.client.ramp_up_per_sec as f64;
+        let target = ((elapsed * rate) as u64).saturating_add(1).min(total);
+        while self.counters.started < target {
+            let index = self.counters.started as u32;
+            let bot = &mut self.bots[index as usize];
+            bot.phase = Phase::Connecting;
+            bot.connect_started = now;
+            service.connect(self.server, u64::from(index));
+            self.counters.started += 1;
+        }
+    }
+
+    fn on_service_event(&mut self, event: ServiceEvent, now: Instant) {
+        match event {
+            ServiceEvent::Connected { tag, stream } => {
+                let index = tag as u32;
+                let Some(bot) = self.bots.get_mut(index as usize) else {
+                    return;
+                };
+                if bot.phase != Phase::Connecting || self.phase == RunPhase::Finished {
+                    return;
+                }
+                let session = Session::spawn(
+                    SessionId(tag),
+                    stream,
+                    &self.session_config,
+                    self.session_tx.clone(),
+                    &self.tracker,
+                );
+                bot.session = Some(session);
+                bot.phase = Phase::LoggingIn;
+                bot.connected_at = now;
+                if let Some(ping) = self.config.bots.ping_interval() {
+                    bot.next_ping = Some(now + random_phase(ping));
+                }
+                self.counters.connected += 1;
+                if self.clock_start.is_none() {
+                    self.clock_start = Some(now);
+                    spdlog::info!("swarm: first bot connected; the run's clock starts");
+                }
+                let login = C2sLogin {
+                    username: bot.name.to_string(),
+                    password: String::new(),
+                };
+                self.queue(index, &login);
+            }
+            ServiceEvent::ConnectFailed { tag, error } => {
+                let index = tag as u32;
+                if self.bots.get(index as usize).map(|b| b.phase) != Some(Phase::Connecting) {
+                    return;
+                }
+                spdlog::debug!("swarm: bot {index} could not connect: {error}");
+                self.counters.connect_failures += 1;
+                *self
+                    .counters
+                    .connect_errors
+                    .entry(error.kind().to_string())
+                    .or_default() += 1;
+                self.bots[index as usize].phase = Phase::Failed;
+                self.settle(index, now);
+            }
+            ServiceEvent::Accepted { .. } => {}
+        }
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Received {
+                session,
+                packet,
+                at,
+            } => self.on_received(session.0 as u32, packet, at),
+            SessionEvent::Closed { session, reason } => self.on_closed(session.0 as u32, reason),
+        }
+    }
+
+    fn on_received(&mut self, index: u32, packet: Packet, at: Instant) {
+        let Some(bot) = self.bots.get_mut(index as usize) else {
+            return;
+        };
+        bot.credits += 1;
+        if !bot.dirty {
+            bot.dirty = true;
+            self.dirty.push(index);
+        }
+        if bot.closing {
+            return;
+        }
+        if packet.id == S2cChat::ID {
+            self.on_chat(index, &packet.payload, at);
+            return;
+        }
+        match S2cMessage::decode(packet.id, packet.payload) {
+            Ok(message) => self.on_message(index, message, at),
+            Err(error) => {
+                self.counters.bad_frames += 1;
+                spdlog::debug!("swarm: bot {index}: {error}");
+            }
+        }
+    }
+
+    /// A chat line arrived at `receiver`: O(1), and no allocation.
+    fn on_chat(&mut self, receiver: u32, payload: &[u8], at: Instant) {
+        let chat = match ChatView::parse(payload) {
+            Ok(chat) => chat,
+            Err(error) => {
+                self.counters.bad_frames += 1;
+                spdlog::debug!("swarm: bot {receiver}: bad S2C_Chat: {error}");
+                return;
+            }
+        };
+        if chat.history {
+            self.counters.history_received += 1;
+            return;
+        }
+        if self.phase == RunPhase::Finished {
+            return;
+        }
+        let sender = self
+            .names
+            .bot_index(chat.from)
+            .filter(|&s| self.bots.get(s as usize).is_some_and(|b| *b.name == *chat.from));
+        let room = &self.room_names[self.ledger.room_of(receiver) as usize];
+        let (Some(sender), Some(seq), true) = (sender, parse_content(chat.content), chat.room == room)
+        else {
+            self.ledger.unexpected();
+            return;
+        };
+        if let Some(sent_at_us) = self.ledger.receive(receiver, sender, seq) {
+            let latency = self.clock.unix_us(at).saturating_sub(sent_at_us);
+            report::record(&mut self.latency, latency);
+            report::record(&mut self.latency_interval, latency);
+        }
+    }
+
+    fn on_message(&mut self, index: u32, message: S2cMessage, at: Instant) {
+        let phase = self.bots[index as usize].phase;
+        match message {
+            S2cMessage::S2cWelcome(welcome) => {
+                if welcome.protocol_version != protocol::PROTOCOL_VERSION {
+                    spdlog::warn!(
+                        "swarm: bot {index}: server speaks protocol {}, this client {}",
+                        welcome.protocol_version,
+                        protocol::PROTOCOL_VERSION
+                    );
+                }
+            }
+            S2cMessage::S2cAuthResult(_) if phase == Phase::LoggingIn => {
+                self.counters.logged_in += 1;
+                self.bots[index as usize].phase = Phase::Joining;
+                let room = self.room_names[self.ledger.room_of(index) as usize].clone();
+                self.queue(index, &C2sRoomJoin { room });
+            }
+            S2cMessage::S2cRoomJoined(joined) if phase == Phase::Joining => {
+                if joined.room != self.room_names[self.ledger.room_of(index) as usize] {
+                    spdlog::debug!("swarm: bot {index} joined {} unasked", joined.room);
+                    return;
+                }
+                let bot = &mut self.bots[index as usize];
+                bot.phase = Phase::Joined;
+                let took = at.saturating_duration_since(bot.connect_started);
+                report::record(&mut self.login, took.as_micros() as u64);
+                self.counters.joined += 1;
+                self.counters.in_room += 1;
+                self.ledger.join(index);
+                self.settle(index, at);
+            }
+            S2cMessage::S2cRoomLeft(left) if phase == Phase::Joined => {
+                if left.room == self.room_names[self.ledger.room_of(index) as usize] {
+                    // The server took the bot out of its room: as good as a disconnect for the
+                    // accounting, and reported as one.
+                    self.count_disconnect(index, "removed from its room".to_owned());
+                    self.leave(index);
+                }
+            }
+            S2cMessage::S2cPong(pong) => {
+                self.counters.pongs_received += 1;
+                let rtt = self.clock.unix_us(at).saturating_sub(pong.client_time_us);
+                report::record(&mut self.rtt, rtt);
+            }
+            S2cMessage::S2cError(error) => self.on_error(index, error),
+            _ => {}
+        }
+    }
+
+    fn on_error(&mut self, index: u32, error: protocol::world::S2cError) {
+        let code = ErrorCode::try_from(error.code).ok();
+        let name = code.map_or_else(|| format!("UNKNOWN({})", error.code), |c| c.as_str_name().to_owned());
+        *self.counters.errors.entry(name).or_default() += 1;
+        self.counters.error_total += 1;
+        spdlog::debug!(
+            "swarm: bot {index}: error {:?} for request {}: {}",
+            code,
+            error.request_id,
+            error.reason
+        );
+        if matches!(code, Some(ErrorCode::Replaced | ErrorCode::ServerFull)) {
+            self.bots[index as usize].fatal = code;
+        }
+        let phase = self.bots[index as usize].phase;
+        let request = u16::try_from(error.request_id).unwrap_or(0);
+        if request == C2sChat::ID {
+            self.ledger.reject_oldest(index);
+        } else if (request == C2sLogin::ID && phase == Phase::LoggingIn)
+            || (request == C2sRoomJoin::ID && phase == Phase::Joining)
+        {
+            let why = format!(
+                "{} refused: {}",
+                if request == C2sLogin::ID { "login" } else { "room join" },
+                error.reason
+            );
+            self.fail_login(index, why);
+        }
+    }
+
+    fn on_closed(&mut self, index: u32, reason: DisconnectReason) {
+        let Some(bot) = self.bots.get_mut(index as usize) else {
+            return;
+        };
+        bot.session = None;
+        if bot.closing {
+            return;
+        }
+        let reason = match bot.fatal {
+            Some(ErrorCode::Replaced) => DisconnectReason::Replaced.to_string(),
+            Some(ErrorCode::ServerFull) => DisconnectReason::ServerFull.to_string(),
+            _ => reason.to_string(),
+        };
+        let phase = bot.phase;
+        self.count_disconnect(index, reason);
+        match phase {
+            Phase::LoggingIn | Phase::Joining => {
+                self.counters.login_failures += 1;
+                self.bots[index as usize].phase = Phase::Failed;
+                self.settle(index, Instant::now());
+            }
+            Phase::Joined => self.leave(index),
+            _ => {}
+        }
+    }
+
+    fn count_disconnect(&mut self, index: u32, reason: String) {
+        self.counters.disconnects += 1;
+        if self.counters.disconnects <= DISCONNECTS_LOGGED {
+            spdlog::info!("swarm: bot {index} disconnected: {reason}");
+            if self.counters.disconnects == DISCONNECTS_LOGGED {
+                spdlog::info!("swarm: further disconnects are logged at debug level");
+            }
+        } else {
+            spdlog::debug!("swarm: bot {index} disconnected: {reason}");
+        }
+        *self.counters.disconnect_reasons.entry(reason).or_default() += 1;
+    }
+
+    /// A bot in its room is out of it for good.
+    fn leave(&mut self, index: u32) {
+        let bot = &mut self.bots[index as usize];
+        bot.phase = Phase::Gone;
+        bot.next_chat = None;
+        bot.next_ping = None;
+        self.counters.in_room -= 1;
+        let lost = self.ledger.leave(index);
+        if lost > 0 {
+            spdlog::debug!("swarm: bot {index} left with {lost} lines still owed: lost");
+        }
+    }
+
+    /// A connected bot did not make it into its room: abort its session.
+    fn fail_login(&mut self, index: u32, why: String) {
+        spdlog::debug!("swarm: bot {index}: {why}");
+        self.counters.login_failures += 1;
+        let bot = &mut self.bots[index as usize];
+        bot.phase = Phase::Failed;
+        bot.closing = true;
+        bot.next_ping = None;
+        if let Some(session) = &mut bot.session {
+            session.abort(DisconnectReason::Kicked(why));
+        }
+        self.settle(index, Instant::now());
+    }
+
+    /// The bot is joined or failed for good; when that completes its room, the room chats.
+    fn settle(&mut self, index: u32, now: Instant) {
+        let bot = &mut self.bots[index as usize];
+        if bot.settled {
+            return;
+        }
+        bot.settled = true;
+        let room = self.ledger.room_of(index);
+        let left = &mut self.unsettled[room as usize];
+        *left -= 1;
+        if *left > 0 {
+            return;
+        }
+        // Every bot of the room has confirmed its join (or failed): the member set is known,
+        // so no line can race a join. Each bot starts at a random phase of its interval.
+        let interval = self.config.bots.chat_interval();
+        for member in self.ledger.bots_of_room(room) {
+            let bot = &mut self.bots[member as usize];
+            if bot.phase == Phase::Joined {
+                bot.next_chat = Some(now + random_phase(interval));
+            }
+        }
+        spdlog::debug!(
+            "swarm: room {} ready with {} members",
+            self.room_names[room as usize],
+            self.ledger.member_count(room)
+        );
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        let login_timeout = self.config.client.login_timeout();
+        let running = self.phase == RunPhase::Running;
+        let chat_interval = self.config.bots.chat_interval();
+        let ping_interval = self.config.bots.ping_interval();
+        for index in 0..self.bots.len() as u32 {
+            let bot = &mut self.bots[index as usize];
+            match bot.phase {
+                Phase::LoggingIn | Phase::Joining => {
+                    if now.duration_since(bot.connected_at) >= login_timeout {
+                        let why = format!(
+                            "not logged in and joined within {}s",
+                            login_timeout.as_secs()
+                        );
+                        self.fail_login(index, why);
+                        continue;
+                    }
+                }
+                Phase::Joined => {}
+                _ => continue,
+            }
+            if !running {
+                continue;
+            }
+            let bot = &mut self.bots[index as usize];
+            if let Some(due) = bot.next_chat.filter(|&due| due <= now) {
+                bot.next_chat = Some(next_due(due, chat_interval, now));
+                self.send_chat(index);
+            }
+            let bot = &mut self.bots[index as usize];
+            if let (Some(due), Some(interval)) = (bot.next_ping.filter(|&d| d <= now), ping_interval) {
+                bot.next_ping = Some(next_due(due, interval, now));
+                let seq = bot.ping_seq;
+                bot.ping_seq = seq.wrapping_add(1);
+                let ping = C2sPing {
+                    seq,
+                    client_time_us: self.clock.now_us(),
+                };
+                self.counters.pings_sent += 1;
+                self.queue(index, &ping);
+            }
+        }
+    }
+
+    fn send_chat(&mut self, index: u32) {
+        let sent_at_us = self.clock.now_us();
+        let Some(seq) = self.ledger.send(index, sent_at_us) else {
+            return;
+        };
+        let room = &self.room_names[self.ledger.room_of(index) as usize];
+        self.chat.room.clear();
+        self.chat.room.push_str(room);
+        write_content(&mut self.chat.content, seq, self.config.bots.message_size);
+        self.chat.sent_at_us = sent_at_us;
+        let chat = std::mem::take(&mut self.chat);
+        self.queue(index, &chat);
+        self.chat = chat;
+    }
+
+    /// Encodes `message` into the arena and adds it to the bot's batch of this tick.
+    fn queue<M: MessageType>(&mut self, index: u32, message: &M) {
+        let frame = match self.encoder.frame(message) {
+            Ok(frame) => frame,
+            Err(error) => {
+                // Config validation keeps message_size under max_packet_size; a frame this
+                // large is a bug, not a condition of the run.
+                spdlog::error!("swarm: bot {index}: {error}");
+                return;
+            }
+        };
+        let bot = &mut self.bots[index as usize];
+        bot.out.push(frame);
+        if !bot.dirty {
+            bot.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    /// One batch per session with frames; credits back for every frame processed.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &index in &dirty {
+            let bot = &mut self.bots[index as usize];
+            bot.dirty = false;
+            let credits = std::mem::take(&mut bot.credits);
+            let Some(session) = &mut bot.session else {
+                bot.out.clear();
+                continue;
+            };
+            session.release_credit(credits);
+            if bot.out.is_empty() {
+                continue;
+            }
+            match session.send(std::mem::take(&mut bot.out)) {
+                Ok(()) => {}
+                Err(SendError::Closed) => {}
+                Err(SendError::SlowConsumer { queued }) => {
+                    // The server stopped reading from this bot: no point queueing more.
+                    spdlog::debug!("swarm: bot {index}: {queued} bytes queued, aborting");
+                    session.abort(DisconnectReason::Kicked(
+                        "server not reading: client outbound queue full".to_owned(),
+                    ));
+                }
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Moves the run from phase to phase.
+    fn advance(&mut self, now: Instant) {
+        match self.phase {
+            RunPhase::Running => {
+                let over = self
+                    .clock_start
+                    .is_some_and(|start| now >= start + self.config.client.duration());
+                let all_failed = self.counters.started == self.bots.len() as u64
+                    && self.bots.iter().all(|b| matches!(b.phase, Phase::Failed | Phase::Gone));
+                if over || self.cancelled || all_failed {
+                    self.stopped_at = Some(now);
+                    self.phase = RunPhase::Draining { since: now };
+                    spdlog::info!(
+                        "swarm: sending stopped; draining {} deliveries in flight",
+                        self.ledger.counts().in_flight
+                    );
+                }
+            }
+            RunPhase::Draining { since } => {
+                let drained = self.ledger.counts().in_flight == 0;
+                if drained || now.duration_since(since) >= self.config.client.drain() {
+                    self.drain_secs = now.duration_since(since).as_secs_f64();
+                    let lost = self.ledger.finish();
+                    if lost > 0 {
+                        spdlog::warn!("swarm: {lost} deliveries still in flight after draining: lost");
+                    }
+                    self.phase = RunPhase::Finished;
+                }
+            }
+            RunPhase::Finished => {}
+        }
+    }
+
+    fn print_progress(&mut self, now: Instant) {
+        let counts = self.ledger.counts();
+        let elapsed = now.duration_since(self.started_at).as_secs();
+        let since_last = 1.0 + now.duration_since(self.next_progress).as_secs_f64();
+        let rate = |now: u64, before: u64| (now - before) as f64 / since_last;
+        let p99 = if self.latency_interval.is_empty() {
+            "-".to_owned()
+        } else {
+            report::fmt_us(self.latency_interval.value_at_quantile(0.99))
+        };
+        let line = format!(
+            "[{elapsed:>4}s] bots {}/{}  sent {} ({:.0}/s)  recv {} ({:.0}/s)  p99 {p99}  lost {}  errors {}  disconnects {}",
+            self.counters.in_room,
+            self.bots.len(),
+            counts.sent,
+            rate(counts.sent, self.progress.sent),
+            counts.received,
+            rate(counts.received, self.progress.received),
+            counts.lost,
+            self.counters.error_total,
+            self.counters.disconnects
+        );
+        // A closed stderr is no reason to stop the run.
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        self.progress = ProgressMark {
+            sent: counts.sent,
+            received: counts.received,
+        };
+        self.latency_interval.reset();
+        self.next_progress = now + Duration::from_secs(1);
+    }
+
+    /// Bots still on their way in when the run ended are failures: this is where they are
+    /// counted, once, before the report.
+    fn count_unfinished(&mut self) {
+        for bot in &self.bots {
+            match bot.phase {
+                Phase::Connecting => {
+                    self.counters.connect_failures += 1;
+                    *self
+                        .counters
+                        .connect_errors
+                        .entry("not connected when the run ended".to_owned())
+                        .or_default() += 1;
+                }
+                Phase::LoggingIn | Phase::Joining => self.counters.login_failures += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn report(&mut self) -> Report {
+        self.count_unfinished();
+        let counts = self.ledger.counts();
+        let c = &self.counters;
+        let duration_secs = match (self.clock_start, self.stopped_at) {
+            (Some(start), Some(stop)) => stop.saturating_duration_since(start).as_secs_f64(),
+            _ => 0.0,
+        };
+        let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        if self.slow_ticks > 0 {
+            spdlog::info!(
+                "swarm: {} of {} ticks ran over {} ms (longest {:?})",
+                self.slow_ticks,
+                self.ticks,
+                self.config.client.tick_ms,
+                self.tick_max
+            );
+        }
+        Report {
+            server: self.server.to_string(),
+            run_id: self.names.run_id().to_owned(),
+            bots: self.bots.len() as u64,
+            started: c.started,
+            connected: c.connected,
+            connect_failures: c.connect_failures,
+            connect_errors: c.connect_errors.clone(),
+            logged_in: c.logged_in,
+            joined: c.joined,
+            login_failures: c.login_failures,
+            disconnects: c.disconnects,
+            disconnect_reasons: c.disconnect_reasons.clone(),
+            sent: counts.sent,
+            received: counts.received,
+            expected: counts.expected,
+            lost: counts.lost,
+            unexpected: counts.unexpected,
+            rejected: counts.rejected,
+            history_received: c.history_received,
+            pings_sent: c.pings_sent,
+            pongs_received: c.pongs_received,
+            errors: c.errors.clone(),
+            bad_frames: c.bad_frames,
+            cancelled: self.cancelled,
+            duration_secs,
+            drain_secs: self.drain_secs,
+            messages_per_sec: per_sec(counts.sent, duration_secs),
+            deliveries_per_sec: per_sec(counts.received, duration_secs + self.drain_secs),
+            latency_us: LatencySummary::of(&self.latency),
+            ping_rtt_us: LatencySummary::of(&self.rtt),
+            login_ms: LoginSummary::of(&self.login),
+        }
+    }
+
+    /// Closes every session gracefully and waits (bounded) until each has ended, giving back
+    /// the credits of whatever still arrives so that no reader is stuck.
+    async fn close_all(
+        &mut self,
+        session_rx: &mut mpsc::Receiver<SessionEvent>,
+        service_rx: &mut mpsc::Receiver<ServiceEvent>,
+    ) {
+        let mut open = 0usize;
+        for bot in &mut self.bots {
+            bot.closing = true;
+            bot.out.clear();
+            if let Some(session) = &mut bot.session {
+                session.close(DisconnectReason::Shutdown);
+                open += 1;
+            }
+        }
+        service_rx.close();
+        let deadline = tokio::time::Instant::now() + self.session_config.linger + CLOSE_GRACE;
+        while open > 0 {
+            let event = match tokio::time::timeout_at(deadline, session_rx.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) | Err(_) => break,
+            };
+            match event {
+                SessionEvent::Received { session, .. } => {
+                    if let Some(Some(s)) = self.bots.get(session.0 as usize).map(|b| &b.session) {
+                        s.release_credit(1);
+                    }
+                }
+                SessionEvent::Closed { session, .. } => {
+                    if let Some(bot) = self.bots.get_mut(session.0 as usize) {
+                        if bot.session.take().is_some() {
+                            open -= 1;
+                        }
+                    }
+                }
+            }
+        }
+        if open > 0 {
+            spdlog::warn!("swarm: {open} sessions did not close in time; aborting them");
+        }
+        for bot in &mut self.bots {
+            if let Some(mut session) = bot.session.take() {
+                session.abort(DisconnectReason::Shutdown);
+            }
+        }
+    }
+}
+
+/// A uniformly random offset in `0..interval`, so that bots do not fire in lockstep.
+fn random_phase(interval: Duration) -> Duration {
+    let micros = interval.as_micros().max(1) as u64;
+    Duration::from_micros(rand::rng().random_range(0..micros))
+}
+
+/// The next due time of a periodic timer that fired at `due`; a timer that fell behind more
+/// than one period skips ahead instead of firing a burst.
+fn next_due(due: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = due + interval;
+    if next <= now {
+        now + interval
+    } else {
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_converts_instants_around_its_base() {
+        let clock = Clock::new();
+        let later = clock.base + Duration::from_micros(1500);
+        assert_eq!(clock.unix_us(later), clock.base_us + 1500);
+        if let Some(earlier) = clock.base.checked_sub(Duration::from_micros(20)) {
+            assert_eq!(clock.unix_us(earlier), clock.base_us - 20);
+        }
+        assert!(clock.now_us() >= clock.base_us);
+    }
+
+    #[test]
+    fn a_timer_that_fell_behind_skips_instead_of_bursting() {
+        let start = Instant::now();
+        let interval = Duration::from_millis(250);
+        assert_eq!(next_due(start, interval, start), start + interval);
+        let late = start + Duration::from_secs(1);
+        assert_eq!(next_due(start, interval, late), late + interval);
+    }
+
+    #[test]
+    fn random_phases_stay_within_the_interval() {
+        for _ in 0..100 {
+            assert!(random_phase(Duration::from_millis(250)) < Duration::from_millis(250));
+        }
+        assert_eq!(random_phase(Duration::ZERO), Duration::ZERO);
+    }
+}
