@@ -255,14 +255,18 @@ impl Ledger {
         let (word, mask) = self.slot(sender);
         let words = self.words;
         let outbox = &mut self.outboxes[sender as usize];
-        let Some(index) = (0..outbox.entries.len()).find(|i| outbox.bits[i * words + word] & mask != 0)
+        let Some(index) =
+            (0..outbox.entries.len()).find(|i| outbox.bits[i * words + word] & mask != 0)
         else {
             return false;
         };
         let entry = &mut outbox.entries[index];
         let owed = u64::from(entry.remaining);
         entry.remaining = 0;
-        outbox.bits.range_mut(index * words..(index + 1) * words).for_each(|w| *w = 0);
+        outbox
+            .bits
+            .range_mut(index * words..(index + 1) * words)
+            .for_each(|w| *w = 0);
         pop_done(outbox, words);
         self.counts.rejected += 1;
         self.counts.expected -= owed;
@@ -375,7 +379,7 @@ mod tests {
         let counts = ledger.counts();
         assert_eq!(counts.expected, 3 + 3 + 2);
         assert_eq!(counts.lost, 1);
-        assert_eq!(counts.in_flight, 2 + 3 + 2 - 1 - 1);
+        assert_eq!(counts.in_flight, 3 + 3 + 2 - 1 - 1, "one received, one lost");
     }
 
     #[test]
@@ -405,7 +409,10 @@ mod tests {
         let a = ledger.send(0, 1).unwrap();
         let b = ledger.send(0, 2).unwrap();
         assert!(ledger.receive(0, 0, a).is_some());
-        assert!(ledger.reject_oldest(0), "b is the oldest the sender has not had");
+        assert!(
+            ledger.reject_oldest(0),
+            "b is the oldest the sender has not had"
+        );
         assert!(ledger.receive(1, 0, b).is_none());
         assert!(ledger.receive(1, 0, a).is_some());
         let counts = ledger.counts();
@@ -445,6 +452,9 @@ mod tests {
         let seq = ledger.send(0, 1).unwrap();
         assert_eq!(ledger.counts().expected, 2);
         ledger.join(2);
-        assert!(ledger.receive(2, 0, seq).is_none(), "bot 2 joined after the line was sent");
+        assert!(
+            ledger.receive(2, 0, seq).is_none(),
+            "bot 2 joined after the line was sent"
+        );
     }
 }

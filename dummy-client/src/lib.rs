@@ -79,4 +79,3 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken) -> Result<Re
     let swarm = swarm::Swarm::new(config, &run_id, session_tx, TaskTracker::new())?;
     Ok(swarm.run(session_rx, shutdown).await)
 }
-

@@ -184,7 +184,10 @@ impl Report {
             ));
         }
         if self.login_failures > 0 {
-            failures.push(format!("{} bots did not log in and join", self.login_failures));
+            failures.push(format!(
+                "{} bots did not log in and join",
+                self.login_failures
+            ));
         }
         if self.lost > 0 {
             failures.push(format!(
@@ -240,7 +243,11 @@ pub fn fmt_us(us: u64) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.passed() { "PASSED" } else { "FAILED" };
-        let cancelled = if self.cancelled { ", stopped early" } else { "" };
+        let cancelled = if self.cancelled {
+            ", stopped early"
+        } else {
+            ""
+        };
         writeln!(
             f,
             "dummy-client report: run {} against {}{cancelled}",
@@ -386,7 +393,10 @@ mod tests {
             ]
         );
         let text = report.to_string();
-        assert!(text.contains("FAILED: 1 of 40 bots never started; "), "{text}");
+        assert!(
+            text.contains("FAILED: 1 of 40 bots never started; "),
+            "{text}"
+        );
     }
 
     #[test]
@@ -421,7 +431,9 @@ mod tests {
         assert_eq!(summary.count, 1002);
         assert_eq!(summary.p50, 500);
         assert!((989..=991).contains(&summary.p99), "{}", summary.p99);
-        assert!(summary.max >= LATENCY_MAX_US && summary.max <= LATENCY_MAX_US + LATENCY_MAX_US / 1000);
+        assert!(
+            summary.max >= LATENCY_MAX_US && summary.max <= LATENCY_MAX_US + LATENCY_MAX_US / 1000
+        );
 
         let login = LoginSummary::of(&histogram);
         assert_eq!(login.p50, 0.5);
@@ -468,7 +480,10 @@ mod tests {
         assert_eq!(json["latency_us"]["p99"], 3100);
         assert_eq!(json["latency_us"]["mean"], 1300.5);
         for key in ["p50", "p99", "max"] {
-            assert!(json["login_ms"].get(key).is_some(), "missing login_ms.{key}");
+            assert!(
+                json["login_ms"].get(key).is_some(),
+                "missing login_ms.{key}"
+            );
         }
     }
 

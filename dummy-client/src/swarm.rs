@@ -270,7 +270,9 @@ impl Swarm {
         };
         Ok(Swarm {
             server: config.client.server,
-            bots: (0..bots).map(|i| Bot::new(names.username(i), now)).collect(),
+            bots: (0..bots)
+                .map(|i| Bot::new(names.username(i), now))
+                .collect(),
             room_names,
             unsettled,
             ledger,
@@ -367,7 +369,10 @@ impl Swarm {
         self.close_all(&mut session_rx, &mut service_rx).await;
         self.tracker.close();
         let linger = self.session_config.linger + CLOSE_GRACE;
-        if tokio::time::timeout(linger, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(linger, self.tracker.wait())
+            .await
+            .is_err()
+        {
             spdlog::warn!("swarm: some network tasks did not end within {linger:?}");
         }
         report
@@ -498,12 +503,14 @@ impl Swarm {
         if self.phase == RunPhase::Finished {
             return;
         }
-        let sender = self
-            .names
-            .bot_index(chat.from)
-            .filter(|&s| self.bots.get(s as usize).is_some_and(|b| *b.name == *chat.from));
+        let sender = self.names.bot_index(chat.from).filter(|&s| {
+            self.bots
+                .get(s as usize)
+                .is_some_and(|b| *b.name == *chat.from)
+        });
         let room = &self.room_names[self.ledger.room_of(receiver) as usize];
-        let (Some(sender), Some(seq), true) = (sender, parse_content(chat.content), chat.room == room)
+        let (Some(sender), Some(seq), true) =
+            (sender, parse_content(chat.content), chat.room == room)
         else {
             self.ledger.unexpected();
             return;
@@ -518,14 +525,14 @@ impl Swarm {
     fn on_message(&mut self, index: u32, message: S2cMessage, at: Instant) {
         let phase = self.bots[index as usize].phase;
         match message {
-            S2cMessage::S2cWelcome(welcome) => {
-                if welcome.protocol_version != protocol::PROTOCOL_VERSION {
-                    spdlog::warn!(
-                        "swarm: bot {index}: server speaks protocol {}, this client {}",
-                        welcome.protocol_version,
-                        protocol::PROTOCOL_VERSION
-                    );
-                }
+            S2cMessage::S2cWelcome(welcome)
+                if welcome.protocol_version != protocol::PROTOCOL_VERSION =>
+            {
+                spdlog::warn!(
+                    "swarm: bot {index}: server speaks protocol {}, this client {}",
+                    welcome.protocol_version,
+                    protocol::PROTOCOL_VERSION
+                );
             }
             S2cMessage::S2cAuthResult(_) if phase == Phase::LoggingIn => {
                 self.counters.logged_in += 1;
@@ -547,13 +554,14 @@ impl Swarm {
                 self.ledger.join(index);
                 self.settle(index, at);
             }
-            S2cMessage::S2cRoomLeft(left) if phase == Phase::Joined => {
-                if left.room == self.room_names[self.ledger.room_of(index) as usize] {
-                    // The server took the bot out of its room: as good as a disconnect for the
-                    // accounting, and reported as one.
-                    self.count_disconnect(index, "removed from its room".to_owned());
-                    self.leave(index);
-                }
+            S2cMessage::S2cRoomLeft(left)
+                if phase == Phase::Joined
+                    && left.room == self.room_names[self.ledger.room_of(index) as usize] =>
+            {
+                // The server took the bot out of its room: as good as a disconnect for the
+                // accounting, and reported as one.
+                self.count_disconnect(index, "removed from its room".to_owned());
+                self.leave(index);
             }
             S2cMessage::S2cPong(pong) => {
                 self.counters.pongs_received += 1;
@@ -567,7 +575,10 @@ impl Swarm {
 
     fn on_error(&mut self, index: u32, error: protocol::world::S2cError) {
         let code = ErrorCode::try_from(error.code).ok();
-        let name = code.map_or_else(|| format!("UNKNOWN({})", error.code), |c| c.as_str_name().to_owned());
+        let name = code.map_or_else(
+            || format!("UNKNOWN({})", error.code),
+            |c| c.as_str_name().to_owned(),
+        );
         *self.counters.errors.entry(name).or_default() += 1;
         self.counters.error_total += 1;
         spdlog::debug!(
@@ -588,7 +599,11 @@ impl Swarm {
         {
             let why = format!(
                 "{} refused: {}",
-                if request == C2sLogin::ID { "login" } else { "room join" },
+                if request == C2sLogin::ID {
+                    "login"
+                } else {
+                    "room join"
+                },
                 error.reason
             );
             self.fail_login(index, why);
@@ -720,7 +735,9 @@ impl Swarm {
                 self.send_chat(index);
             }
             let bot = &mut self.bots[index as usize];
-            if let (Some(due), Some(interval)) = (bot.next_ping.filter(|&d| d <= now), ping_interval) {
+            if let (Some(due), Some(interval)) =
+                (bot.next_ping.filter(|&d| d <= now), ping_interval)
+            {
                 bot.next_ping = Some(next_due(due, interval, now));
                 let seq = bot.ping_seq;
                 bot.ping_seq = seq.wrapping_add(1);
@@ -807,7 +824,10 @@ impl Swarm {
                     .clock_start
                     .is_some_and(|start| now >= start + self.config.client.duration());
                 let all_failed = self.counters.started == self.bots.len() as u64
-                    && self.bots.iter().all(|b| matches!(b.phase, Phase::Failed | Phase::Gone));
+                    && self
+                        .bots
+                        .iter()
+                        .all(|b| matches!(b.phase, Phase::Failed | Phase::Gone));
                 if over || self.cancelled || all_failed {
                     self.stopped_at = Some(now);
                     self.phase = RunPhase::Draining { since: now };
@@ -823,7 +843,9 @@ impl Swarm {
                     self.drain_secs = now.duration_since(since).as_secs_f64();
                     let lost = self.ledger.finish();
                     if lost > 0 {
-                        spdlog::warn!("swarm: {lost} deliveries still in flight after draining: lost");
+                        spdlog::warn!(
+                            "swarm: {lost} deliveries still in flight after draining: lost"
+                        );
                     }
                     self.phase = RunPhase::Finished;
                 }

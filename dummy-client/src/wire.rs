@@ -93,7 +93,8 @@ impl<'a> ChatView<'a> {
                     }
                 }
                 2 => {
-                    let len = usize::try_from(varint(&mut buf)?).map_err(|_| ViewError::Truncated)?;
+                    let len =
+                        usize::try_from(varint(&mut buf)?).map_err(|_| ViewError::Truncated)?;
                     if buf.len() < len {
                         return Err(ViewError::Truncated);
                     }
@@ -175,7 +176,10 @@ mod tests {
         for cut in 1..bytes.len() {
             let _ = ChatView::parse(&bytes[..cut]);
         }
-        assert_eq!(ChatView::parse(&bytes[..bytes.len() - 1]), Err(ViewError::Truncated));
+        assert_eq!(
+            ChatView::parse(&bytes[..bytes.len() - 1]),
+            Err(ViewError::Truncated)
+        );
         assert_eq!(ChatView::parse(&[0x80]), Err(ViewError::Truncated));
         assert_eq!(ChatView::parse(&[0x0b]), Err(ViewError::WireType(3)));
     }

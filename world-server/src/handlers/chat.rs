@@ -4,7 +4,7 @@ use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
 use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
-use crate::handlers::{check_content, check_room_name, check_username};
+use crate::handlers::{check_content, check_username};
 use crate::world::World;
 
 /// Registers the handlers of this file.
@@ -15,16 +15,9 @@ pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
 
 /// A chat line goes to every member of the room, the sender included, encoded once.
 fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerError> {
-    check_room_name(&request.room)?;
     check_content(&request.content, world.config.max_chat_len)?;
-    let client = world.clients.get(&ctx.session).expect("dispatch checked the login");
-    if !client.rooms.iter().any(|r| *r == request.room) {
-        return Err(HandlerError::new(
-            ErrorCode::NotInRoom,
-            format!("not in room {:?}", request.room),
-        ));
-    }
-    let from = client.login.as_ref().expect("dispatch checked the login").username.clone();
+    world.room_of_member(ctx.session, &request.room)?;
+    let from = world.login(ctx.session).expect("dispatch checked the login").username.clone();
     let line = S2cChat {
         room: request.room,
         from,

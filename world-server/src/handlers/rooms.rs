@@ -108,6 +108,23 @@ fn list(world: &mut World, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError
 }
 
 impl World {
+    /// The room `name` if `session` is one of its members; otherwise the error to answer:
+    /// BAD_REQUEST for a malformed name, NOT_IN_ROOM for a room the session is not in.
+    pub fn room_of_member(&self, session: SessionId, name: &str) -> Result<&Room, HandlerError> {
+        check_room_name(name)?;
+        let member = self
+            .clients
+            .get(&session)
+            .is_some_and(|c| c.rooms.iter().any(|r| r == name));
+        match self.rooms.get(name) {
+            Some(room) if member => Ok(room),
+            _ => Err(HandlerError::new(
+                ErrorCode::NotInRoom,
+                format!("not in room {name:?}"),
+            )),
+        }
+    }
+
     /// Takes `session` out of the member list of `room` (its own room list is the caller's),
     /// tells the other members, and drops the room when it is empty.
     pub(crate) fn remove_member(&mut self, room: &str, session: SessionId, username: &str) {

@@ -1,0 +1,474 @@
+//! Helpers of the end-to-end tests: an in-process server on `127.0.0.1:0`, and a test client
+//! over a raw `TcpStream` that speaks the wire format of `PROTOCOL.md` by hand (framing with
+//! `protocol::encode_frame`, decoding with `S2cMessage::decode`), so that the tests check the
+//! server against the contract and not against the server's own client code.
+#![allow(dead_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use config::ServerConfig;
+use protocol::world::{
+    C2sChat, C2sLogin, C2sPing, C2sRoomJoin, C2sRoomList, S2cAuthResult, S2cChat, S2cError,
+    S2cPong, S2cRoomJoined, S2cRoomList, S2cWelcome,
+};
+use protocol::{ClientToServer, ErrorCode, S2cMessage, ServerToClient, HEADER_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use world_server::{ServerError, Stats};
+
+/// How long a test waits for a frame (or for a close) before it fails. Generous, so that a
+/// loaded two-core machine does not make the suite flaky; a passing test never waits this long.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `run` may take to return after its shutdown future completes.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server config for tests: a short tick (the suite is fast), a short linger, defaults
+/// otherwise. Tests change what they exercise.
+pub fn test_config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.server.name = "e2e-world".to_string();
+    config.server.tick_ms = 5;
+    config.net.linger_ms = 500;
+    config
+}
+
+/// A world server running in this process on an ephemeral port.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<Stats, ServerError>>>,
+}
+
+/// Binds `127.0.0.1:0` and spawns `world_server::run` on it; the server stops on
+/// [`TestServer::shutdown`] (or when the handle is dropped).
+pub async fn start_server(config: ServerConfig) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("listener address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async move {
+        // A dropped sender stops the server too.
+        let _ = stopped.await;
+    };
+    let handle = tokio::spawn(world_server::run(listener, config, shutdown));
+    TestServer {
+        addr,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestServer {
+    /// Completes the shutdown future and waits for `run` to return; panics when it fails or
+    /// takes longer than [`SHUTDOWN_TIMEOUT`].
+    pub async fn shutdown(mut self) -> Stats {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let handle = self.handle.take().expect("server handle");
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, handle).await {
+            Ok(Ok(Ok(stats))) => stats,
+            Ok(Ok(Err(error))) => panic!("world_server::run returned an error: {error}"),
+            Ok(Err(join)) => panic!("the server task panicked or was cancelled: {join}"),
+            Err(_) => panic!("world_server::run did not return within {SHUTDOWN_TIMEOUT:?} of shutdown"),
+        }
+    }
+
+    /// A new client, connected, that has read its welcome.
+    pub async fn client(&self) -> TestClient {
+        TestClient::connect(self.addr).await
+    }
+
+    /// A new client logged in as the guest `name`.
+    pub async fn guest(&self, name: &str) -> TestClient {
+        let mut client = self.client().await;
+        client.login_guest(name).await;
+        client
+    }
+
+    /// A new client logged in as the guest `name` and in `room`.
+    pub async fn member(&self, name: &str, room: &str) -> TestClient {
+        let mut client = self.guest(name).await;
+        client.join(room).await;
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// How a read of the stream ended when it did not deliver a frame.
+#[derive(Debug)]
+pub enum Closed {
+    /// Orderly end of stream (FIN).
+    Eof,
+    /// The connection was reset or otherwise failed.
+    Error(io::Error),
+}
+
+/// A client over a raw TCP stream: frames built and parsed by hand from the wire contract.
+pub struct TestClient {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// The S2C_Welcome this connection started with (default when connected raw).
+    pub welcome: S2cWelcome,
+    /// The username once logged in.
+    pub name: String,
+}
+
+impl TestClient {
+    /// Connects and reads the first frame, which must be S2C_Welcome.
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let mut client = TestClient::connect_raw(addr).await;
+        client.welcome = client.expect::<S2cWelcome>().await;
+        client
+    }
+
+    /// Connects without reading anything.
+    pub async fn connect_raw(addr: SocketAddr) -> TestClient {
+        let stream = tokio::time::timeout(RECV_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("set_nodelay");
+        TestClient::from_stream(stream)
+    }
+
+    /// Connects with a small socket receive buffer (so that a client that stops reading makes
+    /// the server's writes back up quickly), and reads the welcome.
+    pub async fn connect_with_recv_buffer(addr: SocketAddr, bytes: u32) -> TestClient {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = tokio::time::timeout(RECV_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("set_nodelay");
+        let mut client = TestClient::from_stream(stream);
+        client.welcome = client.expect::<S2cWelcome>().await;
+        client
+    }
+
+    fn from_stream(stream: TcpStream) -> TestClient {
+        TestClient {
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            welcome: S2cWelcome::default(),
+            name: String::new(),
+        }
+    }
+
+    /// The session id the welcome announced.
+    pub fn session_id(&self) -> u64 {
+        self.welcome.session_id
+    }
+
+    /// Sends one message as one frame.
+    pub async fn send<M: ClientToServer>(&mut self, message: &M) {
+        let frame = protocol::frame(message).expect("message fits in a frame");
+        self.send_raw(&frame).await;
+    }
+
+    /// Sends many messages in one write (back to back, as one burst).
+    pub async fn send_all<M: ClientToServer>(&mut self, messages: &[M]) {
+        let mut buf = BytesMut::new();
+        for message in messages {
+            protocol::encode_frame(message, &mut buf).expect("message fits in a frame");
+        }
+        self.send_raw(&buf).await;
+    }
+
+    /// Sends a frame with any id and payload, well-formed or not as far as the id and
+    /// payload go.
+    pub async fn send_frame(&mut self, id: u16, payload: &[u8]) {
+        self.send_raw(&raw_frame(id, payload)).await;
+    }
+
+    /// Writes bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(RECV_TIMEOUT, self.stream.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .expect("write failed");
+    }
+
+    /// Writes bytes, reporting a failure instead of panicking (the server may have closed).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next frame, or how the stream ended; `None` when nothing arrived within `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Result<S2cMessage, Closed>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(message) = self.parse_buffered() {
+                return Some(Ok(message));
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
+            match read.await {
+                Err(_) => return None,
+                Ok(Ok(0)) => return Some(Err(Closed::Eof)),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Some(Err(Closed::Error(error))),
+            }
+        }
+    }
+
+    /// Parses one whole frame out of the read buffer, if there is one.
+    fn parse_buffered(&mut self) -> Option<S2cMessage> {
+        if self.buf.len() < HEADER_LEN {
+            return None;
+        }
+        let size = u16::from_le_bytes([self.buf[0], self.buf[1]]) as usize;
+        assert!(
+            size >= HEADER_LEN,
+            "the server sent a frame of size {size}, smaller than the header"
+        );
+        if self.buf.len() < size {
+            return None;
+        }
+        let mut frame = self.buf.split_to(size);
+        let id = u16::from_le_bytes([frame[2], frame[3]]);
+        frame.advance(HEADER_LEN);
+        match S2cMessage::decode(id, frame.freeze()) {
+            Ok(message) => Some(message),
+            Err(error) => panic!("the server sent a frame that does not decode: {error}"),
+        }
+    }
+
+    /// The next message; panics on timeout or on a closed connection.
+    pub async fn recv(&mut self) -> S2cMessage {
+        match self.next_within(RECV_TIMEOUT).await {
+            Some(Ok(message)) => message,
+            Some(Err(closed)) => panic!(
+                "session {} ({}): connection closed ({closed:?}) while a frame was expected",
+                self.welcome.session_id, self.name
+            ),
+            None => panic!(
+                "session {} ({}): no frame within {RECV_TIMEOUT:?}",
+                self.welcome.session_id, self.name
+            ),
+        }
+    }
+
+    /// The next message, which must be an `M`.
+    pub async fn expect<M: ServerToClient>(&mut self) -> M {
+        let message = self.recv().await;
+        let got = format!("{message:?}");
+        M::from_any(message).unwrap_or_else(|| {
+            panic!(
+                "session {} ({}): expected {}, got {got}",
+                self.welcome.session_id,
+                self.name,
+                M::NAME
+            )
+        })
+    }
+
+    /// Reads until a message satisfies `predicate`, which is returned; the messages skipped
+    /// are returned too, in order. Panics on timeout or close.
+    pub async fn recv_until_with_skipped(
+        &mut self,
+        mut predicate: impl FnMut(&S2cMessage) -> bool,
+    ) -> (S2cMessage, Vec<S2cMessage>) {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left).await {
+                Some(Ok(message)) if predicate(&message) => return (message, skipped),
+                Some(Ok(message)) => skipped.push(message),
+                Some(Err(closed)) => panic!(
+                    "session {} ({}): connection closed ({closed:?}) while waiting; skipped {skipped:?}",
+                    self.welcome.session_id, self.name
+                ),
+                None => panic!(
+                    "session {} ({}): the awaited frame did not come within {RECV_TIMEOUT:?}; skipped {skipped:?}",
+                    self.welcome.session_id, self.name
+                ),
+            }
+        }
+    }
+
+    /// Reads until a message satisfies `predicate` and returns it, skipping the others.
+    pub async fn recv_until(&mut self, predicate: impl FnMut(&S2cMessage) -> bool) -> S2cMessage {
+        self.recv_until_with_skipped(predicate).await.0
+    }
+
+    /// The next message, which must be S2C_Error with `code`.
+    pub async fn expect_error(&mut self, code: ErrorCode) -> S2cError {
+        let error = self.expect::<S2cError>().await;
+        assert_eq!(
+            error.code(),
+            code,
+            "session {} ({}): expected error {code:?}, got {error:?}",
+            self.welcome.session_id,
+            self.name
+        );
+        error
+    }
+
+    /// Reads until the server closes the connection (EOF, or a reset), and returns the frames
+    /// that came first. Panics when it stays open for [`RECV_TIMEOUT`].
+    pub async fn expect_closed(&mut self) -> Vec<S2cMessage> {
+        self.expect_closed_within(RECV_TIMEOUT).await
+    }
+
+    /// [`expect_closed`](Self::expect_closed) with a deadline of its own.
+    pub async fn expect_closed_within(&mut self, within: Duration) -> Vec<S2cMessage> {
+        let deadline = Instant::now() + within;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left).await {
+                Some(Ok(message)) => before.push(message),
+                Some(Err(_)) => return before,
+                None => panic!(
+                    "session {} ({}): still open after {within:?} (received {} frames: {:?})",
+                    self.welcome.session_id,
+                    self.name,
+                    before.len(),
+                    before.iter().take(5).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives within `within` (a bounded wait for an absence).
+    pub async fn expect_silence(&mut self, within: Duration) {
+        if let Some(next) = self.next_within(within).await {
+            panic!(
+                "session {} ({}): expected nothing, got {next:?}",
+                self.welcome.session_id, self.name
+            );
+        }
+    }
+
+    /// Logs in as the guest `name`; the reply must be S2C_AuthResult.
+    pub async fn login_guest(&mut self, name: &str) -> S2cAuthResult {
+        self.send(&C2sLogin {
+            username: name.to_string(),
+            password: String::new(),
+        })
+        .await;
+        let result = self.expect::<S2cAuthResult>().await;
+        self.name = result.username.clone();
+        result
+    }
+
+    /// Joins `room`; skips chat and presence that may arrive first, fails on an error.
+    pub async fn join(&mut self, room: &str) -> S2cRoomJoined {
+        self.send(&C2sRoomJoin {
+            room: room.to_string(),
+        })
+        .await;
+        match self
+            .recv_until(|m| matches!(m, S2cMessage::S2cRoomJoined(j) if j.room == room) || matches!(m, S2cMessage::S2cError(_)))
+            .await
+        {
+            S2cMessage::S2cRoomJoined(joined) => joined,
+            other => panic!("{} could not join {room}: {other:?}", self.name),
+        }
+    }
+
+    /// Sends a ping and waits for its pong (skipping anything else).
+    pub async fn ping(&mut self, seq: u32) -> S2cPong {
+        let client_time_us = protocol::now_us();
+        self.send(&C2sPing {
+            seq,
+            client_time_us,
+        })
+        .await;
+        match self
+            .recv_until(|m| matches!(m, S2cMessage::S2cPong(p) if p.seq == seq))
+            .await
+        {
+            S2cMessage::S2cPong(pong) => pong,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Sends a ping and requires its pong to be the very next frame: proof that nothing else
+    /// was queued to this session before the ping was answered.
+    pub async fn ping_next(&mut self, seq: u32) -> S2cPong {
+        self.send(&C2sPing {
+            seq,
+            client_time_us: 1,
+        })
+        .await;
+        let pong = self.expect::<S2cPong>().await;
+        assert_eq!(pong.seq, seq);
+        pong
+    }
+
+    /// Sends a chat line.
+    pub async fn say(&mut self, room: &str, content: &str, sent_at_us: u64) {
+        self.send(&C2sChat {
+            room: room.to_string(),
+            content: content.to_string(),
+            sent_at_us,
+        })
+        .await;
+    }
+
+    /// Reads until a chat line in `room` from `from` with `content` arrives.
+    pub async fn expect_chat(&mut self, room: &str, from: &str, content: &str) -> S2cChat {
+        match self
+            .recv_until(|m| {
+                matches!(m, S2cMessage::S2cChat(c)
+                    if c.room == room && c.from == from && c.content == content)
+            })
+            .await
+        {
+            S2cMessage::S2cChat(chat) => chat,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Asks for the room list and waits for it.
+    pub async fn room_list(&mut self) -> S2cRoomList {
+        self.send(&C2sRoomList {}).await;
+        match self
+            .recv_until(|m| matches!(m, S2cMessage::S2cRoomList(_)))
+            .await
+        {
+            S2cMessage::S2cRoomList(list) => list,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The member count of `room` in a fresh room list; `None` when the room is not listed.
+    pub async fn member_count(&mut self, room: &str) -> Option<u32> {
+        let list = self.room_list().await;
+        list.rooms.iter().find(|r| r.name == room).map(|r| r.members)
+    }
+
+    /// Closes the connection from the client's side.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// One frame with any id and payload.
+pub fn raw_frame(id: u16, payload: &[u8]) -> Vec<u8> {
+    let size = HEADER_LEN + payload.len();
+    assert!(size <= u16::MAX as usize);
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(size as u16).to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
