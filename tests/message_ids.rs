@@ -53,7 +53,7 @@ enum MessageId {{
 }
 
 fn errors(ids: &str) -> String {
-    check(&proto(ids)).err().expect("the table must be refused").join("\n")
+    check(&proto(ids)).expect_err("the table must be refused").join("\n")
 }
 
 #[test]
@@ -86,8 +86,7 @@ fn duplicate_id_across_two_enums_fails_naming_both() {
     let second = "syntax = \"proto3\";\npackage u;\nmessage S2C_Other {}\n\
                   enum MessageId { NONE = 0; S2C_OTHER = 1000; }\n";
     let e = check_files(&[("t.proto", &first), ("u.proto", second)])
-        .err()
-        .expect("the table must be refused")
+        .expect_err("the table must be refused")
         .join("\n");
     assert!(e.contains("duplicate message id 1000: S2C_HELLO and S2C_OTHER"), "{e}");
 }

@@ -291,17 +291,21 @@ impl fmt::Display for Report {
             self.history_received
         )?;
         let l = &self.latency_us;
-        writeln!(
-            f,
-            "  latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}  ({} samples)",
-            fmt_us(l.p50),
-            fmt_us(l.p90),
-            fmt_us(l.p99),
-            fmt_us(l.p999),
-            fmt_us(l.max),
-            fmt_us(l.mean.round() as u64),
-            l.count
-        )?;
+        if l.count == 0 {
+            writeln!(f, "  latency     no samples")?;
+        } else {
+            writeln!(
+                f,
+                "  latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}  ({} samples)",
+                fmt_us(l.p50),
+                fmt_us(l.p90),
+                fmt_us(l.p99),
+                fmt_us(l.p999),
+                fmt_us(l.max),
+                fmt_us(l.mean.round() as u64),
+                l.count
+            )?;
+        }
         writeln!(
             f,
             "  ping        sent {}  pongs {}  rtt p50 {}  p99 {}",

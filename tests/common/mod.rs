@@ -38,6 +38,19 @@ pub fn test_config() -> ServerConfig {
     config
 }
 
+/// Installs the process's logger once, at `warn` unless `E2E_LOG` names another level
+/// (`E2E_LOG=info cargo test ...` shows every connect and disconnect).
+pub fn quiet_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".to_string());
+        let log = config::LogConfig::default();
+        if let Err(error) = config::logging::init(&log, Some(&level), "e2e") {
+            eprintln!("e2e: cannot set up logging: {error}");
+        }
+    });
+}
+
 /// A world server running in this process on an ephemeral port.
 pub struct TestServer {
     /// Where it listens.
@@ -49,6 +62,7 @@ pub struct TestServer {
 /// Binds `127.0.0.1:0` and spawns `world_server::run` on it; the server stops on
 /// [`TestServer::shutdown`] (or when the handle is dropped).
 pub async fn start_server(config: ServerConfig) -> TestServer {
+    quiet_logs();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -78,7 +92,9 @@ impl TestServer {
             Ok(Ok(Ok(stats))) => stats,
             Ok(Ok(Err(error))) => panic!("world_server::run returned an error: {error}"),
             Ok(Err(join)) => panic!("the server task panicked or was cancelled: {join}"),
-            Err(_) => panic!("world_server::run did not return within {SHUTDOWN_TIMEOUT:?} of shutdown"),
+            Err(_) => {
+                panic!("world_server::run did not return within {SHUTDOWN_TIMEOUT:?} of shutdown")
+            }
         }
     }
 
@@ -376,7 +392,10 @@ impl TestClient {
         })
         .await;
         match self
-            .recv_until(|m| matches!(m, S2cMessage::S2cRoomJoined(j) if j.room == room) || matches!(m, S2cMessage::S2cError(_)))
+            .recv_until(|m| {
+                matches!(m, S2cMessage::S2cRoomJoined(j) if j.room == room)
+                    || matches!(m, S2cMessage::S2cError(_))
+            })
             .await
         {
             S2cMessage::S2cRoomJoined(joined) => joined,
@@ -453,7 +472,10 @@ impl TestClient {
     /// The member count of `room` in a fresh room list; `None` when the room is not listed.
     pub async fn member_count(&mut self, room: &str) -> Option<u32> {
         let list = self.room_list().await;
-        list.rooms.iter().find(|r| r.name == room).map(|r| r.members)
+        list.rooms
+            .iter()
+            .find(|r| r.name == room)
+            .map(|r| r.members)
     }
 
     /// Closes the connection from the client's side.

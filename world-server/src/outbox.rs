@@ -4,6 +4,21 @@
 //! Frames are encoded into one arena buffer and split off it as `Bytes` views, so encoding a
 //! message costs no allocation of its own, and a fan-out message is encoded once and shared
 //! by every receiver.
+//!
+//! Sending is typed: only server-to-client messages can be queued. This does not compile:
+//!
+//! ```compile_fail
+//! let mut out = world_server::outbox::Outbox::default();
+//! out.send(net::SessionId(1), &protocol::world::C2sPing::default());
+//! ```
+//!
+//! while this does:
+//!
+//! ```
+//! let mut out = world_server::outbox::Outbox::default();
+//! out.send(net::SessionId(1), &protocol::world::S2cPong::default());
+//! assert_eq!(out.take(net::SessionId(1)).len(), 1);
+//! ```
 
 use std::collections::HashMap;
 

@@ -45,10 +45,10 @@ impl From<&config::ServerConfig> for WorldConfig {
             max_packet_size: c.server.max_packet_size as u32,
             allow_guests: c.world.allow_guests,
             room_capacity: c.world.room_capacity as u32,
-            max_chat_len: c.world.max_chat_len as usize,
-            max_rooms_per_session: c.world.max_rooms_per_session as usize,
+            max_chat_len: c.world.max_chat_len,
+            max_rooms_per_session: c.world.max_rooms_per_session,
             idle_timeout: (c.net.idle_timeout_secs > 0)
-                .then(|| Duration::from_secs(c.net.idle_timeout_secs as u64)),
+                .then(|| Duration::from_secs(c.net.idle_timeout_secs)),
         }
     }
 }

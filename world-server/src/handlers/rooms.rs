@@ -24,7 +24,7 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
     let max_rooms = world.config.max_rooms_per_session;
     let client = world.clients.get(&ctx.session).expect("dispatch checked the login");
     let username = client.login.as_ref().expect("dispatch checked the login").username.clone();
-    let already = client.rooms.iter().any(|r| *r == request.room);
+    let already = client.rooms.contains(&request.room);
     if !already && client.rooms.len() >= max_rooms {
         return Err(HandlerError::bad_request(format!(
             "already in {} rooms, the most max_rooms_per_session allows (joining {:?})",
