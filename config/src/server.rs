@@ -103,6 +103,12 @@ pub struct NetSection {
     /// Session events the tick loop drains per tick at most, 1..=16_777_216; the rest wait for
     /// the next tick. Default 65536: a burst cannot make one tick run unboundedly long.
     pub max_messages_per_tick: usize,
+    /// Requests one session may send per second, sustained, 0..=1_000_000; 0 disables the
+    /// limit. A burst of twice as many is allowed. Requests over the limit are answered
+    /// RATE_LIMITED and dropped, and a session that keeps sending at more than twice the limit
+    /// for a second is disconnected as flooding. Default 200: far above what a person or a
+    /// game client sends, far below what costs the server a share of its tick.
+    pub max_requests_per_sec: u64,
 }
 
 impl Default for NetSection {
@@ -115,6 +121,7 @@ impl Default for NetSection {
             idle_timeout_secs: 60,
             linger_ms: 2000,
             max_messages_per_tick: 65_536,
+            max_requests_per_sec: 200,
         }
     }
 }
@@ -206,6 +213,7 @@ impl ServerConfig {
             net.max_messages_per_tick,
             1..=16_777_216,
         )?;
+        rules.range("net.max_requests_per_sec", net.max_requests_per_sec, 0..=1_000_000)?;
 
         let world = &self.world;
         rules.range("world.room_capacity", world.room_capacity, 1..=100_000)?;

@@ -255,3 +255,26 @@ async fn cancelling_stops_the_run_early_and_still_reports() {
     assert_eq!(report.lost, 0, "{report}");
     assert!(report.passed(), "{report}");
 }
+
+/// A larger swarm, for a look at the client's own cost: `cargo test --release -p dummy-client
+/// --test swarm -- --ignored --nocapture` (bots from `STRESS_BOTS`, default 2000).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "takes several seconds and thousands of sockets"]
+async fn thousands_of_bots_against_the_fake_server() {
+    let bots = std::env::var("STRESS_BOTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let stop_server = CancellationToken::new();
+    let addr = fake_server(Faults::default(), stop_server.clone()).await;
+    let mut config = config(addr, bots);
+    config.client.duration_secs = 5;
+    config.client.ramp_up_per_sec = 2000;
+    config.bots.bots_per_room = 20;
+    config.bots.chat_interval_ms = 250;
+    config.bots.ping_interval_ms = 5000;
+    let report = run(config, CancellationToken::new()).await.unwrap();
+    stop_server.cancel();
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+}

@@ -57,6 +57,8 @@ pub enum DisconnectReason {
     SlowConsumer,
     /// The peer sent nothing for too long.
     IdleTimeout,
+    /// The peer kept sending requests far above its rate limit.
+    Flooding,
     /// Another session logged in with the same username.
     Replaced,
     /// The owner had no room for another session.
@@ -75,6 +77,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Io(kind) => write!(f, "socket error: {kind}"),
             DisconnectReason::SlowConsumer => f.write_str("slow consumer: outbound queue full"),
             DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
+            DisconnectReason::Flooding => f.write_str("flooding: requests far above the rate limit"),
             DisconnectReason::Replaced => f.write_str("replaced by a newer login"),
             DisconnectReason::ServerFull => f.write_str("server full"),
             DisconnectReason::Shutdown => f.write_str("shutdown"),

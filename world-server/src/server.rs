@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
-use crate::world::{Stats, World, WorldConfig};
+use crate::world::{Admission, Stats, World, WorldConfig};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,8 @@ pub enum ServerError {
 pub struct Queued {
     /// The sender.
     pub session: SessionId,
-    /// The message, or the frame's id and why it is a bad request.
-    pub message: Result<C2sMessage, (u16, DispatchError)>,
+    /// The message, or the frame's id and the error to answer it with.
+    pub message: Result<C2sMessage, (u16, HandlerError)>,
 }
 
 /// The decoded messages of one tick, in arrival order (so per-sender order holds).
@@ -205,9 +205,8 @@ impl Server {
                     self.dispatcher.dispatch(&mut self.world, &ctx, message);
                 }
                 Err((id, error)) => {
-                    spdlog::debug!("world: session {session}: bad request: {error}");
-                    self.world
-                        .send_error(session, id, HandlerError::bad_request(error.to_string()));
+                    spdlog::debug!("world: session {session}: {:?}: {}", error.code, error.reason);
+                    self.world.send_error(session, id, error);
                 }
             }
         }
@@ -278,13 +277,28 @@ impl Server {
                     self.owed.push(session);
                 }
                 connection.owed_credit += 1;
-                if !self.world.touch(session, now) {
-                    return; // closing: what it still sends is ignored
-                }
-                let message = self
-                    .dispatcher
-                    .decode(packet.id, packet.payload)
-                    .map_err(|error| (packet.id, error));
+                let id = packet.id;
+                let message = match self.world.admit(session, now) {
+                    Admission::Admit => self
+                        .dispatcher
+                        .decode(id, packet.payload)
+                        .map_err(|error| (id, HandlerError::bad_request(error.to_string()))),
+                    Admission::Limited { reply: true } => Err((
+                        id,
+                        HandlerError::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "more than {} requests per second; requests are dropped",
+                                self.world.config.max_requests_per_sec
+                            ),
+                        ),
+                    )),
+                    Admission::Limited { reply: false } | Admission::Ignore => return,
+                    Admission::Flooding => {
+                        self.world.kick(session, DisconnectReason::Flooding);
+                        return;
+                    }
+                };
                 self.queue.push_back(Queued { session, message });
             }
             SessionEvent::Closed { session, reason } => {

@@ -35,6 +35,8 @@ pub struct WorldConfig {
     pub max_rooms_per_session: usize,
     /// A session silent for this long is closed; `None` never.
     pub idle_timeout: Option<Duration>,
+    /// Requests per second one session may send, sustained; 0 for no limit.
+    pub max_requests_per_sec: u32,
 }
 
 impl From<&config::ServerConfig> for WorldConfig {
@@ -49,6 +51,7 @@ impl From<&config::ServerConfig> for WorldConfig {
             max_rooms_per_session: c.world.max_rooms_per_session,
             idle_timeout: (c.net.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(c.net.idle_timeout_secs)),
+            max_requests_per_sec: c.net.max_requests_per_sec as u32,
         }
     }
 }
@@ -85,6 +88,72 @@ pub struct Client {
     pub rooms: Vec<String>,
     /// A close is queued: its further messages are ignored.
     pub closing: bool,
+    /// Its request rate limit.
+    pub bucket: TokenBucket,
+}
+
+/// What to do with a frame that just arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Process it.
+    Admit,
+    /// Drop it: the session is over its rate limit. `reply` is true for the first drop of a
+    /// one-second window, which is answered RATE_LIMITED (later ones are not, so that a flood
+    /// is not answered with a flood).
+    Limited {
+        /// Whether to answer it.
+        reply: bool,
+    },
+    /// Drop it and disconnect: the session kept sending far above its limit.
+    Flooding,
+    /// Drop it silently: the session is unknown or closing.
+    Ignore,
+}
+
+/// A token bucket: `rate` requests per second, bursts of `2 * rate`.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+    window_start: Instant,
+    dropped_in_window: u32,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, now: Instant) -> Self {
+        TokenBucket {
+            tokens: 2.0 * rate as f64,
+            last: now,
+            window_start: now,
+            dropped_in_window: 0,
+        }
+    }
+
+    fn admit(&mut self, rate: u32, now: Instant) -> Admission {
+        if rate == 0 {
+            return Admission::Admit;
+        }
+        let rate = rate as f64;
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(2.0 * rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admission::Admit;
+        }
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.dropped_in_window = 0;
+        }
+        self.dropped_in_window += 1;
+        if self.dropped_in_window as f64 > rate {
+            Admission::Flooding
+        } else {
+            Admission::Limited {
+                reply: self.dropped_in_window == 1,
+            }
+        }
+    }
 }
 
 /// A room with members.
@@ -178,6 +247,7 @@ impl World {
                 login: None,
                 rooms: Vec::new(),
                 closing: false,
+                bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
             },
         );
         let welcome = S2cWelcome {
@@ -226,15 +296,16 @@ impl World {
         Some(login)
     }
 
-    /// Records that `session` sent something at `at`; false when its messages are to be
-    /// ignored (unknown, or closing).
-    pub fn touch(&mut self, session: SessionId, at: Instant) -> bool {
+    /// Records that `session` sent a frame at `at`, and decides what to do with it: process
+    /// it, or drop it (rate limit, closing session).
+    pub fn admit(&mut self, session: SessionId, at: Instant) -> Admission {
+        let rate = self.config.max_requests_per_sec;
         match self.clients.get_mut(&session) {
             Some(client) if !client.closing => {
                 client.last_seen = at;
-                true
+                client.bucket.admit(rate, at)
             }
-            _ => false,
+            _ => Admission::Ignore,
         }
     }
 
@@ -342,4 +413,68 @@ fn log_stats(world: &mut World, _: Instant) {
     stats.tick_us_sum = 0;
     stats.max_tick_us = 0;
     stats.ticks_in_window = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_admits_a_burst_of_twice_the_rate_then_answers_once_then_drops() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10, t0);
+        for _ in 0..20 {
+            assert_eq!(bucket.admit(10, t0), Admission::Admit);
+        }
+        assert_eq!(bucket.admit(10, t0), Admission::Limited { reply: true });
+        assert_eq!(bucket.admit(10, t0), Admission::Limited { reply: false });
+    }
+
+    #[test]
+    fn rate_limit_refills_at_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10, t0);
+        for _ in 0..20 {
+            bucket.admit(10, t0);
+        }
+        let later = t0 + Duration::from_millis(500);
+        for _ in 0..5 {
+            assert_eq!(bucket.admit(10, later), Admission::Admit);
+        }
+        assert!(matches!(bucket.admit(10, later), Admission::Limited { .. }));
+    }
+
+    #[test]
+    fn sending_far_over_the_limit_for_a_second_is_flooding() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10, t0);
+        let verdicts: Vec<Admission> = (0..31).map(|_| bucket.admit(10, t0)).collect();
+        assert_eq!(verdicts[..20], [Admission::Admit; 20]);
+        assert_eq!(verdicts[30], Admission::Flooding);
+    }
+
+    #[test]
+    fn zero_rate_means_no_limit() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(0, t0);
+        assert!((0..100_000).all(|_| bucket.admit(0, t0) == Admission::Admit));
+    }
+
+    #[test]
+    fn silent_session_is_closed_after_the_idle_timeout() {
+        let t0 = Instant::now();
+        let config = WorldConfig {
+            idle_timeout: Some(Duration::from_secs(5)),
+            ..WorldConfig::default()
+        };
+        let mut world = World::new(config, t0);
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        world.connect(SessionId(1), peer, t0);
+        world.connect(SessionId(2), peer, t0);
+        world.tick(t0 + Duration::from_secs(3));
+        assert_eq!(world.admit(SessionId(2), t0 + Duration::from_secs(3)), Admission::Admit);
+        world.tick(t0 + Duration::from_secs(6));
+        assert_eq!(world.out.closes(), &[(SessionId(1), DisconnectReason::IdleTimeout)]);
+        assert_eq!(world.admit(SessionId(1), t0 + Duration::from_secs(6)), Admission::Ignore);
+    }
 }

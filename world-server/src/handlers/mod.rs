@@ -136,7 +136,7 @@ pub(crate) mod testkit {
         }
 
         pub fn send_raw(&mut self, from: SessionId, id: u16, payload: Bytes) {
-            if !self.world.touch(from, self.now) {
+            if self.world.admit(from, self.now) != crate::world::Admission::Admit {
                 return;
             }
             let ctx = Ctx {
