@@ -89,7 +89,9 @@ async fn second_login_on_a_session_answers_already_authenticated() {
         })
         .await;
     match client.recv().await {
-        S2cMessage::S2cWhisper(w) => assert_eq!((w.from.as_str(), w.to.as_str()), ("carol", "alice")),
+        S2cMessage::S2cWhisper(w) => {
+            assert_eq!((w.from.as_str(), w.to.as_str()), ("carol", "alice"))
+        }
         other => panic!("{other:?}"),
     }
     other
@@ -99,7 +101,9 @@ async fn second_login_on_a_session_answers_already_authenticated() {
             sent_at_us: 1,
         })
         .await;
-    other.recv_until(|m| matches!(m, S2cMessage::S2cError(e) if e.code() == ErrorCode::UserOffline)).await;
+    other
+        .recv_until(|m| matches!(m, S2cMessage::S2cError(e) if e.code() == ErrorCode::UserOffline))
+        .await;
     server.shutdown().await;
 }
 
@@ -127,7 +131,11 @@ async fn second_login_with_the_same_name_in_any_case_replaces_the_first_session(
     // The old session left its room; the room's other member saw it go.
     let presence = witness.expect::<S2cRoomPresence>().await;
     assert_eq!(
-        (presence.room.as_str(), presence.username.as_str(), presence.joined),
+        (
+            presence.room.as_str(),
+            presence.username.as_str(),
+            presence.joined
+        ),
         ("lobby", "alice", false)
     );
     assert_eq!(witness.member_count("lobby").await, Some(1));

@@ -53,22 +53,39 @@ enum MessageId {{
 }
 
 fn errors(ids: &str) -> String {
-    check(&proto(ids)).expect_err("the table must be refused").join("\n")
+    check(&proto(ids))
+        .expect_err("the table must be refused")
+        .join("\n")
 }
 
 #[test]
 fn valid_table_gives_each_message_its_id_and_direction() {
-    let entries = check(&proto("S2C_HELLO = 1000; C2S_HELLO = 2000; C2S_ROOM_JOIN = 2030;")).unwrap();
+    let entries = check(&proto(
+        "S2C_HELLO = 1000; C2S_HELLO = 2000; C2S_ROOM_JOIN = 2030;",
+    ))
+    .unwrap();
     let got: Vec<(u32, &str, &str, Direction)> = entries
         .iter()
-        .map(|e| (e.id, e.proto_name.as_str(), e.rust_name.as_str(), e.direction))
+        .map(|e| {
+            (
+                e.id,
+                e.proto_name.as_str(),
+                e.rust_name.as_str(),
+                e.direction,
+            )
+        })
         .collect();
     assert_eq!(
         got,
         vec![
             (1000, "S2C_Hello", "S2cHello", Direction::ServerToClient),
             (2000, "C2S_Hello", "C2sHello", Direction::ClientToServer),
-            (2030, "C2S_RoomJoin", "C2sRoomJoin", Direction::ClientToServer),
+            (
+                2030,
+                "C2S_RoomJoin",
+                "C2sRoomJoin",
+                Direction::ClientToServer
+            ),
         ]
     );
     assert_eq!(entries[2].rust_path, "t::C2sRoomJoin");
@@ -77,7 +94,10 @@ fn valid_table_gives_each_message_its_id_and_direction() {
 #[test]
 fn duplicate_id_fails_naming_both_entries() {
     let e = errors("S2C_HELLO = 1000; C2S_HELLO = 1000;");
-    assert!(e.contains("duplicate message id 1000: S2C_HELLO and C2S_HELLO"), "{e}");
+    assert!(
+        e.contains("duplicate message id 1000: S2C_HELLO and C2S_HELLO"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -88,21 +108,33 @@ fn duplicate_id_across_two_enums_fails_naming_both() {
     let e = check_files(&[("t.proto", &first), ("u.proto", second)])
         .expect_err("the table must be refused")
         .join("\n");
-    assert!(e.contains("duplicate message id 1000: S2C_HELLO and S2C_OTHER"), "{e}");
+    assert!(
+        e.contains("duplicate message id 1000: S2C_HELLO and S2C_OTHER"),
+        "{e}"
+    );
 }
 
 #[test]
 fn id_in_the_wrong_range_for_its_direction_fails() {
     let e = errors("C2S_HELLO = 1500;");
-    assert!(e.contains("C2S_HELLO = 1500") && e.contains("2000-2999"), "{e}");
+    assert!(
+        e.contains("C2S_HELLO = 1500") && e.contains("2000-2999"),
+        "{e}"
+    );
     let e = errors("S2C_HELLO = 2500;");
-    assert!(e.contains("S2C_HELLO = 2500") && e.contains("1000-1999"), "{e}");
+    assert!(
+        e.contains("S2C_HELLO = 2500") && e.contains("1000-1999"),
+        "{e}"
+    );
 }
 
 #[test]
 fn id_naming_no_message_fails_naming_it() {
     let e = errors("S2C_GOODBYE = 1001;");
-    assert!(e.contains("S2C_GOODBYE") && e.contains("names no message"), "{e}");
+    assert!(
+        e.contains("S2C_GOODBYE") && e.contains("names no message"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -151,7 +183,10 @@ fn project_protos_declare_every_message_of_the_protocol_page() {
     let expected: Vec<(u32, String)> = expected.iter().map(|(i, n)| (*i, n.to_string())).collect();
     assert_eq!(ids, expected);
     assert_eq!(
-        protocol::MESSAGE_IDS.iter().map(|(i, n)| (*i as u32, n.to_string())).collect::<Vec<_>>(),
+        protocol::MESSAGE_IDS
+            .iter()
+            .map(|(i, n)| (*i as u32, n.to_string()))
+            .collect::<Vec<_>>(),
         expected
     );
 }

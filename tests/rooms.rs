@@ -7,7 +7,7 @@ use common::{start_server, test_config};
 use protocol::world::{
     C2sRoomJoin, C2sRoomLeave, S2cChat, S2cRoomJoined, S2cRoomLeft, S2cRoomPresence,
 };
-use protocol::{ErrorCode, MessageType, S2cMessage};
+use protocol::{ErrorCode, MessageType};
 
 fn join(room: &str) -> C2sRoomJoin {
     C2sRoomJoin {
@@ -43,7 +43,11 @@ async fn join_creates_the_room_lists_members_and_tells_the_others() {
     assert_eq!(members, vec!["alice", "bob"], "{joined:?}");
     let presence = alice.expect::<S2cRoomPresence>().await;
     assert_eq!(
-        (presence.room.as_str(), presence.username.as_str(), presence.joined),
+        (
+            presence.room.as_str(),
+            presence.username.as_str(),
+            presence.joined
+        ),
         ("lobby", "bob", true)
     );
 
@@ -55,7 +59,11 @@ async fn join_creates_the_room_lists_members_and_tells_the_others() {
     for member in [&mut alice, &mut bob] {
         let presence = member.expect::<S2cRoomPresence>().await;
         assert_eq!(
-            (presence.room.as_str(), presence.username.as_str(), presence.joined),
+            (
+                presence.room.as_str(),
+                presence.username.as_str(),
+                presence.joined
+            ),
             ("lobby", "carol", true)
         );
     }
@@ -91,7 +99,11 @@ async fn leave_answers_room_left_and_the_others_see_presence_joined_false() {
     assert_eq!(left.room, "lobby");
     let presence = alice.expect::<S2cRoomPresence>().await;
     assert_eq!(
-        (presence.room.as_str(), presence.username.as_str(), presence.joined),
+        (
+            presence.room.as_str(),
+            presence.username.as_str(),
+            presence.joined
+        ),
         ("lobby", "bob", false)
     );
 

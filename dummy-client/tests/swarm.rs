@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dummy_client::{run, ClientConfig, Report};
-use net::{ServerService, ServiceEvent, Session, SessionConfig, SessionEvent, SessionId};
-use protocol::world::{S2cAuthResult, S2cChat, S2cError, S2cPong, S2cRoomJoined, S2cWelcome};
+use net::{
+    DisconnectReason, ServerService, ServiceEvent, Session, SessionConfig, SessionEvent, SessionId,
+};
+use protocol::world::{
+    C2sChat, S2cAuthResult, S2cChat, S2cError, S2cPong, S2cRoomJoined, S2cWelcome,
+};
 use protocol::{C2sMessage, ErrorCode, MessageType};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -25,12 +29,129 @@ struct Faults {
     duplicate: bool,
     /// Refuse every n-th chat line with RATE_LIMITED.
     reject_every: Option<u64>,
+    /// Disconnect the sender of the n-th chat line instead of delivering it.
+    kick_at: Option<u64>,
 }
 
 struct Member {
     session: Session,
     name: String,
-    room: Option<String>,
+}
+
+/// A chat server just good enough for the swarm: guest logins, rooms, chat fan-out, pings.
+/// It sends every frame at once (no ticks), as one batch of its own.
+struct FakeServer {
+    faults: Faults,
+    members: HashMap<SessionId, Member>,
+    rooms: HashMap<String, Vec<SessionId>>,
+    deliveries: u64,
+    chats: u64,
+}
+
+impl FakeServer {
+    fn send<M: MessageType>(&self, to: SessionId, message: &M) {
+        self.send_frame(to, protocol::frame(message).unwrap());
+    }
+
+    fn send_frame(&self, to: SessionId, frame: Bytes) {
+        if let Some(member) = self.members.get(&to) {
+            let _ = member.session.send(vec![frame]);
+        }
+    }
+
+    fn handle(&mut self, session: SessionId, message: C2sMessage) {
+        match message {
+            C2sMessage::C2sLogin(login) => {
+                self.members.get_mut(&session).unwrap().name = login.username.clone();
+                let auth = S2cAuthResult {
+                    username: login.username,
+                    guest: true,
+                    ..Default::default()
+                };
+                self.send(session, &auth);
+            }
+            C2sMessage::C2sRoomJoin(join) => {
+                let room = self.rooms.entry(join.room.clone()).or_default();
+                room.push(session);
+                let members = room
+                    .iter()
+                    .map(|id| self.members[id].name.clone())
+                    .collect();
+                let joined = S2cRoomJoined {
+                    room: join.room,
+                    members,
+                    capacity: 100,
+                };
+                self.send(session, &joined);
+            }
+            C2sMessage::C2sPing(ping) => {
+                let pong = S2cPong {
+                    seq: ping.seq,
+                    client_time_us: ping.client_time_us,
+                    server_time_us: protocol::now_us(),
+                };
+                self.send(session, &pong);
+            }
+            C2sMessage::C2sChat(chat) => {
+                self.chats += 1;
+                if self.faults.kick_at == Some(self.chats) {
+                    if let Some(member) = self.members.get_mut(&session) {
+                        member
+                            .session
+                            .abort(DisconnectReason::Kicked("test".into()));
+                    }
+                    self.close(session);
+                    return;
+                }
+                if self
+                    .faults
+                    .reject_every
+                    .is_some_and(|n| self.chats % n == 0)
+                {
+                    let error = S2cError {
+                        code: ErrorCode::RateLimited as i32,
+                        reason: "slow down".into(),
+                        request_id: u32::from(C2sChat::ID),
+                    };
+                    self.send(session, &error);
+                    return;
+                }
+                let line = S2cChat {
+                    from: self.members[&session].name.clone(),
+                    content: chat.content,
+                    sent_at_us: chat.sent_at_us,
+                    server_time_us: protocol::now_us(),
+                    history: false,
+                    room: chat.room,
+                };
+                let frame = protocol::frame(&line).unwrap();
+                for &to in self.rooms.get(&line.room).into_iter().flatten() {
+                    if to != session {
+                        self.deliveries += 1;
+                        if self
+                            .faults
+                            .drop_every
+                            .is_some_and(|n| self.deliveries % n == 0)
+                        {
+                            continue;
+                        }
+                    }
+                    self.send_frame(to, frame.clone());
+                    if self.faults.duplicate {
+                        self.send_frame(to, frame.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, session: SessionId) {
+        self.members.remove(&session);
+        for room in self.rooms.values_mut() {
+            room.retain(|&id| id != session);
+        }
+    }
 }
 
 /// Starts the fake server; it runs until `shutdown` is cancelled.
@@ -46,11 +167,15 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
         max_outbound_bytes: 1 << 26,
         ..SessionConfig::default()
     };
+    let mut server = FakeServer {
+        faults,
+        members: HashMap::new(),
+        rooms: HashMap::new(),
+        deliveries: 0,
+        chats: 0,
+    };
     tokio::spawn(async move {
-        let mut members: HashMap<SessionId, Member> = HashMap::new();
         let mut next_id = 1;
-        let mut deliveries = 0u64;
-        let mut chats = 0u64;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -58,61 +183,19 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
                     let id = SessionId(next_id);
                     next_id += 1;
                     let session = Session::spawn(id, stream, &config, session_tx.clone(), &tracker);
+                    let name = String::new();
+                    server.members.insert(id, Member { session, name });
                     let welcome = S2cWelcome { session_id: id.0, protocol_version: 1, ..Default::default() };
-                    let _ = session.send(vec![protocol::frame(&welcome).unwrap()]);
-                    members.insert(id, Member { session, name: String::new(), room: None });
+                    server.send(id, &welcome);
                 }
                 Some(event) = session_rx.recv() => match event {
-                    SessionEvent::Closed { session, .. } => { members.remove(&session); }
+                    SessionEvent::Closed { session, .. } => server.close(session),
                     SessionEvent::Received { session, packet, .. } => {
-                        if let Some(m) = members.get(&session) { m.session.release_credit(1); }
-                        let Ok(message) = C2sMessage::decode(packet.id, packet.payload) else { continue };
-                        let send = |members: &HashMap<SessionId, Member>, to: SessionId, frame: Bytes| {
-                            if let Some(m) = members.get(&to) { let _ = m.session.send(vec![frame]); }
-                        };
-                        match message {
-                            C2sMessage::C2sLogin(login) => {
-                                members.get_mut(&session).unwrap().name = login.username.clone();
-                                let auth = S2cAuthResult { username: login.username, guest: true, ..Default::default() };
-                                send(&members, session, protocol::frame(&auth).unwrap());
-                            }
-                            C2sMessage::C2sRoomJoin(join) => {
-                                members.get_mut(&session).unwrap().room = Some(join.room.clone());
-                                let names = members.values().filter(|m| m.room.as_deref() == Some(&join.room)).map(|m| m.name.clone()).collect();
-                                let joined = S2cRoomJoined { room: join.room, members: names, capacity: 100 };
-                                send(&members, session, protocol::frame(&joined).unwrap());
-                            }
-                            C2sMessage::C2sPing(ping) => {
-                                let pong = S2cPong { seq: ping.seq, client_time_us: ping.client_time_us, server_time_us: protocol::now_us() };
-                                send(&members, session, protocol::frame(&pong).unwrap());
-                            }
-                            C2sMessage::C2sChat(chat) => {
-                                chats += 1;
-                                if faults.reject_every.is_some_and(|n| chats % n == 0) {
-                                    let error = S2cError { code: ErrorCode::RateLimited as i32, reason: "slow down".into(), request_id: u32::from(protocol::world::C2sChat::ID) };
-                                    send(&members, session, protocol::frame(&error).unwrap());
-                                    continue;
-                                }
-                                let line = S2cChat {
-                                    room: chat.room.clone(),
-                                    from: members[&session].name.clone(),
-                                    content: chat.content,
-                                    sent_at_us: chat.sent_at_us,
-                                    server_time_us: protocol::now_us(),
-                                    history: false,
-                                };
-                                let frame = protocol::frame(&line).unwrap();
-                                let to: Vec<SessionId> = members.iter().filter(|(_, m)| m.room.as_deref() == Some(&chat.room)).map(|(id, _)| *id).collect();
-                                for id in to {
-                                    if id != session {
-                                        deliveries += 1;
-                                        if faults.drop_every.is_some_and(|n| deliveries % n == 0) { continue; }
-                                    }
-                                    send(&members, id, frame.clone());
-                                    if faults.duplicate { send(&members, id, frame.clone()); }
-                                }
-                            }
-                            _ => {}
+                        if let Some(member) = server.members.get(&session) {
+                            member.session.release_credit(1);
+                        }
+                        if let Ok(message) = C2sMessage::decode(packet.id, packet.payload) {
+                            server.handle(session, message);
                         }
                     }
                 },
@@ -209,6 +292,36 @@ async fn lines_the_server_refuses_are_rejected_not_lost() {
     assert_eq!(report.lost, 0, "{report}");
     assert_eq!(report.received, report.expected);
     assert!(report.passed(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_the_server_disconnects_is_reported_with_what_it_was_owed_lost() {
+    let report = run_against(
+        Faults {
+            kick_at: Some(100),
+            ..Faults::default()
+        },
+        20,
+    )
+    .await;
+    assert!(!report.passed());
+    assert_eq!(report.disconnects, 1, "{report}");
+    assert_eq!(
+        report.disconnect_reasons.get("peer closed"),
+        Some(&1),
+        "{report}"
+    );
+    assert!(
+        report.lost > 0,
+        "the line it sent last was never delivered: {report}"
+    );
+    assert_eq!(report.received + report.lost, report.expected);
+    assert_eq!(report.unexpected, 0, "{report}");
+    let failures = report.failures().join("; ");
+    assert!(
+        failures.contains("1 unexpected disconnects (peer closed 1)"),
+        "{failures}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

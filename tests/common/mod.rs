@@ -187,6 +187,11 @@ impl TestClient {
         }
     }
 
+    /// The socket itself, for tests that drive it by hand.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// The session id the welcome announced.
     pub fn session_id(&self) -> u64 {
         self.welcome.session_id

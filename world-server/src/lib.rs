@@ -23,10 +23,12 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod db;
 pub mod dispatcher;
 pub mod handlers;
 pub mod outbox;
 pub mod server;
+pub mod storage;
 pub mod timers;
 pub mod world;
 

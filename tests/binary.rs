@@ -1,0 +1,370 @@
+//! The real `world-server` binary: serves clients on the address given, exits 0 on SIGTERM
+//! saying it shut down, and refuses a bad config file with exit code 2 and one line naming
+//! the file, the key and the value.
+//!
+//! `CARGO_BIN_EXE_world-server` only exists inside the `world-server` package, so the binary
+//! is found next to this test's own executable (`target/<profile>/world-server`). When it is
+//! missing or older than a source file it was built from (per its `.d` dep-info file), it is
+//! built into a target directory of its own (`target/e2e-bin`), so that this never waits on
+//! the lock of a cargo that is running these very tests.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::TestClient;
+use protocol::S2cMessage;
+
+const BIN: &str = if cfg!(windows) {
+    "world-server.exe"
+} else {
+    "world-server"
+};
+
+/// Path of an up-to-date `world-server` binary; builds one when needed (once per process).
+fn world_server_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<this test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_path_buf();
+        let candidate = profile_dir.join(BIN);
+        if is_fresh(&candidate, &profile_dir.join("world-server.d")) {
+            return candidate;
+        }
+        let target_dir = profile_dir
+            .parent()
+            .expect("target directory")
+            .join("e2e-bin");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_string();
+        let cargo = std::env::var("CARGO")
+            .ok()
+            .or_else(|| option_env!("CARGO").map(str::to_string))
+            .unwrap_or_else(|| "cargo".to_string());
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "world-server",
+                "--bin",
+                "world-server",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if profile == "release" {
+            command.arg("--release");
+        }
+        let status = command.status().expect("run cargo build -p world-server");
+        assert!(
+            status.success(),
+            "cargo build -p world-server failed: {status}"
+        );
+        let built = target_dir.join(&profile).join(BIN);
+        assert!(built.exists(), "{} was not built", built.display());
+        built
+    })
+}
+
+/// Whether `binary` exists and is newer than every file its dep-info lists.
+fn is_fresh(binary: &Path, dep_info: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let Ok(deps) = std::fs::read_to_string(dep_info) else {
+        return false;
+    };
+    // "target: dep1 dep2 ...", spaces inside paths escaped as "\ ".
+    let Some((_, list)) = deps.lines().next().and_then(|l| l.split_once(": ")) else {
+        return false;
+    };
+    let list = list.replace("\\ ", "\u{0}");
+    list.split_whitespace()
+        .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
+        .all(|source| {
+            std::fs::metadata(&source)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified: SystemTime| modified <= built)
+        })
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the server to take).
+fn free_port() -> u16 {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A temporary config file, deleted on drop.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(tag: &str, text: &str) -> TempConfig {
+        let path = std::env::temp_dir().join(format!(
+            "world-server-e2e-{}-{tag}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write temp config");
+        TempConfig(path)
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A running server process, killed on drop if still running; its stderr collected.
+struct ServerProcess {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    fn spawn(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(world_server_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn world-server");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr pipe");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        ServerProcess { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Connects to `addr` once the process listens (it binds after start-up).
+    async fn connect(&mut self, addr: SocketAddr) -> TestClient {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "world-server exited with {status} before accepting; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return TestClient::connect(addr).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "world-server did not listen on {addr}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed: {status}");
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    async fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "world-server still running {within:?} after the signal; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary to completion (for start-up failures) and returns (exit code, stderr).
+fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut process = ServerProcess::spawn(args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = process.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "world-server {args:?} did not exit; stderr:\n{}",
+            process.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the reader thread take the last bytes.
+    std::thread::sleep(Duration::from_millis(100));
+    (status.code(), process.stderr())
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_clients_and_exits_zero_on_sigterm_saying_it_shut_down() {
+    let config = TempConfig::new(
+        "serve",
+        "[server]\nname = \"binary-e2e\"\ntick_ms = 20\n[log]\nlevel = \"info\"\n",
+    );
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let config_path = config.0.to_str().unwrap().to_string();
+    let mut server = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+
+    let mut alice = server.connect(addr).await;
+    assert_eq!(
+        alice.welcome.server_name, "binary-e2e",
+        "{:?}",
+        alice.welcome
+    );
+    assert_eq!(alice.welcome.tick_ms, 20);
+    assert_eq!(alice.welcome.protocol_version, 1);
+    assert_eq!(alice.welcome.max_packet_size, 8192);
+    alice.login_guest("alice").await;
+    alice.join("lobby").await;
+    let mut bob = TestClient::connect(addr).await;
+    bob.login_guest("bob").await;
+    bob.join("lobby").await;
+    alice.say("lobby", "over a real process", 5).await;
+    bob.expect_chat("lobby", "alice", "over a real process")
+        .await;
+
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status}; stderr:\n{}",
+        server.stderr()
+    );
+    for client in [&mut alice, &mut bob] {
+        let frames = client.expect_closed_within(Duration::from_secs(5)).await;
+        assert!(
+            frames
+                .iter()
+                .all(|m| matches!(m, S2cMessage::S2cChat(_) | S2cMessage::S2cRoomPresence(_))),
+            "{frames:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.stderr();
+    assert!(
+        log.contains("SIGTERM"),
+        "the log should say SIGTERM arrived:\n{log}"
+    );
+    assert!(
+        log.contains("shutting down"),
+        "the log should say it shuts down:\n{log}"
+    );
+    assert!(
+        log.contains("stopped"),
+        "the log should say it stopped:\n{log}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port still accepts after exit"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_exits_zero_on_sigint_too() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let mut server = ServerProcess::spawn(&["--listen", &listen]);
+    let mut client = server.connect(addr).await;
+    assert_eq!(client.welcome.session_id, 1);
+    server.signal("INT");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    client.expect_closed_within(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn bad_config_value_exits_2_with_one_line_naming_file_key_and_value() {
+    let config = TempConfig::new("tick0", "[server]\ntick_ms = 0\n");
+    let path = config.0.to_str().unwrap();
+    let (code, stderr) = run_to_exit(&["--config", path]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    let line = lines[0];
+    assert!(line.contains(path), "names the file: {line}");
+    assert!(line.contains("server.tick_ms"), "names the key: {line}");
+    assert!(line.contains("(got 0)"), "names the value: {line}");
+}
+
+#[test]
+fn unknown_config_key_exits_2_naming_the_key() {
+    let config = TempConfig::new("unknown", "[server]\ntick_msx = 5\n");
+    let path = config.0.to_str().unwrap();
+    let (code, stderr) = run_to_exit(&["--config", path]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    assert!(lines[0].contains(path), "names the file: {}", lines[0]);
+    assert!(
+        lines[0].contains("server.tick_msx"),
+        "names the key: {}",
+        lines[0]
+    );
+}
+
+#[test]
+fn missing_config_file_exits_2_naming_the_path() {
+    let path = std::env::temp_dir().join(format!(
+        "world-server-e2e-{}-does-not-exist.toml",
+        std::process::id()
+    ));
+    let path = path.to_str().unwrap();
+    let (code, stderr) = run_to_exit(&["--config", path]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    assert!(lines[0].contains(path), "names the file: {}", lines[0]);
+}

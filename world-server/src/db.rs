@@ -1,0 +1,524 @@
+//! The DB worker: all database and password-hashing work, on a thread of its own.
+//!
+//! The tick loop hands it [`DbJob`]s on bounded queues and never waits for it; the answers come
+//! back as [`DbEvent`]s that the loop drains once per tick. Two queues, so that a burst of
+//! logins (each an argon2 hash of tens of milliseconds) cannot hold up the batched writes of chat
+//! history and the session log: the worker always empties the write queue before it takes the
+//! next request.
+//!
+//! When a queue is full the job is refused at once: a login is answered RATE_LIMITED (the
+//! server is busy hashing), a batch of writes is dropped and logged as an error.
+
+use std::collections::VecDeque;
+use std::thread::JoinHandle;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use net::SessionId;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::storage::{HistoryLine, SessionRecord, Storage, StorageError};
+
+/// SHA-256 of a token: what the database keeps instead of the token.
+pub type TokenHash = [u8; 32];
+
+/// Hashes a token for storage and lookup.
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Work for the DB worker.
+#[derive(Debug)]
+pub enum DbJob {
+    /// Create an account and a token.
+    Register {
+        /// Who asked.
+        session: SessionId,
+        /// The wanted username (checked already).
+        username: String,
+        /// The password (checked already).
+        password: String,
+    },
+    /// Check a password and issue a token.
+    Login {
+        /// Who asked.
+        session: SessionId,
+        /// The username.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// Log in with a token.
+    Resume {
+        /// Who asked.
+        session: SessionId,
+        /// The token as the client sent it.
+        token: String,
+    },
+    /// Check that no account holds a username a guest wants.
+    Guest {
+        /// Who asked.
+        session: SessionId,
+        /// The username.
+        username: String,
+    },
+    /// Load a room's history.
+    LoadHistory {
+        /// The room.
+        room: String,
+    },
+    /// Revoke a token.
+    Revoke(TokenHash),
+    /// Append chat lines (encoded S2C_Chat frames) to history, in one transaction.
+    AppendHistory(Vec<Bytes>),
+    /// Append session records, in one transaction.
+    RecordSessions(Vec<SessionRecord>),
+}
+
+impl DbJob {
+    fn is_write(&self) -> bool {
+        matches!(
+            self,
+            DbJob::Revoke(_) | DbJob::AppendHistory(_) | DbJob::RecordSessions(_)
+        )
+    }
+}
+
+/// A login that succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The account id; 0 for a guest.
+    pub user_id: u64,
+    /// The username as registered (or as the guest asked).
+    pub username: String,
+    /// The token to give the client (empty for a guest).
+    pub token: String,
+    /// Whether this is a guest login.
+    pub guest: bool,
+}
+
+/// Why a login failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Register: the username is taken (ignoring case).
+    UsernameTaken,
+    /// Login: unknown username or wrong password. Guest: the name belongs to an account.
+    InvalidCredentials,
+    /// Resume: unknown, expired or revoked token.
+    InvalidToken,
+    /// The storage failed.
+    Internal(String),
+}
+
+/// An answer from the DB worker.
+#[derive(Debug)]
+pub enum DbEvent {
+    /// The outcome of Register, Login, Resume or Guest.
+    Auth {
+        /// Who asked.
+        session: SessionId,
+        /// The outcome.
+        outcome: Result<Authenticated, AuthFailure>,
+    },
+    /// A room's history, oldest first.
+    HistoryLoaded {
+        /// The room.
+        room: String,
+        /// Its lines.
+        lines: Vec<HistoryLine>,
+    },
+}
+
+/// Why a job was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full.
+    Full,
+    /// The worker has stopped.
+    Stopped,
+}
+
+/// Password hashing and token settings.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// argon2id memory in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// How long a token is valid, in microseconds.
+    pub token_ttl_us: u64,
+    /// Lines of history kept per room.
+    pub history_lines: usize,
+}
+
+/// Does the work of each job; runs on the worker thread (or inline in tests).
+pub struct DbWorker {
+    storage: Box<dyn Storage>,
+    argon2: Argon2<'static>,
+    /// A hash of a random password, verified against when the username is unknown, so that
+    /// an unknown name costs as much time as a wrong password.
+    decoy_hash: String,
+    settings: AuthSettings,
+}
+
+impl DbWorker {
+    /// A worker over `storage`. Fails when the argon2 parameters are out of range.
+    pub fn new(storage: Box<dyn Storage>, settings: AuthSettings) -> Result<Self, String> {
+        let params = argon2::Params::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("argon2 parameters: {e}"))?;
+        let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut worker = DbWorker {
+            storage,
+            argon2,
+            decoy_hash: String::new(),
+            settings,
+        };
+        worker.decoy_hash = worker.hash_password(&random_token())?;
+        Ok(worker)
+    }
+
+    fn hash_password(&self, password: &str) -> Result<String, String> {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+        self.argon2
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| format!("argon2: {e}"))
+    }
+
+    fn verify_password(&self, password: &str, hash: &str) -> bool {
+        PasswordHash::new(hash)
+            .map(|parsed| {
+                self.argon2
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+
+    /// Runs one job; returns the answer for the tick loop, if the job has one.
+    pub fn execute(&mut self, job: DbJob) -> Option<DbEvent> {
+        let now_us = protocol::now_us();
+        match job {
+            DbJob::Register {
+                session,
+                username,
+                password,
+            } => Some(DbEvent::Auth {
+                session,
+                outcome: self.register(&username, &password, now_us),
+            }),
+            DbJob::Login {
+                session,
+                username,
+                password,
+            } => Some(DbEvent::Auth {
+                session,
+                outcome: self.login(&username, &password, now_us),
+            }),
+            DbJob::Resume { session, token } => Some(DbEvent::Auth {
+                session,
+                outcome: self.resume(&token, now_us),
+            }),
+            DbJob::Guest { session, username } => Some(DbEvent::Auth {
+                session,
+                outcome: match self.storage.account(&username) {
+                    Ok(Some(_)) => Err(AuthFailure::InvalidCredentials),
+                    Ok(None) => Ok(Authenticated {
+                        user_id: 0,
+                        username,
+                        token: String::new(),
+                        guest: true,
+                    }),
+                    Err(e) => Err(internal(e)),
+                },
+            }),
+            DbJob::LoadHistory { room } => {
+                let lines = self
+                    .storage
+                    .history(&room, self.settings.history_lines)
+                    .unwrap_or_else(|e| {
+                        spdlog::error!("storage: cannot load the history of {room:?}: {e}");
+                        Vec::new()
+                    });
+                Some(DbEvent::HistoryLoaded { room, lines })
+            }
+            DbJob::Revoke(hash) => {
+                if let Err(e) = self.storage.revoke_token(&hash, now_us) {
+                    spdlog::error!("storage: cannot revoke a token: {e}");
+                }
+                None
+            }
+            DbJob::AppendHistory(frames) => {
+                let lines: Vec<HistoryLine> = frames.iter().filter_map(history_line).collect();
+                if let Err(e) = self
+                    .storage
+                    .append_history(&lines, self.settings.history_lines)
+                {
+                    spdlog::error!("storage: lost {} history lines: {e}", lines.len());
+                }
+                None
+            }
+            DbJob::RecordSessions(records) => {
+                if let Err(e) = self.storage.record_sessions(&records) {
+                    spdlog::error!("storage: lost {} session records: {e}", records.len());
+                }
+                None
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        username: &str,
+        password: &str,
+        now_us: u64,
+    ) -> Result<Authenticated, AuthFailure> {
+        if self.storage.account(username).map_err(internal)?.is_some() {
+            return Err(AuthFailure::UsernameTaken);
+        }
+        let hash = self.hash_password(password).map_err(AuthFailure::Internal)?;
+        let account = self
+            .storage
+            .create_account(username, &hash, now_us)
+            .map_err(internal)?
+            .ok_or(AuthFailure::UsernameTaken)?;
+        self.issue(account.id, account.username, now_us)
+    }
+
+    fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+        now_us: u64,
+    ) -> Result<Authenticated, AuthFailure> {
+        let account = self.storage.account(username).map_err(internal)?;
+        let hash = account
+            .as_ref()
+            .map_or(self.decoy_hash.as_str(), |a| a.password_hash.as_str());
+        let valid = self.verify_password(password, hash);
+        match account {
+            Some(account) if valid => self.issue(account.id, account.username, now_us),
+            _ => Err(AuthFailure::InvalidCredentials),
+        }
+    }
+
+    fn resume(&mut self, token: &str, now_us: u64) -> Result<Authenticated, AuthFailure> {
+        let account = self
+            .storage
+            .token_account(&token_hash(token), now_us)
+            .map_err(internal)?
+            .ok_or(AuthFailure::InvalidToken)?;
+        Ok(Authenticated {
+            user_id: account.id,
+            username: account.username,
+            token: token.to_string(),
+            guest: false,
+        })
+    }
+
+    fn issue(
+        &mut self,
+        user_id: u64,
+        username: String,
+        now_us: u64,
+    ) -> Result<Authenticated, AuthFailure> {
+        let token = random_token();
+        self.storage
+            .insert_token(
+                &token_hash(&token),
+                user_id,
+                now_us,
+                now_us.saturating_add(self.settings.token_ttl_us),
+            )
+            .map_err(internal)?;
+        Ok(Authenticated {
+            user_id,
+            username,
+            token,
+            guest: false,
+        })
+    }
+}
+
+fn internal(e: StorageError) -> AuthFailure {
+    spdlog::error!("storage: {e}");
+    AuthFailure::Internal(e.to_string())
+}
+
+/// 256 random bits, hex-encoded.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The history line carried by an encoded S2C_Chat frame.
+fn history_line(frame: &Bytes) -> Option<HistoryLine> {
+    let payload = frame.get(protocol::HEADER_LEN..)?;
+    let chat = <protocol::world::S2cChat as prost::Message>::decode(payload).ok()?;
+    Some(HistoryLine {
+        room: chat.room,
+        from: chat.from,
+        content: chat.content,
+        sent_at_us: chat.sent_at_us,
+        server_time_us: chat.server_time_us,
+    })
+}
+
+/// Capacity of the write queue, in jobs (the world sends at most one batch per tick).
+const WRITE_QUEUE: usize = 4096;
+
+/// The tick loop's handle on the DB worker.
+pub struct Db {
+    mode: Mode,
+}
+
+enum Mode {
+    Thread {
+        requests: Option<Sender<DbJob>>,
+        writes: Option<Sender<DbJob>>,
+        events: Receiver<DbEvent>,
+        thread: Option<JoinHandle<()>>,
+    },
+    Inline {
+        worker: Box<DbWorker>,
+        events: VecDeque<DbEvent>,
+    },
+}
+
+impl Db {
+    /// Starts the worker thread; `queue` bounds the requests waiting for it.
+    pub fn spawn(mut worker: DbWorker, queue: usize) -> std::io::Result<Db> {
+        let (request_tx, request_rx) = bounded::<DbJob>(queue.max(1));
+        let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
+        let (event_tx, event_rx) = bounded::<DbEvent>(queue.max(1) + 64);
+        let thread = std::thread::Builder::new()
+            .name("db-worker".into())
+            .spawn(move || {
+                let answer = |event: Option<DbEvent>| match event {
+                    // The tick loop drains every tick; if it is gone, the answer has no reader.
+                    Some(event) => event_tx.send(event).is_ok(),
+                    None => true,
+                };
+                loop {
+                    // Writes first: they are small, batched, and must not wait behind hashing.
+                    while let Ok(job) = write_rx.try_recv() {
+                        worker.execute(job);
+                    }
+                    let job = crossbeam_channel::select! {
+                        recv(write_rx) -> job => job,
+                        recv(request_rx) -> job => job,
+                    };
+                    match job {
+                        Ok(job) => {
+                            if !answer(worker.execute(job)) {
+                                break;
+                            }
+                        }
+                        // Closed (both queues close together): finish what is queued.
+                        Err(_) => {
+                            for job in request_rx.try_iter() {
+                                worker.execute(job);
+                            }
+                            for job in write_rx.try_iter() {
+                                worker.execute(job);
+                            }
+                            break;
+                        }
+                    }
+                }
+                spdlog::info!("storage: DB worker stopped");
+            })?;
+        Ok(Db {
+            mode: Mode::Thread {
+                requests: Some(request_tx),
+                writes: Some(write_tx),
+                events: event_rx,
+                thread: Some(thread),
+            },
+        })
+    }
+
+    /// Runs every job at once on the caller's thread: for tests without threads.
+    pub fn inline(worker: DbWorker) -> Db {
+        Db {
+            mode: Mode::Inline {
+                worker: Box::new(worker),
+                events: VecDeque::new(),
+            },
+        }
+    }
+
+    /// Queues a job without waiting.
+    pub fn submit(&mut self, job: DbJob) -> Result<(), SubmitError> {
+        match &mut self.mode {
+            Mode::Thread {
+                requests, writes, ..
+            } => {
+                let queue = if job.is_write() { writes } else { requests };
+                let Some(queue) = queue else {
+                    return Err(SubmitError::Stopped);
+                };
+                queue.try_send(job).map_err(|e| match e {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+            Mode::Inline { worker, events } => {
+                if let Some(event) = worker.execute(job) {
+                    events.push_back(event);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The next answer, if one is ready.
+    pub fn poll(&mut self) -> Option<DbEvent> {
+        match &mut self.mode {
+            Mode::Thread { events, .. } => events.try_recv().ok(),
+            Mode::Inline { events, .. } => events.pop_front(),
+        }
+    }
+
+    /// Stops taking jobs, lets the worker finish what is queued (writes included), and waits
+    /// for it.
+    pub fn close(&mut self) {
+        if let Mode::Thread {
+            requests,
+            writes,
+            events,
+            thread,
+        } = &mut self.mode
+        {
+            requests.take();
+            writes.take();
+            if let Some(thread) = thread.take() {
+                // Keep draining answers so that the worker never blocks on a full event queue.
+                while !thread.is_finished() {
+                    while events.try_recv().is_ok() {}
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

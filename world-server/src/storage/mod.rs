@@ -1,0 +1,104 @@
+//! Persistence behind one interface: accounts, tokens, room history, the session log.
+//!
+//! [`Storage`] is what the DB worker calls; [`SqliteStorage`] is the implementation the server
+//! ships with. A shared database for several servers is another implementation of the same
+//! trait; the handlers never see which one runs.
+
+mod sqlite;
+
+pub use sqlite::SqliteStorage;
+
+/// An account as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The account id, from 1.
+    pub id: u64,
+    /// The username as registered.
+    pub username: String,
+    /// The argon2id hash in PHC string form.
+    pub password_hash: String,
+}
+
+/// One chat line of a room's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryLine {
+    /// The room.
+    pub room: String,
+    /// Who said it.
+    pub from: String,
+    /// What was said.
+    pub content: String,
+    /// The sender's clock, as sent.
+    pub sent_at_us: u64,
+    /// The server's clock when it was said.
+    pub server_time_us: u64,
+}
+
+/// One session, from connect to disconnect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id of this server run.
+    pub session_id: u64,
+    /// The peer's address.
+    pub peer: String,
+    /// The username it was last logged in as, if any.
+    pub username: Option<String>,
+    /// When it connected.
+    pub connected_at_us: u64,
+    /// When it disconnected.
+    pub disconnected_at_us: u64,
+    /// Why it disconnected.
+    pub reason: String,
+}
+
+/// A storage failure. The request that met it is answered INTERNAL.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database file was written by a newer server.
+    #[error("database schema version {found} is newer than this server's {supported}")]
+    SchemaTooNew {
+        /// The version in the file.
+        found: i64,
+        /// The newest version this server knows.
+        supported: i64,
+    },
+}
+
+/// What the DB worker needs from a database.
+pub trait Storage: Send {
+    /// The account whose username equals `username` ignoring ASCII case.
+    fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError>;
+    /// Creates an account; `None` when the username (ignoring case) is taken.
+    fn create_account(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        now_us: u64,
+    ) -> Result<Option<Account>, StorageError>;
+    /// Stores a token by its hash, valid until `expires_at_us`.
+    fn insert_token(
+        &mut self,
+        token_hash: &[u8],
+        user_id: u64,
+        now_us: u64,
+        expires_at_us: u64,
+    ) -> Result<(), StorageError>;
+    /// The account a token belongs to, if the token exists, is not revoked, and has not
+    /// expired at `now_us`.
+    fn token_account(
+        &mut self,
+        token_hash: &[u8],
+        now_us: u64,
+    ) -> Result<Option<Account>, StorageError>;
+    /// Revokes a token; false when there was no such live token.
+    fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError>;
+    /// Appends chat lines in one transaction, keeping at most `keep` lines per room.
+    fn append_history(&mut self, lines: &[HistoryLine], keep: usize) -> Result<(), StorageError>;
+    /// The last `limit` lines of `room`, oldest first.
+    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError>;
+    /// Appends session records in one transaction.
+    fn record_sessions(&mut self, records: &[SessionRecord]) -> Result<(), StorageError>;
+}

@@ -1,0 +1,375 @@
+//! SQLite storage: one file, WAL mode, versioned migrations applied at start-up.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Account, HistoryLine, SessionRecord, Storage, StorageError};
+
+/// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
+/// Applied ones are never edited: a change is a new entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts and tokens.
+    "CREATE TABLE accounts (
+        id            INTEGER PRIMARY KEY,
+        username      TEXT NOT NULL,
+        username_key  TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at_us INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        token_hash    BLOB PRIMARY KEY,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id),
+        created_at_us INTEGER NOT NULL,
+        expires_at_us INTEGER NOT NULL,
+        revoked_at_us INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_by_account ON tokens(account_id);",
+    // 2: room history and the session log.
+    "CREATE TABLE history (
+        id             INTEGER PRIMARY KEY,
+        room           TEXT NOT NULL,
+        sender         TEXT NOT NULL,
+        content        TEXT NOT NULL,
+        sent_at_us     INTEGER NOT NULL,
+        server_time_us INTEGER NOT NULL
+    );
+    CREATE INDEX history_by_room ON history(room, id);
+    CREATE TABLE sessions (
+        id                 INTEGER PRIMARY KEY,
+        session_id         INTEGER NOT NULL,
+        peer               TEXT NOT NULL,
+        username           TEXT,
+        connected_at_us    INTEGER NOT NULL,
+        disconnected_at_us INTEGER NOT NULL,
+        reason             TEXT NOT NULL
+    );",
+];
+
+/// Storage in one SQLite file.
+pub struct SqliteStorage {
+    conn: Connection,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path` and migrates it. `synchronous_full`
+    /// makes every commit durable against power loss too, not only against a crash.
+    pub fn open(path: &Path, synchronous_full: bool) -> Result<Self, StorageError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn, synchronous_full)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, StorageError> {
+        Self::init(Connection::open_in_memory()?, false)
+    }
+
+    fn init(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if synchronous_full { "FULL" } else { "NORMAL" },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut storage = SqliteStorage { conn };
+        storage.migrate()?;
+        Ok(storage)
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StorageError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+    }
+
+    fn migrate(&mut self) -> Result<(), StorageError> {
+        let current = self.schema_version()?;
+        let supported = MIGRATIONS.len() as i64;
+        if current > supported {
+            return Err(StorageError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+            spdlog::info!("storage: schema migrated to version {}", index + 1);
+        }
+        Ok(())
+    }
+}
+
+fn key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
+fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get::<_, i64>(0)? as u64,
+        username: row.get(1)?,
+        password_hash: row.get(2)?,
+    })
+}
+
+impl Storage for SqliteStorage {
+    fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, username, password_hash FROM accounts WHERE username_key = ?1",
+            )?
+            .query_row([key(username)], account_row)
+            .optional()?)
+    }
+
+    fn create_account(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        now_us: u64,
+    ) -> Result<Option<Account>, StorageError> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username_key) DO NOTHING",
+            )?
+            .execute(params![username, key(username), password_hash, now_us as i64])?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Account {
+            id: self.conn.last_insert_rowid() as u64,
+            username: username.to_string(),
+            password_hash: password_hash.to_string(),
+        }))
+    }
+
+    fn insert_token(
+        &mut self,
+        token_hash: &[u8],
+        user_id: u64,
+        now_us: u64,
+        expires_at_us: u64,
+    ) -> Result<(), StorageError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tokens (token_hash, account_id, created_at_us, expires_at_us)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                token_hash,
+                user_id as i64,
+                now_us as i64,
+                expires_at_us as i64
+            ])?;
+        Ok(())
+    }
+
+    fn token_account(
+        &mut self,
+        token_hash: &[u8],
+        now_us: u64,
+    ) -> Result<Option<Account>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT a.id, a.username, a.password_hash FROM tokens t
+                 JOIN accounts a ON a.id = t.account_id
+                 WHERE t.token_hash = ?1 AND t.revoked_at_us IS NULL AND t.expires_at_us > ?2",
+            )?
+            .query_row(params![token_hash, now_us as i64], account_row)
+            .optional()?)
+    }
+
+    fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE tokens SET revoked_at_us = ?2
+                 WHERE token_hash = ?1 AND revoked_at_us IS NULL",
+            )?
+            .execute(params![token_hash, now_us as i64])?;
+        Ok(changed > 0)
+    }
+
+    fn append_history(&mut self, lines: &[HistoryLine], keep: usize) -> Result<(), StorageError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for line in lines {
+                insert.execute(params![
+                    line.room,
+                    line.from,
+                    line.content,
+                    line.sent_at_us as i64,
+                    line.server_time_us as i64
+                ])?;
+            }
+            // Trim each room written to, to its last `keep` lines.
+            let mut trim = tx.prepare_cached(
+                "DELETE FROM history WHERE room = ?1 AND id <= (
+                     SELECT id FROM history WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?;
+            let mut rooms: Vec<&str> = lines.iter().map(|l| l.room.as_str()).collect();
+            rooms.sort_unstable();
+            rooms.dedup();
+            for room in rooms {
+                trim.execute(params![room, keep as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
+        let mut lines = self
+            .conn
+            .prepare_cached(
+                "SELECT room, sender, content, sent_at_us, server_time_us FROM history
+                 WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![room, limit as i64], |row| {
+                Ok(HistoryLine {
+                    room: row.get(0)?,
+                    from: row.get(1)?,
+                    content: row.get(2)?,
+                    sent_at_us: row.get::<_, i64>(3)? as u64,
+                    server_time_us: row.get::<_, i64>(4)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    fn record_sessions(&mut self, records: &[SessionRecord]) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO sessions
+                 (session_id, peer, username, connected_at_us, disconnected_at_us, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in records {
+                insert.execute(params![
+                    r.session_id as i64,
+                    r.peer,
+                    r.username,
+                    r.connected_at_us as i64,
+                    r.disconnected_at_us as i64,
+                    r.reason
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(room: &str, n: u64) -> HistoryLine {
+        HistoryLine {
+            room: room.into(),
+            from: "ann".into(),
+            content: format!("line {n}"),
+            sent_at_us: n,
+            server_time_us: n + 1,
+        }
+    }
+
+    #[test]
+    fn usernames_are_unique_ignoring_case() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let ann = s.create_account("Ann", "h1", 1).unwrap().unwrap();
+        assert_eq!(ann.id, 1);
+        assert!(s.create_account("aNN", "h2", 2).unwrap().is_none());
+        assert_eq!(s.account("ANN").unwrap().unwrap(), ann);
+        assert!(s.account("bob").unwrap().is_none());
+    }
+
+    #[test]
+    fn tokens_expire_and_revoke() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let ann = s.create_account("ann", "h", 1).unwrap().unwrap();
+        s.insert_token(b"t1", ann.id, 10, 100).unwrap();
+        assert_eq!(s.token_account(b"t1", 50).unwrap().unwrap().id, ann.id);
+        assert!(s.token_account(b"t1", 100).unwrap().is_none(), "expired");
+        assert!(s.token_account(b"nope", 50).unwrap().is_none());
+        assert!(s.revoke_token(b"t1", 60).unwrap());
+        assert!(s.token_account(b"t1", 61).unwrap().is_none(), "revoked");
+        assert!(!s.revoke_token(b"t1", 62).unwrap());
+    }
+
+    #[test]
+    fn history_keeps_the_last_lines_per_room_oldest_first() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let batch: Vec<HistoryLine> = (0..10).map(|n| line("a", n)).collect();
+        s.append_history(&batch, 4).unwrap();
+        s.append_history(&[line("b", 100)], 4).unwrap();
+        let got: Vec<u64> = s.history("a", 50).unwrap().iter().map(|l| l.sent_at_us).collect();
+        assert_eq!(got, vec![6, 7, 8, 9]);
+        let got: Vec<u64> = s.history("a", 2).unwrap().iter().map(|l| l.sent_at_us).collect();
+        assert_eq!(got, vec![8, 9]);
+        assert_eq!(s.history("b", 50).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn migrations_are_versioned_and_reapplying_is_a_no_op() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = SqliteStorage::open(&path, true).unwrap();
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+            s.create_account("ann", "h", 1).unwrap();
+        }
+        let mut s = SqliteStorage::open(&path, true).unwrap();
+        assert!(s.account("ann").unwrap().is_some());
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let err = SqliteStorage::open(&path, true).err().unwrap();
+        assert!(err.to_string().contains("99"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn session_records_are_written_in_one_batch() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let records: Vec<SessionRecord> = (1..=3)
+            .map(|i| SessionRecord {
+                session_id: i,
+                peer: "127.0.0.1:1".into(),
+                username: (i == 2).then(|| "ann".to_string()),
+                connected_at_us: i,
+                disconnected_at_us: i + 10,
+                reason: "peer closed".into(),
+            })
+            .collect();
+        s.record_sessions(&records).unwrap();
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM sessions WHERE username IS NULL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+}
