@@ -175,8 +175,8 @@ impl ServerProcess {
                     self.stderr()
                 );
             }
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return TestClient::connect(addr).await;
+            if let Ok(client) = TestClient::try_connect(addr).await {
+                return client;
             }
             assert!(
                 Instant::now() < deadline,

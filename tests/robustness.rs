@@ -470,3 +470,39 @@ async fn client_that_floods_far_above_the_rate_limit_is_disconnected_alone() {
     calm.expect_chat("lobby", "calm", "quiet again").await;
     server.shutdown().await;
 }
+
+/// PROTOCOL.md rule 8 disconnects "a client that stops reading and lets its outbound queue
+/// pass the configured bound". A client that reads everything at once has nothing queued; one
+/// busy tick that sends it more than the bound in one batch does not make it slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_that_keeps_up_is_not_disconnected_by_one_tick_larger_than_max_outbound_bytes() {
+    let mut config = test_config();
+    config.net.max_outbound_bytes = 16 * 1024;
+    config.world.max_chat_len = 1000;
+    let server = start_server(config).await;
+    let mut sender = server.member("sender", "busy").await;
+    let mut reader = server.member("reader", "busy").await;
+    sender
+        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(_)))
+        .await;
+    // 24 lines of 1000 bytes in one write: about 25 KB for every member in one or two ticks,
+    // while both members read as fast as they can.
+    let content = "k".repeat(1000);
+    let lines: Vec<C2sChat> = (0..24)
+        .map(|i| C2sChat {
+            room: "busy".into(),
+            content: content.clone(),
+            sent_at_us: i,
+        })
+        .collect();
+    sender.send_all(&lines).await;
+    for member in [&mut reader, &mut sender] {
+        for i in 0..24 {
+            let chat = member.expect::<S2cChat>().await;
+            assert_eq!(chat.sent_at_us, i, "{} lost line {i}", member.name);
+        }
+    }
+    reader.ping_next(1).await;
+    sender.ping_next(1).await;
+    server.shutdown().await;
+}

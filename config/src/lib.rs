@@ -41,4 +41,7 @@ pub mod server;
 pub use client::{BotsSection, ClientConfig, ClientSection, CLIENT_EXAMPLE};
 pub use error::ConfigError;
 pub use log::{parse_log_level, LogConfig, LOG_LEVELS};
-pub use server::{NetSection, ServerConfig, ServerSection, WorldSection, SERVER_EXAMPLE};
+pub use server::{
+    AuthSection, NetSection, ServerConfig, ServerSection, StorageSection, WorldSection,
+    SERVER_EXAMPLE,
+};

@@ -26,6 +26,10 @@ pub struct ServerConfig {
     pub net: NetSection,
     /// `[world]`: rules of the game world (logins, rooms, chat).
     pub world: WorldSection,
+    /// `[storage]`: where accounts, tokens, history and the session log are kept.
+    pub storage: StorageSection,
+    /// `[auth]`: password hashing, tokens and login throttling.
+    pub auth: AuthSection,
     /// `[log]`: log level and optional rotating log file.
     pub log: LogConfig,
 }
@@ -154,6 +158,10 @@ pub struct WorldSection {
     /// Most rooms one session may be in at once, 1..=1024. Default 16: enough for any client,
     /// and it bounds how much fan-out one session can subscribe to.
     pub max_rooms_per_session: usize,
+    /// Chat lines each room keeps and replays to a member who joins, 0..=10000; 0 turns
+    /// history off. Default 50: enough context for someone joining a conversation, and cheap
+    /// to replay. Lines are stored in the database in batches, one transaction per tick.
+    pub history_lines: usize,
 }
 
 impl Default for WorldSection {
@@ -163,6 +171,75 @@ impl Default for WorldSection {
             room_capacity: 100,
             max_chat_len: 512,
             max_rooms_per_session: 16,
+            history_lines: 50,
+        }
+    }
+}
+
+/// `[storage]`: the database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// SQLite database file, created if missing; relative paths are from the working
+    /// directory. Default `"world.db"`. It is in WAL mode: back it up with SQLite's
+    /// `.backup` command (or copy it while the server is stopped), not by copying the file
+    /// of a running server.
+    pub path: std::path::PathBuf,
+    /// SQLite's `synchronous` setting: `"full"` or `"normal"`. Default `"full"`: a commit
+    /// survives a power cut, not only a crash. `"normal"` still survives a crash of the
+    /// server process and commits faster.
+    pub synchronous: String,
+    /// Login, register and resume requests waiting for the DB worker, 1..=1_000_000.
+    /// Default 1024: several seconds of password hashing; beyond it a login is answered
+    /// RATE_LIMITED at once instead of waiting without bound.
+    pub queue: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            path: "world.db".into(),
+            synchronous: "full".into(),
+            queue: 1024,
+        }
+    }
+}
+
+/// `[auth]`: password hashing, tokens and login throttling.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// argon2id memory cost in KiB, 8..=4_194_304. Default 19456 (19 MiB), with 2 iterations
+    /// and 1 lane: OWASP's recommended minimum for argon2id.
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations, 1..=100. Default 2 (OWASP).
+    pub argon2_iterations: u32,
+    /// argon2id lanes, 1..=16. Default 1 (OWASP); the DB worker hashes on one thread.
+    pub argon2_parallelism: u32,
+    /// Seconds a token stays valid after it is issued, 60..=31_536_000. Default 2592000
+    /// (30 days): a player who comes back within a month need not type a password.
+    pub token_ttl_secs: u64,
+    /// Failed logins allowed per username within the window, 1..=1000; more are answered
+    /// RATE_LIMITED. Default 5: a person mistyping is never stopped, a guesser gets 5 tries
+    /// per window per name.
+    pub max_failures_per_user: u32,
+    /// Failed logins allowed per client address within the window, 1..=1_000_000. Default
+    /// 20: one address guessing across many names is stopped too.
+    pub max_failures_per_addr: u32,
+    /// Length of the failed-login window in seconds, 1..=86400. Default 300.
+    pub failure_window_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            token_ttl_secs: 2_592_000,
+            max_failures_per_user: 5,
+            max_failures_per_addr: 20,
+            failure_window_secs: 300,
         }
     }
 }
@@ -229,6 +306,40 @@ impl ServerConfig {
             world.max_rooms_per_session,
             1..=1024,
         )?;
+        rules.range("world.history_lines", world.history_lines, 0..=10000)?;
+
+        let storage = &self.storage;
+        if storage.path.as_os_str().is_empty() {
+            return Err(rules.fail("storage.path", "a file path", "\"\"".to_string()));
+        }
+        if !matches!(storage.synchronous.as_str(), "full" | "normal") {
+            return Err(rules.fail(
+                "storage.synchronous",
+                "one of full, normal",
+                crate::error::quoted(&storage.synchronous),
+            ));
+        }
+        rules.range("storage.queue", storage.queue, 1..=1_000_000)?;
+
+        let auth = &self.auth;
+        rules.range("auth.argon2_memory_kib", auth.argon2_memory_kib, 8..=4_194_304)?;
+        rules.range("auth.argon2_iterations", auth.argon2_iterations, 1..=100)?;
+        rules.range("auth.argon2_parallelism", auth.argon2_parallelism, 1..=16)?;
+        if auth.argon2_memory_kib < 8 * auth.argon2_parallelism {
+            return Err(rules.fail(
+                "auth.argon2_memory_kib",
+                "at least 8 * auth.argon2_parallelism",
+                auth.argon2_memory_kib.to_string(),
+            ));
+        }
+        rules.range("auth.token_ttl_secs", auth.token_ttl_secs, 60..=31_536_000)?;
+        rules.range("auth.max_failures_per_user", auth.max_failures_per_user, 1..=1000)?;
+        rules.range(
+            "auth.max_failures_per_addr",
+            auth.max_failures_per_addr,
+            1..=1_000_000,
+        )?;
+        rules.range("auth.failure_window_secs", auth.failure_window_secs, 1..=86400)?;
 
         self.log.validate(&rules)
     }

@@ -379,7 +379,11 @@ mod tests {
         let counts = ledger.counts();
         assert_eq!(counts.expected, 3 + 3 + 2);
         assert_eq!(counts.lost, 1);
-        assert_eq!(counts.in_flight, 3 + 3 + 2 - 1 - 1, "one received, one lost");
+        assert_eq!(
+            counts.in_flight,
+            3 + 3 + 2 - 1 - 1,
+            "one received, one lost"
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ struct Faults {
     reject_every: Option<u64>,
     /// Disconnect the sender of the n-th chat line instead of delivering it.
     kick_at: Option<u64>,
+    /// Replay this many stored lines (`history = true`) to every bot that joins.
+    history: usize,
 }
 
 struct Member {
@@ -83,6 +85,16 @@ impl FakeServer {
                     capacity: 100,
                 };
                 self.send(session, &joined);
+                for n in 0..self.faults.history {
+                    let line = S2cChat {
+                        room: joined.room.clone(),
+                        from: "someone-earlier".into(),
+                        content: format!("{n} old line"),
+                        history: true,
+                        ..Default::default()
+                    };
+                    self.send(session, &line);
+                }
             }
             C2sMessage::C2sPing(ping) => {
                 let pong = S2cPong {
@@ -106,7 +118,7 @@ impl FakeServer {
                 if self
                     .faults
                     .reject_every
-                    .is_some_and(|n| self.chats % n == 0)
+                    .is_some_and(|n| self.chats.checked_rem(n) == Some(0))
                 {
                     let error = S2cError {
                         code: ErrorCode::RateLimited as i32,
@@ -131,7 +143,7 @@ impl FakeServer {
                         if self
                             .faults
                             .drop_every
-                            .is_some_and(|n| self.deliveries % n == 0)
+                            .is_some_and(|n| self.deliveries.checked_rem(n) == Some(0))
                         {
                             continue;
                         }
@@ -322,6 +334,22 @@ async fn a_bot_the_server_disconnects_is_reported_with_what_it_was_owed_lost() {
         failures.contains("1 unexpected disconnects (peer closed 1)"),
         "{failures}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lines_are_counted_apart_from_live_chat() {
+    let report = run_against(
+        Faults {
+            history: 3,
+            ..Faults::default()
+        },
+        20,
+    )
+    .await;
+    assert_eq!(report.history_received, 60, "{report}");
+    assert_eq!(report.unexpected, 0, "{report}");
+    assert_eq!(report.received, report.expected);
+    assert!(report.passed(), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

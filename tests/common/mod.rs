@@ -153,6 +153,16 @@ impl TestClient {
         client
     }
 
+    /// Connects and reads the welcome; a refused connect is an error (for polling a server
+    /// that is still starting).
+    pub async fn try_connect(addr: SocketAddr) -> io::Result<TestClient> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut client = TestClient::from_stream(stream);
+        client.welcome = client.expect::<S2cWelcome>().await;
+        Ok(client)
+    }
+
     /// Connects without reading anything.
     pub async fn connect_raw(addr: SocketAddr) -> TestClient {
         let stream = tokio::time::timeout(RECV_TIMEOUT, TcpStream::connect(addr))

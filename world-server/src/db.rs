@@ -156,6 +156,18 @@ pub struct AuthSettings {
     pub history_lines: usize,
 }
 
+impl From<&config::ServerConfig> for AuthSettings {
+    fn from(c: &config::ServerConfig) -> Self {
+        AuthSettings {
+            argon2_memory_kib: c.auth.argon2_memory_kib,
+            argon2_iterations: c.auth.argon2_iterations,
+            argon2_parallelism: c.auth.argon2_parallelism,
+            token_ttl_us: c.auth.token_ttl_secs.saturating_mul(1_000_000),
+            history_lines: c.world.history_lines,
+        }
+    }
+}
+
 /// Does the work of each job; runs on the worker thread (or inline in tests).
 pub struct DbWorker {
     storage: Box<dyn Storage>,

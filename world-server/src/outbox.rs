@@ -72,6 +72,28 @@ impl Outbox {
         self.frames.entry(to).or_default().push(frame);
     }
 
+    /// Queues to `to` a copy of a stored S2C_Chat frame marked `history = true`.
+    ///
+    /// Stored lines are kept as their live frames; the copy appends field 6 (`history`) set to
+    /// true to the payload. Protobuf decoders take the last value of a repeated scalar field,
+    /// so this is the same message with `history = true`, at the cost of a memcpy.
+    pub fn push_history(&mut self, to: SessionId, frame: &Bytes) {
+        /// Field 6 (`history`), wire type varint, value 1.
+        const HISTORY_TRUE: [u8; 2] = [6 << 3, 1];
+        let len = frame.len() + HISTORY_TRUE.len();
+        if frame.len() < protocol::HEADER_LEN || len > protocol::MAX_FRAME_LEN {
+            return;
+        }
+        if self.arena.capacity() < len {
+            self.arena.reserve(len.max(ARENA_CHUNK));
+        }
+        self.arena.extend_from_slice(&(len as u16).to_le_bytes());
+        self.arena.extend_from_slice(&frame[2..]);
+        self.arena.extend_from_slice(&HISTORY_TRUE);
+        let copy = self.arena.split().freeze();
+        self.push(to, copy);
+    }
+
     /// Queues a close of `session`, after its frames of this tick.
     pub fn close(&mut self, session: SessionId, reason: DisconnectReason) {
         self.closes.push((session, reason));

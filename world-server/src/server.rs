@@ -28,7 +28,9 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
+use crate::storage::{SqliteStorage, StorageError};
 use crate::world::{Admission, Stats, World, WorldConfig};
 
 /// Why the server could not run.
@@ -37,6 +39,32 @@ pub enum ServerError {
     /// Two handlers for one message type.
     #[error("cannot register handlers: {0}")]
     Dispatch(#[from] DispatchError),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {path:?}: {source}")]
+    Storage {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: StorageError,
+    },
+    /// The DB worker could not start.
+    #[error("cannot start the DB worker: {0}")]
+    Worker(String),
+}
+
+/// Opens the database of `config` and starts the DB worker on it.
+pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
+    let path = &config.storage.path;
+    let storage = SqliteStorage::open(path, config.storage.synchronous == "full").map_err(
+        |source| ServerError::Storage {
+            path: path.clone(),
+            source,
+        },
+    )?;
+    let worker =
+        DbWorker::new(Box::new(storage), AuthSettings::from(config)).map_err(ServerError::Worker)?;
+    spdlog::info!("storage: database {}", path.display());
+    Db::spawn(worker, config.storage.queue).map_err(|e| ServerError::Worker(e.to_string()))
 }
 
 /// A decoded message waiting for its handler, or a frame that failed to decode, waiting for
@@ -89,6 +117,7 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
+    let db = open_db(&config)?;
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     let (service_tx, mut service_rx) = mpsc::channel(SERVICE_QUEUE);
@@ -110,7 +139,7 @@ pub async fn run(
             max_outbound_bytes: config.net.max_outbound_bytes,
             linger: config.net.linger(),
         },
-        world: World::new(WorldConfig::from(&config), Instant::now()),
+        world: World::new(WorldConfig::from(&config), db, Instant::now()),
         dispatcher: crate::handlers::dispatcher()?,
         connections: HashMap::new(),
         queue: MessageQueue::new(),
@@ -166,6 +195,9 @@ pub async fn run(
     while let Ok(event) = events_rx.try_recv() {
         server.on_session_event(event, Instant::now());
     }
+    // The last session records, then let the worker finish every queued write.
+    server.world.flush_writes();
+    server.world.db.close();
     spdlog::info!("server: stopped after {} ticks", server.world.stats.ticks);
     Ok(server.world.stats.clone())
 }
@@ -190,6 +222,8 @@ impl Server {
                 Err(_) => break,
             }
         }
+        // The DB worker's answers: logins and loaded histories complete.
+        self.world.poll_db(now);
         // 3. Handlers.
         let ctx_time = protocol::now_us();
         while let Some(Queued { session, message }) = self.queue.pop_front() {
@@ -212,8 +246,9 @@ impl Server {
         }
         // 4. Timers.
         self.world.tick(now);
-        // 5. Frames out, then closes.
+        // 5. Frames out, then closes; this tick's writes to the DB worker in one batch.
         self.flush();
+        self.world.flush_writes();
         // 6. Credits back: these sessions may read again.
         for session in self.owed.drain(..) {
             if let Some(connection) = self.connections.get_mut(&session) {
@@ -309,7 +344,7 @@ impl Server {
                     .world
                     .login(session)
                     .map_or_else(|| "-".to_string(), |l| l.username.clone());
-                let client = self.world.disconnect(session);
+                let client = self.world.disconnect(session, &reason);
                 if connection.in_world {
                     let lived = client.map_or(Duration::ZERO, |c| {
                         now.saturating_duration_since(c.connected_at)

@@ -4,15 +4,19 @@
 //! its [`Outbox`]; the tick loop hands those to the network. A test builds a world, feeds it
 //! messages and reads the outbox, with no sockets and no sleeping.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use net::{DisconnectReason, SessionId};
 use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
 
+use bytes::Bytes;
+
+use crate::db::{Db, DbEvent, DbJob, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
+use crate::storage::SessionRecord;
 use crate::outbox::Outbox;
 use crate::timers::Timers;
 
@@ -37,6 +41,14 @@ pub struct WorldConfig {
     pub idle_timeout: Option<Duration>,
     /// Requests per second one session may send, sustained; 0 for no limit.
     pub max_requests_per_sec: u32,
+    /// Chat lines each room keeps and replays on join; 0 for none.
+    pub history_lines: usize,
+    /// Failed logins allowed per username within `failure_window`.
+    pub max_failures_per_user: u32,
+    /// Failed logins allowed per client address within `failure_window`.
+    pub max_failures_per_addr: u32,
+    /// The failed-login window.
+    pub failure_window: Duration,
 }
 
 impl From<&config::ServerConfig> for WorldConfig {
@@ -52,6 +64,10 @@ impl From<&config::ServerConfig> for WorldConfig {
             idle_timeout: (c.net.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(c.net.idle_timeout_secs)),
             max_requests_per_sec: c.net.max_requests_per_sec as u32,
+            history_lines: c.world.history_lines,
+            max_failures_per_user: c.auth.max_failures_per_user,
+            max_failures_per_addr: c.auth.max_failures_per_addr,
+            failure_window: Duration::from_secs(c.auth.failure_window_secs),
         }
     }
 }
@@ -71,6 +87,17 @@ pub struct Login {
     pub user_id: u64,
     /// Whether this is a guest login.
     pub guest: bool,
+    /// Hash of the token this login was made with or was given; C2S_Logout revokes it.
+    pub token_hash: Option<TokenHash>,
+}
+
+/// A login, register or resume waiting for the DB worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingAuth {
+    /// The id of the request, for the reply.
+    pub request_id: u16,
+    /// The username a password login is for (failed logins are counted against it).
+    pub username: Option<String>,
 }
 
 /// One connected session.
@@ -80,10 +107,16 @@ pub struct Client {
     pub peer: SocketAddr,
     /// When it connected.
     pub connected_at: Instant,
+    /// When it connected, in microseconds since the Unix epoch.
+    pub connected_at_us: u64,
     /// When it last sent a frame.
     pub last_seen: Instant,
     /// Its login, if any.
     pub login: Option<Login>,
+    /// A login in progress at the DB worker.
+    pub pending_auth: Option<PendingAuth>,
+    /// The last username it was logged in as, for the session log.
+    pub last_username: Option<String>,
     /// The rooms it is in, in the order it joined them.
     pub rooms: Vec<String>,
     /// A close is queued: its further messages are ignored.
@@ -163,6 +196,34 @@ pub struct Room {
     pub name: String,
     /// Members in the order they joined.
     pub members: Vec<SessionId>,
+    /// The last chat lines, oldest first, as encoded live S2C_Chat frames.
+    pub history: VecDeque<Bytes>,
+    /// Its history is being loaded from the database: joins wait in `waiting`.
+    pub loading: bool,
+    /// Sessions whose join completes when the history has loaded.
+    pub waiting: Vec<SessionId>,
+}
+
+impl Room {
+    /// A new, empty room.
+    pub fn new(name: String) -> Room {
+        Room {
+            name,
+            members: Vec::new(),
+            history: VecDeque::new(),
+            loading: false,
+            waiting: Vec::new(),
+        }
+    }
+}
+
+/// Failed logins counted in a window.
+#[derive(Clone, Copy, Debug)]
+pub struct Failures {
+    /// Failures in the window.
+    pub count: u32,
+    /// When the window started.
+    pub since: Instant,
 }
 
 /// Counters the server reports.
@@ -206,14 +267,27 @@ pub struct World {
     pub timers: Timers<World>,
     /// Counters.
     pub stats: Stats,
+    /// The DB worker.
+    pub db: Db,
+    /// Chat lines of this tick to append to the history table.
+    pub pending_history: Vec<Bytes>,
+    /// Sessions ended since the last batch, for the session log.
+    pub pending_sessions: Vec<SessionRecord>,
+    /// Failed logins per username (lowercase).
+    pub failures_by_user: HashMap<String, Failures>,
+    /// Failed logins per client address.
+    pub failures_by_addr: HashMap<IpAddr, Failures>,
 }
 
 /// How often idle sessions are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
+/// How often expired failed-login windows are forgotten.
+const FAILURE_SWEEP: Duration = Duration::from_secs(60);
+
 impl World {
-    /// An empty world; schedules its own housekeeping from `now`.
-    pub fn new(config: WorldConfig, now: Instant) -> World {
+    /// An empty world over the DB worker `db`; schedules its own housekeeping from `now`.
+    pub fn new(config: WorldConfig, db: Db, now: Instant) -> World {
         let mut world = World {
             config,
             clients: HashMap::new(),
@@ -222,11 +296,58 @@ impl World {
             out: Outbox::default(),
             timers: Timers::default(),
             stats: Stats::default(),
+            db,
+            pending_history: Vec::new(),
+            pending_sessions: Vec::new(),
+            failures_by_user: HashMap::new(),
+            failures_by_addr: HashMap::new(),
         };
         if world.config.idle_timeout.is_some() {
             world.timers.repeat(now, IDLE_SWEEP, World::close_idle_sessions);
         }
+        world.timers.repeat(now, FAILURE_SWEEP, World::forget_old_failures);
         world
+    }
+
+    /// Hands this tick's writes (history lines, session records) to the DB worker, one batch
+    /// each. A full write queue drops the batch, with an error in the log.
+    pub fn flush_writes(&mut self) {
+        if !self.pending_history.is_empty() {
+            let lines = std::mem::take(&mut self.pending_history);
+            let n = lines.len();
+            if self.db.submit(DbJob::AppendHistory(lines)).is_err() {
+                spdlog::error!("storage: write queue full: {n} history lines dropped");
+            }
+        }
+        if !self.pending_sessions.is_empty() {
+            let records = std::mem::take(&mut self.pending_sessions);
+            let n = records.len();
+            if self.db.submit(DbJob::RecordSessions(records)).is_err() {
+                spdlog::error!("storage: write queue full: {n} session records dropped");
+            }
+        }
+    }
+
+    /// Takes the DB worker's answers that are ready and acts on them.
+    pub fn poll_db(&mut self, now: Instant) {
+        while let Some(event) = self.db.poll() {
+            match event {
+                DbEvent::Auth { session, outcome } => {
+                    crate::handlers::auth::finish(self, session, outcome, now)
+                }
+                DbEvent::HistoryLoaded { room, lines } => {
+                    crate::handlers::rooms::history_loaded(self, &room, lines)
+                }
+            }
+        }
+    }
+
+    fn forget_old_failures(&mut self, now: Instant) {
+        let window = self.config.failure_window;
+        self.failures_by_user
+            .retain(|_, f| now.saturating_duration_since(f.since) < window);
+        self.failures_by_addr
+            .retain(|_, f| now.saturating_duration_since(f.since) < window);
     }
 
     /// Runs the timers due at `now`.
@@ -243,8 +364,11 @@ impl World {
             Client {
                 peer,
                 connected_at: now,
+                connected_at_us: protocol::now_us(),
                 last_seen: now,
                 login: None,
+                pending_auth: None,
+                last_username: None,
                 rooms: Vec::new(),
                 closing: false,
                 bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
@@ -260,10 +384,20 @@ impl World {
         self.out.send(session, &welcome);
     }
 
-    /// A session ended: it leaves its rooms and gives up its username. Idempotent.
-    pub fn disconnect(&mut self, session: SessionId) -> Option<Client> {
+    /// A session ended: it leaves its rooms, gives up its username, and is recorded in the
+    /// session log. Idempotent.
+    pub fn disconnect(&mut self, session: SessionId, reason: &DisconnectReason) -> Option<Client> {
         self.logout(session);
-        self.clients.remove(&session)
+        let client = self.clients.remove(&session)?;
+        self.pending_sessions.push(SessionRecord {
+            session_id: session.0,
+            peer: client.peer.to_string(),
+            username: client.last_username.clone(),
+            connected_at_us: client.connected_at_us,
+            disconnected_at_us: protocol::now_us(),
+            reason: reason.to_string(),
+        });
+        Some(client)
     }
 
     /// Closes a session from the server's side: it is logged out now, and its connection
@@ -284,6 +418,7 @@ impl World {
     /// is free again. Returns the login it had.
     pub fn logout(&mut self, session: SessionId) -> Option<Login> {
         let client = self.clients.get_mut(&session)?;
+        client.pending_auth = None;
         let login = client.login.take()?;
         let rooms = std::mem::take(&mut client.rooms);
         for room in rooms {
@@ -343,6 +478,7 @@ impl World {
                 login.username,
                 if login.guest { "guest" } else { "account" }
             );
+            client.last_username = Some(login.username.clone());
             client.login = Some(login);
         }
     }
@@ -467,7 +603,7 @@ mod tests {
             idle_timeout: Some(Duration::from_secs(5)),
             ..WorldConfig::default()
         };
-        let mut world = World::new(config, t0);
+        let mut world = World::new(config, crate::handlers::testkit::inline_db(), t0);
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         world.connect(SessionId(1), peer, t0);
         world.connect(SessionId(2), peer, t0);

@@ -1,61 +1,293 @@
-//! Logging in and out. Guests log in with an empty password; accounts with passwords and
-//! tokens are not served yet: a login with a password finds no account.
+//! Logging in and out: guests, accounts with passwords, token resume.
+//!
+//! Everything that touches the database or hashes a password goes to the DB worker; the
+//! session waits (its other requests are served meanwhile) and [`finish`] completes the login
+//! when the answer comes back, a tick or more later.
 
-use protocol::world::{C2sLogin, C2sLogout, S2cAuthResult};
-use protocol::ErrorCode;
+use std::time::Instant;
 
-use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+use net::SessionId;
+use protocol::world::{C2sLogin, C2sLogout, C2sRegister, C2sResume, S2cAuthResult};
+use protocol::{ErrorCode, MessageType};
+
+use crate::db::{token_hash, AuthFailure, Authenticated, DbJob, SubmitError};
+use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
 use crate::handlers::check_username;
-use crate::world::{Login, World};
+use crate::world::{Failures, Login, PendingAuth, World};
+
+/// Passwords are 8..=128 bytes.
+const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
 
 /// Registers the handlers of this file.
 pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+    d.register_public::<C2sRegister>(register_account)?;
     d.register_public::<C2sLogin>(login)?;
+    d.register_public::<C2sResume>(resume)?;
     d.register::<C2sLogout>(logout)
 }
 
-fn login(world: &mut World, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerError> {
-    if let Some(current) = world.login(ctx.session) {
+/// Refuses a login request from a session that is logged in or has one under way.
+fn check_not_logged_in(world: &World, session: SessionId) -> Result<(), HandlerError> {
+    let client = world.clients.get(&session).expect("dispatch checks the session");
+    if let Some(current) = &client.login {
         return Err(HandlerError::new(
             ErrorCode::AlreadyAuthenticated,
             format!("already logged in as {}", current.username),
         ));
     }
-    check_username(&request.username)?;
-    if !request.password.is_empty() {
+    if client.pending_auth.is_some() {
         return Err(HandlerError::new(
-            ErrorCode::InvalidCredentials,
-            format!("no account named {:?} with that password", request.username),
+            ErrorCode::AlreadyAuthenticated,
+            "a login is already under way on this session",
         ));
     }
-    if !world.config.allow_guests {
-        return Err(HandlerError::new(
-            ErrorCode::InvalidCredentials,
-            "guest logins are disabled on this server: a password is needed",
-        ));
-    }
-    let login = Login {
-        username: request.username,
-        user_id: 0,
-        guest: true,
-    };
-    let reply = S2cAuthResult {
-        username: login.username.clone(),
-        user_id: 0,
-        token: String::new(),
-        guest: true,
-    };
-    world.bind_login(ctx.session, login);
-    world.out.send(ctx.session, &reply);
     Ok(())
 }
 
-/// Ends the login; the session stays connected and may log in again.
+fn check_password(password: &str) -> Result<(), HandlerError> {
+    if PASSWORD_LEN.contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(HandlerError::bad_request(format!(
+            "password must be {}-{} bytes (got {} bytes)",
+            PASSWORD_LEN.start(),
+            PASSWORD_LEN.end(),
+            password.len()
+        )))
+    }
+}
+
+/// Queues `job` for the DB worker and marks the session as waiting for it.
+fn submit(
+    world: &mut World,
+    session: SessionId,
+    job: DbJob,
+    pending: PendingAuth,
+) -> Result<(), HandlerError> {
+    match world.db.submit(job) {
+        Ok(()) => {
+            if let Some(client) = world.clients.get_mut(&session) {
+                client.pending_auth = Some(pending);
+            }
+            Ok(())
+        }
+        Err(SubmitError::Full) => Err(HandlerError::new(
+            ErrorCode::RateLimited,
+            "the server is busy with other logins; try again in a moment",
+        )),
+        Err(SubmitError::Stopped) => Err(HandlerError::new(
+            ErrorCode::Internal,
+            "the database is not available",
+        )),
+    }
+}
+
+fn register_account(
+    world: &mut World,
+    ctx: &Ctx,
+    request: C2sRegister,
+) -> Result<(), HandlerError> {
+    check_not_logged_in(world, ctx.session)?;
+    check_username(&request.username)?;
+    check_password(&request.password)?;
+    let job = DbJob::Register {
+        session: ctx.session,
+        username: request.username,
+        password: request.password,
+    };
+    let pending = PendingAuth {
+        request_id: C2sRegister::ID,
+        username: None,
+    };
+    submit(world, ctx.session, job, pending)
+}
+
+fn login(world: &mut World, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerError> {
+    check_not_logged_in(world, ctx.session)?;
+    check_username(&request.username)?;
+    if request.password.is_empty() {
+        if !world.config.allow_guests {
+            return Err(HandlerError::new(
+                ErrorCode::InvalidCredentials,
+                "guest logins are disabled on this server: a password is needed",
+            ));
+        }
+        // The worker checks that no account holds the name: guests never take one.
+        let job = DbJob::Guest {
+            session: ctx.session,
+            username: request.username,
+        };
+        let pending = PendingAuth {
+            request_id: C2sLogin::ID,
+            username: None,
+        };
+        return submit(world, ctx.session, job, pending);
+    }
+    if request.password.len() > *PASSWORD_LEN.end() {
+        check_password(&request.password)?;
+    }
+    check_throttle(world, ctx.session, &request.username, ctx.now)?;
+    let job = DbJob::Login {
+        session: ctx.session,
+        username: request.username.clone(),
+        password: request.password,
+    };
+    let pending = PendingAuth {
+        request_id: C2sLogin::ID,
+        username: Some(request.username),
+    };
+    submit(world, ctx.session, job, pending)
+}
+
+fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), HandlerError> {
+    check_not_logged_in(world, ctx.session)?;
+    if request.token.is_empty() || request.token.len() > 256 {
+        return Err(HandlerError::bad_request(format!(
+            "token must be 1-256 bytes (got {} bytes)",
+            request.token.len()
+        )));
+    }
+    check_throttle(world, ctx.session, "", ctx.now)?;
+    let job = DbJob::Resume {
+        session: ctx.session,
+        token: request.token,
+    };
+    let pending = PendingAuth {
+        request_id: C2sResume::ID,
+        username: None,
+    };
+    submit(world, ctx.session, job, pending)
+}
+
+/// Ends the login and revokes its token; the session stays connected and may log in again.
 fn logout(world: &mut World, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError> {
     if let Some(login) = world.logout(ctx.session) {
         spdlog::info!("world: session {} logged out ({})", ctx.session, login.username);
+        if let Some(hash) = login.token_hash {
+            if world.db.submit(DbJob::Revoke(hash)).is_err() {
+                spdlog::error!("storage: write queue full: a token revocation was dropped");
+                return Err(HandlerError::new(
+                    ErrorCode::Internal,
+                    "logged out, but the token could not be revoked; log out again",
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+/// RATE_LIMITED when the username (if any) or the session's address has failed too often.
+fn check_throttle(
+    world: &World,
+    session: SessionId,
+    username: &str,
+    now: Instant,
+) -> Result<(), HandlerError> {
+    let window = world.config.failure_window;
+    let over = |failures: Option<&Failures>, max: u32| {
+        failures
+            .filter(|f| now.saturating_duration_since(f.since) < window && f.count >= max)
+            .map(|f| (window - now.saturating_duration_since(f.since)).as_secs() + 1)
+    };
+    if !username.is_empty() {
+        let by_user = world.failures_by_user.get(&username.to_ascii_lowercase());
+        if let Some(wait) = over(by_user, world.config.max_failures_per_user) {
+            return Err(HandlerError::new(
+                ErrorCode::RateLimited,
+                format!("too many failed logins for {username}; try again in {wait} s"),
+            ));
+        }
+    }
+    let addr = world.clients.get(&session).map(|c| c.peer.ip());
+    if let Some(wait) = addr.and_then(|a| over(world.failures_by_addr.get(&a), world.config.max_failures_per_addr)) {
+        return Err(HandlerError::new(
+            ErrorCode::RateLimited,
+            format!("too many failed logins from this address; try again in {wait} s"),
+        ));
+    }
+    Ok(())
+}
+
+/// Counts a failed login against the username (if any) and the session's address.
+fn count_failure(world: &mut World, session: SessionId, username: Option<&str>, now: Instant) {
+    let window = world.config.failure_window;
+    let bump = |f: &mut Failures| {
+        if now.saturating_duration_since(f.since) >= window {
+            *f = Failures { count: 0, since: now };
+        }
+        f.count += 1;
+    };
+    let fresh = Failures { count: 0, since: now };
+    if let Some(name) = username {
+        bump(world.failures_by_user.entry(name.to_ascii_lowercase()).or_insert(fresh));
+    }
+    if let Some(addr) = world.clients.get(&session).map(|c| c.peer.ip()) {
+        bump(world.failures_by_addr.entry(addr).or_insert(fresh));
+    }
+}
+
+/// Completes a login with the DB worker's answer.
+pub fn finish(
+    world: &mut World,
+    session: SessionId,
+    outcome: Result<Authenticated, AuthFailure>,
+    now: Instant,
+) {
+    let Some(client) = world.clients.get_mut(&session) else {
+        return; // gone meanwhile: a token it was issued simply expires unused
+    };
+    let Some(pending) = client.pending_auth.take() else {
+        return; // logged out or replaced meanwhile
+    };
+    if client.closing || client.login.is_some() {
+        return;
+    }
+    let request_id = pending.request_id;
+    let error = match outcome {
+        Ok(auth) => {
+            if let Some(name) = &pending.username {
+                world.failures_by_user.remove(&name.to_ascii_lowercase());
+            }
+            let reply = S2cAuthResult {
+                username: auth.username.clone(),
+                user_id: auth.user_id,
+                token: auth.token.clone(),
+                guest: auth.guest,
+            };
+            let login = Login {
+                username: auth.username,
+                user_id: auth.user_id,
+                guest: auth.guest,
+                token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
+            };
+            world.bind_login(session, login);
+            world.out.send(session, &reply);
+            return;
+        }
+        Err(AuthFailure::UsernameTaken) => {
+            HandlerError::new(ErrorCode::UsernameTaken, "that username is taken")
+        }
+        Err(AuthFailure::InvalidCredentials) if pending.username.is_none() => HandlerError::new(
+            ErrorCode::InvalidCredentials,
+            "that username belongs to an account: log in with its password",
+        ),
+        Err(AuthFailure::InvalidCredentials) => {
+            count_failure(world, session, pending.username.as_deref(), now);
+            HandlerError::new(
+                ErrorCode::InvalidCredentials,
+                "unknown username or wrong password",
+            )
+        }
+        Err(AuthFailure::InvalidToken) => {
+            count_failure(world, session, None, now);
+            HandlerError::new(ErrorCode::InvalidToken, "unknown, expired or revoked token")
+        }
+        Err(AuthFailure::Internal(_)) => HandlerError::new(
+            ErrorCode::Internal,
+            "the database failed; try again",
+        ),
+    };
+    world.send_error(session, request_id, error);
 }
 
 #[cfg(test)]
@@ -65,7 +297,7 @@ mod tests {
     use crate::world::WorldConfig;
     use net::DisconnectReason;
     use protocol::world::{C2sChat, C2sRoomJoin};
-    use protocol::{MessageType, S2cMessage};
+    use protocol::S2cMessage;
 
     fn guest_login(name: &str) -> C2sLogin {
         C2sLogin {
@@ -146,14 +378,6 @@ mod tests {
     }
 
     #[test]
-    fn login_with_a_password_finds_no_account() {
-        let mut h = Harness::new();
-        let s = h.connect();
-        h.send(s, C2sLogin { username: "alice".into(), password: "secret-password".into() });
-        assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
-    }
-
-    #[test]
     fn guest_login_is_refused_when_guests_are_not_allowed() {
         let mut h = Harness::with(WorldConfig { allow_guests: false, ..WorldConfig::default() });
         let s = h.connect();
@@ -172,5 +396,189 @@ mod tests {
         assert_eq!(h.error(s).0, ErrorCode::NotAuthenticated);
         h.send(s, guest_login("alice"));
         assert!(matches!(h.take(s).as_slice(), [S2cMessage::S2cAuthResult(_)]));
+    }
+
+    fn register(name: &str, password: &str) -> C2sRegister {
+        C2sRegister { username: name.into(), password: password.into() }
+    }
+
+    fn password_login(name: &str, password: &str) -> C2sLogin {
+        C2sLogin { username: name.into(), password: password.into() }
+    }
+
+    fn auth_result(h: &mut Harness, s: SessionId) -> S2cAuthResult {
+        match h.take(s).as_slice() {
+            [S2cMessage::S2cAuthResult(r)] => r.clone(),
+            other => panic!("expected S2C_AuthResult, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn register_creates_the_account_logs_in_and_returns_a_token() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, register("Alice", "correct horse"));
+        let r = auth_result(&mut h, s);
+        assert_eq!((r.username.as_str(), r.user_id, r.guest), ("Alice", 1, false));
+        assert_eq!(r.token.len(), 64, "256 random bits, hex");
+        assert!(h.world.login(s).is_some_and(|l| !l.guest && l.token_hash.is_some()));
+    }
+
+    #[test]
+    fn register_answers_username_taken_ignoring_case() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, register("alice", "password-1"));
+        auth_result(&mut h, s);
+        let t = h.connect();
+        h.send(t, register("ALICE", "password-2"));
+        let (code, request, _) = h.error(t);
+        assert_eq!((code, request), (ErrorCode::UsernameTaken, C2sRegister::ID as u32));
+        assert!(h.world.login(t).is_none());
+    }
+
+    #[test]
+    fn register_checks_username_and_password_length() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, register("a b", "password-1"));
+        assert_eq!(h.error(s).0, ErrorCode::BadRequest);
+        h.send(s, register("alice", "short"));
+        let (code, _, reason) = h.error(s);
+        assert_eq!(code, ErrorCode::BadRequest);
+        assert!(reason.contains("8-128 bytes (got 5 bytes)"), "{reason}");
+        h.send(s, register("alice", &"x".repeat(129)));
+        assert_eq!(h.error(s).0, ErrorCode::BadRequest);
+        h.send(s, register("alice", &"x".repeat(128)));
+        auth_result(&mut h, s);
+    }
+
+    #[test]
+    fn login_with_the_right_password_works_and_a_wrong_one_or_unknown_name_does_not() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, register("alice", "correct horse"));
+        auth_result(&mut h, s);
+        h.send(s, C2sLogout {});
+        let wrong = h.connect();
+        h.send(wrong, password_login("alice", "wrong horse"));
+        let (code, request, wrong_reason) = h.error(wrong);
+        assert_eq!((code, request), (ErrorCode::InvalidCredentials, C2sLogin::ID as u32));
+        h.send(wrong, password_login("nobody", "correct horse"));
+        let (code, _, unknown_reason) = h.error(wrong);
+        assert_eq!(code, ErrorCode::InvalidCredentials);
+        assert_eq!(wrong_reason, unknown_reason, "the same reply for both");
+        h.send(wrong, password_login("ALICE", "correct horse"));
+        let r = auth_result(&mut h, wrong);
+        assert_eq!((r.username.as_str(), r.user_id), ("alice", 1));
+    }
+
+    #[test]
+    fn guests_cannot_take_a_registered_name() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, register("alice", "correct horse"));
+        auth_result(&mut h, s);
+        let g = h.connect();
+        h.send(g, guest_login("Alice"));
+        assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials);
+        assert_eq!(h.world.session_of("alice"), Some(s), "the account holder is untouched");
+    }
+
+    #[test]
+    fn registering_a_name_a_guest_holds_replaces_the_guest() {
+        let mut h = Harness::new();
+        let g = h.guest("alice");
+        let s = h.connect();
+        h.send(s, register("alice", "correct horse"));
+        auth_result(&mut h, s);
+        assert_eq!(h.error(g).0, ErrorCode::Replaced);
+        assert_eq!(h.world.session_of("alice"), Some(s));
+    }
+
+    #[test]
+    fn resume_logs_in_with_the_token_and_logout_revokes_it() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, register("alice", "correct horse"));
+        let token = auth_result(&mut h, s).token;
+        let t = h.connect();
+        h.send(t, C2sResume { token: token.clone() });
+        let r = auth_result(&mut h, t);
+        assert_eq!((r.username.as_str(), r.user_id, r.token.as_str()), ("alice", 1, token.as_str()));
+        assert_eq!(h.error(s).0, ErrorCode::Replaced, "one session per username");
+        h.send(t, C2sLogout {});
+        assert!(h.take(t).is_empty());
+        let u = h.connect();
+        h.send(u, C2sResume { token });
+        let (code, request, _) = h.error(u);
+        assert_eq!((code, request), (ErrorCode::InvalidToken, C2sResume::ID as u32));
+    }
+
+    #[test]
+    fn unknown_token_answers_invalid_token() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        h.send(s, C2sResume { token: "00".repeat(32) });
+        assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
+        h.send(s, C2sResume { token: String::new() });
+        assert_eq!(h.error(s).0, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn failed_logins_per_username_are_rate_limited_and_successes_are_not_slowed() {
+        let mut h = Harness::with(WorldConfig { max_failures_per_user: 3, ..WorldConfig::default() });
+        let s = h.connect();
+        h.send(s, register("alice", "correct horse"));
+        auth_result(&mut h, s);
+        h.send(s, C2sLogout {});
+        for _ in 0..3 {
+            h.send(s, password_login("alice", "guess guess"));
+            assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
+        }
+        h.send(s, password_login("alice", "correct horse"));
+        let (code, request, reason) = h.error(s);
+        assert_eq!((code, request), (ErrorCode::RateLimited, C2sLogin::ID as u32));
+        assert!(reason.contains("alice"), "{reason}");
+        // Another name from another address is not affected.
+        h.send(s, register("bob", "correct horse"));
+        auth_result(&mut h, s);
+    }
+
+    #[test]
+    fn failed_logins_per_address_are_rate_limited_across_names() {
+        let mut h = Harness::with(WorldConfig { max_failures_per_addr: 4, ..WorldConfig::default() });
+        let s = h.connect();
+        for i in 0..4 {
+            h.send(s, password_login(&format!("user{i}"), "guess guess"));
+            assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
+        }
+        h.send(s, password_login("user9", "guess guess"));
+        assert_eq!(h.error(s).0, ErrorCode::RateLimited);
+        h.send(s, C2sResume { token: "ab".repeat(32) });
+        assert_eq!(h.error(s).0, ErrorCode::RateLimited);
+    }
+
+    #[test]
+    fn rate_limit_window_expires() {
+        let mut h = Harness::with(WorldConfig { max_failures_per_user: 1, ..WorldConfig::default() });
+        let s = h.connect();
+        h.send(s, password_login("alice", "guess guess"));
+        assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
+        h.send(s, password_login("alice", "guess guess"));
+        assert_eq!(h.error(s).0, ErrorCode::RateLimited);
+        h.now += WorldConfig::default().failure_window;
+        h.send(s, password_login("alice", "guess guess"));
+        assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
+    }
+
+    #[test]
+    fn a_second_login_request_while_one_is_under_way_is_refused() {
+        let mut h = Harness::new();
+        let s = h.connect();
+        // Queue the first without letting the harness take the answer.
+        h.world.clients.get_mut(&s).unwrap().pending_auth = Some(PendingAuth { request_id: C2sLogin::ID, username: None });
+        h.send(s, guest_login("alice"));
+        assert_eq!(h.error(s).0, ErrorCode::AlreadyAuthenticated);
     }
 }

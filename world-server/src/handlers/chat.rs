@@ -1,5 +1,6 @@
 //! Room chat and whispers.
 
+use bytes::Bytes;
 use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
 use protocol::ErrorCode;
 
@@ -30,11 +31,21 @@ fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerErro
     let Some(frame) = world.out.encode(&line) else {
         return Err(HandlerError::new(ErrorCode::Internal, "chat line does not fit in a frame"));
     };
-    let Some(room) = world.rooms.get(&line.room) else {
+    let keep = world.config.history_lines;
+    let Some(room) = world.rooms.get_mut(&line.room) else {
         return Ok(());
     };
     for &member in &room.members {
         world.out.push(member, frame.clone());
+    }
+    if keep > 0 {
+        // A copy of its own: the frame's buffer is shared with the rest of this tick's
+        // frames, which a long-kept history line must not hold on to.
+        room.history.push_back(Bytes::copy_from_slice(&frame));
+        if room.history.len() > keep {
+            room.history.pop_front();
+        }
+        world.pending_history.push(frame);
     }
     Ok(())
 }
@@ -190,5 +201,79 @@ mod tests {
         let (code, request, reason) = h.error(a);
         assert_eq!((code, request), (ErrorCode::UserOffline, C2sWhisper::ID as u32));
         assert!(reason.contains("nobody"));
+    }
+
+    fn live_and_history(h: &mut Harness, s: SessionId) -> Vec<(String, bool)> {
+        h.take(s)
+            .into_iter()
+            .filter_map(|m| match m {
+                S2cMessage::S2cChat(c) => Some((c.content, c.history)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn joiner_gets_the_last_lines_marked_history_oldest_first_then_live_chat() {
+        let mut h = Harness::with(WorldConfig { history_lines: 3, ..WorldConfig::default() });
+        let ids = room_of(&mut h, &["alice"]);
+        for i in 0..5 {
+            h.send(ids[0], chat("lobby", &format!("line {i}"), i));
+        }
+        h.take(ids[0]);
+        let b = h.guest("bob");
+        h.send(b, C2sRoomJoin { room: "lobby".into() });
+        let got = h.take(b);
+        assert!(matches!(got[0], S2cMessage::S2cRoomJoined(_)), "{got:?}");
+        let lines: Vec<(String, u64, bool)> = got[1..]
+            .iter()
+            .map(|m| match m {
+                S2cMessage::S2cChat(c) => (c.content.clone(), c.sent_at_us, c.history),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            vec![("line 2".into(), 2, true), ("line 3".into(), 3, true), ("line 4".into(), 4, true)]
+        );
+        h.send(ids[0], chat("lobby", "live", 9));
+        assert_eq!(live_and_history(&mut h, b), vec![("live".to_string(), false)]);
+    }
+
+    #[test]
+    fn history_survives_the_room_emptying_through_the_database() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice"]);
+        h.send(ids[0], chat("lobby", "remember me", 1));
+        h.world.flush_writes();
+        h.send(ids[0], protocol::world::C2sRoomLeave { room: "lobby".into() });
+        assert!(h.world.rooms.is_empty());
+        let b = h.guest("bob");
+        h.send(b, C2sRoomJoin { room: "lobby".into() });
+        assert_eq!(live_and_history(&mut h, b), vec![("remember me".to_string(), true)]);
+    }
+
+    #[test]
+    fn history_lines_zero_turns_history_off() {
+        let mut h = Harness::with(WorldConfig { history_lines: 0, ..WorldConfig::default() });
+        let ids = room_of(&mut h, &["alice"]);
+        h.send(ids[0], chat("lobby", "gone", 1));
+        h.world.flush_writes();
+        let b = h.guest("bob");
+        h.send(b, C2sRoomJoin { room: "lobby".into() });
+        assert!(live_and_history(&mut h, b).is_empty());
+        assert!(h.world.pending_history.is_empty());
+    }
+
+    #[test]
+    fn chat_lines_of_a_tick_go_to_the_database_as_one_batch() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice", "bob"]);
+        for i in 0..10 {
+            h.send(ids[i % 2], chat("lobby", &format!("l{i}"), i as u64));
+        }
+        assert_eq!(h.world.pending_history.len(), 10);
+        h.world.flush_writes();
+        assert!(h.world.pending_history.is_empty());
     }
 }

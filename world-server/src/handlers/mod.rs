@@ -77,8 +77,27 @@ pub(crate) mod testkit {
     use net::SessionId;
     use protocol::{ClientToServer, S2cMessage};
 
+    use crate::db::{AuthSettings, Db, DbWorker};
     use crate::dispatcher::{Ctx, MessageDispatcher};
+    use crate::storage::SqliteStorage;
     use crate::world::{World, WorldConfig};
+
+    /// Cheap argon2 parameters: tests check behaviour, not hashing cost.
+    pub fn test_auth_settings() -> AuthSettings {
+        AuthSettings {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            token_ttl_us: 3_600_000_000,
+            history_lines: WorldConfig::default().history_lines,
+        }
+    }
+
+    /// A DB worker over a private in-memory database, running each job at once.
+    pub fn inline_db() -> Db {
+        let storage = SqliteStorage::in_memory().unwrap();
+        Db::inline(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap())
+    }
 
     pub struct Harness {
         pub world: World,
@@ -95,7 +114,7 @@ pub(crate) mod testkit {
         pub fn with(config: WorldConfig) -> Self {
             let now = Instant::now();
             Harness {
-                world: World::new(config, now),
+                world: World::new(config, inline_db(), now),
                 dispatcher: super::dispatcher().unwrap(),
                 now,
                 next: 0,
@@ -146,6 +165,8 @@ pub(crate) mod testkit {
             };
             self.dispatcher
                 .dispatch_packet(&mut self.world, &ctx, id, payload);
+            // The inline DB worker has answered already; the next tick would take the answers.
+            self.world.poll_db(self.now);
         }
 
         /// Decodes what `session` would receive this tick.

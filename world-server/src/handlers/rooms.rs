@@ -1,11 +1,17 @@
 //! Rooms: join (creating), leave, list, and the presence the other members see.
 
 use net::SessionId;
+use std::collections::VecDeque;
+
 use protocol::world::{
-    C2sRoomJoin, C2sRoomLeave, C2sRoomList, RoomInfo, S2cRoomJoined, S2cRoomLeft, S2cRoomList,
-    S2cRoomPresence,
+    C2sRoomJoin, C2sRoomLeave, C2sRoomList, RoomInfo, S2cChat, S2cRoomJoined, S2cRoomLeft,
+    S2cRoomList, S2cRoomPresence,
 };
-use protocol::ErrorCode;
+use protocol::{ErrorCode, MessageType};
+
+use crate::db::DbJob;
+use crate::dispatcher::DispatchState;
+use crate::storage::HistoryLine;
 
 use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 use crate::handlers::check_room_name;
@@ -20,60 +26,158 @@ pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
 
 fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), HandlerError> {
     check_room_name(&request.room)?;
-    let capacity = world.config.room_capacity;
-    let max_rooms = world.config.max_rooms_per_session;
-    let client = world.clients.get(&ctx.session).expect("dispatch checked the login");
-    let username = client.login.as_ref().expect("dispatch checked the login").username.clone();
-    let already = client.rooms.contains(&request.room);
-    if !already && client.rooms.len() >= max_rooms {
+    let session = ctx.session;
+    let capacity = world.config.room_capacity as usize;
+    let client = world.clients.get(&session).expect("dispatch checked the login");
+    if client.rooms.contains(&request.room) {
+        // Joining again only repeats the answer: no presence, no history.
+        send_joined(world, session, &request.room);
+        return Ok(());
+    }
+    if client.rooms.len() >= world.config.max_rooms_per_session {
         return Err(HandlerError::bad_request(format!(
             "already in {} rooms, the most max_rooms_per_session allows (joining {:?})",
             client.rooms.len(),
             request.room
         )));
     }
-    let room = world
-        .rooms
-        .entry(request.room.clone())
-        .or_insert_with(|| Room {
-            name: request.room.clone(),
-            members: Vec::new(),
-        });
-    if !already {
-        if room.members.len() >= capacity as usize {
-            return Err(HandlerError::new(
-                ErrorCode::RoomFull,
-                format!("room {:?} is full ({capacity} members)", request.room),
-            ));
-        }
-        room.members.push(ctx.session);
-    }
-    let members: Vec<SessionId> = room.members.clone();
-    if !already {
-        if let Some(client) = world.clients.get_mut(&ctx.session) {
-            client.rooms.push(request.room.clone());
-        }
-        let presence = S2cRoomPresence {
-            room: request.room.clone(),
-            username,
-            joined: true,
-        };
-        if let Some(frame) = world.out.encode(&presence) {
-            for &member in members.iter().filter(|&&m| m != ctx.session) {
-                world.out.push(member, frame.clone());
+    match world.rooms.get_mut(&request.room) {
+        Some(room) => {
+            if room.members.len() + room.waiting.len() >= capacity {
+                return Err(room_full(&request.room, capacity));
+            }
+            if room.loading {
+                if !room.waiting.contains(&session) {
+                    room.waiting.push(session);
+                }
+                return Ok(());
             }
         }
+        None => {
+            let mut room = Room::new(request.room.clone());
+            if world.config.history_lines > 0 {
+                let job = DbJob::LoadHistory {
+                    room: request.room.clone(),
+                };
+                match world.db.submit(job) {
+                    Ok(()) => {
+                        // The join completes when the history is here, so that it comes first.
+                        room.loading = true;
+                        room.waiting.push(session);
+                        world.rooms.insert(request.room, room);
+                        return Ok(());
+                    }
+                    Err(error) => spdlog::warn!(
+                        "storage: history of {:?} not loaded ({error:?}); the room starts without it",
+                        request.room
+                    ),
+                }
+            }
+            world.rooms.insert(request.room.clone(), room);
+        }
     }
+    enter(world, session, &request.room);
+    Ok(())
+}
+
+fn room_full(room: &str, capacity: usize) -> HandlerError {
+    HandlerError::new(
+        ErrorCode::RoomFull,
+        format!("room {room:?} is full ({capacity} members)"),
+    )
+}
+
+/// Completes a join of a room that is ready: membership, presence to the others,
+/// S2C_RoomJoined, then the room's history.
+fn enter(world: &mut World, session: SessionId, name: &str) {
+    let Some(client) = world.clients.get(&session) else {
+        return;
+    };
+    let Some(login) = client.login.as_ref() else {
+        return; // logged out while the history loaded
+    };
+    if client.closing || client.rooms.iter().any(|r| r == name) {
+        return;
+    }
+    let username = login.username.clone();
+    let capacity = world.config.room_capacity as usize;
+    let Some(room) = world.rooms.get_mut(name) else {
+        return;
+    };
+    if room.members.len() >= capacity {
+        world.send_error(session, C2sRoomJoin::ID, room_full(name, capacity));
+        return;
+    }
+    room.members.push(session);
+    if let Some(client) = world.clients.get_mut(&session) {
+        client.rooms.push(name.to_string());
+    }
+    let presence = S2cRoomPresence {
+        room: name.to_string(),
+        username,
+        joined: true,
+    };
+    if let Some(frame) = world.out.encode(&presence) {
+        for &member in world.rooms[name].members.iter().filter(|&&m| m != session) {
+            world.out.push(member, frame.clone());
+        }
+    }
+    send_joined(world, session, name);
+    for frame in &world.rooms[name].history {
+        world.out.push_history(session, frame);
+    }
+}
+
+fn send_joined(world: &mut World, session: SessionId, name: &str) {
+    let Some(room) = world.rooms.get(name) else {
+        return;
+    };
     let joined = S2cRoomJoined {
-        room: request.room,
-        members: members
+        room: name.to_string(),
+        members: room
+            .members
             .iter()
             .filter_map(|m| world.login(*m).map(|l| l.username.clone()))
             .collect(),
-        capacity,
+        capacity: world.config.room_capacity,
     };
-    world.out.send(ctx.session, &joined);
-    Ok(())
+    world.out.send(session, &joined);
+}
+
+/// The DB worker loaded a room's history: the waiting joins complete, history first.
+pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
+    let keep = world.config.history_lines;
+    let mut history = VecDeque::with_capacity(lines.len().min(keep));
+    for line in lines {
+        let chat = S2cChat {
+            room: line.room,
+            from: line.from,
+            content: line.content,
+            sent_at_us: line.sent_at_us,
+            server_time_us: line.server_time_us,
+            history: false,
+        };
+        if let Ok(frame) = protocol::frame(&chat) {
+            history.push_back(frame);
+        }
+    }
+    while history.len() > keep {
+        history.pop_front();
+    }
+    let Some(room) = world.rooms.get_mut(name) else {
+        return;
+    };
+    // Lines said while loading (none: a loading room has no members) come after the stored ones.
+    history.extend(room.history.drain(..));
+    room.history = history;
+    room.loading = false;
+    let waiting = std::mem::take(&mut room.waiting);
+    for session in waiting {
+        enter(world, session, name);
+    }
+    if world.rooms.get(name).is_some_and(|r| r.members.is_empty()) {
+        world.rooms.remove(name);
+    }
 }
 
 fn leave(world: &mut World, ctx: &Ctx, request: C2sRoomLeave) -> Result<(), HandlerError> {
@@ -96,6 +200,7 @@ fn list(world: &mut World, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError
     let mut rooms: Vec<RoomInfo> = world
         .rooms
         .values()
+        .filter(|room| !room.members.is_empty())
         .map(|room| RoomInfo {
             name: room.name.clone(),
             members: room.members.len() as u32,
@@ -132,7 +237,8 @@ impl World {
             return;
         };
         entry.members.retain(|&m| m != session);
-        if entry.members.is_empty() {
+        entry.waiting.retain(|&m| m != session);
+        if entry.members.is_empty() && !entry.loading {
             self.rooms.remove(room);
             return;
         }
@@ -278,7 +384,7 @@ mod tests {
         }
         h.take(a);
         h.take(b);
-        h.world.disconnect(b);
+        h.world.disconnect(b, &net::DisconnectReason::PeerClosed);
         let left: Vec<String> = h
             .take(a)
             .into_iter()

@@ -1,0 +1,73 @@
+//! 500 bots of the dummy client against an in-process world server: every chat line reaches
+//! every member of its room, nothing is lost, nothing is duplicated, nobody is disconnected.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start_server, test_config};
+use dummy_client::ClientConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_of_500_bots_in_rooms_of_20_loses_nothing() {
+    let mut server_config = test_config();
+    server_config.server.tick_ms = 10;
+    let server = start_server(server_config).await;
+
+    let mut config = ClientConfig::default();
+    config.client.server = server.addr;
+    config.client.bots = 500;
+    config.client.duration_secs = 5;
+    config.client.drain_secs = 5;
+    config.client.ramp_up_per_sec = 1000;
+    config.client.login_timeout_secs = 10;
+    config.bots.bots_per_room = 20;
+    config.bots.chat_interval_ms = 250;
+    config.bots.ping_interval_ms = 1000;
+    config
+        .validate("swarm test")
+        .expect("the swarm config is valid");
+
+    let started = Instant::now();
+    // The shutdown token is never cancelled: the run ends on its own after its duration.
+    let run = dummy_client::run(config, Default::default());
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the swarm did not finish within 60 s")
+        .expect("the swarm could not start");
+    let took = started.elapsed();
+    let stats = server.shutdown().await;
+
+    let failures = report.failures();
+    assert!(
+        report.passed(),
+        "the swarm failed: {failures:?}\n{report}\nserver: {stats:?}"
+    );
+    assert_eq!(report.bots, 500, "{report}");
+    assert_eq!(report.connected, 500, "{report}");
+    assert_eq!(report.logged_in, 500, "{report}");
+    assert_eq!(report.joined, 500, "{report}");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.unexpected, 0, "{report}");
+    assert_eq!(report.disconnects, 0, "{report}");
+    assert!(report.sent > 0, "{report}");
+    assert_eq!(report.received, report.expected, "{report}");
+    // Every line goes to the 20 members of its room, the sender included.
+    assert!(
+        report.expected >= report.sent * 20 - report.sent / 10,
+        "expected {} deliveries for {} lines in rooms of 20\n{report}",
+        report.expected,
+        report.sent
+    );
+    // Roughly 500 bots x 4 lines a second x 5 s: at least a good share of it.
+    assert!(
+        report.sent >= 2_000,
+        "only {} lines sent in {took:?}\n{report}",
+        report.sent
+    );
+    assert_eq!(
+        stats.chat_in, report.sent,
+        "the server accepted {} lines, the swarm sent {}",
+        stats.chat_in, report.sent
+    );
+}
