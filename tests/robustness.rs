@@ -59,7 +59,9 @@ async fn bad_input_closes_only_the_offender(server: &TestServer, bytes: &[u8]) {
 
     // New connections are still welcome.
     let mut late = server.member("late", "calm").await;
-    late.ping_next(1).await;
+    late.say("calm", "hello all", 3).await;
+    late.expect_chat("calm", "late", "hello all").await;
+    alice.expect_chat("calm", "late", "hello all").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,3 +332,67 @@ async fn joining_a_room_replays_its_recent_chat_marked_history_before_live_chat(
     );
     server.shutdown().await;
 }
+
+/// A client may send a join and, without waiting, a line to the room it joins: requests of
+/// one client are handled in order ("Replies to one client come in the order of its requests,
+/// errors included", docs/PROTOCOL.md), so the join is done when the line is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_chat_sent_back_to_back_are_handled_in_order() {
+    let server = start_server(test_config()).await;
+    let mut alice = server.guest("alice").await;
+    let mut burst = protocol::frame(&join("fresh")).unwrap().to_vec();
+    burst.extend_from_slice(
+        &protocol::frame(&protocol::world::C2sChat {
+            room: "fresh".into(),
+            content: "first words".into(),
+            sent_at_us: 1,
+        })
+        .unwrap(),
+    );
+    burst.extend_from_slice(
+        &protocol::frame(&protocol::world::C2sPing {
+            seq: 3,
+            client_time_us: 0,
+        })
+        .unwrap(),
+    );
+    alice.send_raw(&burst).await;
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        replies.push(match alice.recv().await {
+            protocol::S2cMessage::S2cRoomJoined(j) => format!("joined {}", j.room),
+            protocol::S2cMessage::S2cChat(c) => format!("chat {}", c.content),
+            protocol::S2cMessage::S2cPong(p) => format!("pong {}", p.seq),
+            protocol::S2cMessage::S2cError(e) => format!("error {:?} {}", e.code(), e.reason),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        replies,
+        vec!["joined fresh", "chat first words", "pong 3"],
+        "replies out of the order of the requests"
+    );
+    server.shutdown().await;
+}
+
+/// Same as above, for a room that exists already (no history to load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_of_an_existing_room_and_chat_sent_back_to_back_are_handled_in_order() {
+    let server = start_server(test_config()).await;
+    let _host = server.member("host", "open").await;
+    let mut alice = server.guest("alice").await;
+    let mut burst = protocol::frame(&join("open")).unwrap().to_vec();
+    burst.extend_from_slice(
+        &protocol::frame(&protocol::world::C2sChat {
+            room: "open".into(),
+            content: "hello host".into(),
+            sent_at_us: 1,
+        })
+        .unwrap(),
+    );
+    alice.send_raw(&burst).await;
+    alice.expect::<S2cRoomJoined>().await;
+    let chat = alice.expect::<S2cChat>().await;
+    assert_eq!(chat.content, "hello host");
+    server.shutdown().await;
+}

@@ -1,11 +1,17 @@
 //! [`ClientConfig`]: the configuration of `dummy-client`, read from `dummy-client.toml`.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::{ConfigError, Rules},
+    error::{quoted, ConfigError, Rules},
     load,
     log::LogConfig,
 };
@@ -121,7 +127,82 @@ pub struct BotsSection {
     /// keeps a quiet bot under the server's default idle timeout of 60 s and samples
     /// round-trip time on its own.
     pub ping_interval_ms: u64,
+    /// How each bot logs in: `"guest"`, `"register"`, `"login"` or `"resume"` (see
+    /// [`AuthMode`]). Default `"guest"`: needs no accounts, and usernames unique per run keep
+    /// two runs against one server apart.
+    pub auth: String,
+    /// Password of every bot's account, 8..=128 bytes (the server's rule), used by `register`
+    /// and `login`. Default `"bot-password"`: bots are test accounts, not people.
+    pub password: String,
+    /// File of `username token` lines: a `register` run writes (merges) the tokens it was
+    /// issued into it, a `resume` run logs in with them. Relative paths are from the working
+    /// directory. Default `"bot-tokens.txt"`.
+    pub tokens_file: PathBuf,
 }
+
+/// How bots log in: the value of `bots.auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthMode {
+    /// `C2S_Login` with an empty password, under a username unique to the run.
+    Guest,
+    /// `C2S_Register` of the account `{name_prefix}{n:05}`; the tokens go to the tokens file.
+    Register,
+    /// `C2S_Login` with `bots.password` to the accounts a `register` run created.
+    Login,
+    /// `C2S_Resume` with the tokens a `register` run wrote to the tokens file.
+    Resume,
+}
+
+impl AuthMode {
+    /// Every mode, in the order the docs list them.
+    pub const ALL: [AuthMode; 4] = [
+        AuthMode::Guest,
+        AuthMode::Register,
+        AuthMode::Login,
+        AuthMode::Resume,
+    ];
+
+    /// The mode's name in the config file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Guest => "guest",
+            AuthMode::Register => "register",
+            AuthMode::Login => "login",
+            AuthMode::Resume => "resume",
+        }
+    }
+
+    /// Whether bots log in to accounts (every mode but [`Guest`](AuthMode::Guest)).
+    pub fn uses_accounts(self) -> bool {
+        self != AuthMode::Guest
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthMode {
+    type Err = String;
+
+    /// A mode by its name; the error says which names there are.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AuthMode::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| format!("unknown auth mode {s:?} (expected one of {})", auth_modes()))
+    }
+}
+
+/// `guest, register, login, resume`.
+fn auth_modes() -> String {
+    AuthMode::ALL.map(AuthMode::as_str).join(", ")
+}
+
+/// Passwords the server accepts are 8..=128 bytes (PROTOCOL.md, session rule 5).
+const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=128;
 
 impl Default for BotsSection {
     fn default() -> Self {
@@ -132,6 +213,9 @@ impl Default for BotsSection {
             name_prefix: "bot-".to_owned(),
             room_prefix: "room-".to_owned(),
             ping_interval_ms: 5000,
+            auth: AuthMode::Guest.as_str().to_owned(),
+            password: "bot-password".to_owned(),
+            tokens_file: PathBuf::from("bot-tokens.txt"),
         }
     }
 }
@@ -145,6 +229,11 @@ impl BotsSection {
     /// [`ping_interval_ms`](Self::ping_interval_ms) as a duration; `None` when disabled.
     pub fn ping_interval(&self) -> Option<Duration> {
         (self.ping_interval_ms > 0).then(|| Duration::from_millis(self.ping_interval_ms))
+    }
+
+    /// [`auth`](Self::auth) as a mode; `Err` only if the config was not validated.
+    pub fn auth_mode(&self) -> Result<AuthMode, String> {
+        self.auth.parse()
     }
 }
 
@@ -215,6 +304,28 @@ impl ClientConfig {
             bots.ping_interval_ms,
             0..=3_600_000,
         )?;
+        if bots.auth_mode().is_err() {
+            return Err(rules.fail(
+                "bots.auth",
+                format!("one of {}", auth_modes()),
+                quoted(&bots.auth),
+            ));
+        }
+        if !PASSWORD_BYTES.contains(&bots.password.len()) {
+            // The length, not the password: config errors end up in logs.
+            return Err(rules.fail(
+                "bots.password",
+                format!(
+                    "{}..={} bytes",
+                    PASSWORD_BYTES.start(),
+                    PASSWORD_BYTES.end()
+                ),
+                format!("{} bytes", bots.password.len()),
+            ));
+        }
+        if bots.tokens_file.as_os_str().is_empty() {
+            return Err(rules.fail("bots.tokens_file", "a file path", quoted("")));
+        }
 
         self.log.validate(&rules)
     }
@@ -311,6 +422,47 @@ mod tests {
         assert_eq!(
             error("[bots]\nname_prefix = \"my bot\"\n"),
             r#"invalid config "dummy-client.toml": bots.name_prefix must be 1..=20 chars of [A-Za-z0-9_.-] (got "my bot")"#
+        );
+    }
+
+    #[test]
+    fn every_auth_mode_is_accepted_by_name() {
+        for mode in AuthMode::ALL {
+            let text = format!("[bots]\nauth = \"{mode}\"\n");
+            let parsed = ClientConfig::from_toml_str(&text, ORIGIN).unwrap();
+            assert_eq!(parsed.bots.auth_mode(), Ok(mode));
+        }
+        assert_eq!(
+            ClientConfig::default().bots.auth_mode(),
+            Ok(AuthMode::Guest)
+        );
+    }
+
+    #[test]
+    fn unknown_auth_mode_is_rejected_listing_the_modes() {
+        assert_eq!(
+            error("[bots]\nauth = \"Register\"\n"),
+            r#"invalid config "dummy-client.toml": bots.auth must be one of guest, register, login, resume (got "Register")"#
+        );
+    }
+
+    #[test]
+    fn a_password_the_server_would_refuse_is_rejected_without_showing_it() {
+        assert_eq!(
+            error("[bots]\npassword = \"short\"\n"),
+            r#"invalid config "dummy-client.toml": bots.password must be 8..=128 bytes (got 5 bytes)"#
+        );
+        let long = format!("[bots]\npassword = \"{}\"\n", "x".repeat(129));
+        assert!(error(&long).contains("(got 129 bytes)"));
+        let longest = format!("[bots]\npassword = \"{}\"\n", "x".repeat(128));
+        assert!(ClientConfig::from_toml_str(&longest, ORIGIN).is_ok());
+    }
+
+    #[test]
+    fn an_empty_tokens_file_path_is_rejected() {
+        assert_eq!(
+            error("[bots]\ntokens_file = \"\"\n"),
+            r#"invalid config "dummy-client.toml": bots.tokens_file must be a file path (got "")"#
         );
     }
 

@@ -1,10 +1,19 @@
-//! Names and chat content: usernames and room names unique to one run, and the chat line's
-//! parsable sequence-number prefix.
+//! Names and chat content: usernames and room names, and the chat line's parsable
+//! sequence-number prefix.
 //!
-//! A bot's username is `{name_prefix}{index:05}.{run_id}` and its room
-//! `{room_prefix}{run_id}-{index / bots_per_room}`. The run id (four random characters of
-//! `[a-z0-9]`) keeps two runs against one server apart: without it the second run's logins
-//! would take over (REPLACE) the first run's sessions and both would share rooms.
+//! Rooms are always unique to one run: bot `index` (from 0) is in room
+//! `{room_prefix}{run_id}-{index / bots_per_room}`. Usernames follow one of two
+//! [`NameScheme`]s:
+//!
+//! - [`NameScheme::PerRun`] (guests): `{name_prefix}{index:05}.{run_id}`, so that two runs
+//!   against one server stay apart: without the run id the second run's logins would take
+//!   over (REPLACE) the first run's sessions.
+//! - [`NameScheme::Accounts`] (register, login, resume): `{name_prefix}{index + 1:05}`
+//!   (`bot-00001`, `bot-00002`, ...), the same in every run, so that the accounts a
+//!   `register` run creates are the ones a later `login` or `resume` run logs in to. Two such
+//!   runs at once against one server need different name prefixes.
+//!
+//! The run id is four random characters of `[a-z0-9]`.
 
 use std::fmt::Write as _;
 
@@ -29,6 +38,26 @@ pub fn new_run_id() -> String {
         .collect()
 }
 
+/// How usernames are made; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameScheme {
+    /// `{name_prefix}{index:05}.{run_id}`: unique per run, for guests.
+    PerRun,
+    /// `{name_prefix}{index + 1:05}`: the same in every run, for accounts.
+    Accounts,
+}
+
+impl NameScheme {
+    /// The scheme of an auth mode: accounts need names that outlive the run.
+    pub fn for_auth(mode: config::client::AuthMode) -> Self {
+        if mode.uses_accounts() {
+            NameScheme::Accounts
+        } else {
+            NameScheme::PerRun
+        }
+    }
+}
+
 /// Builds and parses the names of one run.
 #[derive(Clone, Debug)]
 pub struct Names {
@@ -36,17 +65,31 @@ pub struct Names {
     room_prefix: String,
     run_id: String,
     bots_per_room: usize,
+    scheme: NameScheme,
 }
 
 impl Names {
-    /// Names for bots of run `run_id`; `bots_per_room` is at least 1.
+    /// Names for bots of run `run_id` with usernames unique to the run
+    /// ([`NameScheme::PerRun`]); `bots_per_room` is at least 1.
     pub fn new(name_prefix: &str, room_prefix: &str, run_id: &str, bots_per_room: usize) -> Self {
         Names {
             name_prefix: name_prefix.to_owned(),
             room_prefix: room_prefix.to_owned(),
             run_id: run_id.to_owned(),
             bots_per_room: bots_per_room.max(1),
+            scheme: NameScheme::PerRun,
         }
+    }
+
+    /// The same names with usernames made by `scheme`.
+    pub fn with_scheme(mut self, scheme: NameScheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// The scheme of the usernames.
+    pub fn scheme(&self) -> NameScheme {
+        self.scheme
     }
 
     /// The run id.
@@ -54,9 +97,15 @@ impl Names {
         &self.run_id
     }
 
-    /// The username of bot `index`: `{name_prefix}{index:05}.{run_id}`.
+    /// The username of bot `index` (from 0): `{name_prefix}{index:05}.{run_id}` per run,
+    /// `{name_prefix}{index + 1:05}` for accounts.
     pub fn username(&self, index: u32) -> String {
-        format!("{}{index:05}.{}", self.name_prefix, self.run_id)
+        match self.scheme {
+            NameScheme::PerRun => format!("{}{index:05}.{}", self.name_prefix, self.run_id),
+            NameScheme::Accounts => {
+                format!("{}{:05}", self.name_prefix, u64::from(index) + 1)
+            }
+        }
     }
 
     /// The room of bot `index`: `{room_prefix}{run_id}-{index / bots_per_room}`.
@@ -73,12 +122,24 @@ impl Names {
     /// the caller still compares the name with the bot's own, since `00042` and `42` parse alike.
     pub fn bot_index(&self, username: &str) -> Option<u32> {
         let rest = username.strip_prefix(self.name_prefix.as_str())?;
-        let (digits, run_id) = rest.split_once('.')?;
-        if run_id != self.run_id || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
+        let digits = match self.scheme {
+            NameScheme::PerRun => {
+                let (digits, run_id) = rest.split_once('.')?;
+                if run_id != self.run_id {
+                    return None;
+                }
+                digits
+            }
+            NameScheme::Accounts => rest,
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        digits.parse().ok()
+        let number: u32 = digits.parse().ok()?;
+        match self.scheme {
+            NameScheme::PerRun => Some(number),
+            NameScheme::Accounts => number.checked_sub(1),
+        }
     }
 
     /// Checks that every name of a run with `bots` bots obeys the server's rules, naming the
@@ -174,6 +235,55 @@ mod tests {
         assert_eq!(names.bot_index("bot-00042"), None);
     }
 
+    fn accounts() -> Names {
+        names().with_scheme(NameScheme::Accounts)
+    }
+
+    #[test]
+    fn account_usernames_count_from_one_without_the_run_id() {
+        let names = accounts();
+        assert_eq!(names.username(0), "bot-00001");
+        assert_eq!(names.username(41), "bot-00042");
+        assert_eq!(names.username(99_999), "bot-100000");
+        // Rooms stay unique per run.
+        assert_eq!(names.room(0), "room-k3f9-0");
+        assert_eq!(names.room(20), "room-k3f9-1");
+    }
+
+    #[test]
+    fn account_usernames_are_the_same_in_every_run() {
+        let one = Names::new("bot-", "room-", "aaaa", 20).with_scheme(NameScheme::Accounts);
+        let two = Names::new("bot-", "room-", "zzzz", 20).with_scheme(NameScheme::Accounts);
+        assert_eq!(one.username(7), two.username(7));
+        assert_ne!(one.room(7), two.room(7));
+        let guest_one = Names::new("bot-", "room-", "aaaa", 20);
+        let guest_two = Names::new("bot-", "room-", "zzzz", 20);
+        assert_ne!(guest_one.username(7), guest_two.username(7));
+    }
+
+    #[test]
+    fn each_auth_mode_picks_its_name_scheme() {
+        use config::client::AuthMode;
+        assert_eq!(NameScheme::for_auth(AuthMode::Guest), NameScheme::PerRun);
+        for mode in [AuthMode::Register, AuthMode::Login, AuthMode::Resume] {
+            assert_eq!(NameScheme::for_auth(mode), NameScheme::Accounts, "{mode}");
+        }
+    }
+
+    #[test]
+    fn an_account_username_parses_back_to_its_index() {
+        let names = accounts();
+        assert_eq!(names.bot_index("bot-00001"), Some(0));
+        assert_eq!(names.bot_index("bot-00042"), Some(41));
+        assert_eq!(names.bot_index("bot-00000"), None);
+        assert_eq!(names.bot_index("bot-00042.k3f9"), None);
+        assert_eq!(names.bot_index("xyz-00042"), None);
+        assert_eq!(names.bot_index("bot-"), None);
+        for index in [0, 1, 999, 99_999] {
+            assert_eq!(names.bot_index(&names.username(index)), Some(index));
+        }
+    }
+
     #[test]
     fn run_ids_are_short_and_plain() {
         let id = new_run_id();
@@ -187,6 +297,7 @@ mod tests {
         let error = long.check(1000).unwrap_err();
         assert_eq!(error.key, "bots.name_prefix");
         assert!(names().check(100_000).is_ok());
+        assert!(accounts().check(100_000).is_ok());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -30,12 +32,33 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server config for tests: a short tick (the suite is fast), a short linger, defaults
 /// otherwise. Tests change what they exercise.
+///
+/// The database is a file of its own in a fresh temporary directory (removed when the
+/// [`TestServer`] is dropped), so that no test sees another's accounts or history; password
+/// hashing is made cheap (the cost is the server's business, not these tests').
 pub fn test_config() -> ServerConfig {
     let mut config = ServerConfig::default();
     config.server.name = "e2e-world".to_string();
     config.server.tick_ms = 5;
     config.net.linger_ms = 500;
+    config.storage.path = fresh_dir().join("world.db");
+    config.storage.synchronous = "normal".to_string();
+    config.auth.argon2_memory_kib = 64;
+    config.auth.argon2_iterations = 1;
     config
+}
+
+/// A new empty directory under the system's temporary directory, unique in this process.
+pub fn fresh_dir() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "world-e2e-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
 }
 
 /// Installs the process's logger once, at `warn` unless `E2E_LOG` names another level
@@ -57,6 +80,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<Stats, ServerError>>>,
+    /// The temporary directory of its database, removed on drop.
+    db_dir: Option<PathBuf>,
 }
 
 /// Binds `127.0.0.1:0` and spawns `world_server::run` on it; the server stops on
@@ -72,11 +97,18 @@ pub async fn start_server(config: ServerConfig) -> TestServer {
         // A dropped sender stops the server too.
         let _ = stopped.await;
     };
+    let db_dir = config
+        .storage
+        .path
+        .parent()
+        .filter(|dir| dir.starts_with(std::env::temp_dir()))
+        .map(PathBuf::from);
     let handle = tokio::spawn(world_server::run(listener, config, shutdown));
     TestServer {
         addr,
         stop: Some(stop),
         handle: Some(handle),
+        db_dir,
     }
 }
 
@@ -122,6 +154,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(dir) = self.db_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
