@@ -48,4 +48,3 @@ fn run() -> Result<(), Vec<String>> {
         .map_err(|e| vec![format!("cannot write message table: {e}")])?;
     Ok(())
 }
-

@@ -79,7 +79,10 @@ impl std::fmt::Display for DecodeError {
         match self {
             DecodeError::UnknownId(id) => write!(f, "unknown message id {id}"),
             DecodeError::Payload { id, name, source } => {
-                write!(f, "payload of message {id} ({name}) does not decode: {source}")
+                write!(
+                    f,
+                    "payload of message {id} ({name}) does not decode: {source}"
+                )
             }
         }
     }
@@ -105,7 +108,11 @@ pub struct FrameTooLarge {
 
 impl std::fmt::Display for FrameTooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} needs a {}-byte frame, more than {MAX_FRAME_LEN}", self.name, self.len)
+        write!(
+            f,
+            "{} needs a {}-byte frame, more than {MAX_FRAME_LEN}",
+            self.name, self.len
+        )
     }
 }
 

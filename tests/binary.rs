@@ -133,12 +133,16 @@ impl Drop for TempConfig {
 struct ServerProcess {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Its working directory (where its default `world.db` goes), removed on drop.
+    dir: PathBuf,
 }
 
 impl ServerProcess {
     fn spawn(args: &[&str]) -> ServerProcess {
+        let dir = common::fresh_dir();
         let mut child = Command::new(world_server_binary())
             .args(args)
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -158,7 +162,7 @@ impl ServerProcess {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        ServerProcess { child, stderr }
+        ServerProcess { child, stderr, dir }
     }
 
     fn stderr(&self) -> String {
@@ -219,6 +223,7 @@ impl Drop for ServerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

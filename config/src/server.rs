@@ -149,8 +149,9 @@ pub struct WorldSection {
     /// Whether a login with an empty password is accepted as a guest. Default `true`, so the
     /// bot swarm and a first try need no accounts.
     pub allow_guests: bool,
-    /// Most members of one room, 1..=100_000. Default 100: every chat line is sent to every
-    /// member, so this bounds the fan-out of one message.
+    /// Most members of one room, 1..=1800. Default 100: every chat line is sent to every
+    /// member, so this bounds the fan-out of one message. The ceiling is set by
+    /// `S2C_RoomJoined`, which lists every member and must fit in one 65535-byte frame.
     pub room_capacity: usize,
     /// Longest chat text in bytes of UTF-8, 1..=60000, and less than
     /// `server.max_packet_size` so that a maximal line still fits in a frame. Default 512.
@@ -290,10 +291,14 @@ impl ServerConfig {
             net.max_messages_per_tick,
             1..=16_777_216,
         )?;
-        rules.range("net.max_requests_per_sec", net.max_requests_per_sec, 0..=1_000_000)?;
+        rules.range(
+            "net.max_requests_per_sec",
+            net.max_requests_per_sec,
+            0..=1_000_000,
+        )?;
 
         let world = &self.world;
-        rules.range("world.room_capacity", world.room_capacity, 1..=100_000)?;
+        rules.range("world.room_capacity", world.room_capacity, 1..=1800)?;
         rules.range("world.max_chat_len", world.max_chat_len, 1..=60000)?;
         rules.less_than(
             "world.max_chat_len",
@@ -322,7 +327,11 @@ impl ServerConfig {
         rules.range("storage.queue", storage.queue, 1..=1_000_000)?;
 
         let auth = &self.auth;
-        rules.range("auth.argon2_memory_kib", auth.argon2_memory_kib, 8..=4_194_304)?;
+        rules.range(
+            "auth.argon2_memory_kib",
+            auth.argon2_memory_kib,
+            8..=4_194_304,
+        )?;
         rules.range("auth.argon2_iterations", auth.argon2_iterations, 1..=100)?;
         rules.range("auth.argon2_parallelism", auth.argon2_parallelism, 1..=16)?;
         if auth.argon2_memory_kib < 8 * auth.argon2_parallelism {
@@ -333,13 +342,21 @@ impl ServerConfig {
             ));
         }
         rules.range("auth.token_ttl_secs", auth.token_ttl_secs, 60..=31_536_000)?;
-        rules.range("auth.max_failures_per_user", auth.max_failures_per_user, 1..=1000)?;
+        rules.range(
+            "auth.max_failures_per_user",
+            auth.max_failures_per_user,
+            1..=1000,
+        )?;
         rules.range(
             "auth.max_failures_per_addr",
             auth.max_failures_per_addr,
             1..=1_000_000,
         )?;
-        rules.range("auth.failure_window_secs", auth.failure_window_secs, 1..=86400)?;
+        rules.range(
+            "auth.failure_window_secs",
+            auth.failure_window_secs,
+            1..=86400,
+        )?;
 
         self.log.validate(&rules)
     }

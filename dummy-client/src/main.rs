@@ -2,13 +2,24 @@
 //!
 //! ```text
 //! dummy-client [--config PATH] [--server ADDR:PORT] [--bots N] [--duration SECS]
+//!              [--auth guest|register|login|resume] [--tokens PATH]
 //!              [--json PATH] [--log-level LEVEL]
 //! ```
 //!
 //! Flags override the config file; without `--config` the embedded defaults are used. The
 //! report goes to stdout (and as JSON to `--json PATH`). Exit code 0 when the run passed,
-//! 1 when it did not (one line on stderr says why), 2 for a bad config or argument.
-//! Ctrl-C stops the run early and still reports; a second Ctrl-C quits at once.
+//! 1 when it did not (one line on stderr says why), 2 for a bad config or argument, or a
+//! missing or bad tokens file. Ctrl-C stops the run early and still reports; a second Ctrl-C
+//! quits at once.
+//!
+//! Bots log in as guests by default. To load the server with accounts, create them once,
+//! then log in to them, or resume with the tokens the first run saved:
+//!
+//! ```text
+//! dummy-client --auth register --bots 1000 --tokens bot-tokens.txt   # creates bot-00001..
+//! dummy-client --auth login --bots 1000
+//! dummy-client --auth resume --bots 1000 --tokens bot-tokens.txt
+//! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -36,6 +47,14 @@ struct Cli {
     /// Seconds of chatting from the first connect, overriding client.duration_secs.
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
+    /// How bots log in, overriding bots.auth: guest, register (create the accounts
+    /// {name_prefix}00001.. and save their tokens), login (with bots.password) or resume
+    /// (with the saved tokens).
+    #[arg(long, value_name = "MODE")]
+    auth: Option<String>,
+    /// Tokens file, overriding bots.tokens_file: register saves to it, resume reads it.
+    #[arg(long, value_name = "PATH")]
+    tokens: Option<PathBuf>,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -83,6 +102,12 @@ fn load_config(cli: &Cli) -> Result<ClientConfig, String> {
     }
     if let Some(duration) = cli.duration {
         config.client.duration_secs = duration;
+    }
+    if let Some(auth) = &cli.auth {
+        config.bots.auth = auth.clone();
+    }
+    if let Some(tokens) = &cli.tokens {
+        config.bots.tokens_file = tokens.clone();
     }
     let origin = match &cli.config {
         Some(path) => format!("{} and command line", path.display()),

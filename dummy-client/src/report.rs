@@ -63,7 +63,8 @@ impl LatencySummary {
     }
 }
 
-/// Login times (connect start to `S2C_RoomJoined`), in milliseconds.
+/// Times of one step of logging in, in milliseconds: [`Report::login_ms`] and
+/// [`Report::auth_ms`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct LoginSummary {
     /// Median.
@@ -72,7 +73,7 @@ pub struct LoginSummary {
     pub p99: f64,
     /// Longest.
     pub max: f64,
-    /// Bots that logged in and joined.
+    /// Bots that completed the step.
     pub count: u64,
 }
 
@@ -92,13 +93,26 @@ impl LoginSummary {
     }
 }
 
+/// What a `register` run did with the tokens it was issued.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TokensSaved {
+    /// The tokens file.
+    pub path: String,
+    /// Lines of this run written to it (0 when the write failed).
+    pub saved: u64,
+    /// Why the file could not be written; `None` when it was.
+    pub error: Option<String>,
+}
+
 /// Everything a run counted. Serialized as the `--json` file.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     /// The server's address.
     pub server: String,
-    /// The run id in this run's usernames and room names.
+    /// The run id in this run's room names (and guests' usernames).
     pub run_id: String,
+    /// How the bots logged in: `guest`, `register`, `login` or `resume`.
+    pub auth: String,
     /// Bots configured.
     pub bots: u64,
     /// Bots whose connect was started (fewer than `bots` when the run ended during ramp-up).
@@ -115,6 +129,11 @@ pub struct Report {
     pub joined: u64,
     /// Connected bots that did not log in and join: refused, timed out, or disconnected first.
     pub login_failures: u64,
+    /// Those login failures by cause: the `ErrorCode` name of a refused login
+    /// (`USERNAME_TAKEN`, `INVALID_CREDENTIALS`, `INVALID_TOKEN`, `RATE_LIMITED`, ...),
+    /// `room join` and the code of a refused join, or `no token`, `timed out`, `disconnected`,
+    /// `run ended first`, `logged in as another user`.
+    pub login_errors: BTreeMap<String, u64>,
     /// Sessions that ended before the client closed them.
     pub disconnects: u64,
     /// Those disconnects by reason.
@@ -157,11 +176,16 @@ pub struct Report {
     pub ping_rtt_us: LatencySummary,
     /// Login times: connect start to `S2C_RoomJoined`.
     pub login_ms: LoginSummary,
+    /// Authentication times: connect complete (seen by the tick loop) to `S2C_AuthResult`.
+    pub auth_ms: LoginSummary,
+    /// `register` runs: the tokens file written at the end; `None` in other modes.
+    pub tokens: Option<TokensSaved>,
 }
 
 impl Report {
     /// Whether the run passed: every bot connected, logged in and joined, nothing was lost or
-    /// unexpected, no session ended unexpectedly, and some chat was sent.
+    /// unexpected, no session ended unexpectedly, some chat was sent, and (register runs) the
+    /// tokens were saved.
     pub fn passed(&self) -> bool {
         self.failures().is_empty()
     }
@@ -184,8 +208,13 @@ impl Report {
             ));
         }
         if self.login_failures > 0 {
+            let causes = if self.login_errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", join_counts(&self.login_errors))
+            };
             failures.push(format!(
-                "{} bots did not log in and join",
+                "{} bots did not log in and join{causes}",
                 self.login_failures
             ));
         }
@@ -204,6 +233,9 @@ impl Report {
                 self.disconnects,
                 join_counts(&self.disconnect_reasons)
             ));
+        }
+        if let Some(error) = self.tokens.as_ref().and_then(|t| t.error.as_ref()) {
+            failures.push(format!("tokens not saved: {error}"));
         }
         if self.bots > 0 && self.sent == 0 && failures.is_empty() {
             failures.push("no chat line was sent".to_owned());
@@ -250,8 +282,8 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "dummy-client report: run {} against {}{cancelled}",
-            self.run_id, self.server
+            "dummy-client report: run {} against {}, auth {}{cancelled}",
+            self.run_id, self.server, self.auth
         )?;
         writeln!(
             f,
@@ -260,16 +292,28 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  failures    connect {} ({}), login {}",
+            "  failures    connect {} ({}), login {} ({})",
             self.connect_failures,
             join_counts(&self.connect_errors),
-            self.login_failures
+            self.login_failures,
+            join_counts(&self.login_errors)
         )?;
         writeln!(
             f,
-            "  login       p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms",
-            self.login_ms.p50, self.login_ms.p99, self.login_ms.max
+            "  auth        p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms  ({} bots, connect to auth result)",
+            self.auth_ms.p50, self.auth_ms.p99, self.auth_ms.max, self.auth_ms.count
         )?;
+        writeln!(
+            f,
+            "  login       p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms  ({} bots, connect to room joined)",
+            self.login_ms.p50, self.login_ms.p99, self.login_ms.max, self.login_ms.count
+        )?;
+        if let Some(tokens) = &self.tokens {
+            match &tokens.error {
+                None => writeln!(f, "  tokens      {} saved to {}", tokens.saved, tokens.path)?,
+                Some(error) => writeln!(f, "  tokens      NOT saved: {error}")?,
+            }
+        }
         writeln!(
             f,
             "  chat        sent {} ({:.0}/s over {:.1}s), received {} ({:.0}/s), drained in {:.2}s",
@@ -343,6 +387,7 @@ mod tests {
         Report {
             server: "127.0.0.1:7000".into(),
             run_id: "k3f9".into(),
+            auth: "guest".into(),
             bots: 40,
             started: 40,
             connected: 40,
@@ -382,6 +427,7 @@ mod tests {
         report.connect_failures = 1;
         report.connect_errors.insert("connection refused".into(), 1);
         report.login_failures = 1;
+        report.login_errors.insert("USERNAME_TAKEN".into(), 1);
         report.unexpected = 2;
         report.disconnects = 1;
         report.disconnect_reasons.insert("peer closed".into(), 1);
@@ -391,7 +437,7 @@ mod tests {
             [
                 "1 of 40 bots never started",
                 "1 bots could not connect (connection refused 1)",
-                "1 bots did not log in and join",
+                "1 bots did not log in and join (USERNAME_TAKEN 1)",
                 "2 unexpected deliveries",
                 "1 unexpected disconnects (peer closed 1)",
             ]
@@ -401,6 +447,44 @@ mod tests {
             text.contains("FAILED: 1 of 40 bots never started; "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_login_failure_without_a_known_cause_is_still_named() {
+        let report = Report {
+            login_failures: 2,
+            joined: 38,
+            ..good_report()
+        };
+        assert_eq!(report.failures(), ["2 bots did not log in and join"]);
+    }
+
+    #[test]
+    fn tokens_not_saved_fail_a_register_run_and_saved_ones_show() {
+        let mut report = Report {
+            auth: "register".into(),
+            tokens: Some(TokensSaved {
+                path: "bot-tokens.txt".into(),
+                saved: 40,
+                error: None,
+            }),
+            ..good_report()
+        };
+        assert!(report.passed(), "{:?}", report.failures());
+        let text = report.to_string();
+        assert!(text.contains("auth register"), "{text}");
+        assert!(text.contains("40 saved to bot-tokens.txt"), "{text}");
+
+        report.tokens = Some(TokensSaved {
+            path: "bot-tokens.txt".into(),
+            saved: 0,
+            error: Some("cannot write tokens file \"x\": denied".into()),
+        });
+        assert_eq!(
+            report.failures(),
+            [r#"tokens not saved: cannot write tokens file "x": denied"#]
+        );
+        assert!(report.to_string().contains("NOT saved"));
     }
 
     #[test]
@@ -477,17 +561,19 @@ mod tests {
             "deliveries_per_sec",
             "latency_us",
             "login_ms",
+            "auth_ms",
+            "auth",
+            "login_errors",
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["errors"]["ROOM_FULL"], 2);
         assert_eq!(json["latency_us"]["p99"], 3100);
         assert_eq!(json["latency_us"]["mean"], 1300.5);
-        for key in ["p50", "p99", "max"] {
-            assert!(
-                json["login_ms"].get(key).is_some(),
-                "missing login_ms.{key}"
-            );
+        for summary in ["login_ms", "auth_ms"] {
+            for key in ["p50", "p99", "max", "count"] {
+                assert!(json[summary].get(key).is_some(), "missing {summary}.{key}");
+            }
         }
     }
 

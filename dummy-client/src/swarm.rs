@@ -3,7 +3,8 @@
 //! Every `tick_ms` it
 //!
 //! 1. starts the connects this tick's share of the ramp-up allows,
-//! 2. drains service events (a connect succeeded: spawn the session, send the login),
+//! 2. drains service events (a connect succeeded: spawn the session, send the login request
+//!    of the run's [`AuthMode`]: guest login, register, password login or resume),
 //! 3. drains session events (frames: advance the bot; closed: account for the loss),
 //! 4. runs the bots' timers (login deadlines, chat lines, pings),
 //! 5. flushes: one batch of frames per session, and the credits of the frames it processed,
@@ -18,13 +19,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use config::client::AuthMode;
 use config::ClientConfig;
 use hdrhistogram::Histogram;
 use net::{
     ClientService, DisconnectReason, Packet, SendError, ServiceEvent, Session, SessionConfig,
     SessionEvent, SessionId,
 };
-use protocol::world::{C2sChat, C2sLogin, C2sPing, C2sRoomJoin, S2cChat};
+use protocol::world::{
+    C2sChat, C2sLogin, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, S2cAuthResult, S2cChat,
+};
 use protocol::{ErrorCode, MessageType, S2cMessage};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -33,8 +37,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ledger::Ledger;
-use crate::names::{parse_content, write_content, Names};
+use crate::names::{parse_content, write_content, NameScheme, Names};
 use crate::report::{self, LatencySummary, LoginSummary, Report};
+use crate::tokens::Tokens;
 use crate::wire::{ChatView, Encoder};
 
 /// Capacity of the queue of session events shared by all sessions.
@@ -96,7 +101,7 @@ enum Phase {
     Idle,
     /// Connecting.
     Connecting,
-    /// Connected, `C2S_Login` sent.
+    /// Connected, `C2S_Login` (or `C2S_Register`, `C2S_Resume`) sent.
     LoggingIn,
     /// Logged in, `C2S_RoomJoin` sent.
     Joining,
@@ -112,6 +117,8 @@ enum Phase {
 struct Bot {
     phase: Phase,
     name: Box<str>,
+    /// The token to resume with (resume runs only).
+    token: Option<Box<str>>,
     session: Option<Session>,
     /// Frames of this tick, sent as one batch at the flush.
     out: Vec<Bytes>,
@@ -137,6 +144,7 @@ impl Bot {
         Bot {
             phase: Phase::Idle,
             name: name.into_boxed_str(),
+            token: None,
             session: None,
             out: Vec::new(),
             credits: 0,
@@ -176,6 +184,7 @@ struct Counters {
     /// Bots in their rooms now.
     in_room: u64,
     login_failures: u64,
+    login_errors: BTreeMap<String, u64>,
     disconnects: u64,
     disconnect_reasons: BTreeMap<String, u64>,
     history_received: u64,
@@ -196,6 +205,9 @@ struct ProgressMark {
 /// Every bot of a run, and the loop that drives them. See the module docs.
 pub struct Swarm {
     config: ClientConfig,
+    auth: AuthMode,
+    /// Tokens the server issued to bots of this run, by username.
+    issued: Tokens,
     server: SocketAddr,
     names: Names,
     clock: Clock,
@@ -209,6 +221,7 @@ pub struct Swarm {
     latency_interval: Histogram<u64>,
     rtt: Histogram<u64>,
     login: Histogram<u64>,
+    auth_time: Histogram<u64>,
     encoder: Encoder,
     chat: C2sChat,
     dirty: Vec<u32>,
@@ -243,13 +256,22 @@ impl Swarm {
             value: config.client.bots.to_string(),
             rule: format!("at most {}", u32::MAX),
         })?;
+        let auth = config
+            .bots
+            .auth_mode()
+            .map_err(|_| crate::RunError::Config {
+                key: "bots.auth",
+                value: format!("{:?}", config.bots.auth),
+                rule: format!("one of {}", AuthMode::ALL.map(AuthMode::as_str).join(", ")),
+            })?;
         let bots_per_room = u32::try_from(config.bots.bots_per_room.max(1)).unwrap_or(u32::MAX);
         let names = Names::new(
             &config.bots.name_prefix,
             &config.bots.room_prefix,
             run_id,
             bots_per_room as usize,
-        );
+        )
+        .with_scheme(NameScheme::for_auth(auth));
         names.check(bots).map_err(|e| crate::RunError::Config {
             key: e.key,
             value: e.value,
@@ -269,6 +291,8 @@ impl Swarm {
             ..SessionConfig::default()
         };
         Ok(Swarm {
+            auth,
+            issued: Tokens::new(),
             server: config.client.server,
             bots: (0..bots)
                 .map(|i| Bot::new(names.username(i), now))
@@ -283,6 +307,7 @@ impl Swarm {
             latency_interval: report::new_histogram(),
             rtt: report::new_histogram(),
             login: report::new_histogram(),
+            auth_time: report::new_histogram(),
             encoder: Encoder::new(),
             chat: C2sChat::default(),
             dirty: Vec::new(),
@@ -304,12 +329,34 @@ impl Swarm {
         })
     }
 
+    /// How the bots log in.
+    pub fn auth(&self) -> AuthMode {
+        self.auth
+    }
+
+    /// Number of bots.
+    pub fn bots(&self) -> usize {
+        self.bots.len()
+    }
+
+    /// Gives each bot its token from `tokens` for a resume run; a bot left without one
+    /// fails its login. Returns how many bots got a token.
+    pub fn set_tokens(&mut self, tokens: &Tokens) -> usize {
+        let mut found = 0;
+        for bot in &mut self.bots {
+            bot.token = tokens.get(&bot.name).map(Box::from);
+            found += usize::from(bot.token.is_some());
+        }
+        found
+    }
+
     /// Runs the whole swarm to its report. `shutdown` stops it early (it still drains).
+    /// Also returns the tokens the server issued to bots that logged in to accounts.
     pub async fn run(
         mut self,
         mut session_rx: mpsc::Receiver<SessionEvent>,
         shutdown: CancellationToken,
-    ) -> Report {
+    ) -> (Report, Tokens) {
         let (service_tx, mut service_rx) = mpsc::channel(SERVICE_EVENT_QUEUE);
         let connect_stop = CancellationToken::new();
         let service = ClientService::new(
@@ -320,9 +367,10 @@ impl Swarm {
             self.tracker.clone(),
         );
         spdlog::info!(
-            "swarm: run {}: {} bots against {}, {} per room, a line every {} ms",
+            "swarm: run {}: {} {} bots against {}, {} per room, a line every {} ms",
             self.names.run_id(),
             self.bots.len(),
+            self.auth,
             self.server,
             self.config.bots.bots_per_room,
             self.config.bots.chat_interval_ms
@@ -375,7 +423,7 @@ impl Swarm {
         {
             spdlog::warn!("swarm: some network tasks did not end within {linger:?}");
         }
-        report
+        (report, self.issued)
     }
 
     /// Starts the connects that the ramp-up allows by now.
@@ -425,11 +473,7 @@ impl Swarm {
                     self.clock_start = Some(now);
                     spdlog::info!("swarm: first bot connected; the run's clock starts");
                 }
-                let login = C2sLogin {
-                    username: bot.name.to_string(),
-                    password: String::new(),
-                };
-                self.queue(index, &login);
+                self.send_auth(index);
             }
             ServiceEvent::ConnectFailed { tag, error } => {
                 let index = tag as u32;
@@ -447,6 +491,49 @@ impl Swarm {
                 self.settle(index, now);
             }
             ServiceEvent::Accepted { .. } => {}
+        }
+    }
+
+    /// Sends the login request of the run's auth mode; `C2S_Resume` needs the bot's token.
+    fn send_auth(&mut self, index: u32) {
+        let bot = &self.bots[index as usize];
+        let username = bot.name.to_string();
+        match self.auth {
+            AuthMode::Guest => {
+                let password = String::new();
+                self.queue(index, &C2sLogin { username, password });
+            }
+            AuthMode::Login => {
+                let password = self.config.bots.password.clone();
+                self.queue(index, &C2sLogin { username, password });
+            }
+            AuthMode::Register => {
+                let password = self.config.bots.password.clone();
+                self.queue(index, &C2sRegister { username, password });
+            }
+            AuthMode::Resume => match &bot.token {
+                Some(token) => {
+                    let token = token.to_string();
+                    self.queue(index, &C2sResume { token });
+                }
+                None => self.fail_login(
+                    index,
+                    "no token",
+                    format!(
+                        "no token for {username} in {}",
+                        self.config.bots.tokens_file.display()
+                    ),
+                ),
+            },
+        }
+    }
+
+    /// The id of the login request of the run's auth mode, to match `S2C_Error`s with.
+    fn auth_request_id(&self) -> u16 {
+        match self.auth {
+            AuthMode::Guest | AuthMode::Login => C2sLogin::ID,
+            AuthMode::Register => C2sRegister::ID,
+            AuthMode::Resume => C2sResume::ID,
         }
     }
 
@@ -534,11 +621,8 @@ impl Swarm {
                     protocol::PROTOCOL_VERSION
                 );
             }
-            S2cMessage::S2cAuthResult(_) if phase == Phase::LoggingIn => {
-                self.counters.logged_in += 1;
-                self.bots[index as usize].phase = Phase::Joining;
-                let room = self.room_names[self.ledger.room_of(index) as usize].clone();
-                self.queue(index, &C2sRoomJoin { room });
+            S2cMessage::S2cAuthResult(auth) if phase == Phase::LoggingIn => {
+                self.on_auth_result(index, auth, at)
             }
             S2cMessage::S2cRoomJoined(joined) if phase == Phase::Joining => {
                 if joined.room != self.room_names[self.ledger.room_of(index) as usize] {
@@ -573,13 +657,33 @@ impl Swarm {
         }
     }
 
+    fn on_auth_result(&mut self, index: u32, auth: S2cAuthResult, at: Instant) {
+        let bot = &mut self.bots[index as usize];
+        if auth.username != *bot.name {
+            // Chat from this bot would carry a name the ledger does not know: a resume
+            // token of another user, or an account whose name differs in case.
+            let why = format!("logged in as {} instead of {}", auth.username, bot.name);
+            self.fail_login(index, "logged in as another user", why);
+            return;
+        }
+        bot.phase = Phase::Joining;
+        let took = at.saturating_duration_since(bot.connected_at);
+        report::record(&mut self.auth_time, took.as_micros() as u64);
+        if !auth.token.is_empty() {
+            self.issued.insert(&auth.username, &auth.token);
+        }
+        self.counters.logged_in += 1;
+        let room = self.room_names[self.ledger.room_of(index) as usize].clone();
+        self.queue(index, &C2sRoomJoin { room });
+    }
+
     fn on_error(&mut self, index: u32, error: protocol::world::S2cError) {
         let code = ErrorCode::try_from(error.code).ok();
         let name = code.map_or_else(
             || format!("UNKNOWN({})", error.code),
             |c| c.as_str_name().to_owned(),
         );
-        *self.counters.errors.entry(name).or_default() += 1;
+        *self.counters.errors.entry(name.clone()).or_default() += 1;
         self.counters.error_total += 1;
         spdlog::debug!(
             "swarm: bot {index}: error {:?} for request {}: {}",
@@ -594,19 +698,12 @@ impl Swarm {
         let request = u16::try_from(error.request_id).unwrap_or(0);
         if request == C2sChat::ID {
             self.ledger.reject_oldest(index);
-        } else if (request == C2sLogin::ID && phase == Phase::LoggingIn)
-            || (request == C2sRoomJoin::ID && phase == Phase::Joining)
-        {
-            let why = format!(
-                "{} refused: {}",
-                if request == C2sLogin::ID {
-                    "login"
-                } else {
-                    "room join"
-                },
-                error.reason
-            );
-            self.fail_login(index, why);
+        } else if request == self.auth_request_id() && phase == Phase::LoggingIn {
+            let why = format!("{} refused: {}", self.auth, error.reason);
+            self.fail_login(index, &name, why);
+        } else if request == C2sRoomJoin::ID && phase == Phase::Joining {
+            let why = format!("room join refused: {}", error.reason);
+            self.fail_login(index, &format!("room join {name}"), why);
         }
     }
 
@@ -627,7 +724,7 @@ impl Swarm {
         self.count_disconnect(index, reason);
         match phase {
             Phase::LoggingIn | Phase::Joining => {
-                self.counters.login_failures += 1;
+                self.count_login_failure("disconnected");
                 self.bots[index as usize].phase = Phase::Failed;
                 self.settle(index, Instant::now());
             }
@@ -662,10 +759,23 @@ impl Swarm {
         }
     }
 
-    /// A connected bot did not make it into its room: abort its session.
-    fn fail_login(&mut self, index: u32, why: String) {
-        spdlog::debug!("swarm: bot {index}: {why}");
+    /// Counts a login failure; `cause` is its key in the report (an `ErrorCode` name, or a
+    /// short phrase).
+    fn count_login_failure(&mut self, cause: &str) {
         self.counters.login_failures += 1;
+        match self.counters.login_errors.get_mut(cause) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.login_errors.insert(cause.to_owned(), 1);
+            }
+        }
+    }
+
+    /// A connected bot did not make it into its room: abort its session. `cause` is counted,
+    /// `why` logged.
+    fn fail_login(&mut self, index: u32, cause: &str, why: String) {
+        spdlog::debug!("swarm: bot {index}: {why}");
+        self.count_login_failure(cause);
         let bot = &mut self.bots[index as usize];
         bot.phase = Phase::Failed;
         bot.closing = true;
@@ -719,7 +829,7 @@ impl Swarm {
                             "not logged in and joined within {}s",
                             login_timeout.as_secs()
                         );
-                        self.fail_login(index, why);
+                        self.fail_login(index, "timed out", why);
                         continue;
                     }
                 }
@@ -889,8 +999,8 @@ impl Swarm {
     /// Bots still on their way in when the run ended are failures: this is where they are
     /// counted, once, before the report.
     fn count_unfinished(&mut self) {
-        for bot in &self.bots {
-            match bot.phase {
+        for index in 0..self.bots.len() {
+            match self.bots[index].phase {
                 Phase::Connecting => {
                     self.counters.connect_failures += 1;
                     *self
@@ -899,7 +1009,7 @@ impl Swarm {
                         .entry("not connected when the run ended".to_owned())
                         .or_default() += 1;
                 }
-                Phase::LoggingIn | Phase::Joining => self.counters.login_failures += 1,
+                Phase::LoggingIn | Phase::Joining => self.count_login_failure("run ended first"),
                 _ => {}
             }
         }
@@ -926,6 +1036,7 @@ impl Swarm {
         Report {
             server: self.server.to_string(),
             run_id: self.names.run_id().to_owned(),
+            auth: self.auth.to_string(),
             bots: self.bots.len() as u64,
             started: c.started,
             connected: c.connected,
@@ -934,6 +1045,7 @@ impl Swarm {
             logged_in: c.logged_in,
             joined: c.joined,
             login_failures: c.login_failures,
+            login_errors: c.login_errors.clone(),
             disconnects: c.disconnects,
             disconnect_reasons: c.disconnect_reasons.clone(),
             sent: counts.sent,
@@ -955,6 +1067,8 @@ impl Swarm {
             latency_us: LatencySummary::of(&self.latency),
             ping_rtt_us: LatencySummary::of(&self.rtt),
             login_ms: LoginSummary::of(&self.login),
+            auth_ms: LoginSummary::of(&self.auth_time),
+            tokens: None,
         }
     }
 
@@ -1046,6 +1160,40 @@ mod tests {
         assert_eq!(next_due(start, interval, start), start + interval);
         let late = start + Duration::from_secs(1);
         assert_eq!(next_due(start, interval, late), late + interval);
+    }
+
+    #[test]
+    fn an_unvalidated_auth_mode_is_refused_naming_the_key() {
+        let mut config = ClientConfig::default();
+        config.bots.auth = "sso".to_owned();
+        let (tx, _rx) = mpsc::channel(1);
+        let error = Swarm::new(config, "k3f9", tx, TaskTracker::new())
+            .err()
+            .expect("an unknown mode is refused");
+        assert_eq!(
+            error.to_string(),
+            r#"invalid config: bots.auth must be one of guest, register, login, resume (got "sso")"#
+        );
+    }
+
+    #[test]
+    fn account_modes_give_bots_account_names_and_tokens_by_name() {
+        let mut config = ClientConfig::default();
+        config.client.bots = 3;
+        config.bots.auth = "resume".to_owned();
+        let (tx, _rx) = mpsc::channel(1);
+        let mut swarm = Swarm::new(config, "k3f9", tx, TaskTracker::new()).unwrap();
+        assert_eq!(swarm.auth(), AuthMode::Resume);
+        let names: Vec<&str> = swarm.bots.iter().map(|b| &*b.name).collect();
+        assert_eq!(names, ["bot-00001", "bot-00002", "bot-00003"]);
+        let mut tokens = Tokens::new();
+        tokens.insert("bot-00001", "t1");
+        tokens.insert("bot-00003", "t3");
+        tokens.insert("alice", "ta");
+        assert_eq!(swarm.set_tokens(&tokens), 2);
+        assert_eq!(swarm.bots[0].token.as_deref(), Some("t1"));
+        assert_eq!(swarm.bots[1].token, None);
+        assert_eq!(swarm.auth_request_id(), C2sResume::ID);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The swarm against a small in-process chat server built on `net`, with real sockets: the
 //! accounting end to end, and what the report says when the server loses, duplicates or is
-//! absent. (The real world server is tested against the swarm in the root package's tests.)
+//! absent. (The real world server is tested against the swarm in the root package's tests,
+//! and with accounts in `accounts.rs`.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -252,6 +253,10 @@ async fn a_faithful_server_passes_with_every_delivery_accounted_for() {
     assert_eq!(report.received, report.expected);
     assert_eq!(report.latency_us.count, report.received);
     assert_eq!(report.login_ms.count, 45);
+    assert_eq!(report.auth, "guest");
+    assert_eq!(report.auth_ms.count, 45);
+    assert!(report.auth_ms.p50 <= report.login_ms.p50, "{report}");
+    assert!(report.tokens.is_none(), "only register runs save tokens");
     assert!(report.pongs_received > 0, "{report}");
     assert!(report.messages_per_sec > 0.0);
     assert!(report.deliveries_per_sec > report.messages_per_sec);

@@ -20,6 +20,4 @@ pub mod session;
 
 pub use codec::{CodecError, FrameCodec, FrameError, Packet, HEADER_LEN};
 pub use service::{ClientService, ServerService, ServiceEvent};
-pub use session::{
-    DisconnectReason, SendError, Session, SessionConfig, SessionEvent, SessionId,
-};
+pub use session::{DisconnectReason, SendError, Session, SessionConfig, SessionEvent, SessionId};

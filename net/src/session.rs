@@ -77,7 +77,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Io(kind) => write!(f, "socket error: {kind}"),
             DisconnectReason::SlowConsumer => f.write_str("slow consumer: outbound queue full"),
             DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
-            DisconnectReason::Flooding => f.write_str("flooding: requests far above the rate limit"),
+            DisconnectReason::Flooding => {
+                f.write_str("flooding: requests far above the rate limit")
+            }
             DisconnectReason::Replaced => f.write_str("replaced by a newer login"),
             DisconnectReason::ServerFull => f.write_str("server full"),
             DisconnectReason::Shutdown => f.write_str("shutdown"),
@@ -246,15 +248,19 @@ impl Session {
     }
 
     /// Queues one batch of frames, to be written with vectored writes. Never waits: a batch
-    /// that would pass the outbound bounds is refused with [`SendError::SlowConsumer`], and the
-    /// owner is expected to [`abort`](Session::abort) the session.
+    /// that would take the bytes not yet written past `max_outbound_bytes` (or the batches
+    /// past `outbound_batches`) is refused with [`SendError::SlowConsumer`], and the owner is
+    /// expected to [`abort`](Session::abort) the session. A batch sent when nothing is
+    /// waiting to be written is always taken, however large.
     pub fn send(&self, frames: Vec<Bytes>) -> Result<(), SendError> {
         let Some(outbound) = &self.outbound else {
             return Err(SendError::Closed);
         };
         let len: usize = frames.iter().map(Bytes::len).sum();
         let queued = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if queued + len > self.max_outbound_bytes {
+        // Only a backlog counts: a peer that has read everything gets this batch whatever its
+        // size (one tick's worth is bounded by what the owner produces in a tick).
+        if queued > 0 && queued + len > self.max_outbound_bytes {
             self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(SendError::SlowConsumer { queued });
         }
@@ -422,10 +428,7 @@ async fn write_all_vectored(writer: &mut OwnedWriteHalf, frames: &mut [Bytes]) -
     let mut first = 0;
     while first < frames.len() {
         let end = frames.len().min(first + MAX_SLICES);
-        let slices: Vec<IoSlice<'_>> = frames[first..end]
-            .iter()
-            .map(|f| IoSlice::new(f))
-            .collect();
+        let slices: Vec<IoSlice<'_>> = frames[first..end].iter().map(|f| IoSlice::new(f)).collect();
         let mut written = writer.write_vectored(&slices).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());

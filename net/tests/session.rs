@@ -18,7 +18,12 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A session on the accepting side, and the raw peer socket.
 async fn pair(
     config: SessionConfig,
-) -> (Session, TcpStream, mpsc::Receiver<SessionEvent>, TaskTracker) {
+) -> (
+    Session,
+    TcpStream,
+    mpsc::Receiver<SessionEvent>,
+    TaskTracker,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer = TcpStream::connect(listener.local_addr().unwrap())
         .await
@@ -61,7 +66,9 @@ async fn received_frames_arrive_in_order_as_zero_copy_packets() {
     peer.write_all(&bytes).await.unwrap();
     for i in 0..10u16 {
         match next(&mut rx).await {
-            SessionEvent::Received { session: s, packet, .. } => {
+            SessionEvent::Received {
+                session: s, packet, ..
+            } => {
                 assert_eq!(s, SessionId(1));
                 assert_eq!(packet.id, 2000 + i);
                 assert_eq!(&packet.payload[..], &[i as u8; 3]);
@@ -79,7 +86,10 @@ async fn a_batch_is_written_whole_and_in_order() {
     let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
     session.send(frames).unwrap();
     let mut got = vec![0u8; expected.len()];
-    timeout(WAIT, peer.read_exact(&mut got)).await.unwrap().unwrap();
+    timeout(WAIT, peer.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, expected);
 }
 
@@ -99,7 +109,9 @@ async fn without_credit_the_session_stops_reading_until_credit_is_given_back() {
         assert!(matches!(next(&mut rx).await, SessionEvent::Received { .. }));
     }
     assert!(
-        timeout(Duration::from_millis(200), rx.recv()).await.is_err(),
+        timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err(),
         "a third frame was handed over without credit"
     );
     session.release_credit(2);
@@ -126,7 +138,10 @@ async fn peer_that_never_reads_makes_send_refuse_as_slow_consumer() {
             }
         }
     }
-    assert!(matches!(refused, Some(SendError::SlowConsumer { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Some(SendError::SlowConsumer { .. })),
+        "{refused:?}"
+    );
     assert!(session.queued_bytes() <= 64 * 1024);
     session.abort(DisconnectReason::SlowConsumer);
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::SlowConsumer);
@@ -138,10 +153,16 @@ async fn graceful_close_writes_what_is_queued_then_closes() {
     session.send(vec![frame(1003, b"bye")]).unwrap();
     session.close(DisconnectReason::Replaced);
     let mut got = Vec::new();
-    timeout(WAIT, peer.read_to_end(&mut got)).await.unwrap().unwrap();
+    timeout(WAIT, peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, frame(1003, b"bye").to_vec());
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Replaced);
-    assert!(matches!(session.send(vec![frame(1, b"")]), Err(SendError::Closed)));
+    assert!(matches!(
+        session.send(vec![frame(1, b"")]),
+        Err(SendError::Closed)
+    ));
 }
 
 #[tokio::test]
@@ -160,7 +181,10 @@ async fn undersized_and_oversized_headers_end_the_session_as_protocol_errors() {
     peer.write_all(&[101, 0, 1, 0]).await.unwrap();
     assert_eq!(
         closed_reason(&mut rx).await,
-        DisconnectReason::Protocol(FrameError::Oversized { size: 101, max: 100 })
+        DisconnectReason::Protocol(FrameError::Oversized {
+            size: 101,
+            max: 100
+        })
     );
 }
 

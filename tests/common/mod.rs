@@ -130,6 +130,13 @@ impl TestServer {
         }
     }
 
+    /// Like [`shutdown`](Self::shutdown), but leaves the database in place for a server
+    /// started next with the same config (which then owns it).
+    pub async fn shutdown_keeping_db(mut self) -> Stats {
+        self.db_dir = None;
+        self.shutdown().await
+    }
+
     /// A new client, connected, that has read its welcome.
     pub async fn client(&self) -> TestClient {
         TestClient::connect(self.addr).await

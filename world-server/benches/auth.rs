@@ -26,7 +26,9 @@ fn main() {
         DbWorker::new(Box::new(storage), AuthSettings::from(&config)).expect("argon2 parameters");
     println!(
         "argon2id m={} KiB t={} p={}, SQLite synchronous=FULL, one thread, {n} accounts",
-        config.auth.argon2_memory_kib, config.auth.argon2_iterations, config.auth.argon2_parallelism
+        config.auth.argon2_memory_kib,
+        config.auth.argon2_iterations,
+        config.auth.argon2_parallelism
     );
 
     let mut tokens = Vec::with_capacity(n);
@@ -38,7 +40,9 @@ fn main() {
             password: "bench-password".into(),
         };
         match worker.execute(job) {
-            Some(DbEvent::Auth { outcome: Ok(auth), .. }) => tokens.push(auth.token),
+            Some(DbEvent::Auth {
+                outcome: Ok(auth), ..
+            }) => tokens.push(auth.token),
             other => panic!("register failed: {other:?}"),
         }
     }
@@ -51,7 +55,10 @@ fn main() {
             username: format!("bench-{i:06}"),
             password: "bench-password".into(),
         };
-        assert!(matches!(worker.execute(job), Some(DbEvent::Auth { outcome: Ok(_), .. })));
+        assert!(matches!(
+            worker.execute(job),
+            Some(DbEvent::Auth { outcome: Ok(_), .. })
+        ));
     }
     report("login (right password)", n, started);
 
@@ -62,7 +69,13 @@ fn main() {
             username: format!("bench-{i:06}"),
             password: "wrong-password".into(),
         };
-        assert!(matches!(worker.execute(job), Some(DbEvent::Auth { outcome: Err(_), .. })));
+        assert!(matches!(
+            worker.execute(job),
+            Some(DbEvent::Auth {
+                outcome: Err(_),
+                ..
+            })
+        ));
     }
     report("login (wrong password)", n, started);
 
@@ -73,7 +86,13 @@ fn main() {
             username: format!("nobody-{i:06}"),
             password: "bench-password".into(),
         };
-        assert!(matches!(worker.execute(job), Some(DbEvent::Auth { outcome: Err(_), .. })));
+        assert!(matches!(
+            worker.execute(job),
+            Some(DbEvent::Auth {
+                outcome: Err(_),
+                ..
+            })
+        ));
     }
     report("login (unknown name)", n, started);
 
@@ -83,7 +102,10 @@ fn main() {
             session: SessionId(i as u64),
             token,
         };
-        assert!(matches!(worker.execute(job), Some(DbEvent::Auth { outcome: Ok(_), .. })));
+        assert!(matches!(
+            worker.execute(job),
+            Some(DbEvent::Auth { outcome: Ok(_), .. })
+        ));
     }
     report("resume (token)", n, started);
 

@@ -300,7 +300,9 @@ impl DbWorker {
         if self.storage.account(username).map_err(internal)?.is_some() {
             return Err(AuthFailure::UsernameTaken);
         }
-        let hash = self.hash_password(password).map_err(AuthFailure::Internal)?;
+        let hash = self
+            .hash_password(password)
+            .map_err(AuthFailure::Internal)?;
         let account = self
             .storage
             .create_account(username, &hash, now_us)

@@ -282,7 +282,10 @@ mod tests {
     fn registered_message_reaches_its_handler() {
         let d = dispatcher();
         let mut s = State::default();
-        let m = C2sPing { seq: 7, client_time_us: 1 };
+        let m = C2sPing {
+            seq: 7,
+            client_time_us: 1,
+        };
         d.dispatch_packet(&mut s, &ctx(), C2sPing::ID, payload(&m));
         assert_eq!(s.pings, vec![7]);
         assert!(s.errors.is_empty());
@@ -292,7 +295,13 @@ mod tests {
     fn duplicate_registration_fails_naming_the_type() {
         let mut d = dispatcher();
         let err = d.register_public::<C2sPing>(ping).unwrap_err();
-        assert_eq!(err, DispatchError::Duplicate { id: 2001, name: "C2S_Ping" });
+        assert_eq!(
+            err,
+            DispatchError::Duplicate {
+                id: 2001,
+                name: "C2S_Ping"
+            }
+        );
         assert!(err.to_string().contains("C2S_Ping"));
     }
 
@@ -314,18 +323,31 @@ mod tests {
     fn undecodable_payload_answers_bad_request_naming_the_message() {
         let d = dispatcher();
         let mut s = State::default();
-        d.dispatch_packet(&mut s, &ctx(), C2sPing::ID, Bytes::from_static(&[0xff, 0xff, 0xff]));
+        d.dispatch_packet(
+            &mut s,
+            &ctx(),
+            C2sPing::ID,
+            Bytes::from_static(&[0xff, 0xff, 0xff]),
+        );
         assert_eq!(s.errors.len(), 1);
         assert_eq!(s.errors[0].0, C2sPing::ID);
         assert_eq!(s.errors[0].1.code, ErrorCode::BadRequest);
-        assert!(s.errors[0].1.reason.contains("C2S_Ping"), "{:?}", s.errors[0]);
+        assert!(
+            s.errors[0].1.reason.contains("C2S_Ping"),
+            "{:?}",
+            s.errors[0]
+        );
     }
 
     #[test]
     fn message_that_needs_login_answers_not_authenticated() {
         let d = dispatcher();
         let mut s = State::default();
-        let m = C2sChat { room: "r".into(), content: "hi".into(), sent_at_us: 0 };
+        let m = C2sChat {
+            room: "r".into(),
+            content: "hi".into(),
+            sent_at_us: 0,
+        };
         d.dispatch_packet(&mut s, &ctx(), C2sChat::ID, payload(&m));
         assert!(s.chats.is_empty());
         assert_eq!(s.errors[0].1.code, ErrorCode::NotAuthenticated);
@@ -337,9 +359,15 @@ mod tests {
     #[test]
     fn handler_error_reaches_the_sender_with_the_request_id() {
         let d = dispatcher();
-        let mut s = State { logged_in: true, ..State::default() };
+        let mut s = State {
+            logged_in: true,
+            ..State::default()
+        };
         let m = C2sChat::default();
         d.dispatch_packet(&mut s, &ctx(), C2sChat::ID, payload(&m));
-        assert_eq!(s.errors, vec![(2000, HandlerError::bad_request("content is empty"))]);
+        assert_eq!(
+            s.errors,
+            vec![(2000, HandlerError::bad_request("content is empty"))]
+        );
     }
 }

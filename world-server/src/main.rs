@@ -34,12 +34,16 @@ fn main() -> ExitCode {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), "world-server")
+    if let Err(error) =
+        config::logging::init(&config.log, args.log_level.as_deref(), "world-server")
     {
         eprintln!("world-server: {error}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("world-server: cannot start the runtime: {error}");

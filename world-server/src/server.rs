@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use config::ServerConfig;
 use net::{
-    DisconnectReason, SendError, ServerService, ServiceEvent, Session, SessionConfig,
-    SessionEvent, SessionId,
+    DisconnectReason, SendError, ServerService, ServiceEvent, Session, SessionConfig, SessionEvent,
+    SessionId,
 };
 use protocol::world::S2cError;
 use protocol::{C2sMessage, ErrorCode};
@@ -55,14 +55,15 @@ pub enum ServerError {
 /// Opens the database of `config` and starts the DB worker on it.
 pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
     let path = &config.storage.path;
-    let storage = SqliteStorage::open(path, config.storage.synchronous == "full").map_err(
-        |source| ServerError::Storage {
-            path: path.clone(),
-            source,
-        },
-    )?;
-    let worker =
-        DbWorker::new(Box::new(storage), AuthSettings::from(config)).map_err(ServerError::Worker)?;
+    let storage =
+        SqliteStorage::open(path, config.storage.synchronous == "full").map_err(|source| {
+            ServerError::Storage {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let worker = DbWorker::new(Box::new(storage), AuthSettings::from(config))
+        .map_err(ServerError::Worker)?;
     spdlog::info!("storage: database {}", path.display());
     Db::spawn(worker, config.storage.queue).map_err(|e| ServerError::Worker(e.to_string()))
 }
@@ -102,6 +103,10 @@ struct Server {
     dispatcher: MessageDispatcher<World>,
     connections: HashMap<SessionId, Connection>,
     queue: MessageQueue,
+    /// Messages of sessions waiting for the DB worker, in arrival order. Their credit is not
+    /// given back until they are processed, so a waiting session's reader stops after
+    /// `inbound_credit` frames: this is bounded by the same credit as the queue.
+    parked: HashMap<SessionId, MessageQueue>,
     owed: Vec<SessionId>,
     next_session: u64,
     tracker: TaskTracker,
@@ -143,6 +148,7 @@ pub async fn run(
         dispatcher: crate::handlers::dispatcher()?,
         connections: HashMap::new(),
         queue: MessageQueue::new(),
+        parked: HashMap::new(),
         owed: Vec::new(),
         next_session: 1,
         tracker: tracker.clone(),
@@ -224,25 +230,20 @@ impl Server {
         }
         // The DB worker's answers: logins and loaded histories complete.
         self.world.poll_db(now);
-        // 3. Handlers.
-        let ctx_time = protocol::now_us();
-        while let Some(Queued { session, message }) = self.queue.pop_front() {
-            self.world.stats.messages_in += 1;
-            match message {
-                Ok(message) => {
-                    spdlog::debug!("world: session {session} -> {}", message.name());
-                    let ctx = Ctx {
-                        session,
-                        now,
-                        now_us: ctx_time,
-                    };
-                    self.dispatcher.dispatch(&mut self.world, &ctx, message);
-                }
-                Err((id, error)) => {
-                    spdlog::debug!("world: session {session}: {:?}: {}", error.code, error.reason);
-                    self.world.send_error(session, id, error);
-                }
+        // 3. Handlers. A session waiting for the DB worker (a login, or a join of a room whose
+        // history is loading) has its later requests parked until that completes, so that its
+        // replies keep the order of its requests.
+        let now_us = protocol::now_us();
+        self.resume_parked(now, now_us);
+        while let Some(queued) = self.queue.pop_front() {
+            if self.parked.contains_key(&queued.session) || self.world.is_waiting(queued.session) {
+                self.parked
+                    .entry(queued.session)
+                    .or_default()
+                    .push_back(queued);
+                continue;
             }
+            self.process(queued, now, now_us);
         }
         // 4. Timers.
         self.world.tick(now);
@@ -255,6 +256,73 @@ impl Server {
                 connection.session.release_credit(connection.owed_credit);
                 connection.owed_credit = 0;
             }
+        }
+    }
+
+    /// Dispatches one queued message (or answers its error) and owes its credit back.
+    fn process(&mut self, queued: Queued, now: Instant, now_us: u64) {
+        let Queued { session, message } = queued;
+        self.owe_credit(session);
+        if self.world.clients.get(&session).is_none_or(|c| c.closing) {
+            return; // closed while the message waited
+        }
+        self.world.stats.messages_in += 1;
+        match message {
+            Ok(message) => {
+                spdlog::debug!("world: session {session} -> {}", message.name());
+                let ctx = Ctx {
+                    session,
+                    now,
+                    now_us,
+                };
+                self.dispatcher.dispatch(&mut self.world, &ctx, message);
+            }
+            Err((id, error)) => {
+                spdlog::debug!(
+                    "world: session {session}: {:?}: {}",
+                    error.code,
+                    error.reason
+                );
+                self.world.send_error(session, id, error);
+            }
+        }
+    }
+
+    /// Processes the parked messages of sessions that are no longer waiting, in order, until
+    /// one makes its session wait again.
+    fn resume_parked(&mut self, now: Instant, now_us: u64) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let ready: Vec<SessionId> = self
+            .parked
+            .keys()
+            .filter(|s| !self.world.is_waiting(**s))
+            .copied()
+            .collect();
+        for session in ready {
+            let Some(mut waiting) = self.parked.remove(&session) else {
+                continue;
+            };
+            while let Some(queued) = waiting.pop_front() {
+                self.process(queued, now, now_us);
+                if self.world.is_waiting(session) {
+                    if !waiting.is_empty() {
+                        self.parked.insert(session, waiting);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One more frame of `session` is done with: its credit goes back at the end of the tick.
+    fn owe_credit(&mut self, session: SessionId) {
+        if let Some(connection) = self.connections.get_mut(&session) {
+            if connection.owed_credit == 0 {
+                self.owed.push(session);
+            }
+            connection.owed_credit += 1;
         }
     }
 
@@ -305,13 +373,9 @@ impl Server {
             SessionEvent::Received {
                 session, packet, ..
             } => {
-                let Some(connection) = self.connections.get_mut(&session) else {
+                if !self.connections.contains_key(&session) {
                     return;
-                };
-                if connection.owed_credit == 0 {
-                    self.owed.push(session);
                 }
-                connection.owed_credit += 1;
                 let id = packet.id;
                 let message = match self.world.admit(session, now) {
                     Admission::Admit => self
@@ -328,8 +392,12 @@ impl Server {
                             ),
                         ),
                     )),
-                    Admission::Limited { reply: false } | Admission::Ignore => return,
+                    Admission::Limited { reply: false } | Admission::Ignore => {
+                        self.owe_credit(session);
+                        return;
+                    }
                     Admission::Flooding => {
+                        self.owe_credit(session);
                         self.world.kick(session, DisconnectReason::Flooding);
                         return;
                     }
@@ -340,14 +408,14 @@ impl Server {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
-                let user = self
-                    .world
-                    .login(session)
-                    .map_or_else(|| "-".to_string(), |l| l.username.clone());
+                self.parked.remove(&session);
                 let client = self.world.disconnect(session, &reason);
                 if connection.in_world {
-                    let lived = client.map_or(Duration::ZERO, |c| {
-                        now.saturating_duration_since(c.connected_at)
+                    let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
+                        (
+                            c.last_username.unwrap_or_else(|| "-".to_string()),
+                            now.saturating_duration_since(c.connected_at),
+                        )
                     });
                     spdlog::info!(
                         "net: session {session} ({}, {user}) disconnected after {:.1}s: {reason}",

@@ -64,7 +64,14 @@ impl<S> Timers<S> {
     fn insert(&mut self, due: Instant, period: Option<Duration>, callback: TimerFn<S>) -> TimerId {
         self.next_id += 1;
         let id = TimerId(self.next_id);
-        self.timers.insert(id, Timer { id, period, callback });
+        self.timers.insert(
+            id,
+            Timer {
+                id,
+                period,
+                callback,
+            },
+        );
         self.heap.push(Reverse((due, id)));
         id
     }
@@ -84,7 +91,11 @@ impl<S> Timers<S> {
             let callback = timer.callback;
             match timer.period {
                 Some(period) => {
-                    let next = if due + period > now { due + period } else { now + period };
+                    let next = if due + period > now {
+                        due + period
+                    } else {
+                        now + period
+                    };
                     self.heap.push(Reverse((next, timer.id)));
                 }
                 None => {
@@ -138,7 +149,11 @@ mod tests {
         }
         assert_eq!(log.len(), 3);
         run(&mut timers, &mut log, t0 + Duration::from_millis(1000));
-        assert_eq!(log.len(), 4, "a stalled repeating timer runs once, not 97 times");
+        assert_eq!(
+            log.len(),
+            4,
+            "a stalled repeating timer runs once, not 97 times"
+        );
     }
 
     #[test]

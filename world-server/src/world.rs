@@ -16,8 +16,8 @@ use bytes::Bytes;
 
 use crate::db::{Db, DbEvent, DbJob, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
-use crate::storage::SessionRecord;
 use crate::outbox::Outbox;
+use crate::storage::SessionRecord;
 use crate::timers::Timers;
 
 /// The settings the world runs by, taken from the server config.
@@ -115,6 +115,8 @@ pub struct Client {
     pub login: Option<Login>,
     /// A login in progress at the DB worker.
     pub pending_auth: Option<PendingAuth>,
+    /// A join waiting for the room's history to load.
+    pub joining: bool,
     /// The last username it was logged in as, for the session log.
     pub last_username: Option<String>,
     /// The rooms it is in, in the order it joined them.
@@ -303,9 +305,13 @@ impl World {
             failures_by_addr: HashMap::new(),
         };
         if world.config.idle_timeout.is_some() {
-            world.timers.repeat(now, IDLE_SWEEP, World::close_idle_sessions);
+            world
+                .timers
+                .repeat(now, IDLE_SWEEP, World::close_idle_sessions);
         }
-        world.timers.repeat(now, FAILURE_SWEEP, World::forget_old_failures);
+        world
+            .timers
+            .repeat(now, FAILURE_SWEEP, World::forget_old_failures);
         world
     }
 
@@ -368,6 +374,7 @@ impl World {
                 last_seen: now,
                 login: None,
                 pending_auth: None,
+                joining: false,
                 last_username: None,
                 rooms: Vec::new(),
                 closing: false,
@@ -442,6 +449,14 @@ impl World {
             }
             _ => Admission::Ignore,
         }
+    }
+
+    /// Whether `session` waits for the DB worker (a login, or a join of a room whose history
+    /// is loading): its later requests wait too, so that replies keep the request order.
+    pub fn is_waiting(&self, session: SessionId) -> bool {
+        self.clients
+            .get(&session)
+            .is_some_and(|c| !c.closing && (c.pending_auth.is_some() || c.joining))
     }
 
     /// The login of `session`, if it is logged in.
@@ -608,9 +623,18 @@ mod tests {
         world.connect(SessionId(1), peer, t0);
         world.connect(SessionId(2), peer, t0);
         world.tick(t0 + Duration::from_secs(3));
-        assert_eq!(world.admit(SessionId(2), t0 + Duration::from_secs(3)), Admission::Admit);
+        assert_eq!(
+            world.admit(SessionId(2), t0 + Duration::from_secs(3)),
+            Admission::Admit
+        );
         world.tick(t0 + Duration::from_secs(6));
-        assert_eq!(world.out.closes(), &[(SessionId(1), DisconnectReason::IdleTimeout)]);
-        assert_eq!(world.admit(SessionId(1), t0 + Duration::from_secs(6)), Admission::Ignore);
+        assert_eq!(
+            world.out.closes(),
+            &[(SessionId(1), DisconnectReason::IdleTimeout)]
+        );
+        assert_eq!(
+            world.admit(SessionId(1), t0 + Duration::from_secs(6)),
+            Admission::Ignore
+        );
     }
 }

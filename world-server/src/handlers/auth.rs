@@ -28,7 +28,10 @@ pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
 
 /// Refuses a login request from a session that is logged in or has one under way.
 fn check_not_logged_in(world: &World, session: SessionId) -> Result<(), HandlerError> {
-    let client = world.clients.get(&session).expect("dispatch checks the session");
+    let client = world
+        .clients
+        .get(&session)
+        .expect("dispatch checks the session");
     if let Some(current) = &client.login {
         return Err(HandlerError::new(
             ErrorCode::AlreadyAuthenticated,
@@ -162,7 +165,11 @@ fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), Handle
 /// Ends the login and revokes its token; the session stays connected and may log in again.
 fn logout(world: &mut World, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError> {
     if let Some(login) = world.logout(ctx.session) {
-        spdlog::info!("world: session {} logged out ({})", ctx.session, login.username);
+        spdlog::info!(
+            "world: session {} logged out ({})",
+            ctx.session,
+            login.username
+        );
         if let Some(hash) = login.token_hash {
             if world.db.submit(DbJob::Revoke(hash)).is_err() {
                 spdlog::error!("storage: write queue full: a token revocation was dropped");
@@ -199,7 +206,12 @@ fn check_throttle(
         }
     }
     let addr = world.clients.get(&session).map(|c| c.peer.ip());
-    if let Some(wait) = addr.and_then(|a| over(world.failures_by_addr.get(&a), world.config.max_failures_per_addr)) {
+    if let Some(wait) = addr.and_then(|a| {
+        over(
+            world.failures_by_addr.get(&a),
+            world.config.max_failures_per_addr,
+        )
+    }) {
         return Err(HandlerError::new(
             ErrorCode::RateLimited,
             format!("too many failed logins from this address; try again in {wait} s"),
@@ -213,13 +225,24 @@ fn count_failure(world: &mut World, session: SessionId, username: Option<&str>, 
     let window = world.config.failure_window;
     let bump = |f: &mut Failures| {
         if now.saturating_duration_since(f.since) >= window {
-            *f = Failures { count: 0, since: now };
+            *f = Failures {
+                count: 0,
+                since: now,
+            };
         }
         f.count += 1;
     };
-    let fresh = Failures { count: 0, since: now };
+    let fresh = Failures {
+        count: 0,
+        since: now,
+    };
     if let Some(name) = username {
-        bump(world.failures_by_user.entry(name.to_ascii_lowercase()).or_insert(fresh));
+        bump(
+            world
+                .failures_by_user
+                .entry(name.to_ascii_lowercase())
+                .or_insert(fresh),
+        );
     }
     if let Some(addr) = world.clients.get(&session).map(|c| c.peer.ip()) {
         bump(world.failures_by_addr.entry(addr).or_insert(fresh));
@@ -282,10 +305,9 @@ pub fn finish(
             count_failure(world, session, None, now);
             HandlerError::new(ErrorCode::InvalidToken, "unknown, expired or revoked token")
         }
-        Err(AuthFailure::Internal(_)) => HandlerError::new(
-            ErrorCode::Internal,
-            "the database failed; try again",
-        ),
+        Err(AuthFailure::Internal(_)) => {
+            HandlerError::new(ErrorCode::Internal, "the database failed; try again")
+        }
     };
     world.send_error(session, request_id, error);
 }
@@ -327,10 +349,25 @@ mod tests {
     fn messages_before_login_answer_not_authenticated() {
         let mut h = Harness::new();
         let s = h.connect();
-        h.send(s, C2sRoomJoin { room: "lobby".into() });
+        h.send(
+            s,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
         let (code, request, _) = h.error(s);
-        assert_eq!((code, request), (ErrorCode::NotAuthenticated, C2sRoomJoin::ID as u32));
-        h.send(s, C2sChat { room: "lobby".into(), content: "hi".into(), sent_at_us: 0 });
+        assert_eq!(
+            (code, request),
+            (ErrorCode::NotAuthenticated, C2sRoomJoin::ID as u32)
+        );
+        h.send(
+            s,
+            C2sChat {
+                room: "lobby".into(),
+                content: "hi".into(),
+                sent_at_us: 0,
+            },
+        );
         assert_eq!(h.error(s).0, ErrorCode::NotAuthenticated);
         h.send(s, C2sLogout {});
         assert_eq!(h.error(s).0, ErrorCode::NotAuthenticated);
@@ -340,10 +377,19 @@ mod tests {
     fn bad_usernames_answer_bad_request_naming_the_value() {
         let mut h = Harness::new();
         let s = h.connect();
-        for name in ["ab", "", "way-too-long-a-name-for-this-server", "bad name", "ünï"] {
+        for name in [
+            "ab",
+            "",
+            "way-too-long-a-name-for-this-server",
+            "bad name",
+            "ünï",
+        ] {
             h.send(s, guest_login(name));
             let (code, request, reason) = h.error(s);
-            assert_eq!((code, request), (ErrorCode::BadRequest, C2sLogin::ID as u32));
+            assert_eq!(
+                (code, request),
+                (ErrorCode::BadRequest, C2sLogin::ID as u32)
+            );
             assert!(reason.contains(&format!("{name:?}")), "{reason}");
         }
         assert!(h.world.login(s).is_none());
@@ -362,24 +408,43 @@ mod tests {
     fn second_session_with_a_username_replaces_the_first() {
         let mut h = Harness::new();
         let old = h.guest("alice");
-        h.send(old, C2sRoomJoin { room: "lobby".into() });
+        h.send(
+            old,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
         h.take(old);
         let new = h.connect();
         h.send(new, guest_login("Alice"));
-        assert!(matches!(h.take(new).as_slice(), [S2cMessage::S2cAuthResult(_)]));
+        assert!(matches!(
+            h.take(new).as_slice(),
+            [S2cMessage::S2cAuthResult(_)]
+        ));
         let (code, request, _) = h.error(old);
         assert_eq!((code, request), (ErrorCode::Replaced, 0));
         assert_eq!(h.world.out.closes(), &[(old, DisconnectReason::Replaced)]);
         assert_eq!(h.world.session_of("alice"), Some(new));
-        assert!(h.world.rooms.is_empty(), "the replaced session left its rooms");
+        assert!(
+            h.world.rooms.is_empty(),
+            "the replaced session left its rooms"
+        );
         // The replaced session's later messages are ignored.
-        h.send(old, C2sRoomJoin { room: "lobby".into() });
+        h.send(
+            old,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
         assert!(h.take(old).is_empty());
     }
 
     #[test]
     fn guest_login_is_refused_when_guests_are_not_allowed() {
-        let mut h = Harness::with(WorldConfig { allow_guests: false, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            allow_guests: false,
+            ..WorldConfig::default()
+        });
         let s = h.connect();
         h.send(s, guest_login("alice"));
         assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
@@ -392,18 +457,32 @@ mod tests {
         h.send(s, C2sLogout {});
         assert!(h.take(s).is_empty());
         assert_eq!(h.world.session_of("alice"), None);
-        h.send(s, C2sRoomJoin { room: "lobby".into() });
+        h.send(
+            s,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
         assert_eq!(h.error(s).0, ErrorCode::NotAuthenticated);
         h.send(s, guest_login("alice"));
-        assert!(matches!(h.take(s).as_slice(), [S2cMessage::S2cAuthResult(_)]));
+        assert!(matches!(
+            h.take(s).as_slice(),
+            [S2cMessage::S2cAuthResult(_)]
+        ));
     }
 
     fn register(name: &str, password: &str) -> C2sRegister {
-        C2sRegister { username: name.into(), password: password.into() }
+        C2sRegister {
+            username: name.into(),
+            password: password.into(),
+        }
     }
 
     fn password_login(name: &str, password: &str) -> C2sLogin {
-        C2sLogin { username: name.into(), password: password.into() }
+        C2sLogin {
+            username: name.into(),
+            password: password.into(),
+        }
     }
 
     fn auth_result(h: &mut Harness, s: SessionId) -> S2cAuthResult {
@@ -419,9 +498,15 @@ mod tests {
         let s = h.connect();
         h.send(s, register("Alice", "correct horse"));
         let r = auth_result(&mut h, s);
-        assert_eq!((r.username.as_str(), r.user_id, r.guest), ("Alice", 1, false));
+        assert_eq!(
+            (r.username.as_str(), r.user_id, r.guest),
+            ("Alice", 1, false)
+        );
         assert_eq!(r.token.len(), 64, "256 random bits, hex");
-        assert!(h.world.login(s).is_some_and(|l| !l.guest && l.token_hash.is_some()));
+        assert!(h
+            .world
+            .login(s)
+            .is_some_and(|l| !l.guest && l.token_hash.is_some()));
     }
 
     #[test]
@@ -433,7 +518,10 @@ mod tests {
         let t = h.connect();
         h.send(t, register("ALICE", "password-2"));
         let (code, request, _) = h.error(t);
-        assert_eq!((code, request), (ErrorCode::UsernameTaken, C2sRegister::ID as u32));
+        assert_eq!(
+            (code, request),
+            (ErrorCode::UsernameTaken, C2sRegister::ID as u32)
+        );
         assert!(h.world.login(t).is_none());
     }
 
@@ -463,7 +551,10 @@ mod tests {
         let wrong = h.connect();
         h.send(wrong, password_login("alice", "wrong horse"));
         let (code, request, wrong_reason) = h.error(wrong);
-        assert_eq!((code, request), (ErrorCode::InvalidCredentials, C2sLogin::ID as u32));
+        assert_eq!(
+            (code, request),
+            (ErrorCode::InvalidCredentials, C2sLogin::ID as u32)
+        );
         h.send(wrong, password_login("nobody", "correct horse"));
         let (code, _, unknown_reason) = h.error(wrong);
         assert_eq!(code, ErrorCode::InvalidCredentials);
@@ -482,7 +573,11 @@ mod tests {
         let g = h.connect();
         h.send(g, guest_login("Alice"));
         assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials);
-        assert_eq!(h.world.session_of("alice"), Some(s), "the account holder is untouched");
+        assert_eq!(
+            h.world.session_of("alice"),
+            Some(s),
+            "the account holder is untouched"
+        );
     }
 
     #[test]
@@ -503,31 +598,59 @@ mod tests {
         h.send(s, register("alice", "correct horse"));
         let token = auth_result(&mut h, s).token;
         let t = h.connect();
-        h.send(t, C2sResume { token: token.clone() });
+        h.send(
+            t,
+            C2sResume {
+                token: token.clone(),
+            },
+        );
         let r = auth_result(&mut h, t);
-        assert_eq!((r.username.as_str(), r.user_id, r.token.as_str()), ("alice", 1, token.as_str()));
-        assert_eq!(h.error(s).0, ErrorCode::Replaced, "one session per username");
+        assert_eq!(
+            (r.username.as_str(), r.user_id, r.token.as_str()),
+            ("alice", 1, token.as_str())
+        );
+        assert_eq!(
+            h.error(s).0,
+            ErrorCode::Replaced,
+            "one session per username"
+        );
         h.send(t, C2sLogout {});
         assert!(h.take(t).is_empty());
         let u = h.connect();
         h.send(u, C2sResume { token });
         let (code, request, _) = h.error(u);
-        assert_eq!((code, request), (ErrorCode::InvalidToken, C2sResume::ID as u32));
+        assert_eq!(
+            (code, request),
+            (ErrorCode::InvalidToken, C2sResume::ID as u32)
+        );
     }
 
     #[test]
     fn unknown_token_answers_invalid_token() {
         let mut h = Harness::new();
         let s = h.connect();
-        h.send(s, C2sResume { token: "00".repeat(32) });
+        h.send(
+            s,
+            C2sResume {
+                token: "00".repeat(32),
+            },
+        );
         assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
-        h.send(s, C2sResume { token: String::new() });
+        h.send(
+            s,
+            C2sResume {
+                token: String::new(),
+            },
+        );
         assert_eq!(h.error(s).0, ErrorCode::BadRequest);
     }
 
     #[test]
     fn failed_logins_per_username_are_rate_limited_and_successes_are_not_slowed() {
-        let mut h = Harness::with(WorldConfig { max_failures_per_user: 3, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            max_failures_per_user: 3,
+            ..WorldConfig::default()
+        });
         let s = h.connect();
         h.send(s, register("alice", "correct horse"));
         auth_result(&mut h, s);
@@ -538,7 +661,10 @@ mod tests {
         }
         h.send(s, password_login("alice", "correct horse"));
         let (code, request, reason) = h.error(s);
-        assert_eq!((code, request), (ErrorCode::RateLimited, C2sLogin::ID as u32));
+        assert_eq!(
+            (code, request),
+            (ErrorCode::RateLimited, C2sLogin::ID as u32)
+        );
         assert!(reason.contains("alice"), "{reason}");
         // Another name from another address is not affected.
         h.send(s, register("bob", "correct horse"));
@@ -547,7 +673,10 @@ mod tests {
 
     #[test]
     fn failed_logins_per_address_are_rate_limited_across_names() {
-        let mut h = Harness::with(WorldConfig { max_failures_per_addr: 4, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            max_failures_per_addr: 4,
+            ..WorldConfig::default()
+        });
         let s = h.connect();
         for i in 0..4 {
             h.send(s, password_login(&format!("user{i}"), "guess guess"));
@@ -555,13 +684,21 @@ mod tests {
         }
         h.send(s, password_login("user9", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::RateLimited);
-        h.send(s, C2sResume { token: "ab".repeat(32) });
+        h.send(
+            s,
+            C2sResume {
+                token: "ab".repeat(32),
+            },
+        );
         assert_eq!(h.error(s).0, ErrorCode::RateLimited);
     }
 
     #[test]
     fn rate_limit_window_expires() {
-        let mut h = Harness::with(WorldConfig { max_failures_per_user: 1, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            max_failures_per_user: 1,
+            ..WorldConfig::default()
+        });
         let s = h.connect();
         h.send(s, password_login("alice", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
@@ -577,7 +714,10 @@ mod tests {
         let mut h = Harness::new();
         let s = h.connect();
         // Queue the first without letting the harness take the answer.
-        h.world.clients.get_mut(&s).unwrap().pending_auth = Some(PendingAuth { request_id: C2sLogin::ID, username: None });
+        h.world.clients.get_mut(&s).unwrap().pending_auth = Some(PendingAuth {
+            request_id: C2sLogin::ID,
+            username: None,
+        });
         h.send(s, guest_login("alice"));
         assert_eq!(h.error(s).0, ErrorCode::AlreadyAuthenticated);
     }

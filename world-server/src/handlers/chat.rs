@@ -18,7 +18,11 @@ pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
 fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerError> {
     check_content(&request.content, world.config.max_chat_len)?;
     world.room_of_member(ctx.session, &request.room)?;
-    let from = world.login(ctx.session).expect("dispatch checked the login").username.clone();
+    let from = world
+        .login(ctx.session)
+        .expect("dispatch checked the login")
+        .username
+        .clone();
     let line = S2cChat {
         room: request.room,
         from,
@@ -29,7 +33,10 @@ fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerErro
     };
     world.stats.chat_in += 1;
     let Some(frame) = world.out.encode(&line) else {
-        return Err(HandlerError::new(ErrorCode::Internal, "chat line does not fit in a frame"));
+        return Err(HandlerError::new(
+            ErrorCode::Internal,
+            "chat line does not fit in a frame",
+        ));
     };
     let keep = world.config.history_lines;
     let Some(room) = world.rooms.get_mut(&line.room) else {
@@ -60,8 +67,15 @@ fn whisper(world: &mut World, ctx: &Ctx, request: C2sWhisper) -> Result<(), Hand
             format!("{} is not logged in", request.to),
         ));
     };
-    let from = world.login(ctx.session).expect("dispatch checked the login").username.clone();
-    let to = world.login(target).map(|l| l.username.clone()).unwrap_or(request.to);
+    let from = world
+        .login(ctx.session)
+        .expect("dispatch checked the login")
+        .username
+        .clone();
+    let to = world
+        .login(target)
+        .map(|l| l.username.clone())
+        .unwrap_or(request.to);
     let line = S2cWhisper {
         from,
         to,
@@ -70,7 +84,10 @@ fn whisper(world: &mut World, ctx: &Ctx, request: C2sWhisper) -> Result<(), Hand
     };
     world.stats.chat_in += 1;
     let Some(frame) = world.out.encode(&line) else {
-        return Err(HandlerError::new(ErrorCode::Internal, "whisper does not fit in a frame"));
+        return Err(HandlerError::new(
+            ErrorCode::Internal,
+            "whisper does not fit in a frame",
+        ));
     };
     world.out.push(target, frame.clone());
     if target != ctx.session {
@@ -89,13 +106,22 @@ mod tests {
     use protocol::{MessageType, S2cMessage};
 
     fn chat(room: &str, content: &str, sent_at_us: u64) -> C2sChat {
-        C2sChat { room: room.into(), content: content.into(), sent_at_us }
+        C2sChat {
+            room: room.into(),
+            content: content.into(),
+            sent_at_us,
+        }
     }
 
     fn room_of(h: &mut Harness, names: &[&str]) -> Vec<SessionId> {
         let ids: Vec<SessionId> = names.iter().map(|n| h.guest(n)).collect();
         for &id in &ids {
-            h.send(id, C2sRoomJoin { room: "lobby".into() });
+            h.send(
+                id,
+                C2sRoomJoin {
+                    room: "lobby".into(),
+                },
+            );
         }
         for &id in &ids {
             h.take(id);
@@ -112,7 +138,10 @@ mod tests {
         for &id in &ids {
             match h.take(id).as_slice() {
                 [S2cMessage::S2cChat(c)] => {
-                    assert_eq!((c.room.as_str(), c.from.as_str(), c.content.as_str()), ("lobby", "bob", "hello"));
+                    assert_eq!(
+                        (c.room.as_str(), c.from.as_str(), c.content.as_str()),
+                        ("lobby", "bob", "hello")
+                    );
                     assert_eq!(c.sent_at_us, 777);
                     assert!(c.server_time_us > 0);
                     assert!(!c.history);
@@ -130,7 +159,10 @@ mod tests {
         h.send(ids[0], chat("lobby", "shared", 1));
         let frames: Vec<bytes::Bytes> = ids.iter().flat_map(|&id| h.world.out.take(id)).collect();
         assert_eq!(frames.len(), 3);
-        assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()), "one buffer for all");
+        assert!(
+            frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()),
+            "one buffer for all"
+        );
     }
 
     #[test]
@@ -163,7 +195,10 @@ mod tests {
 
     #[test]
     fn chat_content_over_the_limit_or_empty_answers_bad_request() {
-        let mut h = Harness::with(WorldConfig { max_chat_len: 10, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            max_chat_len: 10,
+            ..WorldConfig::default()
+        });
         let ids = room_of(&mut h, &["alice", "bob"]);
         h.send(ids[0], chat("lobby", "12345678901", 0));
         let (code, _, reason) = h.error(ids[0]);
@@ -172,7 +207,10 @@ mod tests {
         h.send(ids[0], chat("lobby", "", 0));
         assert_eq!(h.error(ids[0]).0, ErrorCode::BadRequest);
         h.send(ids[0], chat("lobby", "1234567890", 0));
-        assert!(matches!(h.take(ids[1]).as_slice(), [S2cMessage::S2cChat(_)]));
+        assert!(matches!(
+            h.take(ids[1]).as_slice(),
+            [S2cMessage::S2cChat(_)]
+        ));
     }
 
     #[test]
@@ -181,11 +219,26 @@ mod tests {
         let a = h.guest("alice");
         let b = h.guest("bob");
         let c = h.guest("carol");
-        h.send(a, C2sWhisper { to: "BOB".into(), content: "psst".into(), sent_at_us: 5 });
+        h.send(
+            a,
+            C2sWhisper {
+                to: "BOB".into(),
+                content: "psst".into(),
+                sent_at_us: 5,
+            },
+        );
         for id in [a, b] {
             match h.take(id).as_slice() {
                 [S2cMessage::S2cWhisper(w)] => {
-                    assert_eq!((w.from.as_str(), w.to.as_str(), w.content.as_str(), w.sent_at_us), ("alice", "bob", "psst", 5));
+                    assert_eq!(
+                        (
+                            w.from.as_str(),
+                            w.to.as_str(),
+                            w.content.as_str(),
+                            w.sent_at_us
+                        ),
+                        ("alice", "bob", "psst", 5)
+                    );
                 }
                 other => panic!("{other:?}"),
             }
@@ -197,9 +250,19 @@ mod tests {
     fn whisper_to_someone_not_logged_in_answers_user_offline() {
         let mut h = Harness::new();
         let a = h.guest("alice");
-        h.send(a, C2sWhisper { to: "nobody".into(), content: "hello?".into(), sent_at_us: 0 });
+        h.send(
+            a,
+            C2sWhisper {
+                to: "nobody".into(),
+                content: "hello?".into(),
+                sent_at_us: 0,
+            },
+        );
         let (code, request, reason) = h.error(a);
-        assert_eq!((code, request), (ErrorCode::UserOffline, C2sWhisper::ID as u32));
+        assert_eq!(
+            (code, request),
+            (ErrorCode::UserOffline, C2sWhisper::ID as u32)
+        );
         assert!(reason.contains("nobody"));
     }
 
@@ -215,14 +278,22 @@ mod tests {
 
     #[test]
     fn joiner_gets_the_last_lines_marked_history_oldest_first_then_live_chat() {
-        let mut h = Harness::with(WorldConfig { history_lines: 3, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            history_lines: 3,
+            ..WorldConfig::default()
+        });
         let ids = room_of(&mut h, &["alice"]);
         for i in 0..5 {
             h.send(ids[0], chat("lobby", &format!("line {i}"), i));
         }
         h.take(ids[0]);
         let b = h.guest("bob");
-        h.send(b, C2sRoomJoin { room: "lobby".into() });
+        h.send(
+            b,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
         let got = h.take(b);
         assert!(matches!(got[0], S2cMessage::S2cRoomJoined(_)), "{got:?}");
         let lines: Vec<(String, u64, bool)> = got[1..]
@@ -234,10 +305,17 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec![("line 2".into(), 2, true), ("line 3".into(), 3, true), ("line 4".into(), 4, true)]
+            vec![
+                ("line 2".into(), 2, true),
+                ("line 3".into(), 3, true),
+                ("line 4".into(), 4, true)
+            ]
         );
         h.send(ids[0], chat("lobby", "live", 9));
-        assert_eq!(live_and_history(&mut h, b), vec![("live".to_string(), false)]);
+        assert_eq!(
+            live_and_history(&mut h, b),
+            vec![("live".to_string(), false)]
+        );
     }
 
     #[test]
@@ -246,21 +324,42 @@ mod tests {
         let ids = room_of(&mut h, &["alice"]);
         h.send(ids[0], chat("lobby", "remember me", 1));
         h.world.flush_writes();
-        h.send(ids[0], protocol::world::C2sRoomLeave { room: "lobby".into() });
+        h.send(
+            ids[0],
+            protocol::world::C2sRoomLeave {
+                room: "lobby".into(),
+            },
+        );
         assert!(h.world.rooms.is_empty());
         let b = h.guest("bob");
-        h.send(b, C2sRoomJoin { room: "lobby".into() });
-        assert_eq!(live_and_history(&mut h, b), vec![("remember me".to_string(), true)]);
+        h.send(
+            b,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
+        assert_eq!(
+            live_and_history(&mut h, b),
+            vec![("remember me".to_string(), true)]
+        );
     }
 
     #[test]
     fn history_lines_zero_turns_history_off() {
-        let mut h = Harness::with(WorldConfig { history_lines: 0, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            history_lines: 0,
+            ..WorldConfig::default()
+        });
         let ids = room_of(&mut h, &["alice"]);
         h.send(ids[0], chat("lobby", "gone", 1));
         h.world.flush_writes();
         let b = h.guest("bob");
-        h.send(b, C2sRoomJoin { room: "lobby".into() });
+        h.send(
+            b,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
         assert!(live_and_history(&mut h, b).is_empty());
         assert!(h.world.pending_history.is_empty());
     }

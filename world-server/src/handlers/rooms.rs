@@ -28,7 +28,10 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
     check_room_name(&request.room)?;
     let session = ctx.session;
     let capacity = world.config.room_capacity as usize;
-    let client = world.clients.get(&session).expect("dispatch checked the login");
+    let client = world
+        .clients
+        .get(&session)
+        .expect("dispatch checked the login");
     if client.rooms.contains(&request.room) {
         // Joining again only repeats the answer: no presence, no history.
         send_joined(world, session, &request.room);
@@ -47,8 +50,9 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
                 return Err(room_full(&request.room, capacity));
             }
             if room.loading {
-                if !room.waiting.contains(&session) {
-                    room.waiting.push(session);
+                room.waiting.push(session);
+                if let Some(client) = world.clients.get_mut(&session) {
+                    client.joining = true;
                 }
                 return Ok(());
             }
@@ -65,6 +69,9 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
                         room.loading = true;
                         room.waiting.push(session);
                         world.rooms.insert(request.room, room);
+                        if let Some(client) = world.clients.get_mut(&session) {
+                            client.joining = true;
+                        }
                         return Ok(());
                     }
                     Err(error) => spdlog::warn!(
@@ -173,6 +180,9 @@ pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
     room.loading = false;
     let waiting = std::mem::take(&mut room.waiting);
     for session in waiting {
+        if let Some(client) = world.clients.get_mut(&session) {
+            client.joining = false;
+        }
         enter(world, session, name);
     }
     if world.rooms.get(name).is_some_and(|r| r.members.is_empty()) {
@@ -182,7 +192,10 @@ pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
 
 fn leave(world: &mut World, ctx: &Ctx, request: C2sRoomLeave) -> Result<(), HandlerError> {
     check_room_name(&request.room)?;
-    let client = world.clients.get_mut(&ctx.session).expect("dispatch checked the login");
+    let client = world
+        .clients
+        .get_mut(&ctx.session)
+        .expect("dispatch checked the login");
     let Some(index) = client.rooms.iter().position(|r| *r == request.room) else {
         return Err(HandlerError::new(
             ErrorCode::NotInRoom,
@@ -190,9 +203,16 @@ fn leave(world: &mut World, ctx: &Ctx, request: C2sRoomLeave) -> Result<(), Hand
         ));
     };
     client.rooms.remove(index);
-    let username = client.login.as_ref().expect("dispatch checked the login").username.clone();
+    let username = client
+        .login
+        .as_ref()
+        .expect("dispatch checked the login")
+        .username
+        .clone();
     world.remove_member(&request.room, ctx.session, &username);
-    world.out.send(ctx.session, &S2cRoomLeft { room: request.room });
+    world
+        .out
+        .send(ctx.session, &S2cRoomLeft { room: request.room });
     Ok(())
 }
 
@@ -290,7 +310,10 @@ mod tests {
         }
         match h.take(a).as_slice() {
             [S2cMessage::S2cRoomPresence(p)] => {
-                assert_eq!((p.room.as_str(), p.username.as_str(), p.joined), ("lobby", "bob", true));
+                assert_eq!(
+                    (p.room.as_str(), p.username.as_str(), p.joined),
+                    ("lobby", "bob", true)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -306,13 +329,18 @@ mod tests {
         h.take(a);
         h.take(b);
         h.send(b, join_msg("lobby"));
-        assert!(matches!(h.take(b).as_slice(), [S2cMessage::S2cRoomJoined(j)] if j.members.len() == 2));
+        assert!(
+            matches!(h.take(b).as_slice(), [S2cMessage::S2cRoomJoined(j)] if j.members.len() == 2)
+        );
         assert!(h.take(a).is_empty());
     }
 
     #[test]
     fn full_room_answers_room_full() {
-        let mut h = Harness::with(WorldConfig { room_capacity: 2, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            room_capacity: 2,
+            ..WorldConfig::default()
+        });
         for name in ["alice", "bob"] {
             let s = h.guest(name);
             h.send(s, join_msg("small"));
@@ -321,7 +349,10 @@ mod tests {
         let c = h.guest("carol");
         h.send(c, join_msg("small"));
         let (code, request, reason) = h.error(c);
-        assert_eq!((code, request), (ErrorCode::RoomFull, C2sRoomJoin::ID as u32));
+        assert_eq!(
+            (code, request),
+            (ErrorCode::RoomFull, C2sRoomJoin::ID as u32)
+        );
         assert!(reason.contains("small"));
     }
 
@@ -338,7 +369,10 @@ mod tests {
 
     #[test]
     fn too_many_rooms_answers_bad_request() {
-        let mut h = Harness::with(WorldConfig { max_rooms_per_session: 2, ..WorldConfig::default() });
+        let mut h = Harness::with(WorldConfig {
+            max_rooms_per_session: 2,
+            ..WorldConfig::default()
+        });
         let a = h.guest("alice");
         for room in ["r1", "r2"] {
             h.send(a, join_msg(room));
@@ -357,10 +391,22 @@ mod tests {
         h.send(b, join_msg("lobby"));
         h.take(a);
         h.take(b);
-        h.send(b, C2sRoomLeave { room: "lobby".into() });
+        h.send(
+            b,
+            C2sRoomLeave {
+                room: "lobby".into(),
+            },
+        );
         assert!(matches!(h.take(b).as_slice(), [S2cMessage::S2cRoomLeft(l)] if l.room == "lobby"));
-        assert!(matches!(h.take(a).as_slice(), [S2cMessage::S2cRoomPresence(p)] if !p.joined && p.username == "bob"));
-        h.send(a, C2sRoomLeave { room: "lobby".into() });
+        assert!(
+            matches!(h.take(a).as_slice(), [S2cMessage::S2cRoomPresence(p)] if !p.joined && p.username == "bob")
+        );
+        h.send(
+            a,
+            C2sRoomLeave {
+                room: "lobby".into(),
+            },
+        );
         h.take(a);
         assert!(h.world.rooms.is_empty());
     }
@@ -369,7 +415,12 @@ mod tests {
     fn leaving_a_room_one_is_not_in_answers_not_in_room() {
         let mut h = Harness::new();
         let a = h.guest("alice");
-        h.send(a, C2sRoomLeave { room: "nowhere".into() });
+        h.send(
+            a,
+            C2sRoomLeave {
+                room: "nowhere".into(),
+            },
+        );
         assert_eq!(h.error(a).0, ErrorCode::NotInRoom);
     }
 
@@ -411,8 +462,11 @@ mod tests {
         h.send(a, C2sRoomList {});
         match h.take(a).as_slice() {
             [S2cMessage::S2cRoomList(l)] => {
-                let rooms: Vec<(&str, u32)> =
-                    l.rooms.iter().map(|r| (r.name.as_str(), r.members)).collect();
+                let rooms: Vec<(&str, u32)> = l
+                    .rooms
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.members))
+                    .collect();
                 assert_eq!(rooms, vec![("alpha", 2), ("zeta", 1)]);
             }
             other => panic!("{other:?}"),

@@ -31,7 +31,13 @@ mod tests {
     fn ping_before_login_gets_pong_with_the_same_seq_and_client_time() {
         let mut h = Harness::new();
         let s = h.connect();
-        h.send(s, C2sPing { seq: 42, client_time_us: 123 });
+        h.send(
+            s,
+            C2sPing {
+                seq: 42,
+                client_time_us: 123,
+            },
+        );
         match h.take(s).as_slice() {
             [S2cMessage::S2cPong(p)] => {
                 assert_eq!((p.seq, p.client_time_us), (42, 123));

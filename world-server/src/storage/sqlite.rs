@@ -140,7 +140,12 @@ impl Storage for SqliteStorage {
                 "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username_key) DO NOTHING",
             )?
-            .execute(params![username, key(username), password_hash, now_us as i64])?;
+            .execute(params![
+                username,
+                key(username),
+                password_hash,
+                now_us as i64
+            ])?;
         if inserted == 0 {
             return Ok(None);
         }
@@ -325,9 +330,19 @@ mod tests {
         let batch: Vec<HistoryLine> = (0..10).map(|n| line("a", n)).collect();
         s.append_history(&batch, 4).unwrap();
         s.append_history(&[line("b", 100)], 4).unwrap();
-        let got: Vec<u64> = s.history("a", 50).unwrap().iter().map(|l| l.sent_at_us).collect();
+        let got: Vec<u64> = s
+            .history("a", 50)
+            .unwrap()
+            .iter()
+            .map(|l| l.sent_at_us)
+            .collect();
         assert_eq!(got, vec![6, 7, 8, 9]);
-        let got: Vec<u64> = s.history("a", 2).unwrap().iter().map(|l| l.sent_at_us).collect();
+        let got: Vec<u64> = s
+            .history("a", 2)
+            .unwrap()
+            .iter()
+            .map(|l| l.sent_at_us)
+            .collect();
         assert_eq!(got, vec![8, 9]);
         assert_eq!(s.history("b", 50).unwrap().len(), 1);
     }
@@ -368,7 +383,11 @@ mod tests {
         s.record_sessions(&records).unwrap();
         let n: i64 = s
             .conn
-            .query_row("SELECT count(*) FROM sessions WHERE username IS NULL", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sessions WHERE username IS NULL",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 2);
     }
