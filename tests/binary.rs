@@ -373,3 +373,83 @@ fn missing_config_file_exits_2_naming_the_path() {
     assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
     assert!(lines[0].contains(path), "names the file: {}", lines[0]);
 }
+
+/// Registers `name` on a fresh connection and returns the token of its S2C_AuthResult.
+async fn register(process: &mut ServerProcess, addr: SocketAddr, name: &str) -> String {
+    let mut client = process.connect(addr).await;
+    client
+        .send(&protocol::world::C2sRegister {
+            username: name.into(),
+            password: format!("{name}-password"),
+        })
+        .await;
+    let result: protocol::world::S2cAuthResult = client.expect().await;
+    assert_eq!(result.username, name);
+    result.token
+}
+
+/// What the server acknowledged (S2C_AuthResult for a register: the account and its token)
+/// is still there after the process is killed with SIGKILL, mid-traffic, and started again.
+#[cfg(unix)]
+#[tokio::test]
+async fn acknowledged_accounts_and_tokens_survive_sigkill() {
+    let data = common::fresh_dir();
+    let db = data.join("crash.db");
+    let config = TempConfig::new(
+        "crash",
+        &format!(
+            "[storage]\npath = {:?}\n[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
+            db.to_str().unwrap()
+        ),
+    );
+    let config_path = config.0.to_str().unwrap().to_string();
+
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--config", &config_path]);
+    let mut accounts = Vec::new();
+    for i in 0..20 {
+        let name = format!("crash-{i:02}");
+        let token = register(&mut server, addr, &name).await;
+        accounts.push((name, token));
+    }
+    // Traffic in flight when the process dies: a register whose answer nobody waits for.
+    let mut in_flight = server.connect(addr).await;
+    in_flight
+        .send(&protocol::world::C2sRegister {
+            username: "crash-late".into(),
+            password: "crash-late-password".into(),
+        })
+        .await;
+    server.signal("KILL");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert!(!status.success(), "killed, not exited: {status}");
+    drop(server);
+
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--config", &config_path]);
+    for (name, token) in &accounts {
+        let mut by_password = server.connect(addr).await;
+        by_password
+            .send(&protocol::world::C2sLogin {
+                username: name.clone(),
+                password: format!("{name}-password"),
+            })
+            .await;
+        let result: protocol::world::S2cAuthResult = by_password.expect().await;
+        assert_eq!(&result.username, name, "account {name} survived");
+        let mut by_token = server.connect(addr).await;
+        by_token
+            .send(&protocol::world::C2sResume {
+                token: token.clone(),
+            })
+            .await;
+        let result: protocol::world::S2cAuthResult = by_token.expect().await;
+        assert_eq!(&result.username, name, "token of {name} survived");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}

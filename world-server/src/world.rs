@@ -637,4 +637,25 @@ mod tests {
             Admission::Ignore
         );
     }
+
+    #[test]
+    fn each_disconnect_is_recorded_with_address_username_reason_and_times() {
+        let mut h = crate::handlers::testkit::Harness::new();
+        let a = h.guest("alice");
+        let b = h.connect();
+        h.world.kick(a, DisconnectReason::IdleTimeout);
+        h.world.disconnect(a, &DisconnectReason::IdleTimeout);
+        h.world.disconnect(b, &DisconnectReason::PeerClosed);
+        let records = &h.world.pending_sessions;
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].session_id, a.0);
+        assert_eq!(records[0].username.as_deref(), Some("alice"));
+        assert_eq!(records[0].reason, "idle timeout");
+        assert_eq!(records[0].peer, "127.0.0.1:9");
+        assert!(records[0].connected_at_us <= records[0].disconnected_at_us);
+        assert_eq!(records[1].username, None);
+        assert_eq!(records[1].reason, "peer closed");
+        h.world.flush_writes();
+        assert!(h.world.pending_sessions.is_empty(), "written as one batch");
+    }
 }
