@@ -2,12 +2,13 @@
 //!
 //! The tick loop hands it [`DbJob`]s on bounded queues and never waits for it; the answers come
 //! back as [`DbEvent`]s that the loop drains once per tick. Two queues, so that a burst of
-//! logins (each an argon2 hash of tens of milliseconds) cannot hold up the batched writes of chat
-//! history and the session log: the worker always empties the write queue before it takes the
-//! next request.
+//! password logins and registrations (each an argon2 hash of tens of milliseconds) cannot hold
+//! up the quick jobs: batched writes of chat history and the session log, history loads for
+//! joins, token resumes, guest checks. The worker always empties the quick queue before it
+//! takes the next hashing job.
 //!
 //! When a queue is full the job is refused at once: a login is answered RATE_LIMITED (the
-//! server is busy hashing), a batch of writes is dropped and logged as an error.
+//! server is busy), a batch of writes is dropped and logged as an error.
 
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
@@ -79,11 +80,9 @@ pub enum DbJob {
 }
 
 impl DbJob {
-    fn is_write(&self) -> bool {
-        matches!(
-            self,
-            DbJob::Revoke(_) | DbJob::AppendHistory(_) | DbJob::RecordSessions(_)
-        )
+    /// Whether the job hashes a password (tens of milliseconds); the others take microseconds.
+    fn hashes(&self) -> bool {
+        matches!(self, DbJob::Register { .. } | DbJob::Login { .. })
     }
 }
 
@@ -391,8 +390,8 @@ fn history_line(frame: &Bytes) -> Option<HistoryLine> {
     })
 }
 
-/// Capacity of the write queue, in jobs (the world sends at most one batch per tick).
-const WRITE_QUEUE: usize = 4096;
+/// Capacity of the queue of quick jobs (the world sends at most two write batches per tick).
+const QUICK_QUEUE: usize = 4096;
 
 /// The tick loop's handle on the DB worker.
 pub struct Db {
@@ -401,8 +400,8 @@ pub struct Db {
 
 enum Mode {
     Thread {
-        requests: Option<Sender<DbJob>>,
-        writes: Option<Sender<DbJob>>,
+        hashing: Option<Sender<DbJob>>,
+        quick: Option<Sender<DbJob>>,
         events: Receiver<DbEvent>,
         thread: Option<JoinHandle<()>>,
     },
@@ -413,11 +412,12 @@ enum Mode {
 }
 
 impl Db {
-    /// Starts the worker thread; `queue` bounds the requests waiting for it.
+    /// Starts the worker thread; `queue` bounds the password logins and registrations waiting
+    /// for it.
     pub fn spawn(mut worker: DbWorker, queue: usize) -> std::io::Result<Db> {
-        let (request_tx, request_rx) = bounded::<DbJob>(queue.max(1));
-        let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
-        let (event_tx, event_rx) = bounded::<DbEvent>(queue.max(1) + 64);
+        let (hashing_tx, hashing_rx) = bounded::<DbJob>(queue.max(1));
+        let (quick_tx, quick_rx) = bounded::<DbJob>(QUICK_QUEUE);
+        let (event_tx, event_rx) = bounded::<DbEvent>(queue.max(1) + QUICK_QUEUE);
         let thread = std::thread::Builder::new()
             .name("db-worker".into())
             .spawn(move || {
@@ -427,13 +427,15 @@ impl Db {
                     None => true,
                 };
                 loop {
-                    // Writes first: they are small, batched, and must not wait behind hashing.
-                    while let Ok(job) = write_rx.try_recv() {
-                        worker.execute(job);
+                    // Quick jobs first: they must not wait behind hashing.
+                    while let Ok(job) = quick_rx.try_recv() {
+                        if !answer(worker.execute(job)) {
+                            return;
+                        }
                     }
                     let job = crossbeam_channel::select! {
-                        recv(write_rx) -> job => job,
-                        recv(request_rx) -> job => job,
+                        recv(quick_rx) -> job => job,
+                        recv(hashing_rx) -> job => job,
                     };
                     match job {
                         Ok(job) => {
@@ -443,11 +445,8 @@ impl Db {
                         }
                         // Closed (both queues close together): finish what is queued.
                         Err(_) => {
-                            for job in request_rx.try_iter() {
-                                worker.execute(job);
-                            }
-                            for job in write_rx.try_iter() {
-                                worker.execute(job);
+                            for job in quick_rx.try_iter().chain(hashing_rx.try_iter()) {
+                                answer(worker.execute(job));
                             }
                             break;
                         }
@@ -457,8 +456,8 @@ impl Db {
             })?;
         Ok(Db {
             mode: Mode::Thread {
-                requests: Some(request_tx),
-                writes: Some(write_tx),
+                hashing: Some(hashing_tx),
+                quick: Some(quick_tx),
                 events: event_rx,
                 thread: Some(thread),
             },
@@ -478,10 +477,8 @@ impl Db {
     /// Queues a job without waiting.
     pub fn submit(&mut self, job: DbJob) -> Result<(), SubmitError> {
         match &mut self.mode {
-            Mode::Thread {
-                requests, writes, ..
-            } => {
-                let queue = if job.is_write() { writes } else { requests };
+            Mode::Thread { hashing, quick, .. } => {
+                let queue = if job.hashes() { hashing } else { quick };
                 let Some(queue) = queue else {
                     return Err(SubmitError::Stopped);
                 };
@@ -511,14 +508,14 @@ impl Db {
     /// for it.
     pub fn close(&mut self) {
         if let Mode::Thread {
-            requests,
-            writes,
+            hashing,
+            quick,
             events,
             thread,
         } = &mut self.mode
         {
-            requests.take();
-            writes.take();
+            hashing.take();
+            quick.take();
             if let Some(thread) = thread.take() {
                 // Keep draining answers so that the worker never blocks on a full event queue.
                 while !thread.is_finished() {
@@ -534,5 +531,122 @@ impl Db {
 impl Drop for Db {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SqliteStorage;
+
+    fn worker(argon2_memory_kib: u32) -> DbWorker {
+        let settings = AuthSettings {
+            argon2_memory_kib,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            token_ttl_us: 3_600_000_000,
+            history_lines: 10,
+        };
+        DbWorker::new(Box::new(SqliteStorage::in_memory().unwrap()), settings).unwrap()
+    }
+
+    fn next_event(db: &mut Db) -> DbEvent {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(event) = db.poll() {
+                return event;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no answer from the DB worker"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn quick_jobs_are_answered_before_queued_password_hashing() {
+        // Hashing with 16 MiB takes long enough that the queue is still full of it when the
+        // history load arrives.
+        let mut db = Db::spawn(worker(16 * 1024), 64).unwrap();
+        for i in 0..6 {
+            db.submit(DbJob::Register {
+                session: SessionId(i),
+                username: format!("user{i}"),
+                password: "password-1".into(),
+            })
+            .unwrap();
+        }
+        db.submit(DbJob::LoadHistory {
+            room: "lobby".into(),
+        })
+        .unwrap();
+        let mut order = Vec::new();
+        for _ in 0..7 {
+            order.push(match next_event(&mut db) {
+                DbEvent::HistoryLoaded { .. } => "history",
+                DbEvent::Auth { outcome, .. } => {
+                    assert!(outcome.is_ok(), "{outcome:?}");
+                    "register"
+                }
+            });
+        }
+        let position = order.iter().position(|e| *e == "history").unwrap();
+        assert!(
+            position <= 1,
+            "the history load waited behind hashing: {order:?}"
+        );
+        db.close();
+    }
+
+    #[test]
+    fn a_full_hashing_queue_refuses_at_once_and_close_finishes_queued_writes() {
+        let mut db = Db::spawn(worker(16 * 1024), 1).unwrap();
+        let register = |i: u64| DbJob::Register {
+            session: SessionId(i),
+            username: format!("user{i}"),
+            password: "password-1".into(),
+        };
+        let refused = (0..10)
+            .map(register)
+            .map(|job| db.submit(job))
+            .filter(|r| r.is_err());
+        assert!(
+            refused.count() > 0,
+            "a queue of one cannot take ten at once"
+        );
+        db.submit(DbJob::RecordSessions(Vec::new())).unwrap();
+        db.close();
+        assert_eq!(db.submit(register(99)), Err(SubmitError::Stopped));
+    }
+
+    #[test]
+    fn unknown_name_and_wrong_password_get_the_same_answer() {
+        let mut w = worker(64);
+        let register = DbJob::Register {
+            session: SessionId(1),
+            username: "ann".into(),
+            password: "password-1".into(),
+        };
+        assert!(matches!(
+            w.execute(register),
+            Some(DbEvent::Auth { outcome: Ok(_), .. })
+        ));
+        let login = |name: &str, password: &str| DbJob::Login {
+            session: SessionId(2),
+            username: name.into(),
+            password: password.into(),
+        };
+        let wrong = w.execute(login("ann", "password-2"));
+        let unknown = w.execute(login("bob", "password-1"));
+        for event in [wrong, unknown] {
+            assert!(matches!(
+                event,
+                Some(DbEvent::Auth {
+                    outcome: Err(AuthFailure::InvalidCredentials),
+                    ..
+                })
+            ));
+        }
     }
 }
