@@ -265,3 +265,25 @@ async fn accounts_and_room_history_survive_a_restart_on_the_same_database() {
     assert_eq!(replayed, vec!["one", "two", "three"]);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_sent_just_before_closing_still_revokes_the_token() {
+    let server = start_server(test_config()).await;
+    let mut first = server.client().await;
+    first.send(&register("gina", PASSWORD)).await;
+    let issued = first.expect::<S2cAuthResult>().await;
+    // Logout has no reply: a client sends it and closes at once.
+    first.send(&C2sLogout {}).await;
+    first.close().await;
+
+    // The second connection's welcome takes a tick, so the Logout is processed first; its
+    // revocation is a write, which the DB worker always does before a resume.
+    let mut second = server.client().await;
+    second
+        .send(&C2sResume {
+            token: issued.token.clone(),
+        })
+        .await;
+    second.expect_error(ErrorCode::InvalidToken).await;
+    server.shutdown().await;
+}

@@ -279,3 +279,30 @@ async fn whisper_to_a_user_not_logged_in_answers_user_offline() {
     assert!(error.reason.contains("\"no such name\""), "{error:?}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_sent_just_before_closing_still_reaches_the_room() {
+    let server = start_server(test_config()).await;
+    let mut alice = server.member("alice", "lobby").await;
+    let mut bob = server.member("bob", "lobby").await;
+    alice
+        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob"))
+        .await;
+    bob.send(&C2sChat {
+        room: "lobby".into(),
+        content: "bye all".into(),
+        sent_at_us: 1,
+    })
+    .await;
+    bob.close().await;
+    let chat = alice.expect::<S2cChat>().await;
+    assert_eq!(
+        (chat.from.as_str(), chat.content.as_str()),
+        ("bob", "bye all")
+    );
+    let left = alice
+        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(_)))
+        .await;
+    assert!(matches!(left, S2cMessage::S2cRoomPresence(p) if !p.joined && p.username == "bob"));
+    server.shutdown().await;
+}

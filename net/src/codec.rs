@@ -37,6 +37,9 @@ pub enum FrameError {
     /// `size` is smaller than the header itself.
     #[error("frame size {0} is smaller than the {HEADER_LEN}-byte header")]
     Undersized(usize),
+    /// The connection closed inside a frame.
+    #[error("connection closed inside a frame ({0} bytes of it received)")]
+    Truncated(usize),
     /// `size` is larger than the receiver accepts.
     #[error("frame size {size} exceeds max_packet_size {max}")]
     Oversized {
@@ -114,6 +117,14 @@ impl Decoder for FrameCodec {
             id,
             payload: frame.freeze(),
         }))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, CodecError> {
+        match self.decode(src)? {
+            Some(packet) => Ok(Some(packet)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Truncated(src.len()).into()),
+        }
     }
 }
 
@@ -214,6 +225,22 @@ mod tests {
             })
         ));
         assert!(buf.capacity() < 1024, "reserved {} bytes", buf.capacity());
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_frame_is_a_truncated_frame() {
+        let whole = frame(7, b"abcdef");
+        let mut buf = BytesMut::from(&whole[..5]);
+        let err = FrameCodec::new(1024).decode_eof(&mut buf).unwrap_err();
+        assert!(
+            matches!(err, CodecError::Frame(FrameError::Truncated(5))),
+            "{err:?}"
+        );
+        let mut empty = BytesMut::new();
+        assert!(FrameCodec::new(1024)
+            .decode_eof(&mut empty)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

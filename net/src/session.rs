@@ -157,8 +157,10 @@ struct Shared {
     credit: Semaphore,
     /// Both tasks stop at once.
     cancel: CancellationToken,
-    /// The owner asked for a graceful close: stop reading, let the writer flush.
+    /// The owner asked for a graceful close: the writer flushes, the reader discards input.
     closing: CancellationToken,
+    /// The writer has written everything and closed its side (after a graceful close).
+    flushed: CancellationToken,
     reason: Mutex<Option<DisconnectReason>>,
 }
 
@@ -206,6 +208,7 @@ impl Session {
             credit: Semaphore::new(config.inbound_credit.max(1)),
             cancel: CancellationToken::new(),
             closing: CancellationToken::new(),
+            flushed: CancellationToken::new(),
             reason: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(config.outbound_batches.max(1));
@@ -354,8 +357,20 @@ async fn read_loop(
         shared.set_reason(reason);
         shared.cancel.cancel();
     } else if !shared.cancel.is_cancelled() {
-        // A graceful close: the writer flushes and cancels when done, or runs out of time.
-        let _ = tokio::time::timeout(linger, shared.cancel.cancelled()).await;
+        // A graceful close. Input is still read, and dropped, until the writer has flushed
+        // and the peer has closed its side (or the linger time is up): closing a socket with
+        // unread input would send a reset, which can destroy the last frames in flight.
+        let deadline = tokio::time::sleep(linger);
+        tokio::pin!(deadline);
+        let mut eof = false;
+        while !(eof && shared.flushed.is_cancelled()) {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = shared.cancel.cancelled() => break,
+                _ = shared.flushed.cancelled(), if !shared.flushed.is_cancelled() => {}
+                next = frames.next(), if !eof => eof = !matches!(next, Some(Ok(_))),
+            }
+        }
         shared.cancel.cancel();
     }
     drop(frames);
@@ -415,12 +430,15 @@ async fn write_loop(
             return;
         }
     }
-    // The owner closed the queue: everything is written. Close our side and end the session.
+    // The owner closed the queue: everything is written. Close our side; the reader ends the
+    // session once the peer has closed too.
     tokio::select! {
         _ = shared.cancel.cancelled() => {}
         _ = write_half.shutdown() => {}
     }
-    shared.cancel.cancel();
+    shared.flushed.cancel();
+    // Keep the write half (dropping it is harmless after shutdown) until the session ends.
+    shared.cancel.cancelled().await;
 }
 
 /// Writes every byte of `frames` with as few vectored writes as the socket allows.

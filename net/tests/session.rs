@@ -158,11 +158,42 @@ async fn graceful_close_writes_what_is_queued_then_closes() {
         .unwrap()
         .unwrap();
     assert_eq!(got, frame(1003, b"bye").to_vec());
+    drop(peer);
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Replaced);
     assert!(matches!(
         session.send(vec![frame(1, b"")]),
         Err(SendError::Closed)
     ));
+}
+
+#[tokio::test]
+async fn graceful_close_reads_what_the_peer_still_sends_so_it_is_not_reset() {
+    let config = SessionConfig {
+        linger: Duration::from_secs(5),
+        ..SessionConfig::default()
+    };
+    let (mut session, mut peer, mut rx, _t) = pair(config).await;
+    // The peer is still talking when the server closes.
+    let chatter: Vec<u8> = (0..200)
+        .flat_map(|_| frame(2001, b"still here").to_vec())
+        .collect();
+    peer.write_all(&chatter).await.unwrap();
+    session.send(vec![frame(1003, b"last words")]).unwrap();
+    session.close(DisconnectReason::Replaced);
+    let mut got = Vec::new();
+    timeout(WAIT, peer.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .expect("a clean end of stream, not a reset");
+    assert_eq!(got, frame(1003, b"last words").to_vec());
+    // The server has closed its side but still reads: more input is taken, not answered with
+    // a reset (a reset would make the second write fail).
+    for _ in 0..2 {
+        peer.write_all(&chatter).await.expect("input still read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(peer);
+    assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Replaced);
 }
 
 #[tokio::test]

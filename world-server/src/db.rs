@@ -1,14 +1,18 @@
 //! The DB worker: all database and password-hashing work, on a thread of its own.
 //!
 //! The tick loop hands it [`DbJob`]s on bounded queues and never waits for it; the answers come
-//! back as [`DbEvent`]s that the loop drains once per tick. Two queues, so that a burst of
-//! password logins and registrations (each an argon2 hash of tens of milliseconds) cannot hold
-//! up the quick jobs: batched writes of chat history and the session log, history loads for
-//! joins, token resumes, guest checks. The worker always empties the quick queue before it
-//! takes the next hashing job.
+//! back as [`DbEvent`]s that the loop drains once per tick. Three queues, taken in this order:
 //!
-//! When a queue is full the job is refused at once: a login is answered RATE_LIMITED (the
-//! server is busy), a batch of writes is dropped and logged as an error.
+//! 1. writes: batches of chat history and session records, token revocations (at most a few
+//!    per tick, from the world itself);
+//! 2. quick requests: history loads for joins, token resumes, guest checks (microseconds);
+//! 3. hashing requests: registrations and password logins (an argon2 hash, tens of ms).
+//!
+//! So a burst of password logins cannot hold up writes or quick requests, and a write queued
+//! before a history load is always done before it.
+//!
+//! When a queue is full the job is refused at once: a request is answered RATE_LIMITED (the
+//! server is busy), a batch of writes stays with the world to be offered again next tick.
 
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
@@ -80,10 +84,20 @@ pub enum DbJob {
 }
 
 impl DbJob {
-    /// Whether the job hashes a password (tens of milliseconds); the others take microseconds.
-    fn hashes(&self) -> bool {
-        matches!(self, DbJob::Register { .. } | DbJob::Login { .. })
+    fn lane(&self) -> Lane {
+        match self {
+            DbJob::Revoke(_) | DbJob::AppendHistory(_) | DbJob::RecordSessions(_) => Lane::Write,
+            DbJob::Register { .. } | DbJob::Login { .. } => Lane::Hashing,
+            DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
+        }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Write,
+    Quick,
+    Hashing,
 }
 
 /// A login that succeeded.
@@ -131,13 +145,13 @@ pub enum DbEvent {
     },
 }
 
-/// Why a job was not queued.
-#[derive(Debug, PartialEq, Eq)]
+/// Why a job was not queued; the job is handed back.
+#[derive(Debug)]
 pub enum SubmitError {
     /// The queue is full.
-    Full,
+    Full(DbJob),
     /// The worker has stopped.
-    Stopped,
+    Stopped(DbJob),
 }
 
 /// Password hashing and token settings.
@@ -390,18 +404,24 @@ fn history_line(frame: &Bytes) -> Option<HistoryLine> {
     })
 }
 
-/// Capacity of the queue of quick jobs (the world sends at most two write batches per tick).
-const QUICK_QUEUE: usize = 4096;
+/// Capacity of the write queue, in batches: the world sends at most a few per tick, so this is
+/// minutes of writes waiting behind a stalled disk.
+const WRITE_QUEUE: usize = 4096;
 
 /// The tick loop's handle on the DB worker.
 pub struct Db {
     mode: Mode,
 }
 
+struct Queues {
+    write: Sender<DbJob>,
+    quick: Sender<DbJob>,
+    hashing: Sender<DbJob>,
+}
+
 enum Mode {
     Thread {
-        hashing: Option<Sender<DbJob>>,
-        quick: Option<Sender<DbJob>>,
+        queues: Option<Queues>,
         events: Receiver<DbEvent>,
         thread: Option<JoinHandle<()>>,
     },
@@ -412,41 +432,47 @@ enum Mode {
 }
 
 impl Db {
-    /// Starts the worker thread; `queue` bounds the password logins and registrations waiting
-    /// for it.
+    /// Starts the worker thread; `queue` bounds the quick requests and the hashing requests
+    /// waiting for it, each.
     pub fn spawn(mut worker: DbWorker, queue: usize) -> std::io::Result<Db> {
-        let (hashing_tx, hashing_rx) = bounded::<DbJob>(queue.max(1));
-        let (quick_tx, quick_rx) = bounded::<DbJob>(QUICK_QUEUE);
-        let (event_tx, event_rx) = bounded::<DbEvent>(queue.max(1) + QUICK_QUEUE);
+        let queue = queue.max(1);
+        let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
+        let (quick_tx, quick_rx) = bounded::<DbJob>(queue);
+        let (hashing_tx, hashing_rx) = bounded::<DbJob>(queue);
+        // Room for an answer to every request that can be queued: the worker never blocks.
+        let (event_tx, event_rx) = bounded::<DbEvent>(2 * queue + 1);
         let thread = std::thread::Builder::new()
             .name("db-worker".into())
             .spawn(move || {
                 let answer = |event: Option<DbEvent>| match event {
-                    // The tick loop drains every tick; if it is gone, the answer has no reader.
                     Some(event) => event_tx.send(event).is_ok(),
                     None => true,
                 };
                 loop {
-                    // Quick jobs first: they must not wait behind hashing.
-                    while let Ok(job) = quick_rx.try_recv() {
-                        if !answer(worker.execute(job)) {
-                            return;
-                        }
-                    }
-                    let job = crossbeam_channel::select! {
-                        recv(quick_rx) -> job => job,
-                        recv(hashing_rx) -> job => job,
-                    };
+                    // In lane order: writes, then quick requests, then one hashing request.
+                    let job = write_rx
+                        .try_recv()
+                        .or_else(|_| quick_rx.try_recv())
+                        .or_else(|_| hashing_rx.try_recv())
+                        .or_else(|_| {
+                            crossbeam_channel::select! {
+                                recv(write_rx) -> job => job,
+                                recv(quick_rx) -> job => job,
+                                recv(hashing_rx) -> job => job,
+                            }
+                        });
                     match job {
                         Ok(job) => {
+                            // The tick loop drains every tick; if it is gone, so is the reader.
                             if !answer(worker.execute(job)) {
                                 break;
                             }
                         }
-                        // Closed (both queues close together): finish what is queued.
+                        // Closed (all queues close together): finish the writes. Requests
+                        // are dropped: their sessions are gone with the server.
                         Err(_) => {
-                            for job in quick_rx.try_iter().chain(hashing_rx.try_iter()) {
-                                answer(worker.execute(job));
+                            for job in write_rx.try_iter() {
+                                worker.execute(job);
                             }
                             break;
                         }
@@ -456,8 +482,11 @@ impl Db {
             })?;
         Ok(Db {
             mode: Mode::Thread {
-                hashing: Some(hashing_tx),
-                quick: Some(quick_tx),
+                queues: Some(Queues {
+                    write: write_tx,
+                    quick: quick_tx,
+                    hashing: hashing_tx,
+                }),
                 events: event_rx,
                 thread: Some(thread),
             },
@@ -477,14 +506,18 @@ impl Db {
     /// Queues a job without waiting.
     pub fn submit(&mut self, job: DbJob) -> Result<(), SubmitError> {
         match &mut self.mode {
-            Mode::Thread { hashing, quick, .. } => {
-                let queue = if job.hashes() { hashing } else { quick };
-                let Some(queue) = queue else {
-                    return Err(SubmitError::Stopped);
+            Mode::Thread { queues, .. } => {
+                let Some(queues) = queues else {
+                    return Err(SubmitError::Stopped(job));
+                };
+                let queue = match job.lane() {
+                    Lane::Write => &queues.write,
+                    Lane::Quick => &queues.quick,
+                    Lane::Hashing => &queues.hashing,
                 };
                 queue.try_send(job).map_err(|e| match e {
-                    TrySendError::Full(_) => SubmitError::Full,
-                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                    TrySendError::Full(job) => SubmitError::Full(job),
+                    TrySendError::Disconnected(job) => SubmitError::Stopped(job),
                 })
             }
             Mode::Inline { worker, events } => {
@@ -504,18 +537,16 @@ impl Db {
         }
     }
 
-    /// Stops taking jobs, lets the worker finish what is queued (writes included), and waits
-    /// for it.
+    /// Stops taking jobs, lets the worker finish the queued writes (requests are dropped: the
+    /// sessions that made them are closed), and waits for it.
     pub fn close(&mut self) {
         if let Mode::Thread {
-            hashing,
-            quick,
+            queues,
             events,
             thread,
         } = &mut self.mode
         {
-            hashing.take();
-            quick.take();
+            queues.take();
             if let Some(thread) = thread.take() {
                 // Keep draining answers so that the worker never blocks on a full event queue.
                 while !thread.is_finished() {
@@ -617,7 +648,10 @@ mod tests {
         );
         db.submit(DbJob::RecordSessions(Vec::new())).unwrap();
         db.close();
-        assert_eq!(db.submit(register(99)), Err(SubmitError::Stopped));
+        assert!(matches!(
+            db.submit(register(99)),
+            Err(SubmitError::Stopped(_))
+        ));
     }
 
     #[test]

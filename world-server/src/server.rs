@@ -68,14 +68,32 @@ pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
     Db::spawn(worker, config.storage.queue).map_err(|e| ServerError::Worker(e.to_string()))
 }
 
-/// A decoded message waiting for its handler, or a frame that failed to decode, waiting for
-/// its error reply in the same order.
+/// What a session asked for, in arrival order: a message for its handler, a frame to answer
+/// with an error, or the end of the session (after everything it sent before closing).
+#[derive(Debug)]
+pub enum Item {
+    /// A decoded message.
+    Message(C2sMessage),
+    /// A frame refused with this error (unknown id, undecodable, rate limited).
+    Refused(u16, HandlerError),
+    /// The connection ended.
+    Closed {
+        /// Why.
+        reason: DisconnectReason,
+        /// The peer's address.
+        peer: std::net::SocketAddr,
+        /// Whether it was in the world (not refused with SERVER_FULL).
+        in_world: bool,
+    },
+}
+
+/// One item of a session, queued for the handlers.
 #[derive(Debug)]
 pub struct Queued {
-    /// The sender.
+    /// The session.
     pub session: SessionId,
-    /// The message, or the frame's id and the error to answer it with.
-    pub message: Result<C2sMessage, (u16, HandlerError)>,
+    /// What it is.
+    pub item: Item,
 }
 
 /// The decoded messages of one tick, in arrival order (so per-sender order holds).
@@ -201,6 +219,7 @@ pub async fn run(
     while let Ok(event) = events_rx.try_recv() {
         server.on_session_event(event, Instant::now());
     }
+    server.process_all(Instant::now());
     // The last session records, then let the worker finish every queued write.
     server.world.flush_writes();
     server.world.db.close();
@@ -259,16 +278,26 @@ impl Server {
         }
     }
 
-    /// Dispatches one queued message (or answers its error) and owes its credit back.
+    /// Dispatches one queued message (or answers its error) and owes its credit back; or, for
+    /// the end of a session, cleans up after it.
     fn process(&mut self, queued: Queued, now: Instant, now_us: u64) {
-        let Queued { session, message } = queued;
+        let Queued { session, item } = queued;
+        if let Item::Closed {
+            reason,
+            peer,
+            in_world,
+        } = item
+        {
+            self.end_session(session, &reason, peer, in_world, now);
+            return;
+        }
         self.owe_credit(session);
         if self.world.clients.get(&session).is_none_or(|c| c.closing) {
-            return; // closed while the message waited
+            return; // closed by the server while the message waited
         }
         self.world.stats.messages_in += 1;
-        match message {
-            Ok(message) => {
+        match item {
+            Item::Message(message) => {
                 spdlog::debug!("world: session {session} -> {}", message.name());
                 let ctx = Ctx {
                     session,
@@ -277,7 +306,7 @@ impl Server {
                 };
                 self.dispatcher.dispatch(&mut self.world, &ctx, message);
             }
-            Err((id, error)) => {
+            Item::Refused(id, error) => {
                 spdlog::debug!(
                     "world: session {session}: {:?}: {}",
                     error.code,
@@ -285,6 +314,45 @@ impl Server {
                 );
                 self.world.send_error(session, id, error);
             }
+            Item::Closed { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// The session's connection ended and everything it sent before is processed: it leaves
+    /// the world, and its end is logged and recorded.
+    fn end_session(
+        &mut self,
+        session: SessionId,
+        reason: &DisconnectReason,
+        peer: std::net::SocketAddr,
+        in_world: bool,
+        now: Instant,
+    ) {
+        let client = self.world.disconnect(session, reason);
+        if in_world {
+            let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
+                (
+                    c.last_username.unwrap_or_else(|| "-".to_string()),
+                    now.saturating_duration_since(c.connected_at),
+                )
+            });
+            spdlog::info!(
+                "net: session {session} ({peer}, {user}) disconnected after {:.1}s: {reason}",
+                lived.as_secs_f64()
+            );
+        }
+    }
+
+    /// Processes everything queued and parked (at shutdown: every session is closing, so only
+    /// the ends of sessions do anything).
+    fn process_all(&mut self, now: Instant) {
+        let now_us = protocol::now_us();
+        let parked: Vec<MessageQueue> = self.parked.drain().map(|(_, q)| q).collect();
+        for queued in parked.into_iter().flatten() {
+            self.process(queued, now, now_us);
+        }
+        while let Some(queued) = self.queue.pop_front() {
+            self.process(queued, now, now_us);
         }
     }
 
@@ -377,12 +445,14 @@ impl Server {
                     return;
                 }
                 let id = packet.id;
-                let message = match self.world.admit(session, now) {
-                    Admission::Admit => self
-                        .dispatcher
-                        .decode(id, packet.payload)
-                        .map_err(|error| (id, HandlerError::bad_request(error.to_string()))),
-                    Admission::Limited { reply: true } => Err((
+                let item = match self.world.admit(session, now) {
+                    Admission::Admit => match self.dispatcher.decode(id, packet.payload) {
+                        Ok(message) => Item::Message(message),
+                        Err(error) => {
+                            Item::Refused(id, HandlerError::bad_request(error.to_string()))
+                        }
+                    },
+                    Admission::Limited { reply: true } => Item::Refused(
                         id,
                         HandlerError::new(
                             ErrorCode::RateLimited,
@@ -391,7 +461,7 @@ impl Server {
                                 self.world.config.max_requests_per_sec
                             ),
                         ),
-                    )),
+                    ),
                     Admission::Limited { reply: false } | Admission::Ignore => {
                         self.owe_credit(session);
                         return;
@@ -402,27 +472,20 @@ impl Server {
                         return;
                     }
                 };
-                self.queue.push_back(Queued { session, message });
+                self.queue.push_back(Queued { session, item });
             }
             SessionEvent::Closed { session, reason } => {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
-                self.parked.remove(&session);
-                let client = self.world.disconnect(session, &reason);
-                if connection.in_world {
-                    let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
-                        (
-                            c.last_username.unwrap_or_else(|| "-".to_string()),
-                            now.saturating_duration_since(c.connected_at),
-                        )
-                    });
-                    spdlog::info!(
-                        "net: session {session} ({}, {user}) disconnected after {:.1}s: {reason}",
-                        connection.session.peer(),
-                        lived.as_secs_f64()
-                    );
-                }
+                // Behind whatever the session sent before it closed: a Chat or a Logout sent
+                // just before closing is still carried out.
+                let item = Item::Closed {
+                    reason,
+                    peer: connection.session.peer(),
+                    in_world: connection.in_world,
+                };
+                self.queue.push_back(Queued { session, item });
             }
         }
     }

@@ -14,7 +14,7 @@ use protocol::ErrorCode;
 
 use bytes::Bytes;
 
-use crate::db::{Db, DbEvent, DbJob, TokenHash};
+use crate::db::{Db, DbEvent, DbJob, SubmitError, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
 use crate::outbox::Outbox;
 use crate::storage::SessionRecord;
@@ -284,6 +284,18 @@ pub struct World {
 /// How often idle sessions are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
+/// Writes waiting for a full write queue, per kind, before the oldest are dropped.
+pub const MAX_PENDING_WRITES: usize = 100_000;
+
+/// Drops all but the newest [`MAX_PENDING_WRITES`] of `items`, saying so in the log.
+fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
+    if items.len() > MAX_PENDING_WRITES {
+        let dropped = items.len() - MAX_PENDING_WRITES;
+        items.drain(..dropped);
+        spdlog::error!("storage: write queue full for too long: {dropped} {what} dropped");
+    }
+}
+
 /// How often expired failed-login windows are forgotten.
 const FAILURE_SWEEP: Duration = Duration::from_secs(60);
 
@@ -316,20 +328,29 @@ impl World {
     }
 
     /// Hands this tick's writes (history lines, session records) to the DB worker, one batch
-    /// each. A full write queue drops the batch, with an error in the log.
+    /// each. When its write queue is full they stay here and go with the next tick's batch; past
+    /// [`MAX_PENDING_WRITES`] the oldest are dropped, with an error in the log.
     pub fn flush_writes(&mut self) {
         if !self.pending_history.is_empty() {
             let lines = std::mem::take(&mut self.pending_history);
-            let n = lines.len();
-            if self.db.submit(DbJob::AppendHistory(lines)).is_err() {
-                spdlog::error!("storage: write queue full: {n} history lines dropped");
+            if let Err(refused) = self.db.submit(DbJob::AppendHistory(lines)) {
+                if let SubmitError::Full(DbJob::AppendHistory(mut lines)) = refused {
+                    keep_newest(&mut lines, "history lines");
+                    self.pending_history = lines;
+                } else {
+                    spdlog::error!("storage: the DB worker has stopped; history lines lost");
+                }
             }
         }
         if !self.pending_sessions.is_empty() {
             let records = std::mem::take(&mut self.pending_sessions);
-            let n = records.len();
-            if self.db.submit(DbJob::RecordSessions(records)).is_err() {
-                spdlog::error!("storage: write queue full: {n} session records dropped");
+            if let Err(refused) = self.db.submit(DbJob::RecordSessions(records)) {
+                if let SubmitError::Full(DbJob::RecordSessions(mut records)) = refused {
+                    keep_newest(&mut records, "session records");
+                    self.pending_sessions = records;
+                } else {
+                    spdlog::error!("storage: the DB worker has stopped; session records lost");
+                }
             }
         }
     }

@@ -74,11 +74,11 @@ fn submit(
             }
             Ok(())
         }
-        Err(SubmitError::Full) => Err(HandlerError::new(
+        Err(SubmitError::Full(_)) => Err(HandlerError::new(
             ErrorCode::RateLimited,
             "the server is busy with other logins; try again in a moment",
         )),
-        Err(SubmitError::Stopped) => Err(HandlerError::new(
+        Err(SubmitError::Stopped(_)) => Err(HandlerError::new(
             ErrorCode::Internal,
             "the database is not available",
         )),
@@ -163,22 +163,25 @@ fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), Handle
 }
 
 /// Ends the login and revokes its token; the session stays connected and may log in again.
+/// The revocation is queued first: if it cannot be, the session stays logged in and is told
+/// to try again, so that a logout never leaves a live token behind.
 fn logout(world: &mut World, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError> {
+    let token_hash = world.login(ctx.session).and_then(|l| l.token_hash);
+    if let Some(hash) = token_hash {
+        if world.db.submit(DbJob::Revoke(hash)).is_err() {
+            spdlog::error!("storage: write queue full: a logout was refused");
+            return Err(HandlerError::new(
+                ErrorCode::Internal,
+                "the token could not be revoked; still logged in; log out again",
+            ));
+        }
+    }
     if let Some(login) = world.logout(ctx.session) {
         spdlog::info!(
             "world: session {} logged out ({})",
             ctx.session,
             login.username
         );
-        if let Some(hash) = login.token_hash {
-            if world.db.submit(DbJob::Revoke(hash)).is_err() {
-                spdlog::error!("storage: write queue full: a token revocation was dropped");
-                return Err(HandlerError::new(
-                    ErrorCode::Internal,
-                    "logged out, but the token could not be revoked; log out again",
-                ));
-            }
-        }
     }
     Ok(())
 }

@@ -375,4 +375,29 @@ mod tests {
         h.world.flush_writes();
         assert!(h.world.pending_history.is_empty());
     }
+
+    #[test]
+    fn a_room_emptied_and_rejoined_within_one_tick_keeps_that_ticks_lines() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice"]);
+        // No flush_writes between these: they all happen in one tick.
+        h.send(ids[0], chat("lobby", "said and gone", 1));
+        h.send(
+            ids[0],
+            protocol::world::C2sRoomLeave {
+                room: "lobby".into(),
+            },
+        );
+        let b = h.guest("bob");
+        h.send(
+            b,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
+        assert_eq!(
+            live_and_history(&mut h, b),
+            vec![("said and gone".to_string(), true)]
+        );
+    }
 }

@@ -60,6 +60,9 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
         None => {
             let mut room = Room::new(request.room.clone());
             if world.config.history_lines > 0 {
+                // This tick's lines (of a room that emptied this very tick) are written
+                // before the load reads them.
+                world.flush_writes();
                 let job = DbJob::LoadHistory {
                     room: request.room.clone(),
                 };
@@ -216,6 +219,8 @@ fn leave(world: &mut World, ctx: &Ctx, request: C2sRoomLeave) -> Result<(), Hand
     Ok(())
 }
 
+/// Lists the rooms that have members, sorted by name. A list too long for one frame keeps the
+/// busiest rooms that fit (about 900 with the longest names).
 fn list(world: &mut World, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError> {
     let mut rooms: Vec<RoomInfo> = world
         .rooms
@@ -227,6 +232,19 @@ fn list(world: &mut World, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError
             capacity: world.config.room_capacity,
         })
         .collect();
+    rooms.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
+    let budget = protocol::MAX_FRAME_LEN - protocol::HEADER_LEN;
+    let mut used = 0;
+    let fits = rooms
+        .iter()
+        .take_while(|room| {
+            // Field tag, length prefix, and the entry itself.
+            let len = prost::Message::encoded_len(*room);
+            used += 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+            used <= budget
+        })
+        .count();
+    rooms.truncate(fits);
     rooms.sort_by(|a, b| a.name.cmp(&b.name));
     world.out.send(ctx.session, &S2cRoomList { rooms });
     Ok(())
@@ -471,5 +489,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_room_list_too_long_for_one_frame_keeps_the_busiest_rooms_that_fit() {
+        let mut h = Harness::with(WorldConfig {
+            max_rooms_per_session: 1024,
+            max_requests_per_sec: 0,
+            ..WorldConfig::default()
+        });
+        let a = h.guest("alice");
+        let b = h.guest("bob");
+        for i in 0..1000 {
+            h.send(a, join_msg(&format!("{i:04}-{}", "x".repeat(59))));
+        }
+        h.send(b, join_msg(&format!("0999-{}", "x".repeat(59))));
+        h.take(a);
+        h.take(b);
+        h.send(a, C2sRoomList {});
+        let frame = h.world.out.take(a).pop().expect("a reply");
+        assert!(frame.len() <= protocol::MAX_FRAME_LEN);
+        let list = match S2cMessage::decode(S2cRoomList::ID, frame.slice(4..)).unwrap() {
+            S2cMessage::S2cRoomList(l) => l,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            list.rooms.len() > 500 && list.rooms.len() < 1000,
+            "{}",
+            list.rooms.len()
+        );
+        assert!(
+            list.rooms.iter().any(|r| r.members == 2),
+            "the busiest room is kept"
+        );
+        assert!(
+            list.rooms.windows(2).all(|w| w[0].name < w[1].name),
+            "sorted by name"
+        );
     }
 }
