@@ -190,9 +190,11 @@ pub struct StorageSection {
     /// survives a power cut, not only a crash. `"normal"` still survives a crash of the
     /// server process and commits faster.
     pub synchronous: String,
-    /// Login, register and resume requests waiting for the DB worker, 1..=1_000_000.
-    /// Default 1024: several seconds of password hashing; beyond it a login is answered
-    /// RATE_LIMITED at once instead of waiting without bound.
+    /// Requests waiting for the DB worker, 1..=1_000_000, for each of its two request queues:
+    /// password hashing (register, password login) and quick lookups (guest checks, resumes,
+    /// history loads). Default 1024: several seconds of password hashing; beyond it a request
+    /// is answered RATE_LIMITED at once instead of waiting without bound. Writes (history,
+    /// session log) have a queue of their own.
     pub queue: usize,
 }
 
