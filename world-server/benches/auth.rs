@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use net::SessionId;
-use world_server::db::{AuthSettings, DbEvent, DbJob, DbWorker};
+use world_server::db::{AuthFailure, AuthSettings, Authenticated, DbEvent, DbJob, DbWorker};
 use world_server::storage::SqliteStorage;
 
 fn main() {
@@ -32,88 +32,76 @@ fn main() {
     );
 
     let mut tokens = Vec::with_capacity(n);
-    let started = Instant::now();
-    for i in 0..n {
-        let job = DbJob::Register {
+    run(
+        &mut worker,
+        "register",
+        n,
+        |i| DbJob::Register {
             session: SessionId(i as u64),
             username: format!("bench-{i:06}"),
             password: "bench-password".into(),
-        };
-        match worker.execute(job) {
-            Some(DbEvent::Auth {
-                outcome: Ok(auth), ..
-            }) => tokens.push(auth.token),
-            other => panic!("register failed: {other:?}"),
+        },
+        |outcome| tokens.push(outcome.expect("register succeeds").token),
+    );
+    let login = |name: &'static str, password: &'static str| {
+        move |i: usize| DbJob::Login {
+            session: SessionId(i as u64),
+            username: format!("{name}-{i:06}"),
+            password: password.into(),
         }
-    }
-    report("register", n, started);
-
-    let started = Instant::now();
-    for i in 0..n {
-        let job = DbJob::Login {
+    };
+    run(
+        &mut worker,
+        "login (right password)",
+        n,
+        login("bench", "bench-password"),
+        |o| assert!(o.is_ok()),
+    );
+    run(
+        &mut worker,
+        "login (wrong password)",
+        n,
+        login("bench", "wrong-password"),
+        |o| assert!(o.is_err()),
+    );
+    run(
+        &mut worker,
+        "login (unknown name)",
+        n,
+        login("nobody", "bench-password"),
+        |o| assert!(o.is_err()),
+    );
+    let mut tokens = tokens.into_iter();
+    run(
+        &mut worker,
+        "resume (token)",
+        n,
+        |i| DbJob::Resume {
             session: SessionId(i as u64),
-            username: format!("bench-{i:06}"),
-            password: "bench-password".into(),
-        };
-        assert!(matches!(
-            worker.execute(job),
-            Some(DbEvent::Auth { outcome: Ok(_), .. })
-        ));
-    }
-    report("login (right password)", n, started);
-
-    let started = Instant::now();
-    for i in 0..n {
-        let job = DbJob::Login {
-            session: SessionId(i as u64),
-            username: format!("bench-{i:06}"),
-            password: "wrong-password".into(),
-        };
-        assert!(matches!(
-            worker.execute(job),
-            Some(DbEvent::Auth {
-                outcome: Err(_),
-                ..
-            })
-        ));
-    }
-    report("login (wrong password)", n, started);
-
-    let started = Instant::now();
-    for i in 0..n {
-        let job = DbJob::Login {
-            session: SessionId(i as u64),
-            username: format!("nobody-{i:06}"),
-            password: "bench-password".into(),
-        };
-        assert!(matches!(
-            worker.execute(job),
-            Some(DbEvent::Auth {
-                outcome: Err(_),
-                ..
-            })
-        ));
-    }
-    report("login (unknown name)", n, started);
-
-    let started = Instant::now();
-    for (i, token) in tokens.into_iter().enumerate() {
-        let job = DbJob::Resume {
-            session: SessionId(i as u64),
-            token,
-        };
-        assert!(matches!(
-            worker.execute(job),
-            Some(DbEvent::Auth { outcome: Ok(_), .. })
-        ));
-    }
-    report("resume (token)", n, started);
+            token: tokens.next().expect("a token per account"),
+        },
+        |o| assert!(o.is_ok()),
+    );
 
     drop(worker);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn report(what: &str, n: usize, started: Instant) {
+/// Runs `n` jobs made by `job`, checks each outcome, and prints the rate.
+fn run(
+    worker: &mut DbWorker,
+    what: &str,
+    n: usize,
+    mut job: impl FnMut(usize) -> DbJob,
+    mut check: impl FnMut(Result<Authenticated, AuthFailure>),
+) {
+    let started = Instant::now();
+    for i in 0..n {
+        match worker.execute(job(i)) {
+            Some(DbEvent::Auth { outcome, .. }) => check(outcome),
+            other => panic!("{what}: unexpected answer {other:?}"),
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{what:<24} {:>8.1} /s   {:>7.2} ms each",
