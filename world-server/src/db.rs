@@ -77,6 +77,8 @@ pub enum DbJob {
     },
     /// Revoke a token.
     Revoke(TokenHash),
+    /// Delete expired and revoked tokens.
+    PruneTokens,
     /// Append chat lines (encoded S2C_Chat frames) to history, in one transaction.
     AppendHistory(Vec<Bytes>),
     /// Append session records, in one transaction.
@@ -86,7 +88,10 @@ pub enum DbJob {
 impl DbJob {
     fn lane(&self) -> Lane {
         match self {
-            DbJob::Revoke(_) | DbJob::AppendHistory(_) | DbJob::RecordSessions(_) => Lane::Write,
+            DbJob::Revoke(_)
+            | DbJob::PruneTokens
+            | DbJob::AppendHistory(_)
+            | DbJob::RecordSessions(_) => Lane::Write,
             DbJob::Register { .. } | DbJob::Login { .. } => Lane::Hashing,
             DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
         }
@@ -282,6 +287,14 @@ impl DbWorker {
             DbJob::Revoke(hash) => {
                 if let Err(e) = self.storage.revoke_token(&hash, now_us) {
                     spdlog::error!("storage: cannot revoke a token: {e}");
+                }
+                None
+            }
+            DbJob::PruneTokens => {
+                match self.storage.prune_tokens(now_us) {
+                    Ok(0) => {}
+                    Ok(n) => spdlog::info!("storage: deleted {n} expired or revoked tokens"),
+                    Err(e) => spdlog::error!("storage: cannot prune tokens: {e}"),
                 }
                 None
             }
@@ -535,6 +548,28 @@ impl Db {
             Mode::Thread { events, .. } => events.try_recv().ok(),
             Mode::Inline { events, .. } => events.pop_front(),
         }
+    }
+
+    /// True once, when the worker thread has died while it was still wanted (a panic): every
+    /// later submit fails with [`SubmitError::Stopped`], and the caller must answer whatever
+    /// still waits for the worker.
+    pub fn take_death(&mut self) -> bool {
+        let Mode::Thread {
+            queues,
+            events,
+            thread,
+        } = &mut self.mode
+        else {
+            return false;
+        };
+        let dead = queues.is_some()
+            && thread.as_ref().is_some_and(|t| t.is_finished())
+            && events.is_empty();
+        if dead {
+            queues.take();
+            spdlog::error!("storage: the DB worker has died; logins and history are unavailable");
+        }
+        dead
     }
 
     /// Stops taking jobs, lets the worker finish the queued writes (requests are dropped: the

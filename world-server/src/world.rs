@@ -284,6 +284,9 @@ pub struct World {
 /// How often idle sessions are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
+/// How often expired and revoked tokens are deleted from the database.
+const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
+
 /// Writes waiting for a full write queue, per kind, before the oldest are dropped.
 pub const MAX_PENDING_WRITES: usize = 100_000;
 
@@ -324,6 +327,7 @@ impl World {
         world
             .timers
             .repeat(now, FAILURE_SWEEP, World::forget_old_failures);
+        world.timers.repeat(now, TOKEN_PRUNE, World::prune_tokens);
         world
     }
 
@@ -367,6 +371,33 @@ impl World {
                 }
             }
         }
+        if self.db.take_death() {
+            // Nothing will answer what waits for the worker: answer it here.
+            let waiting: Vec<SessionId> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.pending_auth.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            for session in waiting {
+                let failure = crate::db::AuthFailure::Internal("DB worker died".into());
+                crate::handlers::auth::finish(self, session, Err(failure), now);
+            }
+            let loading: Vec<String> = self
+                .rooms
+                .values()
+                .filter(|r| r.loading)
+                .map(|r| r.name.clone())
+                .collect();
+            for room in loading {
+                crate::handlers::rooms::history_loaded(self, &room, Vec::new());
+            }
+        }
+    }
+
+    fn prune_tokens(&mut self, _: Instant) {
+        // A full write queue skips this round; the next one catches up.
+        let _ = self.db.submit(DbJob::PruneTokens);
     }
 
     fn forget_old_failures(&mut self, now: Instant) {
@@ -678,5 +709,115 @@ mod tests {
         assert_eq!(records[1].reason, "peer closed");
         h.world.flush_writes();
         assert!(h.world.pending_sessions.is_empty(), "written as one batch");
+    }
+
+    /// A storage whose every call panics, as a bug in a storage implementation would.
+    struct PanickingStorage;
+
+    impl crate::storage::Storage for PanickingStorage {
+        fn account(
+            &mut self,
+            _: &str,
+        ) -> Result<Option<crate::storage::Account>, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn create_account(
+            &mut self,
+            _: &str,
+            _: &str,
+            _: u64,
+        ) -> Result<Option<crate::storage::Account>, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn insert_token(
+            &mut self,
+            _: &[u8],
+            _: u64,
+            _: u64,
+            _: u64,
+        ) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn token_account(
+            &mut self,
+            _: &[u8],
+            _: u64,
+        ) -> Result<Option<crate::storage::Account>, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn prune_tokens(&mut self, _: u64) -> Result<usize, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn revoke_token(&mut self, _: &[u8], _: u64) -> Result<bool, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn append_history(
+            &mut self,
+            _: &[crate::storage::HistoryLine],
+            _: usize,
+        ) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn history(
+            &mut self,
+            _: &str,
+            _: usize,
+        ) -> Result<Vec<crate::storage::HistoryLine>, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn record_sessions(
+            &mut self,
+            _: &[SessionRecord],
+        ) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+    }
+
+    #[test]
+    fn a_dead_db_worker_is_noticed_and_waiting_logins_are_answered_internal() {
+        use crate::dispatcher::{Ctx, MessageDispatcher};
+        use crate::handlers::testkit::test_auth_settings;
+        use protocol::S2cMessage;
+
+        let worker =
+            crate::db::DbWorker::new(Box::new(PanickingStorage), test_auth_settings()).unwrap();
+        let db = Db::spawn(worker, 16).unwrap();
+        let t0 = Instant::now();
+        let mut world = World::new(WorldConfig::default(), db, t0);
+        let dispatcher: MessageDispatcher<World> = crate::handlers::dispatcher().unwrap();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let session = SessionId(1);
+        world.connect(session, peer, t0);
+        world.out.take(session);
+        let login = protocol::world::C2sLogin {
+            username: "alice".into(),
+            password: String::new(),
+        };
+        let ctx = Ctx {
+            session,
+            now: t0,
+            now_us: 0,
+        };
+        dispatcher.dispatch(&mut world, &ctx, protocol::ClientToServer::into_any(login));
+        assert!(world.is_waiting(session));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while world.is_waiting(session) {
+            assert!(
+                Instant::now() < deadline,
+                "the dead worker was never noticed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+            world.poll_db(t0);
+        }
+        let replies: Vec<S2cMessage> = world
+            .out
+            .take(session)
+            .into_iter()
+            .map(|f| S2cMessage::decode(u16::from_le_bytes([f[2], f[3]]), f.slice(4..)).unwrap())
+            .collect();
+        assert!(
+            matches!(replies.as_slice(), [S2cMessage::S2cError(e)] if e.code() == ErrorCode::Internal),
+            "{replies:?}"
+        );
     }
 }

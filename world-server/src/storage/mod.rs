@@ -93,6 +93,8 @@ pub trait Storage: Send {
         token_hash: &[u8],
         now_us: u64,
     ) -> Result<Option<Account>, StorageError>;
+    /// Deletes tokens that expired or were revoked before `now_us`; returns how many.
+    fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError>;
     /// Revokes a token; false when there was no such live token.
     fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError>;
     /// Appends chat lines in one transaction, keeping at most `keep` lines per room.

@@ -193,6 +193,15 @@ impl Storage for SqliteStorage {
             .optional()?)
     }
 
+    fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "DELETE FROM tokens WHERE expires_at_us <= ?1 OR revoked_at_us IS NOT NULL",
+            )?
+            .execute([now_us as i64])?)
+    }
+
     fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError> {
         let changed = self
             .conn
@@ -322,6 +331,14 @@ mod tests {
         assert!(s.revoke_token(b"t1", 60).unwrap());
         assert!(s.token_account(b"t1", 61).unwrap().is_none(), "revoked");
         assert!(!s.revoke_token(b"t1", 62).unwrap());
+        s.insert_token(b"t2", ann.id, 10, 100).unwrap();
+        s.insert_token(b"t3", ann.id, 10, 1000).unwrap();
+        assert_eq!(
+            s.prune_tokens(100).unwrap(),
+            2,
+            "the revoked and the expired"
+        );
+        assert_eq!(s.token_account(b"t3", 101).unwrap().unwrap().id, ann.id);
     }
 
     #[test]
