@@ -196,6 +196,10 @@ pub struct StorageSection {
     /// is answered RATE_LIMITED at once instead of waiting without bound. Writes (history,
     /// session log) have a queue of their own.
     pub queue: usize,
+    /// Days the session log (`sessions` table) keeps a record, 0..=36500; 0 keeps them
+    /// forever. Default 90: enough to look into an incident, and the table stops growing
+    /// with every connection ever made. Older records are deleted hourly.
+    pub session_log_days: u64,
 }
 
 impl Default for StorageSection {
@@ -204,6 +208,7 @@ impl Default for StorageSection {
             path: "world.db".into(),
             synchronous: "full".into(),
             queue: 1024,
+            session_log_days: 90,
         }
     }
 }
@@ -327,6 +332,11 @@ impl ServerConfig {
             ));
         }
         rules.range("storage.queue", storage.queue, 1..=1_000_000)?;
+        rules.range(
+            "storage.session_log_days",
+            storage.session_log_days,
+            0..=36500,
+        )?;
 
         let auth = &self.auth;
         rules.range(

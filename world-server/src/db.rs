@@ -77,8 +77,8 @@ pub enum DbJob {
     },
     /// Revoke a token.
     Revoke(TokenHash),
-    /// Delete expired and revoked tokens.
-    PruneTokens,
+    /// Delete expired and revoked tokens, and session records older than the retention.
+    Prune,
     /// Append chat lines (encoded S2C_Chat frames) to history, in one transaction.
     AppendHistory(Vec<Bytes>),
     /// Append session records, in one transaction.
@@ -89,7 +89,7 @@ impl DbJob {
     fn lane(&self) -> Lane {
         match self {
             DbJob::Revoke(_)
-            | DbJob::PruneTokens
+            | DbJob::Prune
             | DbJob::AppendHistory(_)
             | DbJob::RecordSessions(_) => Lane::Write,
             DbJob::Register { .. } | DbJob::Login { .. } => Lane::Hashing,
@@ -172,6 +172,8 @@ pub struct AuthSettings {
     pub token_ttl_us: u64,
     /// Lines of history kept per room.
     pub history_lines: usize,
+    /// How long session records are kept, in microseconds; `None` forever.
+    pub session_log_us: Option<u64>,
 }
 
 impl From<&config::ServerConfig> for AuthSettings {
@@ -182,6 +184,8 @@ impl From<&config::ServerConfig> for AuthSettings {
             argon2_parallelism: c.auth.argon2_parallelism,
             token_ttl_us: c.auth.token_ttl_secs.saturating_mul(1_000_000),
             history_lines: c.world.history_lines,
+            session_log_us: (c.storage.session_log_days > 0)
+                .then(|| c.storage.session_log_days.saturating_mul(86_400_000_000)),
         }
     }
 }
@@ -290,11 +294,18 @@ impl DbWorker {
                 }
                 None
             }
-            DbJob::PruneTokens => {
+            DbJob::Prune => {
                 match self.storage.prune_tokens(now_us) {
                     Ok(0) => {}
                     Ok(n) => spdlog::info!("storage: deleted {n} expired or revoked tokens"),
                     Err(e) => spdlog::error!("storage: cannot prune tokens: {e}"),
+                }
+                if let Some(keep_us) = self.settings.session_log_us {
+                    match self.storage.prune_sessions(now_us.saturating_sub(keep_us)) {
+                        Ok(0) => {}
+                        Ok(n) => spdlog::info!("storage: deleted {n} old session records"),
+                        Err(e) => spdlog::error!("storage: cannot prune the session log: {e}"),
+                    }
                 }
                 None
             }
@@ -612,6 +623,7 @@ mod tests {
             argon2_parallelism: 1,
             token_ttl_us: 3_600_000_000,
             history_lines: 10,
+            session_log_us: None,
         };
         DbWorker::new(Box::new(SqliteStorage::in_memory().unwrap()), settings).unwrap()
     }

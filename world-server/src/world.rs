@@ -284,7 +284,7 @@ pub struct World {
 /// How often idle sessions are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
-/// How often expired and revoked tokens are deleted from the database.
+/// How often expired and revoked tokens, and old session records, are deleted.
 const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
 
 /// Writes waiting for a full write queue, per kind, before the oldest are dropped.
@@ -327,7 +327,7 @@ impl World {
         world
             .timers
             .repeat(now, FAILURE_SWEEP, World::forget_old_failures);
-        world.timers.repeat(now, TOKEN_PRUNE, World::prune_tokens);
+        world.timers.repeat(now, TOKEN_PRUNE, World::prune_storage);
         world
     }
 
@@ -395,9 +395,9 @@ impl World {
         }
     }
 
-    fn prune_tokens(&mut self, _: Instant) {
+    fn prune_storage(&mut self, _: Instant) {
         // A full write queue skips this round; the next one catches up.
-        let _ = self.db.submit(DbJob::PruneTokens);
+        let _ = self.db.submit(DbJob::Prune);
     }
 
     fn forget_old_failures(&mut self, now: Instant) {
@@ -746,6 +746,9 @@ mod tests {
             panic!("storage bug")
         }
         fn prune_tokens(&mut self, _: u64) -> Result<usize, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn prune_sessions(&mut self, _: u64) -> Result<usize, crate::storage::StorageError> {
             panic!("storage bug")
         }
         fn revoke_token(&mut self, _: &[u8], _: u64) -> Result<bool, crate::storage::StorageError> {

@@ -90,6 +90,7 @@ pub(crate) mod testkit {
             argon2_parallelism: 1,
             token_ttl_us: 3_600_000_000,
             history_lines: WorldConfig::default().history_lines,
+            session_log_us: None,
         }
     }
 

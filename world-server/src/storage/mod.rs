@@ -101,6 +101,8 @@ pub trait Storage: Send {
     fn append_history(&mut self, lines: &[HistoryLine], keep: usize) -> Result<(), StorageError>;
     /// The last `limit` lines of `room`, oldest first.
     fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError>;
+    /// Deletes session records of sessions that ended before `before_us`; returns how many.
+    fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError>;
     /// Appends session records in one transaction.
     fn record_sessions(&mut self, records: &[SessionRecord]) -> Result<(), StorageError>;
 }

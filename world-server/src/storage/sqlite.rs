@@ -269,6 +269,13 @@ impl Storage for SqliteStorage {
         Ok(lines)
     }
 
+    fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM sessions WHERE disconnected_at_us < ?1")?
+            .execute([before_us as i64])?)
+    }
+
     fn record_sessions(&mut self, records: &[SessionRecord]) -> Result<(), StorageError> {
         if records.is_empty() {
             return Ok(());
@@ -407,5 +414,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 2);
+        assert_eq!(s.prune_sessions(12).unwrap(), 1, "the one that ended at 11");
+        assert_eq!(s.prune_sessions(0).unwrap(), 0);
     }
 }
