@@ -237,24 +237,24 @@ impl BotsSection {
     }
 }
 
+impl load::ConfigFile for ClientConfig {
+    const EXAMPLE: &'static str = CLIENT_EXAMPLE;
+    const EMBEDDED_ORIGIN: &'static str = EMBEDDED_ORIGIN;
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate(origin)
+    }
+}
+
 impl ClientConfig {
     /// Loads the file at `path`, or the embedded defaults when `path` is `None`; keys missing
     /// from the file take their defaults. The result is validated.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        match path {
-            None => Self::from_toml_str(CLIENT_EXAMPLE, EMBEDDED_ORIGIN),
-            Some(path) => {
-                let (text, origin) = load::read(path)?;
-                Self::from_toml_str(&text, &origin)
-            }
-        }
+        load::load(path)
     }
 
     /// Parses and validates `text`; `origin` names it in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = load::parse(text, origin)?;
-        config.validate(origin)?;
-        Ok(config)
+        load::from_toml_str(text, origin)
     }
 
     /// Checks every range and cross-field rule; the first failure is returned.
@@ -344,23 +344,8 @@ mod tests {
     }
 
     #[test]
-    fn example_file_parses_to_exactly_the_defaults() {
-        let parsed = ClientConfig::from_toml_str(CLIENT_EXAMPLE, ORIGIN).unwrap();
-        assert_eq!(parsed, ClientConfig::default());
-        assert_eq!(ClientConfig::load(None).unwrap(), ClientConfig::default());
-    }
-
-    #[test]
-    fn example_file_sets_every_key_explicitly() {
-        let table = toml::Table::try_from(ClientConfig::default()).unwrap();
-        let example: toml::Table = toml::from_str(CLIENT_EXAMPLE).unwrap();
-        for (section, keys) in &table {
-            let keys = keys.as_table().unwrap();
-            let example_keys = example[section].as_table().unwrap();
-            for key in keys.keys() {
-                assert!(example_keys.contains_key(key), "{section}.{key} missing");
-            }
-        }
+    fn example_file_is_exactly_the_defaults_with_every_key_set() {
+        load::assert_example_is_the_defaults::<ClientConfig>();
     }
 
     #[test]

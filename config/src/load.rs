@@ -11,6 +11,56 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ConfigError;
 
+/// A configuration file type: its embedded example (also its defaults) and its rules.
+pub(crate) trait ConfigFile: DeserializeOwned {
+    /// The example file, every key at its default.
+    const EXAMPLE: &'static str;
+    /// How messages name the embedded example.
+    const EMBEDDED_ORIGIN: &'static str;
+    /// Checks every range and cross-field rule.
+    fn check(&self, origin: &str) -> Result<(), ConfigError>;
+}
+
+/// Loads the file at `path`, or the embedded example when `path` is `None`; keys missing from
+/// the file take their defaults. The result is checked.
+pub(crate) fn load<T: ConfigFile>(path: Option<&Path>) -> Result<T, ConfigError> {
+    match path {
+        None => from_toml_str(T::EXAMPLE, T::EMBEDDED_ORIGIN),
+        Some(path) => {
+            let (text, origin) = read(path)?;
+            from_toml_str(&text, &origin)
+        }
+    }
+}
+
+/// Parses and checks `text`; `origin` names it in error messages.
+pub(crate) fn from_toml_str<T: ConfigFile>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    let config: T = parse(text, origin)?;
+    config.check(origin)?;
+    Ok(config)
+}
+
+/// Asserts that `T`'s example file parses to exactly `T::default()` and sets every key, so
+/// that a new field cannot be added without documenting it there.
+#[cfg(test)]
+pub(crate) fn assert_example_is_the_defaults<T>()
+where
+    T: ConfigFile + Default + PartialEq + std::fmt::Debug + serde::Serialize,
+{
+    let parsed: T = from_toml_str(T::EXAMPLE, "example").unwrap();
+    assert_eq!(parsed, T::default());
+    assert_eq!(load::<T>(None).unwrap(), T::default());
+    let table = toml::Table::try_from(T::default()).unwrap();
+    let example: toml::Table = toml::from_str(T::EXAMPLE).unwrap();
+    for (section, keys) in &table {
+        let keys = keys.as_table().unwrap();
+        let example_keys = example[section].as_table().unwrap();
+        for key in keys.keys() {
+            assert!(example_keys.contains_key(key), "{section}.{key} missing");
+        }
+    }
+}
+
 /// Reads the file at `path`; its display form is the origin in messages.
 pub(crate) fn read(path: &Path) -> Result<(String, String), ConfigError> {
     let origin = path.display().to_string();

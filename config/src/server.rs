@@ -252,24 +252,24 @@ impl Default for AuthSection {
     }
 }
 
+impl load::ConfigFile for ServerConfig {
+    const EXAMPLE: &'static str = SERVER_EXAMPLE;
+    const EMBEDDED_ORIGIN: &'static str = EMBEDDED_ORIGIN;
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate(origin)
+    }
+}
+
 impl ServerConfig {
     /// Loads the file at `path`, or the embedded defaults when `path` is `None`; keys missing
     /// from the file take their defaults. The result is validated.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        match path {
-            None => Self::from_toml_str(SERVER_EXAMPLE, EMBEDDED_ORIGIN),
-            Some(path) => {
-                let (text, origin) = load::read(path)?;
-                Self::from_toml_str(&text, &origin)
-            }
-        }
+        load::load(path)
     }
 
     /// Parses and validates `text`; `origin` names it in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = load::parse(text, origin)?;
-        config.validate(origin)?;
-        Ok(config)
+        load::from_toml_str(text, origin)
     }
 
     /// Checks every range and cross-field rule; the first failure is returned.
@@ -389,25 +389,8 @@ mod tests {
     }
 
     #[test]
-    fn example_file_parses_to_exactly_the_defaults() {
-        let parsed = ServerConfig::from_toml_str(SERVER_EXAMPLE, ORIGIN).unwrap();
-        assert_eq!(parsed, ServerConfig::default());
-        assert_eq!(ServerConfig::load(None).unwrap(), ServerConfig::default());
-    }
-
-    #[test]
-    fn example_file_sets_every_key_explicitly() {
-        // Serialize the defaults and check each key appears in the example, so a new field
-        // cannot be added without documenting it there.
-        let table = toml::Table::try_from(ServerConfig::default()).unwrap();
-        let example: toml::Table = toml::from_str(SERVER_EXAMPLE).unwrap();
-        for (section, keys) in &table {
-            let keys = keys.as_table().unwrap();
-            let example_keys = example[section].as_table().unwrap();
-            for key in keys.keys() {
-                assert!(example_keys.contains_key(key), "{section}.{key} missing");
-            }
-        }
+    fn example_file_is_exactly_the_defaults_with_every_key_set() {
+        load::assert_example_is_the_defaults::<ServerConfig>();
     }
 
     #[test]
