@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
 use net::SessionId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -463,7 +463,8 @@ impl Db {
         let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
         let (quick_tx, quick_rx) = bounded::<DbJob>(queue);
         let (hashing_tx, hashing_rx) = bounded::<DbJob>(queue);
-        // Room for an answer to every request that can be queued: the worker never blocks.
+        // Bounded like the requests; if the answers of one tick outgrow it, the worker waits for
+        // the tick loop's next poll, which only delays it.
         let (event_tx, event_rx) = bounded::<DbEvent>(2 * queue + 1);
         let thread = std::thread::Builder::new()
             .name("db-worker".into())
@@ -472,34 +473,32 @@ impl Db {
                     Some(event) => event_tx.send(event).is_ok(),
                     None => true,
                 };
+                // Waits until some queue has a job (or is closed) without taking it, so that
+                // jobs are always taken in lane order below.
+                let mut ready = Select::new();
+                ready.recv(&write_rx);
+                ready.recv(&quick_rx);
+                ready.recv(&hashing_rx);
                 loop {
                     // In lane order: writes, then quick requests, then one hashing request.
-                    let job = write_rx
-                        .try_recv()
-                        .or_else(|_| quick_rx.try_recv())
-                        .or_else(|_| hashing_rx.try_recv())
-                        .or_else(|_| {
-                            crossbeam_channel::select! {
-                                recv(write_rx) -> job => job,
-                                recv(quick_rx) -> job => job,
-                                recv(hashing_rx) -> job => job,
-                            }
-                        });
-                    match job {
-                        Ok(job) => {
-                            // The tick loop drains every tick; if it is gone, so is the reader.
-                            if !answer(worker.execute(job)) {
-                                break;
+                    let job = match write_rx.try_recv() {
+                        Ok(job) => job,
+                        // Closed (all queues close together) and every write done: requests
+                        // are dropped, their sessions are gone with the server.
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {
+                            match quick_rx.try_recv().or_else(|_| hashing_rx.try_recv()) {
+                                Ok(job) => job,
+                                Err(_) => {
+                                    ready.ready();
+                                    continue;
+                                }
                             }
                         }
-                        // Closed (all queues close together): finish the writes. Requests
-                        // are dropped: their sessions are gone with the server.
-                        Err(_) => {
-                            for job in write_rx.try_iter() {
-                                worker.execute(job);
-                            }
-                            break;
-                        }
+                    };
+                    // The tick loop drains every tick; if it is gone, so is the reader.
+                    if !answer(worker.execute(job)) {
+                        break;
                     }
                 }
                 spdlog::info!("storage: DB worker stopped");
@@ -614,7 +613,7 @@ impl Drop for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::SqliteStorage;
+    use crate::storage::{SqliteStorage, Storage};
 
     fn worker(argon2_memory_kib: u32) -> DbWorker {
         let settings = AuthSettings {
@@ -729,5 +728,81 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn a_write_queued_before_a_history_load_is_always_done_first() {
+        let mut db = Db::spawn(worker(64), 64).unwrap();
+        for i in 0..3000u64 {
+            let room = format!("r{i}");
+            let line = S2cChatFrame::of(&room, i);
+            db.submit(DbJob::AppendHistory(vec![line])).unwrap();
+            db.submit(DbJob::LoadHistory { room: room.clone() })
+                .unwrap();
+            match next_event(&mut db) {
+                DbEvent::HistoryLoaded {
+                    room: loaded,
+                    lines,
+                } => {
+                    assert_eq!(loaded, room);
+                    assert_eq!(lines.len(), 1, "the load of {room} ran before its write");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        db.close();
+    }
+
+    /// Encoded S2C_Chat frames, as the world queues them for history.
+    struct S2cChatFrame;
+
+    impl S2cChatFrame {
+        fn of(room: &str, n: u64) -> Bytes {
+            let chat = protocol::world::S2cChat {
+                room: room.into(),
+                from: "ann".into(),
+                content: format!("line {n}"),
+                sent_at_us: n,
+                server_time_us: n,
+                history: false,
+            };
+            protocol::frame(&chat).unwrap()
+        }
+    }
+
+    #[test]
+    fn close_drops_queued_logins_instead_of_hashing_them() {
+        let dir = std::env::temp_dir().join(format!("db-close-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("close.db");
+        let _ = std::fs::remove_file(&path);
+        let settings = AuthSettings {
+            argon2_memory_kib: 16 * 1024,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            token_ttl_us: 3_600_000_000,
+            history_lines: 10,
+            session_log_us: None,
+        };
+        let storage = SqliteStorage::open(&path, false).unwrap();
+        let mut db = Db::spawn(DbWorker::new(Box::new(storage), settings).unwrap(), 64).unwrap();
+        for i in 0..64 {
+            db.submit(DbJob::Register {
+                session: SessionId(i),
+                username: format!("user{i}"),
+                password: "password-1".into(),
+            })
+            .unwrap();
+        }
+        db.close();
+        let mut storage = SqliteStorage::open(&path, false).unwrap();
+        let created = (0..64)
+            .filter(|i| storage.account(&format!("user{i}")).unwrap().is_some())
+            .count();
+        assert!(
+            created < 8,
+            "{created} of 64 queued registrations ran after close"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -220,8 +220,21 @@ pub async fn run(
         server.on_session_event(event, Instant::now());
     }
     server.process_all(Instant::now());
-    // The last session records, then let the worker finish every queued write.
+    // The last session records, then let the worker finish every queued write. A full write
+    // queue is offered the rest again while the worker drains it, for a few seconds at most.
+    let deadline = Instant::now() + Duration::from_secs(5);
     server.world.flush_writes();
+    while server.world.has_pending_writes() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        server.world.flush_writes();
+    }
+    if server.world.has_pending_writes() {
+        spdlog::error!(
+            "storage: shutdown: {} history lines and {} session records could not be written",
+            server.world.pending_history.len(),
+            server.world.pending_sessions.len()
+        );
+    }
     server.world.db.close();
     spdlog::info!("server: stopped after {} ticks", server.world.stats.ticks);
     Ok(server.world.stats.clone())
@@ -478,6 +491,10 @@ impl Server {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
+                // A login still under way for it must not take a name over for nobody.
+                if let Some(client) = self.world.clients.get_mut(&session) {
+                    client.gone = true;
+                }
                 // Behind whatever the session sent before it closed: a Chat or a Logout sent
                 // just before closing is still carried out.
                 let item = Item::Closed {

@@ -117,6 +117,8 @@ pub struct Client {
     pub pending_auth: Option<PendingAuth>,
     /// A join waiting for the room's history to load.
     pub joining: bool,
+    /// Its connection has ended; what it sent before is still being processed.
+    pub gone: bool,
     /// The last username it was logged in as, for the session log.
     pub last_username: Option<String>,
     /// The rooms it is in, in the order it joined them.
@@ -359,6 +361,11 @@ impl World {
         }
     }
 
+    /// Whether writes wait for a full write queue.
+    pub fn has_pending_writes(&self) -> bool {
+        !self.pending_history.is_empty() || !self.pending_sessions.is_empty()
+    }
+
     /// Takes the DB worker's answers that are ready and acts on them.
     pub fn poll_db(&mut self, now: Instant) {
         while let Some(event) = self.db.poll() {
@@ -427,6 +434,7 @@ impl World {
                 login: None,
                 pending_auth: None,
                 joining: false,
+                gone: false,
                 last_username: None,
                 rooms: Vec::new(),
                 closing: false,

@@ -265,8 +265,8 @@ pub fn finish(
     let Some(pending) = client.pending_auth.take() else {
         return; // logged out or replaced meanwhile
     };
-    if client.closing || client.login.is_some() {
-        return;
+    if client.closing || client.gone || client.login.is_some() {
+        return; // a connection that has ended takes no name over
     }
     let request_id = pending.request_id;
     let error = match outcome {
@@ -723,5 +723,28 @@ mod tests {
         });
         h.send(s, guest_login("alice"));
         assert_eq!(h.error(s).0, ErrorCode::AlreadyAuthenticated);
+    }
+
+    #[test]
+    fn a_login_finishing_after_its_connection_ended_does_not_replace_anyone() {
+        let mut h = Harness::new();
+        let a = h.guest("ann");
+        let b = h.connect();
+        let client = h.world.clients.get_mut(&b).unwrap();
+        client.pending_auth = Some(PendingAuth {
+            request_id: C2sLogin::ID,
+            username: None,
+        });
+        client.gone = true;
+        let auth = Authenticated {
+            user_id: 0,
+            username: "ann".into(),
+            token: String::new(),
+            guest: true,
+        };
+        finish(&mut h.world, b, Ok(auth), h.now);
+        assert_eq!(h.world.session_of("ann"), Some(a));
+        assert!(h.take(a).is_empty(), "ann was not told REPLACED");
+        assert!(h.world.login(b).is_none());
     }
 }

@@ -3,6 +3,8 @@
 use net::SessionId;
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use protocol::world::{
     C2sRoomJoin, C2sRoomLeave, C2sRoomList, RoomInfo, S2cChat, S2cRoomJoined, S2cRoomLeft,
     S2cRoomList, S2cRoomPresence,
@@ -66,7 +68,15 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
                 let job = DbJob::LoadHistory {
                     room: request.room.clone(),
                 };
-                match world.db.submit(job) {
+                // Lines still waiting for a full write queue would reach the database after
+                // the load: the room then starts with them alone rather than without them.
+                let unwritten = world.pending_history.len();
+                let submitted = if unwritten == 0 {
+                    world.db.submit(job).map_err(|e| format!("{e:?}"))
+                } else {
+                    Err(format!("{unwritten} history lines not yet written"))
+                };
+                match submitted {
                     Ok(()) => {
                         // The join completes when the history is here, so that it comes first.
                         room.loading = true;
@@ -77,10 +87,22 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
                         }
                         return Ok(());
                     }
-                    Err(error) => spdlog::warn!(
-                        "storage: history of {:?} not loaded ({error:?}); the room starts without it",
-                        request.room
-                    ),
+                    Err(why) => {
+                        spdlog::warn!(
+                            "storage: history of {:?} not loaded ({why}); the room starts with what is in memory",
+                            request.room
+                        );
+                        room.history = world
+                            .pending_history
+                            .iter()
+                            .filter(|f| chat_room_is(f, &request.room))
+                            .map(|f| Bytes::copy_from_slice(f))
+                            .collect();
+                        let keep = world.config.history_lines;
+                        while room.history.len() > keep {
+                            room.history.pop_front();
+                        }
+                    }
                 }
             }
             world.rooms.insert(request.room.clone(), room);
@@ -88,6 +110,14 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
     }
     enter(world, session, &request.room);
     Ok(())
+}
+
+/// Whether an encoded S2C_Chat frame is a line of `room`.
+fn chat_room_is(frame: &Bytes, room: &str) -> bool {
+    frame
+        .get(protocol::HEADER_LEN..)
+        .and_then(|payload| <S2cChat as prost::Message>::decode(payload).ok())
+        .is_some_and(|chat| chat.room == room)
 }
 
 fn room_full(room: &str, capacity: usize) -> HandlerError {
