@@ -28,8 +28,7 @@ const PASSWORD: &str = "correct horse battery";
 async fn register_logs_in_with_a_user_id_and_a_token_of_at_least_128_bits() {
     let server = start_server(test_config()).await;
     let mut alice = server.client().await;
-    alice.send(&register("alice", PASSWORD)).await;
-    let result = alice.expect::<S2cAuthResult>().await;
+    let result = alice.register("alice", PASSWORD).await;
     assert_eq!(result.username, "alice");
     assert!(!result.guest, "{result:?}");
     assert!(result.user_id >= 1, "{result:?}");
@@ -40,8 +39,7 @@ async fn register_logs_in_with_a_user_id_and_a_token_of_at_least_128_bits() {
     alice.join("lobby").await;
 
     let mut bob = server.client().await;
-    bob.send(&register("bob", PASSWORD)).await;
-    let second = bob.expect::<S2cAuthResult>().await;
+    let second = bob.register("bob", PASSWORD).await;
     assert_ne!(second.user_id, result.user_id);
     assert_ne!(second.token, result.token);
     server.shutdown().await;
@@ -51,8 +49,7 @@ async fn register_logs_in_with_a_user_id_and_a_token_of_at_least_128_bits() {
 async fn registered_name_is_taken_in_any_case_for_accounts_and_guests() {
     let server = start_server(test_config()).await;
     let mut owner = server.client().await;
-    owner.send(&register("Carol", PASSWORD)).await;
-    owner.expect::<S2cAuthResult>().await;
+    owner.register("Carol", PASSWORD).await;
 
     let mut other = server.client().await;
     other.send(&register("cAROL", "another password")).await;
@@ -74,8 +71,7 @@ async fn registered_name_is_taken_in_any_case_for_accounts_and_guests() {
 async fn password_login_succeeds_with_the_right_password_only() {
     let server = start_server(test_config()).await;
     let mut first = server.client().await;
-    first.send(&register("dave", PASSWORD)).await;
-    let registered = first.expect::<S2cAuthResult>().await;
+    let registered = first.register("dave", PASSWORD).await;
     first.send(&C2sLogout {}).await;
     first.ping_next(1).await;
 
@@ -119,8 +115,7 @@ async fn passwords_outside_8_to_128_bytes_answer_bad_request() {
 async fn resume_with_a_token_logs_in_again_and_logout_revokes_it() {
     let server = start_server(test_config()).await;
     let mut first = server.client().await;
-    first.send(&register("frank", PASSWORD)).await;
-    let issued = first.expect::<S2cAuthResult>().await;
+    let issued = first.register("frank", PASSWORD).await;
     first.close().await;
 
     let mut second = server.client().await;
@@ -161,8 +156,7 @@ async fn resume_with_a_token_logs_in_again_and_logout_revokes_it() {
 async fn account_login_replaces_an_older_session_of_the_same_account() {
     let server = start_server(test_config()).await;
     let mut old = server.client().await;
-    old.send(&register("gina", PASSWORD)).await;
-    old.expect::<S2cAuthResult>().await;
+    old.register("gina", PASSWORD).await;
     let mut new = server.client().await;
     new.send(&login("Gina", PASSWORD)).await;
     new.expect::<S2cAuthResult>().await;
@@ -179,8 +173,7 @@ async fn repeated_failed_logins_are_answered_rate_limited() {
     config.auth.max_failures_per_user = 3;
     let server = start_server(config).await;
     let mut owner = server.client().await;
-    owner.send(&register("henry", PASSWORD)).await;
-    owner.expect::<S2cAuthResult>().await;
+    owner.register("henry", PASSWORD).await;
     owner.close().await;
 
     let mut guesser = server.client().await;
@@ -227,8 +220,7 @@ async fn accounts_and_room_history_survive_a_restart_on_the_same_database() {
     let config = test_config();
     let server = start_server(config.clone()).await;
     let mut alice = server.client().await;
-    alice.send(&register("alice", PASSWORD)).await;
-    let before = alice.expect::<S2cAuthResult>().await;
+    let before = alice.register("alice", PASSWORD).await;
     alice.join("archive").await;
     for line in ["one", "two", "three"] {
         alice.say("archive", line, 7).await;
@@ -270,8 +262,7 @@ async fn accounts_and_room_history_survive_a_restart_on_the_same_database() {
 async fn logout_sent_just_before_closing_still_revokes_the_token() {
     let server = start_server(test_config()).await;
     let mut first = server.client().await;
-    first.send(&register("gina", PASSWORD)).await;
-    let issued = first.expect::<S2cAuthResult>().await;
+    let issued = first.register("gina", PASSWORD).await;
     // Logout has no reply: a client sends it and closes at once.
     first.send(&C2sLogout {}).await;
     first.close().await;

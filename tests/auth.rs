@@ -112,8 +112,7 @@ async fn second_login_with_the_same_name_in_any_case_replaces_the_first_session(
     let server = start_server(test_config()).await;
     let mut old = server.member("alice", "lobby").await;
     let mut witness = server.member("witness", "lobby").await;
-    old.recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "witness"))
-        .await;
+    old.await_presence("witness").await;
 
     let mut new = server.client().await;
     new.send(&guest("ALICE")).await;
@@ -186,9 +185,7 @@ async fn logout_leaves_rooms_frees_the_name_and_keeps_the_connection() {
     let server = start_server(test_config()).await;
     let mut alice = server.member("alice", "lobby").await;
     let mut bob = server.member("bob", "lobby").await;
-    alice
-        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob"))
-        .await;
+    alice.await_presence("bob").await;
 
     bob.send(&C2sLogout {}).await;
     let presence = alice.expect::<S2cRoomPresence>().await;

@@ -15,11 +15,8 @@ async fn chat_reaches_every_member_including_the_sender_with_its_fields_intact()
     let mut carol = server.member("carol", "lobby").await;
     let mut outsider = server.member("dave", "elsewhere").await;
     // Drain the presence of the later joiners.
-    alice
-        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "carol"))
-        .await;
-    bob.recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "carol"))
-        .await;
+    alice.await_presence("carol").await;
+    bob.await_presence("carol").await;
 
     let content = "héllo wörld ✓ 🌍 \"quoted\" \\ <tag> & 0\u{0}1";
     let sent_at_us = u64::MAX - 7;
@@ -124,9 +121,7 @@ async fn chat_from_one_sender_arrives_in_order_over_200_lines_sent_back_to_back(
     let mut bob = server.member("bob", "lobby").await;
     let mut carol = server.member("carol", "lobby").await;
     for member in [&mut alice, &mut bob] {
-        member
-            .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "carol"))
-            .await;
+        member.await_presence("carol").await;
     }
 
     let lines: Vec<C2sChat> = (0..200u64)
@@ -285,9 +280,7 @@ async fn a_line_sent_just_before_closing_still_reaches_the_room() {
     let server = start_server(test_config()).await;
     let mut alice = server.member("alice", "lobby").await;
     let mut bob = server.member("bob", "lobby").await;
-    alice
-        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob"))
-        .await;
+    alice.await_presence("bob").await;
     bob.send(&C2sChat {
         room: "lobby".into(),
         content: "bye all".into(),

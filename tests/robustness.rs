@@ -21,9 +21,7 @@ async fn bad_input_closes_only_the_offender(server: &TestServer, bytes: &[u8]) {
     let mut bob = server.member("bob", "calm").await;
     let mut offender = server.member("offender", "calm").await;
     for member in [&mut alice, &mut bob] {
-        member
-            .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "offender"))
-            .await;
+        member.await_presence("offender").await;
     }
     alice.say("calm", "before", 1).await;
     for member in [&mut alice, &mut bob, &mut offender] {
@@ -214,9 +212,7 @@ async fn client_that_stops_reading_is_disconnected_and_the_others_keep_chatting(
     slow.login_guest("slow").await;
     slow.join("busy").await;
     for member in [&mut sender, &mut observer] {
-        member
-            .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "slow"))
-            .await;
+        member.await_presence("slow").await;
     }
 
     // The observer reads everything, counting the sender's lines, until it sees the slow one go.

@@ -17,9 +17,7 @@ async fn shutdown_closes_every_client_after_its_frames_and_stops_accepting() {
     let mut bob = server.member("bob", "lobby").await;
     let mut carol = server.guest("carol").await;
     let mut anonymous = server.client().await;
-    alice
-        .recv_until(|m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob"))
-        .await;
+    alice.await_presence("bob").await;
     for i in 0..3 {
         let line = format!("line {i}");
         alice.say("lobby", &line, i).await;

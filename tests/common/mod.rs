@@ -442,6 +442,24 @@ impl TestClient {
         result
     }
 
+    /// Registers `name` with `password` and returns the S2C_AuthResult.
+    pub async fn register(&mut self, name: &str, password: &str) -> S2cAuthResult {
+        self.send(&protocol::world::C2sRegister {
+            username: name.into(),
+            password: password.into(),
+        })
+        .await;
+        self.expect::<S2cAuthResult>().await
+    }
+
+    /// Reads until the presence of `username` joining a room (skipping what comes first).
+    pub async fn await_presence(&mut self, username: &str) {
+        self.recv_until(
+            |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == username && p.joined),
+        )
+        .await;
+    }
+
     /// Joins `room`; skips chat and presence that may arrive first, fails on an error.
     pub async fn join(&mut self, room: &str) -> S2cRoomJoined {
         self.send(&C2sRoomJoin {

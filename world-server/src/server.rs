@@ -532,8 +532,7 @@ impl Server {
                 connection.session.abort(DisconnectReason::SlowConsumer);
             }
         }
-        let closes: Vec<(SessionId, DisconnectReason)> = self.world.out.drain_closes().collect();
-        for (session, reason) in closes {
+        for (session, reason) in self.world.out.drain_closes() {
             if let Some(connection) = self.connections.get_mut(&session) {
                 connection.session.close(reason);
             }
