@@ -424,6 +424,9 @@ async fn write_loop(
             result = write_all_vectored(&mut write_half, &mut frames) => result,
         };
         shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        // The written frames are views into the owner's arena chunks: holding them until the
+        // next batch would keep an idle session's last chunk alive.
+        frames.clear();
         if let Err(error) = result {
             shared.set_reason(io_reason(&error));
             shared.cancel.cancel();

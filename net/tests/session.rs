@@ -236,3 +236,46 @@ async fn the_first_reason_recorded_is_the_one_reported() {
     session.close(DisconnectReason::Shutdown);
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::IdleTimeout);
 }
+
+/// A frame whose buffer reports when the last reference to it is dropped.
+fn tracked_frame(
+    id: u16,
+    payload: &[u8],
+) -> (Bytes, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    struct Owner(Vec<u8>, std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bytes = frame(id, payload).to_vec();
+    (Bytes::from_owner(Owner(bytes, dropped.clone())), dropped)
+}
+
+#[tokio::test]
+async fn an_idle_session_keeps_no_reference_to_the_frames_it_has_written() {
+    let (session, mut peer, _rx, _t) = pair(SessionConfig::default()).await;
+    let (tracked, dropped) = tracked_frame(1000, b"last words");
+    let len = tracked.len();
+    session.send(vec![tracked]).unwrap();
+    let mut buf = vec![0u8; len];
+    timeout(WAIT, peer.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !dropped.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the write task still holds the buffer of a frame it wrote"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(session.queued_bytes(), 0);
+}
