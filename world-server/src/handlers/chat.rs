@@ -46,13 +46,15 @@ fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerErro
         world.out.push(member, frame.clone());
     }
     if keep > 0 {
-        // A copy of its own: the frame's buffer is shared with the rest of this tick's
-        // frames, which a long-kept history line must not hold on to.
-        room.history.push_back(Bytes::copy_from_slice(&frame));
+        // A copy of its own, shared by the room and the write queue: the frame's buffer is
+        // shared with the rest of this tick's frames, which neither a long-kept history line
+        // nor a line waiting behind a slow disk may hold on to.
+        let stored = Bytes::copy_from_slice(&frame);
+        room.history.push_back(stored.clone());
         if room.history.len() > keep {
             room.history.pop_front();
         }
-        world.pending_history.push(frame);
+        world.pending_history.push(stored);
     }
     Ok(())
 }
@@ -374,6 +376,29 @@ mod tests {
         assert_eq!(h.world.pending_history.len(), 10);
         h.world.flush_writes();
         assert!(h.world.pending_history.is_empty());
+    }
+
+    #[test]
+    fn lines_waiting_to_be_written_hold_no_part_of_the_ticks_frames() {
+        let mut h = Harness::new();
+        let ids = room_of(&mut h, &["alice", "bob"]);
+        h.send(ids[0], chat("lobby", "kept for the disk", 1));
+        let delivered = h.world.out.take(ids[1]);
+        // The arena chunk this tick's frames live in.
+        let chunk = delivered[0].as_ptr() as usize;
+        let waiting = &h.world.pending_history[0];
+        let start = waiting.as_ptr() as usize;
+        assert!(
+            start + waiting.len() <= chunk || start >= chunk + 64 * 1024,
+            "a line waiting for the disk points into the tick's arena"
+        );
+        assert_eq!(&waiting[..], &delivered[0][..]);
+        let room = &h.world.rooms["lobby"];
+        assert_eq!(
+            room.history.back().map(|f| f.as_ptr()),
+            Some(waiting.as_ptr()),
+            "the room and the write queue share one copy"
+        );
     }
 
     #[test]
