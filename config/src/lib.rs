@@ -23,6 +23,7 @@
 //! # Layout
 //!
 //! - [`server`]: [`ServerConfig`] and its sections `[server]`, `[net]`, `[world]`.
+//! - [`addr`]: [`AddrRange`], an address or CIDR range in a config list.
 //! - [`client`]: [`ClientConfig`] and its sections `[client]`, `[bots]`.
 //! - [`log`]: [`LogConfig`] (the `[log]` section of both) and [`parse_log_level`].
 //! - [`logging`]: [`logging::init`] installs spdlog's default logger from a [`LogConfig`].
@@ -31,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod addr;
 pub mod client;
 pub mod error;
 mod load;
@@ -38,10 +40,11 @@ pub mod log;
 pub mod logging;
 pub mod server;
 
+pub use addr::AddrRange;
 pub use client::{BotsSection, ClientConfig, ClientSection, CLIENT_EXAMPLE};
 pub use error::ConfigError;
 pub use log::{parse_log_level, LogConfig, LOG_LEVELS};
 pub use server::{
-    AuthSection, NetSection, ServerConfig, ServerSection, StorageSection, WorldSection,
-    SERVER_EXAMPLE,
+    AuthSection, LimitsSection, NetSection, ServerConfig, ServerSection, StorageSection,
+    WorldSection, SERVER_EXAMPLE,
 };

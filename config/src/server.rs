@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    addr::AddrRange,
     error::{ConfigError, Rules},
     load,
     log::LogConfig,
@@ -26,6 +27,8 @@ pub struct ServerConfig {
     pub net: NetSection,
     /// `[world]`: rules of the game world (logins, rooms, chat).
     pub world: WorldSection,
+    /// `[limits]`: what one client address may hold, and how long a login may take.
+    pub limits: LimitsSection,
     /// `[storage]`: where accounts, tokens, history and the session log are kept.
     pub storage: StorageSection,
     /// `[auth]`: password hashing, tokens and login throttling.
@@ -163,6 +166,15 @@ pub struct WorldSection {
     /// history off. Default 50: enough context for someone joining a conversation, and cheap
     /// to replay. Lines are stored in the database in batches, one transaction per tick.
     pub history_lines: usize,
+    /// Days the stored history of a room is kept after its last member left, 0..=36500; 0
+    /// keeps it forever. Default 30: a room people come back to keeps its context, while
+    /// the history of rooms nobody uses any more does not fill the disk. Deleted hourly.
+    pub history_retention_days: u64,
+    /// Rooms with stored history at most, 1..=10_000_000. Default 10000. When a new room
+    /// would pass it, the history of the rooms empty the longest is deleted; rooms with
+    /// members are never trimmed. With `history_lines`, this bounds the history table:
+    /// (this + rooms in use) * history_lines lines.
+    pub max_history_rooms: usize,
 }
 
 impl Default for WorldSection {
@@ -173,7 +185,59 @@ impl Default for WorldSection {
             max_chat_len: 512,
             max_rooms_per_session: 16,
             history_lines: 50,
+            history_retention_days: 30,
+            max_history_rooms: 10_000,
         }
+    }
+}
+
+/// `[limits]`: what one client address may hold, and how long a login may take, so that one
+/// host cannot take every slot of the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Seconds a connection may stay without a login (from connect, or from its logout),
+    /// 0..=86400; then it is sent LOGIN_TIMEOUT and closed. Pings do not extend it; a login
+    /// waiting for the database is let finish. 0 disables. Default 30.
+    pub login_deadline_secs: u64,
+    /// Connections from one address that are not logged in, 0..=1_000_000; more are sent
+    /// TOO_MANY_CONNECTIONS and closed. 0 disables. Default 16. IPv6 addresses count per /64.
+    pub max_unauthenticated_per_address: usize,
+    /// Connections from one address, logged in or not, 0..=1_000_000; more are sent
+    /// TOO_MANY_CONNECTIONS and closed. 0 disables. Default 64: a household or an office
+    /// behind one address is served, one host cannot take every slot.
+    pub max_sessions_per_address: usize,
+    /// Addresses and CIDR ranges that the per-address limits (these two and
+    /// `auth.max_registrations_per_address`) skip. Default loopback, `["127.0.0.0/8",
+    /// "::1"]`, so that bots on the server's own machine can load it; empty it on a server
+    /// that clients reach through a proxy on the same host.
+    pub exempt_addresses: Vec<String>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            login_deadline_secs: 30,
+            max_unauthenticated_per_address: 16,
+            max_sessions_per_address: 64,
+            exempt_addresses: vec!["127.0.0.0/8".to_owned(), "::1".to_owned()],
+        }
+    }
+}
+
+impl LimitsSection {
+    /// [`exempt_addresses`](Self::exempt_addresses), parsed. Entries that do not parse are
+    /// skipped; [`ServerConfig::validate`] refuses them.
+    pub fn exempt(&self) -> Vec<AddrRange> {
+        self.exempt_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    }
+
+    /// [`login_deadline_secs`](Self::login_deadline_secs) as a duration; `None` when disabled.
+    pub fn login_deadline(&self) -> Option<Duration> {
+        (self.login_deadline_secs > 0).then(|| Duration::from_secs(self.login_deadline_secs))
     }
 }
 
@@ -200,6 +264,10 @@ pub struct StorageSection {
     /// forever. Default 90: enough to look into an incident, and the table stops growing
     /// with every connection ever made. Older records are deleted hourly.
     pub session_log_days: u64,
+    /// Records the session log keeps at most, 1000..=1_000_000_000; the oldest beyond it are
+    /// deleted as new ones are written. Default 1000000: a server churning connections
+    /// cannot grow the table faster than the days above trim it.
+    pub session_log_max_rows: u64,
 }
 
 impl Default for StorageSection {
@@ -209,6 +277,7 @@ impl Default for StorageSection {
             synchronous: "full".into(),
             queue: 1024,
             session_log_days: 90,
+            session_log_max_rows: 1_000_000,
         }
     }
 }
@@ -227,15 +296,37 @@ pub struct AuthSection {
     /// Seconds a token stays valid after it is issued, 60..=31_536_000. Default 2592000
     /// (30 days): a player who comes back within a month need not type a password.
     pub token_ttl_secs: u64,
-    /// Failed logins allowed per username within the window, 1..=1000; more are answered
-    /// RATE_LIMITED. Default 5: a person mistyping is never stopped, a guesser gets 5 tries
-    /// per window per name.
+    /// Failed password logins allowed for one username from one client address within the
+    /// window, 1..=1000; more from that address for that name are answered RATE_LIMITED.
+    /// Logins in progress count as failures until they succeed. Default 5: a person
+    /// mistyping is never stopped, a guesser gets 5 tries per window per name, and the
+    /// account's owner at another address is not locked out.
     pub max_failures_per_user: u32,
-    /// Failed logins allowed per client address within the window, 1..=1_000_000. Default
-    /// 20: one address guessing across many names is stopped too.
+    /// Failed password logins allowed from one client address within the window, across
+    /// usernames, 1..=1_000_000. Default 20: one address guessing across many names is
+    /// stopped too.
     pub max_failures_per_addr: u32,
+    /// Failed token resumes allowed from one client address within the window,
+    /// 1..=1_000_000; more resumes from it are answered RATE_LIMITED (its password logins
+    /// are not). Default 20.
+    pub max_bad_resumes_per_addr: u32,
+    /// Failed password logins to one account, from all addresses together within the window,
+    /// before its logins are slowed down, 1..=1_000_000. Default 5.
+    pub delay_after_failures: u32,
+    /// Longest delay before a login to an account under attack is checked, in ms,
+    /// 0..=60000; 0 turns the delay off. Past `delay_after_failures`, each further failure
+    /// doubles the delay, from 250 ms up to this. Default 8000: guessing one account from
+    /// many addresses slows to a crawl, while its owner, whose right password is never
+    /// refused, waits at most 8 s.
+    pub max_login_delay_ms: u64,
     /// Length of the failed-login window in seconds, 1..=86400. Default 300.
     pub failure_window_secs: u64,
+    /// Accounts one client address may create within `registration_window_secs`,
+    /// 1..=1_000_000; registrations in progress count. More are answered RATE_LIMITED.
+    /// Addresses in `limits.exempt_addresses` are not limited. Default 10.
+    pub max_registrations_per_address: u32,
+    /// Length of the registration window in seconds, 1..=604800. Default 3600.
+    pub registration_window_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -247,7 +338,12 @@ impl Default for AuthSection {
             token_ttl_secs: 2_592_000,
             max_failures_per_user: 5,
             max_failures_per_addr: 20,
+            max_bad_resumes_per_addr: 20,
+            delay_after_failures: 5,
+            max_login_delay_ms: 8000,
             failure_window_secs: 300,
+            max_registrations_per_address: 10,
+            registration_window_secs: 3600,
         }
     }
 }
@@ -319,6 +415,42 @@ impl ServerConfig {
             1..=1024,
         )?;
         rules.range("world.history_lines", world.history_lines, 0..=10000)?;
+        rules.range(
+            "world.history_retention_days",
+            world.history_retention_days,
+            0..=36500,
+        )?;
+        rules.range(
+            "world.max_history_rooms",
+            world.max_history_rooms,
+            1..=10_000_000,
+        )?;
+
+        let limits = &self.limits;
+        rules.range(
+            "limits.login_deadline_secs",
+            limits.login_deadline_secs,
+            0..=86400,
+        )?;
+        rules.range(
+            "limits.max_unauthenticated_per_address",
+            limits.max_unauthenticated_per_address,
+            0..=1_000_000,
+        )?;
+        rules.range(
+            "limits.max_sessions_per_address",
+            limits.max_sessions_per_address,
+            0..=1_000_000,
+        )?;
+        for (i, entry) in limits.exempt_addresses.iter().enumerate() {
+            if let Err(rule) = entry.parse::<AddrRange>() {
+                return Err(rules.fail(
+                    &format!("limits.exempt_addresses[{i}]"),
+                    rule,
+                    crate::error::quoted(entry),
+                ));
+            }
+        }
 
         let storage = &self.storage;
         if storage.path.as_os_str().is_empty() {
@@ -336,6 +468,11 @@ impl ServerConfig {
             "storage.session_log_days",
             storage.session_log_days,
             0..=36500,
+        )?;
+        rules.range(
+            "storage.session_log_max_rows",
+            storage.session_log_max_rows,
+            1000..=1_000_000_000,
         )?;
 
         let auth = &self.auth;
@@ -365,9 +502,34 @@ impl ServerConfig {
             1..=1_000_000,
         )?;
         rules.range(
+            "auth.max_bad_resumes_per_addr",
+            auth.max_bad_resumes_per_addr,
+            1..=1_000_000,
+        )?;
+        rules.range(
+            "auth.delay_after_failures",
+            auth.delay_after_failures,
+            1..=1_000_000,
+        )?;
+        rules.range(
+            "auth.max_login_delay_ms",
+            auth.max_login_delay_ms,
+            0..=60000,
+        )?;
+        rules.range(
             "auth.failure_window_secs",
             auth.failure_window_secs,
             1..=86400,
+        )?;
+        rules.range(
+            "auth.max_registrations_per_address",
+            auth.max_registrations_per_address,
+            1..=1_000_000,
+        )?;
+        rules.range(
+            "auth.registration_window_secs",
+            auth.registration_window_secs,
+            1..=604_800,
         )?;
 
         self.log.validate(&rules)
@@ -526,6 +688,40 @@ mod tests {
                 path.display()
             )
         );
+    }
+
+    #[test]
+    fn exempt_addresses_take_addresses_and_cidr_ranges_and_name_a_bad_entry() {
+        let parsed = ServerConfig::from_toml_str(
+            "[limits]\nexempt_addresses = [\"10.0.0.0/8\", \"2001:db8::7\"]\n",
+            ORIGIN,
+        )
+        .unwrap();
+        let exempt = parsed.limits.exempt();
+        assert_eq!(exempt.len(), 2);
+        assert!(exempt[0].contains("10.20.30.40".parse().unwrap()));
+        assert_eq!(
+            error("[limits]\nexempt_addresses = [\"::1\", \"localhost\"]\n"),
+            r#"invalid config "world-server.toml": limits.exempt_addresses[1] must be an IP address or a CIDR range such as 10.0.0.0/8 (got "localhost")"#
+        );
+        assert_eq!(
+            error("[limits]\nexempt_addresses = [\"10.0.0.0/40\"]\n"),
+            r#"invalid config "world-server.toml": limits.exempt_addresses[0] must be a CIDR prefix length of 0..=32 (got "10.0.0.0/40")"#
+        );
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_the_per_address_limits_by_default() {
+        let exempt = ServerConfig::default().limits.exempt();
+        for addr in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            assert!(
+                exempt.iter().any(|r| r.contains(addr.parse().unwrap())),
+                "{addr}"
+            );
+        }
+        assert!(!exempt
+            .iter()
+            .any(|r| r.contains("10.0.0.1".parse().unwrap())));
     }
 
     #[test]
