@@ -63,6 +63,10 @@ pub enum DisconnectReason {
     Replaced,
     /// The owner had no room for another session.
     ServerFull,
+    /// The peer's address holds as many sessions (or sessions without a login) as it may.
+    TooManyConnections,
+    /// The peer did not log in within the owner's deadline.
+    LoginTimeout,
     /// The owner is shutting down.
     Shutdown,
     /// The owner closed the session for a reason of its own.
@@ -82,6 +86,10 @@ impl fmt::Display for DisconnectReason {
             }
             DisconnectReason::Replaced => f.write_str("replaced by a newer login"),
             DisconnectReason::ServerFull => f.write_str("server full"),
+            DisconnectReason::TooManyConnections => {
+                f.write_str("too many connections from its address")
+            }
+            DisconnectReason::LoginTimeout => f.write_str("no login before the deadline"),
             DisconnectReason::Shutdown => f.write_str("shutdown"),
             DisconnectReason::Kicked(why) => write!(f, "kicked: {why}"),
         }

@@ -453,6 +453,11 @@ enum Mode {
         worker: Box<DbWorker>,
         events: VecDeque<DbEvent>,
     },
+    Deferred {
+        worker: Box<DbWorker>,
+        jobs: VecDeque<DbJob>,
+        events: VecDeque<DbEvent>,
+    },
 }
 
 impl Db {
@@ -526,6 +531,34 @@ impl Db {
         }
     }
 
+    /// Holds every job until [`Db::run_queued`]: for tests of requests in flight at once.
+    pub fn deferred(worker: DbWorker) -> Db {
+        Db {
+            mode: Mode::Deferred {
+                worker: Box::new(worker),
+                jobs: VecDeque::new(),
+                events: VecDeque::new(),
+            },
+        }
+    }
+
+    /// Runs the jobs a deferred worker holds, in order; returns how many ran.
+    pub fn run_queued(&mut self) -> usize {
+        let Mode::Deferred {
+            worker,
+            jobs,
+            events,
+        } = &mut self.mode
+        else {
+            return 0;
+        };
+        let ran = jobs.len();
+        while let Some(job) = jobs.pop_front() {
+            events.extend(worker.execute(job));
+        }
+        ran
+    }
+
     /// Queues a job without waiting.
     pub fn submit(&mut self, job: DbJob) -> Result<(), SubmitError> {
         match &mut self.mode {
@@ -549,6 +582,10 @@ impl Db {
                 }
                 Ok(())
             }
+            Mode::Deferred { jobs, .. } => {
+                jobs.push_back(job);
+                Ok(())
+            }
         }
     }
 
@@ -556,7 +593,7 @@ impl Db {
     pub fn poll(&mut self) -> Option<DbEvent> {
         match &mut self.mode {
             Mode::Thread { events, .. } => events.try_recv().ok(),
-            Mode::Inline { events, .. } => events.pop_front(),
+            Mode::Inline { events, .. } | Mode::Deferred { events, .. } => events.pop_front(),
         }
     }
 

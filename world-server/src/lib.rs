@@ -8,6 +8,7 @@
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session, login and room; synchronous, time passed in.
 //! - [`handlers`]: one file per feature, each with a `register` function.
+//! - [`throttle`]: failed-login and registration limits, with reservations and delays.
 //! - [`outbox`]: the frames of one tick, encoded once into a shared arena.
 //! - [`timers`]: one-shot and repeating timers over the world.
 //!
@@ -29,6 +30,7 @@ pub mod handlers;
 pub mod outbox;
 pub mod server;
 pub mod storage;
+pub mod throttle;
 pub mod timers;
 pub mod world;
 

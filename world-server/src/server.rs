@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use config::ServerConfig;
 use net::{
-    DisconnectReason, SendError, ServerService, ServiceEvent, Session, SessionConfig, SessionEvent,
-    SessionId,
+    DisconnectReason, Refusal, Refuser, SendError, ServerService, ServiceEvent, Session,
+    SessionConfig, SessionEvent, SessionId,
 };
 use protocol::world::S2cError;
 use protocol::{C2sMessage, ErrorCode};
@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
 use crate::storage::{SqliteStorage, StorageError};
-use crate::world::{Admission, Stats, World, WorldConfig};
+use crate::world::{Admission, Refused, Stats, World, WorldConfig};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +82,6 @@ pub enum Item {
         reason: DisconnectReason,
         /// The peer's address.
         peer: std::net::SocketAddr,
-        /// Whether it was in the world (not refused with SERVER_FULL).
-        in_world: bool,
     },
 }
 
@@ -104,12 +102,17 @@ struct Connection {
     session: Session,
     /// Frames received and not yet credited back.
     owed_credit: usize,
-    /// Logged in the world (false for a connection refused with SERVER_FULL).
-    in_world: bool,
 }
 
-/// Capacity of the queue of accepted connections waiting for the tick loop.
+/// Capacity of the queue of accepted connections waiting for the tick loop; also the most
+/// taken from it in one tick.
 const SERVICE_QUEUE: usize = 1024;
+
+/// Refused connections answered gracefully at once; past it they are answered without waiting.
+const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+
+/// How long a refused connection may take to be told why.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// At most one over-budget warning per this period.
 const OVER_BUDGET_WARN_EVERY: Duration = Duration::from_secs(5);
@@ -128,6 +131,7 @@ struct Server {
     owed: Vec<SessionId>,
     next_session: u64,
     tracker: TaskTracker,
+    refuser: Refuser,
     events_tx: mpsc::Sender<SessionEvent>,
     over_budget_since_warn: u64,
     last_warn: Option<Instant>,
@@ -170,6 +174,7 @@ pub async fn run(
         owed: Vec::new(),
         next_session: 1,
         tracker: tracker.clone(),
+        refuser: Refuser::new(MAX_REFUSALS_IN_FLIGHT, REFUSAL_LINGER),
         events_tx,
         over_budget_since_warn: 0,
         last_warn: None,
@@ -247,10 +252,12 @@ impl Server {
         services: &mut mpsc::Receiver<ServiceEvent>,
         events: &mut mpsc::Receiver<SessionEvent>,
     ) {
-        // 1. New connections.
-        while let Ok(event) = services.try_recv() {
-            if let ServiceEvent::Accepted { stream, peer } = event {
-                self.accept(stream, peer, now);
+        // 1. New connections, at most a queue's worth per tick.
+        for _ in 0..SERVICE_QUEUE {
+            match services.try_recv() {
+                Ok(ServiceEvent::Accepted { stream, peer }) => self.accept(stream, peer, now),
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
         // 2. Session events, bounded per tick so that timers and flushes keep their pace.
@@ -295,13 +302,8 @@ impl Server {
     /// the end of a session, cleans up after it.
     fn process(&mut self, queued: Queued, now: Instant, now_us: u64) {
         let Queued { session, item } = queued;
-        if let Item::Closed {
-            reason,
-            peer,
-            in_world,
-        } = item
-        {
-            self.end_session(session, &reason, peer, in_world, now);
+        if let Item::Closed { reason, peer } = item {
+            self.end_session(session, &reason, peer, now);
             return;
         }
         self.owe_credit(session);
@@ -338,22 +340,19 @@ impl Server {
         session: SessionId,
         reason: &DisconnectReason,
         peer: std::net::SocketAddr,
-        in_world: bool,
         now: Instant,
     ) {
         let client = self.world.disconnect(session, reason);
-        if in_world {
-            let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
-                (
-                    c.last_username.unwrap_or_else(|| "-".to_string()),
-                    now.saturating_duration_since(c.connected_at),
-                )
-            });
-            spdlog::info!(
-                "net: session {session} ({peer}, {user}) disconnected after {:.1}s: {reason}",
-                lived.as_secs_f64()
-            );
-        }
+        let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
+            (
+                c.last_username.unwrap_or_else(|| "-".to_string()),
+                now.saturating_duration_since(c.connected_at),
+            )
+        });
+        spdlog::info!(
+            "net: session {session} ({peer}, {user}) disconnected after {:.1}s: {reason}",
+            lived.as_secs_f64()
+        );
     }
 
     /// Processes everything queued and parked (at shutdown: every session is closing, so only
@@ -408,44 +407,55 @@ impl Server {
     }
 
     fn accept(&mut self, stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        if let Err(refused) = self.world.admission(peer.ip()) {
+            self.refuse(stream, peer, refused);
+            return;
+        }
         let id = SessionId(self.next_session);
         self.next_session += 1;
-        let mut session = Session::spawn(
+        let session = Session::spawn(
             id,
             stream,
             &self.session_config,
             self.events_tx.clone(),
             &self.tracker,
         );
-        let in_world = self.world.clients.len() < self.config.server.max_sessions;
-        if in_world {
-            spdlog::info!("net: session {id} connected from {peer}");
-            self.world.connect(id, peer, now);
-        } else {
-            spdlog::warn!(
-                "net: session {id} from {peer} refused: server full ({} sessions)",
-                self.world.clients.len()
-            );
-            let error = S2cError {
-                code: ErrorCode::ServerFull as i32,
-                reason: format!(
-                    "server full: {} sessions is the most it takes",
-                    self.config.server.max_sessions
-                ),
-                request_id: 0,
-            };
-            if let Ok(frame) = protocol::frame(&error) {
-                let _ = session.send(vec![frame]);
-            }
-            session.close(DisconnectReason::ServerFull);
-        }
+        spdlog::info!("net: session {id} connected from {peer}");
+        self.world.connect(id, peer, now);
         self.connections.insert(
             id,
             Connection {
                 session,
                 owed_credit: 0,
-                in_world,
             },
+        );
+    }
+
+    /// Tells a connection the world does not take why, and closes it; it never becomes a
+    /// session, and costs a bounded amount however many arrive (see [`Refuser`]).
+    fn refuse(&mut self, stream: TcpStream, peer: std::net::SocketAddr, refused: Refused) {
+        let stats = &mut self.world.stats;
+        match refused.disconnect {
+            DisconnectReason::ServerFull => stats.refused_server_full += 1,
+            _ => stats.refused_per_address += 1,
+        }
+        let error = S2cError {
+            code: refused.code as i32,
+            reason: refused.reason,
+            request_id: 0,
+        };
+        let Ok(frame) = protocol::frame(&error) else {
+            return;
+        };
+        let how = self.refuser.refuse(stream, frame, &self.tracker);
+        spdlog::debug!(
+            "net: connection from {peer} refused: {}{}",
+            refused.disconnect,
+            if how == Refusal::Immediate {
+                " (answered without waiting: many refusals under way)"
+            } else {
+                ""
+            }
         );
     }
 
@@ -500,7 +510,6 @@ impl Server {
                 let item = Item::Closed {
                     reason,
                     peer: connection.session.peer(),
-                    in_world: connection.in_world,
                 };
                 self.queue.push_back(Queued { session, item });
             }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use config::AddrRange;
 use net::{DisconnectReason, SessionId};
 use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
@@ -18,6 +19,7 @@ use crate::db::{Db, DbEvent, DbJob, SubmitError, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
 use crate::outbox::Outbox;
 use crate::storage::SessionRecord;
+use crate::throttle::{addr_key, LoginThrottle, Outcome, ThrottleConfig};
 use crate::timers::Timers;
 
 /// The settings the world runs by, taken from the server config.
@@ -43,12 +45,18 @@ pub struct WorldConfig {
     pub max_requests_per_sec: u32,
     /// Chat lines each room keeps and replays on join; 0 for none.
     pub history_lines: usize,
-    /// Failed logins allowed per username within `failure_window`.
-    pub max_failures_per_user: u32,
-    /// Failed logins allowed per client address within `failure_window`.
-    pub max_failures_per_addr: u32,
-    /// The failed-login window.
-    pub failure_window: Duration,
+    /// Failed-login and registration limits.
+    pub throttle: ThrottleConfig,
+    /// Sessions connected at once at most; more get SERVER_FULL.
+    pub max_sessions: usize,
+    /// A session without a login for this long is closed; `None` never.
+    pub login_deadline: Option<Duration>,
+    /// Sessions without a login from one address at most; 0 for no limit.
+    pub max_unauthenticated_per_address: usize,
+    /// Sessions from one address at most; 0 for no limit.
+    pub max_sessions_per_address: usize,
+    /// Addresses the per-address limits skip.
+    pub exempt_addresses: Vec<AddrRange>,
 }
 
 impl From<&config::ServerConfig> for WorldConfig {
@@ -65,9 +73,12 @@ impl From<&config::ServerConfig> for WorldConfig {
                 .then(|| Duration::from_secs(c.net.idle_timeout_secs)),
             max_requests_per_sec: c.net.max_requests_per_sec as u32,
             history_lines: c.world.history_lines,
-            max_failures_per_user: c.auth.max_failures_per_user,
-            max_failures_per_addr: c.auth.max_failures_per_addr,
-            failure_window: Duration::from_secs(c.auth.failure_window_secs),
+            throttle: ThrottleConfig::from(c),
+            max_sessions: c.server.max_sessions,
+            login_deadline: c.limits.login_deadline(),
+            max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
+            max_sessions_per_address: c.limits.max_sessions_per_address,
+            exempt_addresses: c.limits.exempt(),
         }
     }
 }
@@ -117,6 +128,12 @@ pub struct Client {
     pub pending_auth: Option<PendingAuth>,
     /// A join waiting for the room's history to load.
     pub joining: bool,
+    /// Since when it has been without a login (from connect, or from its logout); `None`
+    /// while logged in. The login deadline counts from here.
+    pub unauthenticated_since: Option<Instant>,
+    /// Its login deadline passed while a login was under way: if that login fails, the
+    /// session is closed.
+    pub overdue: bool,
     /// Its connection has ended; what it sent before is still being processed.
     pub gone: bool,
     /// The last username it was logged in as, for the session log.
@@ -221,13 +238,35 @@ impl Room {
     }
 }
 
-/// Failed logins counted in a window.
-#[derive(Clone, Copy, Debug)]
-pub struct Failures {
-    /// Failures in the window.
-    pub count: u32,
-    /// When the window started.
-    pub since: Instant,
+/// Sessions of one address (an IPv4 address, or an IPv6 /64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressUse {
+    /// Sessions connected.
+    pub sessions: usize,
+    /// Of which not logged in.
+    pub unauthenticated: usize,
+}
+
+/// Why a connection is not taken: the error it is sent, and its disconnect reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The error code sent before the close.
+    pub code: ErrorCode,
+    /// The reason sent.
+    pub reason: String,
+    /// The disconnect reason logged.
+    pub disconnect: DisconnectReason,
+}
+
+/// A password login waiting out the delay of an account under attack.
+#[derive(Debug)]
+pub struct DelayedLogin {
+    /// When it may go to the DB worker.
+    pub due: Instant,
+    /// Who asked.
+    pub session: SessionId,
+    /// The job to submit.
+    pub job: DbJob,
 }
 
 /// Counters the server reports.
@@ -253,6 +292,12 @@ pub struct Stats {
     pub window_messages_in: u64,
     /// Frames queued, all sessions together, at the last stats line.
     pub window_frames_out: u64,
+    /// Connections refused because the server was full.
+    pub refused_server_full: u64,
+    /// Connections refused because their address held too many.
+    pub refused_per_address: u64,
+    /// Sessions closed for not logging in by the deadline.
+    pub login_timeouts: u64,
 }
 
 /// All world state.
@@ -277,14 +322,16 @@ pub struct World {
     pub pending_history: Vec<Bytes>,
     /// Sessions ended since the last batch, for the session log.
     pub pending_sessions: Vec<SessionRecord>,
-    /// Failed logins per username (lowercase).
-    pub failures_by_user: HashMap<String, Failures>,
-    /// Failed logins per client address.
-    pub failures_by_addr: HashMap<IpAddr, Failures>,
+    /// Failed logins and registrations, counted per address and per account.
+    pub throttle: LoginThrottle,
+    /// Sessions per client address (see [`addr_key`]).
+    pub addresses: HashMap<IpAddr, AddressUse>,
+    /// Password logins waiting out an account's delay, in the order they were made.
+    pub delayed_logins: VecDeque<DelayedLogin>,
 }
 
-/// How often idle sessions are looked for.
-const IDLE_SWEEP: Duration = Duration::from_secs(1);
+/// How often idle sessions and missed login deadlines are looked for.
+const SESSION_SWEEP: Duration = Duration::from_secs(1);
 
 /// How often expired and revoked tokens, and old session records, are deleted.
 const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
@@ -308,7 +355,6 @@ impl World {
     /// An empty world over the DB worker `db`; schedules its own housekeeping from `now`.
     pub fn new(config: WorldConfig, db: Db, now: Instant) -> World {
         let mut world = World {
-            config,
             clients: HashMap::new(),
             users: HashMap::new(),
             rooms: HashMap::new(),
@@ -318,17 +364,17 @@ impl World {
             db,
             pending_history: Vec::new(),
             pending_sessions: Vec::new(),
-            failures_by_user: HashMap::new(),
-            failures_by_addr: HashMap::new(),
+            throttle: LoginThrottle::new(config.throttle.clone()),
+            addresses: HashMap::new(),
+            delayed_logins: VecDeque::new(),
+            config,
         };
-        if world.config.idle_timeout.is_some() {
-            world
-                .timers
-                .repeat(now, IDLE_SWEEP, World::close_idle_sessions);
-        }
         world
             .timers
-            .repeat(now, FAILURE_SWEEP, World::forget_old_failures);
+            .repeat(now, SESSION_SWEEP, World::sweep_sessions);
+        world
+            .timers
+            .repeat(now, FAILURE_SWEEP, |world, now| world.throttle.sweep(now));
         world.timers.repeat(now, TOKEN_PRUNE, World::prune_storage);
         world
     }
@@ -390,6 +436,10 @@ impl World {
                 let failure = crate::db::AuthFailure::Internal("DB worker died".into());
                 crate::handlers::auth::finish(self, session, Err(failure), now);
             }
+            // Sessions gone meanwhile: their reservations will get no answer either.
+            for session in self.throttle.sessions_in_flight() {
+                self.throttle.end(session, Outcome::Dropped, now);
+            }
             let loading: Vec<String> = self
                 .rooms
                 .values()
@@ -407,19 +457,67 @@ impl World {
         let _ = self.db.submit(DbJob::Prune);
     }
 
-    fn forget_old_failures(&mut self, now: Instant) {
-        let window = self.config.failure_window;
-        self.failures_by_user
-            .retain(|_, f| now.saturating_duration_since(f.since) < window);
-        self.failures_by_addr
-            .retain(|_, f| now.saturating_duration_since(f.since) < window);
-    }
-
-    /// Runs the timers due at `now`.
+    /// Runs what is due at `now`: delayed logins go to the DB worker, then the timers run.
     pub fn tick(&mut self, now: Instant) {
+        crate::handlers::auth::submit_delayed(self, now);
         while let Some(callback) = self.timers.pop_due(now) {
             callback(self, now);
         }
+    }
+
+    /// Whether a connection from `peer` may be taken now; otherwise what it is told.
+    pub fn admission(&self, peer: IpAddr) -> Result<(), Refused> {
+        let c = &self.config;
+        if self.clients.len() >= c.max_sessions {
+            return Err(Refused {
+                code: ErrorCode::ServerFull,
+                reason: format!(
+                    "server full: {} sessions is the most it takes",
+                    c.max_sessions
+                ),
+                disconnect: DisconnectReason::ServerFull,
+            });
+        }
+        if c.exempt_addresses.iter().any(|range| range.contains(peer)) {
+            return Ok(());
+        }
+        let used = self
+            .addresses
+            .get(&addr_key(peer))
+            .copied()
+            .unwrap_or_default();
+        let refuse = |reason: String| Refused {
+            code: ErrorCode::TooManyConnections,
+            reason,
+            disconnect: DisconnectReason::TooManyConnections,
+        };
+        if c.max_sessions_per_address > 0 && used.sessions >= c.max_sessions_per_address {
+            return Err(refuse(format!(
+                "{} connections from your address, the most limits.max_sessions_per_address allows",
+                used.sessions
+            )));
+        }
+        if c.max_unauthenticated_per_address > 0
+            && used.unauthenticated >= c.max_unauthenticated_per_address
+        {
+            return Err(refuse(format!(
+                "{} connections from your address are not logged in, the most limits.max_unauthenticated_per_address allows; log in on one of them first",
+                used.unauthenticated
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `peer` skips the per-address limits.
+    pub fn is_exempt(&self, peer: IpAddr) -> bool {
+        self.config
+            .exempt_addresses
+            .iter()
+            .any(|range| range.contains(peer))
+    }
+
+    fn address_use(&mut self, peer: SocketAddr) -> &mut AddressUse {
+        self.addresses.entry(addr_key(peer.ip())).or_default()
     }
 
     /// A session connected: it gets S2C_Welcome.
@@ -434,6 +532,8 @@ impl World {
                 login: None,
                 pending_auth: None,
                 joining: false,
+                unauthenticated_since: Some(now),
+                overdue: false,
                 gone: false,
                 last_username: None,
                 rooms: Vec::new(),
@@ -441,6 +541,9 @@ impl World {
                 bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
             },
         );
+        let used = self.address_use(peer);
+        used.sessions += 1;
+        used.unauthenticated += 1;
         let welcome = S2cWelcome {
             session_id: session.0,
             protocol_version: protocol::PROTOCOL_VERSION,
@@ -456,6 +559,14 @@ impl World {
     pub fn disconnect(&mut self, session: SessionId, reason: &DisconnectReason) -> Option<Client> {
         self.logout(session);
         let client = self.clients.remove(&session)?;
+        let key = addr_key(client.peer.ip());
+        if let Some(used) = self.addresses.get_mut(&key) {
+            used.sessions = used.sessions.saturating_sub(1);
+            used.unauthenticated = used.unauthenticated.saturating_sub(1);
+            if used.sessions == 0 {
+                self.addresses.remove(&key);
+            }
+        }
         self.pending_sessions.push(SessionRecord {
             session_id: session.0,
             peer: client.peer.to_string(),
@@ -487,7 +598,10 @@ impl World {
         let client = self.clients.get_mut(&session)?;
         client.pending_auth = None;
         let login = client.login.take()?;
+        client.unauthenticated_since = Some(client.last_seen);
         let rooms = std::mem::take(&mut client.rooms);
+        let peer = client.peer;
+        self.address_use(peer).unauthenticated += 1;
         for room in rooms {
             self.remove_member(&room, session, &login.username);
         }
@@ -554,23 +668,67 @@ impl World {
                 if login.guest { "guest" } else { "account" }
             );
             client.last_username = Some(login.username.clone());
+            let was_unauthenticated = client.login.is_none();
             client.login = Some(login);
+            client.unauthenticated_since = None;
+            client.overdue = false;
+            let peer = client.peer;
+            if was_unauthenticated {
+                let used = self.address_use(peer);
+                used.unauthenticated = used.unauthenticated.saturating_sub(1);
+            }
         }
     }
 
-    fn close_idle_sessions(&mut self, now: Instant) {
-        let Some(timeout) = self.config.idle_timeout else {
-            return;
-        };
-        let idle: Vec<SessionId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| !c.closing && now.saturating_duration_since(c.last_seen) >= timeout)
-            .map(|(id, _)| *id)
-            .collect();
+    /// Closes sessions silent for the idle timeout, and sessions without a login past the
+    /// login deadline (one whose login is under way is let finish, and closed if it fails).
+    fn sweep_sessions(&mut self, now: Instant) {
+        let idle_timeout = self.config.idle_timeout;
+        let deadline = self.config.login_deadline;
+        let mut idle = Vec::new();
+        let mut late = Vec::new();
+        for (&id, client) in &mut self.clients {
+            if client.closing {
+                continue;
+            }
+            if idle_timeout.is_some_and(|t| now.saturating_duration_since(client.last_seen) >= t) {
+                idle.push(id);
+                continue;
+            }
+            let missed = deadline
+                .zip(client.unauthenticated_since)
+                .is_some_and(|(deadline, since)| now.saturating_duration_since(since) >= deadline);
+            if missed {
+                if client.pending_auth.is_some() {
+                    client.overdue = true;
+                } else {
+                    late.push(id);
+                }
+            }
+        }
         for session in idle {
             self.kick(session, DisconnectReason::IdleTimeout);
         }
+        for session in late {
+            self.close_for_login_timeout(session);
+        }
+    }
+
+    /// Tells `session` that it did not log in in time, and closes it.
+    pub fn close_for_login_timeout(&mut self, session: SessionId) {
+        let secs = self.config.login_deadline.map_or(0, |d| d.as_secs());
+        self.stats.login_timeouts += 1;
+        self.send_error(
+            session,
+            0,
+            HandlerError::new(
+                ErrorCode::LoginTimeout,
+                format!(
+                    "no login within {secs} s of connecting (limits.login_deadline_secs); closing"
+                ),
+            ),
+        );
+        self.kick(session, DisconnectReason::LoginTimeout);
     }
 }
 
@@ -609,7 +767,7 @@ fn log_stats(world: &mut World, _: Instant) {
     let stats = &mut world.stats;
     let ticks = stats.ticks_in_window.max(1);
     spdlog::info!(
-        "stats: {} sessions, {} logged in, {} rooms | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all",
+        "stats: {} sessions, {} logged in, {} rooms | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all | refused {} (server full) and {} (per address), {} login timeouts in all",
         world.clients.len(),
         world.users.len(),
         world.rooms.len(),
@@ -617,7 +775,10 @@ fn log_stats(world: &mut World, _: Instant) {
         (frames_out - stats.window_frames_out) as f64 / secs,
         stats.tick_us_sum as f64 / ticks as f64 / 1000.0,
         stats.max_tick_us as f64 / 1000.0,
-        stats.ticks_over_budget
+        stats.ticks_over_budget,
+        stats.refused_server_full,
+        stats.refused_per_address,
+        stats.login_timeouts
     );
     stats.window_messages_in = stats.messages_in;
     stats.window_frames_out = frames_out;
@@ -669,6 +830,226 @@ mod tests {
         let t0 = Instant::now();
         let mut bucket = TokenBucket::new(0, t0);
         assert!((0..100_000).all(|_| bucket.admit(0, t0) == Admission::Admit));
+    }
+
+    fn limited(per_address: usize, unauthenticated: usize) -> WorldConfig {
+        WorldConfig {
+            max_sessions_per_address: per_address,
+            max_unauthenticated_per_address: unauthenticated,
+            exempt_addresses: vec!["127.0.0.0/8".parse().unwrap()],
+            ..WorldConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_address_gets_its_share_of_unauthenticated_sessions_and_a_login_frees_one() {
+        let mut h = crate::handlers::testkit::Harness::with(limited(10, 3));
+        let ip = [198, 51, 100, 7];
+        let peer = IpAddr::from(ip);
+        let s: Vec<SessionId> = (0..3).map(|_| h.connect_from(ip)).collect();
+        let refused = h.world.admission(peer).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooManyConnections);
+        assert_eq!(refused.disconnect, DisconnectReason::TooManyConnections);
+        assert!(
+            refused.reason.contains("max_unauthenticated_per_address"),
+            "{}",
+            refused.reason
+        );
+        assert!(
+            h.world.admission(IpAddr::from([198, 51, 100, 8])).is_ok(),
+            "others are served"
+        );
+        h.send(
+            s[0],
+            protocol::world::C2sLogin {
+                username: "ann".into(),
+                password: String::new(),
+            },
+        );
+        assert!(
+            h.world.admission(peer).is_ok(),
+            "ann logged in: a slot is free"
+        );
+        h.connect_from(ip);
+        assert!(h.world.admission(peer).is_err());
+        h.send(s[0], protocol::world::C2sLogout {});
+        assert_eq!(
+            h.world.addresses[&peer],
+            AddressUse {
+                sessions: 4,
+                unauthenticated: 4
+            },
+            "a logout makes the session count as not logged in again"
+        );
+        for session in s {
+            h.world.disconnect(session, &DisconnectReason::PeerClosed);
+        }
+        assert_eq!(
+            h.world.addresses[&peer],
+            AddressUse {
+                sessions: 1,
+                unauthenticated: 1
+            }
+        );
+    }
+
+    #[test]
+    fn an_address_gets_its_share_of_sessions_logged_in_or_not_and_exempt_ones_are_not_counted_against(
+    ) {
+        let mut h = crate::handlers::testkit::Harness::with(limited(2, 10));
+        let ip = [198, 51, 100, 7];
+        for name in ["ann", "bob"] {
+            let s = h.connect_from(ip);
+            h.send(
+                s,
+                protocol::world::C2sLogin {
+                    username: name.into(),
+                    password: String::new(),
+                },
+            );
+        }
+        let refused = h.world.admission(IpAddr::from(ip)).unwrap_err();
+        assert!(
+            refused.reason.contains("max_sessions_per_address"),
+            "{}",
+            refused.reason
+        );
+        for _ in 0..20 {
+            h.connect_from([127, 0, 0, 2]);
+        }
+        assert!(
+            h.world.admission(IpAddr::from([127, 0, 0, 2])).is_ok(),
+            "exempt"
+        );
+    }
+
+    #[test]
+    fn every_address_of_one_ipv6_slash_64_shares_one_share() {
+        let mut world = World::new(
+            limited(0, 2),
+            crate::handlers::testkit::inline_db(),
+            Instant::now(),
+        );
+        let t0 = Instant::now();
+        world.connect(SessionId(1), "[2001:db8:1:2::1]:9".parse().unwrap(), t0);
+        world.connect(SessionId(2), "[2001:db8:1:2::ffff]:9".parse().unwrap(), t0);
+        assert!(world
+            .admission("2001:db8:1:2:abcd::7".parse().unwrap())
+            .is_err());
+        assert!(world.admission("2001:db8:1:3::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_server_full_limit_comes_first_and_spares_no_address() {
+        let mut world = World::new(
+            WorldConfig {
+                max_sessions: 2,
+                ..limited(0, 0)
+            },
+            crate::handlers::testkit::inline_db(),
+            Instant::now(),
+        );
+        let t0 = Instant::now();
+        world.connect(SessionId(1), "127.0.0.1:9".parse().unwrap(), t0);
+        world.connect(SessionId(2), "10.0.0.1:9".parse().unwrap(), t0);
+        let refused = world.admission(IpAddr::from([127, 0, 0, 1])).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ServerFull);
+    }
+
+    fn deadline_world(secs: u64) -> crate::handlers::testkit::Harness {
+        crate::handlers::testkit::Harness::with(WorldConfig {
+            login_deadline: Some(Duration::from_secs(secs)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            ..WorldConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_session_without_a_login_is_closed_at_the_deadline_however_often_it_pings() {
+        let mut h = deadline_world(10);
+        let pinger = h.connect();
+        let member = h.guest("ann");
+        for _ in 0..11 {
+            h.now += Duration::from_secs(1);
+            h.send(
+                pinger,
+                protocol::world::C2sPing {
+                    seq: 1,
+                    client_time_us: 0,
+                },
+            );
+            h.send(
+                member,
+                protocol::world::C2sPing {
+                    seq: 1,
+                    client_time_us: 0,
+                },
+            );
+            h.world.tick(h.now);
+        }
+        let replies = h.take(pinger);
+        assert!(
+            matches!(replies.last(), Some(protocol::S2cMessage::S2cError(e)) if e.code() == ErrorCode::LoginTimeout && e.request_id == 0),
+            "{replies:?}"
+        );
+        assert_eq!(
+            h.world.out.closes(),
+            &[(pinger, DisconnectReason::LoginTimeout)]
+        );
+        assert_eq!(h.world.stats.login_timeouts, 1);
+    }
+
+    #[test]
+    fn the_deadline_starts_again_at_a_logout() {
+        let mut h = deadline_world(10);
+        let s = h.guest("ann");
+        h.now += Duration::from_secs(30);
+        h.world.tick(h.now);
+        assert!(h.world.out.closes().is_empty(), "logged in: no deadline");
+        h.send(s, protocol::world::C2sLogout {});
+        h.now += Duration::from_secs(9);
+        h.world.tick(h.now);
+        assert!(h.world.out.closes().is_empty());
+        h.now += Duration::from_secs(1);
+        h.world.tick(h.now);
+        assert_eq!(h.world.out.closes(), &[(s, DisconnectReason::LoginTimeout)]);
+    }
+
+    #[test]
+    fn a_login_under_way_at_the_deadline_is_let_finish_and_its_failure_closes_the_session() {
+        let mut h = crate::handlers::testkit::Harness::deferred(WorldConfig {
+            login_deadline: Some(Duration::from_secs(10)),
+            ..WorldConfig::default()
+        });
+        let ok = h.connect();
+        let bad = h.connect();
+        h.now += Duration::from_secs(9);
+        h.send(
+            ok,
+            protocol::world::C2sLogin {
+                username: "ann".into(),
+                password: String::new(),
+            },
+        );
+        h.send(
+            bad,
+            protocol::world::C2sLogin {
+                username: "bob".into(),
+                password: "guess guess".into(),
+            },
+        );
+        h.now += Duration::from_secs(2);
+        h.world.tick(h.now);
+        assert!(
+            h.world.out.closes().is_empty(),
+            "both are waiting for the database"
+        );
+        h.run_db();
+        assert!(h.world.login(ok).is_some());
+        assert_eq!(
+            h.world.out.closes(),
+            &[(bad, DisconnectReason::LoginTimeout)]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! session waits (its other requests are served meanwhile) and [`finish`] completes the login
 //! when the answer comes back, a tick or more later.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use net::SessionId;
@@ -13,7 +14,8 @@ use protocol::{ErrorCode, MessageType};
 use crate::db::{token_hash, AuthFailure, Authenticated, DbJob, SubmitError};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
 use crate::handlers::check_username;
-use crate::world::{Failures, Login, PendingAuth, World};
+use crate::throttle::Outcome;
+use crate::world::{DelayedLogin, Login, PendingAuth, World};
 
 /// Passwords are 8..=128 bytes.
 const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
@@ -67,21 +69,75 @@ fn submit(
     job: DbJob,
     pending: PendingAuth,
 ) -> Result<(), HandlerError> {
-    match world.db.submit(job) {
-        Ok(()) => {
-            if let Some(client) = world.clients.get_mut(&session) {
-                client.pending_auth = Some(pending);
-            }
-            Ok(())
-        }
-        Err(SubmitError::Full(_)) => Err(HandlerError::new(
+    submit_job(world, session, job, now_of(world, session))?;
+    if let Some(client) = world.clients.get_mut(&session) {
+        client.pending_auth = Some(pending);
+    }
+    Ok(())
+}
+
+/// Hands `job` to the DB worker; when it cannot be queued, the session's reservation goes
+/// back and the error to answer is returned.
+fn submit_job(
+    world: &mut World,
+    session: SessionId,
+    job: DbJob,
+    now: Instant,
+) -> Result<(), HandlerError> {
+    let refused = match world.db.submit(job) {
+        Ok(()) => return Ok(()),
+        Err(SubmitError::Full(_)) => HandlerError::new(
             ErrorCode::RateLimited,
             "the server is busy with other logins; try again in a moment",
-        )),
-        Err(SubmitError::Stopped(_)) => Err(HandlerError::new(
-            ErrorCode::Internal,
-            "the database is not available",
-        )),
+        ),
+        Err(SubmitError::Stopped(_)) => {
+            HandlerError::new(ErrorCode::Internal, "the database is not available")
+        }
+    };
+    world.throttle.end(session, Outcome::Dropped, now);
+    Err(refused)
+}
+
+/// The time a request of `session` is handled at: its last frame's arrival.
+fn now_of(world: &World, session: SessionId) -> Instant {
+    world
+        .clients
+        .get(&session)
+        .map_or_else(Instant::now, |c| c.last_seen)
+}
+
+fn peer_ip(world: &World, session: SessionId) -> IpAddr {
+    world
+        .clients
+        .get(&session)
+        .expect("dispatch checks the session")
+        .peer
+        .ip()
+}
+
+/// Sends the password logins whose delay is over to the DB worker, in order. A login whose
+/// session has gone or closed meanwhile is dropped and its reservation released.
+pub fn submit_delayed(world: &mut World, now: Instant) {
+    while world.delayed_logins.front().is_some_and(|d| d.due <= now) {
+        let Some(DelayedLogin { session, job, .. }) = world.delayed_logins.pop_front() else {
+            break;
+        };
+        let waiting = world
+            .clients
+            .get(&session)
+            .is_some_and(|c| !c.closing && !c.gone && c.pending_auth.is_some());
+        if !waiting {
+            world.throttle.end(session, Outcome::Dropped, now);
+            continue;
+        }
+        if let Err(error) = submit_job(world, session, job, now) {
+            let request_id = world
+                .clients
+                .get_mut(&session)
+                .and_then(|c| c.pending_auth.take())
+                .map_or(C2sLogin::ID, |p| p.request_id);
+            world.send_error(session, request_id, error);
+        }
     }
 }
 
@@ -93,6 +149,12 @@ fn register_account(
     check_not_logged_in(world, ctx.session)?;
     check_username(&request.username)?;
     check_password(&request.password)?;
+    let peer = peer_ip(world, ctx.session);
+    let exempt = world.is_exempt(peer);
+    world
+        .throttle
+        .begin_register(ctx.session, peer, exempt, ctx.now)
+        .map_err(|reason| HandlerError::new(ErrorCode::RateLimited, reason))?;
     let job = DbJob::Register {
         session: ctx.session,
         username: request.username,
@@ -129,7 +191,11 @@ fn login(world: &mut World, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerE
     if request.password.len() > *PASSWORD_LEN.end() {
         check_password(&request.password)?;
     }
-    check_throttle(world, ctx.session, &request.username, ctx.now)?;
+    let peer = peer_ip(world, ctx.session);
+    let delay = world
+        .throttle
+        .begin_login(ctx.session, peer, &request.username, ctx.now)
+        .map_err(|reason| HandlerError::new(ErrorCode::RateLimited, reason))?;
     let job = DbJob::Login {
         session: ctx.session,
         username: request.username.clone(),
@@ -139,7 +205,30 @@ fn login(world: &mut World, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerE
         request_id: C2sLogin::ID,
         username: Some(request.username),
     };
-    submit(world, ctx.session, job, pending)
+    if delay.is_zero() {
+        return submit(world, ctx.session, job, pending);
+    }
+    // The account is under attack: this login waits before its password is checked (the
+    // session waits with it; its other requests keep their order behind it).
+    spdlog::debug!(
+        "world: session {}: login to a targeted account delayed {} ms",
+        ctx.session,
+        delay.as_millis()
+    );
+    world.delayed_logins.push_back(DelayedLogin {
+        due: ctx.now + delay,
+        session: ctx.session,
+        job,
+    });
+    // Due times differ by account: keep the queue in due order.
+    world
+        .delayed_logins
+        .make_contiguous()
+        .sort_by_key(|d| d.due);
+    if let Some(client) = world.clients.get_mut(&ctx.session) {
+        client.pending_auth = Some(pending);
+    }
+    Ok(())
 }
 
 fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), HandlerError> {
@@ -150,7 +239,11 @@ fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), Handle
             request.token.len()
         )));
     }
-    check_throttle(world, ctx.session, "", ctx.now)?;
+    let peer = peer_ip(world, ctx.session);
+    world
+        .throttle
+        .begin_resume(ctx.session, peer, ctx.now)
+        .map_err(|reason| HandlerError::new(ErrorCode::RateLimited, reason))?;
     let job = DbJob::Resume {
         session: ctx.session,
         token: request.token,
@@ -186,72 +279,6 @@ fn logout(world: &mut World, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError
     Ok(())
 }
 
-/// RATE_LIMITED when the username (if any) or the session's address has failed too often.
-fn check_throttle(
-    world: &World,
-    session: SessionId,
-    username: &str,
-    now: Instant,
-) -> Result<(), HandlerError> {
-    let window = world.config.failure_window;
-    let over = |failures: Option<&Failures>, max: u32| {
-        failures
-            .filter(|f| now.saturating_duration_since(f.since) < window && f.count >= max)
-            .map(|f| (window - now.saturating_duration_since(f.since)).as_secs() + 1)
-    };
-    if !username.is_empty() {
-        let by_user = world.failures_by_user.get(&username.to_ascii_lowercase());
-        if let Some(wait) = over(by_user, world.config.max_failures_per_user) {
-            return Err(HandlerError::new(
-                ErrorCode::RateLimited,
-                format!("too many failed logins for {username}; try again in {wait} s"),
-            ));
-        }
-    }
-    let addr = world.clients.get(&session).map(|c| c.peer.ip());
-    if let Some(wait) = addr.and_then(|a| {
-        over(
-            world.failures_by_addr.get(&a),
-            world.config.max_failures_per_addr,
-        )
-    }) {
-        return Err(HandlerError::new(
-            ErrorCode::RateLimited,
-            format!("too many failed logins from this address; try again in {wait} s"),
-        ));
-    }
-    Ok(())
-}
-
-/// Counts a failed login against the username (if any) and the session's address.
-fn count_failure(world: &mut World, session: SessionId, username: Option<&str>, now: Instant) {
-    let window = world.config.failure_window;
-    let bump = |f: &mut Failures| {
-        if now.saturating_duration_since(f.since) >= window {
-            *f = Failures {
-                count: 0,
-                since: now,
-            };
-        }
-        f.count += 1;
-    };
-    let fresh = Failures {
-        count: 0,
-        since: now,
-    };
-    if let Some(name) = username {
-        bump(
-            world
-                .failures_by_user
-                .entry(name.to_ascii_lowercase())
-                .or_insert(fresh),
-        );
-    }
-    if let Some(addr) = world.clients.get(&session).map(|c| c.peer.ip()) {
-        bump(world.failures_by_addr.entry(addr).or_insert(fresh));
-    }
-}
-
 /// Completes a login with the DB worker's answer.
 pub fn finish(
     world: &mut World,
@@ -259,6 +286,13 @@ pub fn finish(
     outcome: Result<Authenticated, AuthFailure>,
     now: Instant,
 ) {
+    // Counted whatever became of the session: a guess made is a guess made.
+    let counted = match &outcome {
+        Ok(_) => Outcome::Succeeded,
+        Err(AuthFailure::InvalidCredentials | AuthFailure::InvalidToken) => Outcome::Failed,
+        Err(AuthFailure::UsernameTaken | AuthFailure::Internal(_)) => Outcome::Dropped,
+    };
+    world.throttle.end(session, counted, now);
     let Some(client) = world.clients.get_mut(&session) else {
         return; // gone meanwhile: a token it was issued simply expires unused
     };
@@ -271,9 +305,6 @@ pub fn finish(
     let request_id = pending.request_id;
     let error = match outcome {
         Ok(auth) => {
-            if let Some(name) = &pending.username {
-                world.failures_by_user.remove(&name.to_ascii_lowercase());
-            }
             let reply = S2cAuthResult {
                 username: auth.username.clone(),
                 user_id: auth.user_id,
@@ -297,15 +328,11 @@ pub fn finish(
             ErrorCode::InvalidCredentials,
             "that username belongs to an account: log in with its password",
         ),
-        Err(AuthFailure::InvalidCredentials) => {
-            count_failure(world, session, pending.username.as_deref(), now);
-            HandlerError::new(
-                ErrorCode::InvalidCredentials,
-                "unknown username or wrong password",
-            )
-        }
+        Err(AuthFailure::InvalidCredentials) => HandlerError::new(
+            ErrorCode::InvalidCredentials,
+            "unknown username or wrong password",
+        ),
         Err(AuthFailure::InvalidToken) => {
-            count_failure(world, session, None, now);
             HandlerError::new(ErrorCode::InvalidToken, "unknown, expired or revoked token")
         }
         Err(AuthFailure::Internal(_)) => {
@@ -313,6 +340,10 @@ pub fn finish(
         }
     };
     world.send_error(session, request_id, error);
+    if world.clients.get(&session).is_some_and(|c| c.overdue) {
+        // Its login deadline passed while this login was under way.
+        world.close_for_login_timeout(session);
+    }
 }
 
 #[cfg(test)]
@@ -323,6 +354,7 @@ mod tests {
     use net::DisconnectReason;
     use protocol::world::{C2sChat, C2sRoomJoin};
     use protocol::S2cMessage;
+    use std::time::Duration;
 
     fn guest_login(name: &str) -> C2sLogin {
         C2sLogin {
@@ -648,39 +680,43 @@ mod tests {
         assert_eq!(h.error(s).0, ErrorCode::BadRequest);
     }
 
+    fn throttled(change: impl FnOnce(&mut crate::throttle::ThrottleConfig)) -> WorldConfig {
+        let mut config = WorldConfig::default();
+        change(&mut config.throttle);
+        config
+    }
+
     #[test]
-    fn failed_logins_per_username_are_rate_limited_and_successes_are_not_slowed() {
-        let mut h = Harness::with(WorldConfig {
-            max_failures_per_user: 3,
-            ..WorldConfig::default()
-        });
-        let s = h.connect();
+    fn failed_logins_for_a_name_from_one_address_are_rate_limited_there_only() {
+        let mut h = Harness::with(throttled(|t| t.max_failures_per_user = 3));
+        let s = h.connect_from([203, 0, 113, 1]);
         h.send(s, register("alice", "correct horse"));
         auth_result(&mut h, s);
         h.send(s, C2sLogout {});
+        let guesser = h.connect_from([198, 51, 100, 7]);
         for _ in 0..3 {
-            h.send(s, password_login("alice", "guess guess"));
-            assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
+            h.send(guesser, password_login("alice", "guess guess"));
+            assert_eq!(h.error(guesser).0, ErrorCode::InvalidCredentials);
         }
-        h.send(s, password_login("alice", "correct horse"));
-        let (code, request, reason) = h.error(s);
+        h.send(guesser, password_login("alice", "correct horse"));
+        let (code, request, reason) = h.error(guesser);
         assert_eq!(
             (code, request),
             (ErrorCode::RateLimited, C2sLogin::ID as u32)
         );
         assert!(reason.contains("alice"), "{reason}");
-        // Another name from another address is not affected.
-        h.send(s, register("bob", "correct horse"));
+        // The owner, at an address that has not been failing, logs in.
+        h.send(s, password_login("alice", "correct horse"));
         auth_result(&mut h, s);
+        // Another name from the guesser's address is not affected.
+        h.send(guesser, register("bob", "correct horse"));
+        auth_result(&mut h, guesser);
     }
 
     #[test]
-    fn failed_logins_per_address_are_rate_limited_across_names() {
-        let mut h = Harness::with(WorldConfig {
-            max_failures_per_addr: 4,
-            ..WorldConfig::default()
-        });
-        let s = h.connect();
+    fn failed_logins_per_address_are_rate_limited_across_names_but_resumes_are_not() {
+        let mut h = Harness::with(throttled(|t| t.max_failures_per_addr = 4));
+        let s = h.connect_from([198, 51, 100, 7]);
         for i in 0..4 {
             h.send(s, password_login(&format!("user{i}"), "guess guess"));
             assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
@@ -693,23 +729,179 @@ mod tests {
                 token: "ab".repeat(32),
             },
         );
+        assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
+    }
+
+    #[test]
+    fn bad_resumes_from_an_address_do_not_lock_out_its_password_logins() {
+        let mut h = Harness::with(throttled(|t| t.max_bad_resumes_per_addr = 20));
+        let owner = h.connect_from([203, 0, 113, 1]);
+        h.send(owner, register("alice", "correct horse"));
+        auth_result(&mut h, owner);
+        h.send(owner, C2sLogout {});
+        let s = h.connect_from([198, 51, 100, 7]);
+        for _ in 0..20 {
+            h.send(
+                s,
+                C2sResume {
+                    token: "ab".repeat(32),
+                },
+            );
+            assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
+        }
+        h.send(
+            s,
+            C2sResume {
+                token: "ab".repeat(32),
+            },
+        );
         assert_eq!(h.error(s).0, ErrorCode::RateLimited);
+        h.send(s, password_login("alice", "correct horse"));
+        auth_result(&mut h, s);
     }
 
     #[test]
     fn rate_limit_window_expires() {
-        let mut h = Harness::with(WorldConfig {
-            max_failures_per_user: 1,
-            ..WorldConfig::default()
-        });
+        let mut h = Harness::with(throttled(|t| t.max_failures_per_user = 1));
         let s = h.connect();
         h.send(s, password_login("alice", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
         h.send(s, password_login("alice", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::RateLimited);
-        h.now += WorldConfig::default().failure_window;
+        h.now += WorldConfig::default().throttle.failure_window;
         h.send(s, password_login("alice", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
+    }
+
+    #[test]
+    fn logins_sent_at_once_count_before_they_are_hashed_so_only_the_limit_gets_through() {
+        let mut h = Harness::deferred(WorldConfig::default());
+        let owner = h.connect_from([203, 0, 113, 1]);
+        h.send(owner, register("bob", "correct horse"));
+        h.run_db();
+        auth_result(&mut h, owner);
+        let guessers: Vec<SessionId> = (0..200)
+            .map(|_| h.connect_from([198, 51, 100, 7]))
+            .collect();
+        for (i, &g) in guessers.iter().enumerate() {
+            let password = if i == 149 {
+                "correct horse"
+            } else {
+                "guess guess"
+            };
+            h.send(g, password_login("bob", password));
+        }
+        // None has been answered by the DB worker yet: all 200 are in flight at once.
+        let limited = guessers
+            .iter()
+            .filter(|&&g| {
+                h.take(g).iter().any(
+                    |m| matches!(m, S2cMessage::S2cError(e) if e.code() == ErrorCode::RateLimited),
+                )
+            })
+            .count();
+        assert_eq!(
+            limited, 195,
+            "5 per name from one address, in flight included"
+        );
+        h.run_db();
+        let logged_in = guessers
+            .iter()
+            .filter(|&&g| h.world.login(g).is_some())
+            .count();
+        assert_eq!(
+            logged_in, 0,
+            "the 150th guess, right, was refused before hashing"
+        );
+    }
+
+    #[test]
+    fn guessing_one_account_from_many_addresses_delays_its_logins_without_refusing_its_owner() {
+        let mut h = Harness::with(WorldConfig::default());
+        let owner = h.connect_from([203, 0, 113, 1]);
+        h.send(owner, register("bob", "correct horse"));
+        auth_result(&mut h, owner);
+        h.send(owner, C2sLogout {});
+        for i in 0..8u8 {
+            let g = h.connect_from([198, 51, 100, i]);
+            h.send(g, password_login("bob", "guess guess"));
+            // Past 5 failures each guess first waits out the account's delay.
+            h.now += Duration::from_secs(10);
+            h.world.tick(h.now);
+            h.world.poll_db(h.now);
+            assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials, "guess {i}");
+        }
+        let from_elsewhere = h.connect_from([192, 0, 2, 44]);
+        h.send(from_elsewhere, password_login("bob", "correct horse"));
+        assert!(h.take(from_elsewhere).is_empty(), "delayed, not refused");
+        assert!(h.world.is_waiting(from_elsewhere));
+        h.now += Duration::from_millis(1500);
+        h.world.tick(h.now);
+        h.world.poll_db(h.now);
+        assert!(
+            h.take(from_elsewhere).is_empty(),
+            "8 failures: 2 s of delay"
+        );
+        h.now += Duration::from_millis(600);
+        h.world.tick(h.now);
+        h.world.poll_db(h.now);
+        auth_result(&mut h, from_elsewhere);
+        // In again: the account's record is clean and the next login is not delayed.
+        h.send(from_elsewhere, C2sLogout {});
+        h.send(from_elsewhere, password_login("bob", "correct horse"));
+        auth_result(&mut h, from_elsewhere);
+    }
+
+    #[test]
+    fn a_delayed_login_whose_session_went_away_is_never_hashed() {
+        let mut h = Harness::with(throttled(|t| t.delay_after_failures = 1));
+        let g = h.connect_from([198, 51, 100, 1]);
+        h.send(g, password_login("bob", "guess guess"));
+        assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials);
+        let s = h.connect_from([198, 51, 100, 2]);
+        h.send(s, password_login("bob", "guess guess"));
+        assert_eq!(h.world.delayed_logins.len(), 1);
+        h.world.disconnect(s, &DisconnectReason::PeerClosed);
+        h.now += Duration::from_secs(10);
+        h.world.tick(h.now);
+        assert!(h.world.delayed_logins.is_empty());
+        assert!(
+            !h.world.throttle.has_in_flight(s),
+            "its reservation was released"
+        );
+    }
+
+    #[test]
+    fn registrations_per_address_are_limited_unless_the_address_is_exempt() {
+        let mut h = Harness::with(WorldConfig {
+            exempt_addresses: vec!["10.0.0.0/8".parse().unwrap()],
+            ..throttled(|t| t.max_registrations_per_address = 3)
+        });
+        let s = h.connect_from([198, 51, 100, 7]);
+        for i in 0..3 {
+            h.send(s, register(&format!("user{i}"), "correct horse"));
+            auth_result(&mut h, s);
+            h.send(s, C2sLogout {});
+        }
+        h.send(s, register("user3", "correct horse"));
+        let (code, request, reason) = h.error(s);
+        assert_eq!(
+            (code, request),
+            (ErrorCode::RateLimited, C2sRegister::ID as u32)
+        );
+        assert!(reason.contains("3 accounts"), "{reason}");
+        // A taken name created nothing and does not count.
+        let other = h.connect_from([198, 51, 100, 8]);
+        h.send(other, register("user0", "correct horse"));
+        assert_eq!(h.error(other).0, ErrorCode::UsernameTaken);
+        h.send(other, register("user3", "correct horse"));
+        auth_result(&mut h, other);
+        let exempt = h.connect_from([10, 1, 2, 3]);
+        for i in 10..15 {
+            h.send(exempt, register(&format!("user{i}"), "correct horse"));
+            auth_result(&mut h, exempt);
+            h.send(exempt, C2sLogout {});
+        }
     }
 
     #[test]

@@ -122,11 +122,36 @@ pub(crate) mod testkit {
             }
         }
 
-        /// A new connected session; its welcome is taken out of the outbox.
+        /// A world whose DB worker runs queued jobs only when told ([`Harness::run_db`]), so
+        /// that tests see requests in flight at once.
+        pub fn deferred(config: WorldConfig) -> Self {
+            let now = Instant::now();
+            let storage = SqliteStorage::in_memory().unwrap();
+            let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
+            Harness {
+                world: World::new(config, db, now),
+                dispatcher: super::dispatcher().unwrap(),
+                now,
+                next: 0,
+            }
+        }
+
+        /// Runs the jobs a deferred DB worker holds, and hands the answers to the world.
+        pub fn run_db(&mut self) {
+            self.world.db.run_queued();
+            self.world.poll_db(self.now);
+        }
+
+        /// A new connected session from 127.0.0.1; its welcome is taken out of the outbox.
         pub fn connect(&mut self) -> SessionId {
+            self.connect_from([127, 0, 0, 1])
+        }
+
+        /// A new connected session from `ip`; its welcome is taken out of the outbox.
+        pub fn connect_from(&mut self, ip: [u8; 4]) -> SessionId {
             self.next += 1;
             let id = SessionId(self.next);
-            let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            let peer = SocketAddr::from((ip, 9));
             self.world.connect(id, peer, self.now);
             self.take(id);
             id
