@@ -1,15 +1,17 @@
 //! The DB worker: all database and password-hashing work, on a thread of its own.
 //!
 //! The tick loop hands it [`DbJob`]s on bounded queues and never waits for it; the answers come
-//! back as [`DbEvent`]s that the loop drains once per tick. Three queues, taken in this order:
+//! back as [`DbEvent`]s that the loop drains once per tick. Four queues, taken in this order:
 //!
 //! 1. writes: batches of chat history and session records, token revocations (at most a few
 //!    per tick, from the world itself);
 //! 2. quick requests: history loads for joins, token resumes, guest checks (microseconds);
-//! 3. hashing requests: registrations and password logins (an argon2 hash, tens of ms).
+//! 3. hashing requests (an argon2 hash, tens of ms), in two queues taken in turn: password
+//!    logins, and registrations.
 //!
-//! So a burst of password logins cannot hold up writes or quick requests, and a write queued
-//! before a history load is always done before it.
+//! So a burst of password logins cannot hold up writes or quick requests, a write queued
+//! before a history load is always done before it, and a flood of registrations takes at most
+//! every other hash from the password logins of existing accounts.
 //!
 //! When a queue is full the job is refused at once: a request is answered RATE_LIMITED (the
 //! server is busy), a batch of writes stays with the world to be offered again next tick.
@@ -92,7 +94,8 @@ impl DbJob {
             | DbJob::Prune
             | DbJob::AppendHistory(_)
             | DbJob::RecordSessions(_) => Lane::Write,
-            DbJob::Register { .. } | DbJob::Login { .. } => Lane::Hashing,
+            DbJob::Login { .. } => Lane::Login,
+            DbJob::Register { .. } => Lane::Register,
             DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
         }
     }
@@ -102,7 +105,8 @@ impl DbJob {
 enum Lane {
     Write,
     Quick,
-    Hashing,
+    Login,
+    Register,
 }
 
 /// A login that succeeded.
@@ -440,7 +444,8 @@ pub struct Db {
 struct Queues {
     write: Sender<DbJob>,
     quick: Sender<DbJob>,
-    hashing: Sender<DbJob>,
+    login: Sender<DbJob>,
+    register: Sender<DbJob>,
 }
 
 enum Mode {
@@ -461,16 +466,17 @@ enum Mode {
 }
 
 impl Db {
-    /// Starts the worker thread; `queue` bounds the quick requests and the hashing requests
-    /// waiting for it, each.
+    /// Starts the worker thread; `queue` bounds the quick requests, the password logins and the
+    /// registrations waiting for it, each.
     pub fn spawn(mut worker: DbWorker, queue: usize) -> std::io::Result<Db> {
         let queue = queue.max(1);
         let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
         let (quick_tx, quick_rx) = bounded::<DbJob>(queue);
-        let (hashing_tx, hashing_rx) = bounded::<DbJob>(queue);
+        let (login_tx, login_rx) = bounded::<DbJob>(queue);
+        let (register_tx, register_rx) = bounded::<DbJob>(queue);
         // Bounded like the requests; if the answers of one tick outgrow it, the worker waits for
         // the tick loop's next poll, which only delays it.
-        let (event_tx, event_rx) = bounded::<DbEvent>(2 * queue + 1);
+        let (event_tx, event_rx) = bounded::<DbEvent>(3 * queue + 1);
         let thread = std::thread::Builder::new()
             .name("db-worker".into())
             .spawn(move || {
@@ -483,21 +489,42 @@ impl Db {
                 let mut ready = Select::new();
                 ready.recv(&write_rx);
                 ready.recv(&quick_rx);
-                ready.recv(&hashing_rx);
+                ready.recv(&login_rx);
+                ready.recv(&register_rx);
+                // The hashing queues take turns: this one goes first next time.
+                let mut register_first = false;
                 loop {
-                    // In lane order: writes, then quick requests, then one hashing request.
+                    // In lane order: writes, then quick requests, then one hash.
                     let job = match write_rx.try_recv() {
                         Ok(job) => job,
                         // Closed (all queues close together) and every write done: requests
                         // are dropped, their sessions are gone with the server.
                         Err(TryRecvError::Disconnected) => break,
                         Err(TryRecvError::Empty) => {
-                            match quick_rx.try_recv().or_else(|_| hashing_rx.try_recv()) {
+                            let (first, second) = if register_first {
+                                (&register_rx, &login_rx)
+                            } else {
+                                (&login_rx, &register_rx)
+                            };
+                            let hash = || match first.try_recv() {
+                                Ok(job) => Ok((job, true)),
+                                Err(_) => second.try_recv().map(|job| (job, false)),
+                            };
+                            match quick_rx.try_recv() {
                                 Ok(job) => job,
-                                Err(_) => {
-                                    ready.ready();
-                                    continue;
-                                }
+                                Err(_) => match hash() {
+                                    Ok((job, took_first)) => {
+                                        // The queue not served goes first next time.
+                                        if took_first {
+                                            register_first = !register_first;
+                                        }
+                                        job
+                                    }
+                                    Err(_) => {
+                                        ready.ready();
+                                        continue;
+                                    }
+                                },
                             }
                         }
                     };
@@ -513,7 +540,8 @@ impl Db {
                 queues: Some(Queues {
                     write: write_tx,
                     quick: quick_tx,
-                    hashing: hashing_tx,
+                    login: login_tx,
+                    register: register_tx,
                 }),
                 events: event_rx,
                 thread: Some(thread),
@@ -569,7 +597,8 @@ impl Db {
                 let queue = match job.lane() {
                     Lane::Write => &queues.write,
                     Lane::Quick => &queues.quick,
-                    Lane::Hashing => &queues.hashing,
+                    Lane::Login => &queues.login,
+                    Lane::Register => &queues.register,
                 };
                 queue.try_send(job).map_err(|e| match e {
                     TrySendError::Full(job) => SubmitError::Full(job),
@@ -709,6 +738,51 @@ mod tests {
         assert!(
             position <= 1,
             "the history load waited behind hashing: {order:?}"
+        );
+        db.close();
+    }
+
+    #[test]
+    fn password_logins_take_turns_with_a_flood_of_registrations() {
+        let mut db = Db::spawn(worker(2048), 64).unwrap();
+        db.submit(DbJob::Register {
+            session: SessionId(1000),
+            username: "victim".into(),
+            password: "password-1".into(),
+        })
+        .unwrap();
+        assert!(matches!(
+            next_event(&mut db),
+            DbEvent::Auth { outcome: Ok(_), .. }
+        ));
+        for i in 0..40 {
+            db.submit(DbJob::Register {
+                session: SessionId(i),
+                username: format!("farm{i}"),
+                password: "password-1".into(),
+            })
+            .unwrap();
+        }
+        db.submit(DbJob::Login {
+            session: SessionId(2000),
+            username: "victim".into(),
+            password: "password-1".into(),
+        })
+        .unwrap();
+        let mut order = Vec::new();
+        for _ in 0..41 {
+            match next_event(&mut db) {
+                DbEvent::Auth { session, outcome } => {
+                    assert!(outcome.is_ok(), "{outcome:?}");
+                    order.push(session);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let position = order.iter().position(|s| *s == SessionId(2000)).unwrap();
+        assert!(
+            position <= 3,
+            "the login waited behind {position} registrations: {order:?}"
         );
         db.close();
     }
