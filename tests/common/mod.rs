@@ -215,6 +215,28 @@ impl TestClient {
         TestClient::from_stream(stream)
     }
 
+    /// Connects from the local address `source` (any of 127.0.0.0/8 plays a client host of
+    /// its own) without reading anything.
+    pub async fn connect_raw_from(addr: SocketAddr, source: std::net::IpAddr) -> TestClient {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        let stream = tokio::time::timeout(RECV_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        stream.set_nodelay(true).expect("set_nodelay");
+        TestClient::from_stream(stream)
+    }
+
+    /// Connects from `source` and reads the welcome.
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> TestClient {
+        let mut client = TestClient::connect_raw_from(addr, source).await;
+        client.welcome = client.expect::<S2cWelcome>().await;
+        client
+    }
+
     /// Connects with a small socket receive buffer (so that a client that stops reading makes
     /// the server's writes back up quickly), and reads the welcome.
     pub async fn connect_with_recv_buffer(addr: SocketAddr, bytes: u32) -> TestClient {

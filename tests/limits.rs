@@ -1,0 +1,298 @@
+//! Attacks on the server's limits, end to end, from many connections and many client addresses
+//! at once (every address of 127.0.0.0/8 reaches the server as a host of its own).
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::{start_server, test_config, TestClient, RECV_TIMEOUT};
+use config::ServerConfig;
+use protocol::world::{C2sLogin, C2sPing, C2sRegister, C2sResume, S2cAuthResult};
+use protocol::{ErrorCode, S2cMessage};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// A test server config where loopback is not exempt, so that the per-address limits apply to
+/// the addresses the tests connect from.
+fn unexempt() -> ServerConfig {
+    let mut config = test_config();
+    config.limits.exempt_addresses.clear();
+    config
+}
+
+fn login(name: &str, password: &str) -> C2sLogin {
+    C2sLogin {
+        username: name.into(),
+        password: password.into(),
+    }
+}
+
+/// The answer to a login: `Ok` for S2C_AuthResult, the error code otherwise.
+async fn login_answer(client: &mut TestClient) -> Result<S2cAuthResult, ErrorCode> {
+    match client.recv().await {
+        S2cMessage::S2cAuthResult(r) => Ok(r),
+        S2cMessage::S2cError(e) => Err(e.code()),
+        other => panic!("expected a login answer, got {other:?}"),
+    }
+}
+
+async fn register_from(addr: std::net::SocketAddr, source: IpAddr, name: &str) -> TestClient {
+    let mut client = TestClient::connect_from(addr, source).await;
+    let result = client.register(name, "correct horse").await;
+    assert_eq!(result.username, name);
+    client
+}
+
+/// Connects from `source` as soon as the server has a slot for it again: it learns of closes
+/// on its own time, hence the bounded retry.
+async fn connect_once_freed(addr: std::net::SocketAddr, source: IpAddr) -> TestClient {
+    let deadline = Instant::now() + RECV_TIMEOUT;
+    loop {
+        let mut next = TestClient::connect_raw_from(addr, source).await;
+        match next.recv().await {
+            S2cMessage::S2cWelcome(welcome) => {
+                next.welcome = welcome;
+                return next;
+            }
+            S2cMessage::S2cError(e) if e.code() == ErrorCode::TooManyConnections => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no slot freed after a disconnect"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_guesses_sent_at_once_from_one_address_get_no_more_tries_than_the_limit() {
+    let mut config = unexempt();
+    config.limits.max_unauthenticated_per_address = 1000;
+    config.limits.max_sessions_per_address = 1000;
+    let server = start_server(config).await;
+    register_from(server.addr, ip("127.0.0.2"), "bob").await;
+
+    let attacker = ip("127.0.0.3");
+    let mut guessers = Vec::new();
+    for _ in 0..200 {
+        guessers.push(TestClient::connect_from(server.addr, attacker).await);
+    }
+    for (i, guesser) in guessers.iter_mut().enumerate() {
+        // The 150th guess is right.
+        let password = if i == 149 {
+            "correct horse"
+        } else {
+            "guess guess"
+        };
+        guesser.send(&login("bob", password)).await;
+    }
+    let mut tried = 0;
+    let mut logged_in = Vec::new();
+    for (i, guesser) in guessers.iter_mut().enumerate() {
+        match login_answer(guesser).await {
+            Err(ErrorCode::RateLimited) => {}
+            Err(ErrorCode::InvalidCredentials) => tried += 1,
+            Ok(_) => {
+                tried += 1;
+                logged_in.push(i);
+            }
+            Err(other) => panic!("guess {i}: {other:?}"),
+        }
+    }
+    assert!(tried <= 5, "{tried} of 200 guesses were checked");
+    assert!(logged_in.iter().all(|&i| i == 149), "{logged_in:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out_from_another() {
+    let server = start_server(unexempt()).await;
+    register_from(server.addr, ip("127.0.0.4"), "bob").await;
+    let mut attacker = TestClient::connect_from(server.addr, ip("127.0.0.5")).await;
+    for _ in 0..5 {
+        attacker.send(&login("bob", "guess guess")).await;
+        assert_eq!(
+            login_answer(&mut attacker).await.unwrap_err(),
+            ErrorCode::InvalidCredentials
+        );
+    }
+    attacker.send(&login("bob", "correct horse")).await;
+    assert_eq!(
+        login_answer(&mut attacker).await.unwrap_err(),
+        ErrorCode::RateLimited,
+        "the guessing address is stopped, even with the right password"
+    );
+    let mut owner = TestClient::connect_from(server.addr, ip("127.0.0.6")).await;
+    owner.send(&login("bob", "correct horse")).await;
+    let result = login_answer(&mut owner).await.expect("the owner logs in");
+    assert_eq!(result.username, "bob");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_resumes_from_an_address_do_not_lock_out_its_password_logins() {
+    let server = start_server(unexempt()).await;
+    register_from(server.addr, ip("127.0.0.7"), "carol").await;
+    let mut client = TestClient::connect_from(server.addr, ip("127.0.0.8")).await;
+    for _ in 0..20 {
+        client
+            .send(&C2sResume {
+                token: "ab".repeat(32),
+            })
+            .await;
+        assert_eq!(
+            login_answer(&mut client).await.unwrap_err(),
+            ErrorCode::InvalidToken
+        );
+    }
+    client
+        .send(&C2sResume {
+            token: "ab".repeat(32),
+        })
+        .await;
+    assert_eq!(
+        login_answer(&mut client).await.unwrap_err(),
+        ErrorCode::RateLimited
+    );
+    client.send(&login("carol", "correct horse")).await;
+    assert!(login_answer(&mut client).await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_cannot_hold_every_slot_with_connections_that_never_log_in() {
+    let mut config = unexempt();
+    config.server.max_sessions = 100;
+    config.limits.max_unauthenticated_per_address = 10;
+    config.limits.login_deadline_secs = 1;
+    let server = start_server(config).await;
+    let hog = ip("127.0.0.9");
+
+    // 60 connections at once from one host: 10 are taken, the rest told why and closed.
+    let connects = (0..60).map(|_| TestClient::connect_raw_from(server.addr, hog));
+    let mut raw = futures_util::future::join_all(connects).await;
+    let mut taken = Vec::new();
+    let mut refused = 0;
+    for mut client in raw.drain(..) {
+        match client.recv().await {
+            S2cMessage::S2cWelcome(_) => taken.push(client),
+            S2cMessage::S2cError(e) => {
+                assert_eq!(e.code(), ErrorCode::TooManyConnections, "{e:?}");
+                assert!(
+                    e.reason.contains("max_unauthenticated_per_address"),
+                    "{e:?}"
+                );
+                assert!(client.expect_closed().await.is_empty());
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((taken.len(), refused), (10, 50));
+
+    // Another host is served meanwhile.
+    let mut player = TestClient::connect_from(server.addr, ip("127.0.0.10")).await;
+    player.login_guest("player").await;
+
+    // Pinging does not keep a connection that never logs in: it is closed at the deadline.
+    let started = Instant::now();
+    for (seq, client) in taken.iter_mut().enumerate() {
+        client
+            .send(&C2sPing {
+                seq: seq as u32,
+                client_time_us: 0,
+            })
+            .await;
+    }
+    for client in &mut taken {
+        let before = client.expect_closed().await;
+        assert!(
+            matches!(before.last(), Some(S2cMessage::S2cError(e)) if e.code() == ErrorCode::LoginTimeout),
+            "{before:?}"
+        );
+    }
+    assert!(started.elapsed() < RECV_TIMEOUT);
+    // Its slots are free again.
+    let mut again = connect_once_freed(server.addr, hog).await;
+    again.login_guest("hog").await;
+    player.ping_next(1).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_max_sessions_per_address_logged_in_or_not() {
+    let mut config = unexempt();
+    config.limits.max_sessions_per_address = 5;
+    let server = start_server(config).await;
+    let host = ip("127.0.0.11");
+    let mut players = Vec::new();
+    for i in 0..5 {
+        let mut client = TestClient::connect_from(server.addr, host).await;
+        client.login_guest(&format!("player{i}")).await;
+        players.push(client);
+    }
+    let mut sixth = TestClient::connect_raw_from(server.addr, host).await;
+    let error = sixth.expect_error(ErrorCode::TooManyConnections).await;
+    assert!(
+        error.reason.contains("max_sessions_per_address"),
+        "{error:?}"
+    );
+    sixth.expect_closed().await;
+    // One leaves: there is room again.
+    players.pop().unwrap().close().await;
+    connect_once_freed(server.addr, host).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_sent_at_once_from_one_address_stop_at_the_limit() {
+    let mut config = unexempt();
+    config.limits.max_unauthenticated_per_address = 1000;
+    config.limits.max_sessions_per_address = 1000;
+    config.auth.max_registrations_per_address = 5;
+    let server = start_server(config).await;
+    let farm = ip("127.0.0.12");
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(TestClient::connect_from(server.addr, farm).await);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .send(&C2sRegister {
+                username: format!("farm{i}"),
+                password: "correct horse".into(),
+            })
+            .await;
+    }
+    let mut created = 0;
+    for client in &mut clients {
+        match login_answer(client).await {
+            Ok(_) => created += 1,
+            Err(code) => assert_eq!(code, ErrorCode::RateLimited),
+        }
+    }
+    assert_eq!(created, 5);
+    // Another address registers as usual.
+    register_from(server.addr, ip("127.0.0.13"), "honest").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_is_exempt_by_default_so_local_bots_are_not_limited() {
+    let mut config = test_config();
+    config.limits.max_unauthenticated_per_address = 2;
+    config.auth.max_registrations_per_address = 2;
+    let server = start_server(config).await;
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let mut client = TestClient::connect_from(server.addr, ip("127.0.0.14")).await;
+        client.register(&format!("bot{i}"), "correct horse").await;
+        clients.push(TestClient::connect(server.addr).await);
+    }
+    server.shutdown().await;
+}
