@@ -453,3 +453,64 @@ async fn acknowledged_accounts_and_tokens_survive_sigkill() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The one non-empty line of `stderr`; panics when there are more or none.
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    lines[0]
+}
+
+/// A config file with `storage.path = db`, and an address nobody listens on.
+fn storage_config(tag: &str, db: &Path) -> (TempConfig, String) {
+    let config = TempConfig::new(
+        tag,
+        &format!("[storage]\npath = {:?}\n", db.to_str().unwrap()),
+    );
+    (config, format!("127.0.0.1:{}", free_port()))
+}
+
+#[test]
+fn a_corrupt_database_stops_the_server_before_it_listens() {
+    use world_server::storage::{HistoryLine, SqliteStorage, Storage};
+    let data = common::fresh_dir();
+    let db = data.join("world.db");
+    {
+        let mut storage = SqliteStorage::open(&db, false).unwrap();
+        let lines: Vec<HistoryLine> = (0..2000)
+            .map(|n| HistoryLine {
+                room: "lobby".into(),
+                from: "ann".into(),
+                content: format!("line {n} of the lobby"),
+                sent_at_us: n,
+                server_time_us: n,
+            })
+            .collect();
+        storage.append_history(&lines, 5000).unwrap();
+        storage.create_account("ann", "hash", 1).unwrap();
+    }
+    // Damage every page after the first; the header and the schema stay valid.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    assert!(bytes.len() >= 3 * page_size, "{} bytes", bytes.len());
+    for page in bytes.chunks_mut(page_size).skip(1) {
+        page[100..600].fill(0xab);
+    }
+    std::fs::write(&db, bytes).unwrap();
+
+    let (config, listen) = storage_config("corrupt", &db);
+    let (code, stderr) =
+        run_to_exit(&["--config", config.0.to_str().unwrap(), "--listen", &listen]);
+    let _ = std::fs::remove_dir_all(&data);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let line = one_line(&stderr);
+    assert!(!line.contains("listening"), "{line}");
+    assert!(
+        line.starts_with(&format!(
+            "world-server: storage.path {:?}: the database is corrupt (quick_check: ",
+            db.to_str().unwrap()
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("); restore it from a backup"), "{line}");
+}

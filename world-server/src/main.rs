@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use config::ServerConfig;
+use world_server::ServerError;
 
 /// A tick-driven world server: rooms, chat, whispers and presence over protobuf frames.
 #[derive(Parser, Debug)]
@@ -60,6 +61,11 @@ fn main() -> ExitCode {
         };
         match world_server::run(listener, config, shutdown_signal()).await {
             Ok(_) => ExitCode::SUCCESS,
+            // Nothing has run yet: one line, like a bad config value.
+            Err(error @ ServerError::Storage { .. }) => {
+                eprintln!("world-server: {error}");
+                ExitCode::FAILURE
+            }
             Err(error) => {
                 spdlog::error!("server: {error}");
                 ExitCode::FAILURE

@@ -39,8 +39,9 @@ pub enum ServerError {
     /// Two handlers for one message type.
     #[error("cannot register handlers: {0}")]
     Dispatch(#[from] DispatchError),
-    /// The database could not be opened or migrated.
-    #[error("cannot open the database {path:?}: {source}")]
+    /// The database could not be opened or migrated. Named by its config key, like a bad
+    /// config value: `storage.path "world.db": the database is corrupt (...)`.
+    #[error("storage.path {path:?}: {source}")]
     Storage {
         /// The database file.
         path: std::path::PathBuf,

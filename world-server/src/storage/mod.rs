@@ -65,6 +65,9 @@ pub enum StorageError {
         /// The newest version this server knows.
         supported: i64,
     },
+    /// The database failed its integrity check.
+    #[error("the database is corrupt (quick_check: {0}); restore it from a backup")]
+    Corrupt(String),
 }
 
 /// What the DB worker needs from a database.

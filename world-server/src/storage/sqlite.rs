@@ -65,6 +65,12 @@ impl SqliteStorage {
     }
 
     fn init(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
+        Self::init_checked(conn, synchronous_full).map_err(corruption)
+    }
+
+    fn init_checked(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
+        // Before anything is written: a damaged file must not be migrated or served.
+        quick_check(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -102,6 +108,40 @@ impl SqliteStorage {
             spdlog::info!("storage: schema migrated to version {}", index + 1);
         }
         Ok(())
+    }
+}
+
+/// SQLite's quick integrity check (every page and b-tree, not the indexes' contents): a
+/// corrupt file otherwise opens fine and fails request after request.
+fn quick_check(conn: &Connection) -> Result<(), StorageError> {
+    let report: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
+    if report == "ok" {
+        return Ok(());
+    }
+    Err(StorageError::Corrupt(first_problem(&report)))
+}
+
+/// The first line of a quick_check report that says what is wrong (not the
+/// `*** in database main ***` heading).
+fn first_problem(report: &str) -> String {
+    report
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("*** in database"))
+        .unwrap_or(report)
+        .to_string()
+}
+
+/// A database error met while opening that means the file is damaged, as
+/// [`StorageError::Corrupt`]; any other error as it is.
+fn corruption(error: StorageError) -> StorageError {
+    match error {
+        StorageError::Database(rusqlite::Error::SqliteFailure(e, message))
+            if e.code == rusqlite::ErrorCode::DatabaseCorrupt =>
+        {
+            StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
+        }
+        other => other,
     }
 }
 
@@ -389,6 +429,56 @@ mod tests {
         let err = SqliteStorage::open(&path, true).err().unwrap();
         assert!(err.to_string().contains("99"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Overwrites the middle of every page but the first (which holds the header and the
+    /// schema), as a disk or a careless copy might.
+    fn damage_pages_after_the_first(path: &Path) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+        assert!(bytes.len() >= 3 * page_size, "{} bytes", bytes.len());
+        for page in bytes.chunks_mut(page_size).skip(1) {
+            page[100..600].fill(0xab);
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_database_with_damaged_pages_is_refused_when_opened() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = SqliteStorage::open(&path, false).unwrap();
+            let lines: Vec<HistoryLine> = (0..2000).map(|n| line("a", n)).collect();
+            s.append_history(&lines, 5000).unwrap();
+        }
+        damage_pages_after_the_first(&path);
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let StorageError::Corrupt(problem) = &err else {
+            panic!("not reported as corrupt: {err}");
+        };
+        assert!(!problem.contains('\n'), "one line: {problem:?}");
+        assert!(!problem.contains("*** in database"), "{problem:?}");
+        assert!(err
+            .to_string()
+            .starts_with("the database is corrupt (quick_check: "));
+    }
+
+    #[test]
+    fn the_first_problem_of_a_quick_check_report_skips_its_heading() {
+        let report =
+            "*** in database main ***\nOn tree page 20 cell 55: Offset 43947 out of range\n";
+        assert_eq!(
+            first_problem(report),
+            "On tree page 20 cell 55: Offset 43947 out of range"
+        );
+        assert_eq!(
+            first_problem("row 3 missing from index x"),
+            "row 3 missing from index x"
+        );
     }
 
     #[test]
