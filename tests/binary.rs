@@ -514,3 +514,86 @@ fn a_corrupt_database_stops_the_server_before_it_listens() {
     );
     assert!(line.ends_with("); restore it from a backup"), "{line}");
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_refuses_to_start_naming_the_first() {
+    let data = common::fresh_dir();
+    let db = data.join("shared.db");
+    let (config, listen) = storage_config("shared", &db);
+    let config_path = config.0.to_str().unwrap().to_string();
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut first = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+    let mut client = first.connect(addr).await;
+    client.login_guest("ann").await;
+
+    let other = format!("127.0.0.1:{}", free_port());
+    let (code, stderr) = run_to_exit(&["--config", &config_path, "--listen", &other]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "world-server: storage.path {:?}: in use by another server (pid {}); \
+             stop it or give this one another storage.path",
+            db.to_str().unwrap(),
+            first.child.id()
+        )
+    );
+    // The first one is unharmed.
+    client.join("lobby").await;
+
+    // Once it has stopped, the database is free again.
+    first.signal("TERM");
+    let status = first.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", first.stderr());
+    let mut second = ServerProcess::spawn(&["--config", &config_path, "--listen", &other]);
+    second
+        .connect(other.parse().unwrap())
+        .await
+        .login_guest("bob")
+        .await;
+    drop(second);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite3_shell_backs_up_the_database_of_a_running_server() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        println!("skipped: no sqlite3 shell on this machine");
+        return;
+    }
+    let data = common::fresh_dir();
+    let db = data.join("live.db");
+    let (config, listen) = storage_config("backup", &db);
+    let config_path = config.0.to_str().unwrap().to_string();
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut server = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+    let mut client = server.connect(addr).await;
+    client.login_guest("ann").await;
+
+    let copy = data.join("copy.db");
+    let output = Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!(".backup '{}'", copy.display()))
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        output.status.success(),
+        "sqlite3 .backup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let check = Command::new("sqlite3")
+        .arg(&copy)
+        .arg("PRAGMA quick_check; SELECT count(*) FROM accounts;")
+        .output()
+        .expect("run sqlite3");
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout),
+        "ok\n0\n",
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}

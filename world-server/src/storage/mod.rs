@@ -6,6 +6,8 @@
 
 mod sqlite;
 
+use std::path::PathBuf;
+
 pub use sqlite::SqliteStorage;
 
 /// An account as stored.
@@ -65,9 +67,30 @@ pub enum StorageError {
         /// The newest version this server knows.
         supported: i64,
     },
+    /// The lock file beside the database could not be created or locked.
+    #[error("cannot lock {path:?}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Another server holds the lock of this database.
+    #[error(
+        "in use by another server ({}); stop it or give this one another storage.path",
+        holder(*.pid)
+    )]
+    InUse {
+        /// The process id the server holding the lock wrote in it, if it could be read.
+        pid: Option<u32>,
+    },
     /// The database failed its integrity check.
     #[error("the database is corrupt (quick_check: {0}); restore it from a backup")]
     Corrupt(String),
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"))
 }
 
 /// What the DB worker needs from a database.

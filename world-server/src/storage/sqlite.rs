@@ -1,6 +1,8 @@
 //! SQLite storage: one file, WAL mode, versioned migrations applied at start-up.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -49,14 +51,25 @@ const MIGRATIONS: &[&str] = &[
 /// Storage in one SQLite file.
 pub struct SqliteStorage {
     conn: Connection,
+    /// The lock file held for the life of the storage, so that a second server on the same
+    /// file refuses to start. Declared after `conn`, so dropped after it: the connection
+    /// is closed (and the WAL checkpointed) before another server can take the lock.
+    _lock: Option<File>,
 }
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and migrates it. `synchronous_full`
     /// makes every commit durable against power loss too, not only against a crash.
+    ///
+    /// Holds an exclusive lock on `<path>.lock` (which holds the process id) until dropped;
+    /// fails with [`StorageError::InUse`] when another storage holds it. SQLite's own locks
+    /// stay as they are, so that the `sqlite3` shell can back the file up while it is open.
     pub fn open(path: &Path, synchronous_full: bool) -> Result<Self, StorageError> {
+        let lock = lock(path)?;
         let conn = Connection::open(path)?;
-        Self::init(conn, synchronous_full)
+        let mut storage = Self::init(conn, synchronous_full)?;
+        storage._lock = Some(lock);
+        Ok(storage)
     }
 
     /// A private in-memory database, for tests.
@@ -79,7 +92,7 @@ impl SqliteStorage {
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut storage = SqliteStorage { conn };
+        let mut storage = SqliteStorage { conn, _lock: None };
         storage.migrate()?;
         Ok(storage)
     }
@@ -109,6 +122,49 @@ impl SqliteStorage {
         }
         Ok(())
     }
+}
+
+/// A new file is created readable and writable by the owner only: the database holds
+/// password hashes, and its lock file and journals get the same mode.
+fn owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Takes the exclusive lock of `<path>.lock` and writes this process's id in it, or says
+/// which process holds it. The file is left in place when the lock is released: removing
+/// it would let a server that opened it just before lock a file nobody else sees.
+fn lock(path: &Path) -> Result<File, StorageError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let failed = |source| StorageError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = owner_only(OpenOptions::new().read(true).write(true).create(true))
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StorageError::InUse {
+                pid: holder.trim().parse().ok(),
+            });
+        }
+        Err(TryLockError::Error(source)) => return Err(failed(source)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(failed)?;
+    Ok(file)
 }
 
 /// SQLite's quick integrity check (every page and b-tree, not the indexes' contents): a
@@ -479,6 +535,60 @@ mod tests {
             first_problem("row 3 missing from index x"),
             "row 3 missing from index x"
         );
+    }
+
+    #[test]
+    fn a_second_storage_on_the_same_file_is_refused_until_the_first_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.db");
+        let _ = std::fs::remove_file(&path);
+        let first = SqliteStorage::open(&path, false).unwrap();
+        let lock_file = std::fs::read_to_string(dir.join("l.db.lock")).unwrap();
+        assert_eq!(lock_file, format!("{}\n", std::process::id()));
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        assert!(
+            matches!(err, StorageError::InUse { pid: Some(pid) } if pid == std::process::id()),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "in use by another server (pid {}); stop it or give this one another storage.path",
+                std::process::id()
+            )
+        );
+        drop(first);
+        let mut again = SqliteStorage::open(&path, false).unwrap();
+        assert!(again.account("ann").unwrap().is_none());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_consistent_copy_can_be_taken_while_the_storage_is_open() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-copy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.db");
+        let copy = dir.join("copy.db");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&copy);
+        let mut s = SqliteStorage::open(&path, false).unwrap();
+        s.create_account("ann", "h", 1).unwrap();
+        // What the sqlite3 shell's .backup does: read the live file from another connection.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+            .unwrap();
+        s.create_account("bob", "h", 2).unwrap();
+        drop(other);
+        let copied: i64 = Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(copied, 1, "the copy holds what was committed before it");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
