@@ -1,6 +1,7 @@
 //! The real `world-server` binary: serves clients on the address given, exits 0 on SIGTERM
-//! saying it shut down, and refuses a bad config file with exit code 2 and one line naming
-//! the file, the key and the value.
+//! saying it shut down, refuses a bad config file or a `storage.path` it cannot open with exit
+//! code 2, and a corrupt database or one in use by another server with 1, each with one line
+//! naming the file, the key and the value.
 //!
 //! `CARGO_BIN_EXE_world-server` only exists inside the `world-server` package, so the binary
 //! is found next to this test's own executable (`target/<profile>/world-server`). When it is
@@ -596,4 +597,124 @@ async fn the_sqlite3_shell_backs_up_the_database_of_a_running_server() {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Runs the binary with `storage.path = db`; asserts exit code 2 and returns its one line.
+fn refused_storage_path(tag: &str, db: &Path) -> String {
+    let (config, listen) = storage_config(tag, db);
+    let (code, stderr) =
+        run_to_exit(&["--config", config.0.to_str().unwrap(), "--listen", &listen]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    one_line(&stderr).to_string()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_storage_path_in_proc_exits_2_saying_the_directory_allows_no_new_files() {
+    let line = refused_storage_path("proc", Path::new("/proc/world-test.db"));
+    assert_eq!(
+        line,
+        "world-server: storage.path \"/proc/world-test.db\": cannot create the database file: \
+         \"/proc\" does not allow new files (No such file or directory (os error 2))"
+    );
+}
+
+#[test]
+fn a_storage_path_that_is_a_directory_exits_2_saying_so() {
+    let dir = common::fresh_dir();
+    let line = refused_storage_path("dir", &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        line,
+        format!(
+            "world-server: storage.path {:?}: is a directory",
+            dir.to_str().unwrap()
+        )
+    );
+}
+
+#[test]
+fn a_storage_path_in_a_missing_directory_exits_2_naming_the_directory() {
+    let dir = common::fresh_dir();
+    let missing = dir.join("missing");
+    let line = refused_storage_path("missing", &missing.join("world.db"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        line,
+        format!(
+            "world-server: storage.path {:?}: parent directory {:?} does not exist",
+            missing.join("world.db").to_str().unwrap(),
+            missing.to_str().unwrap()
+        )
+    );
+    assert!(!missing.exists(), "the directory is not created");
+}
+
+/// A read-only tmpfs, unmounted on drop.
+#[cfg(target_os = "linux")]
+struct ReadOnlyMount(PathBuf);
+
+#[cfg(target_os = "linux")]
+impl ReadOnlyMount {
+    /// `None` when this process may not mount (not root, or in a container that forbids it).
+    fn new() -> Option<ReadOnlyMount> {
+        let dir = common::fresh_dir();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            Some(ReadOnlyMount(dir))
+        } else {
+            let _ = std::fs::remove_dir(&dir);
+            None
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_storage_path_on_a_read_only_file_system_exits_2_with_the_system_s_reason() {
+    let Some(mount) = ReadOnlyMount::new() else {
+        println!("skipped: cannot mount a read-only tmpfs here (needs root)");
+        return;
+    };
+    let db = mount.0.join("world.db");
+    let line = refused_storage_path("ro", &db);
+    assert_eq!(
+        line,
+        format!(
+            "world-server: storage.path {:?}: cannot create the database file: \
+             Read-only file system (os error 30)",
+            db.to_str().unwrap()
+        )
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_storage_path_in_sys_exits_2_with_the_system_s_reason() {
+    // sysfs refuses new files, even to root: "Permission denied", or "Read-only file system"
+    // where it is mounted read-only.
+    let line = refused_storage_path("sys", Path::new("/sys/world-test.db"));
+    let prefix =
+        "world-server: storage.path \"/sys/world-test.db\": cannot create the database file: ";
+    let reason = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        reason == "Permission denied (os error 13)"
+            || reason == "Read-only file system (os error 30)",
+        "{line}"
+    );
 }

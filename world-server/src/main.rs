@@ -64,11 +64,11 @@ fn main() -> ExitCode {
             // Nothing has run yet: one line, like a bad config value.
             Err(error @ ServerError::Storage { .. }) => {
                 eprintln!("world-server: {error}");
-                ExitCode::FAILURE
+                ExitCode::from(error.exit_code())
             }
             Err(error) => {
                 spdlog::error!("server: {error}");
-                ExitCode::FAILURE
+                ExitCode::from(error.exit_code())
             }
         }
     });

@@ -53,6 +53,17 @@ pub enum ServerError {
     Worker(String),
 }
 
+impl ServerError {
+    /// The exit code for this error: 2 when the configuration is at fault (a `storage.path`
+    /// that cannot be opened as a database file), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServerError::Storage { source, .. } if source.is_path_error() => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Opens the database of `config` and starts the DB worker on it.
 pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
     let path = &config.storage.path;

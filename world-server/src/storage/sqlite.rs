@@ -1,7 +1,7 @@
 //! SQLite storage: one file, WAL mode, versioned migrations applied at start-up.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -64,7 +64,11 @@ impl SqliteStorage {
     /// Holds an exclusive lock on `<path>.lock` (which holds the process id) until dropped;
     /// fails with [`StorageError::InUse`] when another storage holds it. SQLite's own locks
     /// stay as they are, so that the `sqlite3` shell can back the file up while it is open.
+    ///
+    /// The file is checked and created here rather than by SQLite, which says only "unable to
+    /// open database file" whatever went wrong.
     pub fn open(path: &Path, synchronous_full: bool) -> Result<Self, StorageError> {
+        create_or_check(path)?;
         let lock = lock(path)?;
         let conn = Connection::open(path)?;
         let mut storage = Self::init(conn, synchronous_full)?;
@@ -78,7 +82,7 @@ impl SqliteStorage {
     }
 
     fn init(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
-        Self::init_checked(conn, synchronous_full).map_err(corruption)
+        Self::init_checked(conn, synchronous_full).map_err(classify)
     }
 
     fn init_checked(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
@@ -135,6 +139,47 @@ fn owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
     options
 }
 
+/// Checks that `path` is a regular file that can be read and written, or creates it
+/// (owner only) when it does not exist, saying what is wrong in the operating system's words.
+fn create_or_check(path: &Path) -> Result<(), StorageError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(StorageError::IsDirectory),
+        Ok(meta) if !meta.is_file() => return Err(StorageError::NotAFile),
+        Ok(_) => {
+            return OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(StorageError::OpenFile);
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+        Err(e) => return Err(StorageError::OpenFile(e)),
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(StorageError::ParentNotDirectory(parent.to_path_buf())),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(StorageError::ParentMissing(parent.to_path_buf()))
+        }
+        Err(e) => return Err(StorageError::Create(e)),
+    }
+    match owner_only(OpenOptions::new().read(true).write(true).create_new(true)).open(path) {
+        Ok(_) => Ok(()),
+        // Created by someone else meanwhile: SQLite opens it, or says why not.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(StorageError::CreateRefused {
+            dir: parent.to_path_buf(),
+            source: e,
+        }),
+        Err(e) => Err(StorageError::Create(e)),
+    }
+}
+
 /// Takes the exclusive lock of `<path>.lock` and writes this process's id in it, or says
 /// which process holds it. The file is left in place when the lock is released: removing
 /// it would let a server that opened it just before lock a file nobody else sees.
@@ -189,14 +234,17 @@ fn first_problem(report: &str) -> String {
 }
 
 /// A database error met while opening that means the file is damaged, as
-/// [`StorageError::Corrupt`]; any other error as it is.
-fn corruption(error: StorageError) -> StorageError {
+/// [`StorageError::Corrupt`], or is no database, as [`StorageError::NotADatabase`]; any
+/// other error as it is.
+fn classify(error: StorageError) -> StorageError {
     match error {
-        StorageError::Database(rusqlite::Error::SqliteFailure(e, message))
-            if e.code == rusqlite::ErrorCode::DatabaseCorrupt =>
-        {
-            StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
-        }
+        StorageError::Database(rusqlite::Error::SqliteFailure(e, message)) => match e.code {
+            rusqlite::ErrorCode::DatabaseCorrupt => {
+                StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
+            }
+            rusqlite::ErrorCode::NotADatabase => StorageError::NotADatabase,
+            _ => StorageError::Database(rusqlite::Error::SqliteFailure(e, message)),
+        },
         other => other,
     }
 }
@@ -589,6 +637,47 @@ mod tests {
         assert_eq!(copied, 1, "the copy holds what was committed before it");
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-text-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notes.txt");
+        std::fs::write(
+            &path,
+            "not a database, but long enough to have a header ".repeat(20),
+        )
+        .unwrap();
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(err, StorageError::NotADatabase), "{err}");
+        assert!(err.is_path_error());
+    }
+
+    #[test]
+    fn a_missing_parent_directory_is_named_and_nothing_is_created() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-none-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = SqliteStorage::open(&dir.join("w.db"), false).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("parent directory {dir:?} does not exist")
+        );
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_parent_that_is_a_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let err = SqliteStorage::open(&file.join("w.db"), false)
+            .err()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(err.to_string(), format!("{file:?} is not a directory"));
     }
 
     #[test]
