@@ -718,3 +718,56 @@ fn a_storage_path_in_sys_exits_2_with_the_system_s_reason() {
         "{line}"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_its_journals_and_the_log_file_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = common::fresh_dir();
+    let db = data.join("world.db");
+    let log = data.join("logs").join("world-server.log");
+    let config = TempConfig::new(
+        "modes",
+        &format!(
+            "[storage]\npath = {:?}\n[log]\nfile = {:?}\n",
+            db.to_str().unwrap(),
+            log.to_str().unwrap()
+        ),
+    );
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let config_path = config.0.to_str().unwrap().to_string();
+    let mut server = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+    let mut client = server.connect(addr).await;
+    client.login_guest("ann").await;
+    client.join("lobby").await;
+
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut lock = db.as_os_str().to_owned();
+    lock.push(".lock");
+    let mut files = vec![db.clone(), PathBuf::from(wal), PathBuf::from(lock), log];
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    if Path::new(&shm).exists() {
+        files.push(PathBuf::from(shm));
+    }
+    let modes: Vec<(String, u32)> = files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).unwrap_or_else(|e| {
+                panic!("{}: {e}; stderr:\n{}", file.display(), server.stderr())
+            });
+            (
+                file.display().to_string(),
+                meta.permissions().mode() & 0o777,
+            )
+        })
+        .collect();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    for (file, mode) in modes {
+        assert_eq!(mode, 0o600, "{file} is {mode:o}");
+    }
+}

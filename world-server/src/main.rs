@@ -24,6 +24,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any file or thread: what this process writes is for its owner only.
+    config::logging::restrict_new_files();
     let args = Args::parse();
     let mut config = match ServerConfig::load(args.config.as_deref()) {
         Ok(config) => config,
