@@ -1,6 +1,7 @@
 //! The real `world-server` binary: serves clients on the address given, exits 0 on SIGTERM
-//! saying it shut down, and refuses a bad config file with exit code 2 and one line naming
-//! the file, the key and the value.
+//! saying it shut down, refuses a bad config file or a `storage.path` it cannot open with exit
+//! code 2, and a corrupt database or one in use by another server with 1, each with one line
+//! naming the file, the key and the value.
 //!
 //! `CARGO_BIN_EXE_world-server` only exists inside the `world-server` package, so the binary
 //! is found next to this test's own executable (`target/<profile>/world-server`). When it is
@@ -452,4 +453,321 @@ async fn acknowledged_accounts_and_tokens_survive_sigkill() {
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The one non-empty line of `stderr`; panics when there are more or none.
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{stderr}");
+    lines[0]
+}
+
+/// A config file with `storage.path = db`, and an address nobody listens on.
+fn storage_config(tag: &str, db: &Path) -> (TempConfig, String) {
+    let config = TempConfig::new(
+        tag,
+        &format!("[storage]\npath = {:?}\n", db.to_str().unwrap()),
+    );
+    (config, format!("127.0.0.1:{}", free_port()))
+}
+
+#[test]
+fn a_corrupt_database_stops_the_server_before_it_listens() {
+    use world_server::storage::{HistoryLine, SqliteStorage, Storage};
+    let data = common::fresh_dir();
+    let db = data.join("world.db");
+    {
+        let mut storage = SqliteStorage::open(&db, false).unwrap();
+        let lines: Vec<HistoryLine> = (0..2000)
+            .map(|n| HistoryLine {
+                room: "lobby".into(),
+                from: "ann".into(),
+                content: format!("line {n} of the lobby"),
+                sent_at_us: n,
+                server_time_us: n,
+            })
+            .collect();
+        storage.append_history(&lines, 5000).unwrap();
+        storage.create_account("ann", "hash", 1).unwrap();
+    }
+    // Damage every page after the first; the header and the schema stay valid.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    assert!(bytes.len() >= 3 * page_size, "{} bytes", bytes.len());
+    for page in bytes.chunks_mut(page_size).skip(1) {
+        page[100..600].fill(0xab);
+    }
+    std::fs::write(&db, bytes).unwrap();
+
+    let (config, listen) = storage_config("corrupt", &db);
+    let (code, stderr) =
+        run_to_exit(&["--config", config.0.to_str().unwrap(), "--listen", &listen]);
+    let _ = std::fs::remove_dir_all(&data);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let line = one_line(&stderr);
+    assert!(!line.contains("listening"), "{line}");
+    assert!(
+        line.starts_with(&format!(
+            "world-server: storage.path {:?}: the database is corrupt (quick_check: ",
+            db.to_str().unwrap()
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("); restore it from a backup"), "{line}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_refuses_to_start_naming_the_first() {
+    let data = common::fresh_dir();
+    let db = data.join("shared.db");
+    let (config, listen) = storage_config("shared", &db);
+    let config_path = config.0.to_str().unwrap().to_string();
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut first = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+    let mut client = first.connect(addr).await;
+    client.login_guest("ann").await;
+
+    let other = format!("127.0.0.1:{}", free_port());
+    let (code, stderr) = run_to_exit(&["--config", &config_path, "--listen", &other]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "world-server: storage.path {:?}: in use by another server (pid {}); \
+             stop it or give this one another storage.path",
+            db.to_str().unwrap(),
+            first.child.id()
+        )
+    );
+    // The first one is unharmed.
+    client.join("lobby").await;
+
+    // Once it has stopped, the database is free again.
+    first.signal("TERM");
+    let status = first.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", first.stderr());
+    let mut second = ServerProcess::spawn(&["--config", &config_path, "--listen", &other]);
+    second
+        .connect(other.parse().unwrap())
+        .await
+        .login_guest("bob")
+        .await;
+    drop(second);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite3_shell_backs_up_the_database_of_a_running_server() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        println!("skipped: no sqlite3 shell on this machine");
+        return;
+    }
+    let data = common::fresh_dir();
+    let db = data.join("live.db");
+    let (config, listen) = storage_config("backup", &db);
+    let config_path = config.0.to_str().unwrap().to_string();
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut server = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+    let mut client = server.connect(addr).await;
+    client.login_guest("ann").await;
+
+    let copy = data.join("copy.db");
+    let output = Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!(".backup '{}'", copy.display()))
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        output.status.success(),
+        "sqlite3 .backup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let check = Command::new("sqlite3")
+        .arg(&copy)
+        .arg("PRAGMA quick_check; SELECT count(*) FROM accounts;")
+        .output()
+        .expect("run sqlite3");
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout),
+        "ok\n0\n",
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Runs the binary with `storage.path = db`; asserts exit code 2 and returns its one line.
+fn refused_storage_path(tag: &str, db: &Path) -> String {
+    let (config, listen) = storage_config(tag, db);
+    let (code, stderr) =
+        run_to_exit(&["--config", config.0.to_str().unwrap(), "--listen", &listen]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    one_line(&stderr).to_string()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_storage_path_in_proc_exits_2_saying_the_directory_allows_no_new_files() {
+    let line = refused_storage_path("proc", Path::new("/proc/world-test.db"));
+    assert_eq!(
+        line,
+        "world-server: storage.path \"/proc/world-test.db\": cannot create the database file: \
+         \"/proc\" does not allow new files (No such file or directory (os error 2))"
+    );
+}
+
+#[test]
+fn a_storage_path_that_is_a_directory_exits_2_saying_so() {
+    let dir = common::fresh_dir();
+    let line = refused_storage_path("dir", &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        line,
+        format!(
+            "world-server: storage.path {:?}: is a directory",
+            dir.to_str().unwrap()
+        )
+    );
+}
+
+#[test]
+fn a_storage_path_in_a_missing_directory_exits_2_naming_the_directory() {
+    let dir = common::fresh_dir();
+    let missing = dir.join("missing");
+    let line = refused_storage_path("missing", &missing.join("world.db"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        line,
+        format!(
+            "world-server: storage.path {:?}: parent directory {:?} does not exist",
+            missing.join("world.db").to_str().unwrap(),
+            missing.to_str().unwrap()
+        )
+    );
+    assert!(!missing.exists(), "the directory is not created");
+}
+
+/// A read-only tmpfs, unmounted on drop.
+#[cfg(target_os = "linux")]
+struct ReadOnlyMount(PathBuf);
+
+#[cfg(target_os = "linux")]
+impl ReadOnlyMount {
+    /// `None` when this process may not mount (not root, or in a container that forbids it).
+    fn new() -> Option<ReadOnlyMount> {
+        let dir = common::fresh_dir();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            Some(ReadOnlyMount(dir))
+        } else {
+            let _ = std::fs::remove_dir(&dir);
+            None
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_storage_path_on_a_read_only_file_system_exits_2_with_the_system_s_reason() {
+    let Some(mount) = ReadOnlyMount::new() else {
+        println!("skipped: cannot mount a read-only tmpfs here (needs root)");
+        return;
+    };
+    let db = mount.0.join("world.db");
+    let line = refused_storage_path("ro", &db);
+    assert_eq!(
+        line,
+        format!(
+            "world-server: storage.path {:?}: cannot create the database file: \
+             Read-only file system (os error 30)",
+            db.to_str().unwrap()
+        )
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_storage_path_in_sys_exits_2_with_the_system_s_reason() {
+    // sysfs refuses new files, even to root: "Permission denied", or "Read-only file system"
+    // where it is mounted read-only.
+    let line = refused_storage_path("sys", Path::new("/sys/world-test.db"));
+    let prefix =
+        "world-server: storage.path \"/sys/world-test.db\": cannot create the database file: ";
+    let reason = line
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        reason == "Permission denied (os error 13)"
+            || reason == "Read-only file system (os error 30)",
+        "{line}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_its_journals_and_the_log_file_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = common::fresh_dir();
+    let db = data.join("world.db");
+    let log = data.join("logs").join("world-server.log");
+    let config = TempConfig::new(
+        "modes",
+        &format!(
+            "[storage]\npath = {:?}\n[log]\nfile = {:?}\n",
+            db.to_str().unwrap(),
+            log.to_str().unwrap()
+        ),
+    );
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let config_path = config.0.to_str().unwrap().to_string();
+    let mut server = ServerProcess::spawn(&["--config", &config_path, "--listen", &listen]);
+    let mut client = server.connect(addr).await;
+    client.login_guest("ann").await;
+    client.join("lobby").await;
+
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut lock = db.as_os_str().to_owned();
+    lock.push(".lock");
+    let mut files = vec![db.clone(), PathBuf::from(wal), PathBuf::from(lock), log];
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    if Path::new(&shm).exists() {
+        files.push(PathBuf::from(shm));
+    }
+    let modes: Vec<(String, u32)> = files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).unwrap_or_else(|e| {
+                panic!("{}: {e}; stderr:\n{}", file.display(), server.stderr())
+            });
+            (
+                file.display().to_string(),
+                meta.permissions().mode() & 0o777,
+            )
+        })
+        .collect();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    for (file, mode) in modes {
+        assert_eq!(mode, 0o600, "{file} is {mode:o}");
+    }
 }

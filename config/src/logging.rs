@@ -14,7 +14,7 @@
 //! dummy-client's report). The console is unbuffered; the log file is buffered and flushed at
 //! every warning or worse, once a second, at [`flush`], and by spdlog at process exit.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use spdlog::{
     sink::{RotatingFileSink, RotationPolicy, Sink, StdStreamSink},
@@ -51,6 +51,12 @@ pub fn init(
     let mut sinks: Vec<Arc<dyn Sink>> = vec![console];
 
     if let Some(path) = log.file_path() {
+        create_owner_only(path).map_err(|err| {
+            ConfigError::Logging(format!(
+                "cannot open log file \"{}\": {err}",
+                path.display()
+            ))
+        })?;
         let file = RotatingFileSink::builder()
             .base_path(path)
             .rotation_policy(RotationPolicy::FileSize(log.file_max_size_bytes()))
@@ -79,6 +85,36 @@ pub fn init(
     Ok(())
 }
 
+/// Creates the log file (and its directory) if it does not exist, readable by the owner only
+/// on unix: spdlog would create it with the process's umask. An existing file keeps its mode.
+/// The files of later rotations are spdlog's; [`restrict_new_files`] covers them.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop)
+}
+
+/// Makes every file this process creates from now on readable and writable by its owner only
+/// (umask 077 on unix; nothing elsewhere): log files and their rotations, the database and
+/// its journals, the dummy client's tokens. Call first thing in `main`, before any thread.
+/// Files that exist keep their mode.
+pub fn restrict_new_files() {
+    #[cfg(unix)]
+    // SAFETY: umask(2) only replaces the process's file mode creation mask; it cannot fail and
+    // touches no memory of ours.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Writes out everything the default logger has buffered; call before leaving `main`
 /// on paths that may skip spdlog's own exit hook.
 pub fn flush() {
@@ -99,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn log_file_receives_lines_with_the_component_and_level() {
+    fn log_file_is_created_owner_only_and_receives_lines_with_the_component_and_level() {
         let dir = std::env::temp_dir().join(format!("config-logging-test-{}", std::process::id()));
         let path = dir.join("test.log");
         let config = LogConfig {
@@ -112,7 +148,14 @@ mod tests {
         flush();
 
         let written = std::fs::read_to_string(&path).unwrap();
+        #[cfg(unix)]
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777
+        };
         std::fs::remove_dir_all(&dir).unwrap();
+        #[cfg(unix)]
+        assert_eq!(mode, 0o600, "{mode:o}");
         assert!(
             written.contains("[unit-test] [debug] hello from the test"),
             "{written}"

@@ -67,6 +67,8 @@ struct Cli {
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Before any file or thread: what this process writes is for its owner only.
+    config::logging::restrict_new_files();
     let cli = Cli::parse();
     let config = match load_config(&cli) {
         Ok(config) => config,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use config::ServerConfig;
+use world_server::ServerError;
 
 /// A tick-driven world server: rooms, chat, whispers and presence over protobuf frames.
 #[derive(Parser, Debug)]
@@ -23,6 +24,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any file or thread: what this process writes is for its owner only.
+    config::logging::restrict_new_files();
     let args = Args::parse();
     let mut config = match ServerConfig::load(args.config.as_deref()) {
         Ok(config) => config,
@@ -60,9 +63,14 @@ fn main() -> ExitCode {
         };
         match world_server::run(listener, config, shutdown_signal()).await {
             Ok(_) => ExitCode::SUCCESS,
+            // Nothing has run yet: one line, like a bad config value.
+            Err(error @ ServerError::Storage { .. }) => {
+                eprintln!("world-server: {error}");
+                ExitCode::from(error.exit_code())
+            }
             Err(error) => {
                 spdlog::error!("server: {error}");
-                ExitCode::FAILURE
+                ExitCode::from(error.exit_code())
             }
         }
     });

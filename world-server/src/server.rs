@@ -39,8 +39,9 @@ pub enum ServerError {
     /// Two handlers for one message type.
     #[error("cannot register handlers: {0}")]
     Dispatch(#[from] DispatchError),
-    /// The database could not be opened or migrated.
-    #[error("cannot open the database {path:?}: {source}")]
+    /// The database could not be opened or migrated. Named by its config key, like a bad
+    /// config value: `storage.path "world.db": the database is corrupt (...)`.
+    #[error("storage.path {path:?}: {source}")]
     Storage {
         /// The database file.
         path: std::path::PathBuf,
@@ -50,6 +51,17 @@ pub enum ServerError {
     /// The DB worker could not start.
     #[error("cannot start the DB worker: {0}")]
     Worker(String),
+}
+
+impl ServerError {
+    /// The exit code for this error: 2 when the configuration is at fault (a `storage.path`
+    /// that cannot be opened as a database file), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServerError::Storage { source, .. } if source.is_path_error() => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Opens the database of `config` and starts the DB worker on it.

@@ -6,6 +6,8 @@
 
 mod sqlite;
 
+use std::path::PathBuf;
+
 pub use sqlite::SqliteStorage;
 
 /// An account as stored.
@@ -65,6 +67,79 @@ pub enum StorageError {
         /// The newest version this server knows.
         supported: i64,
     },
+    /// The directory the database file would be in does not exist.
+    #[error("parent directory {0:?} does not exist")]
+    ParentMissing(PathBuf),
+    /// What the database file would be in is not a directory.
+    #[error("{0:?} is not a directory")]
+    ParentNotDirectory(PathBuf),
+    /// The path is a directory.
+    #[error("is a directory")]
+    IsDirectory,
+    /// The path is something other than a regular file (a device, a socket, a pipe).
+    #[error("is not a regular file")]
+    NotAFile,
+    /// The database file did not exist and could not be created.
+    #[error("cannot create the database file: {0}")]
+    Create(std::io::Error),
+    /// The directory exists but refused a new file with "not found" (as `/proc` does).
+    #[error("cannot create the database file: {dir:?} does not allow new files ({source})")]
+    CreateRefused {
+        /// The directory.
+        dir: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The database file exists and could not be opened for reading and writing.
+    #[error("cannot open the database file: {0}")]
+    OpenFile(std::io::Error),
+    /// The file is not an SQLite database (or its header is damaged).
+    #[error("is not an SQLite database")]
+    NotADatabase,
+    /// The lock file beside the database could not be created or locked.
+    #[error("cannot lock {path:?}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Another server holds the lock of this database.
+    #[error(
+        "in use by another server ({}); stop it or give this one another storage.path",
+        holder(*.pid)
+    )]
+    InUse {
+        /// The process id the server holding the lock wrote in it, if it could be read.
+        pid: Option<u32>,
+    },
+    /// The database failed its integrity check.
+    #[error("the database is corrupt (quick_check: {0}); restore it from a backup")]
+    Corrupt(String),
+}
+
+impl StorageError {
+    /// Whether this is about where the database was to be opened (a directory, a missing
+    /// directory, no permission, a read-only file system, not a database file): a mistake in
+    /// the configuration, rather than in the data or another process.
+    pub fn is_path_error(&self) -> bool {
+        matches!(
+            self,
+            StorageError::ParentMissing(_)
+                | StorageError::ParentNotDirectory(_)
+                | StorageError::IsDirectory
+                | StorageError::NotAFile
+                | StorageError::Create(_)
+                | StorageError::CreateRefused { .. }
+                | StorageError::OpenFile(_)
+                | StorageError::NotADatabase
+                | StorageError::Lock { .. }
+        )
+    }
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"))
 }
 
 /// What the DB worker needs from a database.

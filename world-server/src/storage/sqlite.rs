@@ -1,6 +1,8 @@
 //! SQLite storage: one file, WAL mode, versioned migrations applied at start-up.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -49,14 +51,29 @@ const MIGRATIONS: &[&str] = &[
 /// Storage in one SQLite file.
 pub struct SqliteStorage {
     conn: Connection,
+    /// The lock file held for the life of the storage, so that a second server on the same
+    /// file refuses to start. Declared after `conn`, so dropped after it: the connection
+    /// is closed (and the WAL checkpointed) before another server can take the lock.
+    _lock: Option<File>,
 }
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and migrates it. `synchronous_full`
     /// makes every commit durable against power loss too, not only against a crash.
+    ///
+    /// Holds an exclusive lock on `<path>.lock` (which holds the process id) until dropped;
+    /// fails with [`StorageError::InUse`] when another storage holds it. SQLite's own locks
+    /// stay as they are, so that the `sqlite3` shell can back the file up while it is open.
+    ///
+    /// The file is checked and created here rather than by SQLite, which says only "unable to
+    /// open database file" whatever went wrong.
     pub fn open(path: &Path, synchronous_full: bool) -> Result<Self, StorageError> {
+        create_or_check(path)?;
+        let lock = lock(path)?;
         let conn = Connection::open(path)?;
-        Self::init(conn, synchronous_full)
+        let mut storage = Self::init(conn, synchronous_full)?;
+        storage._lock = Some(lock);
+        Ok(storage)
     }
 
     /// A private in-memory database, for tests.
@@ -65,6 +82,12 @@ impl SqliteStorage {
     }
 
     fn init(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
+        Self::init_checked(conn, synchronous_full).map_err(classify)
+    }
+
+    fn init_checked(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
+        // Before anything is written: a damaged file must not be migrated or served.
+        quick_check(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -73,7 +96,7 @@ impl SqliteStorage {
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut storage = SqliteStorage { conn };
+        let mut storage = SqliteStorage { conn, _lock: None };
         storage.migrate()?;
         Ok(storage)
     }
@@ -102,6 +125,127 @@ impl SqliteStorage {
             spdlog::info!("storage: schema migrated to version {}", index + 1);
         }
         Ok(())
+    }
+}
+
+/// A new file is created readable and writable by the owner only: the database holds
+/// password hashes, and its lock file and journals get the same mode.
+fn owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Checks that `path` is a regular file that can be read and written, or creates it
+/// (owner only) when it does not exist, saying what is wrong in the operating system's words.
+fn create_or_check(path: &Path) -> Result<(), StorageError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(StorageError::IsDirectory),
+        Ok(meta) if !meta.is_file() => return Err(StorageError::NotAFile),
+        Ok(_) => {
+            return OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(StorageError::OpenFile);
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+        Err(e) => return Err(StorageError::OpenFile(e)),
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(StorageError::ParentNotDirectory(parent.to_path_buf())),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(StorageError::ParentMissing(parent.to_path_buf()))
+        }
+        Err(e) => return Err(StorageError::Create(e)),
+    }
+    match owner_only(OpenOptions::new().read(true).write(true).create_new(true)).open(path) {
+        Ok(_) => Ok(()),
+        // Created by someone else meanwhile: SQLite opens it, or says why not.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(StorageError::CreateRefused {
+            dir: parent.to_path_buf(),
+            source: e,
+        }),
+        Err(e) => Err(StorageError::Create(e)),
+    }
+}
+
+/// Takes the exclusive lock of `<path>.lock` and writes this process's id in it, or says
+/// which process holds it. The file is left in place when the lock is released: removing
+/// it would let a server that opened it just before lock a file nobody else sees.
+fn lock(path: &Path) -> Result<File, StorageError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let failed = |source| StorageError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = owner_only(OpenOptions::new().read(true).write(true).create(true))
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StorageError::InUse {
+                pid: holder.trim().parse().ok(),
+            });
+        }
+        Err(TryLockError::Error(source)) => return Err(failed(source)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+        .map_err(failed)?;
+    Ok(file)
+}
+
+/// SQLite's quick integrity check (every page and b-tree, not the indexes' contents): a
+/// corrupt file otherwise opens fine and fails request after request.
+fn quick_check(conn: &Connection) -> Result<(), StorageError> {
+    let report: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
+    if report == "ok" {
+        return Ok(());
+    }
+    Err(StorageError::Corrupt(first_problem(&report)))
+}
+
+/// The first line of a quick_check report that says what is wrong (not the
+/// `*** in database main ***` heading).
+fn first_problem(report: &str) -> String {
+    report
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("*** in database"))
+        .unwrap_or(report)
+        .to_string()
+}
+
+/// A database error met while opening that means the file is damaged, as
+/// [`StorageError::Corrupt`], or is no database, as [`StorageError::NotADatabase`]; any
+/// other error as it is.
+fn classify(error: StorageError) -> StorageError {
+    match error {
+        StorageError::Database(rusqlite::Error::SqliteFailure(e, message)) => match e.code {
+            rusqlite::ErrorCode::DatabaseCorrupt => {
+                StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
+            }
+            rusqlite::ErrorCode::NotADatabase => StorageError::NotADatabase,
+            _ => StorageError::Database(rusqlite::Error::SqliteFailure(e, message)),
+        },
+        other => other,
     }
 }
 
@@ -389,6 +533,151 @@ mod tests {
         let err = SqliteStorage::open(&path, true).err().unwrap();
         assert!(err.to_string().contains("99"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Overwrites the middle of every page but the first (which holds the header and the
+    /// schema), as a disk or a careless copy might.
+    fn damage_pages_after_the_first(path: &Path) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+        assert!(bytes.len() >= 3 * page_size, "{} bytes", bytes.len());
+        for page in bytes.chunks_mut(page_size).skip(1) {
+            page[100..600].fill(0xab);
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_database_with_damaged_pages_is_refused_when_opened() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = SqliteStorage::open(&path, false).unwrap();
+            let lines: Vec<HistoryLine> = (0..2000).map(|n| line("a", n)).collect();
+            s.append_history(&lines, 5000).unwrap();
+        }
+        damage_pages_after_the_first(&path);
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let StorageError::Corrupt(problem) = &err else {
+            panic!("not reported as corrupt: {err}");
+        };
+        assert!(!problem.contains('\n'), "one line: {problem:?}");
+        assert!(!problem.contains("*** in database"), "{problem:?}");
+        assert!(err
+            .to_string()
+            .starts_with("the database is corrupt (quick_check: "));
+    }
+
+    #[test]
+    fn the_first_problem_of_a_quick_check_report_skips_its_heading() {
+        let report =
+            "*** in database main ***\nOn tree page 20 cell 55: Offset 43947 out of range\n";
+        assert_eq!(
+            first_problem(report),
+            "On tree page 20 cell 55: Offset 43947 out of range"
+        );
+        assert_eq!(
+            first_problem("row 3 missing from index x"),
+            "row 3 missing from index x"
+        );
+    }
+
+    #[test]
+    fn a_second_storage_on_the_same_file_is_refused_until_the_first_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.db");
+        let _ = std::fs::remove_file(&path);
+        let first = SqliteStorage::open(&path, false).unwrap();
+        let lock_file = std::fs::read_to_string(dir.join("l.db.lock")).unwrap();
+        assert_eq!(lock_file, format!("{}\n", std::process::id()));
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        assert!(
+            matches!(err, StorageError::InUse { pid: Some(pid) } if pid == std::process::id()),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "in use by another server (pid {}); stop it or give this one another storage.path",
+                std::process::id()
+            )
+        );
+        drop(first);
+        let mut again = SqliteStorage::open(&path, false).unwrap();
+        assert!(again.account("ann").unwrap().is_none());
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_consistent_copy_can_be_taken_while_the_storage_is_open() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-copy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.db");
+        let copy = dir.join("copy.db");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&copy);
+        let mut s = SqliteStorage::open(&path, false).unwrap();
+        s.create_account("ann", "h", 1).unwrap();
+        // What the sqlite3 shell's .backup does: read the live file from another connection.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+            .unwrap();
+        s.create_account("bob", "h", 2).unwrap();
+        drop(other);
+        let copied: i64 = Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(copied, 1, "the copy holds what was committed before it");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-text-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notes.txt");
+        std::fs::write(
+            &path,
+            "not a database, but long enough to have a header ".repeat(20),
+        )
+        .unwrap();
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(err, StorageError::NotADatabase), "{err}");
+        assert!(err.is_path_error());
+    }
+
+    #[test]
+    fn a_missing_parent_directory_is_named_and_nothing_is_created() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-none-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = SqliteStorage::open(&dir.join("w.db"), false).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("parent directory {dir:?} does not exist")
+        );
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_parent_that_is_a_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let err = SqliteStorage::open(&file.join("w.db"), false)
+            .err()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(err.to_string(), format!("{file:?} is not a directory"));
     }
 
     #[test]
