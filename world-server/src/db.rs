@@ -27,7 +27,7 @@ use net::SessionId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{HistoryLine, SessionRecord, Storage, StorageError};
+use crate::storage::{HistoryLimits, HistoryLine, SessionLogEntry, Storage, StorageError};
 
 /// SHA-256 of a token: what the database keeps instead of the token.
 pub type TokenHash = [u8; 32];
@@ -83,8 +83,10 @@ pub enum DbJob {
     Prune,
     /// Append chat lines (encoded S2C_Chat frames) to history, in one transaction.
     AppendHistory(Vec<Bytes>),
-    /// Append session records, in one transaction.
-    RecordSessions(Vec<SessionRecord>),
+    /// Write session log entries, in one transaction.
+    RecordSessions(Vec<SessionLogEntry>),
+    /// Rooms that emptied: their history is kept `history_retention` from now.
+    RoomsEmptied(Vec<String>),
 }
 
 impl DbJob {
@@ -93,7 +95,8 @@ impl DbJob {
             DbJob::Revoke(_)
             | DbJob::Prune
             | DbJob::AppendHistory(_)
-            | DbJob::RecordSessions(_) => Lane::Write,
+            | DbJob::RecordSessions(_)
+            | DbJob::RoomsEmptied(_) => Lane::Write,
             DbJob::Login { .. } => Lane::Login,
             DbJob::Register { .. } => Lane::Register,
             DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
@@ -178,6 +181,12 @@ pub struct AuthSettings {
     pub history_lines: usize,
     /// How long session records are kept, in microseconds; `None` forever.
     pub session_log_us: Option<u64>,
+    /// Session records kept at most.
+    pub session_log_max_rows: u64,
+    /// Rooms with stored history at most.
+    pub max_history_rooms: usize,
+    /// How long the history of an empty room is kept, in microseconds; `None` forever.
+    pub history_retention_us: Option<u64>,
 }
 
 impl From<&config::ServerConfig> for AuthSettings {
@@ -190,6 +199,13 @@ impl From<&config::ServerConfig> for AuthSettings {
             history_lines: c.world.history_lines,
             session_log_us: (c.storage.session_log_days > 0)
                 .then(|| c.storage.session_log_days.saturating_mul(86_400_000_000)),
+            session_log_max_rows: c.storage.session_log_max_rows,
+            max_history_rooms: c.world.max_history_rooms,
+            history_retention_us: (c.world.history_retention_days > 0).then(|| {
+                c.world
+                    .history_retention_days
+                    .saturating_mul(86_400_000_000)
+            }),
         }
     }
 }
@@ -283,6 +299,9 @@ impl DbWorker {
                 },
             }),
             DbJob::LoadHistory { room } => {
+                if let Err(e) = self.storage.room_in_use(&room) {
+                    report_error(&format!("cannot mark {room:?} in use"), &e);
+                }
                 let lines = self
                     .storage
                     .history(&room, self.settings.history_lines)
@@ -311,21 +330,42 @@ impl DbWorker {
                         Err(e) => report_error("cannot prune the session log", &e),
                     }
                 }
+                if let Some(keep_us) = self.settings.history_retention_us {
+                    match self.storage.prune_history(now_us.saturating_sub(keep_us)) {
+                        Ok(0) => {}
+                        Ok(n) => spdlog::info!(
+                            "storage: deleted the history of {n} rooms empty for longer than the retention"
+                        ),
+                        Err(e) => report_error("cannot prune history", &e),
+                    }
+                }
                 None
             }
             DbJob::AppendHistory(frames) => {
                 let lines: Vec<HistoryLine> = frames.iter().filter_map(history_line).collect();
-                if let Err(e) = self
-                    .storage
-                    .append_history(&lines, self.settings.history_lines)
-                {
-                    report_error(&format!("lost {} history lines", lines.len()), &e);
+                let limits = HistoryLimits {
+                    lines: self.settings.history_lines,
+                    max_rooms: self.settings.max_history_rooms,
+                };
+                match self.storage.append_history(&lines, limits) {
+                    Ok(0) => {}
+                    Ok(n) => spdlog::debug!(
+                        "storage: deleted the history of {n} rooms empty the longest (world.max_history_rooms)"
+                    ),
+                    Err(e) => report_error(&format!("lost {} history lines", lines.len()), &e),
                 }
                 None
             }
-            DbJob::RecordSessions(records) => {
-                if let Err(e) = self.storage.record_sessions(&records) {
-                    report_error(&format!("lost {} session records", records.len()), &e);
+            DbJob::RecordSessions(entries) => {
+                let max_rows = self.settings.session_log_max_rows;
+                if let Err(e) = self.storage.record_sessions(&entries, max_rows) {
+                    report_error(&format!("lost {} session log entries", entries.len()), &e);
+                }
+                None
+            }
+            DbJob::RoomsEmptied(rooms) => {
+                if let Err(e) = self.storage.rooms_emptied(&rooms, now_us) {
+                    report_error("cannot mark rooms empty", &e);
                 }
                 None
             }
@@ -805,6 +845,7 @@ mod tests {
             token_ttl_us: 3_600_000_000,
             history_lines: 10,
             session_log_us: None,
+            ..AuthSettings::from(&config::ServerConfig::default())
         };
         DbWorker::new(Box::new(SqliteStorage::in_memory().unwrap()), settings).unwrap()
     }
@@ -1010,6 +1051,7 @@ mod tests {
             token_ttl_us: 3_600_000_000,
             history_lines: 10,
             session_log_us: None,
+            ..AuthSettings::from(&config::ServerConfig::default())
         };
         let storage = SqliteStorage::open(&path, false).unwrap();
         let mut db = Db::spawn(DbWorker::new(Box::new(storage), settings).unwrap(), 64).unwrap();

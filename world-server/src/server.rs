@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
-use crate::storage::{SqliteStorage, StorageError};
+use crate::storage::{SqliteStorage, Storage, StorageError};
 use crate::world::{Admission, Refused, Stats, World, WorldConfig};
 
 /// Why the server could not run.
@@ -67,13 +67,20 @@ impl ServerError {
 /// Opens the database of `config` and starts the DB worker on it.
 pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
     let path = &config.storage.path;
-    let storage =
-        SqliteStorage::open(path, config.storage.synchronous == "full").map_err(|source| {
-            ServerError::Storage {
-                path: path.clone(),
-                source,
-            }
-        })?;
+    let storage_error = |source| ServerError::Storage {
+        path: path.clone(),
+        source,
+    };
+    let mut storage =
+        SqliteStorage::open(path, config.storage.synchronous == "full").map_err(storage_error)?;
+    let recovered = storage.recover(protocol::now_us()).map_err(storage_error)?;
+    if recovered.sessions > 0 {
+        spdlog::warn!(
+            "storage: the last run stopped without closing {} sessions; recorded as \"{}\"",
+            recovered.sessions,
+            crate::storage::UNCLEAN_STOP
+        );
+    }
     let worker = DbWorker::new(Box::new(storage), AuthSettings::from(config))
         .map_err(ServerError::Worker)?;
     spdlog::info!("storage: database {}", path.display());

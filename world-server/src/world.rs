@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::db::{Db, DbEvent, DbJob, SubmitError, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
 use crate::outbox::Outbox;
-use crate::storage::SessionRecord;
+use crate::storage::{SessionLogEntry, SessionRecord};
 use crate::throttle::{addr_key, LoginThrottle, Outcome, ThrottleConfig};
 use crate::timers::Timers;
 
@@ -321,7 +321,9 @@ pub struct World {
     /// Chat lines of this tick to append to the history table.
     pub pending_history: Vec<Bytes>,
     /// Sessions ended since the last batch, for the session log.
-    pub pending_sessions: Vec<SessionRecord>,
+    pub pending_sessions: Vec<SessionLogEntry>,
+    /// Rooms with history that emptied since the last batch.
+    pub pending_emptied: Vec<String>,
     /// Failed logins and registrations, counted per address and per account.
     pub throttle: LoginThrottle,
     /// Sessions per client address (see [`addr_key`]).
@@ -338,6 +340,32 @@ const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
 
 /// Writes waiting for a full write queue, per kind, before the oldest are dropped.
 pub const MAX_PENDING_WRITES: usize = 100_000;
+
+/// Submits `pending` as one job made by `wrap`; when the write queue is full, `unwrap` takes the
+/// items back to wait for the next tick (all but the newest [`MAX_PENDING_WRITES`] dropped).
+fn offer<T>(
+    db: &mut Db,
+    pending: &mut Vec<T>,
+    wrap: fn(Vec<T>) -> DbJob,
+    unwrap: fn(DbJob) -> Option<Vec<T>>,
+    what: &str,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    match db.submit(wrap(std::mem::take(pending))) {
+        Ok(()) => {}
+        Err(SubmitError::Full(job)) => {
+            if let Some(mut items) = unwrap(job) {
+                keep_newest(&mut items, what);
+                *pending = items;
+            }
+        }
+        Err(SubmitError::Stopped(_)) => {
+            spdlog::error!("storage: the DB worker has stopped; {what} lost");
+        }
+    }
+}
 
 /// Drops all but the newest [`MAX_PENDING_WRITES`] of `items`, saying so in the log.
 fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
@@ -364,6 +392,7 @@ impl World {
             db,
             pending_history: Vec::new(),
             pending_sessions: Vec::new(),
+            pending_emptied: Vec::new(),
             throttle: LoginThrottle::new(config.throttle.clone()),
             addresses: HashMap::new(),
             delayed_logins: VecDeque::new(),
@@ -379,37 +408,55 @@ impl World {
         world
     }
 
-    /// Hands this tick's writes (history lines, session records) to the DB worker, one batch
-    /// each. When its write queue is full they stay here and go with the next tick's batch; past
-    /// [`MAX_PENDING_WRITES`] the oldest are dropped, with an error in the log.
+    /// Hands this tick's writes (history lines, session log entries, rooms that emptied) to the
+    /// DB worker, one batch each. When its write queue is full they stay here and go with the
+    /// next tick's batch; past [`MAX_PENDING_WRITES`] the oldest are dropped, with an error in
+    /// the log.
     pub fn flush_writes(&mut self) {
-        if !self.pending_history.is_empty() {
-            let lines = std::mem::take(&mut self.pending_history);
-            if let Err(refused) = self.db.submit(DbJob::AppendHistory(lines)) {
-                if let SubmitError::Full(DbJob::AppendHistory(mut lines)) = refused {
-                    keep_newest(&mut lines, "history lines");
-                    self.pending_history = lines;
-                } else {
-                    spdlog::error!("storage: the DB worker has stopped; history lines lost");
-                }
-            }
-        }
-        if !self.pending_sessions.is_empty() {
-            let records = std::mem::take(&mut self.pending_sessions);
-            if let Err(refused) = self.db.submit(DbJob::RecordSessions(records)) {
-                if let SubmitError::Full(DbJob::RecordSessions(mut records)) = refused {
-                    keep_newest(&mut records, "session records");
-                    self.pending_sessions = records;
-                } else {
-                    spdlog::error!("storage: the DB worker has stopped; session records lost");
-                }
-            }
+        offer(
+            &mut self.db,
+            &mut self.pending_history,
+            DbJob::AppendHistory,
+            |job| match job {
+                DbJob::AppendHistory(lines) => Some(lines),
+                _ => None,
+            },
+            "history lines",
+        );
+        offer(
+            &mut self.db,
+            &mut self.pending_sessions,
+            DbJob::RecordSessions,
+            |job| match job {
+                DbJob::RecordSessions(entries) => Some(entries),
+                _ => None,
+            },
+            "session log entries",
+        );
+        // After the lines of those rooms (which mark them in use), and only for rooms still
+        // empty: one emptied and filled again within a tick is in use.
+        if self.pending_history.is_empty() {
+            let rooms = &self.rooms;
+            self.pending_emptied
+                .retain(|room| !rooms.contains_key(room));
+            offer(
+                &mut self.db,
+                &mut self.pending_emptied,
+                DbJob::RoomsEmptied,
+                |job| match job {
+                    DbJob::RoomsEmptied(rooms) => Some(rooms),
+                    _ => None,
+                },
+                "emptied rooms",
+            );
         }
     }
 
     /// Whether writes wait for a full write queue.
     pub fn has_pending_writes(&self) -> bool {
-        !self.pending_history.is_empty() || !self.pending_sessions.is_empty()
+        !self.pending_history.is_empty()
+            || !self.pending_sessions.is_empty()
+            || !self.pending_emptied.is_empty()
     }
 
     /// Takes the DB worker's answers that are ready and acts on them.
@@ -544,6 +591,12 @@ impl World {
         let used = self.address_use(peer);
         used.sessions += 1;
         used.unauthenticated += 1;
+        let connected_at_us = self.clients[&session].connected_at_us;
+        self.pending_sessions.push(SessionLogEntry::Opened {
+            session_id: session.0,
+            peer: peer.to_string(),
+            connected_at_us,
+        });
         let welcome = S2cWelcome {
             session_id: session.0,
             protocol_version: protocol::PROTOCOL_VERSION,
@@ -567,14 +620,15 @@ impl World {
                 self.addresses.remove(&key);
             }
         }
-        self.pending_sessions.push(SessionRecord {
-            session_id: session.0,
-            peer: client.peer.to_string(),
-            username: client.last_username.clone(),
-            connected_at_us: client.connected_at_us,
-            disconnected_at_us: protocol::now_us(),
-            reason: reason.to_string(),
-        });
+        self.pending_sessions
+            .push(SessionLogEntry::Closed(SessionRecord {
+                session_id: session.0,
+                peer: client.peer.to_string(),
+                username: client.last_username.clone(),
+                connected_at_us: client.connected_at_us,
+                disconnected_at_us: protocol::now_us(),
+                reason: reason.to_string(),
+            }));
         Some(client)
     }
 
@@ -668,6 +722,10 @@ impl World {
                 if login.guest { "guest" } else { "account" }
             );
             client.last_username = Some(login.username.clone());
+            self.pending_sessions.push(SessionLogEntry::LoggedIn {
+                session_id: session.0,
+                username: login.username.clone(),
+            });
             let was_unauthenticated = client.login.is_none();
             client.login = Some(login);
             client.unauthenticated_since = None;
@@ -1087,7 +1145,27 @@ mod tests {
         h.world.kick(a, DisconnectReason::IdleTimeout);
         h.world.disconnect(a, &DisconnectReason::IdleTimeout);
         h.world.disconnect(b, &DisconnectReason::PeerClosed);
-        let records = &h.world.pending_sessions;
+        let entries = &h.world.pending_sessions;
+        assert!(
+            matches!(&entries[0], SessionLogEntry::Opened { session_id, peer, .. } if *session_id == a.0 && peer == "127.0.0.1:9")
+        );
+        assert_eq!(
+            entries[1],
+            SessionLogEntry::LoggedIn {
+                session_id: a.0,
+                username: "alice".into()
+            }
+        );
+        assert!(
+            matches!(&entries[2], SessionLogEntry::Opened { session_id, .. } if *session_id == b.0)
+        );
+        let records: Vec<&SessionRecord> = entries
+            .iter()
+            .filter_map(|e| match e {
+                SessionLogEntry::Closed(r) => Some(r),
+                _ => None,
+            })
+            .collect();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].session_id, a.0);
         assert_eq!(records[0].username.as_deref(), Some("alice"));
@@ -1146,8 +1224,21 @@ mod tests {
         fn append_history(
             &mut self,
             _: &[crate::storage::HistoryLine],
-            _: usize,
+            _: crate::storage::HistoryLimits,
+        ) -> Result<usize, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn room_in_use(&mut self, _: &str) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn rooms_emptied(
+            &mut self,
+            _: &[String],
+            _: u64,
         ) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn prune_history(&mut self, _: u64) -> Result<usize, crate::storage::StorageError> {
             panic!("storage bug")
         }
         fn history(
@@ -1159,8 +1250,15 @@ mod tests {
         }
         fn record_sessions(
             &mut self,
-            _: &[SessionRecord],
+            _: &[SessionLogEntry],
+            _: u64,
         ) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn recover(
+            &mut self,
+            _: u64,
+        ) -> Result<crate::storage::Recovered, crate::storage::StorageError> {
             panic!("storage bug")
         }
     }

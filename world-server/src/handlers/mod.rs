@@ -91,6 +91,7 @@ pub(crate) mod testkit {
             token_ttl_us: 3_600_000_000,
             history_lines: WorldConfig::default().history_lines,
             session_log_us: None,
+            ..AuthSettings::from(&config::ServerConfig::default())
         }
     }
 

@@ -96,7 +96,7 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
                             .pending_history
                             .iter()
                             .filter(|f| chat_room_is(f, &request.room))
-                            .map(|f| Bytes::copy_from_slice(f))
+                            .cloned()
                             .collect();
                         let keep = world.config.history_lines;
                         while room.history.len() > keep {
@@ -220,6 +220,7 @@ pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
     }
     if world.rooms.get(name).is_some_and(|r| r.members.is_empty()) {
         world.rooms.remove(name);
+        world.pending_emptied.push(name.to_string());
     }
 }
 
@@ -308,6 +309,9 @@ impl World {
         entry.waiting.retain(|&m| m != session);
         if entry.members.is_empty() && !entry.loading {
             self.rooms.remove(room);
+            if self.config.history_lines > 0 {
+                self.pending_emptied.push(room.to_string());
+            }
             return;
         }
         let presence = S2cRoomPresence {

@@ -53,6 +53,54 @@ pub struct SessionRecord {
     pub reason: String,
 }
 
+/// What the session log is told: a session opened, logged in, or ended. Written in order, in
+/// batches; a session open when the server stops without closing it (a crash) is closed at the
+/// next start by [`Storage::recover`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionLogEntry {
+    /// A session connected.
+    Opened {
+        /// The session id of this server run.
+        session_id: u64,
+        /// The peer's address.
+        peer: String,
+        /// When it connected.
+        connected_at_us: u64,
+    },
+    /// A session logged in.
+    LoggedIn {
+        /// The session id of this server run.
+        session_id: u64,
+        /// The username.
+        username: String,
+    },
+    /// A session ended.
+    Closed(SessionRecord),
+}
+
+/// What [`Storage::recover`] found left over from the last run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Sessions that were open when the server last stopped, now closed in the session log.
+    pub sessions: usize,
+    /// Rooms that were in use, now counted as empty since this start.
+    pub rooms: usize,
+}
+
+/// The reason recorded for sessions that were open when the server stopped without closing
+/// them.
+pub const UNCLEAN_STOP: &str = "server stopped without closing the session";
+
+/// How history is kept: lines per room, rooms with history, and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Lines kept per room.
+    pub lines: usize,
+    /// Rooms with stored history at most; past it the history of the rooms empty the longest
+    /// is deleted.
+    pub max_rooms: usize,
+}
+
 /// A storage failure. The request that met it is answered INTERNAL.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -172,12 +220,35 @@ pub trait Storage: Send {
     fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError>;
     /// Revokes a token; false when there was no such live token.
     fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError>;
-    /// Appends chat lines in one transaction, keeping at most `keep` lines per room.
-    fn append_history(&mut self, lines: &[HistoryLine], keep: usize) -> Result<(), StorageError>;
+    /// Appends chat lines in one transaction, keeping at most `limits.lines` lines per room,
+    /// and marks their rooms in use. When a room new to the history table takes the number of
+    /// rooms with history past `limits.max_rooms`, the history of the rooms empty the longest
+    /// is deleted (never of a room in use); returns how many rooms lost their history so.
+    fn append_history(
+        &mut self,
+        lines: &[HistoryLine],
+        limits: HistoryLimits,
+    ) -> Result<usize, StorageError>;
+    /// Marks `room` in use (its history is not pruned while it is), as its history is loaded.
+    fn room_in_use(&mut self, room: &str) -> Result<(), StorageError>;
+    /// Marks `rooms` empty since `now_us`: their history is deleted once they stay empty
+    /// longer than the retention.
+    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError>;
+    /// Deletes the history of rooms empty since before `before_us`; returns how many rooms.
+    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError>;
     /// The last `limit` lines of `room`, oldest first.
     fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError>;
     /// Deletes session records of sessions that ended before `before_us`; returns how many.
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError>;
-    /// Appends session records in one transaction.
-    fn record_sessions(&mut self, records: &[SessionRecord]) -> Result<(), StorageError>;
+    /// Writes session log entries in one transaction, in order, then deletes the oldest
+    /// records beyond `max_rows`.
+    fn record_sessions(
+        &mut self,
+        entries: &[SessionLogEntry],
+        max_rows: u64,
+    ) -> Result<(), StorageError>;
+    /// Called once when a server starts on this storage, at `now_us`: sessions the last run
+    /// left open (it stopped without closing them) are closed with the reason
+    /// [`UNCLEAN_STOP`], and rooms it left in use count as empty from now.
+    fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError>;
 }

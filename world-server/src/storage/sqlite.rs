@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Account, HistoryLine, SessionRecord, Storage, StorageError};
+use super::{
+    Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord, Storage,
+    StorageError, UNCLEAN_STOP,
+};
 
 /// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
 /// Applied ones are never edited: a change is a new entry.
@@ -45,6 +48,21 @@ const MIGRATIONS: &[&str] = &[
         connected_at_us    INTEGER NOT NULL,
         disconnected_at_us INTEGER NOT NULL,
         reason             TEXT NOT NULL
+    );",
+    // 3: which rooms have history and since when they are empty (NULL: in use); sessions
+    // open now, closed at the next start if the server stops without closing them.
+    "CREATE TABLE history_rooms (
+        room          TEXT PRIMARY KEY,
+        emptied_at_us INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX history_rooms_by_emptied ON history_rooms(emptied_at_us);
+    INSERT INTO history_rooms (room, emptied_at_us)
+        SELECT room, max(server_time_us) FROM history GROUP BY room;
+    CREATE TABLE open_sessions (
+        session_id      INTEGER PRIMARY KEY,
+        peer            TEXT NOT NULL,
+        username        TEXT,
+        connected_at_us INTEGER NOT NULL
     );",
 ];
 
@@ -357,11 +375,16 @@ impl Storage for SqliteStorage {
         Ok(changed > 0)
     }
 
-    fn append_history(&mut self, lines: &[HistoryLine], keep: usize) -> Result<(), StorageError> {
+    fn append_history(
+        &mut self,
+        lines: &[HistoryLine],
+        limits: HistoryLimits,
+    ) -> Result<usize, StorageError> {
         if lines.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let tx = self.conn.transaction()?;
+        let mut trimmed = 0;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
@@ -376,20 +399,80 @@ impl Storage for SqliteStorage {
                     line.server_time_us as i64
                 ])?;
             }
-            // Trim each room written to, to its last `keep` lines.
+            // Trim each room written to, to its last `lines` lines, and mark it in use.
             let mut trim = tx.prepare_cached(
                 "DELETE FROM history WHERE room = ?1 AND id <= (
                      SELECT id FROM history WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
             )?;
+            let mut add_room = tx.prepare_cached(
+                "INSERT INTO history_rooms (room, emptied_at_us) VALUES (?1, NULL)
+                 ON CONFLICT (room) DO NOTHING",
+            )?;
+            let mut in_use = tx.prepare_cached(
+                "UPDATE history_rooms SET emptied_at_us = NULL
+                 WHERE room = ?1 AND emptied_at_us IS NOT NULL",
+            )?;
             let mut rooms: Vec<&str> = lines.iter().map(|l| l.room.as_str()).collect();
             rooms.sort_unstable();
             rooms.dedup();
+            let mut new_rooms = 0;
             for room in rooms {
-                trim.execute(params![room, keep as i64])?;
+                trim.execute(params![room, limits.lines as i64])?;
+                new_rooms += add_room.execute([room])?;
+                in_use.execute([room])?;
+            }
+            if new_rooms > 0 {
+                let count: i64 =
+                    tx.query_row("SELECT count(*) FROM history_rooms", [], |r| r.get(0))?;
+                let over = count - limits.max_rooms as i64;
+                if over > 0 {
+                    let oldest: Vec<String> = tx
+                        .prepare_cached(
+                            "SELECT room FROM history_rooms WHERE emptied_at_us IS NOT NULL
+                             ORDER BY emptied_at_us LIMIT ?1",
+                        )?
+                        .query_map([over], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    trimmed = delete_rooms(&tx, &oldest)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(trimmed)
+    }
+
+    fn room_in_use(&mut self, room: &str) -> Result<(), StorageError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE history_rooms SET emptied_at_us = NULL
+                 WHERE room = ?1 AND emptied_at_us IS NOT NULL",
+            )?
+            .execute([room])?;
+        Ok(())
+    }
+
+    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut emptied =
+                tx.prepare_cached("UPDATE history_rooms SET emptied_at_us = ?2 WHERE room = ?1")?;
+            for room in rooms {
+                emptied.execute(params![room, now_us as i64])?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError> {
+        let tx = self.conn.transaction()?;
+        let old: Vec<String> = tx
+            .prepare_cached("SELECT room FROM history_rooms WHERE emptied_at_us < ?1")?
+            .query_map([before_us as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let deleted = delete_rooms(&tx, &old)?;
+        tx.commit()?;
+        Ok(deleted)
     }
 
     fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
@@ -420,31 +503,119 @@ impl Storage for SqliteStorage {
             .execute([before_us as i64])?)
     }
 
-    fn record_sessions(&mut self, records: &[SessionRecord]) -> Result<(), StorageError> {
-        if records.is_empty() {
+    fn record_sessions(
+        &mut self,
+        entries: &[SessionLogEntry],
+        max_rows: u64,
+    ) -> Result<(), StorageError> {
+        if entries.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO sessions
-                 (session_id, peer, username, connected_at_us, disconnected_at_us, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            let mut opened = tx.prepare_cached(
+                "INSERT OR REPLACE INTO open_sessions (session_id, peer, username, connected_at_us)
+                 VALUES (?1, ?2, NULL, ?3)",
             )?;
-            for r in records {
-                insert.execute(params![
-                    r.session_id as i64,
-                    r.peer,
-                    r.username,
-                    r.connected_at_us as i64,
-                    r.disconnected_at_us as i64,
-                    r.reason
-                ])?;
+            let mut logged_in =
+                tx.prepare_cached("UPDATE open_sessions SET username = ?2 WHERE session_id = ?1")?;
+            let mut closed =
+                tx.prepare_cached("DELETE FROM open_sessions WHERE session_id = ?1")?;
+            for entry in entries {
+                match entry {
+                    SessionLogEntry::Opened {
+                        session_id,
+                        peer,
+                        connected_at_us,
+                    } => {
+                        opened.execute(params![
+                            *session_id as i64,
+                            peer,
+                            *connected_at_us as i64
+                        ])?;
+                    }
+                    SessionLogEntry::LoggedIn {
+                        session_id,
+                        username,
+                    } => {
+                        logged_in.execute(params![*session_id as i64, username])?;
+                    }
+                    SessionLogEntry::Closed(record) => {
+                        insert_session(&tx, record)?;
+                        closed.execute([record.session_id as i64])?;
+                    }
+                }
             }
+            // Ids grow by one per record: everything more than `max_rows` below the newest goes.
+            tx.prepare_cached(
+                "DELETE FROM sessions WHERE id <= (SELECT max(id) FROM sessions) - ?1",
+            )?
+            .execute([max_rows.min(i64::MAX as u64) as i64])?;
         }
         tx.commit()?;
         Ok(())
     }
+
+    fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError> {
+        let tx = self.conn.transaction()?;
+        let open: Vec<SessionRecord> = tx
+            .prepare(
+                "SELECT session_id, peer, username, connected_at_us FROM open_sessions
+                 ORDER BY session_id",
+            )?
+            .query_map([], |row| {
+                Ok(SessionRecord {
+                    session_id: row.get::<_, i64>(0)? as u64,
+                    peer: row.get(1)?,
+                    username: row.get(2)?,
+                    connected_at_us: row.get::<_, i64>(3)? as u64,
+                    disconnected_at_us: now_us,
+                    reason: UNCLEAN_STOP.to_string(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        for record in &open {
+            insert_session(&tx, record)?;
+        }
+        tx.execute("DELETE FROM open_sessions", [])?;
+        let rooms = tx.execute(
+            "UPDATE history_rooms SET emptied_at_us = ?1 WHERE emptied_at_us IS NULL",
+            [now_us as i64],
+        )?;
+        tx.commit()?;
+        Ok(Recovered {
+            sessions: open.len(),
+            rooms,
+        })
+    }
+}
+
+/// Deletes the history of `rooms`, and their rows of `history_rooms`; returns how many rooms.
+fn delete_rooms(tx: &rusqlite::Transaction<'_>, rooms: &[String]) -> Result<usize, StorageError> {
+    let mut lines = tx.prepare_cached("DELETE FROM history WHERE room = ?1")?;
+    let mut room_row = tx.prepare_cached("DELETE FROM history_rooms WHERE room = ?1")?;
+    for room in rooms {
+        lines.execute([room])?;
+        room_row.execute([room])?;
+    }
+    Ok(rooms.len())
+}
+
+fn insert_session(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<(), StorageError> {
+    tx.prepare_cached(
+        "INSERT INTO sessions
+         (session_id, peer, username, connected_at_us, disconnected_at_us, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        r.session_id as i64,
+        r.peer,
+        r.username,
+        r.connected_at_us as i64,
+        r.disconnected_at_us as i64,
+        r.reason
+    ])?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -496,8 +667,8 @@ mod tests {
     fn history_keeps_the_last_lines_per_room_oldest_first() {
         let mut s = SqliteStorage::in_memory().unwrap();
         let batch: Vec<HistoryLine> = (0..10).map(|n| line("a", n)).collect();
-        s.append_history(&batch, 4).unwrap();
-        s.append_history(&[line("b", 100)], 4).unwrap();
+        s.append_history(&batch, limits(4)).unwrap();
+        s.append_history(&[line("b", 100)], limits(4)).unwrap();
         let got: Vec<u64> = s
             .history("a", 50)
             .unwrap()
@@ -556,7 +727,7 @@ mod tests {
         {
             let mut s = SqliteStorage::open(&path, false).unwrap();
             let lines: Vec<HistoryLine> = (0..2000).map(|n| line("a", n)).collect();
-            s.append_history(&lines, 5000).unwrap();
+            s.append_history(&lines, limits(5000)).unwrap();
         }
         damage_pages_after_the_first(&path);
         let err = SqliteStorage::open(&path, false).err().unwrap();
@@ -680,6 +851,179 @@ mod tests {
         assert_eq!(err.to_string(), format!("{file:?} is not a directory"));
     }
 
+    fn limits(lines: usize) -> HistoryLimits {
+        HistoryLimits {
+            lines,
+            max_rooms: 10_000,
+        }
+    }
+
+    fn rooms_with_history(s: &SqliteStorage) -> Vec<String> {
+        s.conn
+            .prepare("SELECT DISTINCT room FROM history ORDER BY room")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn history_of_rooms_empty_longer_than_the_retention_is_deleted_and_rooms_in_use_are_kept() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        for room in ["old", "recent", "busy"] {
+            s.append_history(&[line(room, 1)], limits(10)).unwrap();
+        }
+        s.rooms_emptied(&["old".into()], 1_000).unwrap();
+        s.rooms_emptied(&["recent".into()], 5_000).unwrap();
+        // "busy" still has members: never pruned, however old its lines.
+        assert_eq!(s.prune_history(2_000).unwrap(), 1);
+        assert_eq!(rooms_with_history(&s), ["busy", "recent"]);
+        // A room joined again is in use: its history is kept until it empties again.
+        s.room_in_use("recent").unwrap();
+        assert_eq!(s.prune_history(u64::MAX / 2).unwrap(), 0);
+        assert_eq!(rooms_with_history(&s), ["busy", "recent"]);
+    }
+
+    #[test]
+    fn rooms_with_history_are_capped_by_deleting_those_empty_the_longest() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let cap = HistoryLimits {
+            lines: 10,
+            max_rooms: 3,
+        };
+        for (i, room) in ["a", "b", "c"].into_iter().enumerate() {
+            s.append_history(&[line(room, 1)], cap).unwrap();
+            s.rooms_emptied(&[room.to_string()], 100 - i as u64)
+                .unwrap();
+        }
+        // "c" emptied first (at 98), then "b", then "a".
+        assert_eq!(s.append_history(&[line("d", 1)], cap).unwrap(), 1);
+        assert_eq!(rooms_with_history(&s), ["a", "b", "d"]);
+        // Rooms in use are never trimmed, even past the cap.
+        s.room_in_use("a").unwrap();
+        s.room_in_use("b").unwrap();
+        assert_eq!(s.append_history(&[line("e", 1)], cap).unwrap(), 0);
+        assert_eq!(rooms_with_history(&s), ["a", "b", "d", "e"]);
+        // More lines of a room already there add no room: nothing is trimmed.
+        assert_eq!(s.append_history(&[line("e", 2)], cap).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_session_log_keeps_at_most_max_rows_records_dropping_the_oldest() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let entries: Vec<SessionLogEntry> = (1..=25)
+            .map(|i| {
+                SessionLogEntry::Closed(SessionRecord {
+                    session_id: i,
+                    peer: "127.0.0.1:1".into(),
+                    username: None,
+                    connected_at_us: i,
+                    disconnected_at_us: i,
+                    reason: "peer closed".into(),
+                })
+            })
+            .collect();
+        for batch in entries.chunks(7) {
+            s.record_sessions(batch, 10).unwrap();
+        }
+        let kept: Vec<i64> = s
+            .conn
+            .prepare("SELECT session_id FROM sessions ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, (16..=25).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn sessions_open_when_the_server_stopped_are_closed_at_the_next_start() {
+        let mut s = SqliteStorage::in_memory().unwrap();
+        let opened = |id: u64| SessionLogEntry::Opened {
+            session_id: id,
+            peer: format!("10.0.0.{id}:5000"),
+            connected_at_us: id * 10,
+        };
+        s.record_sessions(
+            &[
+                opened(1),
+                opened(2),
+                SessionLogEntry::LoggedIn {
+                    session_id: 2,
+                    username: "ann".into(),
+                },
+                opened(3),
+                SessionLogEntry::Closed(SessionRecord {
+                    session_id: 3,
+                    peer: "10.0.0.3:5000".into(),
+                    username: None,
+                    connected_at_us: 30,
+                    disconnected_at_us: 40,
+                    reason: "peer closed".into(),
+                }),
+            ],
+            1000,
+        )
+        .unwrap();
+        s.append_history(&[line("lobby", 1)], limits(10)).unwrap();
+        // The server is killed here; the next start recovers.
+        let recovered = s.recover(99).unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                sessions: 2,
+                rooms: 1
+            }
+        );
+        let rows: Vec<(i64, String, Option<String>, i64, i64, String)> = s
+            .conn
+            .prepare(
+                "SELECT session_id, peer, username, connected_at_us, disconnected_at_us, reason
+                 FROM sessions ORDER BY session_id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, "10.0.0.1:5000".into(), None, 10, 99, UNCLEAN_STOP.into()),
+                (
+                    2,
+                    "10.0.0.2:5000".into(),
+                    Some("ann".into()),
+                    20,
+                    99,
+                    UNCLEAN_STOP.into()
+                ),
+                (
+                    3,
+                    "10.0.0.3:5000".into(),
+                    None,
+                    30,
+                    40,
+                    "peer closed".into()
+                ),
+            ]
+        );
+        assert_eq!(s.recover(100).unwrap(), Recovered::default(), "once only");
+        // The room left in use counts as empty from the start.
+        assert_eq!(s.prune_history(100).unwrap(), 1);
+    }
+
     #[test]
     fn session_records_are_written_in_one_batch() {
         let mut s = SqliteStorage::in_memory().unwrap();
@@ -693,7 +1037,9 @@ mod tests {
                 reason: "peer closed".into(),
             })
             .collect();
-        s.record_sessions(&records).unwrap();
+        let entries: Vec<SessionLogEntry> =
+            records.into_iter().map(SessionLogEntry::Closed).collect();
+        s.record_sessions(&entries, 1000).unwrap();
         let n: i64 = s
             .conn
             .query_row(
