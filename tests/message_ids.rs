@@ -1,26 +1,26 @@
-//! The message-id table of `build.rs`: bad tables fail with a message that names them.
+//! The message-id table of `build.rs`: bad tables fail with a message that names them, and
+//! the project's `.proto` files compile with Google's protoc too.
 
 #[allow(dead_code)]
 #[path = "../build/message_ids.rs"]
 mod message_ids;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use message_ids::{collect_entries, Direction};
+use message_ids::{collect_entries, proto_files, Direction, Entry};
+use prost::Message as _;
+use prost_types::FileDescriptorSet;
 
-/// Compiles one `.proto` text (package `t`) and runs the id checks on it.
-fn check(proto: &str) -> Result<Vec<message_ids::Entry>, Vec<String>> {
+/// Compiles one `.proto` text (package `t`) as the build does, id checks first.
+fn check(proto: &str) -> Result<Vec<Entry>, Vec<String>> {
     check_files(&[("t.proto", proto)])
 }
 
-/// Compiles `.proto` files given as (name, text) and runs the id checks on them.
-fn check_files(protos: &[(&str, &str)]) -> Result<Vec<message_ids::Entry>, Vec<String>> {
-    let dir = std::env::temp_dir().join(format!(
-        "message-ids-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Compiles `.proto` files given as (name, text) as the build does, id checks first.
+fn check_files(protos: &[(&str, &str)]) -> Result<Vec<Entry>, Vec<String>> {
+    let dir = scratch_dir("message-ids");
     let files: Vec<PathBuf> = protos
         .iter()
         .map(|(name, text)| {
@@ -29,9 +29,20 @@ fn check_files(protos: &[(&str, &str)]) -> Result<Vec<message_ids::Entry>, Vec<S
             file
         })
         .collect();
-    let result = protox::compile(&files, [&dir]).map_err(|e| vec![format!("{e:?}")]);
+    let result = message_ids::compile(&dir, &files);
     let _ = std::fs::remove_dir_all(&dir);
-    collect_entries(&result?)
+    result.map(|(_, entries)| entries)
+}
+
+/// A new empty directory of this test process.
+fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -44,7 +55,6 @@ message S2C_Hello {{ string a = 1; }}
 message C2S_Hello {{ string a = 1; }}
 message C2S_RoomJoin {{ string a = 1; }}
 enum MessageId {{
-  option allow_alias = true;
   MESSAGE_ID_UNSPECIFIED = 0;
 {ids}
 }}
@@ -144,20 +154,59 @@ fn every_error_is_reported_at_once() {
 }
 
 #[test]
+fn duplicate_id_in_one_enum_is_reported_by_the_id_check_not_by_protox() {
+    let e = errors("S2C_HELLO = 1000; C2S_HELLO = 1000; C2S_ROOM_JOIN = 2030;");
+    assert_eq!(
+        e,
+        "t.proto: duplicate message id 1000: S2C_HELLO and C2S_HELLO"
+    );
+}
+
+#[test]
+fn valid_table_compiles_with_protox_too() {
+    let dir = scratch_dir("message-ids");
+    let file = dir.join("t.proto");
+    std::fs::write(&file, proto("S2C_HELLO = 1000; C2S_HELLO = 2000;")).unwrap();
+    let result = message_ids::compile(&dir, std::slice::from_ref(&file));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (fds, entries) = result.unwrap();
+    assert_eq!(entries.len(), 2);
+    let compiled = &fds.file[0];
+    assert_eq!(compiled.name(), "t.proto");
+    // Validated: field json names are filled in by the compiler, never by the parser.
+    assert_eq!(compiled.message_type[0].field[0].json_name(), "a");
+}
+
+fn project_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's `proto/`, compiled as the build compiles it.
+fn project_protos() -> (FileDescriptorSet, Vec<Entry>) {
+    let dir = project_dir().join("proto");
+    message_ids::compile(&dir, &proto_files(&dir).unwrap())
+        .unwrap_or_else(|e| panic!("proto/ does not compile:\n{}", e.join("\n")))
+}
+
+/// The ids the build gave the messages of this crate, by id.
+fn built_ids() -> BTreeMap<u32, String> {
+    protocol::MESSAGE_IDS
+        .iter()
+        .map(|(id, name)| (u32::from(*id), name.to_string()))
+        .collect()
+}
+
+fn ids_of(entries: &[Entry]) -> BTreeMap<u32, String> {
+    entries
+        .iter()
+        .map(|e| (e.id, e.proto_name.clone()))
+        .collect()
+}
+
+#[test]
 fn project_protos_declare_every_message_of_the_protocol_page() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
-        .collect();
-    files.sort();
-    let fds = protox::compile(&files, [&dir]).unwrap();
-    let ids: Vec<(u32, String)> = collect_entries(&fds)
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id, e.proto_name))
-        .collect();
+    let (_, entries) = project_protos();
+    let ids: Vec<(u32, String)> = entries.into_iter().map(|e| (e.id, e.proto_name)).collect();
     let expected = [
         (1000, "S2C_Chat"),
         (1001, "S2C_Pong"),
@@ -182,11 +231,39 @@ fn project_protos_declare_every_message_of_the_protocol_page() {
     ];
     let expected: Vec<(u32, String)> = expected.iter().map(|(i, n)| (*i, n.to_string())).collect();
     assert_eq!(ids, expected);
-    assert_eq!(
-        protocol::MESSAGE_IDS
-            .iter()
-            .map(|(i, n)| (*i as u32, n.to_string()))
-            .collect::<Vec<_>>(),
-        expected
+    assert_eq!(built_ids().into_iter().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn project_protos_compile_with_googles_protoc_without_warnings() {
+    let protoc =
+        protoc_bin_vendored::protoc_bin_path().expect("protoc-bin-vendored has a protoc here");
+    let version = Command::new(&protoc)
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", protoc.display()));
+    let dir = project_dir().join("proto");
+    let scratch = scratch_dir("protoc");
+    let descriptors = scratch.join("protos.pb");
+    let output = Command::new(&protoc)
+        .arg(format!("--proto_path={}", dir.display()))
+        .arg(format!("--descriptor_set_out={}", descriptors.display()))
+        .arg("--fatal_warnings")
+        .args(proto_files(&dir).unwrap())
+        .output()
+        .unwrap();
+    let written = std::fs::read(&descriptors);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Shown with --nocapture; a warning fails the run (--fatal_warnings) and the assert.
+    eprintln!("{version}: {:?}", stderr.trim());
+    assert!(
+        output.status.success() && stderr.trim().is_empty(),
+        "{version} on proto/: {}\n{stderr}",
+        output.status
     );
+    let set = FileDescriptorSet::decode(written.unwrap().as_slice()).unwrap();
+    let entries = collect_entries(&set).unwrap();
+    assert_eq!(ids_of(&entries), built_ids(), "{version} reads other ids");
 }
