@@ -1,5 +1,5 @@
 //! The message-id table of `build.rs`: bad tables fail with a message that names them, and
-//! the project's `.proto` files compile with Google's protoc too.
+//! the project's tables agree with Google's protoc and with the protocol page.
 
 #[allow(dead_code)]
 #[path = "../build/message_ids.rs"]
@@ -203,35 +203,101 @@ fn ids_of(entries: &[Entry]) -> BTreeMap<u32, String> {
         .collect()
 }
 
+/// The body rows of the first table after the line `heading` of `doc`, as trimmed cells.
+fn table_under(doc: &str, heading: &str) -> Vec<Vec<String>> {
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .skip_while(|line| line.trim_end() != heading)
+        .skip(1)
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2) // the header row and the |---| row
+        .map(|line| {
+            line.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no table under {heading:?}");
+    rows
+}
+
+/// The first two cells of each row of the table under `heading` in docs/PROTOCOL.md, as a
+/// number and a name.
+fn numbered_names_on_the_protocol_page(heading: &str) -> BTreeMap<u32, String> {
+    let path = project_dir().join("docs/PROTOCOL.md");
+    let page = std::fs::read_to_string(&path).unwrap();
+    let mut by_number = BTreeMap::new();
+    for row in table_under(&page, heading) {
+        let number: u32 = row[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("PROTOCOL.md, {heading}: {:?} is not a number", row[0]));
+        if let Some(other) = by_number.insert(number, row[1].clone()) {
+            panic!(
+                "PROTOCOL.md, {heading}: {number} is listed twice, as {other} and {}",
+                row[1]
+            );
+        }
+    }
+    by_number
+}
+
+/// Panics, listing both sides, unless `page` and `source` hold the same pairs.
+fn assert_same_table(page: &BTreeMap<u32, String>, source: &BTreeMap<u32, String>, what: &str) {
+    let only_on_page: Vec<String> = page
+        .iter()
+        .filter(|(number, name)| source.get(number) != Some(name))
+        .map(|(number, name)| format!("{number} {name}"))
+        .collect();
+    let only_in_source: Vec<String> = source
+        .iter()
+        .filter(|(number, name)| page.get(number) != Some(name))
+        .map(|(number, name)| format!("{number} {name}"))
+        .collect();
+    assert!(
+        only_on_page.is_empty() && only_in_source.is_empty(),
+        "docs/PROTOCOL.md and proto/ disagree on {what}:\n  \
+         on the page but not in proto/: {only_on_page:?}\n  \
+         in proto/ but not on the page: {only_in_source:?}"
+    );
+}
+
 #[test]
-fn project_protos_declare_every_message_of_the_protocol_page() {
+fn message_table_of_the_build_is_what_proto_declares() {
     let (_, entries) = project_protos();
-    let ids: Vec<(u32, String)> = entries.into_iter().map(|e| (e.id, e.proto_name)).collect();
-    let expected = [
-        (1000, "S2C_Chat"),
-        (1001, "S2C_Pong"),
-        (1002, "S2C_Welcome"),
-        (1003, "S2C_Error"),
-        (1010, "S2C_AuthResult"),
-        (1020, "S2C_Whisper"),
-        (1030, "S2C_RoomJoined"),
-        (1031, "S2C_RoomLeft"),
-        (1032, "S2C_RoomList"),
-        (1033, "S2C_RoomPresence"),
-        (2000, "C2S_Chat"),
-        (2001, "C2S_Ping"),
-        (2010, "C2S_Register"),
-        (2011, "C2S_Login"),
-        (2012, "C2S_Resume"),
-        (2013, "C2S_Logout"),
-        (2020, "C2S_Whisper"),
-        (2030, "C2S_RoomJoin"),
-        (2031, "C2S_RoomLeave"),
-        (2032, "C2S_RoomList"),
-    ];
-    let expected: Vec<(u32, String)> = expected.iter().map(|(i, n)| (*i, n.to_string())).collect();
-    assert_eq!(ids, expected);
-    assert_eq!(built_ids().into_iter().collect::<Vec<_>>(), expected);
+    assert_eq!(built_ids(), ids_of(&entries));
+}
+
+#[test]
+fn protocol_page_lists_every_message_with_the_id_proto_gives_it() {
+    let (_, entries) = project_protos();
+    assert_same_table(
+        &numbered_names_on_the_protocol_page("## Messages"),
+        &ids_of(&entries),
+        "message ids",
+    );
+}
+
+#[test]
+fn protocol_page_lists_every_error_code_with_its_number() {
+    let (fds, _) = project_protos();
+    let codes: BTreeMap<u32, String> = fds
+        .file
+        .iter()
+        .flat_map(|file| &file.enum_type)
+        .filter(|e| e.name() == "ErrorCode")
+        .flat_map(|e| &e.value)
+        .filter(|value| value.number() != 0)
+        .map(|value| (value.number() as u32, value.name().to_string()))
+        .collect();
+    assert!(!codes.is_empty(), "proto/ declares no ErrorCode");
+    assert_same_table(
+        &numbered_names_on_the_protocol_page("### Error codes"),
+        &codes,
+        "error codes",
+    );
 }
 
 #[test]
