@@ -4,14 +4,16 @@
 //! marker trait, and the `C2sMessage` / `S2cMessage` enums that decode a frame by id.
 //!
 //! The build fails, naming the culprits, when an id names no message, two entries share an id,
-//! or an id lies outside the range of its message's direction.
+//! or an id lies outside the range of its message's direction. The ids are checked on the
+//! parsed files before protox validates them, so that a duplicate id is reported with both
+//! names rather than as protobuf's bare "number already used".
 
 #[path = "build/message_ids.rs"]
 mod message_ids;
 
 use std::path::PathBuf;
 
-use message_ids::{collect_entries, write_table};
+use message_ids::{compile, proto_files, write_table};
 
 fn main() {
     if let Err(errors) = run() {
@@ -27,18 +29,12 @@ fn run() -> Result<(), Vec<String>> {
     let proto_dir = PathBuf::from("proto");
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build/message_ids.rs");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&proto_dir)
-        .map_err(|e| vec![format!("cannot read {}: {e}", proto_dir.display())])?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
-        .collect();
-    files.sort();
+    let files = proto_files(&proto_dir)?;
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }
 
-    let fds = protox::compile(&files, [&proto_dir]).map_err(|e| vec![format!("{e:?}")])?;
-    let entries = collect_entries(&fds)?;
+    let (fds, entries) = compile(&proto_dir, &files)?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     prost_build::Config::new()

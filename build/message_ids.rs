@@ -1,10 +1,10 @@
-//! The message-id table: reads the `MessageId` enums of a compiled descriptor set, checks
-//! them, and writes the Rust that gives each message its id. Used by `build.rs`, and by
+//! The message-id table: reads the `MessageId` enums of the `.proto` files, checks them, and
+//! writes the Rust that gives each message its id. Used by `build.rs`, and by
 //! `tests/message_ids.rs`, which checks that bad tables fail with messages that name them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use heck::{ToShoutySnakeCase, ToUpperCamelCase};
 use prost_types::FileDescriptorSet;
@@ -56,7 +56,50 @@ pub struct Entry {
     pub direction: Direction,
 }
 
+/// The `.proto` files directly in `dir`, sorted by name.
+pub fn proto_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| vec![format!("cannot read {}: {e}", dir.display())])?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "proto"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Checks the message ids of `files` (in `dir`), then compiles them with protox.
+///
+/// The ids are checked on the files as parsed, before protox validates them: without
+/// `allow_alias` (which Google's protoc refuses on an enum with no aliases), protox would
+/// refuse a duplicate enum number first, naming one entry; this way the build says which two
+/// entries share the id, in one file or across files.
+pub fn compile(
+    dir: &Path,
+    files: &[PathBuf],
+) -> Result<(FileDescriptorSet, Vec<Entry>), Vec<String>> {
+    let mut parsed = FileDescriptorSet::default();
+    let mut errors = Vec::new();
+    for file in files {
+        let name = file.strip_prefix(dir).unwrap_or(file).to_string_lossy();
+        let source = std::fs::read_to_string(file)
+            .map_err(|e| vec![format!("cannot read {}: {e}", file.display())])?;
+        match protox_parse::parse(&name, &source) {
+            Ok(descriptor) => parsed.file.push(descriptor),
+            Err(e) => errors.push(format!("{e:?}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let entries = collect_entries(&parsed)?;
+    let fds = protox::compile(files, [dir]).map_err(|e| vec![format!("{e:?}")])?;
+    Ok((fds, entries))
+}
+
 /// Reads every `MessageId` enum and pairs its entries with the messages they name.
+///
+/// Needs only what parsing gives (names, numbers, packages), so it runs on unvalidated
+/// descriptors as well as on compiled ones.
 pub fn collect_entries(fds: &FileDescriptorSet) -> Result<Vec<Entry>, Vec<String>> {
     // Messages by SCREAMING_SNAKE name: (proto name, package).
     let mut messages: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();

@@ -147,3 +147,46 @@ pub fn now_us() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protocol_page() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap()
+    }
+
+    /// The bytes of the annotated frame in the first block after the line of `page` that starts
+    /// with `intro`: the hex pairs before the first double space of each line.
+    fn annotated_frame(page: &str, intro: &str) -> Vec<u8> {
+        page.lines()
+            .skip_while(|line| !line.starts_with(intro))
+            .skip_while(|line| !line.starts_with("```"))
+            .skip(1)
+            .take_while(|line| !line.starts_with("```"))
+            .flat_map(|line| line.split("  ").next().unwrap_or("").split_whitespace())
+            .map(|pair| {
+                u8::from_str_radix(pair, 16)
+                    .unwrap_or_else(|_| panic!("PROTOCOL.md: {pair:?} is not a hex byte"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frame_example_of_the_protocol_page_is_what_the_encoder_writes() {
+        let login = world::C2sLogin {
+            username: "ann".into(),
+            password: String::new(),
+        };
+        let encoded = frame(&login).unwrap();
+        let page = protocol_page();
+        assert_eq!(
+            annotated_frame(&page, "For example, C2S_Login"),
+            encoded.to_vec(),
+            "PROTOCOL.md shows another frame than encode_frame writes"
+        );
+        let hex: Vec<String> = encoded.iter().map(|b| format!("{b:02x}")).collect();
+        let one_line = format!("`{}`", hex.join(" "));
+        assert!(page.contains(&one_line), "PROTOCOL.md lacks {one_line}");
+    }
+}
