@@ -487,7 +487,11 @@ fn a_corrupt_database_stops_the_server_before_it_listens() {
                 server_time_us: n,
             })
             .collect();
-        storage.append_history(&lines, 5000).unwrap();
+        let limits = world_server::storage::HistoryLimits {
+            lines: 5000,
+            max_rooms: 10,
+        };
+        storage.append_history(&lines, limits).unwrap();
         storage.create_account("ann", "hash", 1).unwrap();
     }
     // Damage every page after the first; the header and the schema stay valid.
