@@ -775,3 +775,65 @@ async fn the_database_its_journals_and_the_log_file_are_readable_by_the_owner_on
         assert_eq!(mode, 0o600, "{file} is {mode:o}");
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_open_at_a_sigkill_are_recorded_at_the_next_start() {
+    let data = common::fresh_dir();
+    let db = data.join("log.db");
+    let config = TempConfig::new(
+        "session-log",
+        &format!("[storage]\npath = {:?}\n", db.to_str().unwrap()),
+    );
+    let config_path = config.0.to_str().unwrap().to_string();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = addr.to_string();
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--config", &config_path]);
+    let mut ann = server.connect(addr).await;
+    ann.login_guest("ann").await;
+    let _anonymous = server.connect(addr).await;
+    let gone = server.connect(addr).await;
+    gone.close().await;
+    // The log is written once per tick: give it a few.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal("KILL");
+    server.wait(Duration::from_secs(10)).await;
+    drop(server);
+
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--config", &config_path]);
+    server.connect(addr).await;
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(10)).await.success());
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("the last run stopped without closing 2 sessions"),
+        "{stderr}"
+    );
+    drop(server);
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<(i64, Option<String>, String)> = conn
+        .prepare("SELECT session_id, username, reason FROM sessions ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let unclean = world_server::storage::UNCLEAN_STOP.to_string();
+    assert_eq!(
+        rows[..3],
+        [
+            (3, None, "peer closed".to_string()),
+            (1, Some("ann".to_string()), unclean.clone()),
+            (2, None, unclean),
+        ],
+        "{rows:?}"
+    );
+    let open: i64 = conn
+        .query_row("SELECT count(*) FROM open_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(open, 0, "the second run closed cleanly");
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -296,3 +296,41 @@ async fn loopback_is_exempt_by_default_so_local_bots_are_not_limited() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_filling_room_after_room_leaves_at_most_max_history_rooms_on_disk() {
+    let mut config = test_config();
+    config.world.max_history_rooms = 5;
+    let path = config.storage.path.clone();
+    let server = start_server(config).await;
+    let mut filler = server.guest("filler").await;
+    for i in 0..20 {
+        let room = format!("fill-{i:02}");
+        filler.join(&room).await;
+        for n in 0..3 {
+            filler.say(&room, &format!("line {n}"), n).await;
+            filler
+                .expect_chat(&room, "filler", &format!("line {n}"))
+                .await;
+        }
+        filler
+            .send(&protocol::world::C2sRoomLeave { room: room.clone() })
+            .await;
+        filler.expect::<protocol::world::S2cRoomLeft>().await;
+    }
+    server.shutdown_keeping_db().await;
+    let mut storage = world_server::storage::SqliteStorage::open(&path, false).unwrap();
+    let kept: Vec<String> = (0..20)
+        .map(|i| format!("fill-{i:02}"))
+        .filter(|room| {
+            let lines = world_server::storage::Storage::history(&mut storage, room, 50).unwrap();
+            !lines.is_empty()
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        ["fill-15", "fill-16", "fill-17", "fill-18", "fill-19"]
+    );
+    drop(storage);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
