@@ -170,10 +170,11 @@ pub struct WorldSection {
     /// keeps it forever. Default 30: a room people come back to keeps its context, while
     /// the history of rooms nobody uses any more does not fill the disk. Deleted hourly.
     pub history_retention_days: u64,
-    /// Rooms with stored history at most, 1..=10_000_000. Default 10000. When a new room
+    /// Rooms with stored history at most, 1..=10_000_000. Default 2000. When a new room
     /// would pass it, the history of the rooms empty the longest is deleted; rooms with
     /// members are never trimmed. With `history_lines`, this bounds the history table:
-    /// (this + rooms in use) * history_lines lines.
+    /// (this + rooms in use) * history_lines lines, at most about 60 MB with the defaults
+    /// and every line at `max_chat_len`.
     pub max_history_rooms: usize,
 }
 
@@ -186,7 +187,7 @@ impl Default for WorldSection {
             max_rooms_per_session: 16,
             history_lines: 50,
             history_retention_days: 30,
-            max_history_rooms: 10_000,
+            max_history_rooms: 2000,
         }
     }
 }
