@@ -334,3 +334,31 @@ async fn a_guest_filling_room_after_room_leaves_at_most_max_history_rooms_on_dis
     drop(storage);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// A password login to an account under attack waits out the account's delay; a connection
+/// that sends one and closes at once must leave the world once the delay is over (its slot
+/// freed), not stay behind as a session without a socket that nothing ever closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_during_a_delayed_login_frees_its_slot() {
+    let mut config = unexempt();
+    config.limits.max_unauthenticated_per_address = 1;
+    // No idle timeout: the sweep that would otherwise hide the leak for a minute.
+    config.net.idle_timeout_secs = 0;
+    let server = start_server(config).await;
+    // Five failures make every later login to "zed" wait (delay_after_failures).
+    let mut failer = TestClient::connect_from(server.addr, ip("127.0.0.20")).await;
+    for _ in 0..5 {
+        failer.send(&login("zed", "guess guess")).await;
+        assert_eq!(
+            login_answer(&mut failer).await.unwrap_err(),
+            ErrorCode::InvalidCredentials
+        );
+    }
+    let source = ip("127.0.0.21");
+    let mut delayed = TestClient::connect_from(server.addr, source).await;
+    delayed.send(&login("zed", "guess guess")).await;
+    delayed.close().await;
+    // The delay is 250 ms; connect_once_freed retries for RECV_TIMEOUT (10 s).
+    let _next = connect_once_freed(server.addr, source).await;
+    server.shutdown().await;
+}
