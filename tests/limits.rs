@@ -362,3 +362,39 @@ async fn a_connection_closed_during_a_delayed_login_frees_its_slot() {
     let _next = connect_once_freed(server.addr, source).await;
     server.shutdown().await;
 }
+
+/// Guessing one account from many addresses "slows to a crawl": guesses sent at once from
+/// 60 addresses (5 each, the per-address limit) must not all be checked within seconds.
+/// The account's delay (250 ms doubling up to 8 s) is a wait per login, not a pace per
+/// account, so logins sent together all wait out the cap at once and are all checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_at_one_account_sent_at_once_from_many_addresses_are_paced() {
+    let mut config = unexempt();
+    config.storage.queue = 4096;
+    let server = start_server(config).await;
+    register_from(server.addr, ip("127.0.0.2"), "bob").await;
+    let mut guessers = Vec::new();
+    for a in 0..60u8 {
+        for _ in 0..5 {
+            let source = ip(&format!("127.0.9.{}", a + 1));
+            guessers.push(TestClient::connect_from(server.addr, source).await);
+        }
+    }
+    let started = Instant::now();
+    for guesser in guessers.iter_mut() {
+        guesser.send(&login("bob", "guess guess")).await;
+    }
+    let mut checked = 0;
+    for guesser in guessers.iter_mut() {
+        if login_answer(guesser).await == Err(ErrorCode::InvalidCredentials) {
+            checked += 1;
+        }
+    }
+    let took = started.elapsed();
+    // Paced at the 8 s cap, 20 s would allow a handful; 50 is generous.
+    assert!(
+        checked <= 50 || took >= Duration::from_secs(60),
+        "{checked} guesses at bob checked in {took:?}"
+    );
+    server.shutdown().await;
+}

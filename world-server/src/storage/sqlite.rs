@@ -784,6 +784,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_second_storage_reaching_the_same_file_through_a_symlink_is_refused() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-symlock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("other")).unwrap();
+        let path = dir.join("l.db");
+        let first = SqliteStorage::open(&path, false).unwrap();
+        let alias = dir.join("other").join("l.db");
+        std::os::unix::fs::symlink(&path, &alias).unwrap();
+        let second = SqliteStorage::open(&alias, false);
+        drop(first);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(second, Err(StorageError::InUse { .. })),
+            "two storages opened one database file, through {alias:?}"
+        );
+    }
+
     #[test]
     fn a_consistent_copy_can_be_taken_while_the_storage_is_open() {
         let dir = std::env::temp_dir().join(format!("world-sqlite-copy-{}", std::process::id()));
