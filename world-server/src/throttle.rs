@@ -8,9 +8,12 @@
 //! - failed password logins from one address across names (spraying);
 //! - failed resumes from one address, apart from password logins, so that bad tokens do not
 //!   lock an address out of password logins;
-//! - failed logins to one account from every address together: past a few, each login to the
-//!   account waits before it is checked, 250 ms doubling per failure up to a cap, so guessing
-//!   one account from many addresses slows to a crawl while its owner is only delayed;
+//! - failed logins to one account from every address together: past a few, the account is
+//!   under attack and its logins are *paced*: checked one at a time, spaced 250 ms apart,
+//!   doubling per failure up to a cap (8 s by default), with at most a few waiting; more are
+//!   answered RATE_LIMITED. Guessing one account from any number of addresses is so held to
+//!   one guess per spacing. Addresses the account logged in from recently are trusted for it
+//!   and skip the pacing, so its owner at a usual address is never slowed or refused;
 //! - accounts created from one address.
 //!
 //! A login counts against every limit from the moment it is accepted, before its password is
@@ -61,8 +64,21 @@ impl From<&config::ServerConfig> for ThrottleConfig {
     }
 }
 
-/// The first delay of an account under attack; it doubles with each further failure.
+/// The first spacing of an account under attack; it doubles with each further failure.
 const FIRST_DELAY: Duration = Duration::from_millis(250);
+
+/// Paced logins (waiting or being checked) one account under attack may have; more are
+/// refused. Bounds both the owner's wait at an untrusted address and what a flood holds.
+pub const MAX_PACED: u32 = 8;
+
+/// How long an address stays trusted for an account after a login from it succeeded.
+const TRUST_FOR: Duration = Duration::from_secs(30 * 86_400);
+
+/// Addresses remembered as trusted per account (the most recent).
+const TRUSTED_PER_ACCOUNT: usize = 4;
+
+/// Accounts with trusted addresses remembered at most; past it the least recent are forgotten.
+const MAX_TRUSTED_ACCOUNTS: usize = 100_000;
 
 /// The address a limit is counted against: an IPv4 address, or the /64 network of an IPv6
 /// address (one host usually has a whole /64, so counting single IPv6 addresses would let one
@@ -80,6 +96,9 @@ struct Window {
     count: u32,
     in_flight: u32,
     since: Option<Instant>,
+    /// Accounts under attack: paced logins in flight, and when the next may be checked.
+    paced: u32,
+    next_check: Option<Instant>,
 }
 
 impl Window {
@@ -119,16 +138,25 @@ impl Window {
     }
 
     fn is_idle(&self, now: Instant, window: Duration) -> bool {
-        self.used(now, window) == 0
+        self.used(now, window) == 0 && self.paced == 0
     }
 }
 
 /// What a session has in flight, to be ended by [`LoginThrottle::end`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Attempt {
-    Login { addr: IpAddr, user: String },
-    Resume { addr: IpAddr },
-    Register { addr: IpAddr },
+    Login {
+        addr: IpAddr,
+        user: String,
+        paced: bool,
+    },
+    Resume {
+        addr: IpAddr,
+    },
+    Register {
+        addr: IpAddr,
+        user: String,
+    },
 }
 
 /// How an attempt ended.
@@ -152,6 +180,8 @@ pub struct LoginThrottle {
     by_account: HashMap<String, Window>,
     registrations: HashMap<IpAddr, Window>,
     in_flight: HashMap<SessionId, Attempt>,
+    /// Per account, the addresses it logged in from recently, and when.
+    trusted: HashMap<String, Vec<(IpAddr, Instant)>>,
 }
 
 impl LoginThrottle {
@@ -165,12 +195,15 @@ impl LoginThrottle {
             by_account: HashMap::new(),
             registrations: HashMap::new(),
             in_flight: HashMap::new(),
+            trusted: HashMap::new(),
         }
     }
 
     /// A password login of `session` from `peer` for `username`: refused (the reason, for
-    /// RATE_LIMITED) when that address has failed too often, or reserved, with how long it must
-    /// wait before its password is checked (zero unless the account is under attack).
+    /// RATE_LIMITED) when that address has failed too often, or when the account is under
+    /// attack and has [`MAX_PACED`] logins waiting already; otherwise reserved, with how long
+    /// it must wait before its password is checked (zero unless the account is under attack
+    /// and the address is not trusted for it).
     pub fn begin_login(
         &mut self,
         session: SessionId,
@@ -199,13 +232,64 @@ impl LoginThrottle {
                 secs(wait)
             ));
         }
+        let trusted = self.is_trusted(&user, addr, now);
         let account = self.by_account.entry(user.clone()).or_default();
-        let delay = delay_for(account.used(now, window), c);
+        let spacing = delay_for(account.used(now, window), c);
+        let paced = !spacing.is_zero() && !trusted;
+        let mut wait = Duration::ZERO;
+        if paced {
+            let due = account.next_check.map_or(now, |next| next.max(now));
+            if account.paced >= MAX_PACED {
+                return Err(format!(
+                    "{username} is the target of many failed logins and {MAX_PACED} logins to it are waiting; try again in {} s",
+                    secs(due.saturating_duration_since(now))
+                ));
+            }
+            account.paced += 1;
+            account.next_check = Some(due + spacing);
+            wait = due.saturating_duration_since(now);
+        }
         account.in_flight += 1;
         self.by_pair.entry(pair_key).or_default().in_flight += 1;
         self.by_addr.entry(addr).or_default().in_flight += 1;
-        self.replace(session, Attempt::Login { addr, user }, now);
-        Ok(delay)
+        self.replace(session, Attempt::Login { addr, user, paced }, now);
+        Ok(wait)
+    }
+
+    /// Whether `addr` logged in to `user` successfully within [`TRUST_FOR`].
+    fn is_trusted(&self, user: &str, addr: IpAddr, now: Instant) -> bool {
+        self.trusted.get(user).is_some_and(|addrs| {
+            addrs
+                .iter()
+                .any(|(a, at)| *a == addr && now.saturating_duration_since(*at) < TRUST_FOR)
+        })
+    }
+
+    /// Remembers that `addr` logged in to `user` at `now`.
+    fn trust(&mut self, user: &str, addr: IpAddr, now: Instant) {
+        if self.trusted.len() >= MAX_TRUSTED_ACCOUNTS && !self.trusted.contains_key(user) {
+            // Forget the tenth of the accounts whose last trusted login is the oldest.
+            let mut last: Vec<(Instant, String)> = self
+                .trusted
+                .iter()
+                .map(|(u, addrs)| {
+                    (
+                        addrs.iter().map(|(_, at)| *at).max().unwrap_or(now),
+                        u.clone(),
+                    )
+                })
+                .collect();
+            last.sort_unstable();
+            for (_, u) in last.into_iter().take(MAX_TRUSTED_ACCOUNTS / 10) {
+                self.trusted.remove(&u);
+            }
+        }
+        let addrs = self.trusted.entry(user.to_string()).or_default();
+        addrs.retain(|(a, _)| *a != addr);
+        addrs.push((addr, now));
+        if addrs.len() > TRUSTED_PER_ACCOUNT {
+            addrs.remove(0);
+        }
     }
 
     /// A resume of `session` from `peer`: refused when bad tokens from that address passed
@@ -237,6 +321,7 @@ impl LoginThrottle {
         &mut self,
         session: SessionId,
         peer: IpAddr,
+        username: &str,
         exempt: bool,
         now: Instant,
     ) -> Result<(), String> {
@@ -253,7 +338,8 @@ impl LoginThrottle {
             ));
         }
         created.in_flight += 1;
-        self.replace(session, Attempt::Register { addr }, now);
+        let user = username.to_ascii_lowercase();
+        self.replace(session, Attempt::Register { addr, user }, now);
         Ok(())
     }
 
@@ -264,7 +350,12 @@ impl LoginThrottle {
         };
         let window = self.config.failure_window;
         match attempt {
-            Attempt::Login { addr, user } => {
+            Attempt::Login { addr, user, paced } => {
+                if paced {
+                    if let Some(account) = self.by_account.get_mut(&user) {
+                        account.paced = account.paced.saturating_sub(1);
+                    }
+                }
                 let pair_key = (addr, user.clone());
                 for w in [
                     self.by_pair.get_mut(&pair_key),
@@ -291,6 +382,7 @@ impl LoginThrottle {
                     {
                         w.count = 0;
                     }
+                    self.trust(&user, addr, now);
                 }
             }
             Attempt::Resume { addr } => {
@@ -301,13 +393,16 @@ impl LoginThrottle {
                     }
                 }
             }
-            Attempt::Register { addr } => {
+            Attempt::Register { addr, user } => {
                 let window = self.config.registration_window;
                 if let Some(w) = self.registrations.get_mut(&addr) {
                     w.in_flight = w.in_flight.saturating_sub(1);
                     if outcome == Outcome::Succeeded {
                         w.count(now, window);
                     }
+                }
+                if outcome == Outcome::Succeeded {
+                    self.trust(&user, addr, now);
                 }
             }
         }
@@ -335,6 +430,10 @@ impl LoginThrottle {
         self.by_account.retain(|_, w| !w.is_idle(now, failures));
         self.registrations
             .retain(|_, w| !w.is_idle(now, registrations));
+        self.trusted.retain(|_, addrs| {
+            addrs.retain(|(_, at)| now.saturating_duration_since(*at) < TRUST_FOR);
+            !addrs.is_empty()
+        });
     }
 
     /// Counters held, all maps together.
@@ -361,7 +460,8 @@ impl LoginThrottle {
     }
 }
 
-/// The delay of a login to an account with `used` failures and logins in flight.
+/// The spacing of logins to an account with `used` failures and logins in flight; zero while
+/// it is not under attack.
 fn delay_for(used: u32, c: &ThrottleConfig) -> Duration {
     if c.max_login_delay.is_zero() || used < c.delay_after_failures {
         return Duration::ZERO;
@@ -462,42 +562,114 @@ mod tests {
         assert!(t.begin_login(SessionId(100), ip(2), "fresh", now).is_ok());
     }
 
-    #[test]
-    fn guessing_one_account_from_many_addresses_grows_its_delay_up_to_the_cap() {
-        let mut t = LoginThrottle::new(config());
-        let now = Instant::now();
-        let mut delays = Vec::new();
-        for i in 0..12u8 {
-            let session = SessionId(i as u64);
-            delays.push(t.begin_login(session, ip(i), "bob", now).unwrap());
+    /// Five failures for bob, from five addresses: the account is under attack.
+    fn under_attack(t: &mut LoginThrottle, now: Instant) {
+        for i in 0..5u8 {
+            let session = SessionId(1000 + i as u64);
+            assert_eq!(
+                t.begin_login(session, ip(100 + i), "bob", now),
+                Ok(Duration::ZERO)
+            );
             t.end(session, Outcome::Failed, now);
         }
-        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
-        assert_eq!(ms, [0, 0, 0, 0, 0, 250, 500, 1000, 2000, 4000, 8000, 8000]);
-        // The owner, from an address of its own, is delayed, never refused; and once in,
-        // the account's record is clean.
-        let owner = t.begin_login(SessionId(100), ip(200), "BOB", now).unwrap();
-        assert_eq!(owner, Duration::from_secs(8));
-        t.end(SessionId(100), Outcome::Succeeded, now);
+    }
+
+    #[test]
+    fn logins_to_an_account_under_attack_are_checked_one_per_growing_spacing() {
+        let mut t = LoginThrottle::new(config());
+        let now = Instant::now();
+        under_attack(&mut t, now);
+        // Ten guesses at once from ten fresh addresses.
+        let answers: Vec<Result<Duration, String>> = (0..10u8)
+            .map(|i| t.begin_login(SessionId(i as u64), ip(i), "bob", now))
+            .collect();
+        let waits: Vec<u128> = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok())
+            .map(Duration::as_millis)
+            .collect();
+        assert_eq!(waits, [0, 250, 750, 1750, 3750, 7750, 15750, 23750]);
+        let refused = answers[8].as_ref().unwrap_err();
+        assert!(refused.contains("8 logins to it are waiting"), "{refused}");
+        assert!(answers[9].is_err());
+        // As they end, room to wait opens again, behind the last one.
+        t.end(SessionId(0), Outcome::Failed, now);
         assert_eq!(
-            t.begin_login(SessionId(101), ip(201), "bob", now),
+            t.begin_login(SessionId(20), ip(20), "bob", now),
+            Ok(Duration::from_millis(31750))
+        );
+    }
+
+    #[test]
+    fn an_address_the_owner_logged_in_from_skips_the_pacing_and_is_never_refused() {
+        let mut t = LoginThrottle::new(config());
+        let now = Instant::now();
+        let home = ip(200);
+        t.begin_login(SessionId(500), home, "bob", now).unwrap();
+        t.end(SessionId(500), Outcome::Succeeded, now);
+        under_attack(&mut t, now);
+        for i in 0..8u8 {
+            t.begin_login(SessionId(i as u64), ip(i), "bob", now)
+                .unwrap();
+        }
+        assert!(
+            t.begin_login(SessionId(9), ip(9), "bob", now).is_err(),
+            "full"
+        );
+        assert_eq!(
+            t.begin_login(SessionId(501), home, "BOB", now),
+            Ok(Duration::ZERO)
+        );
+        t.end(SessionId(501), Outcome::Succeeded, now);
+        // In: the account's failures are forgotten; once the guesses in flight are gone,
+        // nobody is paced.
+        for i in 0..8 {
+            t.end(SessionId(i), Outcome::Dropped, now);
+        }
+        assert_eq!(
+            t.begin_login(SessionId(30), ip(30), "bob", now),
+            Ok(Duration::ZERO)
+        );
+        // Trust lasts 30 days.
+        let later = now + Duration::from_secs(31 * 86_400);
+        t.sweep(later);
+        assert!(!t.is_trusted("bob", home, later));
+    }
+
+    #[test]
+    fn the_address_an_account_was_registered_from_is_trusted_for_it() {
+        let mut t = LoginThrottle::new(config());
+        let now = Instant::now();
+        t.begin_register(SessionId(1), ip(7), "Bob", false, now)
+            .unwrap();
+        t.end(SessionId(1), Outcome::Succeeded, now);
+        under_attack(&mut t, now);
+        for i in 0..8u8 {
+            t.begin_login(SessionId(10 + i as u64), ip(i), "bob", now)
+                .unwrap();
+        }
+        assert_eq!(
+            t.begin_login(SessionId(2), ip(7), "bob", now),
             Ok(Duration::ZERO)
         );
     }
 
     #[test]
-    fn guesses_sent_at_once_from_many_addresses_are_delayed_too() {
+    fn failures_below_the_threshold_do_not_pace_an_account() {
         let mut t = LoginThrottle::new(config());
         let now = Instant::now();
-        let delays: Vec<Duration> = (0..10u8)
-            .map(|i| {
-                t.begin_login(SessionId(i as u64), ip(i), "bob", now)
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(delays[4], Duration::ZERO);
-        assert_eq!(delays[5], Duration::from_millis(250));
-        assert_eq!(delays[9], Duration::from_secs(4));
+        for i in 0..4u8 {
+            let session = SessionId(i as u64);
+            assert_eq!(
+                t.begin_login(session, ip(i), "bob", now),
+                Ok(Duration::ZERO)
+            );
+            t.end(session, Outcome::Failed, now);
+        }
+        assert_eq!(
+            t.begin_login(SessionId(9), ip(9), "bob", now),
+            Ok(Duration::ZERO)
+        );
     }
 
     #[test]
@@ -505,24 +677,35 @@ mod tests {
         let mut t = LoginThrottle::new(config());
         let now = Instant::now();
         let admitted = (0..50)
-            .filter(|&i| t.begin_register(SessionId(i), ip(1), false, now).is_ok())
+            .filter(|&i| {
+                t.begin_register(SessionId(i), ip(1), &format!("u{i}"), false, now)
+                    .is_ok()
+            })
             .count();
         assert_eq!(admitted, 10);
         // A taken name creates nothing: its reservation goes back.
         t.end(SessionId(0), Outcome::Dropped, now);
-        assert!(t.begin_register(SessionId(60), ip(1), false, now).is_ok());
+        assert!(t
+            .begin_register(SessionId(60), ip(1), "u60", false, now)
+            .is_ok());
         for i in 1..10 {
             t.end(SessionId(i), Outcome::Succeeded, now);
         }
         t.end(SessionId(60), Outcome::Succeeded, now);
         let refused = t
-            .begin_register(SessionId(61), ip(1), false, now)
+            .begin_register(SessionId(61), ip(1), "u61", false, now)
             .unwrap_err();
         assert!(refused.contains("try again in 3600 s"), "{refused}");
-        assert!(t.begin_register(SessionId(62), ip(1), true, now).is_ok());
-        assert!(t.begin_register(SessionId(63), ip(2), false, now).is_ok());
+        assert!(t
+            .begin_register(SessionId(62), ip(1), "u62", true, now)
+            .is_ok());
+        assert!(t
+            .begin_register(SessionId(63), ip(2), "u63", false, now)
+            .is_ok());
         let later = now + Duration::from_secs(3600);
-        assert!(t.begin_register(SessionId(64), ip(1), false, later).is_ok());
+        assert!(t
+            .begin_register(SessionId(64), ip(1), "u64", false, later)
+            .is_ok());
     }
 
     #[test]

@@ -127,7 +127,12 @@ pub fn submit_delayed(world: &mut World, now: Instant) {
             .get(&session)
             .is_some_and(|c| !c.closing && !c.gone && c.pending_auth.is_some());
         if !waiting {
+            // Gone or closing meanwhile: nothing waits for this login any more, and the
+            // session's end, queued behind it, must not wait for it either.
             world.throttle.end(session, Outcome::Dropped, now);
+            if let Some(client) = world.clients.get_mut(&session) {
+                client.pending_auth = None;
+            }
             continue;
         }
         if let Err(error) = submit_job(world, session, job, now) {
@@ -153,7 +158,7 @@ fn register_account(
     let exempt = world.is_exempt(peer);
     world
         .throttle
-        .begin_register(ctx.session, peer, exempt, ctx.now)
+        .begin_register(ctx.session, peer, &request.username, exempt, ctx.now)
         .map_err(|reason| HandlerError::new(ErrorCode::RateLimited, reason))?;
     let job = DbJob::Register {
         session: ctx.session,
@@ -816,58 +821,82 @@ mod tests {
     }
 
     #[test]
-    fn guessing_one_account_from_many_addresses_delays_its_logins_without_refusing_its_owner() {
-        let mut h = Harness::with(WorldConfig::default());
-        let owner = h.connect_from([203, 0, 113, 1]);
+    fn guessing_one_account_from_many_addresses_is_paced_and_its_owner_at_home_gets_in() {
+        let mut h = Harness::with(WorldConfig {
+            login_deadline: None,
+            ..WorldConfig::default()
+        });
+        let home = [203, 0, 113, 1];
+        let owner = h.connect_from(home);
         h.send(owner, register("bob", "correct horse"));
         auth_result(&mut h, owner);
         h.send(owner, C2sLogout {});
-        for i in 0..8u8 {
+        for i in 0..5u8 {
             let g = h.connect_from([198, 51, 100, i]);
             h.send(g, password_login("bob", "guess guess"));
-            // Past 5 failures each guess first waits out the account's delay.
-            h.now += Duration::from_secs(10);
-            h.world.tick(h.now);
-            h.world.poll_db(h.now);
             assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials, "guess {i}");
         }
-        let from_elsewhere = h.connect_from([192, 0, 2, 44]);
-        h.send(from_elsewhere, password_login("bob", "correct horse"));
-        assert!(h.take(from_elsewhere).is_empty(), "delayed, not refused");
-        assert!(h.world.is_waiting(from_elsewhere));
-        h.now += Duration::from_millis(1500);
-        h.world.tick(h.now);
-        h.world.poll_db(h.now);
-        assert!(
-            h.take(from_elsewhere).is_empty(),
-            "8 failures: 2 s of delay"
+        // Under attack: ten guesses at once from ten fresh addresses.
+        let guessers: Vec<SessionId> = (0..10u8).map(|i| h.connect_from([192, 0, 2, i])).collect();
+        for &g in &guessers {
+            h.send(g, password_login("bob", "guess guess"));
+        }
+        assert_eq!(h.error(guessers[0]).0, ErrorCode::InvalidCredentials);
+        for &g in &guessers[1..9] {
+            assert!(h.take(g).is_empty(), "waiting its turn");
+            assert!(h.world.is_waiting(g));
+        }
+        assert_eq!(
+            h.error(guessers[9]).0,
+            ErrorCode::RateLimited,
+            "8 wait at most"
         );
-        h.now += Duration::from_millis(600);
-        h.world.tick(h.now);
-        h.world.poll_db(h.now);
-        auth_result(&mut h, from_elsewhere);
-        // In again: the account's record is clean and the next login is not delayed.
-        h.send(from_elsewhere, C2sLogout {});
-        h.send(from_elsewhere, password_login("bob", "correct horse"));
-        auth_result(&mut h, from_elsewhere);
+        // The owner, at the address it registered from, is neither paced nor refused.
+        h.send(owner, password_login("bob", "correct horse"));
+        auth_result(&mut h, owner);
+        // The waiting guesses are checked one at a time, 250 ms, 500 ms, ... apart.
+        let mut answered_at = Vec::new();
+        let start = h.now;
+        for step in 1..=400u64 {
+            h.now = start + Duration::from_millis(100 * step);
+            h.world.tick(h.now);
+            h.world.poll_db(h.now);
+            for &g in &guessers[1..9] {
+                if !h.take(g).is_empty() {
+                    answered_at.push(100 * step);
+                }
+            }
+        }
+        assert_eq!(
+            answered_at,
+            [300, 800, 1800, 3800, 7800, 15800, 23800, 31800]
+        );
     }
 
     #[test]
     fn a_delayed_login_whose_session_went_away_is_never_hashed() {
         let mut h = Harness::with(throttled(|t| t.delay_after_failures = 1));
         let g = h.connect_from([198, 51, 100, 1]);
-        h.send(g, password_login("bob", "guess guess"));
-        assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials);
+        for _ in 0..2 {
+            // The first failure puts the account under attack; the second is paced, first
+            // in line, so checked at once.
+            h.send(g, password_login("bob", "guess guess"));
+            assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials);
+        }
         let s = h.connect_from([198, 51, 100, 2]);
         h.send(s, password_login("bob", "guess guess"));
         assert_eq!(h.world.delayed_logins.len(), 1);
-        h.world.disconnect(s, &DisconnectReason::PeerClosed);
+        h.world.clients.get_mut(&s).unwrap().gone = true;
         h.now += Duration::from_secs(10);
         h.world.tick(h.now);
         assert!(h.world.delayed_logins.is_empty());
         assert!(
             !h.world.throttle.has_in_flight(s),
             "its reservation was released"
+        );
+        assert!(
+            !h.world.is_waiting(s),
+            "its end, queued behind the login, may go on"
         );
     }
 

@@ -202,7 +202,10 @@ fn create_or_check(path: &Path) -> Result<(), StorageError> {
 /// which process holds it. The file is left in place when the lock is released: removing
 /// it would let a server that opened it just before lock a file nobody else sees.
 fn lock(path: &Path) -> Result<File, StorageError> {
-    let mut lock_path = path.as_os_str().to_owned();
+    // Beside the file itself, whatever symbolic links lead to it, so that two paths to one
+    // database meet at one lock.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut lock_path = real.into_os_string();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
     let failed = |source| StorageError::Lock {
