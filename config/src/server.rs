@@ -311,14 +311,16 @@ pub struct AuthSection {
     /// 1..=1_000_000; more resumes from it are answered RATE_LIMITED (its password logins
     /// are not). Default 20.
     pub max_bad_resumes_per_addr: u32,
-    /// Failed password logins to one account, from all addresses together within the window,
-    /// before its logins are slowed down, 1..=1_000_000. Default 5.
+    /// Failed password logins to one account (those in progress included), from all
+    /// addresses together within the window, before the account counts as under attack and
+    /// its logins are paced, 1..=1_000_000. Default 5.
     pub delay_after_failures: u32,
-    /// Longest delay before a login to an account under attack is checked, in ms,
-    /// 0..=60000; 0 turns the delay off. Past `delay_after_failures`, each further failure
-    /// doubles the delay, from 250 ms up to this. Default 8000: guessing one account from
-    /// many addresses slows to a crawl, while its owner, whose right password is never
-    /// refused, waits at most 8 s.
+    /// Longest spacing of the logins to an account under attack, in ms, 0..=60000; 0 turns
+    /// pacing off. Its logins are then checked one at a time, 250 ms apart, doubling with
+    /// each further failure up to this, with at most 8 waiting (more are answered
+    /// RATE_LIMITED). Addresses the account logged in from in the last 30 days skip the
+    /// pacing. Default 8000: guessing one account from any number of addresses is held to
+    /// one guess per 8 s, while its owner at a usual address is not slowed at all.
     pub max_login_delay_ms: u64,
     /// Length of the failed-login window in seconds, 1..=86400. Default 300.
     pub failure_window_secs: u64,

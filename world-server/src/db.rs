@@ -87,6 +87,8 @@ pub enum DbJob {
     RecordSessions(Vec<SessionLogEntry>),
     /// Rooms that emptied: their history is kept `history_retention` from now.
     RoomsEmptied(Vec<String>),
+    /// Rooms in use again: their history is kept while they are.
+    RoomsInUse(Vec<String>),
 }
 
 impl DbJob {
@@ -96,7 +98,8 @@ impl DbJob {
             | DbJob::Prune
             | DbJob::AppendHistory(_)
             | DbJob::RecordSessions(_)
-            | DbJob::RoomsEmptied(_) => Lane::Write,
+            | DbJob::RoomsEmptied(_)
+            | DbJob::RoomsInUse(_) => Lane::Write,
             DbJob::Login { .. } => Lane::Login,
             DbJob::Register { .. } => Lane::Register,
             DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
@@ -299,9 +302,6 @@ impl DbWorker {
                 },
             }),
             DbJob::LoadHistory { room } => {
-                if let Err(e) = self.storage.room_in_use(&room) {
-                    report_error(&format!("cannot mark {room:?} in use"), &e);
-                }
                 let lines = self
                     .storage
                     .history(&room, self.settings.history_lines)
@@ -360,6 +360,12 @@ impl DbWorker {
                 let max_rows = self.settings.session_log_max_rows;
                 if let Err(e) = self.storage.record_sessions(&entries, max_rows) {
                     report_error(&format!("lost {} session log entries", entries.len()), &e);
+                }
+                None
+            }
+            DbJob::RoomsInUse(rooms) => {
+                if let Err(e) = self.storage.rooms_in_use(&rooms) {
+                    report_error("cannot mark rooms in use", &e);
                 }
                 None
             }
@@ -607,6 +613,14 @@ impl Db {
                 jobs: VecDeque::new(),
                 events: VecDeque::new(),
             },
+        }
+    }
+
+    /// The jobs a deferred worker holds, in the order they were submitted (empty otherwise).
+    pub fn queued(&self) -> Vec<&DbJob> {
+        match &self.mode {
+            Mode::Deferred { jobs, .. } => jobs.iter().collect(),
+            _ => Vec::new(),
         }
     }
 

@@ -324,6 +324,9 @@ pub struct World {
     pub pending_sessions: Vec<SessionLogEntry>,
     /// Rooms with history that emptied since the last batch.
     pub pending_emptied: Vec<String>,
+    /// Rooms created since the last batch: marked in use before any history is written, so
+    /// that no trim of the history table takes theirs.
+    pub pending_in_use: Vec<String>,
     /// Failed logins and registrations, counted per address and per account.
     pub throttle: LoginThrottle,
     /// Sessions per client address (see [`addr_key`]).
@@ -367,6 +370,21 @@ fn offer<T>(
     }
 }
 
+/// Keeps one of each name in `rooms` (the last) and at most [`MAX_PENDING_WRITES`] of them.
+fn dedup_newest(rooms: &mut Vec<String>, what: &str) {
+    if rooms.len() > 1 {
+        let mut seen = std::collections::HashSet::new();
+        let mut kept: Vec<String> = rooms
+            .drain(..)
+            .rev()
+            .filter(|room| seen.insert(room.clone()))
+            .collect();
+        kept.reverse();
+        *rooms = kept;
+    }
+    keep_newest(rooms, what);
+}
+
 /// Drops all but the newest [`MAX_PENDING_WRITES`] of `items`, saying so in the log.
 fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
     if items.len() > MAX_PENDING_WRITES {
@@ -393,6 +411,7 @@ impl World {
             pending_history: Vec::new(),
             pending_sessions: Vec::new(),
             pending_emptied: Vec::new(),
+            pending_in_use: Vec::new(),
             throttle: LoginThrottle::new(config.throttle.clone()),
             addresses: HashMap::new(),
             delayed_logins: VecDeque::new(),
@@ -413,15 +432,17 @@ impl World {
     /// next tick's batch; past [`MAX_PENDING_WRITES`] the oldest are dropped, with an error in
     /// the log.
     pub fn flush_writes(&mut self) {
+        dedup_newest(&mut self.pending_in_use, "rooms in use");
+        dedup_newest(&mut self.pending_emptied, "emptied rooms");
         offer(
             &mut self.db,
-            &mut self.pending_history,
-            DbJob::AppendHistory,
+            &mut self.pending_in_use,
+            DbJob::RoomsInUse,
             |job| match job {
-                DbJob::AppendHistory(lines) => Some(lines),
+                DbJob::RoomsInUse(rooms) => Some(rooms),
                 _ => None,
             },
-            "history lines",
+            "rooms in use",
         );
         offer(
             &mut self.db,
@@ -432,6 +453,22 @@ impl World {
                 _ => None,
             },
             "session log entries",
+        );
+        if !self.pending_in_use.is_empty() {
+            // The write queue is full: lines written before the marks could trim those rooms.
+            // They wait (at most MAX_PENDING_WRITES of them) for the marks to go first.
+            keep_newest(&mut self.pending_history, "history lines");
+            return;
+        }
+        offer(
+            &mut self.db,
+            &mut self.pending_history,
+            DbJob::AppendHistory,
+            |job| match job {
+                DbJob::AppendHistory(lines) => Some(lines),
+                _ => None,
+            },
+            "history lines",
         );
         // After the lines of those rooms (which mark them in use), and only for rooms still
         // empty: one emptied and filled again within a tick is in use.
@@ -457,6 +494,7 @@ impl World {
         !self.pending_history.is_empty()
             || !self.pending_sessions.is_empty()
             || !self.pending_emptied.is_empty()
+            || !self.pending_in_use.is_empty()
     }
 
     /// Takes the DB worker's answers that are ready and acts on them.
@@ -1228,7 +1266,7 @@ mod tests {
         ) -> Result<usize, crate::storage::StorageError> {
             panic!("storage bug")
         }
-        fn room_in_use(&mut self, _: &str) -> Result<(), crate::storage::StorageError> {
+        fn rooms_in_use(&mut self, _: &[String]) -> Result<(), crate::storage::StorageError> {
             panic!("storage bug")
         }
         fn rooms_emptied(

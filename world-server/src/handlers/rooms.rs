@@ -62,19 +62,21 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
         None => {
             let mut room = Room::new(request.room.clone());
             if world.config.history_lines > 0 {
-                // This tick's lines (of a room that emptied this very tick) are written
+                // Marked in use first, so that no trim of the history table takes its lines;
+                // and this tick's lines (of a room that emptied this very tick) are written
                 // before the load reads them.
+                world.pending_in_use.push(request.room.clone());
                 world.flush_writes();
                 let job = DbJob::LoadHistory {
                     room: request.room.clone(),
                 };
                 // Lines still waiting for a full write queue would reach the database after
                 // the load: the room then starts with them alone rather than without them.
-                let unwritten = world.pending_history.len();
+                let unwritten = world.pending_history.len() + world.pending_in_use.len();
                 let submitted = if unwritten == 0 {
                     world.db.submit(job).map_err(|e| format!("{e:?}"))
                 } else {
-                    Err(format!("{unwritten} history lines not yet written"))
+                    Err(format!("{unwritten} history writes waiting"))
                 };
                 match submitted {
                     Ok(()) => {
@@ -560,5 +562,42 @@ mod tests {
             list.rooms.windows(2).all(|w| w[0].name < w[1].name),
             "sorted by name"
         );
+    }
+
+    #[test]
+    fn a_room_created_is_marked_in_use_before_any_history_is_written_or_loaded() {
+        let mut h = crate::handlers::testkit::Harness::deferred(WorldConfig::default());
+        let a = h.connect();
+        h.send(
+            a,
+            protocol::world::C2sLogin {
+                username: "ann".into(),
+                password: String::new(),
+            },
+        );
+        h.run_db();
+        h.take(a);
+        h.send(
+            a,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
+        h.world.flush_writes();
+        let kinds: Vec<String> = h
+            .world
+            .db
+            .queued()
+            .iter()
+            .map(|job| match job {
+                DbJob::RoomsInUse(rooms) => format!("in use {rooms:?}"),
+                DbJob::LoadHistory { room } => format!("load {room}"),
+                DbJob::AppendHistory(_) => "lines".to_string(),
+                DbJob::RecordSessions(_) => "sessions".to_string(),
+                other => format!("{other:?}"),
+            })
+            .filter(|k| k != "sessions")
+            .collect();
+        assert_eq!(kinds, ["in use [\"lobby\"]", "load lobby"]);
     }
 }

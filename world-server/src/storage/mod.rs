@@ -229,8 +229,8 @@ pub trait Storage: Send {
         lines: &[HistoryLine],
         limits: HistoryLimits,
     ) -> Result<usize, StorageError>;
-    /// Marks `room` in use (its history is not pruned while it is), as its history is loaded.
-    fn room_in_use(&mut self, room: &str) -> Result<(), StorageError>;
+    /// Marks `rooms` in use: their history is neither pruned nor trimmed while they are.
+    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError>;
     /// Marks `rooms` empty since `now_us`: their history is deleted once they stay empty
     /// longer than the retention.
     fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError>;

@@ -444,13 +444,18 @@ impl Storage for SqliteStorage {
         Ok(trimmed)
     }
 
-    fn room_in_use(&mut self, room: &str) -> Result<(), StorageError> {
-        self.conn
-            .prepare_cached(
+    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut in_use = tx.prepare_cached(
                 "UPDATE history_rooms SET emptied_at_us = NULL
                  WHERE room = ?1 AND emptied_at_us IS NOT NULL",
-            )?
-            .execute([room])?;
+            )?;
+            for room in rooms {
+                in_use.execute([room])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -902,7 +907,7 @@ mod tests {
         assert_eq!(s.prune_history(2_000).unwrap(), 1);
         assert_eq!(rooms_with_history(&s), ["busy", "recent"]);
         // A room joined again is in use: its history is kept until it empties again.
-        s.room_in_use("recent").unwrap();
+        s.rooms_in_use(&["recent".into()]).unwrap();
         assert_eq!(s.prune_history(u64::MAX / 2).unwrap(), 0);
         assert_eq!(rooms_with_history(&s), ["busy", "recent"]);
     }
@@ -923,8 +928,7 @@ mod tests {
         assert_eq!(s.append_history(&[line("d", 1)], cap).unwrap(), 1);
         assert_eq!(rooms_with_history(&s), ["a", "b", "d"]);
         // Rooms in use are never trimmed, even past the cap.
-        s.room_in_use("a").unwrap();
-        s.room_in_use("b").unwrap();
+        s.rooms_in_use(&["a".into(), "b".into()]).unwrap();
         assert_eq!(s.append_history(&[line("e", 1)], cap).unwrap(), 0);
         assert_eq!(rooms_with_history(&s), ["a", "b", "d", "e"]);
         // More lines of a room already there add no room: nothing is trimmed.
