@@ -8,6 +8,7 @@ Start the server with a config that does not exempt loopback from the per-addres
 
   scripts/attacks.py guess   --server 127.0.0.1:7400          # 200 guesses at once, one host
   scripts/attacks.py lockout --server 127.0.0.1:7400          # the owner after 5 wrong from A
+  scripts/attacks.py spread  --server 127.0.0.1:7400          # 300 guesses, 60 addresses
   scripts/attacks.py hog     --server 127.0.0.1:7400 --conns 10000
   scripts/attacks.py farm    --server 127.0.0.1:7400 --secs 60
   scripts/attacks.py fill    --server 127.0.0.1:7400 --rooms 520 --db world.db
@@ -228,6 +229,42 @@ async def lockout(args):
           f"there got {(await resumer.answer())[0]}")
 
 
+async def spread(args):
+    user = f"target{random.randrange(10**6)}"
+    home = "127.0.5.250"
+    await account(args.server, home, user, "correct horse")
+    guessers = []
+    for a in range(args.addresses):
+        for _ in range(args.each):
+            client, how = await connected(args.server, f"127.0.5.{a + 1}")
+            assert client, how
+            guessers.append(client)
+    started = time.monotonic()
+    for i, client in enumerate(guessers):
+        client.send(login(user, f"guess-{i:05}"))
+
+    async def timed(client):
+        result, _ = await client.answer(timeout=600)
+        return result, time.monotonic() - started
+
+    answers = asyncio.gather(*(timed(c) for c in guessers))
+    await asyncio.sleep(0.5)
+    owner, _ = await connected(args.server, home)
+    owner_started = time.monotonic()
+    owner.send(login(user, "correct horse"))
+    owner_result = (await owner.answer())[0]
+    owner_took = time.monotonic() - owner_started
+    results = await answers
+    checked = sorted(t for r, t in results if r == "INVALID_CREDENTIALS")
+    tally = {}
+    for r, _ in results:
+        tally[r] = tally.get(r, 0) + 1
+    print(f"spread: {len(guessers)} guesses at {user} at once from {args.addresses} addresses: "
+          f"{len(checked)} checked, the last after {checked[-1]:.1f} s; {tally}")
+    print(f"spread: meanwhile its owner, at the address it registered from, got {owner_result} in "
+          f"{owner_took * 1000:.0f} ms")
+
+
 async def legit_login(server, source, name):
     started = time.monotonic()
     client, how = await connected(server, source)
@@ -397,21 +434,34 @@ def rss_kib(pid):
 
 async def idle(args):
     before = rss_kib(args.pid)
-    clients = []
-    for i in range(args.conns):
-        client, how = await connected(args.server, f"127.0.2.{i // 60 + 1}")
-        assert client, how
-        client.send(login(f"idle{i:05}"))
-        client.send(join(f"room{i // 20:04}"))
-        clients.append(client)
-    for client in clients:
-        await client.answer()
-        await client.answer()
-    # One line in each room, each in a tick of its own, then silence: what the server keeps
-    # for idle sessions.
-    for i in range(0, args.conns, 20):
-        clients[i].send(chat(f"room{i // 20:04}", "the last line before a long silence"))
+    gate = asyncio.Semaphore(200)
+
+    async def one(i):
+        async with gate:
+            client, how = await connected(args.server, f"127.0.2.{i // 60 + 1}")
+            assert client, how
+            client.send(login(f"idle{i:05}"))
+            client.send(join(f"room{i // 20:04}"))
+            await client.answer()
+            await client.answer()
+            return client
+
+    clients = await asyncio.gather(*(one(i) for i in range(args.conns)))
+    # Room after room, its members say 7 lines of 500 bytes each (about one 64 KiB arena chunk
+    # of frames), then fall silent for good: each room's last frames live in a chunk of their
+    # own, which is what an idle session could keep alive.
+    line = "x" * 500
+    for r in range(0, args.conns, 20):
+        room = f"room{r // 20:04}"
+        for member in clients[r:r + 20]:
+            for _ in range(7):
+                member.send(chat(room, line))
         await asyncio.sleep(0.06)
+        for member in clients[r:r + 20]:
+            try:
+                await asyncio.wait_for(member.reader.read(1 << 20), 0.001)
+            except asyncio.TimeoutError:
+                pass
     await asyncio.sleep(2)
     for client in clients:
         while True:
@@ -421,7 +471,8 @@ async def idle(args):
                 break
     await asyncio.sleep(args.settle)
     after = rss_kib(args.pid)
-    print(f"idle: {args.conns} logged-in sessions, each in a room with one line, then silent: "
+    print(f"idle: {args.conns} logged-in sessions, their rooms chatting one after another, then "
+          f"silent: "
           f"server RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB "
           f"({(after - before) / args.conns:.1f} KiB per session)")
     for client in clients:
@@ -440,6 +491,9 @@ def main():
     p = sub.add_parser("lockout")
     p.add_argument("--wrong", type=int, default=5)
     p.add_argument("--resumes", type=int, default=20)
+    p = sub.add_parser("spread")
+    p.add_argument("--addresses", type=int, default=60)
+    p.add_argument("--each", type=int, default=5)
     p = sub.add_parser("hog")
     p.add_argument("--conns", type=int, default=10000)
     p.add_argument("--source", default="127.0.0.9")
@@ -462,8 +516,8 @@ def main():
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--settle", type=float, default=3)
     args = parser.parse_args()
-    attack = {"guess": guess, "lockout": lockout, "hog": hog, "farm": farm, "fill": fill,
-              "idle": idle}[args.attack]
+    attack = {"guess": guess, "lockout": lockout, "spread": spread, "hog": hog, "farm": farm,
+              "fill": fill, "idle": idle}[args.attack]
     asyncio.run(attack(args))
 
 
