@@ -287,12 +287,38 @@ async fn loopback_is_exempt_by_default_so_local_bots_are_not_limited() {
     let mut config = test_config();
     config.limits.max_unauthenticated_per_address = 2;
     config.auth.max_registrations_per_address = 2;
+    config.auth.max_failures_per_addr = 2;
+    config.auth.max_bad_resumes_per_addr = 2;
     let server = start_server(config).await;
+    let bots = ip("127.0.0.14");
+    let mut tokens = Vec::new();
+    for i in 0..30 {
+        let mut client = TestClient::connect_from(server.addr, bots).await;
+        tokens.push(
+            client
+                .register(&format!("bot{i}"), "correct horse")
+                .await
+                .token,
+        );
+    }
+    // Thirty password logins and thirty resumes at once, from the one address.
     let mut clients = Vec::new();
-    for i in 0..10 {
-        let mut client = TestClient::connect_from(server.addr, ip("127.0.0.14")).await;
-        client.register(&format!("bot{i}"), "correct horse").await;
-        clients.push(TestClient::connect(server.addr).await);
+    for i in 0..30 {
+        let mut by_password = TestClient::connect_from(server.addr, bots).await;
+        by_password
+            .send(&login(&format!("bot{i}"), "correct horse"))
+            .await;
+        let mut by_token = TestClient::connect_from(server.addr, bots).await;
+        by_token
+            .send(&C2sResume {
+                token: tokens[i].clone(),
+            })
+            .await;
+        clients.push(by_password);
+        clients.push(by_token);
+    }
+    for client in &mut clients {
+        assert!(login_answer(client).await.is_ok());
     }
     server.shutdown().await;
 }

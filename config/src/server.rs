@@ -208,8 +208,9 @@ pub struct LimitsSection {
     /// TOO_MANY_CONNECTIONS and closed. 0 disables. Default 64: a household or an office
     /// behind one address is served, one host cannot take every slot.
     pub max_sessions_per_address: usize,
-    /// Addresses and CIDR ranges that the per-address limits (these two and
-    /// `auth.max_registrations_per_address`) skip. Default loopback, `["127.0.0.0/8",
+    /// Addresses and CIDR ranges that the per-address limits skip: these two, and
+    /// `auth.max_registrations_per_address`, `auth.max_failures_per_addr` and
+    /// `auth.max_bad_resumes_per_addr` (the limits per name and per account still apply). Default loopback, `["127.0.0.0/8",
     /// "::1"]`, so that bots on the server's own machine can load it; empty it on a server
     /// that clients reach through a proxy on the same host.
     pub exempt_addresses: Vec<String>,

@@ -47,6 +47,9 @@ pub struct ThrottleConfig {
     pub max_registrations_per_address: u32,
     /// The registration window.
     pub registration_window: Duration,
+    /// Addresses that skip the limits per address (failures and bad tokens from one address,
+    /// accounts created from one address); the limits per name and per account still apply.
+    pub exempt_addresses: Vec<config::AddrRange>,
 }
 
 impl From<&config::ServerConfig> for ThrottleConfig {
@@ -60,7 +63,17 @@ impl From<&config::ServerConfig> for ThrottleConfig {
             failure_window: Duration::from_secs(c.auth.failure_window_secs),
             max_registrations_per_address: c.auth.max_registrations_per_address,
             registration_window: Duration::from_secs(c.auth.registration_window_secs),
+            exempt_addresses: c.limits.exempt(),
         }
+    }
+}
+
+impl ThrottleConfig {
+    /// Whether `peer` skips the limits per address.
+    pub fn is_exempt(&self, peer: IpAddr) -> bool {
+        self.exempt_addresses
+            .iter()
+            .any(|range| range.contains(peer))
     }
 }
 
@@ -224,8 +237,9 @@ impl LoginThrottle {
                 secs(wait)
             ));
         }
+        let exempt = c.is_exempt(peer);
         let from_addr = self.by_addr.get(&addr).copied().unwrap_or_default();
-        if from_addr.used(now, window) >= c.max_failures_per_addr {
+        if !exempt && from_addr.used(now, window) >= c.max_failures_per_addr {
             let wait = from_addr.retry_in(now, window, c.max_failures_per_addr);
             return Err(format!(
                 "too many failed logins from this address; try again in {} s",
@@ -302,8 +316,9 @@ impl LoginThrottle {
     ) -> Result<(), String> {
         let c = &self.config;
         let addr = addr_key(peer);
+        let exempt = c.is_exempt(peer);
         let resumes = self.resumes_by_addr.entry(addr).or_default();
-        if resumes.used(now, c.failure_window) >= c.max_bad_resumes_per_addr {
+        if !exempt && resumes.used(now, c.failure_window) >= c.max_bad_resumes_per_addr {
             let wait = resumes.retry_in(now, c.failure_window, c.max_bad_resumes_per_addr);
             return Err(format!(
                 "too many invalid tokens from this address; try again in {} s",
@@ -322,10 +337,10 @@ impl LoginThrottle {
         session: SessionId,
         peer: IpAddr,
         username: &str,
-        exempt: bool,
         now: Instant,
     ) -> Result<(), String> {
         let c = &self.config;
+        let exempt = c.is_exempt(peer);
         let addr = addr_key(peer);
         let created = self.registrations.entry(addr).or_default();
         if !exempt && created.used(now, c.registration_window) >= c.max_registrations_per_address {
@@ -479,8 +494,12 @@ fn secs(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// The default limits, with no address exempt.
     fn config() -> ThrottleConfig {
-        ThrottleConfig::from(&config::ServerConfig::default())
+        ThrottleConfig {
+            exempt_addresses: Vec::new(),
+            ..ThrottleConfig::from(&config::ServerConfig::default())
+        }
     }
 
     fn ip(n: u8) -> IpAddr {
@@ -640,8 +659,7 @@ mod tests {
     fn the_address_an_account_was_registered_from_is_trusted_for_it() {
         let mut t = LoginThrottle::new(config());
         let now = Instant::now();
-        t.begin_register(SessionId(1), ip(7), "Bob", false, now)
-            .unwrap();
+        t.begin_register(SessionId(1), ip(7), "Bob", now).unwrap();
         t.end(SessionId(1), Outcome::Succeeded, now);
         under_attack(&mut t, now);
         for i in 0..8u8 {
@@ -678,34 +696,50 @@ mod tests {
         let now = Instant::now();
         let admitted = (0..50)
             .filter(|&i| {
-                t.begin_register(SessionId(i), ip(1), &format!("u{i}"), false, now)
+                t.begin_register(SessionId(i), ip(1), &format!("u{i}"), now)
                     .is_ok()
             })
             .count();
         assert_eq!(admitted, 10);
         // A taken name creates nothing: its reservation goes back.
         t.end(SessionId(0), Outcome::Dropped, now);
-        assert!(t
-            .begin_register(SessionId(60), ip(1), "u60", false, now)
-            .is_ok());
+        assert!(t.begin_register(SessionId(60), ip(1), "u60", now).is_ok());
         for i in 1..10 {
             t.end(SessionId(i), Outcome::Succeeded, now);
         }
         t.end(SessionId(60), Outcome::Succeeded, now);
         let refused = t
-            .begin_register(SessionId(61), ip(1), "u61", false, now)
+            .begin_register(SessionId(61), ip(1), "u61", now)
             .unwrap_err();
         assert!(refused.contains("try again in 3600 s"), "{refused}");
-        assert!(t
-            .begin_register(SessionId(62), ip(1), "u62", true, now)
-            .is_ok());
-        assert!(t
-            .begin_register(SessionId(63), ip(2), "u63", false, now)
-            .is_ok());
+        assert!(t.begin_register(SessionId(63), ip(2), "u63", now).is_ok());
         let later = now + Duration::from_secs(3600);
-        assert!(t
-            .begin_register(SessionId(64), ip(1), "u64", false, later)
-            .is_ok());
+        assert!(t.begin_register(SessionId(64), ip(1), "u64", later).is_ok());
+    }
+
+    #[test]
+    fn exempt_addresses_skip_the_limits_per_address_but_not_per_name() {
+        let mut t = LoginThrottle::new(ThrottleConfig {
+            exempt_addresses: vec!["203.0.113.0/24".parse().unwrap()],
+            ..config()
+        });
+        let now = Instant::now();
+        // Many logins at once from one exempt address (bots, an office behind one address).
+        for i in 0..500 {
+            let user = format!("user{i}");
+            assert!(t.begin_login(SessionId(i), ip(1), &user, now).is_ok());
+            assert!(t.begin_resume(SessionId(1000 + i), ip(1), now).is_ok());
+            assert!(t
+                .begin_register(SessionId(2000 + i), ip(1), &user, now)
+                .is_ok());
+        }
+        // Guessing one name is stopped all the same.
+        for i in 0..5 {
+            assert!(t
+                .begin_login(SessionId(3000 + i), ip(2), "bob", now)
+                .is_ok());
+        }
+        assert!(t.begin_login(SessionId(3009), ip(2), "bob", now).is_err());
     }
 
     #[test]

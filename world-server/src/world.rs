@@ -8,7 +8,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use config::AddrRange;
 use net::{DisconnectReason, SessionId};
 use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
@@ -53,10 +52,9 @@ pub struct WorldConfig {
     pub login_deadline: Option<Duration>,
     /// Sessions without a login from one address at most; 0 for no limit.
     pub max_unauthenticated_per_address: usize,
-    /// Sessions from one address at most; 0 for no limit.
+    /// Sessions from one address at most; 0 for no limit. The addresses that skip these two
+    /// limits are `throttle.exempt_addresses`.
     pub max_sessions_per_address: usize,
-    /// Addresses the per-address limits skip.
-    pub exempt_addresses: Vec<AddrRange>,
 }
 
 impl From<&config::ServerConfig> for WorldConfig {
@@ -78,7 +76,6 @@ impl From<&config::ServerConfig> for WorldConfig {
             login_deadline: c.limits.login_deadline(),
             max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
             max_sessions_per_address: c.limits.max_sessions_per_address,
-            exempt_addresses: c.limits.exempt(),
         }
     }
 }
@@ -563,7 +560,7 @@ impl World {
                 disconnect: DisconnectReason::ServerFull,
             });
         }
-        if c.exempt_addresses.iter().any(|range| range.contains(peer)) {
+        if c.throttle.is_exempt(peer) {
             return Ok(());
         }
         let used = self
@@ -591,14 +588,6 @@ impl World {
             )));
         }
         Ok(())
-    }
-
-    /// Whether `peer` skips the per-address limits.
-    pub fn is_exempt(&self, peer: IpAddr) -> bool {
-        self.config
-            .exempt_addresses
-            .iter()
-            .any(|range| range.contains(peer))
     }
 
     fn address_use(&mut self, peer: SocketAddr) -> &mut AddressUse {
@@ -929,12 +918,13 @@ mod tests {
     }
 
     fn limited(per_address: usize, unauthenticated: usize) -> WorldConfig {
-        WorldConfig {
+        let mut config = WorldConfig {
             max_sessions_per_address: per_address,
             max_unauthenticated_per_address: unauthenticated,
-            exempt_addresses: vec!["127.0.0.0/8".parse().unwrap()],
             ..WorldConfig::default()
-        }
+        };
+        config.throttle.exempt_addresses = vec!["127.0.0.0/8".parse().unwrap()];
+        config
     }
 
     #[test]

@@ -155,10 +155,9 @@ fn register_account(
     check_username(&request.username)?;
     check_password(&request.password)?;
     let peer = peer_ip(world, ctx.session);
-    let exempt = world.is_exempt(peer);
     world
         .throttle
-        .begin_register(ctx.session, peer, &request.username, exempt, ctx.now)
+        .begin_register(ctx.session, peer, &request.username, ctx.now)
         .map_err(|reason| HandlerError::new(ErrorCode::RateLimited, reason))?;
     let job = DbJob::Register {
         session: ctx.session,
@@ -902,10 +901,10 @@ mod tests {
 
     #[test]
     fn registrations_per_address_are_limited_unless_the_address_is_exempt() {
-        let mut h = Harness::with(WorldConfig {
-            exempt_addresses: vec!["10.0.0.0/8".parse().unwrap()],
-            ..throttled(|t| t.max_registrations_per_address = 3)
-        });
+        let mut h = Harness::with(throttled(|t| {
+            t.max_registrations_per_address = 3;
+            t.exempt_addresses = vec!["10.0.0.0/8".parse().unwrap()];
+        }));
         let s = h.connect_from([198, 51, 100, 7]);
         for i in 0..3 {
             h.send(s, register(&format!("user{i}"), "correct horse"));
