@@ -303,7 +303,7 @@ async fn loopback_is_exempt_by_default_so_local_bots_are_not_limited() {
     }
     // Thirty password logins and thirty resumes at once, from the one address.
     let mut clients = Vec::new();
-    for i in 0..30 {
+    for (i, token) in tokens.iter().enumerate() {
         let mut by_password = TestClient::connect_from(server.addr, bots).await;
         by_password
             .send(&login(&format!("bot{i}"), "correct horse"))
@@ -311,7 +311,7 @@ async fn loopback_is_exempt_by_default_so_local_bots_are_not_limited() {
         let mut by_token = TestClient::connect_from(server.addr, bots).await;
         by_token
             .send(&C2sResume {
-                token: tokens[i].clone(),
+                token: token.clone(),
             })
             .await;
         clients.push(by_password);
