@@ -87,36 +87,28 @@ def chat(room, content):
     return frame(C2S_CHAT, field_str(1, room) + field_str(2, content) + field_int(3, 1))
 
 
+def read_varint(data, i):
+    """The varint at `data[i:]`, and the index after it."""
+    value, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
 def error_code(payload):
     """The `code` field (1) of an S2C_Error payload."""
     i = 0
     while i < len(payload):
-        key = payload[i]
-        i += 1
+        key, i = read_varint(payload, i)
+        value, i = read_varint(payload, i)
         if key == 0x08:
-            value, shift = 0, 0
-            while True:
-                b = payload[i]
-                i += 1
-                value |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    return value
-        # Skip a length-delimited or varint field.
-        if key & 7 == 2:
-            n, shift = 0, 0
-            while True:
-                b = payload[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
-            i += n
-        else:
-            while payload[i] & 0x80:
-                i += 1
-            i += 1
+            return value
+        if key & 7 == 2:  # length-delimited: `value` bytes follow
+            i += value
     return 0
 
 

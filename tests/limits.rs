@@ -23,6 +23,24 @@ fn unexempt() -> ServerConfig {
     config
 }
 
+/// [`unexempt`], with no limit on connections per address: for attacks on the other limits
+/// from many connections of one host.
+fn unlimited_connections() -> ServerConfig {
+    let mut config = unexempt();
+    config.limits.max_unauthenticated_per_address = 0;
+    config.limits.max_sessions_per_address = 0;
+    config
+}
+
+/// `n` clients connected from `source`, each past its welcome.
+async fn connect_many(addr: std::net::SocketAddr, source: IpAddr, n: usize) -> Vec<TestClient> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(TestClient::connect_from(addr, source).await);
+    }
+    clients
+}
+
 fn login(name: &str, password: &str) -> C2sLogin {
     C2sLogin {
         username: name.into(),
@@ -71,17 +89,10 @@ async fn connect_once_freed(addr: std::net::SocketAddr, source: IpAddr) -> TestC
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_guesses_sent_at_once_from_one_address_get_no_more_tries_than_the_limit() {
-    let mut config = unexempt();
-    config.limits.max_unauthenticated_per_address = 1000;
-    config.limits.max_sessions_per_address = 1000;
-    let server = start_server(config).await;
+    let server = start_server(unlimited_connections()).await;
     register_from(server.addr, ip("127.0.0.2"), "bob").await;
 
-    let attacker = ip("127.0.0.3");
-    let mut guessers = Vec::new();
-    for _ in 0..200 {
-        guessers.push(TestClient::connect_from(server.addr, attacker).await);
-    }
+    let mut guessers = connect_many(server.addr, ip("127.0.0.3"), 200).await;
     for (i, guesser) in guessers.iter_mut().enumerate() {
         // The 150th guess is right.
         let password = if i == 149 {
@@ -251,16 +262,10 @@ async fn one_address_holds_at_most_max_sessions_per_address_logged_in_or_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_sent_at_once_from_one_address_stop_at_the_limit() {
-    let mut config = unexempt();
-    config.limits.max_unauthenticated_per_address = 1000;
-    config.limits.max_sessions_per_address = 1000;
+    let mut config = unlimited_connections();
     config.auth.max_registrations_per_address = 5;
     let server = start_server(config).await;
-    let farm = ip("127.0.0.12");
-    let mut clients = Vec::new();
-    for _ in 0..50 {
-        clients.push(TestClient::connect_from(server.addr, farm).await);
-    }
+    let mut clients = connect_many(server.addr, ip("127.0.0.12"), 50).await;
     for (i, client) in clients.iter_mut().enumerate() {
         client
             .send(&C2sRegister {
@@ -402,10 +407,8 @@ async fn guesses_at_one_account_sent_at_once_from_many_addresses_are_paced() {
     register_from(server.addr, ip("127.0.0.2"), "bob").await;
     let mut guessers = Vec::new();
     for a in 0..60u8 {
-        for _ in 0..5 {
-            let source = ip(&format!("127.0.9.{}", a + 1));
-            guessers.push(TestClient::connect_from(server.addr, source).await);
-        }
+        let source = ip(&format!("127.0.9.{}", a + 1));
+        guessers.extend(connect_many(server.addr, source, 5).await);
     }
     let started = Instant::now();
     for guesser in guessers.iter_mut() {
