@@ -104,9 +104,10 @@ pub struct HistoryLimits {
 /// A storage failure. The request that met it is answered INTERNAL.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The database failed.
+    /// The database failed; the driver's own description. (Storage errors carry no driver
+    /// types, so that another database can implement [`Storage`] without touching its users.)
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
     /// The database file was written by a newer server.
     #[error("database schema version {found} is newer than this server's {supported}")]
     SchemaTooNew {

@@ -100,7 +100,7 @@ impl SqliteStorage {
     }
 
     fn init(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
-        Self::init_checked(conn, synchronous_full).map_err(classify)
+        Self::init_checked(conn, synchronous_full)
     }
 
     fn init_checked(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
@@ -257,16 +257,22 @@ fn first_problem(report: &str) -> String {
 /// A database error met while opening that means the file is damaged, as
 /// [`StorageError::Corrupt`], or is no database, as [`StorageError::NotADatabase`]; any
 /// other error as it is.
-fn classify(error: StorageError) -> StorageError {
-    match error {
-        StorageError::Database(rusqlite::Error::SqliteFailure(e, message)) => match e.code {
-            rusqlite::ErrorCode::DatabaseCorrupt => {
-                StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
-            }
-            rusqlite::ErrorCode::NotADatabase => StorageError::NotADatabase,
-            _ => StorageError::Database(rusqlite::Error::SqliteFailure(e, message)),
-        },
-        other => other,
+impl From<rusqlite::Error> for StorageError {
+    /// SQLite's own errors, with the two that mean "this file is not a usable database"
+    /// told apart.
+    fn from(error: rusqlite::Error) -> Self {
+        match error {
+            rusqlite::Error::SqliteFailure(e, message) => match e.code {
+                rusqlite::ErrorCode::DatabaseCorrupt => {
+                    StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
+                }
+                rusqlite::ErrorCode::NotADatabase => StorageError::NotADatabase,
+                _ => StorageError::Database(
+                    rusqlite::Error::SqliteFailure(e, message).to_string(),
+                ),
+            },
+            other => StorageError::Database(other.to_string()),
+        }
     }
 }
 
