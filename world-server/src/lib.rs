@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //!
-//! - [`server`]: the tick loop ([`run`]): network events in, handlers, timers, frames out.
+//! - [`core`]: [`Core`](core::Core), the sans-IO server: `tick(now, inputs)` decides
+//!   admission, decoding, reply order, credits, rate limits, closes; no sockets, no clock.
+//! - [`server`]: the tokio driver ([`run`]): sockets and queues in and out of the core, once
+//!   per tick.
 //! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session, login and room; synchronous, time passed in.
@@ -24,6 +27,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod core;
 pub mod db;
 pub mod dispatcher;
 pub mod handlers;

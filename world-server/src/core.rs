@@ -1,0 +1,477 @@
+//! The sans-IO core: everything that decides what the server does, with no sockets, no queues
+//! and no clock of its own.
+//!
+//! [`Core::tick`] takes the time and what happened since the last tick ([`Input`]: connections
+//! accepted, frames received, connections closed, a peer that stopped reading) and returns what
+//! to do ([`Output`]: sessions to start or refuse, one batch of frames per session, closes,
+//! inbound credit to give back). In one tick it
+//!
+//! 1. admits or refuses new connections (server full, too many from one address), and starts
+//!    the taken ones with S2C_Welcome;
+//! 2. rate-limits and decodes each frame into the [`MessageQueue`] (a bad id or payload is
+//!    answered in its place), and queues each end of a connection behind what it sent;
+//! 3. takes the DB worker's answers (logins, loaded histories), then dispatches the queue to the
+//!    handlers; a session waiting for the DB worker has its later requests parked, so that its
+//!    replies keep the order of its requests;
+//! 4. runs due timers;
+//! 5. hands out every session's frames of the tick as one batch, then the closes, and the tick's
+//!    writes to the DB worker;
+//! 6. gives back the inbound credit of every frame it has finished with.
+//!
+//! The DB worker is the world's [`Db`](crate::db::Db) handle: a thread in the server, and in
+//! tests a handle that runs jobs at once ([`Db::inline`](crate::db::Db::inline)) or only when
+//! told ([`Db::deferred`](crate::db::Db::deferred)), which makes its jobs and answers explicit.
+//!
+//! The tokio driver ([`crate::server`]) only moves bytes and events between sockets, queues
+//! and the core, and sleeps to the next tick. Tests drive the core with simulated time.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use net::{DisconnectReason, Packet, SessionId};
+use protocol::world::S2cError;
+use protocol::{C2sMessage, ErrorCode};
+
+use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
+use crate::world::{Admission, World};
+
+/// What happened since the last tick.
+#[derive(Debug)]
+pub enum Input {
+    /// The listener accepted a connection from `peer`. `token` is the driver's own, to pair
+    /// the decision in [`Output::opened`] or [`Output::refused`] with its stream.
+    Accepted {
+        /// The driver's name for the stream.
+        token: u64,
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+    /// A frame arrived on a session. Its inbound credit comes back in [`Output::credits`].
+    Received {
+        /// The session.
+        session: SessionId,
+        /// The frame.
+        packet: Packet,
+    },
+    /// A session's connection ended.
+    Closed {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A session's outbound queue refused a batch: the peer does not read. The driver has
+    /// aborted the connection; the session leaves the world now.
+    SlowConsumer {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// A connection the world does not take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The driver's token of the stream.
+    pub token: u64,
+    /// The peer.
+    pub peer: SocketAddr,
+    /// The frame to send before closing (an S2C_Error saying why).
+    pub frame: Bytes,
+    /// Why, for the log.
+    pub reason: DisconnectReason,
+}
+
+/// What to do after a tick, in this order: start the opened sessions, refuse the refused
+/// connections, send the batches, carry out the closes and aborts, give back the credits.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Connections taken: start a session with this id on the token's stream.
+    pub opened: Vec<(u64, SessionId)>,
+    /// Connections refused.
+    pub refused: Vec<Refusal>,
+    /// Each session's frames of the tick, one batch per session.
+    pub batches: Vec<(SessionId, Vec<Bytes>)>,
+    /// Graceful closes, after the batches: flush, then close.
+    pub closes: Vec<(SessionId, DisconnectReason)>,
+    /// Inbound credit to give back per session: it may read that many frames more.
+    pub credits: Vec<(SessionId, usize)>,
+}
+
+impl Output {
+    fn clear(&mut self) {
+        self.opened.clear();
+        self.refused.clear();
+        self.batches.clear();
+        self.closes.clear();
+        self.credits.clear();
+    }
+}
+
+/// What a session asked for, in arrival order: a message for its handler, a frame to answer
+/// with an error, or the end of the session (after everything it sent before closing).
+#[derive(Debug)]
+pub enum Item {
+    /// A decoded message.
+    Message(C2sMessage),
+    /// A frame refused with this error (unknown id, undecodable, rate limited).
+    Refused(u16, HandlerError),
+    /// The connection ended.
+    Closed {
+        /// Why.
+        reason: DisconnectReason,
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+}
+
+/// One item of a session, queued for the handlers.
+#[derive(Debug)]
+pub struct Queued {
+    /// The session.
+    pub session: SessionId,
+    /// What it is.
+    pub item: Item,
+}
+
+/// The decoded messages of one tick, in arrival order (so per-sender order holds).
+pub type MessageQueue = VecDeque<Queued>;
+
+/// A connection as the core sees it.
+struct Connection {
+    peer: SocketAddr,
+    /// Frames received and not yet credited back.
+    owed_credit: usize,
+}
+
+/// The server's behaviour, driven by [`Core::tick`].
+pub struct Core {
+    /// The world the handlers change.
+    pub world: World,
+    dispatcher: MessageDispatcher<World>,
+    connections: HashMap<SessionId, Connection>,
+    queue: MessageQueue,
+    /// Messages of sessions waiting for the DB worker, in arrival order. Their credit is not
+    /// given back until they are processed, so a waiting session's reader stops after
+    /// `inbound_credit` frames: this is bounded by the same credit as the queue.
+    parked: HashMap<SessionId, MessageQueue>,
+    owed: Vec<SessionId>,
+    next_session: u64,
+    out: Output,
+}
+
+impl Core {
+    /// A core over `world`, with `dispatcher` for its messages. Session ids start at 1.
+    pub fn new(world: World, dispatcher: MessageDispatcher<World>) -> Core {
+        Core {
+            world,
+            dispatcher,
+            connections: HashMap::new(),
+            queue: MessageQueue::new(),
+            parked: HashMap::new(),
+            owed: Vec::new(),
+            next_session: 1,
+            out: Output::default(),
+        }
+    }
+
+    /// Gives back an [`Output`] taken from [`Core::tick`], so that its buffers serve the next
+    /// tick instead of new ones.
+    pub fn recycle(&mut self, output: Output) {
+        self.out = output;
+    }
+
+    /// Connections open (sessions started and not yet ended).
+    pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// One tick at `now`: takes `inputs` in order, runs the world, and says what to do.
+    pub fn tick(&mut self, now: Instant, inputs: impl IntoIterator<Item = Input>) -> &mut Output {
+        self.out.clear();
+        for input in inputs {
+            self.input(input, now);
+        }
+        // The DB worker's answers: logins and loaded histories complete.
+        self.world.poll_db(now);
+        let now_us = protocol::now_us();
+        self.resume_parked(now, now_us);
+        while let Some(queued) = self.queue.pop_front() {
+            if self.parked.contains_key(&queued.session) || self.world.is_waiting(queued.session) {
+                self.parked
+                    .entry(queued.session)
+                    .or_default()
+                    .push_back(queued);
+                continue;
+            }
+            self.process(queued, now, now_us);
+        }
+        self.world.tick(now);
+        self.flush();
+        self.world.flush_writes();
+        for session in self.owed.drain(..) {
+            if let Some(connection) = self.connections.get_mut(&session) {
+                self.out
+                    .credits
+                    .push((session, std::mem::take(&mut connection.owed_credit)));
+            }
+        }
+        &mut self.out
+    }
+
+    /// Shutdown: every session is told and closed (its frames of this tick first). Then feed
+    /// the ends of the connections to [`Core::finish`].
+    pub fn shutdown(&mut self) -> &mut Output {
+        self.out.clear();
+        let sessions: Vec<SessionId> = self.connections.keys().copied().collect();
+        for session in sessions {
+            self.world.kick(session, DisconnectReason::Shutdown);
+        }
+        self.flush();
+        for &session in self.connections.keys() {
+            if !self.out.closes.iter().any(|(s, _)| *s == session) {
+                self.out.closes.push((session, DisconnectReason::Shutdown));
+            }
+        }
+        &mut self.out
+    }
+
+    /// After [`Core::shutdown`]: the connections that ended, and then everything still queued
+    /// or parked (only the ends of sessions do anything now). Sessions whose end never came are
+    /// ended here with the reason `Shutdown`.
+    pub fn finish(&mut self, now: Instant, inputs: impl IntoIterator<Item = Input>) {
+        for input in inputs {
+            self.input(input, now);
+        }
+        let now_us = protocol::now_us();
+        let parked: Vec<MessageQueue> = self.parked.drain().map(|(_, q)| q).collect();
+        for queued in parked.into_iter().flatten() {
+            self.process(queued, now, now_us);
+        }
+        while let Some(queued) = self.queue.pop_front() {
+            self.process(queued, now, now_us);
+        }
+        let left: Vec<(SessionId, SocketAddr)> = self
+            .connections
+            .drain()
+            .map(|(session, c)| (session, c.peer))
+            .collect();
+        for (session, peer) in left {
+            self.end_session(session, &DisconnectReason::Shutdown, peer, now);
+        }
+    }
+
+    fn input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Accepted { token, peer } => self.accept(token, peer, now),
+            Input::Received { session, packet } => self.receive(session, packet, now),
+            Input::Closed { session, reason } => {
+                let Some(connection) = self.connections.remove(&session) else {
+                    return;
+                };
+                // A login still under way for it must not take a name over for nobody.
+                if let Some(client) = self.world.clients.get_mut(&session) {
+                    client.gone = true;
+                }
+                // Behind whatever the session sent before it closed: a Chat or a Logout sent
+                // just before closing is still carried out.
+                let item = Item::Closed {
+                    reason,
+                    peer: connection.peer,
+                };
+                self.queue.push_back(Queued { session, item });
+            }
+            Input::SlowConsumer { session } => {
+                if let Some(connection) = self.connections.get(&session) {
+                    spdlog::warn!(
+                        "net: session {session} ({}) is not reading; disconnecting",
+                        connection.peer
+                    );
+                }
+                self.world.kick(session, DisconnectReason::SlowConsumer);
+            }
+        }
+    }
+
+    fn accept(&mut self, token: u64, peer: SocketAddr, now: Instant) {
+        if let Err(refused) = self.world.admission(peer.ip()) {
+            let stats = &mut self.world.stats;
+            match refused.disconnect {
+                DisconnectReason::ServerFull => stats.refused_server_full += 1,
+                _ => stats.refused_per_address += 1,
+            }
+            let error = S2cError {
+                code: refused.code as i32,
+                reason: refused.reason,
+                request_id: 0,
+            };
+            if let Ok(frame) = protocol::frame(&error) {
+                self.out.refused.push(Refusal {
+                    token,
+                    peer,
+                    frame,
+                    reason: refused.disconnect,
+                });
+            }
+            return;
+        }
+        let session = SessionId(self.next_session);
+        self.next_session += 1;
+        spdlog::info!("net: session {session} connected from {peer}");
+        self.out.opened.push((token, session));
+        self.world.connect(session, peer, now);
+        self.connections.insert(
+            session,
+            Connection {
+                peer,
+                owed_credit: 0,
+            },
+        );
+    }
+
+    fn receive(&mut self, session: SessionId, packet: Packet, now: Instant) {
+        if !self.connections.contains_key(&session) {
+            return;
+        }
+        let id = packet.id;
+        let item = match self.world.admit(session, now) {
+            Admission::Admit => match self.dispatcher.decode(id, packet.payload) {
+                Ok(message) => Item::Message(message),
+                Err(error) => Item::Refused(id, HandlerError::bad_request(error.to_string())),
+            },
+            Admission::Limited { reply: true } => Item::Refused(
+                id,
+                HandlerError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} requests per second; requests are dropped",
+                        self.world.config.max_requests_per_sec
+                    ),
+                ),
+            ),
+            Admission::Limited { reply: false } | Admission::Ignore => {
+                self.owe_credit(session);
+                return;
+            }
+            Admission::Flooding => {
+                self.owe_credit(session);
+                self.world.kick(session, DisconnectReason::Flooding);
+                return;
+            }
+        };
+        self.queue.push_back(Queued { session, item });
+    }
+
+    /// Dispatches one queued message (or answers its error) and owes its credit back; or, for
+    /// the end of a session, cleans up after it.
+    fn process(&mut self, queued: Queued, now: Instant, now_us: u64) {
+        let Queued { session, item } = queued;
+        if let Item::Closed { reason, peer } = item {
+            self.end_session(session, &reason, peer, now);
+            return;
+        }
+        self.owe_credit(session);
+        if self.world.clients.get(&session).is_none_or(|c| c.closing) {
+            return; // closed by the server while the message waited
+        }
+        self.world.stats.messages_in += 1;
+        match item {
+            Item::Message(message) => {
+                spdlog::debug!("world: session {session} -> {}", message.name());
+                let ctx = Ctx {
+                    session,
+                    now,
+                    now_us,
+                };
+                self.dispatcher.dispatch(&mut self.world, &ctx, message);
+            }
+            Item::Refused(id, error) => {
+                spdlog::debug!(
+                    "world: session {session}: {:?}: {}",
+                    error.code,
+                    error.reason
+                );
+                self.world.send_error(session, id, error);
+            }
+            Item::Closed { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// The session's connection ended and everything it sent before is processed: it leaves
+    /// the world, and its end is logged and recorded.
+    fn end_session(
+        &mut self,
+        session: SessionId,
+        reason: &DisconnectReason,
+        peer: SocketAddr,
+        now: Instant,
+    ) {
+        let client = self.world.disconnect(session, reason);
+        let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
+            (
+                c.last_username.unwrap_or_else(|| "-".to_string()),
+                now.saturating_duration_since(c.connected_at),
+            )
+        });
+        spdlog::info!(
+            "net: session {session} ({peer}, {user}) disconnected after {:.1}s: {reason}",
+            lived.as_secs_f64()
+        );
+    }
+
+    /// Processes the parked messages of sessions that are no longer waiting, in order, until
+    /// one makes its session wait again.
+    fn resume_parked(&mut self, now: Instant, now_us: u64) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let ready: Vec<SessionId> = self
+            .parked
+            .keys()
+            .filter(|s| !self.world.is_waiting(**s))
+            .copied()
+            .collect();
+        for session in ready {
+            let Some(mut waiting) = self.parked.remove(&session) else {
+                continue;
+            };
+            while let Some(queued) = waiting.pop_front() {
+                self.process(queued, now, now_us);
+                if self.world.is_waiting(session) {
+                    if !waiting.is_empty() {
+                        self.parked.insert(session, waiting);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One more frame of `session` is done with: its credit goes back at the end of the tick.
+    fn owe_credit(&mut self, session: SessionId) {
+        if let Some(connection) = self.connections.get_mut(&session) {
+            if connection.owed_credit == 0 {
+                self.owed.push(session);
+            }
+            connection.owed_credit += 1;
+        }
+    }
+
+    /// Moves the world's frames and closes of the tick to the output.
+    fn flush(&mut self) {
+        let connections = &self.connections;
+        self.out.batches.extend(
+            self.world
+                .out
+                .drain_frames()
+                .filter(|(session, _)| connections.contains_key(session)),
+        );
+        self.out.closes.extend(
+            self.world
+                .out
+                .drain_closes()
+                .filter(|(session, _)| connections.contains_key(session)),
+        );
+    }
+}
