@@ -475,3 +475,372 @@ impl Core {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The core in simulated time: no sockets, no threads, no sleeping.
+
+    use super::*;
+    use crate::db::{Db, DbWorker};
+    use crate::handlers::testkit::test_auth_settings;
+    use crate::storage::SqliteStorage;
+    use crate::world::WorldConfig;
+    use protocol::world::{C2sChat, C2sLogin, C2sPing, C2sRoomJoin};
+    use protocol::{ClientToServer, S2cMessage};
+
+    /// A core whose DB worker runs its jobs only when told, at simulated time `now`.
+    struct Sim {
+        core: Core,
+        now: Instant,
+        next_token: u64,
+    }
+
+    impl Sim {
+        fn new(config: WorldConfig) -> Sim {
+            let storage = SqliteStorage::in_memory().unwrap();
+            let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
+            let now = Instant::now();
+            let world = World::new(config, db, now);
+            Sim {
+                core: Core::new(world, crate::handlers::dispatcher().unwrap()),
+                now,
+                next_token: 0,
+            }
+        }
+
+        fn tick(&mut self, inputs: Vec<Input>) -> Output {
+            let output = std::mem::take(self.core.tick(self.now, inputs));
+            output
+        }
+
+        /// A connection from `ip` taken by the core; its welcome is read off.
+        fn connect(&mut self, ip: [u8; 4]) -> SessionId {
+            let token = self.next_token;
+            self.next_token += 1;
+            let output = self.tick(vec![Input::Accepted {
+                token,
+                peer: SocketAddr::from((ip, 9)),
+            }]);
+            let (t, session) = output.opened[0];
+            assert_eq!(t, token);
+            assert!(matches!(
+                decode(&output, session).as_slice(),
+                [S2cMessage::S2cWelcome(_)]
+            ));
+            session
+        }
+
+        fn guest(&mut self, name: &str) -> SessionId {
+            let session = self.connect([10, 0, 0, 1]);
+            self.tick(vec![frame(session, &guest(name))]);
+            self.core.world.db.run_queued();
+            let output = self.tick(vec![]);
+            assert!(matches!(
+                decode(&output, session).as_slice(),
+                [S2cMessage::S2cAuthResult(_)]
+            ));
+            session
+        }
+    }
+
+    fn frame<M: ClientToServer>(session: SessionId, message: &M) -> Input {
+        Input::Received {
+            session,
+            packet: Packet {
+                id: M::ID,
+                payload: Bytes::from(prost::Message::encode_to_vec(message)),
+            },
+        }
+    }
+
+    fn guest(name: &str) -> C2sLogin {
+        C2sLogin {
+            username: name.into(),
+            password: String::new(),
+        }
+    }
+
+    fn join(room: &str) -> C2sRoomJoin {
+        C2sRoomJoin { room: room.into() }
+    }
+
+    fn chat(room: &str, content: &str) -> C2sChat {
+        C2sChat {
+            room: room.into(),
+            content: content.into(),
+            sent_at_us: 7,
+        }
+    }
+
+    /// What `session` is sent in `output`, decoded.
+    fn decode(output: &Output, session: SessionId) -> Vec<S2cMessage> {
+        output
+            .batches
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .flat_map(|(_, frames)| frames.iter())
+            .map(|f| S2cMessage::decode(u16::from_le_bytes([f[2], f[3]]), f.slice(4..)).unwrap())
+            .collect()
+    }
+
+    fn credit(output: &Output, session: SessionId) -> usize {
+        output
+            .credits
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    #[test]
+    fn requests_behind_a_login_wait_for_it_and_replies_keep_the_request_order() {
+        let mut sim = Sim::new(WorldConfig::default());
+        let s = sim.connect([10, 0, 0, 1]);
+        let output = sim.tick(vec![
+            frame(s, &guest("ann")),
+            frame(s, &join("lobby")),
+            frame(s, &chat("lobby", "hi")),
+            frame(
+                s,
+                &C2sPing {
+                    seq: 9,
+                    client_time_us: 0,
+                },
+            ),
+        ]);
+        assert!(
+            decode(&output, s).is_empty(),
+            "the login is at the DB worker"
+        );
+        assert_eq!(
+            credit(&output, s),
+            1,
+            "the parked requests keep their credit"
+        );
+        // The guest check answers; the join then waits for the room's history.
+        sim.core.world.db.run_queued();
+        let output = sim.tick(vec![]);
+        assert!(matches!(
+            decode(&output, s).as_slice(),
+            [S2cMessage::S2cAuthResult(_)]
+        ));
+        assert_eq!(
+            credit(&output, s),
+            1,
+            "the join, now waiting for the history"
+        );
+        sim.core.world.db.run_queued();
+        let output = sim.tick(vec![]);
+        let replies = decode(&output, s);
+        assert!(
+            matches!(
+                replies.as_slice(),
+                [
+                    S2cMessage::S2cRoomJoined(_),
+                    S2cMessage::S2cChat(_),
+                    S2cMessage::S2cPong(p),
+                ] if p.seq == 9
+            ),
+            "{replies:?}"
+        );
+        assert_eq!(
+            credit(&output, s),
+            2,
+            "credit comes back once they are processed"
+        );
+    }
+
+    #[test]
+    fn every_frame_gives_its_credit_back_in_the_tick_that_processed_it() {
+        let mut sim = Sim::new(WorldConfig::default());
+        let s = sim.guest("ann");
+        let pings: Vec<Input> = (0..10)
+            .map(|seq| {
+                frame(
+                    s,
+                    &C2sPing {
+                        seq,
+                        client_time_us: 0,
+                    },
+                )
+            })
+            .collect();
+        let output = sim.tick(pings);
+        assert_eq!(decode(&output, s).len(), 10);
+        assert_eq!(
+            output.credits,
+            [(s, 10)],
+            "one entry per session, all its frames"
+        );
+        assert!(sim.tick(vec![]).credits.is_empty());
+    }
+
+    #[test]
+    fn a_burst_over_the_rate_is_answered_once_and_far_over_it_is_a_flooding_close() {
+        let mut sim = Sim::new(WorldConfig {
+            max_requests_per_sec: 10,
+            ..WorldConfig::default()
+        });
+        let s = sim.guest("ann");
+        let ping = |seq| {
+            frame(
+                s,
+                &C2sPing {
+                    seq,
+                    client_time_us: 0,
+                },
+            )
+        };
+        // What is left of the burst (twice the rate, less the login): 19 pongs, then one
+        // RATE_LIMITED, then silence.
+        let output = sim.tick((0..25).map(ping).collect());
+        let replies = decode(&output, s);
+        assert_eq!(replies.len(), 20);
+        assert!(
+            matches!(&replies[19], S2cMessage::S2cError(e) if e.code() == ErrorCode::RateLimited)
+        );
+        assert_eq!(
+            credit(&output, s),
+            25,
+            "dropped frames give their credit back too"
+        );
+        // Still far over it within the second: closed as flooding, nothing more answered.
+        let output = sim.tick((0..20).map(ping).collect());
+        assert!(decode(&output, s).is_empty());
+        assert_eq!(output.closes, [(s, DisconnectReason::Flooding)]);
+    }
+
+    #[test]
+    fn a_silent_session_is_closed_at_the_idle_timeout_and_a_pinging_one_is_not() {
+        let mut sim = Sim::new(WorldConfig {
+            idle_timeout: Some(Duration::from_secs(5)),
+            ..WorldConfig::default()
+        });
+        let silent = sim.guest("ann");
+        let pinging = sim.guest("bob");
+        for second in 1..=6 {
+            sim.now += Duration::from_secs(1);
+            let output = sim.tick(vec![frame(
+                pinging,
+                &C2sPing {
+                    seq: second,
+                    client_time_us: 0,
+                },
+            )]);
+            if second < 5 {
+                assert!(output.closes.is_empty(), "second {second}");
+            } else if second == 5 {
+                assert_eq!(output.closes, [(silent, DisconnectReason::IdleTimeout)]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_slow_consumer_leaves_the_world_at_once_and_its_room_sees_it_go() {
+        let mut sim = Sim::new(WorldConfig::default());
+        let ann = sim.guest("ann");
+        let bob = sim.guest("bob");
+        for s in [ann, bob] {
+            sim.tick(vec![frame(s, &join("lobby"))]);
+            sim.core.world.db.run_queued();
+            sim.tick(vec![]);
+        }
+        let output = sim.tick(vec![
+            Input::SlowConsumer { session: bob },
+            frame(bob, &chat("lobby", "never said")),
+        ]);
+        let to_ann = decode(&output, ann);
+        assert!(
+            matches!(to_ann.as_slice(), [S2cMessage::S2cRoomPresence(p)] if p.username == "bob" && !p.joined),
+            "{to_ann:?}"
+        );
+        assert!(decode(&output, bob).is_empty());
+        assert_eq!(output.closes, [(bob, DisconnectReason::SlowConsumer)]);
+        assert_eq!(sim.core.world.session_of("bob"), None);
+    }
+
+    #[test]
+    fn past_max_sessions_a_connection_is_refused_with_server_full_and_never_becomes_a_session() {
+        let mut sim = Sim::new(WorldConfig {
+            max_sessions: 1,
+            ..WorldConfig::default()
+        });
+        sim.connect([10, 0, 0, 1]);
+        let output = sim.tick(vec![Input::Accepted {
+            token: 77,
+            peer: SocketAddr::from(([10, 0, 0, 2], 9)),
+        }]);
+        assert!(output.opened.is_empty());
+        let refusal = &output.refused[0];
+        assert_eq!(refusal.token, 77);
+        assert_eq!(refusal.reason, DisconnectReason::ServerFull);
+        let error = S2cMessage::decode(1003, refusal.frame.slice(4..)).unwrap();
+        assert!(
+            matches!(error, S2cMessage::S2cError(e) if e.code() == ErrorCode::ServerFull && e.request_id == 0)
+        );
+        assert_eq!(sim.core.connections(), 1);
+        assert_eq!(sim.core.world.stats.refused_server_full, 1);
+    }
+
+    #[test]
+    fn a_connection_closed_right_after_a_chat_still_says_it_then_leaves() {
+        let mut sim = Sim::new(WorldConfig::default());
+        let ann = sim.guest("ann");
+        let bob = sim.guest("bob");
+        for s in [ann, bob] {
+            sim.tick(vec![frame(s, &join("lobby"))]);
+            sim.core.world.db.run_queued();
+            sim.tick(vec![]);
+        }
+        let output = sim.tick(vec![
+            frame(bob, &chat("lobby", "bye")),
+            Input::Closed {
+                session: bob,
+                reason: DisconnectReason::PeerClosed,
+            },
+        ]);
+        let to_ann = decode(&output, ann);
+        assert!(
+            matches!(
+                to_ann.as_slice(),
+                [S2cMessage::S2cChat(c), S2cMessage::S2cRoomPresence(p)]
+                    if c.content == "bye" && !p.joined
+            ),
+            "{to_ann:?}"
+        );
+        assert!(output.batches.iter().all(|(s, _)| *s != bob), "bob is gone");
+        assert_eq!(sim.core.connections(), 1);
+    }
+
+    #[test]
+    fn shutdown_closes_every_session_and_records_those_whose_end_never_came() {
+        let mut sim = Sim::new(WorldConfig::default());
+        let ann = sim.guest("ann");
+        let bob = sim.guest("bob");
+        let output = std::mem::take(sim.core.shutdown());
+        let mut closed: Vec<SessionId> = output.closes.iter().map(|(s, _)| *s).collect();
+        closed.sort();
+        assert_eq!(closed, [ann, bob]);
+        assert!(output
+            .closes
+            .iter()
+            .all(|(_, r)| *r == DisconnectReason::Shutdown));
+        sim.core.finish(
+            sim.now,
+            vec![Input::Closed {
+                session: ann,
+                reason: DisconnectReason::Shutdown,
+            }],
+        );
+        assert_eq!(sim.core.connections(), 0);
+        assert!(sim.core.world.clients.is_empty());
+        let ended = sim
+            .core
+            .world
+            .pending_sessions
+            .iter()
+            .filter(|e| matches!(e, crate::storage::SessionLogEntry::Closed(_)))
+            .count();
+        assert_eq!(ended, 2, "both are in the session log");
+    }
+}

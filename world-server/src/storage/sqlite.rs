@@ -267,9 +267,7 @@ impl From<rusqlite::Error> for StorageError {
                     StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
                 }
                 rusqlite::ErrorCode::NotADatabase => StorageError::NotADatabase,
-                _ => StorageError::Database(
-                    rusqlite::Error::SqliteFailure(e, message).to_string(),
-                ),
+                _ => StorageError::Database(rusqlite::Error::SqliteFailure(e, message).to_string()),
             },
             other => StorageError::Database(other.to_string()),
         }
