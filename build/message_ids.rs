@@ -299,9 +299,18 @@ pub fn write_table(path: &Path, entries: &[Entry]) -> std::io::Result<()> {
         }
         writeln!(w, "        }}\n    }}\n}}\n").unwrap();
         for e in &list {
+            if direction == Direction::ClientToServer {
+                writeln!(
+                    w,
+                    "impl crate::{trait_name} for crate::{} {{}}",
+                    e.rust_path
+                )
+                .unwrap();
+                continue;
+            }
             writeln!(
                 w,
-                "impl crate::{trait_name} for crate::{path} {{\n    fn from_any(message: {enum_name}) -> Option<Self> {{\n        match message {{ {enum_name}::{name}(m) => Some(m), #[allow(unreachable_patterns)] _ => None }}\n    }}\n    fn into_any(self) -> {enum_name} {{ {enum_name}::{name}(self) }}\n}}",
+                "impl crate::{trait_name} for crate::{path} {{\n    fn from_any(message: {enum_name}) -> Option<Self> {{\n        match message {{ {enum_name}::{name}(m) => Some(m), #[allow(unreachable_patterns)] _ => None }}\n    }}\n}}",
                 path = e.rust_path,
                 name = e.rust_name
             )

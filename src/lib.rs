@@ -43,19 +43,16 @@ pub trait MessageType: prost::Message + Default + Sized + 'static {
 }
 
 /// A message that a client sends to the server (`C2S_*`, ids 2000-2999).
-pub trait ClientToServer: MessageType {
-    /// Takes this message type out of the decoded enum, `None` for any other message.
-    fn from_any(message: C2sMessage) -> Option<Self>;
-    /// Wraps this message into the decoded enum.
-    fn into_any(self) -> C2sMessage;
-}
+pub trait ClientToServer: MessageType {}
 
 /// A message that the server sends to a client (`S2C_*`, ids 1000-1999).
 pub trait ServerToClient: MessageType {
-    /// Takes this message type out of the decoded enum, `None` for any other message.
-    fn from_any(message: S2cMessage) -> Option<Self>;
-    /// Wraps this message into the decoded enum.
-    fn into_any(self) -> S2cMessage;
+    /// Takes this message type out of the enum of the engine's messages, `None` for any other
+    /// message (always, for a game's own messages, which that enum does not hold).
+    fn from_any(message: S2cMessage) -> Option<Self> {
+        let _ = message;
+        None
+    }
 }
 
 /// Why a frame's payload could not be turned into a message.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use net::{DisconnectReason, Packet, SessionId};
 use protocol::world::S2cError;
-use protocol::{C2sMessage, ErrorCode};
+use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
 use crate::world::{Admission, World};
@@ -113,8 +113,13 @@ impl Output {
 /// with an error, or the end of the session (after everything it sent before closing).
 #[derive(Debug)]
 pub enum Item {
-    /// A decoded message.
-    Message(C2sMessage),
+    /// A frame for the handler of its id (decoded at dispatch).
+    Message {
+        /// The message id.
+        id: u16,
+        /// The payload, a view of the read buffer.
+        payload: Bytes,
+    },
     /// A frame refused with this error (unknown id, undecodable, rate limited).
     Refused(u16, HandlerError),
     /// The connection ended.
@@ -336,9 +341,11 @@ impl Core {
         }
         let id = packet.id;
         let item = match self.world.admit(session, now) {
-            Admission::Admit => match self.dispatcher.decode(id, packet.payload) {
-                Ok(message) => Item::Message(message),
-                Err(error) => Item::Refused(id, HandlerError::bad_request(error.to_string())),
+            // Decoded when its turn comes: an unknown id or a payload that does not decode is
+            // answered then, in its place among the session's requests.
+            Admission::Admit => Item::Message {
+                id,
+                payload: packet.payload,
             },
             Admission::Limited { reply: true } => Item::Refused(
                 id,
@@ -377,14 +384,18 @@ impl Core {
         }
         self.world.stats.messages_in += 1;
         match item {
-            Item::Message(message) => {
-                spdlog::debug!("world: session {session} -> {}", message.name());
+            Item::Message { id, payload } => {
+                spdlog::debug!(
+                    "world: session {session} -> {}",
+                    self.dispatcher.name_of(id).unwrap_or("an unknown message")
+                );
                 let ctx = Ctx {
                     session,
                     now,
                     now_us,
                 };
-                self.dispatcher.dispatch(&mut self.world, &ctx, message);
+                self.dispatcher
+                    .dispatch_packet(&mut self.world, &ctx, id, payload);
             }
             Item::Refused(id, error) => {
                 spdlog::debug!(

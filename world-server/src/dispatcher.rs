@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use net::SessionId;
-use protocol::{C2sMessage, ClientToServer, ErrorCode};
+use protocol::{ClientToServer, ErrorCode};
 
 /// What a handler sees besides the world and the message.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +73,15 @@ pub enum DispatchError {
         /// The message's proto name.
         name: &'static str,
     },
+    /// A client-to-server message whose id lies outside 2000-2999 (the build refuses such an
+    /// id; a type made by hand could have one).
+    #[error("{name} has id {id}, outside the client-to-server range 2000-2999")]
+    OutOfRange {
+        /// The message's id.
+        id: u16,
+        /// The message's proto name.
+        name: &'static str,
+    },
     /// No handler is registered for the id (S2C ids included).
     #[error("unknown message id {0}")]
     UnknownId(u16),
@@ -81,7 +90,10 @@ pub enum DispatchError {
     Undecodable(String),
 }
 
-type Erased<S> = Box<dyn Fn(&mut S, &Ctx, C2sMessage) -> Result<(), HandlerError> + Send>;
+/// A registered handler behind its message type: decodes the payload as that type and calls
+/// the handler. Decoding here, at dispatch, keeps the payload a zero-copy view until then and
+/// needs no enum of every message, so a game's own messages dispatch like the engine's.
+type Erased<S> = Box<dyn Fn(&mut S, &Ctx, Bytes) -> Result<(), HandlerError> + Send>;
 
 struct Entry<S> {
     name: &'static str,
@@ -134,7 +146,15 @@ impl<S: DispatchState + 'static> MessageDispatcher<S> {
         handler: Handler<S, M>,
         public: bool,
     ) -> Result<(), DispatchError> {
-        let slot = &mut self.table[(M::ID - FIRST_ID) as usize];
+        let Some(slot) = M::ID
+            .checked_sub(FIRST_ID)
+            .and_then(|index| self.table.get_mut(index as usize))
+        else {
+            return Err(DispatchError::OutOfRange {
+                id: M::ID,
+                name: M::NAME,
+            });
+        };
         if slot.is_some() {
             return Err(DispatchError::Duplicate {
                 id: M::ID,
@@ -144,13 +164,15 @@ impl<S: DispatchState + 'static> MessageDispatcher<S> {
         *slot = Some(Entry {
             name: M::NAME,
             public,
-            call: Box::new(move |state, ctx, message| match M::from_any(message) {
-                Some(message) => handler(state, ctx, message),
-                // The table is indexed by M::ID and decoding follows the same id, so the
-                // variant always matches; an error here would be a bug in this file.
-                None => Err(HandlerError::new(
-                    ErrorCode::Internal,
-                    format!("dispatch table mismatch for {}", M::NAME),
+            call: Box::new(move |state, ctx, payload| match M::decode(payload) {
+                Ok(message) => handler(state, ctx, message),
+                Err(source) => Err(HandlerError::bad_request(
+                    protocol::DecodeError::Payload {
+                        id: M::ID,
+                        name: M::NAME,
+                        source,
+                    }
+                    .to_string(),
                 )),
             }),
         });
@@ -172,32 +194,10 @@ impl<S: DispatchState + 'static> MessageDispatcher<S> {
         self.entry(id).map(|e| e.name)
     }
 
-    /// Decodes a frame's payload into the message its id names, if a handler takes it.
-    pub fn decode(&self, id: u16, payload: Bytes) -> Result<C2sMessage, DispatchError> {
-        if !self.handles(id) {
-            return Err(DispatchError::UnknownId(id));
-        }
-        C2sMessage::decode(id, payload).map_err(|e| match e {
-            protocol::DecodeError::UnknownId(id) => DispatchError::UnknownId(id),
-            other => DispatchError::Undecodable(other.to_string()),
-        })
-    }
-
-    /// Decodes and dispatches one frame; errors go back to the sender as `S2C_Error`.
+    /// Decodes one frame's payload as the message its id names and runs that message's
+    /// handler; an unknown id, an undecodable payload, a missing login and the handler's own
+    /// error go back to the sender as `S2C_Error` with the frame's id.
     pub fn dispatch_packet(&self, state: &mut S, ctx: &Ctx, id: u16, payload: Bytes) {
-        match self.decode(id, payload) {
-            Ok(message) => self.dispatch(state, ctx, message),
-            Err(error) => state.send_error(
-                ctx.session,
-                id,
-                HandlerError::bad_request(error.to_string()),
-            ),
-        }
-    }
-
-    /// Runs the handler of a decoded message; its error goes back to the sender as `S2C_Error`.
-    pub fn dispatch(&self, state: &mut S, ctx: &Ctx, message: C2sMessage) {
-        let id = message.id();
         let Some(entry) = self.entry(id) else {
             state.send_error(
                 ctx.session,
@@ -217,7 +217,7 @@ impl<S: DispatchState + 'static> MessageDispatcher<S> {
             );
             return;
         }
-        if let Err(error) = (entry.call)(state, ctx, message) {
+        if let Err(error) = (entry.call)(state, ctx, payload) {
             state.send_error(ctx.session, id, error);
         }
     }

@@ -1316,7 +1316,9 @@ mod tests {
             now: t0,
             now_us: 0,
         };
-        dispatcher.dispatch(&mut world, &ctx, protocol::ClientToServer::into_any(login));
+        let payload = bytes::Bytes::from(prost::Message::encode_to_vec(&login));
+        let id = <protocol::world::C2sLogin as protocol::MessageType>::ID;
+        dispatcher.dispatch_packet(&mut world, &ctx, id, payload);
         assert!(world.is_waiting(session));
         let deadline = Instant::now() + Duration::from_secs(10);
         while world.is_waiting(session) {
