@@ -1,9 +1,7 @@
-//! The message-id table of `build.rs`: bad tables fail with a message that names them, and
+//! The message-id table of `protocol-build`: bad tables fail with a message that names them, and
 //! the project's tables agree with Google's protoc and with the protocol page.
 
-#[allow(dead_code)]
-#[path = "../build/message_ids.rs"]
-mod message_ids;
+use protocol_build::ids as message_ids;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
