@@ -112,7 +112,12 @@ pub fn compile_game_into(proto_dir: &Path, out: &Path) -> Result<(), Vec<String>
     let entries = collect_entries(&parsed)?;
     let game_files: Vec<String> = files
         .iter()
-        .map(|f| f.strip_prefix(proto_dir).unwrap_or(f).to_string_lossy().into_owned())
+        .map(|f| {
+            f.strip_prefix(proto_dir)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     let game_entries: Vec<Entry> = entries
         .into_iter()
@@ -121,7 +126,8 @@ pub fn compile_game_into(proto_dir: &Path, out: &Path) -> Result<(), Vec<String>
     let mut fds = protox::compile(&files, [proto_dir, engine_dir.as_path()])
         .map_err(|e| vec![format!("{e:?}")])?;
     // Only the game's own files become Rust here; the engine's types are the protocol crate's.
-    fds.file.retain(|f| game_files.iter().any(|g| g == f.name()));
+    fds.file
+        .retain(|f| game_files.iter().any(|g| g == f.name()));
     prost_build::Config::new()
         .out_dir(out)
         .extern_path(".world", "::protocol::world")
@@ -179,7 +185,10 @@ enum MessageId {
         assert!(!table.contains("C2S_Chat"), "only the game's own messages");
         let types = std::fs::read_to_string(dir.join("out/game.rs")).unwrap();
         assert!(types.contains("::protocol::world::ErrorCode"), "{types}");
-        assert!(!dir.join("out/world.rs").exists(), "the engine's types are not made again");
+        assert!(
+            !dir.join("out/world.rs").exists(),
+            "the engine's types are not made again"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

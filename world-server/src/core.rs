@@ -35,7 +35,8 @@ use protocol::world::S2cError;
 use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
-use crate::world::{Admission, World};
+use crate::ratelimit::Admission;
+use crate::world::World;
 
 /// What happened since the last tick.
 #[derive(Debug)]

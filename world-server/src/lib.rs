@@ -11,6 +11,7 @@
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session, login and room; synchronous, time passed in.
 //! - [`handlers`]: one file per feature, each with a `register` function.
+//! - [`ratelimit`]: the per-session request rate limit.
 //! - [`throttle`]: failed-login and registration limits, with reservations and delays.
 //! - [`outbox`]: the frames of one tick, encoded once into a shared arena.
 //! - [`timers`]: one-shot and repeating timers over the world.
@@ -32,6 +33,7 @@ pub mod db;
 pub mod dispatcher;
 pub mod handlers;
 pub mod outbox;
+pub mod ratelimit;
 pub mod server;
 pub mod storage;
 pub mod throttle;

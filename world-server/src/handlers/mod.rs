@@ -182,7 +182,7 @@ pub(crate) mod testkit {
         }
 
         pub fn send_raw(&mut self, from: SessionId, id: u16, payload: Bytes) {
-            if self.world.admit(from, self.now) != crate::world::Admission::Admit {
+            if self.world.admit(from, self.now) != crate::ratelimit::Admission::Admit {
                 return;
             }
             let ctx = Ctx {
