@@ -35,6 +35,7 @@ use protocol::world::S2cError;
 use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
+use crate::game::Game;
 use crate::ratelimit::Admission;
 use crate::world::World;
 
@@ -151,11 +152,11 @@ struct Connection {
     owed_credit: usize,
 }
 
-/// The server's behaviour, driven by [`Core::tick`].
-pub struct Core {
+/// The server's behaviour, driven by [`Core::tick`], for a world of the game `G`.
+pub struct Core<G: Game> {
     /// The world the handlers change.
-    pub world: World,
-    dispatcher: MessageDispatcher<World>,
+    pub world: World<G>,
+    dispatcher: MessageDispatcher<World<G>>,
     connections: HashMap<SessionId, Connection>,
     queue: MessageQueue,
     /// Messages of sessions waiting for the DB worker, in arrival order. Their credit is not
@@ -167,9 +168,10 @@ pub struct Core {
     out: Output,
 }
 
-impl Core {
-    /// A core over `world`, with `dispatcher` for its messages. Session ids start at 1.
-    pub fn new(world: World, dispatcher: MessageDispatcher<World>) -> Core {
+impl<G: Game> Core<G> {
+    /// A core over `world`, with `dispatcher` for its messages (see
+    /// [`crate::handlers::dispatcher`]). Session ids start at 1.
+    pub fn new(world: World<G>, dispatcher: MessageDispatcher<World<G>>) -> Core<G> {
         Core {
             world,
             dispatcher,
@@ -502,7 +504,7 @@ mod tests {
 
     /// A core whose DB worker runs its jobs only when told, at simulated time `now`.
     struct Sim {
-        core: Core,
+        core: Core<crate::ChatWorld>,
         now: Instant,
         next_token: u64,
     }
@@ -512,7 +514,12 @@ mod tests {
             let storage = SqliteStorage::in_memory().unwrap();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
             let now = Instant::now();
-            let world = World::new(config, db, now);
+            let world = World::new(
+                config,
+                crate::ChatWorld::from(&config::ServerConfig::default()),
+                db,
+                now,
+            );
             Sim {
                 core: Core::new(world, crate::handlers::dispatcher().unwrap()),
                 now,

@@ -28,10 +28,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod chat_world;
 pub mod core;
 pub mod db;
 pub mod dispatcher;
+pub mod game;
 pub mod handlers;
+pub mod modules;
 pub mod outbox;
 pub mod ratelimit;
 pub mod server;
@@ -40,6 +43,8 @@ pub mod throttle;
 pub mod timers;
 pub mod world;
 
+pub use chat_world::ChatWorld;
 pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+pub use game::Game;
 pub use server::{run, ServerError};
 pub use world::{Stats, World, WorldConfig};

@@ -24,6 +24,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat_world::ChatWorld;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
@@ -101,7 +102,7 @@ const OVER_BUDGET_WARN_EVERY: Duration = Duration::from_secs(5);
 struct Server {
     config: ServerConfig,
     session_config: SessionConfig,
-    core: Core,
+    core: Core<ChatWorld>,
     sessions: HashMap<SessionId, Session>,
     /// Streams accepted this tick, by token, until the core decides.
     accepted: HashMap<u64, TcpStream>,
@@ -135,7 +136,8 @@ pub async fn run(
     }
     ServerService::spawn(listener, service_tx, stop_accepting.clone(), &tracker);
 
-    let mut world = World::new(WorldConfig::from(&config), db, Instant::now());
+    let game = ChatWorld::from(&config);
+    let mut world = World::new(WorldConfig::from(&config), game, db, Instant::now());
     crate::world::schedule_stats(&mut world, Instant::now());
     let mut server = Server {
         session_config: SessionConfig {
@@ -220,8 +222,7 @@ pub async fn run(
     }
     if world.has_pending_writes() {
         spdlog::error!(
-            "storage: shutdown: {} history lines and {} session records could not be written",
-            world.pending_history.len(),
+            "storage: shutdown: writes still waiting for the DB worker were lost ({} session log entries among them)",
             world.pending_sessions.len()
         );
     }

@@ -1,4 +1,5 @@
-//! The world: every session's state, logins, rooms. Owned by the tick loop alone, so no locks.
+//! The world: every session's state and login, and the game's state ([`World::game`]). Owned
+//! by the tick loop alone, so no locks.
 //!
 //! The world is synchronous and takes time as input. Handlers change it and queue frames in
 //! its [`Outbox`]; the tick loop hands those to the network. A test builds a world, feeds it
@@ -12,10 +13,9 @@ use net::{DisconnectReason, SessionId};
 use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
 
-use bytes::Bytes;
-
 use crate::db::{Db, DbEvent, DbJob, SubmitError, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
+use crate::game::Game;
 use crate::outbox::Outbox;
 use crate::ratelimit::{Admission, TokenBucket};
 use crate::storage::{SessionLogEntry, SessionRecord};
@@ -33,18 +33,10 @@ pub struct WorldConfig {
     pub max_packet_size: u32,
     /// Whether an empty password logs in as a guest.
     pub allow_guests: bool,
-    /// Members a room holds at most.
-    pub room_capacity: u32,
-    /// Bytes of chat content at most.
-    pub max_chat_len: usize,
-    /// Rooms one session can be in at once.
-    pub max_rooms_per_session: usize,
     /// A session silent for this long is closed; `None` never.
     pub idle_timeout: Option<Duration>,
     /// Requests per second one session may send, sustained; 0 for no limit.
     pub max_requests_per_sec: u32,
-    /// Chat lines each room keeps and replays on join; 0 for none.
-    pub history_lines: usize,
     /// Failed-login and registration limits.
     pub throttle: ThrottleConfig,
     /// Sessions connected at once at most; more get SERVER_FULL.
@@ -65,13 +57,9 @@ impl From<&config::ServerConfig> for WorldConfig {
             tick_ms: c.server.tick_ms as u32,
             max_packet_size: c.server.max_packet_size as u32,
             allow_guests: c.world.allow_guests,
-            room_capacity: c.world.room_capacity as u32,
-            max_chat_len: c.world.max_chat_len,
-            max_rooms_per_session: c.world.max_rooms_per_session,
             idle_timeout: (c.net.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(c.net.idle_timeout_secs)),
             max_requests_per_sec: c.net.max_requests_per_sec as u32,
-            history_lines: c.world.history_lines,
             throttle: ThrottleConfig::from(c),
             max_sessions: c.server.max_sessions,
             login_deadline: c.limits.login_deadline(),
@@ -124,8 +112,6 @@ pub struct Client {
     pub login: Option<Login>,
     /// A login in progress at the DB worker.
     pub pending_auth: Option<PendingAuth>,
-    /// A join waiting for the room's history to load.
-    pub joining: bool,
     /// Since when it has been without a login (from connect, or from its logout); `None`
     /// while logged in. The login deadline counts from here.
     pub unauthenticated_since: Option<Instant>,
@@ -136,40 +122,10 @@ pub struct Client {
     pub gone: bool,
     /// The last username it was logged in as, for the session log.
     pub last_username: Option<String>,
-    /// The rooms it is in, in the order it joined them.
-    pub rooms: Vec<String>,
     /// A close is queued: its further messages are ignored.
     pub closing: bool,
     /// Its request rate limit.
     pub bucket: TokenBucket,
-}
-
-/// A room with members.
-#[derive(Debug)]
-pub struct Room {
-    /// The room's name.
-    pub name: String,
-    /// Members in the order they joined.
-    pub members: Vec<SessionId>,
-    /// The last chat lines, oldest first, as encoded live S2C_Chat frames.
-    pub history: VecDeque<Bytes>,
-    /// Its history is being loaded from the database: joins wait in `waiting`.
-    pub loading: bool,
-    /// Sessions whose join completes when the history has loaded.
-    pub waiting: Vec<SessionId>,
-}
-
-impl Room {
-    /// A new, empty room.
-    pub fn new(name: String) -> Room {
-        Room {
-            name,
-            members: Vec::new(),
-            history: VecDeque::new(),
-            loading: false,
-            waiting: Vec::new(),
-        }
-    }
 }
 
 /// Sessions of one address (an IPv4 address, or an IPv6 /64).
@@ -234,39 +190,32 @@ pub struct Stats {
     pub login_timeouts: u64,
 }
 
-/// All world state.
-pub struct World {
+/// All world state: the engine's, and the game's in [`World::game`].
+pub struct World<G> {
     /// The settings.
     pub config: WorldConfig,
     /// Connected sessions.
     pub clients: HashMap<SessionId, Client>,
     /// Logged-in sessions by username folded to lowercase.
     pub users: HashMap<String, SessionId>,
-    /// Rooms that have members, by name.
-    pub rooms: HashMap<String, Room>,
     /// What this tick sends.
     pub out: Outbox,
     /// Scheduled work.
-    pub timers: Timers<World>,
+    pub timers: Timers<World<G>>,
     /// Counters.
     pub stats: Stats,
     /// The DB worker.
     pub db: Db,
-    /// Chat lines of this tick to append to the history table.
-    pub pending_history: Vec<Bytes>,
     /// Sessions ended since the last batch, for the session log.
     pub pending_sessions: Vec<SessionLogEntry>,
-    /// Rooms with history that emptied since the last batch.
-    pub pending_emptied: Vec<String>,
-    /// Rooms created since the last batch: marked in use before any history is written, so
-    /// that no trim of the history table takes theirs.
-    pub pending_in_use: Vec<String>,
     /// Failed logins and registrations, counted per address and per account.
     pub throttle: LoginThrottle,
     /// Sessions per client address (see [`addr_key`]).
     pub addresses: HashMap<IpAddr, AddressUse>,
     /// Password logins waiting out an account's delay, in the order they were made.
     pub delayed_logins: VecDeque<DelayedLogin>,
+    /// The game's state.
+    pub game: G,
 }
 
 /// How often idle sessions and missed login deadlines are looked for.
@@ -280,7 +229,7 @@ pub const MAX_PENDING_WRITES: usize = 100_000;
 
 /// Submits `pending` as one job made by `wrap`; when the write queue is full, `unwrap` takes the
 /// items back to wait for the next tick (all but the newest [`MAX_PENDING_WRITES`] dropped).
-fn offer<T>(
+pub fn offer<T>(
     db: &mut Db,
     pending: &mut Vec<T>,
     wrap: fn(Vec<T>) -> DbJob,
@@ -305,7 +254,7 @@ fn offer<T>(
 }
 
 /// Keeps one of each name in `rooms` (the last) and at most [`MAX_PENDING_WRITES`] of them.
-fn dedup_newest(rooms: &mut Vec<String>, what: &str) {
+pub fn dedup_newest(rooms: &mut Vec<String>, what: &str) {
     if rooms.len() > 1 {
         let mut seen = std::collections::HashSet::new();
         let mut kept: Vec<String> = rooms
@@ -320,7 +269,7 @@ fn dedup_newest(rooms: &mut Vec<String>, what: &str) {
 }
 
 /// Drops all but the newest [`MAX_PENDING_WRITES`] of `items`, saying so in the log.
-fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
+pub fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
     if items.len() > MAX_PENDING_WRITES {
         let dropped = items.len() - MAX_PENDING_WRITES;
         items.drain(..dropped);
@@ -331,24 +280,22 @@ fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
 /// How often expired failed-login windows are forgotten.
 const FAILURE_SWEEP: Duration = Duration::from_secs(60);
 
-impl World {
-    /// An empty world over the DB worker `db`; schedules its own housekeeping from `now`.
-    pub fn new(config: WorldConfig, db: Db, now: Instant) -> World {
+impl<G: Game> World<G> {
+    /// A world of `game` with no session, over the DB worker `db`; schedules its own
+    /// housekeeping from `now`.
+    pub fn new(config: WorldConfig, game: G, db: Db, now: Instant) -> World<G> {
         let mut world = World {
             clients: HashMap::new(),
             users: HashMap::new(),
-            rooms: HashMap::new(),
             out: Outbox::default(),
             timers: Timers::default(),
             stats: Stats::default(),
             db,
-            pending_history: Vec::new(),
             pending_sessions: Vec::new(),
-            pending_emptied: Vec::new(),
-            pending_in_use: Vec::new(),
             throttle: LoginThrottle::new(config.throttle.clone()),
             addresses: HashMap::new(),
             delayed_logins: VecDeque::new(),
+            game,
             config,
         };
         world
@@ -361,23 +308,11 @@ impl World {
         world
     }
 
-    /// Hands this tick's writes (history lines, session log entries, rooms that emptied) to the
-    /// DB worker, one batch each. When its write queue is full they stay here and go with the
+    /// Hands this tick's writes to the DB worker: the session log, then the game's (see
+    /// [`Game::flush_writes`]). When its write queue is full they stay here and go with the
     /// next tick's batch; past [`MAX_PENDING_WRITES`] the oldest are dropped, with an error in
     /// the log.
     pub fn flush_writes(&mut self) {
-        dedup_newest(&mut self.pending_in_use, "rooms in use");
-        dedup_newest(&mut self.pending_emptied, "emptied rooms");
-        offer(
-            &mut self.db,
-            &mut self.pending_in_use,
-            DbJob::RoomsInUse,
-            |job| match job {
-                DbJob::RoomsInUse(rooms) => Some(rooms),
-                _ => None,
-            },
-            "rooms in use",
-        );
         offer(
             &mut self.db,
             &mut self.pending_sessions,
@@ -388,47 +323,12 @@ impl World {
             },
             "session log entries",
         );
-        if !self.pending_in_use.is_empty() {
-            // The write queue is full: lines written before the marks could trim those rooms.
-            // They wait (at most MAX_PENDING_WRITES of them) for the marks to go first.
-            keep_newest(&mut self.pending_history, "history lines");
-            return;
-        }
-        offer(
-            &mut self.db,
-            &mut self.pending_history,
-            DbJob::AppendHistory,
-            |job| match job {
-                DbJob::AppendHistory(lines) => Some(lines),
-                _ => None,
-            },
-            "history lines",
-        );
-        // After the lines of those rooms (which mark them in use), and only for rooms still
-        // empty: one emptied and filled again within a tick is in use.
-        if self.pending_history.is_empty() {
-            let rooms = &self.rooms;
-            self.pending_emptied
-                .retain(|room| !rooms.contains_key(room));
-            offer(
-                &mut self.db,
-                &mut self.pending_emptied,
-                DbJob::RoomsEmptied,
-                |job| match job {
-                    DbJob::RoomsEmptied(rooms) => Some(rooms),
-                    _ => None,
-                },
-                "emptied rooms",
-            );
-        }
+        G::flush_writes(self);
     }
 
     /// Whether writes wait for a full write queue.
     pub fn has_pending_writes(&self) -> bool {
-        !self.pending_history.is_empty()
-            || !self.pending_sessions.is_empty()
-            || !self.pending_emptied.is_empty()
-            || !self.pending_in_use.is_empty()
+        !self.pending_sessions.is_empty() || G::has_pending_writes(self)
     }
 
     /// Takes the DB worker's answers that are ready and acts on them.
@@ -438,9 +338,7 @@ impl World {
                 DbEvent::Auth { session, outcome } => {
                     crate::handlers::auth::finish(self, session, outcome, now)
                 }
-                DbEvent::HistoryLoaded { room, lines } => {
-                    crate::handlers::rooms::history_loaded(self, &room, lines)
-                }
+                answer => G::db_answer(self, answer, now),
             }
         }
         if self.db.take_death() {
@@ -459,15 +357,7 @@ impl World {
             for session in self.throttle.sessions_in_flight() {
                 self.throttle.end(session, Outcome::Dropped, now);
             }
-            let loading: Vec<String> = self
-                .rooms
-                .values()
-                .filter(|r| r.loading)
-                .map(|r| r.name.clone())
-                .collect();
-            for room in loading {
-                crate::handlers::rooms::history_loaded(self, &room, Vec::new());
-            }
+            G::db_died(self);
         }
     }
 
@@ -476,12 +366,14 @@ impl World {
         let _ = self.db.submit(DbJob::Prune);
     }
 
-    /// Runs what is due at `now`: delayed logins go to the DB worker, then the timers run.
+    /// Runs what is due at `now`: delayed logins go to the DB worker, the timers run, then the
+    /// game's tick.
     pub fn tick(&mut self, now: Instant) {
         crate::handlers::auth::submit_delayed(self, now);
         while let Some(callback) = self.timers.pop_due(now) {
             callback(self, now);
         }
+        G::tick(self, now);
     }
 
     /// Whether a connection from `peer` may be taken now; otherwise what it is told.
@@ -542,12 +434,10 @@ impl World {
                 last_seen: now,
                 login: None,
                 pending_auth: None,
-                joining: false,
                 unauthenticated_since: Some(now),
                 overdue: false,
                 gone: false,
                 last_username: None,
-                rooms: Vec::new(),
                 closing: false,
                 bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
             },
@@ -569,12 +459,16 @@ impl World {
             server_name: self.config.server_name.clone(),
         };
         self.out.send(session, &welcome);
+        G::connected(self, session);
     }
 
     /// A session ended: it leaves its rooms, gives up its username, and is recorded in the
     /// session log. Idempotent.
     pub fn disconnect(&mut self, session: SessionId, reason: &DisconnectReason) -> Option<Client> {
         self.logout(session);
+        if self.clients.contains_key(&session) {
+            G::disconnected(self, session, reason);
+        }
         let client = self.clients.remove(&session)?;
         let key = addr_key(client.peer.ip());
         if let Some(used) = self.addresses.get_mut(&key) {
@@ -617,16 +511,13 @@ impl World {
         client.pending_auth = None;
         let login = client.login.take()?;
         client.unauthenticated_since = Some(client.last_seen);
-        let rooms = std::mem::take(&mut client.rooms);
         let peer = client.peer;
         self.address_use(peer).unauthenticated += 1;
-        for room in rooms {
-            self.remove_member(&room, session, &login.username);
-        }
         let key = login.username.to_ascii_lowercase();
         if self.users.get(&key) == Some(&session) {
             self.users.remove(&key);
         }
+        G::logged_out(self, session, &login);
         Some(login)
     }
 
@@ -648,7 +539,9 @@ impl World {
     pub fn is_waiting(&self, session: SessionId) -> bool {
         self.clients
             .get(&session)
-            .is_some_and(|c| !c.closing && (c.pending_auth.is_some() || c.joining))
+            .is_some_and(|c| !c.closing && c.pending_auth.is_some())
+            || (self.clients.get(&session).is_some_and(|c| !c.closing)
+                && G::is_waiting(self, session))
     }
 
     /// The login of `session`, if it is logged in.
@@ -699,6 +592,7 @@ impl World {
                 let used = self.address_use(peer);
                 used.unauthenticated = used.unauthenticated.saturating_sub(1);
             }
+            G::logged_in(self, session);
         }
     }
 
@@ -754,7 +648,7 @@ impl World {
     }
 }
 
-impl DispatchState for World {
+impl<G: Game> DispatchState for World<G> {
     fn is_authenticated(&self, session: SessionId) -> bool {
         self.login(session).is_some()
     }
@@ -779,20 +673,20 @@ impl DispatchState for World {
 pub const STATS_EVERY: Duration = Duration::from_secs(10);
 
 /// Schedules the periodic stats line.
-pub fn schedule_stats(world: &mut World, now: Instant) {
+pub fn schedule_stats<G: Game>(world: &mut World<G>, now: Instant) {
     world.timers.repeat(now, STATS_EVERY, log_stats);
 }
 
-fn log_stats(world: &mut World, _: Instant) {
+fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
     let secs = STATS_EVERY.as_secs_f64();
     let frames_out = world.out.frames_queued;
+    let game = G::stats(world);
     let stats = &mut world.stats;
     let ticks = stats.ticks_in_window.max(1);
     spdlog::info!(
-        "stats: {} sessions, {} logged in, {} rooms | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all | refused {} (server full) and {} (per address), {} login timeouts in all",
+        "stats: {} sessions, {} logged in{game} | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all | refused {} (server full) and {} (per address), {} login timeouts in all",
         world.clients.len(),
         world.users.len(),
-        world.rooms.len(),
         (stats.messages_in - stats.window_messages_in) as f64 / secs,
         (frames_out - stats.window_frames_out) as f64 / secs,
         stats.tick_us_sum as f64 / ticks as f64 / 1000.0,
@@ -812,6 +706,10 @@ fn log_stats(world: &mut World, _: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chat() -> crate::ChatWorld {
+        crate::ChatWorld::from(&config::ServerConfig::default())
+    }
 
     fn limited(per_address: usize, unauthenticated: usize) -> WorldConfig {
         let mut config = WorldConfig {
@@ -909,6 +807,7 @@ mod tests {
     fn every_address_of_one_ipv6_slash_64_shares_one_share() {
         let mut world = World::new(
             limited(0, 2),
+            chat(),
             crate::handlers::testkit::inline_db(),
             Instant::now(),
         );
@@ -928,6 +827,7 @@ mod tests {
                 max_sessions: 2,
                 ..limited(0, 0)
             },
+            chat(),
             crate::handlers::testkit::inline_db(),
             Instant::now(),
         );
@@ -1041,7 +941,7 @@ mod tests {
             idle_timeout: Some(Duration::from_secs(5)),
             ..WorldConfig::default()
         };
-        let mut world = World::new(config, crate::handlers::testkit::inline_db(), t0);
+        let mut world = World::new(config, chat(), crate::handlers::testkit::inline_db(), t0);
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         world.connect(SessionId(1), peer, t0);
         world.connect(SessionId(2), peer, t0);
@@ -1197,8 +1097,9 @@ mod tests {
             crate::db::DbWorker::new(Box::new(PanickingStorage), test_auth_settings()).unwrap();
         let db = Db::spawn(worker, 16).unwrap();
         let t0 = Instant::now();
-        let mut world = World::new(WorldConfig::default(), db, t0);
-        let dispatcher: MessageDispatcher<World> = crate::handlers::dispatcher().unwrap();
+        let mut world = World::new(WorldConfig::default(), chat(), db, t0);
+        let dispatcher: MessageDispatcher<World<crate::ChatWorld>> =
+            crate::handlers::dispatcher().unwrap();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let session = SessionId(1);
         world.connect(session, peer, t0);

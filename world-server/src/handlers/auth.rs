@@ -13,6 +13,7 @@ use protocol::{ErrorCode, MessageType};
 
 use crate::db::{token_hash, AuthFailure, Authenticated, DbJob, SubmitError};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
+use crate::game::Game;
 use crate::handlers::check_username;
 use crate::throttle::Outcome;
 use crate::world::{DelayedLogin, Login, PendingAuth, World};
@@ -21,7 +22,7 @@ use crate::world::{DelayedLogin, Login, PendingAuth, World};
 const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
 
 /// Registers the handlers of this file.
-pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+pub fn register<G: Game>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
     d.register_public::<C2sRegister>(register_account)?;
     d.register_public::<C2sLogin>(login)?;
     d.register_public::<C2sResume>(resume)?;
@@ -29,7 +30,7 @@ pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
 }
 
 /// Refuses a login request from a session that is logged in or has one under way.
-fn check_not_logged_in(world: &World, session: SessionId) -> Result<(), HandlerError> {
+fn check_not_logged_in<G: Game>(world: &World<G>, session: SessionId) -> Result<(), HandlerError> {
     let client = world
         .clients
         .get(&session)
@@ -63,8 +64,8 @@ fn check_password(password: &str) -> Result<(), HandlerError> {
 }
 
 /// Queues `job` for the DB worker and marks the session as waiting for it.
-fn submit(
-    world: &mut World,
+fn submit<G: Game>(
+    world: &mut World<G>,
     session: SessionId,
     job: DbJob,
     pending: PendingAuth,
@@ -78,8 +79,8 @@ fn submit(
 
 /// Hands `job` to the DB worker; when it cannot be queued, the session's reservation goes
 /// back and the error to answer is returned.
-fn submit_job(
-    world: &mut World,
+fn submit_job<G: Game>(
+    world: &mut World<G>,
     session: SessionId,
     job: DbJob,
     now: Instant,
@@ -99,14 +100,14 @@ fn submit_job(
 }
 
 /// The time a request of `session` is handled at: its last frame's arrival.
-fn now_of(world: &World, session: SessionId) -> Instant {
+fn now_of<G: Game>(world: &World<G>, session: SessionId) -> Instant {
     world
         .clients
         .get(&session)
         .map_or_else(Instant::now, |c| c.last_seen)
 }
 
-fn peer_ip(world: &World, session: SessionId) -> IpAddr {
+fn peer_ip<G: Game>(world: &World<G>, session: SessionId) -> IpAddr {
     world
         .clients
         .get(&session)
@@ -117,7 +118,7 @@ fn peer_ip(world: &World, session: SessionId) -> IpAddr {
 
 /// Sends the password logins whose delay is over to the DB worker, in order. A login whose
 /// session has gone or closed meanwhile is dropped and its reservation released.
-pub fn submit_delayed(world: &mut World, now: Instant) {
+pub fn submit_delayed<G: Game>(world: &mut World<G>, now: Instant) {
     while world.delayed_logins.front().is_some_and(|d| d.due <= now) {
         let Some(DelayedLogin { session, job, .. }) = world.delayed_logins.pop_front() else {
             break;
@@ -146,8 +147,8 @@ pub fn submit_delayed(world: &mut World, now: Instant) {
     }
 }
 
-fn register_account(
-    world: &mut World,
+fn register_account<G: Game>(
+    world: &mut World<G>,
     ctx: &Ctx,
     request: C2sRegister,
 ) -> Result<(), HandlerError> {
@@ -171,7 +172,7 @@ fn register_account(
     submit(world, ctx.session, job, pending)
 }
 
-fn login(world: &mut World, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerError> {
+fn login<G: Game>(world: &mut World<G>, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerError> {
     check_not_logged_in(world, ctx.session)?;
     check_username(&request.username)?;
     if request.password.is_empty() {
@@ -235,7 +236,11 @@ fn login(world: &mut World, ctx: &Ctx, request: C2sLogin) -> Result<(), HandlerE
     Ok(())
 }
 
-fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), HandlerError> {
+fn resume<G: Game>(
+    world: &mut World<G>,
+    ctx: &Ctx,
+    request: C2sResume,
+) -> Result<(), HandlerError> {
     check_not_logged_in(world, ctx.session)?;
     if request.token.is_empty() || request.token.len() > 256 {
         return Err(HandlerError::bad_request(format!(
@@ -262,7 +267,7 @@ fn resume(world: &mut World, ctx: &Ctx, request: C2sResume) -> Result<(), Handle
 /// Ends the login and revokes its token; the session stays connected and may log in again.
 /// The revocation is queued first: if it cannot be, the session stays logged in and is told
 /// to try again, so that a logout never leaves a live token behind.
-fn logout(world: &mut World, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError> {
+fn logout<G: Game>(world: &mut World<G>, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError> {
     let token_hash = world.login(ctx.session).and_then(|l| l.token_hash);
     if let Some(hash) = token_hash {
         if world.db.submit(DbJob::Revoke(hash)).is_err() {
@@ -284,8 +289,8 @@ fn logout(world: &mut World, ctx: &Ctx, _: C2sLogout) -> Result<(), HandlerError
 }
 
 /// Completes a login with the DB worker's answer.
-pub fn finish(
-    world: &mut World,
+pub fn finish<G: Game>(
+    world: &mut World<G>,
     session: SessionId,
     outcome: Result<Authenticated, AuthFailure>,
     now: Instant,
@@ -465,7 +470,7 @@ mod tests {
         assert_eq!(h.world.out.closes(), &[(old, DisconnectReason::Replaced)]);
         assert_eq!(h.world.session_of("alice"), Some(new));
         assert!(
-            h.world.rooms.is_empty(),
+            h.world.game.rooms.rooms.is_empty(),
             "the replaced session left its rooms"
         );
         // The replaced session's later messages are ignored.

@@ -1,24 +1,24 @@
-//! Message handlers, one file per feature; each file's `register` adds its handlers.
+//! The engine's own handlers, one file per feature: ping ([`session`]) and logins
+//! ([`auth`]). Every game is served them; a game's own and its modules' come from
+//! [`Game::register`].
 //!
-//! A handler is a plain function `fn(&mut World, &Ctx, Msg) -> Result<(), HandlerError>`:
+//! A handler is a plain function `fn(&mut World<G>, &Ctx, Msg) -> Result<(), HandlerError>`:
 //! it changes the world, queues replies in `world.out`, and returns an error that the
 //! dispatcher sends back as `S2C_Error`.
 
 pub mod auth;
-pub mod chat;
-pub mod rooms;
 pub mod session;
 
 use crate::dispatcher::{DispatchError, HandlerError, MessageDispatcher};
+use crate::game::Game;
 use crate::world::World;
 
-/// The dispatcher with every handler of the world registered.
-pub fn dispatcher() -> Result<MessageDispatcher<World>, DispatchError> {
+/// The dispatcher of a world of `G`: the engine's handlers, then the game's.
+pub fn dispatcher<G: Game>() -> Result<MessageDispatcher<World<G>>, DispatchError> {
     let mut dispatcher = MessageDispatcher::new();
     session::register(&mut dispatcher)?;
     auth::register(&mut dispatcher)?;
-    rooms::register(&mut dispatcher)?;
-    chat::register(&mut dispatcher)?;
+    G::register(&mut dispatcher)?;
     Ok(dispatcher)
 }
 
@@ -77,10 +77,15 @@ pub(crate) mod testkit {
     use net::SessionId;
     use protocol::{ClientToServer, S2cMessage};
 
+    use crate::chat_world::ChatWorld;
     use crate::db::{AuthSettings, Db, DbWorker};
     use crate::dispatcher::{Ctx, MessageDispatcher};
+    use crate::modules::rooms::RoomsConfig;
     use crate::storage::SqliteStorage;
-    use crate::world::{World, WorldConfig};
+    use crate::world::WorldConfig;
+
+    /// The chat world, as the tests drive it.
+    pub type World = crate::world::World<ChatWorld>;
 
     /// Cheap argon2 parameters: tests check behaviour, not hashing cost.
     pub fn test_auth_settings() -> AuthSettings {
@@ -89,7 +94,7 @@ pub(crate) mod testkit {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             token_ttl_us: 3_600_000_000,
-            history_lines: WorldConfig::default().history_lines,
+            history_lines: RoomsConfig::default().history_lines,
             session_log_us: None,
             ..AuthSettings::from(&config::ServerConfig::default())
         }
@@ -114,9 +119,19 @@ pub(crate) mod testkit {
         }
 
         pub fn with(config: WorldConfig) -> Self {
+            Self::over(config, RoomsConfig::default(), inline_db())
+        }
+
+        /// The chat world with rooms under `rooms`.
+        pub fn with_rooms(rooms: RoomsConfig) -> Self {
+            Self::over(WorldConfig::default(), rooms, inline_db())
+        }
+
+        /// The chat world under `config` with rooms under `rooms`, over `db`.
+        pub fn over(config: WorldConfig, rooms: RoomsConfig, db: Db) -> Self {
             let now = Instant::now();
             Harness {
-                world: World::new(config, inline_db(), now),
+                world: World::new(config, ChatWorld::new(rooms), db, now),
                 dispatcher: super::dispatcher().unwrap(),
                 now,
                 next: 0,
@@ -126,15 +141,9 @@ pub(crate) mod testkit {
         /// A world whose DB worker runs queued jobs only when told ([`Harness::run_db`]), so
         /// that tests see requests in flight at once.
         pub fn deferred(config: WorldConfig) -> Self {
-            let now = Instant::now();
             let storage = SqliteStorage::in_memory().unwrap();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
-            Harness {
-                world: World::new(config, db, now),
-                dispatcher: super::dispatcher().unwrap(),
-                now,
-                next: 0,
-            }
+            Self::over(config, RoomsConfig::default(), db)
         }
 
         /// Runs the jobs a deferred DB worker holds, and hands the answers to the world.

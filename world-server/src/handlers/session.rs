@@ -3,15 +3,16 @@
 use protocol::world::{C2sPing, S2cPong};
 
 use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+use crate::game::Game;
 use crate::world::World;
 
 /// Registers the handlers of this file.
-pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+pub fn register<G: Game>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
     d.register_public::<C2sPing>(ping)
 }
 
 /// C2S_Ping -> S2C_Pong, at any time.
-fn ping(world: &mut World, ctx: &Ctx, ping: C2sPing) -> Result<(), HandlerError> {
+fn ping<G: Game>(world: &mut World<G>, ctx: &Ctx, ping: C2sPing) -> Result<(), HandlerError> {
     let pong = S2cPong {
         seq: ping.seq,
         client_time_us: ping.client_time_us,

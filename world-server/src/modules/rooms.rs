@@ -1,92 +1,336 @@
-//! Rooms: join (creating), leave, list, and the presence the other members see.
+//! Rooms: join (creating), leave, list, the presence the other members see, and each room's
+//! history, kept in memory and in the database. A module: a game opts into it by keeping a
+//! [`Rooms`] in its state ([`RoomsGame`]), registering [`register`], and calling this
+//! module's hooks from its own ([`logged_out`], [`disconnected`], [`is_waiting`],
+//! [`db_answer`], [`db_died`], [`flush_writes`], [`has_pending_writes`]).
 
-use net::SessionId;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-
+use net::SessionId;
 use protocol::world::{
     C2sRoomJoin, C2sRoomLeave, C2sRoomList, RoomInfo, S2cChat, S2cRoomJoined, S2cRoomLeft,
     S2cRoomList, S2cRoomPresence,
 };
 use protocol::{ErrorCode, MessageType};
 
-use crate::db::DbJob;
-use crate::dispatcher::DispatchState;
-use crate::storage::HistoryLine;
-
-use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+use crate::db::{DbEvent, DbJob};
+use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
+use crate::game::Game;
 use crate::handlers::check_room_name;
-use crate::world::{Room, World};
+use crate::storage::HistoryLine;
+use crate::world::{dedup_newest, keep_newest, offer, Login, World};
 
-/// Registers the handlers of this file.
-pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+/// The rules of rooms and chat, from `[world]`.
+#[derive(Clone, Debug)]
+pub struct RoomsConfig {
+    /// Members a room holds at most.
+    pub room_capacity: u32,
+    /// Bytes of chat content at most.
+    pub max_chat_len: usize,
+    /// Rooms one session can be in at once.
+    pub max_rooms_per_session: usize,
+    /// Chat lines each room keeps and replays on join; 0 for none.
+    pub history_lines: usize,
+}
+
+impl From<&config::ServerConfig> for RoomsConfig {
+    fn from(c: &config::ServerConfig) -> Self {
+        RoomsConfig {
+            room_capacity: c.world.room_capacity as u32,
+            max_chat_len: c.world.max_chat_len,
+            max_rooms_per_session: c.world.max_rooms_per_session,
+            history_lines: c.world.history_lines,
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig::from(&config::ServerConfig::default())
+    }
+}
+
+/// A room with members.
+#[derive(Debug)]
+pub struct Room {
+    /// The room's name.
+    pub name: String,
+    /// Members in the order they joined.
+    pub members: Vec<SessionId>,
+    /// The last chat lines, oldest first, as encoded live S2C_Chat frames.
+    pub history: VecDeque<Bytes>,
+    /// Its history is being loaded from the database: joins wait in `waiting`.
+    pub loading: bool,
+    /// Sessions whose join completes when the history has loaded.
+    pub waiting: Vec<SessionId>,
+}
+
+impl Room {
+    /// A new, empty room.
+    pub fn new(name: String) -> Room {
+        Room {
+            name,
+            members: Vec::new(),
+            history: VecDeque::new(),
+            loading: false,
+            waiting: Vec::new(),
+        }
+    }
+}
+
+/// What one session has of rooms.
+#[derive(Debug, Default)]
+pub struct Membership {
+    /// The rooms it is in, in the order it joined them.
+    pub rooms: Vec<String>,
+    /// A join waiting for the room's history to load.
+    pub joining: bool,
+}
+
+/// The module's state.
+#[derive(Debug)]
+pub struct Rooms {
+    /// The rules.
+    pub config: RoomsConfig,
+    /// Rooms that have members (or joins waiting for their history), by name.
+    pub rooms: HashMap<String, Room>,
+    /// What each session is in.
+    pub members: HashMap<SessionId, Membership>,
+    /// Chat lines of this tick to append to the history table.
+    pub pending_history: Vec<Bytes>,
+    /// Rooms with history that emptied since the last batch.
+    pub pending_emptied: Vec<String>,
+    /// Rooms created since the last batch: marked in use before any history is written, so
+    /// that no trim of the history table takes theirs.
+    pub pending_in_use: Vec<String>,
+}
+
+impl Rooms {
+    /// No rooms yet.
+    pub fn new(config: RoomsConfig) -> Rooms {
+        Rooms {
+            config,
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            pending_history: Vec::new(),
+            pending_emptied: Vec::new(),
+            pending_in_use: Vec::new(),
+        }
+    }
+
+    /// The rooms `session` is in, in the order it joined them.
+    pub fn rooms_of(&self, session: SessionId) -> &[String] {
+        self.members
+            .get(&session)
+            .map_or(&[], |m| m.rooms.as_slice())
+    }
+
+    /// The room `name` if `session` is one of its members; otherwise the error to answer:
+    /// BAD_REQUEST for a malformed name, NOT_IN_ROOM for a room the session is not in.
+    pub fn room_of_member(&self, session: SessionId, name: &str) -> Result<&Room, HandlerError> {
+        check_room_name(name)?;
+        let member = self.rooms_of(session).iter().any(|r| r == name);
+        match self.rooms.get(name) {
+            Some(room) if member => Ok(room),
+            _ => Err(HandlerError::new(
+                ErrorCode::NotInRoom,
+                format!("not in room {name:?}"),
+            )),
+        }
+    }
+}
+
+/// A game with rooms: its state holds a [`Rooms`].
+pub trait RoomsGame: Game {
+    /// The rooms.
+    fn rooms(&self) -> &Rooms;
+    /// The rooms, to change.
+    fn rooms_mut(&mut self) -> &mut Rooms;
+}
+
+/// Registers the handlers of this module: C2S_RoomJoin, C2S_RoomLeave, C2S_RoomList.
+pub fn register<G: RoomsGame>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
     d.register::<C2sRoomJoin>(join)?;
     d.register::<C2sRoomLeave>(leave)?;
     d.register::<C2sRoomList>(list)
 }
 
-fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), HandlerError> {
+/// Hook: a login ended; the session leaves its rooms (the others see it go).
+pub fn logged_out<G: RoomsGame>(world: &mut World<G>, session: SessionId, login: &Login) {
+    let Some(membership) = world.game.rooms_mut().members.get_mut(&session) else {
+        return;
+    };
+    let rooms = std::mem::take(&mut membership.rooms);
+    membership.joining = false;
+    for room in rooms {
+        remove_member(world, &room, session, &login.username);
+    }
+}
+
+/// Hook: a session ended.
+pub fn disconnected<G: RoomsGame>(world: &mut World<G>, session: SessionId) {
+    let rooms = world.game.rooms_mut();
+    rooms.members.remove(&session);
+    for room in rooms.rooms.values_mut() {
+        room.waiting.retain(|&s| s != session);
+    }
+}
+
+/// Hook: whether `session` waits for a room's history.
+pub fn is_waiting<G: RoomsGame>(world: &World<G>, session: SessionId) -> bool {
+    world
+        .game
+        .rooms()
+        .members
+        .get(&session)
+        .is_some_and(|m| m.joining)
+}
+
+/// Hook: the DB worker's answer to a history load.
+pub fn db_answer<G: RoomsGame>(world: &mut World<G>, answer: DbEvent) {
+    if let DbEvent::HistoryLoaded { room, lines } = answer {
+        history_loaded(world, &room, lines);
+    }
+}
+
+/// Hook: the DB worker died; rooms waiting for their history start without it.
+pub fn db_died<G: RoomsGame>(world: &mut World<G>) {
+    let loading: Vec<String> = world
+        .game
+        .rooms()
+        .rooms
+        .values()
+        .filter(|r| r.loading)
+        .map(|r| r.name.clone())
+        .collect();
+    for room in loading {
+        history_loaded(world, &room, Vec::new());
+    }
+}
+
+/// Hook: this tick's writes: rooms marked in use, history lines, rooms that emptied.
+pub fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
+    let World { db, game, .. } = world;
+    let rooms = game.rooms_mut();
+    dedup_newest(&mut rooms.pending_in_use, "rooms in use");
+    dedup_newest(&mut rooms.pending_emptied, "emptied rooms");
+    offer(
+        db,
+        &mut rooms.pending_in_use,
+        DbJob::RoomsInUse,
+        |job| match job {
+            DbJob::RoomsInUse(rooms) => Some(rooms),
+            _ => None,
+        },
+        "rooms in use",
+    );
+    if !rooms.pending_in_use.is_empty() {
+        // The write queue is full: lines written before the marks could trim those rooms.
+        // They wait (at most MAX_PENDING_WRITES of them) for the marks to go first.
+        keep_newest(&mut rooms.pending_history, "history lines");
+        return;
+    }
+    offer(
+        db,
+        &mut rooms.pending_history,
+        DbJob::AppendHistory,
+        |job| match job {
+            DbJob::AppendHistory(lines) => Some(lines),
+            _ => None,
+        },
+        "history lines",
+    );
+    // After the lines of those rooms (which mark them in use), and only for rooms still
+    // empty: one emptied and filled again within a tick is in use.
+    if rooms.pending_history.is_empty() {
+        let live = &rooms.rooms;
+        rooms
+            .pending_emptied
+            .retain(|room| !live.contains_key(room));
+        offer(
+            db,
+            &mut rooms.pending_emptied,
+            DbJob::RoomsEmptied,
+            |job| match job {
+                DbJob::RoomsEmptied(rooms) => Some(rooms),
+                _ => None,
+            },
+            "emptied rooms",
+        );
+    }
+}
+
+/// Hook: whether writes of the module wait for a full write queue.
+pub fn has_pending_writes<G: RoomsGame>(world: &World<G>) -> bool {
+    let rooms = world.game.rooms();
+    !rooms.pending_history.is_empty()
+        || !rooms.pending_emptied.is_empty()
+        || !rooms.pending_in_use.is_empty()
+}
+
+fn join<G: RoomsGame>(
+    world: &mut World<G>,
+    ctx: &Ctx,
+    request: C2sRoomJoin,
+) -> Result<(), HandlerError> {
     check_room_name(&request.room)?;
     let session = ctx.session;
-    let capacity = world.config.room_capacity as usize;
-    let client = world
-        .clients
-        .get(&session)
-        .expect("dispatch checked the login");
-    if client.rooms.contains(&request.room) {
+    let rooms = world.game.rooms_mut();
+    let capacity = rooms.config.room_capacity as usize;
+    let history_lines = rooms.config.history_lines;
+    let mine = rooms.rooms_of(session);
+    if mine.contains(&request.room) {
         // Joining again only repeats the answer: no presence, no history.
         send_joined(world, session, &request.room);
         return Ok(());
     }
-    if client.rooms.len() >= world.config.max_rooms_per_session {
+    if mine.len() >= rooms.config.max_rooms_per_session {
         return Err(HandlerError::bad_request(format!(
             "already in {} rooms, the most max_rooms_per_session allows (joining {:?})",
-            client.rooms.len(),
+            mine.len(),
             request.room
         )));
     }
-    match world.rooms.get_mut(&request.room) {
+    match rooms.rooms.get_mut(&request.room) {
         Some(room) => {
             if room.members.len() + room.waiting.len() >= capacity {
                 return Err(room_full(&request.room, capacity));
             }
             if room.loading {
                 room.waiting.push(session);
-                if let Some(client) = world.clients.get_mut(&session) {
-                    client.joining = true;
-                }
+                rooms.members.entry(session).or_default().joining = true;
                 return Ok(());
             }
         }
         None => {
             let mut room = Room::new(request.room.clone());
-            if world.config.history_lines > 0 {
+            if history_lines > 0 {
                 // Marked in use first, so that no trim of the history table takes its lines;
                 // and this tick's lines (of a room that emptied this very tick) are written
                 // before the load reads them.
-                world.pending_in_use.push(request.room.clone());
+                rooms.pending_in_use.push(request.room.clone());
                 world.flush_writes();
                 let job = DbJob::LoadHistory {
                     room: request.room.clone(),
                 };
                 // Lines still waiting for a full write queue would reach the database after
                 // the load: the room then starts with them alone rather than without them.
-                let unwritten = world.pending_history.len() + world.pending_in_use.len();
+                let rooms = world.game.rooms();
+                let unwritten = rooms.pending_history.len() + rooms.pending_in_use.len();
                 let submitted = if unwritten == 0 {
                     world.db.submit(job).map_err(|e| format!("{e:?}"))
                 } else {
                     Err(format!("{unwritten} history writes waiting"))
                 };
+                let rooms = world.game.rooms_mut();
                 match submitted {
                     Ok(()) => {
                         // The join completes when the history is here, so that it comes first.
                         room.loading = true;
                         room.waiting.push(session);
-                        world.rooms.insert(request.room, room);
-                        if let Some(client) = world.clients.get_mut(&session) {
-                            client.joining = true;
-                        }
+                        rooms.rooms.insert(request.room, room);
+                        rooms.members.entry(session).or_default().joining = true;
                         return Ok(());
                     }
                     Err(why) => {
@@ -94,20 +338,23 @@ fn join(world: &mut World, ctx: &Ctx, request: C2sRoomJoin) -> Result<(), Handle
                             "storage: history of {:?} not loaded ({why}); the room starts with what is in memory",
                             request.room
                         );
-                        room.history = world
+                        room.history = rooms
                             .pending_history
                             .iter()
                             .filter(|f| chat_room_is(f, &request.room))
                             .cloned()
                             .collect();
-                        let keep = world.config.history_lines;
-                        while room.history.len() > keep {
+                        while room.history.len() > history_lines {
                             room.history.pop_front();
                         }
                     }
                 }
             }
-            world.rooms.insert(request.room.clone(), room);
+            world
+                .game
+                .rooms_mut()
+                .rooms
+                .insert(request.room.clone(), room);
         }
     }
     enter(world, session, &request.room);
@@ -131,47 +378,63 @@ fn room_full(room: &str, capacity: usize) -> HandlerError {
 
 /// Completes a join of a room that is ready: membership, presence to the others,
 /// S2C_RoomJoined, then the room's history.
-fn enter(world: &mut World, session: SessionId, name: &str) {
+fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
     let Some(client) = world.clients.get(&session) else {
         return;
     };
     let Some(login) = client.login.as_ref() else {
         return; // logged out while the history loaded
     };
-    if client.closing || client.rooms.iter().any(|r| r == name) {
+    if client.closing {
         return;
     }
     let username = login.username.clone();
-    let capacity = world.config.room_capacity as usize;
-    let Some(room) = world.rooms.get_mut(name) else {
+    let rooms = world.game.rooms();
+    if rooms.rooms_of(session).iter().any(|r| r == name) {
+        return;
+    }
+    let capacity = rooms.config.room_capacity as usize;
+    match rooms.rooms.get(name) {
+        None => return,
+        Some(room) if room.members.len() >= capacity => {
+            world.send_error(session, C2sRoomJoin::ID, room_full(name, capacity));
+            return;
+        }
+        Some(_) => {}
+    }
+    let World { game, out, .. } = world;
+    let rooms = game.rooms_mut();
+    let Some(room) = rooms.rooms.get_mut(name) else {
         return;
     };
-    if room.members.len() >= capacity {
-        world.send_error(session, C2sRoomJoin::ID, room_full(name, capacity));
-        return;
-    }
     room.members.push(session);
-    if let Some(client) = world.clients.get_mut(&session) {
-        client.rooms.push(name.to_string());
-    }
+    rooms
+        .members
+        .entry(session)
+        .or_default()
+        .rooms
+        .push(name.to_string());
     let presence = S2cRoomPresence {
         room: name.to_string(),
         username,
         joined: true,
     };
-    if let Some(frame) = world.out.encode(&presence) {
-        for &member in world.rooms[name].members.iter().filter(|&&m| m != session) {
-            world.out.push(member, frame.clone());
+    let room = &rooms.rooms[name];
+    if let Some(frame) = out.encode(&presence) {
+        for &member in room.members.iter().filter(|&&m| m != session) {
+            out.push(member, frame.clone());
         }
     }
     send_joined(world, session, name);
-    for frame in &world.rooms[name].history {
-        world.out.push_history(session, frame);
+    let World { game, out, .. } = world;
+    for frame in &game.rooms().rooms[name].history {
+        out.push_history(session, frame);
     }
 }
 
-fn send_joined(world: &mut World, session: SessionId, name: &str) {
-    let Some(room) = world.rooms.get(name) else {
+fn send_joined<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
+    let rooms = world.game.rooms();
+    let Some(room) = rooms.rooms.get(name) else {
         return;
     };
     let joined = S2cRoomJoined {
@@ -181,14 +444,15 @@ fn send_joined(world: &mut World, session: SessionId, name: &str) {
             .iter()
             .filter_map(|m| world.login(*m).map(|l| l.username.clone()))
             .collect(),
-        capacity: world.config.room_capacity,
+        capacity: rooms.config.room_capacity,
     };
     world.out.send(session, &joined);
 }
 
 /// The DB worker loaded a room's history: the waiting joins complete, history first.
-pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
-    let keep = world.config.history_lines;
+fn history_loaded<G: RoomsGame>(world: &mut World<G>, name: &str, lines: Vec<HistoryLine>) {
+    let rooms = world.game.rooms_mut();
+    let keep = rooms.config.history_lines;
     let mut history = VecDeque::with_capacity(lines.len().min(keep));
     for line in lines {
         let chat = S2cChat {
@@ -206,7 +470,7 @@ pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
     while history.len() > keep {
         history.pop_front();
     }
-    let Some(room) = world.rooms.get_mut(name) else {
+    let Some(room) = rooms.rooms.get_mut(name) else {
         return;
     };
     // Lines said while loading (none: a loading room has no members) come after the stored ones.
@@ -214,38 +478,46 @@ pub fn history_loaded(world: &mut World, name: &str, lines: Vec<HistoryLine>) {
     room.history = history;
     room.loading = false;
     let waiting = std::mem::take(&mut room.waiting);
-    for session in waiting {
-        if let Some(client) = world.clients.get_mut(&session) {
-            client.joining = false;
+    for &session in &waiting {
+        if let Some(membership) = rooms.members.get_mut(&session) {
+            membership.joining = false;
         }
+    }
+    for session in waiting {
         enter(world, session, name);
     }
-    if world.rooms.get(name).is_some_and(|r| r.members.is_empty()) {
-        world.rooms.remove(name);
-        world.pending_emptied.push(name.to_string());
+    let rooms = world.game.rooms_mut();
+    if rooms.rooms.get(name).is_some_and(|r| r.members.is_empty()) {
+        rooms.rooms.remove(name);
+        rooms.pending_emptied.push(name.to_string());
     }
 }
 
-fn leave(world: &mut World, ctx: &Ctx, request: C2sRoomLeave) -> Result<(), HandlerError> {
+fn leave<G: RoomsGame>(
+    world: &mut World<G>,
+    ctx: &Ctx,
+    request: C2sRoomLeave,
+) -> Result<(), HandlerError> {
     check_room_name(&request.room)?;
-    let client = world
-        .clients
+    let membership = world
+        .game
+        .rooms_mut()
+        .members
         .get_mut(&ctx.session)
-        .expect("dispatch checked the login");
-    let Some(index) = client.rooms.iter().position(|r| *r == request.room) else {
+        .filter(|m| m.rooms.contains(&request.room));
+    let Some(membership) = membership else {
         return Err(HandlerError::new(
             ErrorCode::NotInRoom,
             format!("not in room {:?}", request.room),
         ));
     };
-    client.rooms.remove(index);
-    let username = client
-        .login
-        .as_ref()
+    membership.rooms.retain(|r| *r != request.room);
+    let username = world
+        .login(ctx.session)
         .expect("dispatch checked the login")
         .username
         .clone();
-    world.remove_member(&request.room, ctx.session, &username);
+    remove_member(world, &request.room, ctx.session, &username);
     world
         .out
         .send(ctx.session, &S2cRoomLeft { room: request.room });
@@ -254,15 +526,16 @@ fn leave(world: &mut World, ctx: &Ctx, request: C2sRoomLeave) -> Result<(), Hand
 
 /// Lists the rooms that have members, sorted by name. A list too long for one frame keeps the
 /// busiest rooms that fit (about 900 with the longest names).
-fn list(world: &mut World, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError> {
-    let mut rooms: Vec<RoomInfo> = world
+fn list<G: RoomsGame>(world: &mut World<G>, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError> {
+    let state = world.game.rooms();
+    let mut rooms: Vec<RoomInfo> = state
         .rooms
         .values()
         .filter(|room| !room.members.is_empty())
         .map(|room| RoomInfo {
             name: room.name.clone(),
             members: room.members.len() as u32,
-            capacity: world.config.room_capacity,
+            capacity: state.config.room_capacity,
         })
         .collect();
     rooms.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
@@ -283,52 +556,38 @@ fn list(world: &mut World, ctx: &Ctx, _: C2sRoomList) -> Result<(), HandlerError
     Ok(())
 }
 
-impl World {
-    /// The room `name` if `session` is one of its members; otherwise the error to answer:
-    /// BAD_REQUEST for a malformed name, NOT_IN_ROOM for a room the session is not in.
-    pub fn room_of_member(&self, session: SessionId, name: &str) -> Result<&Room, HandlerError> {
-        check_room_name(name)?;
-        let member = self
-            .clients
-            .get(&session)
-            .is_some_and(|c| c.rooms.iter().any(|r| r == name));
-        match self.rooms.get(name) {
-            Some(room) if member => Ok(room),
-            _ => Err(HandlerError::new(
-                ErrorCode::NotInRoom,
-                format!("not in room {name:?}"),
-            )),
+/// Takes `session` out of the member list of `room` (its own room list is the caller's),
+/// tells the other members, and drops the room when it is empty.
+fn remove_member<G: RoomsGame>(
+    world: &mut World<G>,
+    room: &str,
+    session: SessionId,
+    username: &str,
+) {
+    let World { game, out, .. } = world;
+    let rooms = game.rooms_mut();
+    let Some(entry) = rooms.rooms.get_mut(room) else {
+        return;
+    };
+    entry.members.retain(|&m| m != session);
+    entry.waiting.retain(|&m| m != session);
+    if entry.members.is_empty() && !entry.loading {
+        rooms.rooms.remove(room);
+        if rooms.config.history_lines > 0 {
+            rooms.pending_emptied.push(room.to_string());
         }
+        return;
     }
-
-    /// Takes `session` out of the member list of `room` (its own room list is the caller's),
-    /// tells the other members, and drops the room when it is empty.
-    pub(crate) fn remove_member(&mut self, room: &str, session: SessionId, username: &str) {
-        let Some(entry) = self.rooms.get_mut(room) else {
-            return;
-        };
-        entry.members.retain(|&m| m != session);
-        entry.waiting.retain(|&m| m != session);
-        if entry.members.is_empty() && !entry.loading {
-            self.rooms.remove(room);
-            if self.config.history_lines > 0 {
-                self.pending_emptied.push(room.to_string());
-            }
-            return;
-        }
-        let presence = S2cRoomPresence {
-            room: room.to_string(),
-            username: username.to_string(),
-            joined: false,
-        };
-        let Some(frame) = self.out.encode(&presence) else {
-            return;
-        };
-        if let Some(entry) = self.rooms.get(room) {
-            for &member in &entry.members {
-                self.out.push(member, frame.clone());
-            }
-        }
+    let presence = S2cRoomPresence {
+        room: room.to_string(),
+        username: username.to_string(),
+        joined: false,
+    };
+    let Some(frame) = out.encode(&presence) else {
+        return;
+    };
+    for &member in &entry.members {
+        out.push(member, frame.clone());
     }
 }
 
@@ -336,7 +595,6 @@ impl World {
 mod tests {
     use super::*;
     use crate::handlers::testkit::Harness;
-    use crate::world::WorldConfig;
     use protocol::{MessageType, S2cMessage};
 
     fn join_msg(room: &str) -> C2sRoomJoin {
@@ -352,7 +610,7 @@ mod tests {
             [S2cMessage::S2cRoomJoined(j)] => {
                 assert_eq!(j.room, "lobby");
                 assert_eq!(j.members, vec!["alice".to_string()]);
-                assert_eq!(j.capacity, WorldConfig::default().room_capacity);
+                assert_eq!(j.capacity, RoomsConfig::default().room_capacity);
             }
             other => panic!("{other:?}"),
         }
@@ -391,9 +649,9 @@ mod tests {
 
     #[test]
     fn full_room_answers_room_full() {
-        let mut h = Harness::with(WorldConfig {
+        let mut h = Harness::with_rooms(RoomsConfig {
             room_capacity: 2,
-            ..WorldConfig::default()
+            ..RoomsConfig::default()
         });
         for name in ["alice", "bob"] {
             let s = h.guest(name);
@@ -418,14 +676,14 @@ mod tests {
             h.send(a, join_msg(room));
             assert_eq!(h.error(a).0, ErrorCode::BadRequest, "{room:?}");
         }
-        assert!(h.world.rooms.is_empty());
+        assert!(h.world.game.rooms.rooms.is_empty());
     }
 
     #[test]
     fn too_many_rooms_answers_bad_request() {
-        let mut h = Harness::with(WorldConfig {
+        let mut h = Harness::with_rooms(RoomsConfig {
             max_rooms_per_session: 2,
-            ..WorldConfig::default()
+            ..RoomsConfig::default()
         });
         let a = h.guest("alice");
         for room in ["r1", "r2"] {
@@ -462,7 +720,7 @@ mod tests {
             },
         );
         h.take(a);
-        assert!(h.world.rooms.is_empty());
+        assert!(h.world.game.rooms.rooms.is_empty());
     }
 
     #[test]
@@ -500,7 +758,7 @@ mod tests {
             .collect();
         assert_eq!(left, vec!["r1", "r2"]);
         assert_eq!(h.world.session_of("bob"), None);
-        assert_eq!(h.world.rooms["r1"].members, vec![a]);
+        assert_eq!(h.world.game.rooms.rooms["r1"].members, vec![a]);
     }
 
     #[test]
@@ -529,11 +787,17 @@ mod tests {
 
     #[test]
     fn a_room_list_too_long_for_one_frame_keeps_the_busiest_rooms_that_fit() {
-        let mut h = Harness::with(WorldConfig {
-            max_rooms_per_session: 1024,
-            max_requests_per_sec: 0,
-            ..WorldConfig::default()
-        });
+        let mut h = Harness::over(
+            crate::world::WorldConfig {
+                max_requests_per_sec: 0,
+                ..crate::world::WorldConfig::default()
+            },
+            RoomsConfig {
+                max_rooms_per_session: 1024,
+                ..RoomsConfig::default()
+            },
+            crate::handlers::testkit::inline_db(),
+        );
         let a = h.guest("alice");
         let b = h.guest("bob");
         for i in 0..1000 {
@@ -566,7 +830,8 @@ mod tests {
 
     #[test]
     fn a_room_created_is_marked_in_use_before_any_history_is_written_or_loaded() {
-        let mut h = crate::handlers::testkit::Harness::deferred(WorldConfig::default());
+        let mut h =
+            crate::handlers::testkit::Harness::deferred(crate::world::WorldConfig::default());
         let a = h.connect();
         h.send(
             a,

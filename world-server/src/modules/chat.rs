@@ -1,4 +1,5 @@
-//! Room chat and whispers.
+//! Room chat and whispers. A module: a game with rooms ([`RoomsGame`]) opts into it by
+//! registering [`register`].
 
 use bytes::Bytes;
 use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
@@ -6,18 +7,24 @@ use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 use crate::handlers::{check_content, check_username};
+use crate::modules::rooms::RoomsGame;
 use crate::world::World;
 
-/// Registers the handlers of this file.
-pub fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+/// Registers the handlers of this module: C2S_Chat and C2S_Whisper.
+pub fn register<G: RoomsGame>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
     d.register::<C2sChat>(say)?;
     d.register::<C2sWhisper>(whisper)
 }
 
 /// A chat line goes to every member of the room, the sender included, encoded once.
-fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerError> {
-    check_content(&request.content, world.config.max_chat_len)?;
-    world.room_of_member(ctx.session, &request.room)?;
+fn say<G: RoomsGame>(
+    world: &mut World<G>,
+    ctx: &Ctx,
+    request: C2sChat,
+) -> Result<(), HandlerError> {
+    let rooms = world.game.rooms();
+    check_content(&request.content, rooms.config.max_chat_len)?;
+    rooms.room_of_member(ctx.session, &request.room)?;
     let from = world
         .login(ctx.session)
         .expect("dispatch checked the login")
@@ -38,12 +45,14 @@ fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerErro
             "chat line does not fit in a frame",
         ));
     };
-    let keep = world.config.history_lines;
-    let Some(room) = world.rooms.get_mut(&line.room) else {
+    let World { game, out, .. } = world;
+    let rooms = game.rooms_mut();
+    let keep = rooms.config.history_lines;
+    let Some(room) = rooms.rooms.get_mut(&line.room) else {
         return Ok(());
     };
     for &member in &room.members {
-        world.out.push(member, frame.clone());
+        out.push(member, frame.clone());
     }
     if keep > 0 {
         // A copy of its own, shared by the room and the write queue: the frame's buffer is
@@ -54,15 +63,19 @@ fn say(world: &mut World, ctx: &Ctx, request: C2sChat) -> Result<(), HandlerErro
         if room.history.len() > keep {
             room.history.pop_front();
         }
-        world.pending_history.push(stored);
+        rooms.pending_history.push(stored);
     }
     Ok(())
 }
 
 /// A whisper goes to the user logged in as `to`, and back to the sender as an echo.
-fn whisper(world: &mut World, ctx: &Ctx, request: C2sWhisper) -> Result<(), HandlerError> {
+fn whisper<G: RoomsGame>(
+    world: &mut World<G>,
+    ctx: &Ctx,
+    request: C2sWhisper,
+) -> Result<(), HandlerError> {
     check_username(&request.to)?;
-    check_content(&request.content, world.config.max_chat_len)?;
+    check_content(&request.content, world.game.rooms().config.max_chat_len)?;
     let Some(target) = world.session_of(&request.to) else {
         return Err(HandlerError::new(
             ErrorCode::UserOffline,
@@ -102,7 +115,7 @@ fn whisper(world: &mut World, ctx: &Ctx, request: C2sWhisper) -> Result<(), Hand
 mod tests {
     use super::*;
     use crate::handlers::testkit::Harness;
-    use crate::world::WorldConfig;
+    use crate::modules::rooms::RoomsConfig;
     use net::SessionId;
     use protocol::world::C2sRoomJoin;
     use protocol::{MessageType, S2cMessage};
@@ -197,9 +210,9 @@ mod tests {
 
     #[test]
     fn chat_content_over_the_limit_or_empty_answers_bad_request() {
-        let mut h = Harness::with(WorldConfig {
+        let mut h = Harness::with_rooms(RoomsConfig {
             max_chat_len: 10,
-            ..WorldConfig::default()
+            ..RoomsConfig::default()
         });
         let ids = room_of(&mut h, &["alice", "bob"]);
         h.send(ids[0], chat("lobby", "12345678901", 0));
@@ -280,9 +293,9 @@ mod tests {
 
     #[test]
     fn joiner_gets_the_last_lines_marked_history_oldest_first_then_live_chat() {
-        let mut h = Harness::with(WorldConfig {
+        let mut h = Harness::with_rooms(RoomsConfig {
             history_lines: 3,
-            ..WorldConfig::default()
+            ..RoomsConfig::default()
         });
         let ids = room_of(&mut h, &["alice"]);
         for i in 0..5 {
@@ -332,7 +345,7 @@ mod tests {
                 room: "lobby".into(),
             },
         );
-        assert!(h.world.rooms.is_empty());
+        assert!(h.world.game.rooms.rooms.is_empty());
         let b = h.guest("bob");
         h.send(
             b,
@@ -348,9 +361,9 @@ mod tests {
 
     #[test]
     fn history_lines_zero_turns_history_off() {
-        let mut h = Harness::with(WorldConfig {
+        let mut h = Harness::with_rooms(RoomsConfig {
             history_lines: 0,
-            ..WorldConfig::default()
+            ..RoomsConfig::default()
         });
         let ids = room_of(&mut h, &["alice"]);
         h.send(ids[0], chat("lobby", "gone", 1));
@@ -363,7 +376,7 @@ mod tests {
             },
         );
         assert!(live_and_history(&mut h, b).is_empty());
-        assert!(h.world.pending_history.is_empty());
+        assert!(h.world.game.rooms.pending_history.is_empty());
     }
 
     #[test]
@@ -373,9 +386,9 @@ mod tests {
         for i in 0..10 {
             h.send(ids[i % 2], chat("lobby", &format!("l{i}"), i as u64));
         }
-        assert_eq!(h.world.pending_history.len(), 10);
+        assert_eq!(h.world.game.rooms.pending_history.len(), 10);
         h.world.flush_writes();
-        assert!(h.world.pending_history.is_empty());
+        assert!(h.world.game.rooms.pending_history.is_empty());
     }
 
     #[test]
@@ -386,14 +399,14 @@ mod tests {
         let delivered = h.world.out.take(ids[1]);
         // The arena chunk this tick's frames live in.
         let chunk = delivered[0].as_ptr() as usize;
-        let waiting = &h.world.pending_history[0];
+        let waiting = &h.world.game.rooms.pending_history[0];
         let start = waiting.as_ptr() as usize;
         assert!(
             start + waiting.len() <= chunk || start >= chunk + 64 * 1024,
             "a line waiting for the disk points into the tick's arena"
         );
         assert_eq!(&waiting[..], &delivered[0][..]);
-        let room = &h.world.rooms["lobby"];
+        let room = &h.world.game.rooms.rooms["lobby"];
         assert_eq!(
             room.history.back().map(|f| f.as_ptr()),
             Some(waiting.as_ptr()),
