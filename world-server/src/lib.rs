@@ -46,5 +46,5 @@ pub mod world;
 pub use chat_world::ChatWorld;
 pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 pub use game::Game;
-pub use server::{run, ServerError};
+pub use server::{run, run_game, ServerError};
 pub use world::{Stats, World, WorldConfig};

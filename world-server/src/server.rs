@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat_world::ChatWorld;
+use crate::game::Game;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
@@ -62,16 +63,27 @@ impl ServerError {
     }
 }
 
-/// Opens the database of `config` and starts the DB worker on it.
-pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
+/// Opens the SQLite database of `config` (`storage.path`), the embedded default storage.
+pub fn open_sqlite(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerError> {
     let path = &config.storage.path;
-    let storage_error = |source| ServerError::Storage {
-        path: path.clone(),
-        source,
-    };
-    let mut storage =
-        SqliteStorage::open(path, config.storage.synchronous == "full").map_err(storage_error)?;
-    let recovered = storage.recover(protocol::now_us()).map_err(storage_error)?;
+    let storage = SqliteStorage::open(path, config.storage.synchronous == "full").map_err(
+        |source| ServerError::Storage {
+            path: path.clone(),
+            source,
+        },
+    )?;
+    spdlog::info!("storage: database {}", path.display());
+    Ok(Box::new(storage))
+}
+
+/// Closes what the last run on `storage` left open, and starts the DB worker on it.
+pub fn start_db(config: &ServerConfig, mut storage: Box<dyn Storage>) -> Result<Db, ServerError> {
+    let recovered = storage
+        .recover(protocol::now_us())
+        .map_err(|source| ServerError::Storage {
+            path: config.storage.path.clone(),
+            source,
+        })?;
     if recovered.sessions > 0 {
         spdlog::warn!(
             "storage: the last run stopped without closing {} sessions; recorded as \"{}\"",
@@ -79,9 +91,7 @@ pub fn open_db(config: &ServerConfig) -> Result<Db, ServerError> {
             crate::storage::UNCLEAN_STOP
         );
     }
-    let worker = DbWorker::new(Box::new(storage), AuthSettings::from(config))
-        .map_err(ServerError::Worker)?;
-    spdlog::info!("storage: database {}", path.display());
+    let worker = DbWorker::new(storage, AuthSettings::from(config)).map_err(ServerError::Worker)?;
     Db::spawn(worker, config.storage.queue).map_err(|e| ServerError::Worker(e.to_string()))
 }
 
@@ -99,10 +109,10 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 const OVER_BUDGET_WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// The driver: the core, and the sockets and queues around it.
-struct Server {
+struct Server<G: Game> {
     config: ServerConfig,
     session_config: SessionConfig,
-    core: Core<ChatWorld>,
+    core: Core<G>,
     sessions: HashMap<SessionId, Session>,
     /// Streams accepted this tick, by token, until the core decides.
     accepted: HashMap<u64, TcpStream>,
@@ -115,14 +125,29 @@ struct Server {
     last_warn: Option<Instant>,
 }
 
-/// Runs a world server on `listener` until `shutdown` completes; then stops accepting,
-/// finishes the tick, flushes and closes every session, and returns the final counters.
+/// Runs the chat world on `listener` with the SQLite database of `config`, until `shutdown`
+/// completes (see [`run_game`]).
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
-    let db = open_db(&config)?;
+    let storage = open_sqlite(&config)?;
+    let game = ChatWorld::from(&config);
+    run_game(listener, config, game, storage, shutdown).await
+}
+
+/// Runs `game` on `listener`, with `storage` for accounts, tokens and what the game writes,
+/// until `shutdown` completes; then stops accepting, finishes the tick, flushes and closes
+/// every session, lets the DB worker finish its writes, and returns the final counters.
+pub async fn run_game<G: Game>(
+    listener: TcpListener,
+    config: ServerConfig,
+    game: G,
+    storage: Box<dyn Storage>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, ServerError> {
+    let db = start_db(&config, storage)?;
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     let (service_tx, mut service_rx) = mpsc::channel(SERVICE_QUEUE);
@@ -136,7 +161,6 @@ pub async fn run(
     }
     ServerService::spawn(listener, service_tx, stop_accepting.clone(), &tracker);
 
-    let game = ChatWorld::from(&config);
     let mut world = World::new(WorldConfig::from(&config), game, db, Instant::now());
     crate::world::schedule_stats(&mut world, Instant::now());
     let mut server = Server {
@@ -231,7 +255,7 @@ pub async fn run(
     Ok(world.stats.clone())
 }
 
-impl Server {
+impl<G: Game> Server<G> {
     /// One tick: the queues into the core's inputs, the core, its output onto the sockets.
     fn tick(
         &mut self,
