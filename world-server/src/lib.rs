@@ -1,20 +1,5 @@
-//! The world server: a fixed-tick loop that owns all world state and serves rooms, chat,
-//! whispers and presence over protobuf frames.
-//!
-//! # Layout
-//!
-//! - [`core`]: [`Core`](core::Core), the sans-IO server: `tick(now, inputs)` decides
-//!   admission, decoding, reply order, credits, rate limits, closes; no sockets, no clock.
-//! - [`server`]: the tokio driver ([`run`]): sockets and queues in and out of the core, once
-//!   per tick.
-//! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
-//!   type's compile-time id; [`Ctx`] and [`HandlerError`].
-//! - [`world`]: [`World`], every session, login and room; synchronous, time passed in.
-//! - [`handlers`]: one file per feature, each with a `register` function.
-//! - [`ratelimit`]: the per-session request rate limit.
-//! - [`throttle`]: failed-login and registration limits, with reservations and delays.
-//! - [`outbox`]: the frames of one tick, encoded once into a shared arena.
-//! - [`timers`]: one-shot and repeating timers over the world.
+//! The chat world server: the engine ([`engine`]), the chat world ([`ChatWorld`]: rooms,
+//! presence, history, chat, whispers) and SQLite, wired together.
 //!
 //! A server takes a bound listener and a shutdown future, never an address, so that tests
 //! bind `127.0.0.1:0` and stop it when they like:
@@ -26,25 +11,29 @@
 //! world_server::run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Everything of the engine is re-exported, so that `world_server::storage` is
+//! `engine::storage`.
 #![warn(missing_docs)]
 
+use std::future::Future;
+
+use config::ServerConfig;
+use tokio::net::TcpListener;
+
 pub mod chat_world;
-pub mod core;
-pub mod db;
-pub mod dispatcher;
-pub mod game;
-pub mod handlers;
-pub mod modules;
-pub mod outbox;
-pub mod ratelimit;
-pub mod server;
-pub mod storage;
-pub mod throttle;
-pub mod timers;
-pub mod world;
 
 pub use chat_world::ChatWorld;
-pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
-pub use game::Game;
-pub use server::{run, run_game, ServerError};
-pub use world::{Stats, World, WorldConfig};
+pub use engine::*;
+
+/// Runs the chat world on `listener` with the SQLite database of `config` (`storage.path`),
+/// until `shutdown` completes; see [`engine::run_game`].
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, ServerError> {
+    let storage = engine::server::open_sqlite(&config)?;
+    let game = ChatWorld::from(&config);
+    engine::run_game(listener, config, game, storage, shutdown).await
+}

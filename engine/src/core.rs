@@ -504,7 +504,7 @@ mod tests {
 
     /// A core whose DB worker runs its jobs only when told, at simulated time `now`.
     struct Sim {
-        core: Core<crate::ChatWorld>,
+        core: Core<crate::handlers::testkit::Chat>,
         now: Instant,
         next_token: u64,
     }
@@ -514,12 +514,7 @@ mod tests {
             let storage = SqliteStorage::in_memory().unwrap();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
             let now = Instant::now();
-            let world = World::new(
-                config,
-                crate::ChatWorld::from(&config::ServerConfig::default()),
-                db,
-                now,
-            );
+            let world = World::new(config, crate::handlers::testkit::Chat::default(), db, now);
             Sim {
                 core: Core::new(world, crate::handlers::dispatcher().unwrap()),
                 now,

@@ -77,15 +77,53 @@ pub(crate) mod testkit {
     use net::SessionId;
     use protocol::{ClientToServer, S2cMessage};
 
-    use crate::chat_world::ChatWorld;
     use crate::db::{AuthSettings, Db, DbWorker};
-    use crate::dispatcher::{Ctx, MessageDispatcher};
-    use crate::modules::rooms::RoomsConfig;
+    use crate::dispatcher::{Ctx, DispatchError, MessageDispatcher};
+    use crate::game::Game;
+    use crate::modules::rooms::{Rooms, RoomsConfig, RoomsGame};
     use crate::storage::SqliteStorage;
     use crate::world::WorldConfig;
 
-    /// The chat world, as the tests drive it.
-    pub type World = crate::world::World<ChatWorld>;
+    /// A game with every module, as the chat world has them.
+    #[derive(Debug)]
+    pub struct Chat {
+        pub rooms: Rooms,
+    }
+
+    impl Chat {
+        pub fn new(config: RoomsConfig) -> Chat {
+            Chat {
+                rooms: Rooms::new(config),
+            }
+        }
+    }
+
+    impl Default for Chat {
+        fn default() -> Self {
+            Chat::new(RoomsConfig::default())
+        }
+    }
+
+    impl RoomsGame for Chat {
+        fn rooms(&self) -> &Rooms {
+            &self.rooms
+        }
+        fn rooms_mut(&mut self) -> &mut Rooms {
+            &mut self.rooms
+        }
+    }
+
+    impl Game for Chat {
+        fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
+            crate::modules::rooms::register(d)?;
+            crate::modules::chat::register(d)
+        }
+
+        crate::rooms_hooks!();
+    }
+
+    /// The test game's world.
+    pub type World = crate::world::World<Chat>;
 
     /// Cheap argon2 parameters: tests check behaviour, not hashing cost.
     pub fn test_auth_settings() -> AuthSettings {
@@ -131,7 +169,7 @@ pub(crate) mod testkit {
         pub fn over(config: WorldConfig, rooms: RoomsConfig, db: Db) -> Self {
             let now = Instant::now();
             Harness {
-                world: World::new(config, ChatWorld::new(rooms), db, now),
+                world: World::new(config, Chat::new(rooms), db, now),
                 dispatcher: super::dispatcher().unwrap(),
                 now,
                 next: 0,

@@ -707,8 +707,8 @@ fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
 mod tests {
     use super::*;
 
-    fn chat() -> crate::ChatWorld {
-        crate::ChatWorld::from(&config::ServerConfig::default())
+    fn chat() -> crate::handlers::testkit::Chat {
+        crate::handlers::testkit::Chat::default()
     }
 
     fn limited(per_address: usize, unauthenticated: usize) -> WorldConfig {
@@ -1098,7 +1098,7 @@ mod tests {
         let db = Db::spawn(worker, 16).unwrap();
         let t0 = Instant::now();
         let mut world = World::new(WorldConfig::default(), chat(), db, t0);
-        let dispatcher: MessageDispatcher<World<crate::ChatWorld>> =
+        let dispatcher: MessageDispatcher<World<crate::handlers::testkit::Chat>> =
             crate::handlers::dispatcher().unwrap();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let session = SessionId(1);

@@ -2,15 +2,15 @@
 //! real SQLite file (synchronous = FULL), as the server runs them: one worker thread.
 //!
 //! ```sh
-//! cargo bench -p world-server --bench auth            # 200 of each
-//! AUTH_BENCH_N=1000 cargo bench -p world-server --bench auth
+//! cargo bench -p engine --bench auth            # 200 of each
+//! AUTH_BENCH_N=1000 cargo bench -p engine --bench auth
 //! ```
 
 use std::time::Instant;
 
+use engine::db::{AuthFailure, AuthSettings, Authenticated, DbEvent, DbJob, DbWorker};
+use engine::storage::SqliteStorage;
 use net::SessionId;
-use world_server::db::{AuthFailure, AuthSettings, Authenticated, DbEvent, DbJob, DbWorker};
-use world_server::storage::SqliteStorage;
 
 fn main() {
     let n: usize = std::env::var("AUTH_BENCH_N")

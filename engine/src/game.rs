@@ -10,7 +10,7 @@
 //! ```
 //! use std::time::Instant;
 //! use net::SessionId;
-//! use world_server::{DispatchError, Game, MessageDispatcher, World};
+//! use engine::{DispatchError, Game, MessageDispatcher, World};
 //!
 //! /// A game that counts its players.
 //! #[derive(Default)]
@@ -25,7 +25,7 @@
 //!     fn logged_in(world: &mut World<Self>, _: SessionId) {
 //!         world.game.online += 1;
 //!     }
-//!     fn logged_out(world: &mut World<Self>, _: SessionId, _: &world_server::world::Login) {
+//!     fn logged_out(world: &mut World<Self>, _: SessionId, _: &engine::world::Login) {
 //!         world.game.online -= 1;
 //!     }
 //!     fn tick(_: &mut World<Self>, _: Instant) {}

@@ -149,6 +149,74 @@ pub trait RoomsGame: Game {
     fn rooms_mut(&mut self) -> &mut Rooms;
 }
 
+/// Inside `impl Game for X` (where `X: RoomsGame`), the hooks the rooms module needs:
+/// `logged_out`, `disconnected`, `is_waiting`, `db_answer`, `db_died`, `flush_writes`,
+/// `has_pending_writes` and `stats`, each calling this module's. A game that needs one of
+/// these hooks for itself as well writes it out instead, calling the module's from its own.
+///
+/// ```ignore
+/// impl Game for MyWorld {
+///     fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
+///         engine::modules::rooms::register(d)?;
+///         engine::modules::chat::register(d)
+///     }
+///     engine::rooms_hooks!();
+/// }
+/// ```
+#[macro_export]
+macro_rules! rooms_hooks {
+    () => {
+        fn logged_out(
+            world: &mut $crate::World<Self>,
+            session: $crate::net::SessionId,
+            login: &$crate::world::Login,
+        ) {
+            $crate::modules::rooms::logged_out(world, session, login);
+        }
+
+        fn disconnected(
+            world: &mut $crate::World<Self>,
+            session: $crate::net::SessionId,
+            _: &$crate::net::DisconnectReason,
+        ) {
+            $crate::modules::rooms::disconnected(world, session);
+        }
+
+        fn is_waiting(world: &$crate::World<Self>, session: $crate::net::SessionId) -> bool {
+            $crate::modules::rooms::is_waiting(world, session)
+        }
+
+        fn db_answer(
+            world: &mut $crate::World<Self>,
+            answer: $crate::db::DbEvent,
+            _: ::std::time::Instant,
+        ) {
+            $crate::modules::rooms::db_answer(world, answer);
+        }
+
+        fn db_died(world: &mut $crate::World<Self>) {
+            $crate::modules::rooms::db_died(world);
+        }
+
+        fn flush_writes(world: &mut $crate::World<Self>) {
+            $crate::modules::rooms::flush_writes(world);
+        }
+
+        fn has_pending_writes(world: &$crate::World<Self>) -> bool {
+            $crate::modules::rooms::has_pending_writes(world)
+        }
+
+        fn stats(world: &$crate::World<Self>) -> String {
+            $crate::modules::rooms::stats(world)
+        }
+    };
+}
+
+/// Hook: what the module adds to the stats line: how many rooms.
+pub fn stats<G: RoomsGame>(world: &World<G>) -> String {
+    format!(", {} rooms", world.game.rooms().rooms.len())
+}
+
 /// Registers the handlers of this module: C2S_RoomJoin, C2S_RoomLeave, C2S_RoomList.
 pub fn register<G: RoomsGame>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
     d.register::<C2sRoomJoin>(join)?;

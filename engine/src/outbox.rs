@@ -8,14 +8,14 @@
 //! Sending is typed: only server-to-client messages can be queued. This does not compile:
 //!
 //! ```compile_fail
-//! let mut out = world_server::outbox::Outbox::default();
+//! let mut out = engine::outbox::Outbox::default();
 //! out.send(net::SessionId(1), &protocol::world::C2sPing::default());
 //! ```
 //!
 //! while this does:
 //!
 //! ```
-//! let mut out = world_server::outbox::Outbox::default();
+//! let mut out = engine::outbox::Outbox::default();
 //! out.send(net::SessionId(1), &protocol::world::S2cPong::default());
 //! assert_eq!(out.take(net::SessionId(1)).len(), 1);
 //! ```

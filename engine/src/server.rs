@@ -24,11 +24,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::chat_world::ChatWorld;
-use crate::game::Game;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
+use crate::game::Game;
 use crate::storage::{SqliteStorage, Storage, StorageError};
 use crate::world::{Stats, World, WorldConfig};
 
@@ -66,12 +65,13 @@ impl ServerError {
 /// Opens the SQLite database of `config` (`storage.path`), the embedded default storage.
 pub fn open_sqlite(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerError> {
     let path = &config.storage.path;
-    let storage = SqliteStorage::open(path, config.storage.synchronous == "full").map_err(
-        |source| ServerError::Storage {
-            path: path.clone(),
-            source,
-        },
-    )?;
+    let storage =
+        SqliteStorage::open(path, config.storage.synchronous == "full").map_err(|source| {
+            ServerError::Storage {
+                path: path.clone(),
+                source,
+            }
+        })?;
     spdlog::info!("storage: database {}", path.display());
     Ok(Box::new(storage))
 }
@@ -123,18 +123,6 @@ struct Server<G: Game> {
     events_tx: mpsc::Sender<SessionEvent>,
     over_budget_since_warn: u64,
     last_warn: Option<Instant>,
-}
-
-/// Runs the chat world on `listener` with the SQLite database of `config`, until `shutdown`
-/// completes (see [`run_game`]).
-pub async fn run(
-    listener: TcpListener,
-    config: ServerConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<Stats, ServerError> {
-    let storage = open_sqlite(&config)?;
-    let game = ChatWorld::from(&config);
-    run_game(listener, config, game, storage, shutdown).await
 }
 
 /// Runs `game` on `listener`, with `storage` for accounts, tokens and what the game writes,

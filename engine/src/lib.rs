@@ -1,0 +1,66 @@
+//! The game-world engine: a fixed-tick loop that owns all world state, serving a game over
+//! protobuf frames. A game brings its state, its messages (declared in its own `.proto` files,
+//! compiled by `protocol-build`) and its handlers ([`Game`]), and opts into modules (rooms,
+//! presence, history, chat, whispers); the engine keeps sessions, logins, rate limits, timers
+//! and the database, and runs it with [`run_game`].
+//!
+//! # Layout
+//!
+//! - [`core`]: [`Core`](core::Core), the sans-IO server: `tick(now, inputs)` decides
+//!   admission, decoding, reply order, credits, rate limits, closes; no sockets, no clock.
+//! - [`server`]: the tokio driver ([`run`]): sockets and queues in and out of the core, once
+//!   per tick.
+//! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
+//!   type's compile-time id; [`Ctx`] and [`HandlerError`].
+//! - [`world`]: [`World`], every session and login, and the game's state; synchronous, time
+//!   passed in.
+//! - [`game`]: [`Game`], what a game supplies: its handlers and its hooks.
+//! - [`handlers`]: the engine's own handlers (ping, logins), one file per feature.
+//! - [`modules`]: rooms with presence and history, room chat and whispers: a game opts in.
+//! - [`db`]: the DB worker (its lanes, password hashing, tokens); [`storage`]: the one
+//!   interface to the database, with its SQLite implementation.
+//! - [`ratelimit`]: the per-session request rate limit.
+//! - [`throttle`]: failed-login and registration limits, with reservations and delays.
+//! - [`outbox`]: the frames of one tick, encoded once into a shared arena.
+//! - [`timers`]: one-shot and repeating timers over the world.
+//!
+//! A server takes a bound listener and a shutdown future, never an address, so that tests
+//! bind `127.0.0.1:0` and stop it when they like:
+//!
+//! ```no_run
+//! # struct MyGame;
+//! # impl engine::Game for MyGame {
+//! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
+//! #         -> Result<(), engine::DispatchError> { Ok(()) }
+//! # }
+//! # async fn example() -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = config::ServerConfig::default();
+//! let storage = engine::server::open_sqlite(&config)?;
+//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+//! engine::run_game(listener, config, MyGame, storage, shutdown).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod core;
+pub mod db;
+pub mod dispatcher;
+pub mod game;
+pub mod handlers;
+pub mod modules;
+pub mod outbox;
+pub mod ratelimit;
+pub mod server;
+pub mod storage;
+pub mod throttle;
+pub mod timers;
+pub mod world;
+
+pub use net;
+pub use protocol;
+
+pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+pub use game::Game;
+pub use server::{run_game, ServerError};
+pub use world::{Stats, World, WorldConfig};
