@@ -10,6 +10,7 @@
 //!   admission, decoding, reply order, credits, rate limits, closes; no sockets, no clock.
 //! - [`server`]: the tokio driver ([`run`]): sockets and queues in and out of the core, once
 //!   per tick.
+//! - [`cli`]: the command line of every game's server binary.
 //! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session and login, and the game's state; synchronous, time
@@ -43,6 +44,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod core;
 pub mod db;
 pub mod dispatcher;

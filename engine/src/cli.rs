@@ -1,0 +1,141 @@
+//! The command line that every game's server binary shares, so that a game's `main` is one
+//! call:
+//!
+//! ```no_run
+//! # struct MyGame;
+//! # impl engine::Game for MyGame {
+//! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
+//! #         -> Result<(), engine::DispatchError> { Ok(()) }
+//! # }
+//! fn main() -> std::process::ExitCode {
+//!     engine::cli::main("my-game", "My game's server.", |_config| MyGame)
+//! }
+//! ```
+//!
+//! Options: `--config PATH` (a world-server TOML file; without it the embedded defaults),
+//! `--listen ADDR:PORT` (overrides `server.listen`), `--log-level LEVEL` (overrides
+//! `log.level`). The database is SQLite at `storage.path`. It stops gracefully on SIGINT or
+//! SIGTERM and exits 0; a configuration it cannot use exits 2 with one line saying why, and a
+//! failure at run time exits 1.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use config::ServerConfig;
+
+use crate::game::Game;
+use crate::server::{open_sqlite, run_game, ServerError};
+
+/// The options.
+#[derive(Parser, Debug)]
+struct Args {
+    /// TOML config file; without it the embedded defaults are used (see config/world-server.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding server.listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+/// Parses the command line and runs the game `make_game` builds from the configuration,
+/// until SIGINT or SIGTERM. `program` names the binary in `--help` and in error lines.
+pub fn main<G: Game>(
+    program: &'static str,
+    about: &'static str,
+    make_game: impl FnOnce(&ServerConfig) -> G,
+) -> ExitCode {
+    // Before any file or thread: what this process writes is for its owner only.
+    config::logging::restrict_new_files();
+    let command = Args::command()
+        .name(program)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
+    let args = match Args::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    let mut config = match ServerConfig::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{program}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), program) {
+        eprintln!("{program}: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{program}: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                spdlog::error!("server: cannot listen on {}: {error}", config.server.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let run = async {
+            let storage = open_sqlite(&config)?;
+            let game = make_game(&config);
+            run_game(listener, config, game, storage, shutdown_signal()).await
+        };
+        exit_code(program, run).await
+    });
+    config::logging::flush();
+    code
+}
+
+async fn exit_code<T>(program: &str, run: impl Future<Output = Result<T, ServerError>>) -> ExitCode {
+    match run.await {
+        Ok(_) => ExitCode::SUCCESS,
+        // Nothing has run yet: one line, like a bad config value.
+        Err(error @ ServerError::Storage { .. }) => {
+            eprintln!("{program}: {error}");
+            ExitCode::from(error.exit_code())
+        }
+        Err(error) => {
+            spdlog::error!("server: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => spdlog::info!("server: SIGINT received"),
+        _ = terminate => spdlog::info!("server: SIGTERM received"),
+    }
+}
