@@ -103,7 +103,10 @@ pub fn main<G: Game>(
     code
 }
 
-async fn exit_code<T>(program: &str, run: impl Future<Output = Result<T, ServerError>>) -> ExitCode {
+async fn exit_code<T>(
+    program: &str,
+    run: impl Future<Output = Result<T, ServerError>>,
+) -> ExitCode {
     match run.await {
         Ok(_) => ExitCode::SUCCESS,
         // Nothing has run yet: one line, like a bad config value.

@@ -326,8 +326,9 @@ pub fn finish<G: Game>(
                 guest: auth.guest,
                 token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
             };
-            world.bind_login(session, login);
+            // The answer first: what the game sends on a login (its logged_in hook) follows it.
             world.out.send(session, &reply);
+            world.bind_login(session, login);
             return;
         }
         Err(AuthFailure::UsernameTaken) => {
