@@ -127,6 +127,9 @@ pub struct BotsSection {
     /// keeps a quiet bot under the server's default idle timeout of 60 s and samples
     /// round-trip time on its own.
     pub ping_interval_ms: u64,
+    /// Arena scenario: milliseconds between two changes of direction of one bot's random
+    /// walk, 10..=60_000. Default 500: every bot turns twice a second.
+    pub move_interval_ms: u64,
     /// How each bot logs in: `"guest"`, `"register"`, `"login"` or `"resume"` (see
     /// [`AuthMode`]). Default `"guest"`: needs no accounts, and usernames unique per run keep
     /// two runs against one server apart.
@@ -213,6 +216,7 @@ impl Default for BotsSection {
             name_prefix: "bot-".to_owned(),
             room_prefix: "room-".to_owned(),
             ping_interval_ms: 5000,
+            move_interval_ms: 500,
             auth: AuthMode::Guest.as_str().to_owned(),
             password: "bot-password".to_owned(),
             tokens_file: PathBuf::from("bot-tokens.txt"),
@@ -304,6 +308,7 @@ impl ClientConfig {
             bots.ping_interval_ms,
             0..=3_600_000,
         )?;
+        rules.range("bots.move_interval_ms", bots.move_interval_ms, 10..=60_000)?;
         if bots.auth_mode().is_err() {
             return Err(rules.fail(
                 "bots.auth",

@@ -57,6 +57,8 @@
 //!
 //! # Layout
 //!
+//! - [`arena_swarm`]: the arena scenario (`--scenario arena`): bots walking in the arena
+//!   game, every bot's view checked against every bot's true position.
 //! - [`swarm`]: the tick loop that owns every bot: connects, logins, timers, one batch of
 //!   frames per session per tick.
 //! - [`ledger`]: delivery accounting (sent, expected, received, lost, unexpected), pure.
@@ -68,6 +70,7 @@
 //! - `main.rs`: the `dummy-client` binary, a thin CLI over [`run`].
 #![warn(missing_docs)]
 
+pub mod arena_swarm;
 pub mod ledger;
 pub mod names;
 pub mod report;

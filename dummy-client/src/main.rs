@@ -3,7 +3,7 @@
 //! ```text
 //! dummy-client [--config PATH] [--server ADDR:PORT] [--bots N] [--duration SECS]
 //!              [--auth guest|register|login|resume] [--tokens PATH]
-//!              [--json PATH] [--log-level LEVEL]
+//!              [--scenario chat|arena] [--json PATH] [--log-level LEVEL]
 //! ```
 //!
 //! Flags override the config file; without `--config` the embedded defaults are used. The
@@ -61,6 +61,10 @@ struct Cli {
     /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// What the bots do: "chat" (rooms and chat lines on world-server, the default) or
+    /// "arena" (random walks in the arena game, examples/arena, every bot's view checked).
+    #[arg(long, value_name = "NAME", default_value = "chat", value_parser = ["chat", "arena"])]
+    scenario: String,
 }
 
 /// Exit code of a bad config or argument.
@@ -82,7 +86,12 @@ fn main() -> ExitCode {
         eprintln!("dummy-client: {error}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let code = match run(config, cli.json) {
+    let outcome = if cli.scenario == "arena" {
+        run_arena(config, cli.json)
+    } else {
+        run(config, cli.json)
+    };
+    let code = match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("dummy-client: {error:#}");
@@ -147,6 +156,29 @@ fn run(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
         };
+        print!("{report}");
+        if let Some(path) = &json {
+            std::fs::write(path, report.to_json() + "\n")
+                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        }
+        if report.passed() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("dummy-client: FAILED: {}", report.failures().join("; "));
+            Ok(ExitCode::FAILURE)
+        }
+    })
+}
+
+fn run_arena(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_ctrl_c(shutdown.clone()));
+        let report = dummy_client::arena_swarm::run_arena(config, shutdown).await;
         print!("{report}");
         if let Some(path) = &json {
             std::fs::write(path, report.to_json() + "\n")
