@@ -786,11 +786,10 @@ mod tests {
             (1, 1, 1),
             "2 missing, 3 extra, 4 misplaced"
         );
-        let mut right = TickViews::default();
-        right.truth = views.truth.clone();
-        right
-            .views
-            .push((1, vec![(2, 55.0, 50.0), (4, 50.0, 57.0)]));
+        let right = TickViews {
+            truth: views.truth.clone(),
+            views: vec![(1, vec![(2, 55.0, 50.0), (4, 50.0, 57.0)])],
+        };
         let mut report = rules();
         check(&mut report, &right);
         assert_eq!(
