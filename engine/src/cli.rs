@@ -26,8 +26,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use config::ServerConfig;
 
-use crate::game::Game;
 use crate::server::{open_sqlite, run_game, ServerError};
+use crate::world::Game;
 
 /// The options.
 #[derive(Parser, Debug)]

@@ -35,8 +35,8 @@ use protocol::world::S2cError;
 use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
-use crate::game::Game;
 use crate::ratelimit::Admission;
+use crate::world::Game;
 use crate::world::World;
 
 /// What happened since the last tick.
@@ -202,7 +202,7 @@ impl<G: Game> Core<G> {
             self.input(input, now);
         }
         // The DB worker's answers: logins and loaded histories complete.
-        self.world.poll_db(now);
+        crate::logins::poll_db(&mut self.world, now);
         let now_us = protocol::now_us();
         self.resume_parked(now, now_us);
         while let Some(queued) = self.queue.pop_front() {
@@ -215,7 +215,7 @@ impl<G: Game> Core<G> {
             }
             self.process(queued, now, now_us);
         }
-        self.world.tick(now);
+        crate::logins::advance(&mut self.world, now);
         self.flush();
         self.world.flush_writes();
         for session in self.owed.drain(..) {

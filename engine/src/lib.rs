@@ -14,8 +14,8 @@
 //! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session and login, and the game's state; synchronous, time
-//!   passed in.
-//! - [`game`]: [`Game`], what a game supplies: its handlers and its hooks.
+//!   passed in; and [`Game`], what a game supplies: its handlers and its hooks.
+//! - [`logins`]: logins as they complete (the DB worker's answers, delayed logins).
 //! - [`handlers`]: the engine's own handlers (ping, logins), one file per feature.
 //! - [`modules`]: rooms with presence and history, room chat and whispers: a game opts in.
 //! - [`db`]: the DB worker (its lanes, password hashing, tokens); [`storage`]: the one
@@ -48,8 +48,8 @@ pub mod cli;
 pub mod core;
 pub mod db;
 pub mod dispatcher;
-pub mod game;
 pub mod handlers;
+pub mod logins;
 pub mod modules;
 pub mod outbox;
 pub mod ratelimit;
@@ -63,6 +63,5 @@ pub use net;
 pub use protocol;
 
 pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
-pub use game::Game;
 pub use server::{run_game, ServerError};
-pub use world::{Stats, World, WorldConfig};
+pub use world::{Game, Stats, World, WorldConfig};

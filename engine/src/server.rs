@@ -27,8 +27,8 @@ use tokio_util::task::TaskTracker;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
-use crate::game::Game;
 use crate::storage::{SqliteStorage, Storage, StorageError};
+use crate::world::Game;
 use crate::world::{Stats, World, WorldConfig};
 
 /// Why the server could not run.

@@ -14,12 +14,12 @@ use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
 
 use crate::db::{Db, DbEvent, DbJob, SubmitError, TokenHash};
+use crate::dispatcher::{DispatchError, MessageDispatcher};
 use crate::dispatcher::{DispatchState, HandlerError};
-use crate::game::Game;
 use crate::outbox::Outbox;
 use crate::ratelimit::{Admission, TokenBucket};
 use crate::storage::{SessionLogEntry, SessionRecord};
-use crate::throttle::{addr_key, LoginThrottle, Outcome, ThrottleConfig};
+use crate::throttle::{addr_key, LoginThrottle, ThrottleConfig};
 use crate::timers::Timers;
 
 /// The settings the world runs by, taken from the server config.
@@ -331,45 +331,14 @@ impl<G: Game> World<G> {
         !self.pending_sessions.is_empty() || G::has_pending_writes(self)
     }
 
-    /// Takes the DB worker's answers that are ready and acts on them.
-    pub fn poll_db(&mut self, now: Instant) {
-        while let Some(event) = self.db.poll() {
-            match event {
-                DbEvent::Auth { session, outcome } => {
-                    crate::handlers::auth::finish(self, session, outcome, now)
-                }
-                answer => G::db_answer(self, answer, now),
-            }
-        }
-        if self.db.take_death() {
-            // Nothing will answer what waits for the worker: answer it here.
-            let waiting: Vec<SessionId> = self
-                .clients
-                .iter()
-                .filter(|(_, c)| c.pending_auth.is_some())
-                .map(|(id, _)| *id)
-                .collect();
-            for session in waiting {
-                let failure = crate::db::AuthFailure::Internal("DB worker died".into());
-                crate::handlers::auth::finish(self, session, Err(failure), now);
-            }
-            // Sessions gone meanwhile: their reservations will get no answer either.
-            for session in self.throttle.sessions_in_flight() {
-                self.throttle.end(session, Outcome::Dropped, now);
-            }
-            G::db_died(self);
-        }
-    }
-
     fn prune_storage(&mut self, _: Instant) {
         // A full write queue skips this round; the next one catches up.
         let _ = self.db.submit(DbJob::Prune);
     }
 
-    /// Runs what is due at `now`: delayed logins go to the DB worker, the timers run, then the
-    /// game's tick.
+    /// Runs the timers due at `now`, then the game's tick. (The core first sends the logins
+    /// whose delay is over to the DB worker: see [`crate::logins::advance`].)
     pub fn tick(&mut self, now: Instant) {
-        crate::handlers::auth::submit_delayed(self, now);
         while let Some(callback) = self.timers.pop_due(now) {
             callback(self, now);
         }
@@ -648,6 +617,107 @@ impl<G: Game> World<G> {
     }
 }
 
+/// What a game built on the engine supplies, and the hooks the engine calls.
+///
+/// The engine keeps sessions, logins, rate limits, the DB worker and timers in [`World`]; a
+/// game keeps its own state in [`World::game`] (the type itself is the state) and changes the
+/// world from its handlers and hooks, all on the tick loop (no locks). A game registers its
+/// handlers for its own messages (declared in its own `.proto` files, compiled by
+/// `protocol-build`) and for the modules it opts into ([`crate::modules`]); the engine's own
+/// messages (ping, register, login, resume, logout) are always served. Every hook has a
+/// default that does nothing, so a game implements only what it needs.
+///
+/// ```
+/// use std::time::Instant;
+/// use engine::net::SessionId;
+/// use engine::world::Login;
+/// use engine::{DispatchError, Game, MessageDispatcher, World};
+///
+/// /// A game that counts its players.
+/// #[derive(Default)]
+/// struct Counter {
+///     online: usize,
+/// }
+///
+/// impl Game for Counter {
+///     fn register(_: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
+///         Ok(()) // no messages of its own
+///     }
+///     fn logged_in(world: &mut World<Self>, _: SessionId) {
+///         world.game.online += 1;
+///     }
+///     fn logged_out(world: &mut World<Self>, _: SessionId, _: &Login) {
+///         world.game.online -= 1;
+///     }
+///     fn tick(_: &mut World<Self>, _: Instant) {}
+/// }
+/// ```
+pub trait Game: Sized + 'static {
+    /// Registers the game's handlers: its own messages', and the modules' it opts into.
+    fn register(dispatcher: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError>;
+
+    /// A session connected and was sent S2C_Welcome.
+    fn connected(world: &mut World<Self>, session: SessionId) {
+        let _ = (world, session);
+    }
+
+    /// A session logged in (its login is [`World::login`]).
+    fn logged_in(world: &mut World<Self>, session: SessionId) {
+        let _ = (world, session);
+    }
+
+    /// A login ended (logout, replaced by a newer login, kicked, or its connection ended):
+    /// `login` is who it was. The username is free again already.
+    fn logged_out(world: &mut World<Self>, session: SessionId, login: &Login) {
+        let _ = (world, session, login);
+    }
+
+    /// A session ended (after [`Game::logged_out`] if it was logged in), for `reason`. Its
+    /// entry in [`World::clients`] is still there, and goes right after.
+    fn disconnected(world: &mut World<Self>, session: SessionId, reason: &DisconnectReason) {
+        let _ = (world, session, reason);
+    }
+
+    /// Every tick, after the handlers and the timers, before the frames go out.
+    fn tick(world: &mut World<Self>, now: Instant) {
+        let _ = (world, now);
+    }
+
+    /// Whether the game has `session` waiting (for the DB worker, say): its later requests
+    /// wait too, so that its replies keep the order of its requests.
+    fn is_waiting(world: &World<Self>, session: SessionId) -> bool {
+        let _ = (world, session);
+        false
+    }
+
+    /// An answer of the DB worker to a job of the game's (not a login's).
+    fn db_answer(world: &mut World<Self>, answer: DbEvent, now: Instant) {
+        let _ = (world, answer, now);
+    }
+
+    /// The DB worker died: nothing will answer the game's jobs; finish what waits for them.
+    fn db_died(world: &mut World<Self>) {
+        let _ = world;
+    }
+
+    /// Hands the game's writes of this tick to the DB worker (see [`crate::world::offer`]).
+    fn flush_writes(world: &mut World<Self>) {
+        let _ = world;
+    }
+
+    /// Whether writes of the game wait for a full write queue.
+    fn has_pending_writes(world: &World<Self>) -> bool {
+        let _ = world;
+        false
+    }
+
+    /// What the game adds to the periodic stats line, such as `", 12 rooms"`.
+    fn stats(world: &World<Self>) -> String {
+        let _ = world;
+        String::new()
+    }
+}
+
 impl<G: Game> DispatchState for World<G> {
     fn is_authenticated(&self, session: SessionId) -> bool {
         self.login(session).is_some()
@@ -867,7 +937,7 @@ mod tests {
                     client_time_us: 0,
                 },
             );
-            h.world.tick(h.now);
+            crate::logins::advance(&mut h.world, h.now);
         }
         let replies = h.take(pinger);
         assert!(
@@ -886,14 +956,14 @@ mod tests {
         let mut h = deadline_world(10);
         let s = h.guest("ann");
         h.now += Duration::from_secs(30);
-        h.world.tick(h.now);
+        crate::logins::advance(&mut h.world, h.now);
         assert!(h.world.out.closes().is_empty(), "logged in: no deadline");
         h.send(s, protocol::world::C2sLogout {});
         h.now += Duration::from_secs(9);
-        h.world.tick(h.now);
+        crate::logins::advance(&mut h.world, h.now);
         assert!(h.world.out.closes().is_empty());
         h.now += Duration::from_secs(1);
-        h.world.tick(h.now);
+        crate::logins::advance(&mut h.world, h.now);
         assert_eq!(h.world.out.closes(), &[(s, DisconnectReason::LoginTimeout)]);
     }
 
@@ -921,7 +991,7 @@ mod tests {
             },
         );
         h.now += Duration::from_secs(2);
-        h.world.tick(h.now);
+        crate::logins::advance(&mut h.world, h.now);
         assert!(
             h.world.out.closes().is_empty(),
             "both are waiting for the database"
@@ -1124,7 +1194,7 @@ mod tests {
                 "the dead worker was never noticed"
             );
             std::thread::sleep(Duration::from_millis(5));
-            world.poll_db(t0);
+            crate::logins::poll_db(&mut world, t0);
         }
         let replies: Vec<S2cMessage> = world
             .out

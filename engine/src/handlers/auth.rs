@@ -4,19 +4,16 @@
 //! session waits (its other requests are served meanwhile) and [`finish`] completes the login
 //! when the answer comes back, a tick or more later.
 
-use std::net::IpAddr;
-use std::time::Instant;
-
 use net::SessionId;
-use protocol::world::{C2sLogin, C2sLogout, C2sRegister, C2sResume, S2cAuthResult};
+use protocol::world::{C2sLogin, C2sLogout, C2sRegister, C2sResume};
 use protocol::{ErrorCode, MessageType};
 
-use crate::db::{token_hash, AuthFailure, Authenticated, DbJob, SubmitError};
-use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
-use crate::game::Game;
+use crate::db::DbJob;
+use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 use crate::handlers::check_username;
-use crate::throttle::Outcome;
-use crate::world::{DelayedLogin, Login, PendingAuth, World};
+use crate::logins::{now_of, peer_ip, submit_job};
+use crate::world::Game;
+use crate::world::{DelayedLogin, PendingAuth, World};
 
 /// Passwords are 8..=128 bytes.
 const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
@@ -75,76 +72,6 @@ fn submit<G: Game>(
         client.pending_auth = Some(pending);
     }
     Ok(())
-}
-
-/// Hands `job` to the DB worker; when it cannot be queued, the session's reservation goes
-/// back and the error to answer is returned.
-fn submit_job<G: Game>(
-    world: &mut World<G>,
-    session: SessionId,
-    job: DbJob,
-    now: Instant,
-) -> Result<(), HandlerError> {
-    let refused = match world.db.submit(job) {
-        Ok(()) => return Ok(()),
-        Err(SubmitError::Full(_)) => HandlerError::new(
-            ErrorCode::RateLimited,
-            "the server is busy with other logins; try again in a moment",
-        ),
-        Err(SubmitError::Stopped(_)) => {
-            HandlerError::new(ErrorCode::Internal, "the database is not available")
-        }
-    };
-    world.throttle.end(session, Outcome::Dropped, now);
-    Err(refused)
-}
-
-/// The time a request of `session` is handled at: its last frame's arrival.
-fn now_of<G: Game>(world: &World<G>, session: SessionId) -> Instant {
-    world
-        .clients
-        .get(&session)
-        .map_or_else(Instant::now, |c| c.last_seen)
-}
-
-fn peer_ip<G: Game>(world: &World<G>, session: SessionId) -> IpAddr {
-    world
-        .clients
-        .get(&session)
-        .expect("dispatch checks the session")
-        .peer
-        .ip()
-}
-
-/// Sends the password logins whose delay is over to the DB worker, in order. A login whose
-/// session has gone or closed meanwhile is dropped and its reservation released.
-pub fn submit_delayed<G: Game>(world: &mut World<G>, now: Instant) {
-    while world.delayed_logins.front().is_some_and(|d| d.due <= now) {
-        let Some(DelayedLogin { session, job, .. }) = world.delayed_logins.pop_front() else {
-            break;
-        };
-        let waiting = world
-            .clients
-            .get(&session)
-            .is_some_and(|c| !c.closing && !c.gone && c.pending_auth.is_some());
-        if !waiting {
-            // Gone or closing meanwhile: nothing waits for this login any more, and the
-            // session's end, queued behind it, must not wait for it either.
-            world.throttle.end(session, Outcome::Dropped, now);
-            if let Some(client) = world.clients.get_mut(&session) {
-                client.pending_auth = None;
-            }
-            continue;
-        }
-        if let Err(error) = submit_job(world, session, job, now) {
-            let request_id = world
-                .clients
-                .get_mut(&session)
-                .and_then(|c| c.pending_auth.take())
-                .map_or(C2sLogin::ID, |p| p.request_id);
-            world.send_error(session, request_id, error);
-        }
-    }
 }
 
 fn register_account<G: Game>(
@@ -288,80 +215,15 @@ fn logout<G: Game>(world: &mut World<G>, ctx: &Ctx, _: C2sLogout) -> Result<(), 
     Ok(())
 }
 
-/// Completes a login with the DB worker's answer.
-pub fn finish<G: Game>(
-    world: &mut World<G>,
-    session: SessionId,
-    outcome: Result<Authenticated, AuthFailure>,
-    now: Instant,
-) {
-    // Counted whatever became of the session: a guess made is a guess made.
-    let counted = match &outcome {
-        Ok(_) => Outcome::Succeeded,
-        Err(AuthFailure::InvalidCredentials | AuthFailure::InvalidToken) => Outcome::Failed,
-        Err(AuthFailure::UsernameTaken | AuthFailure::Internal(_)) => Outcome::Dropped,
-    };
-    world.throttle.end(session, counted, now);
-    let Some(client) = world.clients.get_mut(&session) else {
-        return; // gone meanwhile: a token it was issued simply expires unused
-    };
-    let Some(pending) = client.pending_auth.take() else {
-        return; // logged out or replaced meanwhile
-    };
-    if client.closing || client.gone || client.login.is_some() {
-        return; // a connection that has ended takes no name over
-    }
-    let request_id = pending.request_id;
-    let error = match outcome {
-        Ok(auth) => {
-            let reply = S2cAuthResult {
-                username: auth.username.clone(),
-                user_id: auth.user_id,
-                token: auth.token.clone(),
-                guest: auth.guest,
-            };
-            let login = Login {
-                username: auth.username,
-                user_id: auth.user_id,
-                guest: auth.guest,
-                token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
-            };
-            // The answer first: what the game sends on a login (its logged_in hook) follows it.
-            world.out.send(session, &reply);
-            world.bind_login(session, login);
-            return;
-        }
-        Err(AuthFailure::UsernameTaken) => {
-            HandlerError::new(ErrorCode::UsernameTaken, "that username is taken")
-        }
-        Err(AuthFailure::InvalidCredentials) if pending.username.is_none() => HandlerError::new(
-            ErrorCode::InvalidCredentials,
-            "that username belongs to an account: log in with its password",
-        ),
-        Err(AuthFailure::InvalidCredentials) => HandlerError::new(
-            ErrorCode::InvalidCredentials,
-            "unknown username or wrong password",
-        ),
-        Err(AuthFailure::InvalidToken) => {
-            HandlerError::new(ErrorCode::InvalidToken, "unknown, expired or revoked token")
-        }
-        Err(AuthFailure::Internal(_)) => {
-            HandlerError::new(ErrorCode::Internal, "the database failed; try again")
-        }
-    };
-    world.send_error(session, request_id, error);
-    if world.clients.get(&session).is_some_and(|c| c.overdue) {
-        // Its login deadline passed while this login was under way.
-        world.close_for_login_timeout(session);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::Authenticated;
     use crate::handlers::testkit::Harness;
+    use crate::logins::finish;
     use crate::world::WorldConfig;
     use net::DisconnectReason;
+    use protocol::world::S2cAuthResult;
     use protocol::world::{C2sChat, C2sRoomJoin};
     use protocol::S2cMessage;
     use std::time::Duration;
@@ -864,8 +726,8 @@ mod tests {
         let start = h.now;
         for step in 1..=400u64 {
             h.now = start + Duration::from_millis(100 * step);
-            h.world.tick(h.now);
-            h.world.poll_db(h.now);
+            crate::logins::advance(&mut h.world, h.now);
+            crate::logins::poll_db(&mut h.world, h.now);
             for &g in &guessers[1..9] {
                 if !h.take(g).is_empty() {
                     answered_at.push(100 * step);
@@ -893,7 +755,7 @@ mod tests {
         assert_eq!(h.world.delayed_logins.len(), 1);
         h.world.clients.get_mut(&s).unwrap().gone = true;
         h.now += Duration::from_secs(10);
-        h.world.tick(h.now);
+        crate::logins::advance(&mut h.world, h.now);
         assert!(h.world.delayed_logins.is_empty());
         assert!(
             !h.world.throttle.has_in_flight(s),

@@ -10,7 +10,7 @@ pub mod auth;
 pub mod session;
 
 use crate::dispatcher::{DispatchError, HandlerError, MessageDispatcher};
-use crate::game::Game;
+use crate::world::Game;
 use crate::world::World;
 
 /// The dispatcher of a world of `G`: the engine's handlers, then the game's.
@@ -79,9 +79,9 @@ pub(crate) mod testkit {
 
     use crate::db::{AuthSettings, Db, DbWorker};
     use crate::dispatcher::{Ctx, DispatchError, MessageDispatcher};
-    use crate::game::Game;
     use crate::modules::rooms::{Rooms, RoomsConfig, RoomsGame};
     use crate::storage::SqliteStorage;
+    use crate::world::Game;
     use crate::world::WorldConfig;
 
     /// A game with every module, as the chat world has them.
@@ -187,7 +187,7 @@ pub(crate) mod testkit {
         /// Runs the jobs a deferred DB worker holds, and hands the answers to the world.
         pub fn run_db(&mut self) {
             self.world.db.run_queued();
-            self.world.poll_db(self.now);
+            crate::logins::poll_db(&mut self.world, self.now);
         }
 
         /// A new connected session from 127.0.0.1; its welcome is taken out of the outbox.
@@ -240,7 +240,7 @@ pub(crate) mod testkit {
             self.dispatcher
                 .dispatch_packet(&mut self.world, &ctx, id, payload);
             // The inline DB worker has answered already; the next tick would take the answers.
-            self.world.poll_db(self.now);
+            crate::logins::poll_db(&mut self.world, self.now);
         }
 
         /// Decodes what `session` would receive this tick.

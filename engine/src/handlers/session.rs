@@ -3,7 +3,7 @@
 use protocol::world::{C2sPing, S2cPong};
 
 use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
-use crate::game::Game;
+use crate::world::Game;
 use crate::world::World;
 
 /// Registers the handlers of this file.

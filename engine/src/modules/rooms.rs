@@ -16,9 +16,9 @@ use protocol::{ErrorCode, MessageType};
 
 use crate::db::{DbEvent, DbJob};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
-use crate::game::Game;
 use crate::handlers::check_room_name;
 use crate::storage::HistoryLine;
+use crate::world::Game;
 use crate::world::{dedup_newest, keep_newest, offer, Login, World};
 
 /// The rules of rooms and chat, from `[world]`.

@@ -1,0 +1,189 @@
+//! Logins as they complete: the DB worker's answers to logins, registrations and resumes
+//! ([`poll_db`], [`finish`]), and the password logins that waited out the delay of an account
+//! under attack ([`submit_delayed`]). The handlers that start them are in
+//! [`crate::handlers::auth`]; both sides share the reservations of [`crate::throttle`].
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use net::SessionId;
+use protocol::world::{C2sLogin, S2cAuthResult};
+use protocol::{ErrorCode, MessageType};
+
+use crate::db::{token_hash, AuthFailure, Authenticated, DbEvent, DbJob, SubmitError};
+use crate::dispatcher::{DispatchState, HandlerError};
+use crate::throttle::Outcome;
+use crate::world::{DelayedLogin, Game, Login, World};
+
+/// What a tick runs before the world's timers: the logins whose delay is over go to the DB
+/// worker, then [`World::tick`].
+pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
+    submit_delayed(world, now);
+    world.tick(now);
+}
+
+/// Takes the DB worker's answers that are ready and acts on them.
+pub fn poll_db<G: Game>(world: &mut World<G>, now: Instant) {
+    while let Some(event) = world.db.poll() {
+        match event {
+            DbEvent::Auth { session, outcome } => finish(world, session, outcome, now),
+            answer => G::db_answer(world, answer, now),
+        }
+    }
+    if world.db.take_death() {
+        // Nothing will answer what waits for the worker: answer it here.
+        let waiting: Vec<SessionId> = world
+            .clients
+            .iter()
+            .filter(|(_, c)| c.pending_auth.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for session in waiting {
+            let failure = AuthFailure::Internal("DB worker died".into());
+            finish(world, session, Err(failure), now);
+        }
+        // Sessions gone meanwhile: their reservations will get no answer either.
+        for session in world.throttle.sessions_in_flight() {
+            world.throttle.end(session, Outcome::Dropped, now);
+        }
+        G::db_died(world);
+    }
+}
+
+/// Hands `job` to the DB worker; when it cannot be queued, the session's reservation goes
+/// back and the error to answer is returned.
+pub(crate) fn submit_job<G: Game>(
+    world: &mut World<G>,
+    session: SessionId,
+    job: DbJob,
+    now: Instant,
+) -> Result<(), HandlerError> {
+    let refused = match world.db.submit(job) {
+        Ok(()) => return Ok(()),
+        Err(SubmitError::Full(_)) => HandlerError::new(
+            ErrorCode::RateLimited,
+            "the server is busy with other logins; try again in a moment",
+        ),
+        Err(SubmitError::Stopped(_)) => {
+            HandlerError::new(ErrorCode::Internal, "the database is not available")
+        }
+    };
+    world.throttle.end(session, Outcome::Dropped, now);
+    Err(refused)
+}
+
+/// The time a request of `session` is handled at: its last frame's arrival.
+pub(crate) fn now_of<G: Game>(world: &World<G>, session: SessionId) -> Instant {
+    world
+        .clients
+        .get(&session)
+        .map_or_else(Instant::now, |c| c.last_seen)
+}
+
+pub(crate) fn peer_ip<G: Game>(world: &World<G>, session: SessionId) -> IpAddr {
+    world
+        .clients
+        .get(&session)
+        .expect("dispatch checks the session")
+        .peer
+        .ip()
+}
+
+/// Sends the password logins whose delay is over to the DB worker, in order. A login whose
+/// session has gone or closed meanwhile is dropped and its reservation released.
+pub fn submit_delayed<G: Game>(world: &mut World<G>, now: Instant) {
+    while world.delayed_logins.front().is_some_and(|d| d.due <= now) {
+        let Some(DelayedLogin { session, job, .. }) = world.delayed_logins.pop_front() else {
+            break;
+        };
+        let waiting = world
+            .clients
+            .get(&session)
+            .is_some_and(|c| !c.closing && !c.gone && c.pending_auth.is_some());
+        if !waiting {
+            // Gone or closing meanwhile: nothing waits for this login any more, and the
+            // session's end, queued behind it, must not wait for it either.
+            world.throttle.end(session, Outcome::Dropped, now);
+            if let Some(client) = world.clients.get_mut(&session) {
+                client.pending_auth = None;
+            }
+            continue;
+        }
+        if let Err(error) = submit_job(world, session, job, now) {
+            let request_id = world
+                .clients
+                .get_mut(&session)
+                .and_then(|c| c.pending_auth.take())
+                .map_or(C2sLogin::ID, |p| p.request_id);
+            world.send_error(session, request_id, error);
+        }
+    }
+}
+
+/// Completes a login with the DB worker's answer.
+pub fn finish<G: Game>(
+    world: &mut World<G>,
+    session: SessionId,
+    outcome: Result<Authenticated, AuthFailure>,
+    now: Instant,
+) {
+    // Counted whatever became of the session: a guess made is a guess made.
+    let counted = match &outcome {
+        Ok(_) => Outcome::Succeeded,
+        Err(AuthFailure::InvalidCredentials | AuthFailure::InvalidToken) => Outcome::Failed,
+        Err(AuthFailure::UsernameTaken | AuthFailure::Internal(_)) => Outcome::Dropped,
+    };
+    world.throttle.end(session, counted, now);
+    let Some(client) = world.clients.get_mut(&session) else {
+        return; // gone meanwhile: a token it was issued simply expires unused
+    };
+    let Some(pending) = client.pending_auth.take() else {
+        return; // logged out or replaced meanwhile
+    };
+    if client.closing || client.gone || client.login.is_some() {
+        return; // a connection that has ended takes no name over
+    }
+    let request_id = pending.request_id;
+    let error = match outcome {
+        Ok(auth) => {
+            let reply = S2cAuthResult {
+                username: auth.username.clone(),
+                user_id: auth.user_id,
+                token: auth.token.clone(),
+                guest: auth.guest,
+            };
+            let login = Login {
+                username: auth.username,
+                user_id: auth.user_id,
+                guest: auth.guest,
+                token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
+            };
+            // The answer first: what the game sends on a login (its logged_in hook) follows it.
+            world.out.send(session, &reply);
+            world.bind_login(session, login);
+            return;
+        }
+        Err(AuthFailure::UsernameTaken) => {
+            HandlerError::new(ErrorCode::UsernameTaken, "that username is taken")
+        }
+        Err(AuthFailure::InvalidCredentials) if pending.username.is_none() => HandlerError::new(
+            ErrorCode::InvalidCredentials,
+            "that username belongs to an account: log in with its password",
+        ),
+        Err(AuthFailure::InvalidCredentials) => HandlerError::new(
+            ErrorCode::InvalidCredentials,
+            "unknown username or wrong password",
+        ),
+        Err(AuthFailure::InvalidToken) => {
+            HandlerError::new(ErrorCode::InvalidToken, "unknown, expired or revoked token")
+        }
+        Err(AuthFailure::Internal(_)) => {
+            HandlerError::new(ErrorCode::Internal, "the database failed; try again")
+        }
+    };
+    world.send_error(session, request_id, error);
+    if world.clients.get(&session).is_some_and(|c| c.overdue) {
+        // Its login deadline passed while this login was under way.
+        world.close_for_login_timeout(session);
+    }
+}
