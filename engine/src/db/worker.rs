@@ -1,0 +1,319 @@
+//! The DB worker's work: password hashing and checking, tokens, and every job run against the
+//! [`Storage`]. The queues it is fed from, and their order, are the parent module's.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use bytes::Bytes;
+use rand::RngCore;
+
+use super::{report_error, token_hash, AuthFailure, Authenticated, DbEvent, DbJob};
+use crate::storage::{HistoryLimits, HistoryLine, Storage, StorageError};
+
+/// Password hashing and token settings.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// argon2id memory in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// How long a token is valid, in microseconds.
+    pub token_ttl_us: u64,
+    /// Lines of history kept per room.
+    pub history_lines: usize,
+    /// How long session records are kept, in microseconds; `None` forever.
+    pub session_log_us: Option<u64>,
+    /// Session records kept at most.
+    pub session_log_max_rows: u64,
+    /// Rooms with stored history at most.
+    pub max_history_rooms: usize,
+    /// How long the history of an empty room is kept, in microseconds; `None` forever.
+    pub history_retention_us: Option<u64>,
+}
+
+impl From<&config::ServerConfig> for AuthSettings {
+    fn from(c: &config::ServerConfig) -> Self {
+        AuthSettings {
+            argon2_memory_kib: c.auth.argon2_memory_kib,
+            argon2_iterations: c.auth.argon2_iterations,
+            argon2_parallelism: c.auth.argon2_parallelism,
+            token_ttl_us: c.auth.token_ttl_secs.saturating_mul(1_000_000),
+            history_lines: c.world.history_lines,
+            session_log_us: (c.storage.session_log_days > 0)
+                .then(|| c.storage.session_log_days.saturating_mul(86_400_000_000)),
+            session_log_max_rows: c.storage.session_log_max_rows,
+            max_history_rooms: c.world.max_history_rooms,
+            history_retention_us: (c.world.history_retention_days > 0).then(|| {
+                c.world
+                    .history_retention_days
+                    .saturating_mul(86_400_000_000)
+            }),
+        }
+    }
+}
+
+/// Does the work of each job; runs on the worker thread (or inline in tests).
+pub struct DbWorker {
+    storage: Box<dyn Storage>,
+    argon2: Argon2<'static>,
+    /// A hash of a random password, verified against when the username is unknown, so that
+    /// an unknown name costs as much time as a wrong password.
+    decoy_hash: String,
+    settings: AuthSettings,
+}
+
+impl DbWorker {
+    /// A worker over `storage`. Fails when the argon2 parameters are out of range.
+    pub fn new(storage: Box<dyn Storage>, settings: AuthSettings) -> Result<Self, String> {
+        let params = argon2::Params::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("argon2 parameters: {e}"))?;
+        let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut worker = DbWorker {
+            storage,
+            argon2,
+            decoy_hash: String::new(),
+            settings,
+        };
+        worker.decoy_hash = worker.hash_password(&random_token())?;
+        Ok(worker)
+    }
+
+    fn hash_password(&self, password: &str) -> Result<String, String> {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+        self.argon2
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| format!("argon2: {e}"))
+    }
+
+    fn verify_password(&self, password: &str, hash: &str) -> bool {
+        PasswordHash::new(hash)
+            .map(|parsed| {
+                self.argon2
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+
+    /// Runs one job; returns the answer for the tick loop, if the job has one.
+    pub fn execute(&mut self, job: DbJob) -> Option<DbEvent> {
+        let now_us = protocol::now_us();
+        match job {
+            DbJob::Register {
+                session,
+                username,
+                password,
+            } => Some(DbEvent::Auth {
+                session,
+                outcome: self.register(&username, &password, now_us),
+            }),
+            DbJob::Login {
+                session,
+                username,
+                password,
+            } => Some(DbEvent::Auth {
+                session,
+                outcome: self.login(&username, &password, now_us),
+            }),
+            DbJob::Resume { session, token } => Some(DbEvent::Auth {
+                session,
+                outcome: self.resume(&token, now_us),
+            }),
+            DbJob::Guest { session, username } => Some(DbEvent::Auth {
+                session,
+                outcome: match self.storage.account(&username) {
+                    Ok(Some(_)) => Err(AuthFailure::InvalidCredentials),
+                    Ok(None) => Ok(Authenticated {
+                        user_id: 0,
+                        username,
+                        token: String::new(),
+                        guest: true,
+                    }),
+                    Err(e) => Err(internal(e)),
+                },
+            }),
+            DbJob::LoadHistory { room } => {
+                let lines = self
+                    .storage
+                    .history(&room, self.settings.history_lines)
+                    .unwrap_or_else(|e| {
+                        report_error(&format!("cannot load the history of {room:?}"), &e);
+                        Vec::new()
+                    });
+                Some(DbEvent::HistoryLoaded { room, lines })
+            }
+            DbJob::Revoke(hash) => {
+                if let Err(e) = self.storage.revoke_token(&hash, now_us) {
+                    report_error("cannot revoke a token", &e);
+                }
+                None
+            }
+            DbJob::Prune => {
+                match self.storage.prune_tokens(now_us) {
+                    Ok(0) => {}
+                    Ok(n) => spdlog::info!("storage: deleted {n} expired or revoked tokens"),
+                    Err(e) => report_error("cannot prune tokens", &e),
+                }
+                if let Some(keep_us) = self.settings.session_log_us {
+                    match self.storage.prune_sessions(now_us.saturating_sub(keep_us)) {
+                        Ok(0) => {}
+                        Ok(n) => spdlog::info!("storage: deleted {n} old session records"),
+                        Err(e) => report_error("cannot prune the session log", &e),
+                    }
+                }
+                if let Some(keep_us) = self.settings.history_retention_us {
+                    match self.storage.prune_history(now_us.saturating_sub(keep_us)) {
+                        Ok(0) => {}
+                        Ok(n) => spdlog::info!(
+                            "storage: deleted the history of {n} rooms empty for longer than the retention"
+                        ),
+                        Err(e) => report_error("cannot prune history", &e),
+                    }
+                }
+                None
+            }
+            DbJob::AppendHistory(frames) => {
+                let lines: Vec<HistoryLine> = frames.iter().filter_map(history_line).collect();
+                let limits = HistoryLimits {
+                    lines: self.settings.history_lines,
+                    max_rooms: self.settings.max_history_rooms,
+                };
+                match self.storage.append_history(&lines, limits) {
+                    Ok(0) => {}
+                    Ok(n) => spdlog::debug!(
+                        "storage: deleted the history of {n} rooms empty the longest (world.max_history_rooms)"
+                    ),
+                    Err(e) => report_error(&format!("lost {} history lines", lines.len()), &e),
+                }
+                None
+            }
+            DbJob::RecordSessions(entries) => {
+                let max_rows = self.settings.session_log_max_rows;
+                if let Err(e) = self.storage.record_sessions(&entries, max_rows) {
+                    report_error(&format!("lost {} session log entries", entries.len()), &e);
+                }
+                None
+            }
+            DbJob::RoomsInUse(rooms) => {
+                if let Err(e) = self.storage.rooms_in_use(&rooms) {
+                    report_error("cannot mark rooms in use", &e);
+                }
+                None
+            }
+            DbJob::RoomsEmptied(rooms) => {
+                if let Err(e) = self.storage.rooms_emptied(&rooms, now_us) {
+                    report_error("cannot mark rooms empty", &e);
+                }
+                None
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        username: &str,
+        password: &str,
+        now_us: u64,
+    ) -> Result<Authenticated, AuthFailure> {
+        if self.storage.account(username).map_err(internal)?.is_some() {
+            return Err(AuthFailure::UsernameTaken);
+        }
+        let hash = self
+            .hash_password(password)
+            .map_err(AuthFailure::Internal)?;
+        let account = self
+            .storage
+            .create_account(username, &hash, now_us)
+            .map_err(internal)?
+            .ok_or(AuthFailure::UsernameTaken)?;
+        self.issue(account.id, account.username, now_us)
+    }
+
+    fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+        now_us: u64,
+    ) -> Result<Authenticated, AuthFailure> {
+        let account = self.storage.account(username).map_err(internal)?;
+        let hash = account
+            .as_ref()
+            .map_or(self.decoy_hash.as_str(), |a| a.password_hash.as_str());
+        let valid = self.verify_password(password, hash);
+        match account {
+            Some(account) if valid => self.issue(account.id, account.username, now_us),
+            _ => Err(AuthFailure::InvalidCredentials),
+        }
+    }
+
+    fn resume(&mut self, token: &str, now_us: u64) -> Result<Authenticated, AuthFailure> {
+        let account = self
+            .storage
+            .token_account(&token_hash(token), now_us)
+            .map_err(internal)?
+            .ok_or(AuthFailure::InvalidToken)?;
+        Ok(Authenticated {
+            user_id: account.id,
+            username: account.username,
+            token: token.to_string(),
+            guest: false,
+        })
+    }
+
+    fn issue(
+        &mut self,
+        user_id: u64,
+        username: String,
+        now_us: u64,
+    ) -> Result<Authenticated, AuthFailure> {
+        let token = random_token();
+        self.storage
+            .insert_token(
+                &token_hash(&token),
+                user_id,
+                now_us,
+                now_us.saturating_add(self.settings.token_ttl_us),
+            )
+            .map_err(internal)?;
+        Ok(Authenticated {
+            user_id,
+            username,
+            token,
+            guest: false,
+        })
+    }
+}
+
+fn internal(e: StorageError) -> AuthFailure {
+    report_error("a login failed", &e);
+    AuthFailure::Internal(e.to_string())
+}
+
+/// 256 random bits, hex-encoded.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The history line carried by an encoded S2C_Chat frame.
+fn history_line(frame: &Bytes) -> Option<HistoryLine> {
+    let payload = frame.get(protocol::HEADER_LEN..)?;
+    let chat = <protocol::world::S2cChat as prost::Message>::decode(payload).ok()?;
+    Some(HistoryLine {
+        room: chat.room,
+        from: chat.from,
+        content: chat.content,
+        sent_at_us: chat.sent_at_us,
+        server_time_us: chat.server_time_us,
+    })
+}
