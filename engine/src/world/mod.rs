@@ -4,6 +4,24 @@
 //! The world is synchronous and takes time as input. Handlers change it and queue frames in
 //! its [`Outbox`]; the tick loop hands those to the network. A test builds a world, feeds it
 //! messages and reads the outbox, with no sockets and no sleeping.
+//!
+//! # Layout
+//!
+//! - this file: [`World`], its sessions, logins, closes and sweeps;
+//! - `admission.rs`: whether a connection is taken, and what each address holds;
+//! - `game.rs`: [`Game`], what a game supplies;
+//! - `writes.rs`: handing writes to the DB worker, and holding them while its queue is full;
+//! - `stats.rs`: the counters and the periodic stats line.
+
+mod admission;
+mod game;
+mod stats;
+mod writes;
+
+pub use admission::{AddressUse, Refused};
+pub use game::Game;
+pub use stats::{schedule_stats, Stats, STATS_EVERY};
+pub use writes::{dedup_newest, keep_newest, offer, MAX_PENDING_WRITES};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -13,8 +31,7 @@ use net::{DisconnectReason, SessionId};
 use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
 
-use crate::db::{Db, DbEvent, DbJob, SubmitError, TokenHash};
-use crate::dispatcher::{DispatchError, MessageDispatcher};
+use crate::db::{Db, DbJob, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
 use crate::outbox::Outbox;
 use crate::ratelimit::{Admission, TokenBucket};
@@ -128,26 +145,6 @@ pub struct Client {
     pub bucket: TokenBucket,
 }
 
-/// Sessions of one address (an IPv4 address, or an IPv6 /64).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AddressUse {
-    /// Sessions connected.
-    pub sessions: usize,
-    /// Of which not logged in.
-    pub unauthenticated: usize,
-}
-
-/// Why a connection is not taken: the error it is sent, and its disconnect reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refused {
-    /// The error code sent before the close.
-    pub code: ErrorCode,
-    /// The reason sent.
-    pub reason: String,
-    /// The disconnect reason logged.
-    pub disconnect: DisconnectReason,
-}
-
 /// A password login waiting out the delay of an account under attack.
 #[derive(Debug)]
 pub struct DelayedLogin {
@@ -157,37 +154,6 @@ pub struct DelayedLogin {
     pub session: SessionId,
     /// The job to submit.
     pub job: DbJob,
-}
-
-/// Counters the server reports.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Frames received and dispatched.
-    pub messages_in: u64,
-    /// Chat lines and whispers accepted.
-    pub chat_in: u64,
-    /// Requests answered with S2C_Error.
-    pub errors_sent: u64,
-    /// Ticks run.
-    pub ticks: u64,
-    /// Ticks that took longer than the tick length.
-    pub ticks_over_budget: u64,
-    /// Longest tick since the last stats line, in microseconds.
-    pub max_tick_us: u64,
-    /// Sum of tick durations since the last stats line, in microseconds.
-    pub tick_us_sum: u64,
-    /// Ticks since the last stats line.
-    pub ticks_in_window: u64,
-    /// `messages_in` at the last stats line.
-    pub window_messages_in: u64,
-    /// Frames queued, all sessions together, at the last stats line.
-    pub window_frames_out: u64,
-    /// Connections refused because the server was full.
-    pub refused_server_full: u64,
-    /// Connections refused because their address held too many.
-    pub refused_per_address: u64,
-    /// Sessions closed for not logging in by the deadline.
-    pub login_timeouts: u64,
 }
 
 /// All world state: the engine's, and the game's in [`World::game`].
@@ -223,59 +189,6 @@ const SESSION_SWEEP: Duration = Duration::from_secs(1);
 
 /// How often expired and revoked tokens, and old session records, are deleted.
 const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
-
-/// Writes waiting for a full write queue, per kind, before the oldest are dropped.
-pub const MAX_PENDING_WRITES: usize = 100_000;
-
-/// Submits `pending` as one job made by `wrap`; when the write queue is full, `unwrap` takes the
-/// items back to wait for the next tick (all but the newest [`MAX_PENDING_WRITES`] dropped).
-pub fn offer<T>(
-    db: &mut Db,
-    pending: &mut Vec<T>,
-    wrap: fn(Vec<T>) -> DbJob,
-    unwrap: fn(DbJob) -> Option<Vec<T>>,
-    what: &str,
-) {
-    if pending.is_empty() {
-        return;
-    }
-    match db.submit(wrap(std::mem::take(pending))) {
-        Ok(()) => {}
-        Err(SubmitError::Full(job)) => {
-            if let Some(mut items) = unwrap(job) {
-                keep_newest(&mut items, what);
-                *pending = items;
-            }
-        }
-        Err(SubmitError::Stopped(_)) => {
-            spdlog::error!("storage: the DB worker has stopped; {what} lost");
-        }
-    }
-}
-
-/// Keeps one of each name in `rooms` (the last) and at most [`MAX_PENDING_WRITES`] of them.
-pub fn dedup_newest(rooms: &mut Vec<String>, what: &str) {
-    if rooms.len() > 1 {
-        let mut seen = std::collections::HashSet::new();
-        let mut kept: Vec<String> = rooms
-            .drain(..)
-            .rev()
-            .filter(|room| seen.insert(room.clone()))
-            .collect();
-        kept.reverse();
-        *rooms = kept;
-    }
-    keep_newest(rooms, what);
-}
-
-/// Drops all but the newest [`MAX_PENDING_WRITES`] of `items`, saying so in the log.
-pub fn keep_newest<T>(items: &mut Vec<T>, what: &str) {
-    if items.len() > MAX_PENDING_WRITES {
-        let dropped = items.len() - MAX_PENDING_WRITES;
-        items.drain(..dropped);
-        spdlog::error!("storage: write queue full for too long: {dropped} {what} dropped");
-    }
-}
 
 /// How often expired failed-login windows are forgotten.
 const FAILURE_SWEEP: Duration = Duration::from_secs(60);
@@ -343,53 +256,6 @@ impl<G: Game> World<G> {
             callback(self, now);
         }
         G::tick(self, now);
-    }
-
-    /// Whether a connection from `peer` may be taken now; otherwise what it is told.
-    pub fn admission(&self, peer: IpAddr) -> Result<(), Refused> {
-        let c = &self.config;
-        if self.clients.len() >= c.max_sessions {
-            return Err(Refused {
-                code: ErrorCode::ServerFull,
-                reason: format!(
-                    "server full: {} sessions is the most it takes",
-                    c.max_sessions
-                ),
-                disconnect: DisconnectReason::ServerFull,
-            });
-        }
-        if c.throttle.is_exempt(peer) {
-            return Ok(());
-        }
-        let used = self
-            .addresses
-            .get(&addr_key(peer))
-            .copied()
-            .unwrap_or_default();
-        let refuse = |reason: String| Refused {
-            code: ErrorCode::TooManyConnections,
-            reason,
-            disconnect: DisconnectReason::TooManyConnections,
-        };
-        if c.max_sessions_per_address > 0 && used.sessions >= c.max_sessions_per_address {
-            return Err(refuse(format!(
-                "{} connections from your address, the most limits.max_sessions_per_address allows",
-                used.sessions
-            )));
-        }
-        if c.max_unauthenticated_per_address > 0
-            && used.unauthenticated >= c.max_unauthenticated_per_address
-        {
-            return Err(refuse(format!(
-                "{} connections from your address are not logged in, the most limits.max_unauthenticated_per_address allows; log in on one of them first",
-                used.unauthenticated
-            )));
-        }
-        Ok(())
-    }
-
-    fn address_use(&mut self, peer: SocketAddr) -> &mut AddressUse {
-        self.addresses.entry(addr_key(peer.ip())).or_default()
     }
 
     /// A session connected: it gets S2C_Welcome.
@@ -617,107 +483,6 @@ impl<G: Game> World<G> {
     }
 }
 
-/// What a game built on the engine supplies, and the hooks the engine calls.
-///
-/// The engine keeps sessions, logins, rate limits, the DB worker and timers in [`World`]; a
-/// game keeps its own state in [`World::game`] (the type itself is the state) and changes the
-/// world from its handlers and hooks, all on the tick loop (no locks). A game registers its
-/// handlers for its own messages (declared in its own `.proto` files, compiled by
-/// `protocol-build`) and for the modules it opts into ([`crate::modules`]); the engine's own
-/// messages (ping, register, login, resume, logout) are always served. Every hook has a
-/// default that does nothing, so a game implements only what it needs.
-///
-/// ```
-/// use std::time::Instant;
-/// use engine::net::SessionId;
-/// use engine::world::Login;
-/// use engine::{DispatchError, Game, MessageDispatcher, World};
-///
-/// /// A game that counts its players.
-/// #[derive(Default)]
-/// struct Counter {
-///     online: usize,
-/// }
-///
-/// impl Game for Counter {
-///     fn register(_: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
-///         Ok(()) // no messages of its own
-///     }
-///     fn logged_in(world: &mut World<Self>, _: SessionId) {
-///         world.game.online += 1;
-///     }
-///     fn logged_out(world: &mut World<Self>, _: SessionId, _: &Login) {
-///         world.game.online -= 1;
-///     }
-///     fn tick(_: &mut World<Self>, _: Instant) {}
-/// }
-/// ```
-pub trait Game: Sized + 'static {
-    /// Registers the game's handlers: its own messages', and the modules' it opts into.
-    fn register(dispatcher: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError>;
-
-    /// A session connected and was sent S2C_Welcome.
-    fn connected(world: &mut World<Self>, session: SessionId) {
-        let _ = (world, session);
-    }
-
-    /// A session logged in (its login is [`World::login`]).
-    fn logged_in(world: &mut World<Self>, session: SessionId) {
-        let _ = (world, session);
-    }
-
-    /// A login ended (logout, replaced by a newer login, kicked, or its connection ended):
-    /// `login` is who it was. The username is free again already.
-    fn logged_out(world: &mut World<Self>, session: SessionId, login: &Login) {
-        let _ = (world, session, login);
-    }
-
-    /// A session ended (after [`Game::logged_out`] if it was logged in), for `reason`. Its
-    /// entry in [`World::clients`] is still there, and goes right after.
-    fn disconnected(world: &mut World<Self>, session: SessionId, reason: &DisconnectReason) {
-        let _ = (world, session, reason);
-    }
-
-    /// Every tick, after the handlers and the timers, before the frames go out.
-    fn tick(world: &mut World<Self>, now: Instant) {
-        let _ = (world, now);
-    }
-
-    /// Whether the game has `session` waiting (for the DB worker, say): its later requests
-    /// wait too, so that its replies keep the order of its requests.
-    fn is_waiting(world: &World<Self>, session: SessionId) -> bool {
-        let _ = (world, session);
-        false
-    }
-
-    /// An answer of the DB worker to a job of the game's (not a login's).
-    fn db_answer(world: &mut World<Self>, answer: DbEvent, now: Instant) {
-        let _ = (world, answer, now);
-    }
-
-    /// The DB worker died: nothing will answer the game's jobs; finish what waits for them.
-    fn db_died(world: &mut World<Self>) {
-        let _ = world;
-    }
-
-    /// Hands the game's writes of this tick to the DB worker (see [`crate::world::offer`]).
-    fn flush_writes(world: &mut World<Self>) {
-        let _ = world;
-    }
-
-    /// Whether writes of the game wait for a full write queue.
-    fn has_pending_writes(world: &World<Self>) -> bool {
-        let _ = world;
-        false
-    }
-
-    /// What the game adds to the periodic stats line, such as `", 12 rooms"`.
-    fn stats(world: &World<Self>) -> String {
-        let _ = world;
-        String::new()
-    }
-}
-
 impl<G: Game> DispatchState for World<G> {
     fn is_authenticated(&self, session: SessionId) -> bool {
         self.login(session).is_some()
@@ -737,40 +502,6 @@ impl<G: Game> DispatchState for World<G> {
         };
         self.out.send(session, &message);
     }
-}
-
-/// How often the server logs its counters.
-pub const STATS_EVERY: Duration = Duration::from_secs(10);
-
-/// Schedules the periodic stats line.
-pub fn schedule_stats<G: Game>(world: &mut World<G>, now: Instant) {
-    world.timers.repeat(now, STATS_EVERY, log_stats);
-}
-
-fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
-    let secs = STATS_EVERY.as_secs_f64();
-    let frames_out = world.out.frames_queued;
-    let game = G::stats(world);
-    let stats = &mut world.stats;
-    let ticks = stats.ticks_in_window.max(1);
-    spdlog::info!(
-        "stats: {} sessions, {} logged in{game} | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all | refused {} (server full) and {} (per address), {} login timeouts in all",
-        world.clients.len(),
-        world.users.len(),
-        (stats.messages_in - stats.window_messages_in) as f64 / secs,
-        (frames_out - stats.window_frames_out) as f64 / secs,
-        stats.tick_us_sum as f64 / ticks as f64 / 1000.0,
-        stats.max_tick_us as f64 / 1000.0,
-        stats.ticks_over_budget,
-        stats.refused_server_full,
-        stats.refused_per_address,
-        stats.login_timeouts
-    );
-    stats.window_messages_in = stats.messages_in;
-    stats.window_frames_out = frames_out;
-    stats.tick_us_sum = 0;
-    stats.max_tick_us = 0;
-    stats.ticks_in_window = 0;
 }
 
 #[cfg(test)]

@@ -1,0 +1,110 @@
+//! [`Game`]: what a game supplies, and the hooks the engine calls.
+
+use std::time::Instant;
+
+use net::{DisconnectReason, SessionId};
+
+use super::{Login, World};
+use crate::db::DbEvent;
+use crate::dispatcher::{DispatchError, MessageDispatcher};
+
+/// What a game built on the engine supplies, and the hooks the engine calls.
+///
+/// The engine keeps sessions, logins, rate limits, the DB worker and timers in [`World`]; a
+/// game keeps its own state in [`World::game`] (the type itself is the state) and changes the
+/// world from its handlers and hooks, all on the tick loop (no locks). A game registers its
+/// handlers for its own messages (declared in its own `.proto` files, compiled by
+/// `protocol-build`) and for the modules it opts into ([`crate::modules`]); the engine's own
+/// messages (ping, register, login, resume, logout) are always served. Every hook has a
+/// default that does nothing, so a game implements only what it needs.
+///
+/// ```
+/// use std::time::Instant;
+/// use engine::net::SessionId;
+/// use engine::world::Login;
+/// use engine::{DispatchError, Game, MessageDispatcher, World};
+///
+/// /// A game that counts its players.
+/// #[derive(Default)]
+/// struct Counter {
+///     online: usize,
+/// }
+///
+/// impl Game for Counter {
+///     fn register(_: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
+///         Ok(()) // no messages of its own
+///     }
+///     fn logged_in(world: &mut World<Self>, _: SessionId) {
+///         world.game.online += 1;
+///     }
+///     fn logged_out(world: &mut World<Self>, _: SessionId, _: &Login) {
+///         world.game.online -= 1;
+///     }
+///     fn tick(_: &mut World<Self>, _: Instant) {}
+/// }
+/// ```
+pub trait Game: Sized + 'static {
+    /// Registers the game's handlers: its own messages', and the modules' it opts into.
+    fn register(dispatcher: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError>;
+
+    /// A session connected and was sent S2C_Welcome.
+    fn connected(world: &mut World<Self>, session: SessionId) {
+        let _ = (world, session);
+    }
+
+    /// A session logged in (its login is [`World::login`]).
+    fn logged_in(world: &mut World<Self>, session: SessionId) {
+        let _ = (world, session);
+    }
+
+    /// A login ended (logout, replaced by a newer login, kicked, or its connection ended):
+    /// `login` is who it was. The username is free again already.
+    fn logged_out(world: &mut World<Self>, session: SessionId, login: &Login) {
+        let _ = (world, session, login);
+    }
+
+    /// A session ended (after [`Game::logged_out`] if it was logged in), for `reason`. Its
+    /// entry in [`World::clients`] is still there, and goes right after.
+    fn disconnected(world: &mut World<Self>, session: SessionId, reason: &DisconnectReason) {
+        let _ = (world, session, reason);
+    }
+
+    /// Every tick, after the handlers and the timers, before the frames go out.
+    fn tick(world: &mut World<Self>, now: Instant) {
+        let _ = (world, now);
+    }
+
+    /// Whether the game has `session` waiting (for the DB worker, say): its later requests
+    /// wait too, so that its replies keep the order of its requests.
+    fn is_waiting(world: &World<Self>, session: SessionId) -> bool {
+        let _ = (world, session);
+        false
+    }
+
+    /// An answer of the DB worker to a job of the game's (not a login's).
+    fn db_answer(world: &mut World<Self>, answer: DbEvent, now: Instant) {
+        let _ = (world, answer, now);
+    }
+
+    /// The DB worker died: nothing will answer the game's jobs; finish what waits for them.
+    fn db_died(world: &mut World<Self>) {
+        let _ = world;
+    }
+
+    /// Hands the game's writes of this tick to the DB worker (see [`crate::world::offer`]).
+    fn flush_writes(world: &mut World<Self>) {
+        let _ = world;
+    }
+
+    /// Whether writes of the game wait for a full write queue.
+    fn has_pending_writes(world: &World<Self>) -> bool {
+        let _ = world;
+        false
+    }
+
+    /// What the game adds to the periodic stats line, such as `", 12 rooms"`.
+    fn stats(world: &World<Self>) -> String {
+        let _ = world;
+        String::new()
+    }
+}
