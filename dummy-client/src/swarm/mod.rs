@@ -12,6 +12,9 @@
 //!
 //! Nothing is shared with the network tasks but the bounded queues of `net`: no locks, no task
 //! per bot, and a reception costs O(1) (see [`crate::ledger`]).
+//!
+//! This file is the bots' state machine and the loop; `progress.rs` writes the line of every
+//! second, `summary.rs` turns the counters into the [`Report`] at the end.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -35,6 +38,9 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+mod progress;
+mod summary;
 
 use crate::ledger::Ledger;
 use crate::names::{parse_content, write_content, NameScheme, Names};
@@ -961,114 +967,6 @@ impl Swarm {
                 }
             }
             RunPhase::Finished => {}
-        }
-    }
-
-    fn print_progress(&mut self, now: Instant) {
-        let counts = self.ledger.counts();
-        let elapsed = now.duration_since(self.started_at).as_secs();
-        let since_last = 1.0 + now.duration_since(self.next_progress).as_secs_f64();
-        let rate = |now: u64, before: u64| (now - before) as f64 / since_last;
-        let p99 = if self.latency_interval.is_empty() {
-            "-".to_owned()
-        } else {
-            report::fmt_us(self.latency_interval.value_at_quantile(0.99))
-        };
-        let line = format!(
-            "[{elapsed:>4}s] bots {}/{}  sent {} ({:.0}/s)  recv {} ({:.0}/s)  p99 {p99}  lost {}  errors {}  disconnects {}",
-            self.counters.in_room,
-            self.bots.len(),
-            counts.sent,
-            rate(counts.sent, self.progress.sent),
-            counts.received,
-            rate(counts.received, self.progress.received),
-            counts.lost,
-            self.counters.error_total,
-            self.counters.disconnects
-        );
-        // A closed stderr is no reason to stop the run.
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
-        self.progress = ProgressMark {
-            sent: counts.sent,
-            received: counts.received,
-        };
-        self.latency_interval.reset();
-        self.next_progress = now + Duration::from_secs(1);
-    }
-
-    /// Bots still on their way in when the run ended are failures: this is where they are
-    /// counted, once, before the report.
-    fn count_unfinished(&mut self) {
-        for index in 0..self.bots.len() {
-            match self.bots[index].phase {
-                Phase::Connecting => {
-                    self.counters.connect_failures += 1;
-                    *self
-                        .counters
-                        .connect_errors
-                        .entry("not connected when the run ended".to_owned())
-                        .or_default() += 1;
-                }
-                Phase::LoggingIn | Phase::Joining => self.count_login_failure("run ended first"),
-                _ => {}
-            }
-        }
-    }
-
-    fn report(&mut self) -> Report {
-        self.count_unfinished();
-        let counts = self.ledger.counts();
-        let c = &self.counters;
-        let duration_secs = match (self.clock_start, self.stopped_at) {
-            (Some(start), Some(stop)) => stop.saturating_duration_since(start).as_secs_f64(),
-            _ => 0.0,
-        };
-        let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        if self.slow_ticks > 0 {
-            spdlog::info!(
-                "swarm: {} of {} ticks ran over {} ms (longest {:?})",
-                self.slow_ticks,
-                self.ticks,
-                self.config.client.tick_ms,
-                self.tick_max
-            );
-        }
-        Report {
-            server: self.server.to_string(),
-            run_id: self.names.run_id().to_owned(),
-            auth: self.auth.to_string(),
-            bots: self.bots.len() as u64,
-            started: c.started,
-            connected: c.connected,
-            connect_failures: c.connect_failures,
-            connect_errors: c.connect_errors.clone(),
-            logged_in: c.logged_in,
-            joined: c.joined,
-            login_failures: c.login_failures,
-            login_errors: c.login_errors.clone(),
-            disconnects: c.disconnects,
-            disconnect_reasons: c.disconnect_reasons.clone(),
-            sent: counts.sent,
-            received: counts.received,
-            expected: counts.expected,
-            lost: counts.lost,
-            unexpected: counts.unexpected,
-            rejected: counts.rejected,
-            history_received: c.history_received,
-            pings_sent: c.pings_sent,
-            pongs_received: c.pongs_received,
-            errors: c.errors.clone(),
-            bad_frames: c.bad_frames,
-            cancelled: self.cancelled,
-            duration_secs,
-            drain_secs: self.drain_secs,
-            messages_per_sec: per_sec(counts.sent, duration_secs),
-            deliveries_per_sec: per_sec(counts.received, duration_secs + self.drain_secs),
-            latency_us: LatencySummary::of(&self.latency),
-            ping_rtt_us: LatencySummary::of(&self.rtt),
-            login_ms: LoginSummary::of(&self.login),
-            auth_ms: LoginSummary::of(&self.auth_time),
-            tokens: None,
         }
     }
 
