@@ -141,36 +141,62 @@ fn resolve(server: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| invalid("resolves to no address".to_owned()))
 }
 
+/// What both scenarios' reports give the command line.
+trait Verdict: std::fmt::Display {
+    fn passed(&self) -> bool;
+    fn failures(&self) -> Vec<String>;
+    fn to_json(&self) -> String;
+}
+
+impl Verdict for dummy_client::Report {
+    fn passed(&self) -> bool {
+        dummy_client::Report::passed(self)
+    }
+    fn failures(&self) -> Vec<String> {
+        dummy_client::Report::failures(self)
+    }
+    fn to_json(&self) -> String {
+        dummy_client::Report::to_json(self)
+    }
+}
+
+impl Verdict for dummy_client::arena_swarm::ArenaReport {
+    fn passed(&self) -> bool {
+        dummy_client::arena_swarm::ArenaReport::passed(self)
+    }
+    fn failures(&self) -> Vec<String> {
+        dummy_client::arena_swarm::ArenaReport::failures(self)
+    }
+    fn to_json(&self) -> String {
+        dummy_client::arena_swarm::ArenaReport::to_json(self)
+    }
+}
+
 fn run(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_ctrl_c(shutdown.clone()));
-        let report = match dummy_client::run(config, shutdown).await {
-            Ok(report) => report,
-            Err(error) => {
-                eprintln!("dummy-client: {error}");
-                return Ok(ExitCode::from(EXIT_USAGE));
-            }
-        };
-        print!("{report}");
-        if let Some(path) = &json {
-            std::fs::write(path, report.to_json() + "\n")
-                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
-        }
-        if report.passed() {
-            Ok(ExitCode::SUCCESS)
-        } else {
-            eprintln!("dummy-client: FAILED: {}", report.failures().join("; "));
-            Ok(ExitCode::FAILURE)
-        }
+    scenario(json, |shutdown| async move {
+        dummy_client::run(config, shutdown).await.map_err(|error| {
+            eprintln!("dummy-client: {error}");
+        })
     })
 }
 
 fn run_arena(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    scenario(json, |shutdown| async move {
+        Ok(dummy_client::arena_swarm::run_arena(config, shutdown).await)
+    })
+}
+
+/// Runs a scenario on a runtime of its own (Ctrl-C stops it early), prints its report (and
+/// writes it as JSON to `json`), and turns its verdict into the exit code. `Err` from the
+/// scenario is a run that could not start: a usage error, already told.
+fn scenario<R, F>(
+    json: Option<PathBuf>,
+    start: impl FnOnce(CancellationToken) -> F,
+) -> anyhow::Result<ExitCode>
+where
+    R: Verdict,
+    F: std::future::Future<Output = Result<R, ()>>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,7 +204,9 @@ fn run_arena(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<Exit
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_ctrl_c(shutdown.clone()));
-        let report = dummy_client::arena_swarm::run_arena(config, shutdown).await;
+        let Ok(report) = start(shutdown).await else {
+            return Ok(ExitCode::from(EXIT_USAGE));
+        };
         print!("{report}");
         if let Some(path) = &json {
             std::fs::write(path, report.to_json() + "\n")
