@@ -8,7 +8,9 @@
 #   scripts/load.sh 5000 60 --config my-bots.toml
 #
 # Environment: PORT (default 7400), SERVER_CONFIG (a world-server TOML file), OUT (folder for
-# the server log and report.json, default target/load).
+# the server log and report.json, default target/load), SERVER_BIN (the server binary, default
+# the one this script builds: set it to compare another build, or to load the arena, with
+# extra flags `--scenario arena`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +21,12 @@ port=${PORT:-7400}
 out=${OUT:-target/load}
 mkdir -p "$out"
 
-cargo build --release -q -p world-server -p dummy-client
+cargo build --release -q -p world-server -p dummy-client -p arena
 
 server_args=(--listen "127.0.0.1:$port")
 [ -n "${SERVER_CONFIG:-}" ] && server_args+=(--config "$SERVER_CONFIG")
-./target/release/world-server "${server_args[@]}" 2>"$out/server.log" &
+server_bin=${SERVER_BIN:-./target/release/world-server}
+"$server_bin" "${server_args[@]}" 2>"$out/server.log" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
