@@ -8,7 +8,7 @@
 //!
 //! - [`core`]: [`Core`](core::Core), the sans-IO server: `tick(now, inputs)` decides
 //!   admission, decoding, reply order, credits, rate limits, closes; no sockets, no clock.
-//! - [`server`]: the tokio driver ([`run`]): sockets and queues in and out of the core, once
+//! - [`server`]: the tokio driver ([`run_game`]): sockets and queues in and out of the core, once
 //!   per tick.
 //! - [`cli`]: the command line of every game's server binary.
 //! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message

@@ -1,7 +1,7 @@
 //! Logging in and out: guests, accounts with passwords, token resume.
 //!
 //! Everything that touches the database or hashes a password goes to the DB worker; the
-//! session waits (its other requests are served meanwhile) and [`finish`] completes the login
+//! session waits (its other requests are served meanwhile) and [`crate::logins::finish`] completes the login
 //! when the answer comes back, a tick or more later.
 
 use net::SessionId;
