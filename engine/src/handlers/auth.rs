@@ -1,8 +1,8 @@
 //! Logging in and out: guests, accounts with passwords, token resume.
 //!
 //! Everything that touches the database or hashes a password goes to the DB worker; the
-//! session waits (its other requests are served meanwhile) and [`crate::logins::finish`] completes the login
-//! when the answer comes back, a tick or more later.
+//! session waits (its other requests are served meanwhile) and [`crate::logins::finish`]
+//! completes the login when the answer comes back, a tick or more later.
 
 use net::SessionId;
 use protocol::world::{C2sLogin, C2sLogout, C2sRegister, C2sResume};

@@ -10,7 +10,7 @@ use crate::handlers::{check_content, check_username};
 use crate::modules::rooms::RoomsGame;
 use crate::world::World;
 
-/// Registers the handlers of this module: C2S_Chat and C2S_Whisper.
+/// Registers the handlers of this module.
 pub fn register<G: RoomsGame>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
     d.register::<C2sChat>(say)?;
     d.register::<C2sWhisper>(whisper)
