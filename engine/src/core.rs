@@ -326,7 +326,8 @@ impl<G: Game> Core<G> {
         }
         let session = SessionId(self.next_session);
         self.next_session += 1;
-        spdlog::info!("net: session {session} connected from {peer}");
+        spdlog::debug!("net: session {session} connected from {peer}");
+        self.world.stats.connects += 1;
         self.out.opened.push((token, session));
         self.world.connect(session, peer, now);
         self.connections.insert(
@@ -428,7 +429,13 @@ impl<G: Game> Core<G> {
                 now.saturating_duration_since(c.connected_at),
             )
         });
-        spdlog::info!(
+        *self
+            .world
+            .stats
+            .disconnects_in_window
+            .entry(reason.label())
+            .or_default() += 1;
+        spdlog::debug!(
             "net: session {session} ({peer}, {user}) disconnected after {:.1}s: {reason}",
             lived.as_secs_f64()
         );
@@ -824,6 +831,29 @@ mod tests {
         );
         assert!(output.batches.iter().all(|(s, _)| *s != bob), "bob is gone");
         assert_eq!(sim.core.connections(), 1);
+    }
+
+    #[test]
+    fn connects_and_disconnects_by_reason_are_counted_for_the_stats_line() {
+        let mut sim = Sim::new(WorldConfig::default());
+        let a = sim.guest("ann");
+        let b = sim.guest("bob");
+        sim.tick(vec![
+            Input::Closed {
+                session: a,
+                reason: DisconnectReason::PeerClosed,
+            },
+            Input::Closed {
+                session: b,
+                reason: DisconnectReason::Io(std::io::ErrorKind::TimedOut),
+            },
+        ]);
+        let stats = &sim.core.world.stats;
+        assert_eq!(stats.connects, 2);
+        assert_eq!(
+            stats.disconnects_in_window.iter().collect::<Vec<_>>(),
+            [(&"peer_closed", &1), (&"socket_error", &1)]
+        );
     }
 
     #[test]

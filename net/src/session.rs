@@ -73,6 +73,43 @@ pub enum DisconnectReason {
     Kicked(String),
 }
 
+impl DisconnectReason {
+    /// A short name of the kind of reason, without its details (`protocol_error`, not which
+    /// one): for counting disconnects by reason.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DisconnectReason::PeerClosed => "peer_closed",
+            DisconnectReason::Protocol(_) => "protocol_error",
+            DisconnectReason::Io(_) => "socket_error",
+            DisconnectReason::SlowConsumer => "slow_consumer",
+            DisconnectReason::IdleTimeout => "idle_timeout",
+            DisconnectReason::Flooding => "flooding",
+            DisconnectReason::Replaced => "replaced",
+            DisconnectReason::ServerFull => "server_full",
+            DisconnectReason::TooManyConnections => "too_many_connections",
+            DisconnectReason::LoginTimeout => "login_timeout",
+            DisconnectReason::Shutdown => "shutdown",
+            DisconnectReason::Kicked(_) => "kicked",
+        }
+    }
+
+    /// Every label of [`DisconnectReason::label`], for counters made before any disconnect.
+    pub const LABELS: [&'static str; 12] = [
+        "peer_closed",
+        "protocol_error",
+        "socket_error",
+        "slow_consumer",
+        "idle_timeout",
+        "flooding",
+        "replaced",
+        "server_full",
+        "too_many_connections",
+        "login_timeout",
+        "shutdown",
+        "kicked",
+    ];
+}
+
 impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -206,7 +206,7 @@ fn logout<G: Game>(world: &mut World<G>, ctx: &Ctx, _: C2sLogout) -> Result<(), 
         }
     }
     if let Some(login) = world.logout(ctx.session) {
-        spdlog::info!(
+        spdlog::debug!(
             "world: session {} logged out ({})",
             ctx.session,
             login.username

@@ -408,7 +408,7 @@ impl<G: Game> World<G> {
         }
         self.users.insert(key, session);
         if let Some(client) = self.clients.get_mut(&session) {
-            spdlog::info!(
+            spdlog::debug!(
                 "world: session {session} logged in as {} ({})",
                 login.username,
                 if login.guest { "guest" } else { "account" }

@@ -33,6 +33,12 @@ pub struct Stats {
     pub refused_per_address: u64,
     /// Sessions closed for not logging in by the deadline.
     pub login_timeouts: u64,
+    /// Connections taken (sessions started).
+    pub connects: u64,
+    /// `connects` at the last stats line.
+    pub window_connects: u64,
+    /// Sessions ended since the last stats line, by [`net::DisconnectReason::label`].
+    pub disconnects_in_window: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// How often the server logs its counters.
@@ -43,6 +49,15 @@ pub fn schedule_stats<G: Game>(world: &mut World<G>, now: Instant) {
     world.timers.repeat(now, STATS_EVERY, log_stats);
 }
 
+/// ` (idle_timeout 3, peer_closed 12)`, or nothing when there were none.
+fn by_reason(counts: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!(" ({})", parts.join(", "))
+}
+
 fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
     let secs = STATS_EVERY.as_secs_f64();
     let frames_out = world.out.frames_queued;
@@ -50,9 +65,12 @@ fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
     let stats = &mut world.stats;
     let ticks = stats.ticks_in_window.max(1);
     spdlog::info!(
-        "stats: {} sessions, {} logged in{game} | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all | refused {} (server full) and {} (per address), {} login timeouts in all",
+        "stats: {} sessions, {} logged in{game} | {} connects, {} disconnects{} | in {:.0} msg/s, out {:.0} frames/s | tick avg {:.2} ms, max {:.2} ms | {} ticks over budget in all | refused {} (server full) and {} (per address), {} login timeouts in all",
         world.clients.len(),
         world.users.len(),
+        stats.connects - stats.window_connects,
+        stats.disconnects_in_window.values().sum::<u64>(),
+        by_reason(&stats.disconnects_in_window),
         (stats.messages_in - stats.window_messages_in) as f64 / secs,
         (frames_out - stats.window_frames_out) as f64 / secs,
         stats.tick_us_sum as f64 / ticks as f64 / 1000.0,
@@ -63,8 +81,24 @@ fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
         stats.login_timeouts
     );
     stats.window_messages_in = stats.messages_in;
+    stats.window_connects = stats.connects;
+    stats.disconnects_in_window.clear();
     stats.window_frames_out = frames_out;
     stats.tick_us_sum = 0;
     stats.max_tick_us = 0;
     stats.ticks_in_window = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disconnects_by_reason_read_as_one_short_list() {
+        let mut counts = std::collections::BTreeMap::new();
+        assert_eq!(by_reason(&counts), "");
+        counts.insert("peer_closed", 12);
+        counts.insert("idle_timeout", 3);
+        assert_eq!(by_reason(&counts), " (idle_timeout 3, peer_closed 12)");
+    }
 }
