@@ -33,8 +33,28 @@ pub struct ServerConfig {
     pub storage: StorageSection,
     /// `[auth]`: password hashing, tokens and login throttling.
     pub auth: AuthSection,
+    /// `[admin]`: the admin listener (metrics, health, the admin page).
+    pub admin: AdminSection,
     /// `[log]`: log level and optional rotating log file.
     pub log: LogConfig,
+}
+
+/// `[admin]`: the admin listener, an HTTP listener of its own for `/metrics` (Prometheus),
+/// `/healthz`, `/readyz`, `/api/state` and the admin page at `/`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener, `ADDR:PORT`; empty (the default) for none, so that
+    /// several servers on one machine never collide on it. Never the game port. Anyone who
+    /// reaches it sees who is online: keep it on loopback or a private network.
+    pub listen: String,
+}
+
+impl AdminSection {
+    /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// `[server]`: the listener, the tick and the hard limits on clients.
@@ -456,6 +476,26 @@ impl ServerConfig {
             }
         }
 
+        if !self.admin.listen.is_empty() {
+            match self.admin.listen.parse::<SocketAddr>() {
+                Err(_) => {
+                    return Err(rules.fail(
+                        "admin.listen",
+                        "empty or ADDR:PORT",
+                        crate::error::quoted(&self.admin.listen),
+                    ))
+                }
+                Ok(addr) if addr == server.listen => {
+                    return Err(rules.fail(
+                        "admin.listen",
+                        "another address than server.listen",
+                        crate::error::quoted(&self.admin.listen),
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
+
         let storage = &self.storage;
         if storage.path.as_os_str().is_empty() {
             return Err(rules.fail("storage.path", "a file path", "\"\"".to_string()));
@@ -726,6 +766,22 @@ mod tests {
         assert!(!exempt
             .iter()
             .any(|r| r.contains("10.0.0.1".parse().unwrap())));
+    }
+
+    #[test]
+    fn the_admin_listener_is_off_by_default_and_must_be_an_address_other_than_the_game_port() {
+        assert_eq!(ServerConfig::default().admin.address(), None);
+        let on =
+            ServerConfig::from_toml_str("[admin]\nlisten = \"127.0.0.1:9100\"\n", ORIGIN).unwrap();
+        assert_eq!(on.admin.address(), Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            error("[admin]\nlisten = \"nine\"\n"),
+            r#"invalid config "world-server.toml": admin.listen must be empty or ADDR:PORT (got "nine")"#
+        );
+        assert_eq!(
+            error("[admin]\nlisten = \"127.0.0.1:7000\"\n"),
+            r#"invalid config "world-server.toml": admin.listen must be another address than server.listen (got "127.0.0.1:7000")"#
+        );
     }
 
     #[test]

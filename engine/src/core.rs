@@ -197,10 +197,18 @@ impl<G: Game> Core<G> {
 
     /// One tick at `now`: takes `inputs` in order, runs the world, and says what to do.
     pub fn tick(&mut self, now: Instant, inputs: impl IntoIterator<Item = Input>) -> &mut Output {
+        // Durations are measured for the metrics only: nothing decided depends on them.
+        let mut phase = std::time::Instant::now();
+        let mut lap = |index: usize, world: &World<G>| {
+            let end = std::time::Instant::now();
+            world.metrics.phase(index, (end - phase).as_secs_f64());
+            phase = end;
+        };
         self.out.clear();
         for input in inputs {
             self.input(input, now);
         }
+        lap(0, &self.world);
         // The DB worker's answers: logins and loaded histories complete.
         crate::logins::poll_db(&mut self.world, now);
         let now_us = protocol::now_us();
@@ -215,7 +223,9 @@ impl<G: Game> Core<G> {
             }
             self.process(queued, now, now_us);
         }
+        lap(1, &self.world);
         crate::logins::advance(&mut self.world, now);
+        lap(2, &self.world);
         self.flush();
         self.world.flush_writes();
         for session in self.owed.drain(..) {
@@ -225,6 +235,11 @@ impl<G: Game> Core<G> {
                     .push((session, std::mem::take(&mut connection.owed_credit)));
             }
         }
+        let world = &self.world;
+        world.metrics.sessions.set(world.clients.len() as i64);
+        world.metrics.logged_in.set(world.users.len() as i64);
+        world.metrics.db_queues(world.db.queue_lens());
+        lap(3, &self.world);
         &mut self.out
     }
 
@@ -306,8 +321,14 @@ impl<G: Game> Core<G> {
         if let Err(refused) = self.world.admission(peer.ip()) {
             let stats = &mut self.world.stats;
             match refused.disconnect {
-                DisconnectReason::ServerFull => stats.refused_server_full += 1,
-                _ => stats.refused_per_address += 1,
+                DisconnectReason::ServerFull => {
+                    stats.refused_server_full += 1;
+                    self.world.metrics.refused_server_full.inc();
+                }
+                _ => {
+                    stats.refused_per_address += 1;
+                    self.world.metrics.refused_per_address.inc();
+                }
             }
             let error = S2cError {
                 code: refused.code as i32,
@@ -328,6 +349,7 @@ impl<G: Game> Core<G> {
         self.next_session += 1;
         spdlog::debug!("net: session {session} connected from {peer}");
         self.world.stats.connects += 1;
+        self.world.metrics.accepted.inc();
         self.out.opened.push((token, session));
         self.world.connect(session, peer, now);
         self.connections.insert(
@@ -344,6 +366,11 @@ impl<G: Game> Core<G> {
             return;
         }
         let id = packet.id;
+        let metrics = &self.world.metrics;
+        metrics.frames_in.inc();
+        metrics
+            .bytes_in
+            .inc_by((packet.payload.len() + net::HEADER_LEN) as u64);
         let item = match self.world.admit(session, now) {
             // Decoded when its turn comes: an unknown id or a payload that does not decode is
             // answered then, in its place among the session's requests.
@@ -351,17 +378,25 @@ impl<G: Game> Core<G> {
                 id,
                 payload: packet.payload,
             },
-            Admission::Limited { reply: true } => Item::Refused(
-                id,
-                HandlerError::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "more than {} requests per second; requests are dropped",
-                        self.world.config.max_requests_per_sec
+            Admission::Limited { reply: true } => {
+                self.world.metrics.rate_limited.inc();
+                Item::Refused(
+                    id,
+                    HandlerError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "more than {} requests per second; requests are dropped",
+                            self.world.config.max_requests_per_sec
+                        ),
                     ),
-                ),
-            ),
-            Admission::Limited { reply: false } | Admission::Ignore => {
+                )
+            }
+            Admission::Limited { reply: false } => {
+                self.world.metrics.rate_limited.inc();
+                self.owe_credit(session);
+                return;
+            }
+            Admission::Ignore => {
                 self.owe_credit(session);
                 return;
             }
@@ -389,6 +424,7 @@ impl<G: Game> Core<G> {
         self.world.stats.messages_in += 1;
         match item {
             Item::Message { id, payload } => {
+                self.world.metrics.message_in(id);
                 spdlog::debug!(
                     "world: session {session} -> {}",
                     self.dispatcher.name_of(id).unwrap_or("an unknown message")
@@ -422,6 +458,7 @@ impl<G: Game> Core<G> {
         peer: SocketAddr,
         now: Instant,
     ) {
+        self.world.metrics.disconnect(reason);
         let client = self.world.disconnect(session, reason);
         let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
             (
@@ -429,12 +466,12 @@ impl<G: Game> Core<G> {
                 now.saturating_duration_since(c.connected_at),
             )
         });
-        *self
-            .world
-            .stats
+        let stats = &mut self.world.stats;
+        *stats
             .disconnects_in_window
             .entry(reason.label())
             .or_default() += 1;
+        *stats.disconnects.entry(reason.label()).or_default() += 1;
         spdlog::debug!(
             "net: session {session} ({peer}, {user}) disconnected after {:.1}s: {reason}",
             lived.as_secs_f64()
@@ -481,6 +518,7 @@ impl<G: Game> Core<G> {
 
     /// Moves the world's frames and closes of the tick to the output.
     fn flush(&mut self) {
+        let start = self.out.batches.len();
         let connections = &self.connections;
         self.out.batches.extend(
             self.world
@@ -488,6 +526,12 @@ impl<G: Game> Core<G> {
                 .drain_frames()
                 .filter(|(session, _)| connections.contains_key(session)),
         );
+        let (frames, bytes) = self.out.batches[start..]
+            .iter()
+            .flat_map(|(_, frames)| frames.iter())
+            .fold((0u64, 0u64), |(n, b), f| (n + 1, b + f.len() as u64));
+        self.world.metrics.frames_out.inc_by(frames);
+        self.world.metrics.bytes_out.inc_by(bytes);
         self.out.closes.extend(
             self.world
                 .out

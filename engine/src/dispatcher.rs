@@ -184,6 +184,15 @@ impl<S: DispatchState + 'static> MessageDispatcher<S> {
         self.table.get(index)?.as_ref()
     }
 
+    /// Every message type a handler is registered for: (id, proto name), in id order.
+    pub fn registered(&self) -> Vec<(u16, &'static str)> {
+        self.table
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (FIRST_ID + i as u16, e.name)))
+            .collect()
+    }
+
     /// Whether a handler is registered for `id`.
     pub fn handles(&self, id: u16) -> bool {
         self.entry(id).is_some()

@@ -11,6 +11,8 @@
 //! - [`server`]: the tokio driver ([`run_game`]): sockets and queues in and out of the core, once
 //!   per tick.
 //! - [`cli`]: the command line of every game's server binary.
+//! - [`admin`]: the admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/state`, the page.
+//! - [`metrics`]: the engine's metrics, and the registry a game adds its own to.
 //! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session and login, and the game's state; synchronous, time
@@ -44,12 +46,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod core;
 pub mod db;
 pub mod dispatcher;
 pub mod handlers;
 pub mod logins;
+pub mod metrics;
 pub mod modules;
 pub mod outbox;
 pub mod ratelimit;
@@ -61,6 +65,7 @@ pub mod world;
 
 pub use net;
 pub use protocol;
+pub use serde_json;
 
 pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 pub use server::{run_game, ServerError};

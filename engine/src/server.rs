@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config::ServerConfig;
@@ -19,14 +20,16 @@ use net::{
     SessionConfig, SessionEvent, SessionId,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, Published, Series};
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
+use crate::metrics::{Metrics, Registry};
 use crate::storage::{SqliteStorage, Storage, StorageError};
 use crate::world::Game;
 use crate::world::{Stats, World, WorldConfig};
@@ -49,6 +52,14 @@ pub enum ServerError {
     /// The DB worker could not start.
     #[error("cannot start the DB worker: {0}")]
     Worker(String),
+    /// The admin listener could not be bound.
+    #[error("cannot listen on admin.listen {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
 }
 
 impl ServerError {
@@ -77,7 +88,17 @@ pub fn open_sqlite(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerErro
 }
 
 /// Closes what the last run on `storage` left open, and starts the DB worker on it.
-pub fn start_db(config: &ServerConfig, mut storage: Box<dyn Storage>) -> Result<Db, ServerError> {
+pub fn start_db(config: &ServerConfig, storage: Box<dyn Storage>) -> Result<Db, ServerError> {
+    start_db_timed(config, storage, None)
+}
+
+/// [`start_db`], with the DB worker timing each job into `job_times` (see
+/// [`Db::spawn_timed`]).
+fn start_db_timed(
+    config: &ServerConfig,
+    mut storage: Box<dyn Storage>,
+    job_times: Option<Vec<prometheus_client::metrics::histogram::Histogram>>,
+) -> Result<Db, ServerError> {
     let recovered = storage
         .recover(protocol::now_us())
         .map_err(|source| ServerError::Storage {
@@ -92,7 +113,8 @@ pub fn start_db(config: &ServerConfig, mut storage: Box<dyn Storage>) -> Result<
         );
     }
     let worker = DbWorker::new(storage, AuthSettings::from(config)).map_err(ServerError::Worker)?;
-    Db::spawn(worker, config.storage.queue).map_err(|e| ServerError::Worker(e.to_string()))
+    Db::spawn_timed(worker, config.storage.queue, job_times)
+        .map_err(|e| ServerError::Worker(e.to_string()))
 }
 
 /// Capacity of the queue of accepted connections waiting for the tick loop; also the most
@@ -123,6 +145,9 @@ struct Server<G: Game> {
     events_tx: mpsc::Sender<SessionEvent>,
     over_budget_since_warn: u64,
     last_warn: Option<Instant>,
+    series: Series,
+    next_sample: Instant,
+    publish: watch::Sender<Arc<Published>>,
 }
 
 /// Runs `game` on `listener`, with `storage` for accounts, tokens and what the game writes,
@@ -135,7 +160,10 @@ pub async fn run_game<G: Game>(
     storage: Box<dyn Storage>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
-    let db = start_db(&config, storage)?;
+    let dispatcher = crate::handlers::dispatcher()?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry, &dispatcher.registered());
+    let db = start_db_timed(&config, storage, Some(metrics.db_jobs()))?;
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     let (service_tx, mut service_rx) = mpsc::channel(SERVICE_QUEUE);
@@ -149,8 +177,25 @@ pub async fn run_game<G: Game>(
     }
     ServerService::spawn(listener, service_tx, stop_accepting.clone(), &tracker);
 
-    let mut world = World::new(WorldConfig::from(&config), game, db, Instant::now());
-    crate::world::schedule_stats(&mut world, Instant::now());
+    let started = Instant::now();
+    let mut world = World::new(WorldConfig::from(&config), game, db, started);
+    world.metrics = metrics;
+    G::register_metrics(&mut world, &mut registry);
+    crate::world::schedule_stats(&mut world, started);
+    let (publish, published) = watch::channel(Arc::new(Published::default()));
+    if let Some(addr) = config.admin.address() {
+        let admin = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Admin { addr, source })?;
+        spdlog::info!("admin: /metrics, /healthz, /readyz and the admin page on http://{addr}/");
+        admin::spawn(
+            admin,
+            Arc::new(registry),
+            published,
+            stop_accepting.clone(),
+            &tracker,
+        );
+    }
     let mut server = Server {
         session_config: SessionConfig {
             max_packet_size: config.server.max_packet_size,
@@ -159,7 +204,7 @@ pub async fn run_game<G: Game>(
             max_outbound_bytes: config.net.max_outbound_bytes,
             linger: config.net.linger(),
         },
-        core: Core::new(world, crate::handlers::dispatcher()?),
+        core: Core::new(world, dispatcher),
         sessions: HashMap::new(),
         accepted: HashMap::new(),
         next_token: 0,
@@ -169,6 +214,9 @@ pub async fn run_game<G: Game>(
         events_tx,
         over_budget_since_warn: 0,
         last_warn: None,
+        series: Series::new(started),
+        next_sample: started + Duration::from_secs(1),
+        publish,
         config,
     };
 
@@ -185,6 +233,7 @@ pub async fn run_game<G: Game>(
         let started = Instant::now();
         server.tick(started, &mut service_rx, &mut events_rx);
         server.record_tick(started, tick);
+        server.every_second(started, &events_rx);
     }
 
     spdlog::info!(
@@ -339,8 +388,47 @@ impl<G: Game> Server<G> {
         self.core.recycle(output);
     }
 
+    /// Once a second: the series' sample, and the state published for the admin listener.
+    fn every_second(&mut self, now: Instant, events: &mpsc::Receiver<SessionEvent>) {
+        let world = &self.core.world;
+        world.metrics.event_queue.set(events.len() as i64);
+        if now < self.next_sample {
+            return;
+        }
+        self.next_sample += Duration::from_secs(1);
+        self.series
+            .sample(now, world.clients.len(), world.stats.messages_in);
+        if self.publish.receiver_count() == 0 {
+            return; // no admin listener
+        }
+        let mut not_ready = Vec::new();
+        if !world.db.is_alive() {
+            not_ready.push("the DB worker has stopped".to_string());
+        }
+        for ((lane, len), cap) in crate::metrics::LANES
+            .iter()
+            .zip(world.db.queue_lens())
+            .zip(world.db.queue_caps())
+        {
+            if len >= cap {
+                not_ready.push(format!("the DB worker's {lane} queue is full ({len})"));
+            }
+        }
+        if events.capacity() == 0 {
+            not_ready.push("the session event queue is full".to_string());
+        }
+        let state = admin::publish(world, &self.series, now, not_ready);
+        let _ = self.publish.send(Arc::new(state));
+    }
+
     fn record_tick(&mut self, started: Instant, budget: Duration) {
         let took = started.elapsed();
+        self.series.tick(took);
+        let metrics = &self.core.world.metrics;
+        metrics.tick.observe(took.as_secs_f64());
+        if took > budget {
+            metrics.over_budget.inc();
+        }
         let stats = &mut self.core.world.stats;
         stats.ticks += 1;
         stats.ticks_in_window += 1;

@@ -208,7 +208,17 @@ enum Mode {
 impl Db {
     /// Starts the worker thread; `queue` bounds the quick requests, the password logins and the
     /// registrations waiting for it, each.
-    pub fn spawn(mut worker: DbWorker, queue: usize) -> std::io::Result<Db> {
+    pub fn spawn(worker: DbWorker, queue: usize) -> std::io::Result<Db> {
+        Db::spawn_timed(worker, queue, None)
+    }
+
+    /// [`Db::spawn`], recording each job's time in `job_times` (one histogram per queue, in
+    /// [`crate::metrics::LANES`] order).
+    pub fn spawn_timed(
+        mut worker: DbWorker,
+        queue: usize,
+        job_times: Option<Vec<prometheus_client::metrics::histogram::Histogram>>,
+    ) -> std::io::Result<Db> {
         let queue = queue.max(1);
         let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
         let (quick_tx, quick_rx) = bounded::<DbJob>(queue);
@@ -268,8 +278,14 @@ impl Db {
                             }
                         }
                     };
+                    let lane = job.lane() as usize;
+                    let started = std::time::Instant::now();
+                    let event = worker.execute(job);
+                    if let Some(times) = &job_times {
+                        times[lane].observe(started.elapsed().as_secs_f64());
+                    }
                     // The tick loop drains every tick; if it is gone, so is the reader.
-                    if !answer(worker.execute(job)) {
+                    if !answer(event) {
                         break;
                     }
                 }
@@ -371,6 +387,48 @@ impl Db {
         match &mut self.mode {
             Mode::Thread { events, .. } => events.try_recv().ok(),
             Mode::Inline { events, .. } | Mode::Deferred { events, .. } => events.pop_front(),
+        }
+    }
+
+    /// Whether the worker takes jobs: its thread runs (always true of inline and deferred
+    /// workers).
+    pub fn is_alive(&self) -> bool {
+        match &self.mode {
+            Mode::Thread { queues, thread, .. } => {
+                queues.is_some() && thread.as_ref().is_some_and(|t| !t.is_finished())
+            }
+            _ => true,
+        }
+    }
+
+    /// The capacity of each queue, [`Db::queue_lens`] order.
+    pub fn queue_caps(&self) -> [usize; 4] {
+        match &self.mode {
+            Mode::Thread {
+                queues: Some(q), ..
+            } => [
+                q.write.capacity().unwrap_or(usize::MAX),
+                q.quick.capacity().unwrap_or(usize::MAX),
+                q.login.capacity().unwrap_or(usize::MAX),
+                q.register.capacity().unwrap_or(usize::MAX),
+            ],
+            _ => [usize::MAX; 4],
+        }
+    }
+
+    /// Jobs waiting in each queue: write, quick, login, register (see [`crate::metrics::LANES`]).
+    pub fn queue_lens(&self) -> [usize; 4] {
+        match &self.mode {
+            Mode::Thread {
+                queues: Some(q), ..
+            } => [
+                q.write.len(),
+                q.quick.len(),
+                q.login.len(),
+                q.register.len(),
+            ],
+            Mode::Deferred { jobs, .. } => [0, 0, 0, jobs.len()],
+            _ => [0; 4],
         }
     }
 

@@ -17,9 +17,11 @@ use protocol::{ErrorCode, MessageType};
 use crate::db::{DbEvent, DbJob};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
 use crate::handlers::check_room_name;
+use crate::metrics::Registry;
 use crate::storage::HistoryLine;
 use crate::world::Game;
 use crate::world::{dedup_newest, keep_newest, offer, Login, World};
+use prometheus_client::metrics::gauge::Gauge;
 
 /// The rules of rooms and chat, from `[world]`.
 #[derive(Clone, Debug)]
@@ -104,6 +106,8 @@ pub struct Rooms {
     /// Rooms created since the last batch: marked in use before any history is written, so
     /// that no trim of the history table takes theirs.
     pub pending_in_use: Vec<String>,
+    /// `world_rooms` and `world_room_members`, once registered.
+    gauges: Option<(Gauge, Gauge)>,
 }
 
 impl Rooms {
@@ -116,6 +120,7 @@ impl Rooms {
             pending_history: Vec::new(),
             pending_emptied: Vec::new(),
             pending_in_use: Vec::new(),
+            gauges: None,
         }
     }
 
@@ -209,7 +214,66 @@ macro_rules! rooms_hooks {
         fn stats(world: &$crate::World<Self>) -> String {
             $crate::modules::rooms::stats(world)
         }
+
+        fn admin(world: &$crate::World<Self>) -> $crate::serde_json::Value {
+            $crate::modules::rooms::admin(world)
+        }
+
+        fn register_metrics(
+            world: &mut $crate::World<Self>,
+            registry: &mut $crate::metrics::Registry,
+        ) {
+            $crate::modules::rooms::register_metrics(world, registry);
+        }
     };
+}
+
+/// Hook: the module's metrics, `world_rooms` and `world_room_members`, kept up to date with
+/// each tick's writes.
+pub fn register_metrics<G: RoomsGame>(world: &mut World<G>, registry: &mut Registry) {
+    let rooms = Gauge::default();
+    let members = Gauge::default();
+    registry.register("world_rooms", "Rooms with members", rooms.clone());
+    registry.register(
+        "world_room_members",
+        "Members of rooms, all rooms together",
+        members.clone(),
+    );
+    world.game.rooms_mut().gauges = Some((rooms, members));
+}
+
+/// Rooms listed on the admin page at most, the fullest first, and members of each.
+const ADMIN_ROOMS: usize = 200;
+const ADMIN_MEMBERS: usize = 100;
+
+/// Hook: what the admin page shows: `{"rooms": [{"name", "members": [...], "count"}]}`, the
+/// fullest rooms first.
+pub fn admin<G: RoomsGame>(world: &World<G>) -> serde_json::Value {
+    let mut rooms: Vec<&Room> = world.game.rooms().rooms.values().collect();
+    rooms.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then(a.name.cmp(&b.name))
+    });
+    let listed: Vec<serde_json::Value> = rooms
+        .iter()
+        .take(ADMIN_ROOMS)
+        .map(|room| {
+            let members: Vec<String> = room
+                .members
+                .iter()
+                .take(ADMIN_MEMBERS)
+                .filter_map(|m| world.login(*m).map(|l| l.username.clone()))
+                .collect();
+            serde_json::json!({
+                "name": room.name,
+                "count": room.members.len(),
+                "members": members,
+            })
+        })
+        .collect();
+    serde_json::json!({ "rooms": listed, "room_count": rooms.len() })
 }
 
 /// Hook: what the module adds to the stats line: how many rooms.
@@ -281,6 +345,10 @@ pub fn db_died<G: RoomsGame>(world: &mut World<G>) {
 pub fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
     let World { db, game, .. } = world;
     let rooms = game.rooms_mut();
+    if let Some((count, members)) = &rooms.gauges {
+        count.set(rooms.rooms.len() as i64);
+        members.set(rooms.rooms.values().map(|r| r.members.len() as i64).sum());
+    }
     dedup_newest(&mut rooms.pending_in_use, "rooms in use");
     dedup_newest(&mut rooms.pending_emptied, "emptied rooms");
     offer(

@@ -102,6 +102,19 @@ pub trait Game: Sized + 'static {
         false
     }
 
+    /// Registers the game's own metrics in `registry` (shown on `/metrics` with the engine's),
+    /// once, when a server starts with the game.
+    fn register_metrics(world: &mut World<Self>, registry: &mut crate::metrics::Registry) {
+        let _ = (world, registry);
+    }
+
+    /// What the admin page shows of the game (in `/api/state` as `game`), such as its rooms
+    /// and their members; built once a second on the tick loop.
+    fn admin(world: &World<Self>) -> serde_json::Value {
+        let _ = world;
+        serde_json::Value::Null
+    }
+
     /// What the game adds to the periodic stats line, such as `", 12 rooms"`.
     fn stats(world: &World<Self>) -> String {
         let _ = world;

@@ -180,6 +180,8 @@ pub struct World<G> {
     pub addresses: HashMap<IpAddr, AddressUse>,
     /// Password logins waiting out an account's delay, in the order they were made.
     pub delayed_logins: VecDeque<DelayedLogin>,
+    /// The engine's metrics (unregistered unless a server runs the world).
+    pub metrics: crate::metrics::Metrics,
     /// The game's state.
     pub game: G,
 }
@@ -208,6 +210,7 @@ impl<G: Game> World<G> {
             throttle: LoginThrottle::new(config.throttle.clone()),
             addresses: HashMap::new(),
             delayed_logins: VecDeque::new(),
+            metrics: crate::metrics::Metrics::unregistered(),
             game,
             config,
         };
@@ -490,6 +493,7 @@ impl<G: Game> DispatchState for World<G> {
 
     fn send_error(&mut self, session: SessionId, request_id: u16, error: HandlerError) {
         self.stats.errors_sent += 1;
+        self.metrics.handler_error(error.code as i32);
         spdlog::debug!(
             "world: session {session}: request {request_id} failed: {:?}: {}",
             error.code,

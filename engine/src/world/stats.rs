@@ -37,6 +37,8 @@ pub struct Stats {
     pub connects: u64,
     /// `connects` at the last stats line.
     pub window_connects: u64,
+    /// Sessions ended since the start, by [`net::DisconnectReason::label`].
+    pub disconnects: std::collections::BTreeMap<&'static str, u64>,
     /// Sessions ended since the last stats line, by [`net::DisconnectReason::label`].
     pub disconnects_in_window: std::collections::BTreeMap<&'static str, u64>,
 }

@@ -1,0 +1,337 @@
+//! The admin listener: an HTTP listener of its own (`admin.listen`), never the game port.
+//!
+//! | path | what |
+//! |---|---|
+//! | `/` | the admin page: sessions, the game's state (rooms and members), tick time and messages per second over the last 5 minutes, disconnects by reason; refreshed every second from `/api/state` |
+//! | `/metrics` | every metric, in the Prometheus text format |
+//! | `/healthz` | `200 ok`: the process is up |
+//! | `/readyz` | `200 ready` when the server listens, its DB worker is alive and no queue is full; else `503` with the reason |
+//! | `/api/state` | the state the page shows, as JSON ([`State`]) |
+//!
+//! The tick loop publishes [`State`] once a second (a copy, built in a few hundred
+//! microseconds for thousands of sessions); the listener's tasks only read the last one and
+//! the metrics' atomics, so a scrape never touches the world or slows a tick. At most
+//! [`MAX_REQUESTS`] requests are served at once, each of at most 8 KiB and 5 seconds; more
+//! connections are closed at once.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Registry;
+use crate::world::{Game, World};
+
+/// Requests served at once at most.
+pub const MAX_REQUESTS: usize = 32;
+/// Bytes of one request at most.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Time one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Seconds of history in [`State::series`].
+pub const SERIES_SECS: usize = 300;
+/// Sessions listed in [`State::players`] at most.
+pub const MAX_PLAYERS: usize = 1000;
+
+/// The page, self-contained: no script or style from elsewhere.
+const PAGE: &str = include_str!("admin.html");
+
+/// One second of the server's life.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the server started.
+    pub t: u64,
+    /// Sessions connected.
+    pub sessions: usize,
+    /// Mean tick time in the second, in milliseconds.
+    pub tick_ms_avg: f64,
+    /// Longest tick in the second, in milliseconds.
+    pub tick_ms_max: f64,
+    /// Client messages taken for their handlers in the second.
+    pub messages_per_sec: u64,
+}
+
+/// One session, as the page lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Player {
+    /// The session id.
+    pub session: u64,
+    /// Its username; empty before a login.
+    pub username: String,
+    /// Its address.
+    pub peer: String,
+    /// Seconds since it connected.
+    pub connected_secs: u64,
+}
+
+/// What `/api/state` answers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct State {
+    /// `server.name`.
+    pub server: String,
+    /// The tick length.
+    pub tick_ms: u32,
+    /// Seconds since the server started.
+    pub uptime_secs: u64,
+    /// Sessions connected.
+    pub sessions: usize,
+    /// Sessions logged in.
+    pub logged_in: usize,
+    /// Sessions, at most [`MAX_PLAYERS`], logged in ones first.
+    pub players: Vec<Player>,
+    /// What the game shows ([`Game::admin`]), e.g. rooms and their members.
+    pub game: serde_json::Value,
+    /// Sessions ended since the start, by reason.
+    pub disconnects: BTreeMap<&'static str, u64>,
+    /// The last [`SERIES_SECS`] seconds, oldest first.
+    pub series: VecDeque<Sample>,
+    /// Whether the server is ready; when not, why.
+    pub ready: bool,
+    /// Why not ready, empty when ready.
+    pub not_ready: Vec<String>,
+}
+
+/// What the tick loop publishes for the admin listener.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// `/api/state`, as JSON.
+    pub json: String,
+    /// Why `/readyz` fails; empty when ready.
+    pub not_ready: Vec<String>,
+}
+
+/// The per-second series, kept by the tick loop.
+#[derive(Debug)]
+pub struct Series {
+    started: Instant,
+    samples: VecDeque<Sample>,
+    tick_sum: Duration,
+    tick_max: Duration,
+    ticks: u32,
+    messages_at_last: u64,
+}
+
+impl Series {
+    /// No samples yet; the server started at `started`.
+    pub fn new(started: Instant) -> Series {
+        Series {
+            started,
+            samples: VecDeque::with_capacity(SERIES_SECS),
+            tick_sum: Duration::ZERO,
+            tick_max: Duration::ZERO,
+            ticks: 0,
+            messages_at_last: 0,
+        }
+    }
+
+    /// A tick took `took`.
+    pub fn tick(&mut self, took: Duration) {
+        self.tick_sum += took;
+        self.tick_max = self.tick_max.max(took);
+        self.ticks += 1;
+    }
+
+    /// Closes the second at `now`, with `sessions` connected and `messages` taken in all.
+    pub fn sample(&mut self, now: Instant, sessions: usize, messages: u64) {
+        let ticks = self.ticks.max(1);
+        let sample = Sample {
+            t: now.duration_since(self.started).as_secs(),
+            sessions,
+            tick_ms_avg: self.tick_sum.as_secs_f64() * 1000.0 / ticks as f64,
+            tick_ms_max: self.tick_max.as_secs_f64() * 1000.0,
+            messages_per_sec: messages.saturating_sub(self.messages_at_last),
+        };
+        if self.samples.len() == SERIES_SECS {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+        self.messages_at_last = messages;
+        self.tick_sum = Duration::ZERO;
+        self.tick_max = Duration::ZERO;
+        self.ticks = 0;
+    }
+}
+
+/// The state of `world` for the admin listener, with `not_ready` the reasons it is not ready.
+pub fn publish<G: Game>(
+    world: &World<G>,
+    series: &Series,
+    now: Instant,
+    not_ready: Vec<String>,
+) -> Published {
+    let mut players: Vec<Player> = world
+        .clients
+        .iter()
+        .map(|(session, c)| Player {
+            session: session.0,
+            username: c
+                .login
+                .as_ref()
+                .map(|l| l.username.clone())
+                .unwrap_or_default(),
+            peer: c.peer.to_string(),
+            connected_secs: now.saturating_duration_since(c.connected_at).as_secs(),
+        })
+        .collect();
+    // Logged-in sessions first (an empty name sorts after), then by session id.
+    players.sort_by(|a, b| {
+        (a.username.is_empty(), a.session).cmp(&(b.username.is_empty(), b.session))
+    });
+    players.truncate(MAX_PLAYERS);
+    let state = State {
+        server: world.config.server_name.clone(),
+        tick_ms: world.config.tick_ms,
+        uptime_secs: now.saturating_duration_since(series.started).as_secs(),
+        sessions: world.clients.len(),
+        logged_in: world.users.len(),
+        players,
+        game: G::admin(world),
+        disconnects: world.stats.disconnects.clone(),
+        series: series.samples.clone(),
+        ready: not_ready.is_empty(),
+        not_ready: not_ready.clone(),
+    };
+    Published {
+        json: serde_json::to_string(&state).unwrap_or_else(|_| "{}".to_string()),
+        not_ready,
+    }
+}
+
+/// Serves the admin listener until `stop`.
+pub fn spawn(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    state: watch::Receiver<Arc<Published>>,
+    stop: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_REQUESTS));
+    let inner = tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((stream, _)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            // Past the bound, the connection is closed unanswered: the admin listener cannot be
+            // made to hold more than MAX_REQUESTS tasks.
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                continue;
+            };
+            let registry = registry.clone();
+            let state = state.clone();
+            inner.spawn(async move {
+                let _permit = permit;
+                let _ =
+                    tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &registry, &state)).await;
+            });
+        }
+    });
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    registry: &Registry,
+    state: &watch::Receiver<Arc<Published>>,
+) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || request.len() + n > MAX_REQUEST {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, kind, body) = if method != "GET" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        )
+    } else {
+        route(path, registry, state)
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn route(
+    path: &str,
+    registry: &Registry,
+    state: &watch::Receiver<Arc<Published>>,
+) -> (&'static str, &'static str, String) {
+    match path {
+        "/" => ("200 OK", "text/html; charset=utf-8", PAGE.to_string()),
+        "/metrics" => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::metrics::encode(registry),
+        ),
+        "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/readyz" => {
+            let published = state.borrow().clone();
+            if published.not_ready.is_empty() {
+                ("200 OK", "text/plain", "ready\n".to_string())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!("not ready: {}\n", published.not_ready.join("; ")),
+                )
+            }
+        }
+        "/api/state" => ("200 OK", "application/json", state.borrow().json.clone()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_series_keeps_the_last_five_minutes_one_sample_a_second() {
+        let t0 = Instant::now();
+        let mut series = Series::new(t0);
+        for second in 1..=400u64 {
+            series.tick(Duration::from_millis(2));
+            series.tick(Duration::from_millis(4));
+            series.sample(t0 + Duration::from_secs(second), 7, second * 10);
+        }
+        assert_eq!(series.samples.len(), SERIES_SECS);
+        let last = series.samples.back().unwrap();
+        assert_eq!((last.t, last.sessions, last.messages_per_sec), (400, 7, 10));
+        assert!((last.tick_ms_avg - 3.0).abs() < 1e-9);
+        assert!((last.tick_ms_max - 4.0).abs() < 1e-9);
+        assert_eq!(series.samples.front().unwrap().t, 101);
+    }
+
+    #[test]
+    fn the_page_uses_nothing_from_elsewhere() {
+        for outside in ["src=", "href=", "<link", "@import", "import("] {
+            assert!(!PAGE.contains(outside), "{outside}");
+        }
+        assert!(PAGE.contains("/api/state"));
+    }
+}

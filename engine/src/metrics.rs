@@ -1,0 +1,368 @@
+//! The engine's metrics, in the Prometheus text format on the admin listener's `/metrics`
+//! (through `prometheus-client`).
+//!
+//! Every metric is made when the server starts, and every labelled one for each of its labels
+//! (message types, error codes, disconnect reasons, DB lanes), so that recording is an atomic
+//! add on a handle the tick loop holds: no lookup, no lock per message. The histograms (tick
+//! time and its phases, DB job time) are recorded once per tick or per job. A game registers
+//! metrics of its own in the same registry ([`crate::Game::register_metrics`]).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+pub use prometheus_client::registry::Registry;
+
+use net::DisconnectReason;
+
+/// The phases of a tick, timed each.
+pub const PHASES: [&str; 4] = ["events", "dispatch", "timers", "flush"];
+
+/// The DB worker's queues, in the order they are taken.
+pub const LANES: [&str; 4] = ["write", "quick", "login", "register"];
+
+/// The error codes, by number (0 is unused).
+const ERROR_CODES: [&str; 16] = [
+    "unspecified",
+    "bad_request",
+    "not_authenticated",
+    "already_authenticated",
+    "replaced",
+    "invalid_credentials",
+    "username_taken",
+    "invalid_token",
+    "user_offline",
+    "room_full",
+    "not_in_room",
+    "rate_limited",
+    "server_full",
+    "internal",
+    "too_many_connections",
+    "login_timeout",
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A counter whose value the handle's owner keeps (no lock to add).
+pub type Count = Counter<u64, AtomicU64>;
+
+/// The engine's metrics: handles to record with, and the registry they are in.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Sessions connected.
+    pub sessions: Gauge,
+    /// Sessions logged in.
+    pub logged_in: Gauge,
+    /// Connections taken.
+    pub accepted: Count,
+    /// Connections refused because the server was full.
+    pub refused_server_full: Count,
+    /// Connections refused because their address held its share.
+    pub refused_per_address: Count,
+    disconnects: Vec<Count>,
+    /// Frames received.
+    pub frames_in: Count,
+    /// Bytes of frames received, headers included.
+    pub bytes_in: Count,
+    /// Frames sent.
+    pub frames_out: Count,
+    /// Bytes of frames sent, headers included.
+    pub bytes_out: Count,
+    messages_in: Vec<Option<Count>>,
+    unknown_messages: Count,
+    handler_errors: Vec<Count>,
+    /// Requests dropped by the per-session rate limit.
+    pub rate_limited: Count,
+    /// Whole ticks.
+    pub tick: Histogram,
+    phases: Vec<Histogram>,
+    /// Ticks over their budget.
+    pub over_budget: Count,
+    /// Session events waiting for the tick loop.
+    pub event_queue: Gauge,
+    db_queues: Vec<Gauge>,
+    db_jobs: Vec<Histogram>,
+}
+
+/// Buckets of durations from 50 µs to about 6.5 s.
+fn seconds() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.00005, 2.0, 18)
+}
+
+impl Metrics {
+    /// The engine's metrics, registered in `registry` under `world_`; `messages` are the
+    /// message types (id, name) the dispatcher takes.
+    pub fn new(registry: &mut Registry, messages: &[(u16, &'static str)]) -> Metrics {
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Count::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let sessions = gauge(registry, "world_sessions", "Sessions connected");
+        let logged_in = gauge(registry, "world_sessions_logged_in", "Sessions logged in");
+        let accepted = counter(
+            registry,
+            "world_connections_accepted",
+            "Connections taken as sessions",
+        );
+        let refused = Family::<Labels, Count>::default();
+        registry.register(
+            "world_connections_refused",
+            "Connections refused, by reason",
+            refused.clone(),
+        );
+        let refused_with = |reason: &str| {
+            refused
+                .get_or_create(&vec![("reason", reason.into())])
+                .clone()
+        };
+        let disconnects_family = Family::<Labels, Count>::default();
+        registry.register(
+            "world_disconnects",
+            "Sessions ended, by reason",
+            disconnects_family.clone(),
+        );
+        let disconnects = DisconnectReason::LABELS
+            .iter()
+            .map(|r| {
+                disconnects_family
+                    .get_or_create(&vec![("reason", (*r).into())])
+                    .clone()
+            })
+            .collect();
+        let frames_in = counter(registry, "world_frames_in", "Frames received");
+        let bytes_in = counter(
+            registry,
+            "world_received_bytes",
+            "Bytes of frames received, headers included",
+        );
+        let frames_out = counter(registry, "world_frames_out", "Frames sent");
+        let bytes_out = counter(
+            registry,
+            "world_sent_bytes",
+            "Bytes of frames sent, headers included",
+        );
+        let by_type = Family::<Labels, Count>::default();
+        registry.register(
+            "world_messages_in",
+            "Client messages taken for their handler, by message type",
+            by_type.clone(),
+        );
+        let mut messages_in = vec![None; 1000];
+        for &(id, name) in messages {
+            if let Some(slot) = id
+                .checked_sub(2000)
+                .and_then(|i| messages_in.get_mut(i as usize))
+            {
+                *slot = Some(
+                    by_type
+                        .get_or_create(&vec![("message", name.into())])
+                        .clone(),
+                );
+            }
+        }
+        let unknown_messages = by_type
+            .get_or_create(&vec![("message", "unknown".into())])
+            .clone();
+        let errors = Family::<Labels, Count>::default();
+        registry.register(
+            "world_handler_errors",
+            "Requests answered with S2C_Error, by error code",
+            errors.clone(),
+        );
+        let handler_errors = ERROR_CODES
+            .iter()
+            .map(|c| errors.get_or_create(&vec![("code", (*c).into())]).clone())
+            .collect();
+        let rate_limited = counter(
+            registry,
+            "world_rate_limited_requests",
+            "Requests dropped by the per-session rate limit",
+        );
+        let tick = Histogram::new(seconds());
+        registry.register(
+            "world_tick_duration_seconds",
+            "Time of one tick",
+            tick.clone(),
+        );
+        let phase_family =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(seconds()));
+        registry.register(
+            "world_tick_phase_duration_seconds",
+            "Time of one phase of a tick: events (new connections and frames in), dispatch (the handlers), timers (and the game's tick), flush (frames and closes out)",
+            phase_family.clone(),
+        );
+        let phases = PHASES
+            .iter()
+            .map(|p| {
+                phase_family
+                    .get_or_create(&vec![("phase", (*p).into())])
+                    .clone()
+            })
+            .collect();
+        let over_budget = counter(
+            registry,
+            "world_ticks_over_budget",
+            "Ticks that took longer than the tick length",
+        );
+        let event_queue = gauge(
+            registry,
+            "world_session_event_queue",
+            "Session events (frames in, closes) waiting for the tick loop",
+        );
+        let queue_family = Family::<Labels, Gauge>::default();
+        registry.register(
+            "world_db_queue",
+            "Jobs waiting for the DB worker, by queue",
+            queue_family.clone(),
+        );
+        let db_queues = LANES
+            .iter()
+            .map(|l| {
+                queue_family
+                    .get_or_create(&vec![("lane", (*l).into())])
+                    .clone()
+            })
+            .collect();
+        let job_family =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(seconds()));
+        registry.register(
+            "world_db_job_duration_seconds",
+            "Time the DB worker took for one job, by queue",
+            job_family.clone(),
+        );
+        let db_jobs = LANES
+            .iter()
+            .map(|l| {
+                job_family
+                    .get_or_create(&vec![("lane", (*l).into())])
+                    .clone()
+            })
+            .collect();
+        Metrics {
+            sessions,
+            logged_in,
+            accepted,
+            refused_server_full: refused_with("server_full"),
+            refused_per_address: refused_with("too_many_connections"),
+            disconnects,
+            frames_in,
+            bytes_in,
+            frames_out,
+            bytes_out,
+            messages_in,
+            unknown_messages,
+            handler_errors,
+            rate_limited,
+            tick,
+            phases,
+            over_budget,
+            event_queue,
+            db_queues,
+            db_jobs,
+        }
+    }
+
+    /// Metrics that go nowhere (a world without a server: tests, tools).
+    pub fn unregistered() -> Metrics {
+        Metrics::new(&mut Registry::default(), &[])
+    }
+
+    /// A session ended for `reason`.
+    pub fn disconnect(&self, reason: &DisconnectReason) {
+        let index = DisconnectReason::LABELS
+            .iter()
+            .position(|l| *l == reason.label())
+            .unwrap_or(0);
+        self.disconnects[index].inc();
+    }
+
+    /// A message of `id` was taken for its handler.
+    pub fn message_in(&self, id: u16) {
+        match id
+            .checked_sub(2000)
+            .and_then(|i| self.messages_in.get(i as usize))
+        {
+            Some(Some(counter)) => counter.inc(),
+            _ => self.unknown_messages.inc(),
+        };
+    }
+
+    /// A request was answered with the error `code`.
+    pub fn handler_error(&self, code: i32) {
+        if let Some(counter) = usize::try_from(code)
+            .ok()
+            .and_then(|i| self.handler_errors.get(i))
+        {
+            counter.inc();
+        }
+    }
+
+    /// One phase of a tick took `seconds`.
+    pub fn phase(&self, phase: usize, seconds: f64) {
+        if let Some(h) = self.phases.get(phase) {
+            h.observe(seconds);
+        }
+    }
+
+    /// The jobs waiting in each DB lane ([`LANES`] order).
+    pub fn db_queues(&self, lens: [usize; 4]) {
+        for (gauge, len) in self.db_queues.iter().zip(lens) {
+            gauge.set(len as i64);
+        }
+    }
+
+    /// The DB worker's job time histograms, [`LANES`] order, for its thread.
+    pub fn db_jobs(&self) -> Vec<Histogram> {
+        self.db_jobs.clone()
+    }
+}
+
+/// The registry as Prometheus text (OpenMetrics).
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing to a String does not fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_and_labelled_ones_exist_before_anything_happened() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry, &[(2001, "C2S_Ping")]);
+        m.message_in(2001);
+        m.message_in(2999);
+        m.disconnect(&DisconnectReason::IdleTimeout);
+        m.handler_error(11);
+        m.tick.observe(0.003);
+        let text = encode(&registry);
+        for line in [
+            "# HELP world_sessions Sessions connected.",
+            "world_messages_in_total{message=\"C2S_Ping\"} 1",
+            "world_messages_in_total{message=\"unknown\"} 1",
+            "world_disconnects_total{reason=\"idle_timeout\"} 1",
+            "world_disconnects_total{reason=\"slow_consumer\"} 0",
+            "world_handler_errors_total{code=\"rate_limited\"} 1",
+            "world_tick_duration_seconds_count 1",
+            "world_db_queue{lane=\"register\"} 0",
+            "world_connections_refused_total{reason=\"server_full\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
+        assert_eq!(types, helps);
+        assert_eq!(types, 18, "one TYPE and one HELP line per metric");
+    }
+}
