@@ -12,13 +12,13 @@
 mod common;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::TestClient;
+use common::{free_port, TestClient};
 use protocol::S2cMessage;
 
 const BIN: &str = if cfg!(windows) {
@@ -102,12 +102,6 @@ fn is_fresh(binary: &Path, dep_info: &Path) -> bool {
                 .and_then(|m| m.modified())
                 .is_ok_and(|modified: SystemTime| modified <= built)
         })
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the server to take).
-fn free_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A temporary config file, deleted on drop.
@@ -314,6 +308,75 @@ async fn binary_serves_clients_and_exits_zero_on_sigterm_saying_it_shut_down() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the port still accepts after exit"
     );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_flag_serves_metrics_and_health_beside_the_game_port_until_shutdown() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (listen, admin_flag) = (addr.to_string(), admin.to_string());
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--admin", &admin_flag]);
+    let mut ann = server.connect(addr).await;
+    ann.login_guest("ann").await;
+    ann.ping(1).await;
+
+    let health = common::http_get(admin, "/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let metrics = common::http_get(admin, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "world_sessions 1",
+        "world_sessions_logged_in 1",
+        "world_connections_accepted_total 1",
+        "world_messages_in_total{message=\"C2S_Ping\"} 1",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "{line:?} missing from /metrics:\n{}",
+            metrics.body
+        );
+    }
+    let log = server.stderr();
+    assert!(
+        log.contains(&format!("admin page on http://{admin}/")),
+        "the log should say where the admin listener is:\n{log}"
+    );
+
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    assert!(
+        tokio::net::TcpStream::connect(admin).await.is_err(),
+        "the admin port still accepts after exit"
+    );
+}
+
+#[test]
+fn an_admin_address_that_is_the_game_port_exits_2_saying_so() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, stderr) = run_to_exit(&["--listen", &listen, "--admin", &listen]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "world-server: the admin listener must be another address than the game port (got {listen} for both)"
+        )
+    );
+}
+
+#[test]
+fn an_admin_address_in_use_exits_1_naming_it_before_the_game_port_is_announced() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, stderr) = run_to_exit(&["--listen", &listen, "--admin", &admin]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on admin.listen {admin}: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
 }
 
 #[cfg(unix)]

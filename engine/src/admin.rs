@@ -158,6 +158,30 @@ impl Series {
     }
 }
 
+/// Why the server is not ready, empty when it is: its DB worker stopped (`db_alive` false), a
+/// DB lane full (`lens` against `caps`, in [`LANES`](crate::metrics::LANES) order), or the
+/// session event queue full.
+pub fn not_ready(
+    db_alive: bool,
+    lens: [usize; 4],
+    caps: [usize; 4],
+    events_full: bool,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !db_alive {
+        reasons.push("the DB worker has stopped".to_string());
+    }
+    for ((lane, len), cap) in crate::metrics::LANES.iter().zip(lens).zip(caps) {
+        if len >= cap {
+            reasons.push(format!("the DB worker's {lane} queue is full ({len} jobs)"));
+        }
+    }
+    if events_full {
+        reasons.push("the session event queue is full".to_string());
+    }
+    reasons
+}
+
 /// The state of `world` for the admin listener, with `not_ready` the reasons it is not ready.
 pub fn publish<G: Game>(
     world: &World<G>,
@@ -289,6 +313,8 @@ fn route(
             crate::metrics::encode(registry),
         ),
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+        // Browsers ask for it; there is none, and saying so is not an error.
+        "/favicon.ico" => ("204 No Content", "text/plain", String::new()),
         "/readyz" => {
             let published = state.borrow().clone();
             if published.not_ready.is_empty() {
@@ -325,6 +351,20 @@ mod tests {
         assert!((last.tick_ms_avg - 3.0).abs() < 1e-9);
         assert!((last.tick_ms_max - 4.0).abs() < 1e-9);
         assert_eq!(series.samples.front().unwrap().t, 101);
+    }
+
+    #[test]
+    fn not_ready_names_each_reason() {
+        assert!(not_ready(true, [0, 5, 0, 0], [10, 10, 10, 10], false).is_empty());
+        assert_eq!(
+            not_ready(false, [10, 0, 0, 3], [10, 10, 10, 3], true),
+            [
+                "the DB worker has stopped",
+                "the DB worker's write queue is full (10 jobs)",
+                "the DB worker's register queue is full (3 jobs)",
+                "the session event queue is full",
+            ]
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Options: `--config PATH` (a world-server TOML file; without it the embedded defaults),
-//! `--listen ADDR:PORT` (overrides `server.listen`), `--log-level LEVEL` (overrides
+//! `--listen ADDR:PORT` (overrides `server.listen`), `--admin ADDR:PORT` (overrides
+//! `admin.listen`: metrics, health and the admin page), `--log-level LEVEL` (overrides
 //! `log.level`). The database is SQLite at `storage.path`. It stops gracefully on SIGINT or
 //! SIGTERM and exits 0; a configuration it cannot use exits 2 with one line saying why, and a
 //! failure at run time exits 1.
@@ -38,6 +39,10 @@ struct Args {
     /// Address to listen on, overriding server.listen.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Address of the admin listener (/metrics, /healthz, /readyz, the admin page),
+    /// overriding admin.listen. Never the game port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin: Option<SocketAddr>,
     /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -69,6 +74,16 @@ pub fn main<G: Game>(
     };
     if let Some(listen) = args.listen {
         config.server.listen = listen;
+    }
+    if let Some(admin) = args.admin {
+        config.admin.listen = admin.to_string();
+    }
+    if config.admin.address() == Some(config.server.listen) {
+        eprintln!(
+            "{program}: the admin listener must be another address than the game port (got {} for both)",
+            config.server.listen
+        );
+        return ExitCode::from(2);
     }
     if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), program) {
         eprintln!("{program}: {error}");

@@ -9,6 +9,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+pub use prometheus_client;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;

@@ -164,6 +164,17 @@ pub async fn run_game<G: Game>(
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, &dispatcher.registered());
     let db = start_db_timed(&config, storage, Some(metrics.db_jobs()))?;
+    // Bound before the game port is announced: a server that cannot have the admin listener
+    // it was asked for does not start at all.
+    let admin = match config.admin.address() {
+        Some(addr) => Some((
+            addr,
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Admin { addr, source })?,
+        )),
+        None => None,
+    };
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     let (service_tx, mut service_rx) = mpsc::channel(SERVICE_QUEUE);
@@ -183,10 +194,7 @@ pub async fn run_game<G: Game>(
     G::register_metrics(&mut world, &mut registry);
     crate::world::schedule_stats(&mut world, started);
     let (publish, published) = watch::channel(Arc::new(Published::default()));
-    if let Some(addr) = config.admin.address() {
-        let admin = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Admin { addr, source })?;
+    if let Some((addr, admin)) = admin {
         spdlog::info!("admin: /metrics, /healthz, /readyz and the admin page on http://{addr}/");
         admin::spawn(
             admin,
@@ -215,7 +223,7 @@ pub async fn run_game<G: Game>(
         over_budget_since_warn: 0,
         last_warn: None,
         series: Series::new(started),
-        next_sample: started + Duration::from_secs(1),
+        next_sample: started,
         publish,
         config,
     };
@@ -401,22 +409,12 @@ impl<G: Game> Server<G> {
         if self.publish.receiver_count() == 0 {
             return; // no admin listener
         }
-        let mut not_ready = Vec::new();
-        if !world.db.is_alive() {
-            not_ready.push("the DB worker has stopped".to_string());
-        }
-        for ((lane, len), cap) in crate::metrics::LANES
-            .iter()
-            .zip(world.db.queue_lens())
-            .zip(world.db.queue_caps())
-        {
-            if len >= cap {
-                not_ready.push(format!("the DB worker's {lane} queue is full ({len})"));
-            }
-        }
-        if events.capacity() == 0 {
-            not_ready.push("the session event queue is full".to_string());
-        }
+        let not_ready = admin::not_ready(
+            world.db.is_alive(),
+            world.db.queue_lens(),
+            world.db.queue_caps(),
+            events.capacity() == 0,
+        );
         let state = admin::publish(world, &self.series, now, not_ready);
         let _ = self.publish.send(Arc::new(state));
     }

@@ -591,3 +591,71 @@ pub fn raw_frame(id: u16, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
+
+/// An HTTP answer: the status code and the body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// The status code, e.g. 200.
+    pub status: u16,
+    /// The `Content-Type` header, empty without one.
+    pub content_type: String,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, head and body) to `addr` and reads the answer
+/// to the end of the connection; `None` when the connection is closed without an answer.
+pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> Option<HttpAnswer> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the admin listener");
+    // A peer that closes before reading everything may reset the connection: no answer.
+    if stream.write_all(request).await.is_err() {
+        return None;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut answer)).await;
+    read.expect("the admin listener answers within the timeout")
+        .ok()?;
+    if answer.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8(answer).expect("an HTTP answer in UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("an HTTP status line");
+    let content_type = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Type: "))
+        .unwrap_or_default()
+        .to_string();
+    Some(HttpAnswer {
+        status,
+        content_type,
+        body: body.to_string(),
+    })
+}
+
+/// `GET path` on `addr`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> HttpAnswer {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    http_raw(addr, request.as_bytes())
+        .await
+        .unwrap_or_else(|| panic!("GET {path}: the connection closed without an answer"))
+}
+
+/// A free port on 127.0.0.1 (bound, then released for a server to take).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Says in one line, past the test harness's capture, that `test` did not run and why: a test
+/// that needs a component this machine lacks passes without it, and says so.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}

@@ -34,6 +34,8 @@ include!(concat!(env!("OUT_DIR"), "/message_types.rs"));
 use std::collections::HashMap;
 use std::time::Instant;
 
+use engine::metrics::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use engine::metrics::Registry;
 use engine::net::SessionId;
 use engine::world::Login;
 use engine::{Ctx, DispatchError, Game, HandlerError, MessageDispatcher, World};
@@ -83,6 +85,15 @@ pub struct Player {
     pub visible: Vec<u64>,
 }
 
+/// The arena's own metrics: a game's metrics sit in the same registry as the engine's.
+#[derive(Clone, Debug, Default)]
+pub struct ArenaMetrics {
+    /// Entities in the world.
+    pub entities: Gauge,
+    /// Entities sent in updates, all updates together: what area of interest costs.
+    pub entities_sent: Counter,
+}
+
 /// The arena's state.
 #[derive(Debug)]
 pub struct Arena {
@@ -95,6 +106,8 @@ pub struct Arena {
     /// Ticks run.
     pub tick: u64,
     grid: Grid,
+    /// The arena's metrics, on `/metrics` next to the engine's.
+    pub metrics: ArenaMetrics,
     // Buffers kept from tick to tick, so that an update costs no allocation of its own.
     in_view: Vec<Entity>,
     ids: Vec<u64>,
@@ -109,6 +122,7 @@ impl Arena {
             players: HashMap::new(),
             names: HashMap::new(),
             tick: 0,
+            metrics: ArenaMetrics::default(),
             in_view: Vec::new(),
             ids: Vec::new(),
         }
@@ -233,9 +247,12 @@ impl Game for Arena {
             names,
             tick,
             grid,
+            metrics,
             in_view,
             ids,
         } = game;
+        metrics.entities.set(players.len() as i64);
+        let mut sent = 0;
         for (&session, player) in players.iter_mut() {
             in_view.clear();
             let me = player.id;
@@ -247,6 +264,7 @@ impl Game for Arena {
             in_view.sort_unstable_by_key(|e| e.id);
             ids.clear();
             ids.extend(in_view.iter().map(|e| e.id));
+            sent += in_view.len() as u64;
             let (entered, left) = diff(&player.visible, ids);
             let update = S2cUpdate {
                 tick: *tick,
@@ -268,6 +286,21 @@ impl Game for Arena {
             *in_view = update.entities;
             std::mem::swap(&mut player.visible, ids);
         }
+        metrics.entities_sent.inc_by(sent);
+    }
+
+    fn register_metrics(world: &mut World<Self>, registry: &mut Registry) {
+        let metrics = &world.game.metrics;
+        registry.register(
+            "arena_entities",
+            "Entities in the arena",
+            metrics.entities.clone(),
+        );
+        registry.register(
+            "arena_entities_sent",
+            "Entities sent in updates, all updates together",
+            metrics.entities_sent.clone(),
+        );
     }
 
     fn stats(world: &World<Self>) -> String {

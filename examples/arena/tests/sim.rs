@@ -253,3 +253,35 @@ fn every_update_lists_exactly_the_entities_within_the_view_radius_of_the_true_po
         }
     }
 }
+
+#[test]
+fn the_arena_counts_its_entities_and_what_it_sends_in_its_own_metrics() {
+    let mut sim = Sim::new(small());
+    let mut registry = engine::metrics::Registry::default();
+    <arena::Arena as engine::Game>::register_metrics(&mut sim.core.world, &mut registry);
+    // Three players side by side: each sees the two others every tick.
+    let names: Vec<String> = ["ann", "bob", "cyd"].map(String::from).to_vec();
+    let sessions = sim.join_all(&names);
+    for (i, &s) in sessions.iter().enumerate() {
+        sim.core.world.game.place(s, 100.0 + i as f32, 100.0);
+    }
+    let before = sim.core.world.game.metrics.entities_sent.get();
+    sim.tick(vec![]);
+    sim.tick(vec![]);
+    let text = engine::metrics::encode(&registry);
+    assert!(
+        text.contains("# HELP arena_entities Entities in the arena"),
+        "{text}"
+    );
+    assert!(text.contains("\narena_entities 3\n"), "{text}");
+    let sent = sim.core.world.game.metrics.entities_sent.get();
+    assert_eq!(
+        sent - before,
+        2 * 3 * 2,
+        "two ticks, three players, two in view each"
+    );
+    assert!(
+        text.contains(&format!("\narena_entities_sent_total {sent}\n")),
+        "{text}"
+    );
+}

@@ -1,0 +1,411 @@
+//! The admin listener of a running world server: `/metrics` in the Prometheus text format with
+//! a `# HELP` line for every metric and the counts of what the clients did, `/healthz`,
+//! `/readyz`, `/api/state` with the sessions, rooms and disconnects, the admin page in a real
+//! headless Chromium (skipped, saying so, where Debian's `chromium` is not installed), and the
+//! listener's own limits against connections that hold it or send too much.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, http_get, http_raw, start_server, test_config, TestServer};
+use protocol::world::C2sWhisper;
+use protocol::ErrorCode;
+use world_server::serde_json::{self, Value};
+
+/// A server with its admin listener on a free port of 127.0.0.1.
+async fn server_with_admin() -> (TestServer, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut config = test_config();
+    config.admin.listen = admin.to_string();
+    let server = start_server(config).await;
+    // The listener is bound before the game port is announced, but the test got the game
+    // port from its own bind: wait for the admin one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(admin).await.is_err() {
+        assert!(Instant::now() < deadline, "no admin listener on {admin}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, admin)
+}
+
+/// `/api/state`, once `done` holds for it (it is published once a second).
+async fn state_when(admin: SocketAddr, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http_get(admin, "/api/state").await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.content_type, "application/json");
+        let state: Value = serde_json::from_str(&answer.body).expect("/api/state is JSON");
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/api/state never got there: {state:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The samples of a `/metrics` text, by name with labels, e.g. `world_disconnects_total{reason="kicked"}`.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("name value");
+            (name.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_state_count_what_the_clients_did() {
+    let (server, admin) = server_with_admin().await;
+    let mut ann = server.member("ann", "lobby").await;
+    let _bob = server.member("bob", "lobby").await;
+    let _cyd = server.member("cyd", "docks").await;
+    let mut dan = server.guest("dan").await;
+    let _anonymous = server.client().await;
+    ann.say("lobby", "hello", 1).await;
+    dan.send(&C2sWhisper {
+        to: "nobody".into(),
+        content: "psst".into(),
+        sent_at_us: 0,
+    })
+    .await;
+    dan.expect_error(ErrorCode::UserOffline).await;
+    dan.close().await;
+
+    let state = state_when(admin, |s| {
+        s["sessions"] == 4 && s["disconnects"]["peer_closed"] == 1
+    })
+    .await;
+    assert_eq!(state["logged_in"], 3, "{state:#}");
+    assert_eq!(state["ready"], true, "{state:#}");
+    assert_eq!(state["game"]["room_count"], 2, "{state:#}");
+    let rooms = state["game"]["rooms"].as_array().unwrap();
+    assert_eq!(
+        rooms[0]["name"], "lobby",
+        "the fullest room first: {state:#}"
+    );
+    assert_eq!(rooms[0]["count"], 2);
+    assert_eq!(rooms[0]["members"], serde_json::json!(["ann", "bob"]));
+    let players = state["players"].as_array().unwrap();
+    let names: Vec<&str> = players
+        .iter()
+        .map(|p| p["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ann", "bob", "cyd", ""],
+        "logged in first: {state:#}"
+    );
+    assert!(!state["series"].as_array().unwrap().is_empty(), "{state:#}");
+
+    let health = http_get(admin, "/healthz").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let ready = http_get(admin, "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
+    let answer = http_get(admin, "/metrics").await;
+    assert_eq!(answer.status, 200);
+    assert!(answer
+        .content_type
+        .starts_with("application/openmetrics-text"));
+    let text = answer.body;
+    // Every metric says what it is, and counters end in _total.
+    let mut families = 0;
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut parts = line["# TYPE ".len()..].split(' ');
+        let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+        families += 1;
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line"
+        );
+        let sample = match kind {
+            "counter" => format!("\n{name}_total"),
+            "histogram" => {
+                assert!(name.ends_with("_seconds"), "{name}: seconds, the base unit");
+                format!("\n{name}_bucket{{")
+            }
+            _ => format!("\n{name}"),
+        };
+        assert!(text.contains(&sample), "{name} ({kind}) has no sample");
+    }
+    assert!(families >= 20, "{families} metric families:\n{text}");
+    let values = samples(&text);
+    let value = |name: &str| -> f64 {
+        *values
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert_eq!(value("world_sessions"), 4.0);
+    assert_eq!(value("world_sessions_logged_in"), 3.0);
+    assert_eq!(value("world_connections_accepted_total"), 5.0);
+    assert_eq!(
+        value(r#"world_connections_refused_total{reason="server_full"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(r#"world_disconnects_total{reason="peer_closed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"world_messages_in_total{message="C2S_Login"}"#),
+        4.0
+    );
+    assert_eq!(
+        value(r#"world_messages_in_total{message="C2S_RoomJoin"}"#),
+        3.0
+    );
+    assert_eq!(value(r#"world_messages_in_total{message="C2S_Chat"}"#), 1.0);
+    assert_eq!(
+        value(r#"world_messages_in_total{message="C2S_Whisper"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"world_handler_errors_total{code="user_offline"}"#),
+        1.0
+    );
+    assert_eq!(value("world_rooms"), 2.0);
+    assert_eq!(value("world_room_members"), 3.0);
+    assert_eq!(value("world_rate_limited_requests_total"), 0.0);
+    assert!(value("world_frames_in_total") >= 9.0);
+    assert!(value("world_received_bytes_total") >= value("world_frames_in_total") * 4.0);
+    assert!(value("world_frames_out_total") >= 9.0);
+    assert!(value("world_sent_bytes_total") >= value("world_frames_out_total") * 4.0);
+    assert!(value("world_tick_duration_seconds_count") > 0.0);
+    assert!(value("world_ticks_over_budget_total") >= 0.0);
+    for phase in ["events", "dispatch", "timers", "flush"] {
+        assert_eq!(
+            value(&format!(
+                r#"world_tick_phase_duration_seconds_count{{phase="{phase}"}}"#
+            )),
+            value("world_tick_duration_seconds_count"),
+            "every tick times its {phase} phase"
+        );
+    }
+    assert!(value("world_session_event_queue") >= 0.0);
+    for lane in ["write", "quick", "login", "register"] {
+        assert!(value(&format!(r#"world_db_queue{{lane="{lane}"}}"#)) >= 0.0);
+    }
+    // Four guest logins, each checked against the accounts by the DB worker's quick lane.
+    assert!(value(r#"world_db_job_duration_seconds_count{lane="quick"}"#) >= 4.0);
+
+    assert_eq!(http_get(admin, "/nothing").await.status, 404);
+    let post = http_raw(
+        admin,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(post.status, 405);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_holds_32_requests_at_once_from_many_addresses_and_no_more() {
+    let (server, admin) = server_with_admin().await;
+    // 40 connections from 40 addresses that send nothing: the first 32 are held (each for at
+    // most 5 s), the others closed at once.
+    let mut holders = Vec::new();
+    for i in 0..40u8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 2 + i], 0)))
+            .unwrap();
+        holders.push(socket.connect(admin).await.unwrap());
+        // In order: the listener takes them one by one.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut closed = 0;
+    for stream in &mut holders[32..] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(stream, &mut buf),
+        )
+        .await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 8, "the connections past 32 are closed at once");
+    // The game is not held up by it.
+    let mut ann = server.guest("ann").await;
+    ann.ping(1).await;
+    drop(holders);
+    // Once they are gone, the listener answers again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(answer) = http_raw(admin, b"GET /healthz HTTP/1.1\r\n\r\n").await {
+            assert_eq!(answer.status, 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admin listener did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A request head longer than 8 KiB is closed unanswered.
+    let mut long = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 9000));
+    long.extend_from_slice(b"\r\n\r\n");
+    assert!(http_raw(admin, &long).await.is_none());
+    assert_eq!(http_get(admin, "/healthz").await.status, 200);
+    server.shutdown().await;
+}
+
+const NO_CHROMIUM: &str = "needs Debian's chromium (apt-get install chromium)";
+
+/// Debian's Chromium, when installed.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"].into_iter().find(|name| {
+        Command::new(name)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// The page at `url` after `budget_ms` of its time in headless Chromium: (DOM, console lines).
+fn render(browser: &str, url: &str, budget_ms: u32) -> (String, Vec<String>) {
+    let profile = common::fresh_dir();
+    let output = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--enable-logging=stderr",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .arg("--dump-dom")
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chromium failed: {stderr}");
+    let console = stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        console,
+    )
+}
+
+/// The text of the element with `id` in `dom`.
+fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let rest = &dom[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap() + start;
+    &rest[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_in_headless_chromium_shows_a_running_swarm() {
+    let Some(browser) = chromium() else {
+        return common::skip(
+            "the_admin_page_in_headless_chromium_shows_a_running_swarm",
+            NO_CHROMIUM,
+        );
+    };
+    let (server, admin) = server_with_admin().await;
+    let mut config = dummy_client::ClientConfig::default();
+    config.client.server = server.addr;
+    config.client.bots = 60;
+    config.client.duration_secs = 6;
+    config.client.drain_secs = 3;
+    config.client.ramp_up_per_sec = 1000;
+    config.bots.bots_per_room = 20;
+    config.bots.chat_interval_ms = 500;
+    config.validate("admin page test").unwrap();
+    let swarm = tokio::spawn(dummy_client::run(config, Default::default()));
+    state_when(admin, |s| {
+        s["logged_in"] == 60 && s["game"]["room_count"] == 3
+    })
+    .await;
+
+    let url = format!("http://{admin}/");
+    let (dom, console) = tokio::task::spawn_blocking(move || render(browser, &url, 3000))
+        .await
+        .unwrap();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert_eq!(element_text(&dom, "sessions"), "60", "{dom}");
+    assert_eq!(element_text(&dom, "logged_in"), "60");
+    assert_eq!(element_text(&dom, "rooms"), "3");
+    assert_eq!(element_text(&dom, "readiness"), "ready");
+    assert!(
+        element_text(&dom, "mps").parse::<u64>().unwrap() > 0,
+        "the bots chat: {dom}"
+    );
+    // The charts are drawn, the rooms and players listed.
+    assert!(dom.matches("<polyline").count() >= 3, "{dom}");
+    let table = |id: &str| -> String {
+        let rest = dom.split(&format!("id=\"{id}\"")).nth(1).unwrap();
+        rest[..rest.find("</table>").unwrap()].to_string()
+    };
+    let players = table("players");
+    assert_eq!(
+        players.matches("<tr>").count(),
+        1 + 60,
+        "a row a player: {players}"
+    );
+    assert_eq!(players.matches("<td>bot-").count(), 60, "{players}");
+    let rooms = table("room-table");
+    assert_eq!(
+        rooms.matches("<tr>").count(),
+        1 + 3,
+        "a row a room: {rooms}"
+    );
+    assert_eq!(rooms.matches("<td>20</td>").count(), 3, "{rooms}");
+
+    let report = swarm.await.unwrap().expect("the swarm runs");
+    assert!(report.passed(), "{report}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_says_when_the_server_is_gone() {
+    let Some(browser) = chromium() else {
+        return common::skip("the_admin_page_says_when_the_server_is_gone", NO_CHROMIUM);
+    };
+    let (server, admin) = server_with_admin().await;
+    let page = http_get(admin, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    server.shutdown().await;
+    // The page as saved by someone who had it open, loaded once the server is gone.
+    let dir = common::fresh_dir();
+    let file = dir.join("admin.html");
+    std::fs::write(&file, &page.body).unwrap();
+    let url = format!("file://{}", file.display());
+    let (dom, _) = tokio::task::spawn_blocking(move || render(browser, &url, 2000))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        element_text(&dom, "readiness").starts_with("server unreachable"),
+        "{dom}"
+    );
+}
