@@ -8,7 +8,7 @@
 #   scripts/load.sh 5000 60 --config my-bots.toml
 #
 # Environment: PORT (default 7400), SERVER_CONFIG (a world-server TOML file), OUT (folder for
-# the server log and report.json, default target/load), SERVER_BIN (the server binary, default
+# the server log, report.json and report.html, default target/load), SERVER_BIN (the server binary, default
 # the one this script builds: set it to compare another build, or to load the arena, with
 # extra flags `--scenario arena`).
 set -euo pipefail
@@ -41,7 +41,7 @@ started=$(date +%s%N)
 
 status=0
 ./target/release/dummy-client --server "127.0.0.1:$port" --bots "$bots" --duration "$secs" \
-    --json "$out/report.json" "$@" || status=$?
+    --json "$out/report.json" --html "$out/report.html" "$@" || status=$?
 
 awk -v ns="$(( $(date +%s%N) - started ))" -v cpu="$(( $(cpu_ticks) - cpu_before ))" -v hz="$ticks" \
     -v peak="$(awk '/VmHWM/ {print $2}' "/proc/$server/status")" \
@@ -53,5 +53,5 @@ awk -v ns="$(( $(date +%s%N) - started ))" -v cpu="$(( $(cpu_ticks) - cpu_before
 kill -TERM "$server"
 wait "$server" || { echo "server exited with $?"; status=1; }
 trap - EXIT
-echo "server log: $out/server.log; report: $out/report.json"
+echo "server log: $out/server.log; report: $out/report.json and $out/report.html"
 exit $status

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::names::new_run_id;
+use crate::record::{self, Document, LatencyMs, RunRecord, Series, Settings, Totals};
 use crate::report::{fmt_us, new_histogram, record, LatencySummary};
 use crate::swarm::{Clock, SESSION_EVENT_QUEUE};
 
@@ -100,13 +101,10 @@ struct TickViews {
     views: Vec<(u64, Vec<Seen>)>,
 }
 
-/// What an arena run counted.
-#[derive(Clone, Debug, Default, Serialize)]
+/// What an arena run counted. Its `--json` and `--html` forms are [`ArenaReport::to_json`]
+/// and [`ArenaReport::to_html`].
+#[derive(Clone, Debug, Default)]
 pub struct ArenaReport {
-    /// Report format version.
-    pub schema: u32,
-    /// `"arena"`.
-    pub scenario: &'static str,
     /// The server.
     pub server: String,
     /// Bots configured.
@@ -155,6 +153,96 @@ pub struct ArenaReport {
     pub errors: BTreeMap<String, u64>,
     /// Disconnects by reason.
     pub disconnects: BTreeMap<String, u64>,
+    /// The settings, the per-second series and the latency distribution.
+    pub run: RunRecord,
+}
+
+/// The totals of an arena run, `results` in its JSON document (see [`crate::record`] for the
+/// units). See [`ArenaReport`] for what each counts.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArenaResults {
+    /// Bots that connected.
+    pub connected: u64,
+    /// Bots logged in and spawned.
+    pub spawned: u64,
+    /// Connects that failed.
+    pub connect_failures: u64,
+    /// Logins that failed or timed out.
+    pub login_failures: u64,
+    /// Time the bots walked, from the first connect.
+    pub walk_ms: f64,
+    /// The world's side, as the server announced it.
+    pub world_size: f32,
+    /// The view radius.
+    pub view_radius: f32,
+    /// Units an entity moves in a second.
+    pub speed_per_sec: f32,
+    /// The server's tick.
+    pub tick_ms: u32,
+    /// Moves sent.
+    pub moves: u64,
+    /// Updates received, all bots.
+    pub updates: u64,
+    /// Updates per second, all bots.
+    pub updates_per_sec: f64,
+    /// Bytes of updates one spawned bot received per second.
+    pub bytes_per_bot_per_sec: f64,
+    /// Entities in one update, on average.
+    pub mean_in_view: f64,
+    /// A move to the first update echoing it.
+    pub latency_ms: LatencyMs,
+    /// Server ticks whose views were checked.
+    pub ticks_checked: u64,
+    /// (Observer, entity) pairs checked.
+    pub pairs_checked: u64,
+    /// Entities missing from a view they should have been in.
+    pub missing: u64,
+    /// Entities in a view they should not have been in.
+    pub extra: u64,
+    /// Entities shown at another position than theirs at that tick.
+    pub wrong_position: u64,
+    /// Pairs at the edge of the view, told either way.
+    pub at_edge: u64,
+    /// Updates whose `entered` or `left` differ from what changed.
+    pub inconsistent_events: u64,
+    /// Server ticks a bot was not sent an update of.
+    pub skipped_updates: u64,
+    /// `S2C_Error`s by code.
+    pub errors: BTreeMap<String, u64>,
+    /// Disconnects by reason.
+    pub disconnects: BTreeMap<String, u64>,
+}
+
+impl From<&ArenaReport> for ArenaResults {
+    fn from(r: &ArenaReport) -> Self {
+        ArenaResults {
+            connected: r.connected,
+            spawned: r.spawned,
+            connect_failures: r.connect_failures,
+            login_failures: r.login_failures,
+            walk_ms: r.walk_secs * 1000.0,
+            world_size: r.rules.world_size,
+            view_radius: r.rules.view_radius,
+            speed_per_sec: r.rules.speed,
+            tick_ms: r.rules.tick_ms,
+            moves: r.moves,
+            updates: r.updates,
+            updates_per_sec: r.updates_per_sec,
+            bytes_per_bot_per_sec: r.bytes_per_sec_per_bot,
+            mean_in_view: r.mean_in_view,
+            latency_ms: r.latency_us.into(),
+            ticks_checked: r.ticks_checked,
+            pairs_checked: r.pairs_checked,
+            missing: r.missing,
+            extra: r.extra,
+            wrong_position: r.wrong_position,
+            at_edge: r.at_edge,
+            inconsistent_events: r.inconsistent_events,
+            skipped_updates: r.skipped_updates,
+            errors: r.errors.clone(),
+            disconnects: r.disconnects.clone(),
+        }
+    }
 }
 
 impl ArenaReport {
@@ -199,9 +287,24 @@ impl ArenaReport {
         self.failures().is_empty()
     }
 
-    /// The report as JSON.
+    /// The JSON document of the run (schema in [`crate::record`]).
+    pub fn document(&self) -> Document<'_, ArenaResults> {
+        Document::new(
+            "arena",
+            &self.run,
+            ArenaResults::from(self),
+            self.failures(),
+        )
+    }
+
+    /// [`ArenaReport::document`] as pretty-printed JSON: the `--json` file.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        self.document().to_json()
+    }
+
+    /// [`ArenaReport::document`] as a self-contained HTML page: the `--html` file.
+    pub fn to_html(&self) -> String {
+        self.document().to_html()
     }
 }
 
@@ -273,6 +376,8 @@ struct ArenaSwarm {
     ticks: BTreeMap<u64, TickViews>,
     newest_tick: u64,
     latency: Histogram<u64>,
+    /// One sample a second, for the progress line and the report.
+    series: Series,
     in_view_sum: u64,
     report: ArenaReport,
 }
@@ -308,12 +413,15 @@ pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> Are
             linger: Duration::from_secs(1),
         },
         report: ArenaReport {
-            schema: 1,
-            scenario: "arena",
             server: config.client.server.to_string(),
             bots: config.client.bots as u64,
+            run: RunRecord::starting(Settings {
+                move_interval_ms: Some(config.bots.move_interval_ms),
+                ..Settings::of(&config)
+            }),
             ..ArenaReport::default()
         },
+        series: Series::new(now),
         config,
         tracker: TaskTracker::new(),
         session_tx,
@@ -348,7 +456,6 @@ pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> Are
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let duration = Duration::from_secs(swarm.config.client.duration_secs);
     let mut next_progress = now + Duration::from_secs(1);
-    let mut last_updates = 0;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -381,9 +488,7 @@ pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> Are
         swarm.flush();
         swarm.check_ticks(false);
         if now >= next_progress {
-            let updates = swarm.report.updates;
-            swarm.progress(now, updates - last_updates);
-            last_updates = updates;
+            swarm.progress(now);
             next_progress += Duration::from_secs(1);
         }
     }
@@ -491,6 +596,9 @@ impl ArenaSwarm {
                             self.report.login_failures += 1;
                         }
                     }
+                    Ok(protocol::S2cMessage::S2cWelcome(welcome)) => {
+                        self.report.run.settings.welcomed(&welcome);
+                    }
                     Ok(_) => {}
                     Err(_) => {
                         *self.report.errors.entry("undecodable".into()).or_default() += 1;
@@ -547,7 +655,9 @@ impl ArenaSwarm {
                 if u.move_sent_at_us != 0 && u.move_sent_at_us != bot.echo {
                     bot.echo = u.move_sent_at_us;
                     let read_us = self.clock.unix_us(at);
-                    record(&mut self.latency, read_us.saturating_sub(u.move_sent_at_us));
+                    let us = read_us.saturating_sub(u.move_sent_at_us);
+                    record(&mut self.latency, us);
+                    self.series.latency(us);
                 }
                 if let Some(last) = bot.last_tick {
                     if u.tick > last + 1 {
@@ -643,23 +753,40 @@ impl ArenaSwarm {
         }
     }
 
-    fn progress(&self, now: Instant, updates: u64) {
-        let elapsed = self
-            .first_connect
-            .map_or(0, |first| now.duration_since(first).as_secs());
+    fn progress(&mut self, now: Instant) {
+        let walking = self
+            .bots
+            .iter()
+            .filter(|b| b.phase == Phase::Walking)
+            .count() as u64;
+        let disconnects: u64 = self.report.disconnects.values().sum();
+        let second = self.series.close(
+            now,
+            Totals {
+                bots: walking,
+                sent: self.report.moves,
+                received: self.report.updates,
+                errors: self.report.errors.values().sum(),
+                disconnects,
+            },
+        );
+        let elapsed = now.duration_since(self.started_at).as_secs();
+        let p99 = if second.received == 0 {
+            "-".to_owned()
+        } else {
+            fmt_us((second.latency_p99_ms * 1000.0) as u64)
+        };
         let spawned = self.report.spawned.max(1);
         let bytes: u64 = self.bots.iter().map(|b| b.update_bytes).sum();
-        let p99 = self.latency.value_at_quantile(0.99);
         let line = format!(
-            "[{elapsed:>4}s] spawned {}/{}  updates {updates}/s  {} KB in so far per bot  move->update p99 {}  missing {}  extra {}  skipped {}  disconnects {}\n",
-            self.report.spawned,
+            "[{elapsed:>4}s] bots walking {walking}/{} | last second: moves sent {}, updates received {}, move-to-update p99 {p99} | so far: KB received per bot {}, views missing {}, extra {}, updates skipped {}, disconnects {disconnects}\n",
             self.report.bots,
+            second.sent,
+            second.received,
             bytes / spawned / 1024,
-            fmt_us(p99),
             self.report.missing,
             self.report.extra,
             self.report.skipped_updates,
-            self.report.disconnects.values().sum::<u64>()
         );
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
@@ -672,6 +799,8 @@ impl ArenaSwarm {
         self.report.bytes_per_sec_per_bot = bytes as f64 / secs / self.report.spawned.max(1) as f64;
         self.report.mean_in_view = self.in_view_sum as f64 / self.report.updates.max(1) as f64;
         self.report.latency_us = LatencySummary::of(&self.latency);
+        self.report.run.series = self.series.into_seconds();
+        self.report.run.latency_distribution = record::distribution(&self.latency);
         for bot in &self.bots {
             if matches!(
                 bot.phase,

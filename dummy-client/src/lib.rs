@@ -52,7 +52,7 @@
 //! While it runs, one progress line a second goes to stderr:
 //!
 //! ```text
-//! [  12s] bots 1000/1000  sent 48000 (4000/s)  recv 960000 (80000/s)  p99 3.1ms  lost 0  errors 0  disconnects 0
+//! [  12s] bots in rooms 1000/1000 | last second: chat lines sent 4000, deliveries received 80000, latency p99 3.1ms | so far: lost 0, errors 0, disconnects 0
 //! ```
 //!
 //! # Layout
@@ -62,7 +62,9 @@
 //! - [`swarm`]: the tick loop that owns every bot: connects, logins, timers, one batch of
 //!   frames per session per tick.
 //! - [`ledger`]: delivery accounting (sent, expected, received, lost, unexpected), pure.
-//! - [`report`]: the [`Report`], its verdict [`Report::passed`], JSON and text forms.
+//! - [`report`]: the [`Report`], its verdict [`Report::passed`] and its text form.
+//! - [`record`]: the settings, the per-second series and the latency distribution of a run,
+//!   and the versioned JSON document (`--json`); [`html`]: the HTML page (`--html`).
 //! - [`names`]: usernames (per run, or per account) and room names; chat content and its
 //!   parsable prefix.
 //! - [`tokens`]: the tokens file: parse, merge, atomic write.
@@ -71,8 +73,10 @@
 #![warn(missing_docs)]
 
 pub mod arena_swarm;
+pub mod html;
 pub mod ledger;
 pub mod names;
+pub mod record;
 pub mod report;
 pub mod swarm;
 pub mod tokens;

@@ -3,11 +3,13 @@
 //! ```text
 //! dummy-client [--config PATH] [--server ADDR:PORT] [--bots N] [--duration SECS]
 //!              [--auth guest|register|login|resume] [--tokens PATH]
-//!              [--scenario chat|arena] [--json PATH] [--log-level LEVEL]
+//!              [--scenario chat|arena] [--json PATH] [--html PATH] [--log-level LEVEL]
 //! ```
 //!
 //! Flags override the config file; without `--config` the embedded defaults are used. The
-//! report goes to stdout (and as JSON to `--json PATH`). Exit code 0 when the run passed,
+//! report goes to stdout, as a versioned JSON document to `--json PATH`, and as a
+//! self-contained page to `--html PATH`; both files are opened before the run starts, so that
+//! a path that cannot be written is a usage error and not a lost run. Exit code 0 when the run passed,
 //! 1 when it did not (one line on stderr says why), 2 for a bad config or argument, or a
 //! missing or bad tokens file. Ctrl-C stops the run early and still reports; a second Ctrl-C
 //! quits at once.
@@ -22,7 +24,7 @@
 //! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -55,9 +57,13 @@ struct Cli {
     /// Tokens file, overriding bots.tokens_file: register saves to it, resume reads it.
     #[arg(long, value_name = "PATH")]
     tokens: Option<PathBuf>,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as a JSON document (schema_version 1) to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page to this file: throughput, latency,
+    /// errors and disconnects over time, the latency distribution and the settings.
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
     /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -86,10 +92,17 @@ fn main() -> ExitCode {
         eprintln!("dummy-client: {error}");
         return ExitCode::from(EXIT_USAGE);
     }
+    let outputs = match Outputs::open(cli.json.as_deref(), cli.html.as_deref()) {
+        Ok(outputs) => outputs,
+        Err(message) => {
+            eprintln!("dummy-client: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let outcome = if cli.scenario == "arena" {
-        run_arena(config, cli.json)
+        run_arena(config, outputs)
     } else {
-        run(config, cli.json)
+        run(config, outputs)
     };
     let code = match outcome {
         Ok(code) => code,
@@ -146,6 +159,7 @@ trait Verdict: std::fmt::Display {
     fn passed(&self) -> bool;
     fn failures(&self) -> Vec<String>;
     fn to_json(&self) -> String;
+    fn to_html(&self) -> String;
 }
 
 impl Verdict for dummy_client::Report {
@@ -157,6 +171,9 @@ impl Verdict for dummy_client::Report {
     }
     fn to_json(&self) -> String {
         dummy_client::Report::to_json(self)
+    }
+    fn to_html(&self) -> String {
+        dummy_client::Report::to_html(self)
     }
 }
 
@@ -170,27 +187,122 @@ impl Verdict for dummy_client::arena_swarm::ArenaReport {
     fn to_json(&self) -> String {
         dummy_client::arena_swarm::ArenaReport::to_json(self)
     }
+    fn to_html(&self) -> String {
+        dummy_client::arena_swarm::ArenaReport::to_html(self)
+    }
 }
 
-fn run(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    scenario(json, |shutdown| async move {
+/// The report files, opened before the run.
+struct Outputs {
+    files: Vec<Output>,
+}
+
+struct Output {
+    flag: &'static str,
+    path: PathBuf,
+    file: std::fs::File,
+    /// Made by this run: removed when the run does not start.
+    created: bool,
+    html: bool,
+}
+
+impl Outputs {
+    /// Opens (creating when absent, not yet truncating) `--json` and `--html`; `Err` is one line
+    /// naming the flag, the path and why it cannot be written.
+    fn open(json: Option<&Path>, html: Option<&Path>) -> Result<Outputs, String> {
+        if let (Some(json), Some(html)) = (json, html) {
+            if json == html {
+                return Err(format!(
+                    "invalid argument --html {:?}: the same file as --json",
+                    html.display().to_string()
+                ));
+            }
+        }
+        let mut outputs = Outputs { files: Vec::new() };
+        for (flag, path, html) in [("--json", json, false), ("--html", html, true)] {
+            let Some(path) = path else { continue };
+            let invalid = |why: String| {
+                format!(
+                    "invalid argument {flag} {:?}: {why}",
+                    path.display().to_string()
+                )
+            };
+            if path.is_dir() {
+                return Err(invalid("a directory, not a file".to_owned()));
+            }
+            let created = !path.exists();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| invalid(format!("cannot write it: {e}")))?;
+            outputs.files.push(Output {
+                flag,
+                path: path.to_owned(),
+                file,
+                created,
+                html,
+            });
+        }
+        Ok(outputs)
+    }
+
+    /// Writes `report` to every file.
+    fn write(self, report: &impl Verdict) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        for mut output in self.files {
+            let text = if output.html {
+                report.to_html()
+            } else {
+                report.to_json() + "\n"
+            };
+            output
+                .file
+                .set_len(0)
+                .and_then(|()| output.file.write_all(text.as_bytes()))
+                .and_then(|()| output.file.sync_all())
+                .with_context(|| {
+                    format!(
+                        "cannot write the {} report to {}",
+                        output.flag,
+                        output.path.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The run did not start: the files this run made go again.
+    fn discard(self) {
+        for output in self.files {
+            if output.created {
+                drop(output.file);
+                let _ = std::fs::remove_file(&output.path);
+            }
+        }
+    }
+}
+
+fn run(config: ClientConfig, outputs: Outputs) -> anyhow::Result<ExitCode> {
+    scenario(outputs, |shutdown| async move {
         dummy_client::run(config, shutdown).await.map_err(|error| {
             eprintln!("dummy-client: {error}");
         })
     })
 }
 
-fn run_arena(config: ClientConfig, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    scenario(json, |shutdown| async move {
+fn run_arena(config: ClientConfig, outputs: Outputs) -> anyhow::Result<ExitCode> {
+    scenario(outputs, |shutdown| async move {
         Ok(dummy_client::arena_swarm::run_arena(config, shutdown).await)
     })
 }
 
 /// Runs a scenario on a runtime of its own (Ctrl-C stops it early), prints its report (and
-/// writes it as JSON to `json`), and turns its verdict into the exit code. `Err` from the
+/// writes it to `outputs`), and turns its verdict into the exit code. `Err` from the
 /// scenario is a run that could not start: a usage error, already told.
 fn scenario<R, F>(
-    json: Option<PathBuf>,
+    outputs: Outputs,
     start: impl FnOnce(CancellationToken) -> F,
 ) -> anyhow::Result<ExitCode>
 where
@@ -205,13 +317,11 @@ where
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_ctrl_c(shutdown.clone()));
         let Ok(report) = start(shutdown).await else {
+            outputs.discard();
             return Ok(ExitCode::from(EXIT_USAGE));
         };
         print!("{report}");
-        if let Some(path) = &json {
-            std::fs::write(path, report.to_json() + "\n")
-                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
-        }
+        outputs.write(&report)?;
         if report.passed() {
             Ok(ExitCode::SUCCESS)
         } else {

@@ -1,11 +1,13 @@
-//! The final [`Report`] of a run, its verdict ([`Report::passed`]) and its two forms: JSON
-//! (`Serialize`) and text (`Display`).
+//! The final [`Report`] of a run, its verdict ([`Report::passed`]) and its forms: text
+//! (`Display`), and the versioned JSON document and HTML page of [`crate::record`].
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use crate::record::{ChatResults, Document, RunRecord};
 
 /// Latencies are recorded from 1 µs ...
 pub const LATENCY_MIN_US: u64 = 1;
@@ -104,8 +106,9 @@ pub struct TokensSaved {
     pub error: Option<String>,
 }
 
-/// Everything a run counted. Serialized as the `--json` file.
-#[derive(Clone, Debug, Default, Serialize)]
+/// Everything a run counted. Its `--json` and `--html` forms are [`Report::to_json`] and
+/// [`Report::to_html`].
+#[derive(Clone, Debug, Default)]
 pub struct Report {
     /// The server's address.
     pub server: String,
@@ -180,6 +183,8 @@ pub struct Report {
     pub auth_ms: LoginSummary,
     /// `register` runs: the tokens file written at the end; `None` in other modes.
     pub tokens: Option<TokensSaved>,
+    /// The settings, the per-second series and the latency distribution.
+    pub run: RunRecord,
 }
 
 impl Report {
@@ -243,9 +248,19 @@ impl Report {
         failures
     }
 
-    /// The report as pretty-printed JSON.
+    /// The JSON document of the run (schema in [`crate::record`]).
+    pub fn document(&self) -> Document<'_, ChatResults> {
+        Document::new("chat", &self.run, ChatResults::from(self), self.failures())
+    }
+
+    /// [`Report::document`] as pretty-printed JSON: the `--json` file.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serializes")
+        self.document().to_json()
+    }
+
+    /// [`Report::document`] as a self-contained HTML page: the `--html` file.
+    pub fn to_html(&self) -> String {
+        self.document().to_html()
     }
 }
 
@@ -529,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn the_json_report_has_the_documented_fields() {
+    fn the_json_report_is_a_versioned_document_in_milliseconds() {
         let mut report = good_report();
         report.errors.insert("ROOM_FULL".into(), 2);
         report.latency_us = LatencySummary {
@@ -541,9 +556,14 @@ mod tests {
             mean: 1300.5,
             count: 8000,
         };
+        report.run.settings.bots = 40;
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["schema_version"], crate::record::SCHEMA_VERSION);
+        assert_eq!(json["scenario"], "chat");
+        assert_eq!(json["verdict"], "passed");
+        assert_eq!(json["settings"]["bots"], 40);
+        let results = &json["results"];
         for key in [
-            "bots",
             "connected",
             "connect_failures",
             "login_failures",
@@ -556,24 +576,34 @@ mod tests {
             "unexpected",
             "history_received",
             "errors",
-            "duration_secs",
-            "messages_per_sec",
-            "deliveries_per_sec",
-            "latency_us",
+            "duration_ms",
+            "drain_ms",
+            "sent_per_sec",
+            "received_per_sec",
+            "latency_ms",
+            "ping_rtt_ms",
             "login_ms",
             "auth_ms",
-            "auth",
             "login_errors",
         ] {
-            assert!(json.get(key).is_some(), "missing {key}");
+            assert!(results.get(key).is_some(), "missing results.{key}");
         }
-        assert_eq!(json["errors"]["ROOM_FULL"], 2);
-        assert_eq!(json["latency_us"]["p99"], 3100);
-        assert_eq!(json["latency_us"]["mean"], 1300.5);
+        assert_eq!(results["errors"]["ROOM_FULL"], 2);
+        assert_eq!(results["duration_ms"], 10_000.0);
+        assert_eq!(results["latency_ms"]["p99"], 3.1);
+        assert_eq!(results["latency_ms"]["mean"], 1.3005);
         for summary in ["login_ms", "auth_ms"] {
             for key in ["p50", "p99", "max", "count"] {
-                assert!(json[summary].get(key).is_some(), "missing {summary}.{key}");
+                assert!(
+                    results[summary].get(key).is_some(),
+                    "missing {summary}.{key}"
+                );
             }
+        }
+        // No field keeps another unit.
+        let text = report.to_json();
+        for old in ["_us\"", "_secs\"", "messages_per_sec", "deliveries_per_sec"] {
+            assert!(!text.contains(old), "{old} in {text}");
         }
     }
 

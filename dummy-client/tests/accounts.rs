@@ -2,98 +2,16 @@
 //! accounts and saves their tokens, a login run and a resume run use them. The server hashes
 //! passwords with the cheapest argon2 settings and stores accounts in a temporary database.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use config::{ClientConfig, ServerConfig};
+use common::{Server, TempDir};
+use config::ClientConfig;
 use dummy_client::{run, Report, RunError};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// A directory of its own under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "dummy-client-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The world server on `127.0.0.1:0`, with its database in `dir`.
-struct Server {
-    addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<world_server::Stats, world_server::ServerError>>,
-}
-
-/// Logs at `warn` (or `ACCOUNTS_LOG`), so that the server's per-connection lines do not
-/// bury the test output.
-fn quiet_logs() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let level = std::env::var("ACCOUNTS_LOG").unwrap_or_else(|_| "warn".to_owned());
-        if let Err(error) =
-            config::logging::init(&config::LogConfig::default(), Some(&level), "test")
-        {
-            eprintln!("test: cannot set up logging: {error}");
-        }
-    });
-}
-
-impl Server {
-    async fn start(dir: &TempDir) -> Self {
-        quiet_logs();
-        let mut config = ServerConfig::default();
-        config.server.tick_ms = 5;
-        config.net.linger_ms = 200;
-        config.storage.path = dir.path("world.db");
-        config.auth.argon2_memory_kib = 64;
-        config.auth.argon2_iterations = 1;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let handle = tokio::spawn(world_server::run(listener, config, shutdown));
-        Server {
-            addr,
-            stop: Some(stop),
-            handle,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match tokio::time::timeout(Duration::from_secs(10), self.handle).await {
-            Ok(Ok(Ok(_))) => {}
-            other => panic!("the server did not stop cleanly: {other:?}"),
-        }
-    }
-}
 
 fn config(server: std::net::SocketAddr, bots: usize, auth: &str, tokens: &Path) -> ClientConfig {
     let mut config = ClientConfig::default();

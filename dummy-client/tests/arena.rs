@@ -61,6 +61,23 @@ async fn walking_bots_see_exactly_the_bots_near_them_and_the_run_passes() {
     assert!(report.mean_in_view > 1.0, "{report}");
     assert!(report.pairs_checked > 10_000, "{report}");
     assert!(report.latency_us.count > 100, "{report}");
+    // The JSON document: the arena's totals in milliseconds, the settings, one sample a second.
+    let document: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(document["scenario"], "arena");
+    assert_eq!(document["verdict"], "passed");
+    assert_eq!(document["settings"]["move_interval_ms"], 100);
+    assert_eq!(
+        document["settings"]["server_tick_ms"],
+        document["results"]["tick_ms"]
+    );
+    assert_eq!(document["results"]["spawned"], 60);
+    assert!(document["results"]["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    let series = document["series"].as_array().unwrap();
+    assert!(series.len() >= 2, "{document:#}");
+    assert!(series
+        .iter()
+        .any(|s| s["bots"] == 60 && s["received"].as_u64() > Some(0)));
+    assert!(report.to_html().contains("updates received per second"));
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), handle)

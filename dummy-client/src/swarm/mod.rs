@@ -44,6 +44,7 @@ mod summary;
 
 use crate::ledger::Ledger;
 use crate::names::{parse_content, write_content, NameScheme, Names};
+use crate::record::{Series, Settings, Totals};
 use crate::report::{self, LatencySummary, LoginSummary, Report};
 use crate::tokens::Tokens;
 use crate::wire::{ChatView, Encoder};
@@ -201,13 +202,6 @@ struct Counters {
     bad_frames: u64,
 }
 
-/// Numbers of the last progress line, for rates.
-#[derive(Clone, Copy, Default)]
-struct ProgressMark {
-    sent: u64,
-    received: u64,
-}
-
 /// Every bot of a run, and the loop that drives them. See the module docs.
 pub struct Swarm {
     config: ClientConfig,
@@ -224,7 +218,10 @@ pub struct Swarm {
     ledger: Ledger,
     counters: Counters,
     latency: Histogram<u64>,
-    latency_interval: Histogram<u64>,
+    /// One sample a second, for the progress line and the report.
+    series: Series,
+    /// The run's settings, with what the server's `S2C_Welcome` said.
+    settings: Settings,
     rtt: Histogram<u64>,
     login: Histogram<u64>,
     auth_time: Histogram<u64>,
@@ -242,7 +239,6 @@ pub struct Swarm {
     drain_secs: f64,
     cancelled: bool,
     phase: RunPhase,
-    progress: ProgressMark,
     next_progress: Instant,
     ticks: u64,
     slow_ticks: u64,
@@ -285,6 +281,7 @@ impl Swarm {
         })?;
         let now = Instant::now();
         let ledger = Ledger::new(bots, bots_per_room);
+        let rooms = u64::from(ledger.rooms());
         let room_names = (0..ledger.rooms())
             .map(|room| names.room(room * bots_per_room))
             .collect();
@@ -310,7 +307,15 @@ impl Swarm {
             clock: Clock::new(),
             counters: Counters::default(),
             latency: report::new_histogram(),
-            latency_interval: report::new_histogram(),
+            series: Series::new(now),
+            settings: Settings {
+                bots_per_room: Some(config.bots.bots_per_room as u64),
+                rooms: Some(rooms),
+                chat_interval_ms: Some(config.bots.chat_interval_ms),
+                message_size_bytes: Some(config.bots.message_size as u64),
+                ping_interval_ms: Some(config.bots.ping_interval_ms),
+                ..Settings::of(&config)
+            },
             rtt: report::new_histogram(),
             login: report::new_histogram(),
             auth_time: report::new_histogram(),
@@ -326,7 +331,6 @@ impl Swarm {
             drain_secs: 0.0,
             cancelled: false,
             phase: RunPhase::Running,
-            progress: ProgressMark::default(),
             next_progress: now + Duration::from_secs(1),
             ticks: 0,
             slow_ticks: 0,
@@ -611,21 +615,22 @@ impl Swarm {
         if let Some(sent_at_us) = self.ledger.receive(receiver, sender, seq) {
             let latency = self.clock.unix_us(at).saturating_sub(sent_at_us);
             report::record(&mut self.latency, latency);
-            report::record(&mut self.latency_interval, latency);
+            self.series.latency(latency);
         }
     }
 
     fn on_message(&mut self, index: u32, message: S2cMessage, at: Instant) {
         let phase = self.bots[index as usize].phase;
         match message {
-            S2cMessage::S2cWelcome(welcome)
-                if welcome.protocol_version != protocol::PROTOCOL_VERSION =>
-            {
-                spdlog::warn!(
-                    "swarm: bot {index}: server speaks protocol {}, this client {}",
-                    welcome.protocol_version,
-                    protocol::PROTOCOL_VERSION
-                );
+            S2cMessage::S2cWelcome(welcome) => {
+                if welcome.protocol_version != protocol::PROTOCOL_VERSION {
+                    spdlog::warn!(
+                        "swarm: bot {index}: server speaks protocol {}, this client {}",
+                        welcome.protocol_version,
+                        protocol::PROTOCOL_VERSION
+                    );
+                }
+                self.settings.welcomed(&welcome);
             }
             S2cMessage::S2cAuthResult(auth) if phase == Phase::LoggingIn => {
                 self.on_auth_result(index, auth, at)

@@ -1,6 +1,7 @@
 //! The counters of a finished run, as its [`Report`].
 
 use super::*;
+use crate::record::{self, RunRecord};
 
 impl Swarm {
     /// Bots still on their way in when the run ended are failures: this is where they are
@@ -76,6 +77,12 @@ impl Swarm {
             login_ms: LoginSummary::of(&self.login),
             auth_ms: LoginSummary::of(&self.auth_time),
             tokens: None,
+            run: RunRecord {
+                settings: self.settings.clone(),
+                started_at_unix_ms: self.clock.unix_us(self.started_at) / 1000,
+                series: self.series.seconds().to_vec(),
+                latency_distribution: record::distribution(&self.latency),
+            },
         }
     }
 }
