@@ -65,6 +65,10 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_state_count_what_the_clients_did() {
     let (server, admin) = server_with_admin().await;
+    // The state is built only while someone asks for it: the first request waits for it.
+    let first = http_get(admin, "/api/state").await;
+    let first: Value = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(first["sessions"], 0, "a state, not a placeholder: {first}");
     let mut ann = server.member("ann", "lobby").await;
     let _bob = server.member("bob", "lobby").await;
     let _cyd = server.member("cyd", "docks").await;

@@ -494,6 +494,8 @@ pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> Are
     }
     connect_stop.cancel();
     swarm.check_ticks(true);
+    let totals = swarm.totals();
+    swarm.series.finish(Instant::now(), totals);
     let walked = swarm
         .first_connect
         .map_or(Duration::ZERO, |first| first.elapsed());
@@ -753,23 +755,25 @@ impl ArenaSwarm {
         }
     }
 
+    /// The running totals the series samples.
+    fn totals(&self) -> Totals {
+        Totals {
+            bots: self
+                .bots
+                .iter()
+                .filter(|b| b.phase == Phase::Walking)
+                .count() as u64,
+            sent: self.report.moves,
+            received: self.report.updates,
+            errors: self.report.errors.values().sum(),
+            disconnects: self.report.disconnects.values().sum(),
+        }
+    }
+
     fn progress(&mut self, now: Instant) {
-        let walking = self
-            .bots
-            .iter()
-            .filter(|b| b.phase == Phase::Walking)
-            .count() as u64;
-        let disconnects: u64 = self.report.disconnects.values().sum();
-        let second = self.series.close(
-            now,
-            Totals {
-                bots: walking,
-                sent: self.report.moves,
-                received: self.report.updates,
-                errors: self.report.errors.values().sum(),
-                disconnects,
-            },
-        );
+        let totals = self.totals();
+        let (walking, disconnects) = (totals.bots, totals.disconnects);
+        let second = self.series.close(now, totals);
         let elapsed = now.duration_since(self.started_at).as_secs();
         let p99 = if second.received == 0 {
             "-".to_owned()

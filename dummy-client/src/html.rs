@@ -14,7 +14,7 @@ use serde_json::Value;
 /// Points drawn at most per line; longer series are thinned, each point the largest of the
 /// seconds it stands for, so that a spike is never thinned away.
 const MAX_POINTS: usize = 1200;
-const WIDTH: f64 = 640.0;
+const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 180.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
@@ -272,6 +272,23 @@ fn counts_table(id: &str, what: &str, counts: &Value) -> String {
     out + "</table>\n"
 }
 
+/// An axis label: short, `2.5k`, `10M`, `0.5`.
+fn short(value: f64) -> String {
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    let (scaled, suffix) = match value.abs() {
+        v if v >= 1e6 => (value / 1e6, "M"),
+        v if v >= 1e3 => (value / 1e3, "k"),
+        _ => (value, ""),
+    };
+    trim(format!("{scaled:.2}")) + suffix
+}
+
 /// A top for an axis from 0 to `max`: 1, 2 or 5 times a power of ten.
 fn nice_top(max: f64) -> f64 {
     if max <= 0.0 || !max.is_finite() {
@@ -323,7 +340,7 @@ fn line_chart(id: &str, title: &str, xs: &[f64], lines: &[(&str, &str, Vec<f64>)
             out,
             "<line x1=\"{LEFT}\" x2=\"{right}\" y1=\"{at:.1}\" y2=\"{at:.1}\" stroke=\"#eee\"/><text x=\"{label_x}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             at + 4.0,
-            number(value)
+            short(value)
         );
     }
     for step in 0..=4 {
@@ -397,7 +414,7 @@ fn distribution_chart(buckets: &Value) -> String {
         "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>",
         LEFT - 4.0,
         TOP + 4.0,
-        number(top),
+        short(top),
         LEFT - 4.0,
         TOP + plot_h + 4.0
     );
@@ -411,7 +428,7 @@ fn distribution_chart(buckets: &Value) -> String {
             TOP + plot_h - h,
             (bar - 2.0).max(1.0),
             h,
-            number(*upto),
+            short(*upto),
             number(*count)
         );
         if i % label_every == 0 {
@@ -420,7 +437,7 @@ fn distribution_chart(buckets: &Value) -> String {
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">≤{}ms</text>",
                 LEFT + bar * (i as f64 + 0.5),
                 HEIGHT - 10.0,
-                number(*upto)
+                short(*upto)
             );
         }
     }
@@ -562,6 +579,10 @@ mod tests {
         assert_eq!(nice_top(130.0), 200.0);
         assert_eq!(nice_top(4_100.0), 5_000.0);
         assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(short(0.5), "0.5");
+        assert_eq!(short(2_500.0), "2.5k");
+        assert_eq!(short(10_000_000.0), "10M");
+        assert_eq!(short(25.0), "25");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
     }
 }

@@ -211,6 +211,17 @@ impl Series {
         second
     }
 
+    /// Closes the last, partial second of a run ending at `now`, if anything happened in it
+    /// or any time passed since the last close, so that the seconds add up to the run's
+    /// totals.
+    pub fn finish(&mut self, now: Instant, totals: Totals) {
+        let at_ms = now.saturating_duration_since(self.started).as_millis() as u64;
+        let last_at = self.seconds.last().map_or(0, |s| s.at_ms);
+        if at_ms > last_at || totals != self.last {
+            self.close(now, totals);
+        }
+    }
+
     /// The seconds so far.
     pub fn seconds(&self) -> &[Second] {
         &self.seconds
@@ -238,10 +249,13 @@ pub fn distribution(histogram: &Histogram<u64>) -> Vec<Bucket> {
     if histogram.is_empty() {
         return Vec::new();
     }
+    // Bar i holds what is up to 0.1 ms × 2^i (the iterator's own bounds are the histogram's
+    // bucket edges, such as 1.599 ms, rather than round numbers).
     let mut buckets: Vec<Bucket> = histogram
         .iter_log(100, 2.0)
-        .map(|step| Bucket {
-            upto_ms: step.value_iterated_to() as f64 / 1000.0,
+        .enumerate()
+        .map(|(i, step)| Bucket {
+            upto_ms: 0.1 * 2f64.powi(i as i32),
             count: step.count_since_last_iteration(),
         })
         .collect();
@@ -541,6 +555,25 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_a_run_closes_its_partial_second_once() {
+        let t0 = Instant::now();
+        let mut series = Series::new(t0);
+        let totals = Totals {
+            sent: 5,
+            ..Totals::default()
+        };
+        series.close(t0 + SECOND, totals);
+        series.finish(t0 + SECOND, totals);
+        assert_eq!(series.seconds().len(), 1, "nothing since the last second");
+        let later = Totals { sent: 7, ..totals };
+        series.finish(t0 + SECOND + Duration::from_millis(300), later);
+        let last = series.seconds()[1];
+        assert_eq!((last.at_ms, last.sent), (1300, 2));
+        let sent: u64 = series.seconds().iter().map(|s| s.sent).sum();
+        assert_eq!(sent, later.sent);
+    }
+
+    #[test]
     fn the_distribution_spans_the_latencies_in_doubling_bars() {
         let mut histogram = report::new_histogram();
         assert!(distribution(&histogram).is_empty());
@@ -553,8 +586,13 @@ mod tests {
         assert_eq!(bars.last().unwrap().count, 1, "{bars:?}");
         assert!(bars.last().unwrap().upto_ms >= 30.0, "{bars:?}");
         for pair in bars.windows(2) {
-            assert!(pair[1].upto_ms > pair[0].upto_ms * 1.9, "{bars:?}");
+            assert!(
+                (pair[1].upto_ms / pair[0].upto_ms - 2.0).abs() < 1e-9,
+                "{bars:?}"
+            );
         }
+        // Round bounds: 0.1 ms doubled, the first bar holding 450 and 500 µs.
+        assert!((bars[0].upto_ms - 0.8).abs() < 1e-9, "{bars:?}");
     }
 
     #[test]

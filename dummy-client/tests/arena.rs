@@ -74,6 +74,9 @@ async fn walking_bots_see_exactly_the_bots_near_them_and_the_run_passes() {
     assert!(document["results"]["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
     let series = document["series"].as_array().unwrap();
     assert!(series.len() >= 2, "{document:#}");
+    let sum = |key: &str| -> u64 { series.iter().map(|s| s[key].as_u64().unwrap()).sum() };
+    assert_eq!(sum("sent"), report.moves, "the seconds add up to the moves");
+    assert_eq!(sum("received"), report.updates);
     assert!(series
         .iter()
         .any(|s| s["bots"] == 60 && s["received"].as_u64() > Some(0)));

@@ -108,15 +108,25 @@ async fn a_run_writes_its_json_document_and_its_html_page_and_labels_its_progres
     assert!(series.len() >= 3, "{document:#}");
     let sent: u64 = series.iter().map(|s| s["sent"].as_u64().unwrap()).sum();
     let received: u64 = series.iter().map(|s| s["received"].as_u64().unwrap()).sum();
-    assert!(sent > 0 && sent <= results["sent"].as_u64().unwrap());
-    assert!(received > 0 && received <= results["received"].as_u64().unwrap());
-    for (i, second) in series.iter().enumerate() {
+    assert!(sent > 0, "{document:#}");
+    assert_eq!(
+        sent,
+        results["sent"].as_u64().unwrap(),
+        "the seconds add up"
+    );
+    assert_eq!(received, results["received"].as_u64().unwrap());
+    // One sample a second, and the last, partial one when the run ended.
+    let (last, whole) = series.split_last().unwrap();
+    for (i, second) in whole.iter().enumerate() {
         let at = second["at_ms"].as_u64().unwrap();
         assert!(
             (900 * (i as u64 + 1)..=1200 * (i as u64 + 1) + 200).contains(&at),
             "second {i} at {at} ms"
         );
     }
+    let before = whole.last().map_or(0, |s| s["at_ms"].as_u64().unwrap());
+    let at = last["at_ms"].as_u64().unwrap();
+    assert!(at > before && at <= before + 1400, "last sample at {at} ms");
     let bars = document["latency_distribution"].as_array().unwrap();
     let counted: u64 = bars.iter().map(|b| b["count"].as_u64().unwrap()).sum();
     assert_eq!(Some(counted), results["latency_ms"]["count"].as_u64());

@@ -8,13 +8,16 @@
 //! | `/readyz` | `200 ready` when the server listens, its DB worker is alive and no queue is full; else `503` with the reason |
 //! | `/api/state` | the state the page shows, as JSON ([`State`]) |
 //!
-//! The tick loop publishes [`State`] once a second (a copy, built in a few hundred
-//! microseconds for thousands of sessions); the listener's tasks only read the last one and
-//! the metrics' atomics, so a scrape never touches the world or slows a tick. At most
-//! [`MAX_REQUESTS`] requests are served at once, each of at most 8 KiB and 5 seconds; more
-//! connections are closed at once.
+//! Once a second the tick loop publishes why it is not ready (for `/readyz`), and, while
+//! someone has asked for `/api/state` in the last [`DEMAND_WINDOW`], a copy of [`State`] as
+//! JSON (a few milliseconds of the tick loop for 5,000 sessions, so it is not built while
+//! nobody looks). A request that finds the copy older than a second and a half waits for the
+//! next one. The listener's tasks only read what was published and the metrics' atomics: a
+//! scrape never touches the world. At most [`MAX_REQUESTS`] requests are served at once,
+//! each of at most 8 KiB and 5 seconds; more connections are closed at once.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SERIES_SECS: usize = 300;
 /// Sessions listed in [`State::players`] at most.
 pub const MAX_PLAYERS: usize = 1000;
+/// [`State`] is built while it was asked for within this long.
+pub const DEMAND_WINDOW: Duration = Duration::from_secs(5);
+/// A published [`State`] older than this is waited on: the request wants the next one.
+const STALE: Duration = Duration::from_millis(1500);
+/// How long a request waits for a fresh [`State`] at most.
+const FRESH_WAIT: Duration = Duration::from_millis(2500);
 
 /// The page, self-contained: no script or style from elsewhere.
 const PAGE: &str = include_str!("admin.html");
@@ -97,13 +106,51 @@ pub struct State {
     pub not_ready: Vec<String>,
 }
 
-/// What the tick loop publishes for the admin listener.
+/// What the tick loop publishes for the admin listener, once a second.
 #[derive(Debug, Default)]
 pub struct Published {
-    /// `/api/state`, as JSON.
-    pub json: String,
+    /// The last `/api/state`, as JSON (shared from one publication to the next).
+    pub json: Arc<str>,
+    /// When `json` was built; `None` before the first time.
+    pub json_at: Option<Instant>,
     /// Why `/readyz` fails; empty when ready.
     pub not_ready: Vec<String>,
+}
+
+/// When `/api/state` was last asked for: set by the listener, read by the tick loop (one
+/// atomic, no lock).
+#[derive(Debug)]
+pub struct Demand {
+    started: Instant,
+    /// Milliseconds from `started` to the last request, plus one; 0 for never.
+    last: AtomicU64,
+}
+
+impl Demand {
+    /// Nobody has asked yet.
+    pub fn new(started: Instant) -> Demand {
+        Demand {
+            started,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Someone asks now.
+    pub fn ask(&self) {
+        let ms = self.started.elapsed().as_millis() as u64 + 1;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether someone asked within [`DEMAND_WINDOW`] before `now`.
+    pub fn recent(&self, now: Instant) -> bool {
+        match self.last.load(Ordering::Relaxed) {
+            0 => false,
+            last => {
+                let now_ms = now.saturating_duration_since(self.started).as_millis() as u64 + 1;
+                now_ms.saturating_sub(last) <= DEMAND_WINDOW.as_millis() as u64
+            }
+        }
+    }
 }
 
 /// The per-second series, kept by the tick loop.
@@ -182,18 +229,30 @@ pub fn not_ready(
     reasons
 }
 
-/// The state of `world` for the admin listener, with `not_ready` the reasons it is not ready.
-pub fn publish<G: Game>(
+/// The state of `world` for `/api/state`, as JSON, with `not_ready` the reasons it is not
+/// ready.
+pub fn state_json<G: Game>(
     world: &World<G>,
     series: &Series,
     now: Instant,
-    not_ready: Vec<String>,
-) -> Published {
-    let mut players: Vec<Player> = world
+    not_ready: &[String],
+) -> String {
+    // Logged-in sessions first, then by session id; only the listed ones are copied.
+    let mut order: Vec<(bool, u64, &crate::world::Client)> = world
         .clients
         .iter()
-        .map(|(session, c)| Player {
-            session: session.0,
+        .map(|(session, c)| (c.login.is_none(), session.0, c))
+        .collect();
+    let key = |e: &(bool, u64, &crate::world::Client)| (e.0, e.1);
+    if order.len() > MAX_PLAYERS {
+        order.select_nth_unstable_by_key(MAX_PLAYERS, key);
+        order.truncate(MAX_PLAYERS);
+    }
+    order.sort_unstable_by_key(key);
+    let players = order
+        .into_iter()
+        .map(|(_, session, c)| Player {
+            session,
             username: c
                 .login
                 .as_ref()
@@ -203,11 +262,6 @@ pub fn publish<G: Game>(
             connected_secs: now.saturating_duration_since(c.connected_at).as_secs(),
         })
         .collect();
-    // Logged-in sessions first (an empty name sorts after), then by session id.
-    players.sort_by(|a, b| {
-        (a.username.is_empty(), a.session).cmp(&(b.username.is_empty(), b.session))
-    });
-    players.truncate(MAX_PLAYERS);
     let state = State {
         server: world.config.server_name.clone(),
         tick_ms: world.config.tick_ms,
@@ -219,12 +273,9 @@ pub fn publish<G: Game>(
         disconnects: world.stats.disconnects.clone(),
         series: series.samples.clone(),
         ready: not_ready.is_empty(),
-        not_ready: not_ready.clone(),
+        not_ready: not_ready.to_vec(),
     };
-    Published {
-        json: serde_json::to_string(&state).unwrap_or_else(|_| "{}".to_string()),
-        not_ready,
-    }
+    serde_json::to_string(&state).unwrap_or_else(|_| "{}".to_string())
 }
 
 /// Serves the admin listener until `stop`.
@@ -232,6 +283,7 @@ pub fn spawn(
     listener: TcpListener,
     registry: Arc<Registry>,
     state: watch::Receiver<Arc<Published>>,
+    demand: Arc<Demand>,
     stop: CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -254,10 +306,11 @@ pub fn spawn(
             };
             let registry = registry.clone();
             let state = state.clone();
+            let demand = demand.clone();
             inner.spawn(async move {
                 let _permit = permit;
-                let _ =
-                    tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &registry, &state)).await;
+                let served = serve(stream, &registry, state, &demand);
+                let _ = tokio::time::timeout(REQUEST_TIMEOUT, served).await;
             });
         }
     });
@@ -266,7 +319,8 @@ pub fn spawn(
 async fn serve(
     mut stream: TcpStream,
     registry: &Registry,
-    state: &watch::Receiver<Arc<Published>>,
+    state: watch::Receiver<Arc<Published>>,
+    demand: &Demand,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
@@ -289,7 +343,7 @@ async fn serve(
             "only GET\n".to_string(),
         )
     } else {
-        route(path, registry, state)
+        route(path, registry, state, demand).await
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -300,10 +354,11 @@ async fn serve(
     stream.shutdown().await
 }
 
-fn route(
+async fn route(
     path: &str,
     registry: &Registry,
-    state: &watch::Receiver<Arc<Published>>,
+    mut state: watch::Receiver<Arc<Published>>,
+    demand: &Demand,
 ) -> (&'static str, &'static str, String) {
     match path {
         "/" => ("200 OK", "text/html; charset=utf-8", PAGE.to_string()),
@@ -327,7 +382,16 @@ fn route(
                 )
             }
         }
-        "/api/state" => ("200 OK", "application/json", state.borrow().json.clone()),
+        "/api/state" => {
+            demand.ask();
+            let fresh = |p: &Published| p.json_at.is_some_and(|at| at.elapsed() <= STALE);
+            if !fresh(&state.borrow()) {
+                // Not built while nobody asked: the tick loop builds it within a second.
+                let _ = tokio::time::timeout(FRESH_WAIT, state.wait_for(|p| fresh(p))).await;
+            }
+            let json = state.borrow().json.to_string();
+            ("200 OK", "application/json", json)
+        }
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     }
 }
@@ -365,6 +429,18 @@ mod tests {
                 "the session event queue is full",
             ]
         );
+    }
+
+    #[test]
+    fn demand_lasts_its_window() {
+        let t0 = Instant::now();
+        let demand = Demand::new(t0);
+        assert!(!demand.recent(t0), "nobody asked");
+        demand.ask();
+        let asked = Instant::now();
+        assert!(demand.recent(asked));
+        assert!(demand.recent(asked + DEMAND_WINDOW - Duration::from_millis(10)));
+        assert!(!demand.recent(asked + DEMAND_WINDOW + Duration::from_millis(10)));
     }
 
     #[test]

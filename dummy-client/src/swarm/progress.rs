@@ -3,18 +3,21 @@
 use super::*;
 
 impl Swarm {
-    pub(super) fn print_progress(&mut self, now: Instant) {
+    /// The running totals the series samples.
+    pub(super) fn totals(&self) -> Totals {
         let counts = self.ledger.counts();
-        let second = self.series.close(
-            now,
-            Totals {
-                bots: self.counters.in_room,
-                sent: counts.sent,
-                received: counts.received,
-                errors: self.counters.error_total,
-                disconnects: self.counters.disconnects,
-            },
-        );
+        Totals {
+            bots: self.counters.in_room,
+            sent: counts.sent,
+            received: counts.received,
+            errors: self.counters.error_total,
+            disconnects: self.counters.disconnects,
+        }
+    }
+
+    pub(super) fn print_progress(&mut self, now: Instant) {
+        let second = self.series.close(now, self.totals());
+        let counts = self.ledger.counts();
         let elapsed = now.duration_since(self.started_at).as_secs();
         let p99 = if second.received == 0 {
             "-".to_owned()

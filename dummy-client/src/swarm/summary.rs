@@ -25,6 +25,8 @@ impl Swarm {
 
     pub(super) fn report(&mut self) -> Report {
         self.count_unfinished();
+        let totals = self.totals();
+        self.series.finish(Instant::now(), totals);
         let counts = self.ledger.counts();
         let c = &self.counters;
         let duration_secs = match (self.clock_start, self.stopped_at) {
