@@ -15,10 +15,10 @@ use serde_json::Value;
 /// seconds it stands for, so that a spike is never thinned away.
 const MAX_POINTS: usize = 1200;
 const WIDTH: f64 = 560.0;
-const HEIGHT: f64 = 180.0;
+const HEIGHT: f64 = 190.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 12.0;
+const TOP: f64 = 24.0;
 const BOTTOM: f64 = 28.0;
 
 /// The page of `document` (a [`crate::record::Document`] as JSON).
@@ -75,6 +75,17 @@ pub fn render(document: &Value) -> String {
             .collect()
     };
     let at: Vec<f64> = column("at_ms").iter().map(|ms| ms / 1000.0).collect();
+    // Counts per second of each sample's own span: the last sample of a run is shorter.
+    let rate = |key: &str| -> Vec<f64> { per_second(&at, &column(key)) };
+    // Latencies of a second in which nothing arrived are not zero but unknown: a gap.
+    let received = column("received");
+    let latency = |key: &str| -> Vec<f64> {
+        column(key)
+            .into_iter()
+            .zip(&received)
+            .map(|(ms, &n)| if n > 0.0 { ms } else { f64::NAN })
+            .collect()
+    };
     let (sent_what, received_what) = if scenario == "arena" {
         ("moves sent", "updates received")
     } else {
@@ -85,21 +96,21 @@ pub fn render(document: &Value) -> String {
         "chart-throughput-sent",
         &format!("{sent_what} per second"),
         &at,
-        &[(sent_what, "#06c", column("sent"))],
+        &[(sent_what, "#06c", rate("sent"))],
     ));
     page.push_str(&line_chart(
         "chart-throughput-received",
         &format!("{received_what} per second"),
         &at,
-        &[(received_what, "#080", column("received"))],
+        &[(received_what, "#080", rate("received"))],
     ));
     page.push_str(&line_chart(
         "chart-latency",
         "latency of the second, ms",
         &at,
         &[
-            ("p50", "#06c", column("latency_p50_ms")),
-            ("p99", "#c60", column("latency_p99_ms")),
+            ("p50", "#06c", latency("latency_p50_ms")),
+            ("p99", "#c60", latency("latency_p99_ms")),
         ],
     ));
     page.push_str(&line_chart(
@@ -113,8 +124,8 @@ pub fn render(document: &Value) -> String {
         "errors and disconnects per second",
         &at,
         &[
-            ("errors", "#c60", column("errors")),
-            ("disconnects", "#b00", column("disconnects")),
+            ("errors", "#c60", rate("errors")),
+            ("disconnects", "#b00", rate("disconnects")),
         ],
     ));
     page.push_str("</div>\n");
@@ -289,6 +300,48 @@ fn short(value: f64) -> String {
     trim(format!("{scaled:.2}")) + suffix
 }
 
+/// `counts[i]` per second of the span ending at `at[i]` (seconds), which starts at the sample
+/// before (or at 0).
+fn per_second(at: &[f64], counts: &[f64]) -> Vec<f64> {
+    let mut before = 0.0;
+    at.iter()
+        .zip(counts)
+        .map(|(&end, &count)| {
+            let span = end - before;
+            before = end;
+            if span > 0.0 {
+                count / span
+            } else {
+                count
+            }
+        })
+        .collect()
+}
+
+/// The spacing, in seconds, of the time axis of a run `max` seconds long: a round step giving
+/// at most six labels.
+fn time_step(max: f64) -> f64 {
+    const STEPS: [f64; 16] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+        10800.0, 21600.0,
+    ];
+    STEPS
+        .into_iter()
+        .find(|step| max / step <= 5.0)
+        .unwrap_or(43200.0)
+}
+
+/// `secs` on a time axis with labels `step` apart: `45s`, `10m` or `6h`.
+fn time_label(secs: f64, step: f64) -> String {
+    if step >= 3600.0 {
+        format!("{}h", (secs / 3600.0).round())
+    } else if step >= 60.0 {
+        format!("{}m", (secs / 60.0).round())
+    } else {
+        format!("{}s", secs.round())
+    }
+}
+
 /// A top for an axis from 0 to `max`: 1, 2 or 5 times a power of ten.
 fn nice_top(max: f64) -> f64 {
     if max <= 0.0 || !max.is_finite() {
@@ -302,7 +355,8 @@ fn nice_top(max: f64) -> f64 {
         .unwrap_or(10.0 * power)
 }
 
-/// `xs` and `ys` thinned to at most [`MAX_POINTS`], each point the largest y of its stretch.
+/// `xs` and `ys` thinned to at most [`MAX_POINTS`], each point the largest y of its stretch
+/// (NaN where the whole stretch is NaN).
 fn thin(xs: &[f64], ys: &[f64]) -> Vec<(f64, f64)> {
     let n = xs.len().min(ys.len());
     let stride = n.div_ceil(MAX_POINTS).max(1);
@@ -310,7 +364,7 @@ fn thin(xs: &[f64], ys: &[f64]) -> Vec<(f64, f64)> {
         .step_by(stride)
         .map(|start| {
             let end = (start + stride).min(n);
-            let y = ys[start..end].iter().copied().fold(f64::MIN, f64::max);
+            let y = ys[start..end].iter().copied().fold(f64::NAN, f64::max);
             (xs[end - 1], y)
         })
         .collect()
@@ -343,27 +397,36 @@ fn line_chart(id: &str, title: &str, xs: &[f64], lines: &[(&str, &str, Vec<f64>)
             short(value)
         );
     }
-    for step in 0..=4 {
-        let value = x_max * step as f64 / 4.0;
+    let step = time_step(x_max);
+    for i in 0..=(x_max / step) as u64 {
+        let value = step * i as f64;
         let _ = write!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}s</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             x(value),
             HEIGHT - 10.0,
-            value.round()
+            time_label(value, step)
         );
     }
     for (k, (label, color, ys)) in lines.iter().enumerate() {
-        let points: Vec<String> = thin(xs, ys)
-            .into_iter()
-            .map(|(px, py)| format!("{:.1},{:.1}", x(px), y(py)))
-            .collect();
+        // A NaN is a gap (a second with nothing to show): the line stops and starts again.
+        let mut path = String::new();
+        let mut gap = true;
+        for (px, py) in thin(xs, ys) {
+            if py.is_nan() {
+                gap = true;
+                continue;
+            }
+            let command = if gap { 'M' } else { 'L' };
+            let _ = write!(path, "{command}{:.1},{:.1} ", x(px), y(py));
+            gap = false;
+        }
         let _ = write!(
             out,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\" style=\"fill:{color}\">{}</text>",
-            points.join(" "),
+            "<path class=\"line\" d=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\" style=\"fill:{color}\">{}</text>",
+            path.trim_end(),
             LEFT + 8.0 + 90.0 * k as f64,
-            TOP + 12.0,
+            TOP - 8.0,
             escape(label)
         );
     }
@@ -534,7 +597,7 @@ mod tests {
             assert!(page.contains(&format!("<svg id=\"{id}\"")), "{id}");
         }
         // Two lines on the latency, two on the errors chart, one on each other.
-        assert_eq!(page.matches("<polyline").count(), 7);
+        assert_eq!(page.matches("<path class=\"line\"").count(), 7);
         assert_eq!(page.matches("<rect class=\"bar\"").count(), 3);
         let data = page
             .split("<script type=\"application/json\" id=\"report-data\">")
@@ -584,5 +647,38 @@ mod tests {
         assert_eq!(short(10_000_000.0), "10M");
         assert_eq!(short(25.0), "25");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(time_step(30.0), 10.0);
+        assert_eq!(time_step(3.2), 1.0);
+        assert_eq!(time_step(600.0), 120.0);
+        assert_eq!(time_step(86_400.0), 21_600.0);
+        assert_eq!(time_label(240.0, 120.0), "4m");
+        assert_eq!(time_label(43_200.0, 21_600.0), "12h");
+        assert_eq!(time_label(20.0, 10.0), "20s");
+    }
+
+    #[test]
+    fn a_line_stops_where_a_second_has_nothing_to_show() {
+        let chart = line_chart(
+            "c",
+            "latency",
+            &[1.0, 2.0, 3.0, 4.0],
+            &[("p50", "#000", vec![5.0, f64::NAN, 7.0, 8.0])],
+        );
+        let path = chart
+            .split(" d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(path.matches('M').count(), 2, "{path}");
+        assert_eq!(path.matches('L').count(), 1, "{path}");
+        assert!(!chart.contains("NaN"), "{chart}");
+    }
+
+    #[test]
+    fn a_short_last_sample_is_drawn_as_a_rate() {
+        let rates = per_second(&[1.0, 2.0, 2.5], &[100.0, 120.0, 60.0]);
+        assert_eq!(rates, [100.0, 120.0, 120.0]);
     }
 }

@@ -20,11 +20,9 @@
 //! | `reasons` | why it failed, one phrase each; empty when it passed |
 //! | `results` | the scenario's totals: [`ChatResults`] or [`ArenaResults`](crate::arena_swarm::ArenaResults) |
 //! | `latency_distribution` | [`Bucket`]s of the whole run's latency, log-scaled |
-//! | `series` | one [`Second`] per second of the run |
+//! | `series` | one [`Second`] per second of the run; the last one ends with the run and spans up to 1.5 s |
 
-#[cfg(test)]
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -167,7 +165,13 @@ pub struct Series {
     last: Totals,
     latency: Histogram<u64>,
     seconds: Vec<Second>,
+    /// The totals before the last second closed, and its latencies: a short last stretch of
+    /// a run joins that second instead of becoming a sample of its own.
+    before_last: Option<(Totals, Histogram<u64>)>,
 }
+
+/// A last stretch of a run shorter than this joins the second before it.
+const SHORTEST_LAST_SAMPLE: Duration = Duration::from_millis(500);
 
 impl Series {
     /// No seconds yet; the run started at `started`.
@@ -177,6 +181,7 @@ impl Series {
             last: Totals::default(),
             latency: report::new_histogram(),
             seconds: Vec::new(),
+            before_last: None,
         }
     }
 
@@ -206,20 +211,29 @@ impl Series {
             disconnects: totals.disconnects.saturating_sub(self.last.disconnects),
         };
         self.seconds.push(second);
-        self.last = totals;
-        self.latency.reset();
+        let latency = std::mem::replace(&mut self.latency, report::new_histogram());
+        self.before_last = Some((std::mem::replace(&mut self.last, totals), latency));
         second
     }
 
-    /// Closes the last, partial second of a run ending at `now`, if anything happened in it
-    /// or any time passed since the last close, so that the seconds add up to the run's
-    /// totals.
+    /// Closes the last, partial second of a run ending at `now`, so that the seconds add up
+    /// to the run's totals. Shorter than [`SHORTEST_LAST_SAMPLE`], it joins the second
+    /// before it (a sample of a few milliseconds would draw as a spike of its rate).
     pub fn finish(&mut self, now: Instant, totals: Totals) {
         let at_ms = now.saturating_duration_since(self.started).as_millis() as u64;
         let last_at = self.seconds.last().map_or(0, |s| s.at_ms);
-        if at_ms > last_at || totals != self.last {
-            self.close(now, totals);
+        if at_ms <= last_at && totals == self.last {
+            return;
         }
+        if at_ms.saturating_sub(last_at) < SHORTEST_LAST_SAMPLE.as_millis() as u64 {
+            if let Some((before, latency)) = self.before_last.take() {
+                self.seconds.pop();
+                // Both come from `new_histogram`, with the same bounds: adding cannot fail.
+                let _ = self.latency.add(&latency);
+                self.last = before;
+            }
+        }
+        self.close(now, totals);
     }
 
     /// The seconds so far.
@@ -566,11 +580,38 @@ mod tests {
         series.finish(t0 + SECOND, totals);
         assert_eq!(series.seconds().len(), 1, "nothing since the last second");
         let later = Totals { sent: 7, ..totals };
-        series.finish(t0 + SECOND + Duration::from_millis(300), later);
+        series.finish(t0 + SECOND + Duration::from_millis(600), later);
         let last = series.seconds()[1];
-        assert_eq!((last.at_ms, last.sent), (1300, 2));
+        assert_eq!((last.at_ms, last.sent), (1600, 2));
         let sent: u64 = series.seconds().iter().map(|s| s.sent).sum();
         assert_eq!(sent, later.sent);
+    }
+
+    #[test]
+    fn a_short_end_of_a_run_joins_the_second_before_it() {
+        let t0 = Instant::now();
+        let mut series = Series::new(t0);
+        let at = |totals| Totals {
+            sent: totals,
+            received: totals,
+            ..Totals::default()
+        };
+        series.latency(1_000);
+        series.close(t0 + SECOND, at(10));
+        series.latency(2_000);
+        series.close(t0 + 2 * SECOND, at(30));
+        series.latency(50_000);
+        series.finish(t0 + 2 * SECOND + Duration::from_millis(40), at(35));
+        let seconds = series.seconds();
+        assert_eq!(seconds.len(), 2);
+        let last = seconds[1];
+        assert_eq!((last.at_ms, last.sent, last.received), (2040, 25, 25));
+        assert_eq!(
+            last.latency_p50_ms, 2.0,
+            "both stretches' latencies: {last:?}"
+        );
+        assert!((last.latency_p99_ms - 50.0).abs() < 0.1, "{last:?}");
+        assert_eq!(seconds.iter().map(|s| s.sent).sum::<u64>(), 35);
     }
 
     #[test]
