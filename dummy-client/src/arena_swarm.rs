@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::names::new_run_id;
-use crate::record::{self, Document, LatencyMs, RunRecord, Series, Settings, Totals};
+use crate::record::{self, Document, RunRecord, Series, Settings, Totals};
 use crate::report::{fmt_us, new_histogram, record, LatencySummary};
 use crate::swarm::{Clock, SESSION_EVENT_QUEUE};
 
@@ -82,6 +82,7 @@ pub struct Rules {
     /// The view radius.
     pub view_radius: f32,
     /// Units a second.
+    #[serde(rename = "speed_per_sec")]
     pub speed: f32,
     /// The world's side.
     pub world_size: f32,
@@ -102,12 +103,15 @@ struct TickViews {
 }
 
 /// What an arena run counted. Its `--json` and `--html` forms are [`ArenaReport::to_json`]
-/// and [`ArenaReport::to_html`].
-#[derive(Clone, Debug, Default)]
+/// and [`ArenaReport::to_html`]; serialized, it is their `results`, in the document's units
+/// (milliseconds): the server, bot count and series are the document's own.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct ArenaReport {
     /// The server.
+    #[serde(skip)]
     pub server: String,
     /// Bots configured.
+    #[serde(skip)]
     pub bots: u64,
     /// Connected.
     pub connected: u64,
@@ -118,20 +122,24 @@ pub struct ArenaReport {
     /// Logins that failed or timed out.
     pub login_failures: u64,
     /// Seconds the bots walked (from the first connect).
+    #[serde(rename = "walk_ms", serialize_with = "record::secs_as_ms")]
     pub walk_secs: f64,
     /// The rules the server announced.
+    #[serde(flatten)]
     pub rules: Rules,
     /// Updates received, all bots.
     pub updates: u64,
     /// Updates per second, all bots.
     pub updates_per_sec: f64,
     /// Bytes of updates per second per spawned bot.
+    #[serde(rename = "bytes_per_bot_per_sec")]
     pub bytes_per_sec_per_bot: f64,
     /// Mean number of entities in one update.
     pub mean_in_view: f64,
     /// Moves sent.
     pub moves: u64,
     /// Move to the first update echoing it, in microseconds.
+    #[serde(rename = "latency_ms", serialize_with = "record::latency_as_ms")]
     pub latency_us: LatencySummary,
     /// Server ticks whose views were all checked.
     pub ticks_checked: u64,
@@ -154,95 +162,8 @@ pub struct ArenaReport {
     /// Disconnects by reason.
     pub disconnects: BTreeMap<String, u64>,
     /// The settings, the per-second series and the latency distribution.
+    #[serde(skip)]
     pub run: RunRecord,
-}
-
-/// The totals of an arena run, `results` in its JSON document (see [`crate::record`] for the
-/// units). See [`ArenaReport`] for what each counts.
-#[derive(Clone, Debug, Serialize)]
-pub struct ArenaResults {
-    /// Bots that connected.
-    pub connected: u64,
-    /// Bots logged in and spawned.
-    pub spawned: u64,
-    /// Connects that failed.
-    pub connect_failures: u64,
-    /// Logins that failed or timed out.
-    pub login_failures: u64,
-    /// Time the bots walked, from the first connect.
-    pub walk_ms: f64,
-    /// The world's side, as the server announced it.
-    pub world_size: f32,
-    /// The view radius.
-    pub view_radius: f32,
-    /// Units an entity moves in a second.
-    pub speed_per_sec: f32,
-    /// The server's tick.
-    pub tick_ms: u32,
-    /// Moves sent.
-    pub moves: u64,
-    /// Updates received, all bots.
-    pub updates: u64,
-    /// Updates per second, all bots.
-    pub updates_per_sec: f64,
-    /// Bytes of updates one spawned bot received per second.
-    pub bytes_per_bot_per_sec: f64,
-    /// Entities in one update, on average.
-    pub mean_in_view: f64,
-    /// A move to the first update echoing it.
-    pub latency_ms: LatencyMs,
-    /// Server ticks whose views were checked.
-    pub ticks_checked: u64,
-    /// (Observer, entity) pairs checked.
-    pub pairs_checked: u64,
-    /// Entities missing from a view they should have been in.
-    pub missing: u64,
-    /// Entities in a view they should not have been in.
-    pub extra: u64,
-    /// Entities shown at another position than theirs at that tick.
-    pub wrong_position: u64,
-    /// Pairs at the edge of the view, told either way.
-    pub at_edge: u64,
-    /// Updates whose `entered` or `left` differ from what changed.
-    pub inconsistent_events: u64,
-    /// Server ticks a bot was not sent an update of.
-    pub skipped_updates: u64,
-    /// `S2C_Error`s by code.
-    pub errors: BTreeMap<String, u64>,
-    /// Disconnects by reason.
-    pub disconnects: BTreeMap<String, u64>,
-}
-
-impl From<&ArenaReport> for ArenaResults {
-    fn from(r: &ArenaReport) -> Self {
-        ArenaResults {
-            connected: r.connected,
-            spawned: r.spawned,
-            connect_failures: r.connect_failures,
-            login_failures: r.login_failures,
-            walk_ms: r.walk_secs * 1000.0,
-            world_size: r.rules.world_size,
-            view_radius: r.rules.view_radius,
-            speed_per_sec: r.rules.speed,
-            tick_ms: r.rules.tick_ms,
-            moves: r.moves,
-            updates: r.updates,
-            updates_per_sec: r.updates_per_sec,
-            bytes_per_bot_per_sec: r.bytes_per_sec_per_bot,
-            mean_in_view: r.mean_in_view,
-            latency_ms: r.latency_us.into(),
-            ticks_checked: r.ticks_checked,
-            pairs_checked: r.pairs_checked,
-            missing: r.missing,
-            extra: r.extra,
-            wrong_position: r.wrong_position,
-            at_edge: r.at_edge,
-            inconsistent_events: r.inconsistent_events,
-            skipped_updates: r.skipped_updates,
-            errors: r.errors.clone(),
-            disconnects: r.disconnects.clone(),
-        }
-    }
 }
 
 impl ArenaReport {
@@ -288,13 +209,8 @@ impl ArenaReport {
     }
 
     /// The JSON document of the run (schema in [`crate::record`]).
-    pub fn document(&self) -> Document<'_, ArenaResults> {
-        Document::new(
-            "arena",
-            &self.run,
-            ArenaResults::from(self),
-            self.failures(),
-        )
+    pub fn document(&self) -> Document<'_, &ArenaReport> {
+        Document::new("arena", &self.run, self, self.failures())
     }
 
     /// [`ArenaReport::document`] as pretty-printed JSON: the `--json` file.

@@ -18,16 +18,16 @@
 //! | `settings` | [`Settings`]: bots, rooms, intervals, sizes, server address, the server's tick and name from `S2C_Welcome` |
 //! | `verdict` | `passed` or `failed` |
 //! | `reasons` | why it failed, one phrase each; empty when it passed |
-//! | `results` | the scenario's totals: [`ChatResults`] or [`ArenaResults`](crate::arena_swarm::ArenaResults) |
+//! | `results` | the scenario's totals: a [`Report`](crate::report::Report) or an [`ArenaReport`](crate::arena_swarm::ArenaReport), serialized |
 //! | `latency_distribution` | [`Bucket`]s of the whole run's latency, log-scaled |
 //! | `series` | one [`Second`] per second of the run; the last one ends with the run and spans up to 1.5 s |
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use crate::report::{self, LoginSummary, Report};
+use crate::report;
 
 /// The version of the JSON document; bumped when a field is dropped or renamed.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -406,113 +406,18 @@ impl From<report::LatencySummary> for LatencyMs {
     }
 }
 
-/// The totals of a chat run, `results` in its document. See [`Report`] for what each
-/// counts.
-#[derive(Clone, Debug, Serialize)]
-pub struct ChatResults {
-    /// The run id in this run's room names (and guests' usernames).
-    pub run_id: String,
-    /// Bots whose connect was started.
-    pub started: u64,
-    /// Bots that connected.
-    pub connected: u64,
-    /// Bots that logged in.
-    pub logged_in: u64,
-    /// Bots whose room join was confirmed.
-    pub joined: u64,
-    /// Bots that could not connect.
-    pub connect_failures: u64,
-    /// Connect failures by error.
-    pub connect_errors: std::collections::BTreeMap<String, u64>,
-    /// Connected bots that did not log in and join.
-    pub login_failures: u64,
-    /// Login failures by cause.
-    pub login_errors: std::collections::BTreeMap<String, u64>,
-    /// Chat lines sent.
-    pub sent: u64,
-    /// Deliveries expected: one per room member per line.
-    pub expected: u64,
-    /// Expected deliveries that arrived.
-    pub received: u64,
-    /// Expected deliveries that did not arrive.
-    pub lost: u64,
-    /// Deliveries that arrived where none was expected.
-    pub unexpected: u64,
-    /// Lines the server refused.
-    pub rejected: u64,
-    /// History lines replayed on join.
-    pub history_received: u64,
-    /// Pings sent.
-    pub pings_sent: u64,
-    /// Pongs received.
-    pub pongs_received: u64,
-    /// `S2C_Error`s by code.
-    pub errors: std::collections::BTreeMap<String, u64>,
-    /// Frames that did not decode.
-    pub bad_frames: u64,
-    /// Sessions that ended before the client closed them.
-    pub disconnects: u64,
-    /// Those by reason.
-    pub disconnect_reasons: std::collections::BTreeMap<String, u64>,
-    /// Stopped early (Ctrl-C).
-    pub cancelled: bool,
-    /// Chatting time, from the first connect to the stop of sending.
-    pub duration_ms: f64,
-    /// Draining time after it.
-    pub drain_ms: f64,
-    /// Lines sent per second of `duration_ms`.
-    pub sent_per_sec: f64,
-    /// Deliveries received per second of `duration_ms + drain_ms`.
-    pub received_per_sec: f64,
-    /// Chat latency: `sent_at_us` to the read at each receiver.
-    pub latency_ms: LatencyMs,
-    /// Ping round trips.
-    pub ping_rtt_ms: LatencyMs,
-    /// Connect start to `S2C_RoomJoined`.
-    pub login_ms: LoginSummary,
-    /// Connect complete to `S2C_AuthResult`.
-    pub auth_ms: LoginSummary,
-    /// `register` runs: the tokens file written at the end.
-    pub tokens: Option<report::TokensSaved>,
+/// Serializes seconds as milliseconds, for `#[serde(serialize_with)]`.
+pub fn secs_as_ms<S: Serializer>(secs: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(secs * 1000.0)
 }
 
-impl From<&Report> for ChatResults {
-    fn from(r: &Report) -> Self {
-        ChatResults {
-            run_id: r.run_id.clone(),
-            started: r.started,
-            connected: r.connected,
-            logged_in: r.logged_in,
-            joined: r.joined,
-            connect_failures: r.connect_failures,
-            connect_errors: r.connect_errors.clone(),
-            login_failures: r.login_failures,
-            login_errors: r.login_errors.clone(),
-            sent: r.sent,
-            expected: r.expected,
-            received: r.received,
-            lost: r.lost,
-            unexpected: r.unexpected,
-            rejected: r.rejected,
-            history_received: r.history_received,
-            pings_sent: r.pings_sent,
-            pongs_received: r.pongs_received,
-            errors: r.errors.clone(),
-            bad_frames: r.bad_frames,
-            disconnects: r.disconnects,
-            disconnect_reasons: r.disconnect_reasons.clone(),
-            cancelled: r.cancelled,
-            duration_ms: r.duration_secs * 1000.0,
-            drain_ms: r.drain_secs * 1000.0,
-            sent_per_sec: r.messages_per_sec,
-            received_per_sec: r.deliveries_per_sec,
-            latency_ms: r.latency_us.into(),
-            ping_rtt_ms: r.ping_rtt_us.into(),
-            login_ms: r.login_ms,
-            auth_ms: r.auth_ms,
-            tokens: r.tokens.clone(),
-        }
-    }
+/// Serializes a [`report::LatencySummary`] of microseconds as [`LatencyMs`], for
+/// `#[serde(serialize_with)]`.
+pub fn latency_as_ms<S: Serializer>(
+    us: &report::LatencySummary,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    LatencyMs::from(*us).serialize(serializer)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::fmt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::record::{ChatResults, Document, RunRecord};
+use crate::record::{self, Document, RunRecord};
 
 /// Latencies are recorded from 1 µs ...
 pub const LATENCY_MIN_US: u64 = 1;
@@ -107,16 +107,20 @@ pub struct TokensSaved {
 }
 
 /// Everything a run counted. Its `--json` and `--html` forms are [`Report::to_json`] and
-/// [`Report::to_html`].
-#[derive(Clone, Debug, Default)]
+/// [`Report::to_html`]; serialized, it is their `results`, in the document's units
+/// (milliseconds): the server, auth mode, bot count and series are the document's own.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     /// The server's address.
+    #[serde(skip)]
     pub server: String,
     /// The run id in this run's room names (and guests' usernames).
     pub run_id: String,
     /// How the bots logged in: `guest`, `register`, `login` or `resume`.
+    #[serde(skip)]
     pub auth: String,
     /// Bots configured.
+    #[serde(skip)]
     pub bots: u64,
     /// Bots whose connect was started (fewer than `bots` when the run ended during ramp-up).
     pub started: u64,
@@ -166,16 +170,22 @@ pub struct Report {
     /// The run was stopped early (Ctrl-C or the caller's shutdown).
     pub cancelled: bool,
     /// Seconds of chatting: from the first bot's connect to the stop of sending.
+    #[serde(rename = "duration_ms", serialize_with = "record::secs_as_ms")]
     pub duration_secs: f64,
     /// Seconds spent draining after the stop of sending.
+    #[serde(rename = "drain_ms", serialize_with = "record::secs_as_ms")]
     pub drain_secs: f64,
     /// Chat lines sent per second of `duration_secs`.
+    #[serde(rename = "sent_per_sec")]
     pub messages_per_sec: f64,
     /// Deliveries received per second of `duration_secs + drain_secs`.
+    #[serde(rename = "received_per_sec")]
     pub deliveries_per_sec: f64,
     /// End-to-end chat latency: `sent_at_us` to the read of the frame at each receiver.
+    #[serde(rename = "latency_ms", serialize_with = "record::latency_as_ms")]
     pub latency_us: LatencySummary,
     /// Ping round trips.
+    #[serde(rename = "ping_rtt_ms", serialize_with = "record::latency_as_ms")]
     pub ping_rtt_us: LatencySummary,
     /// Login times: connect start to `S2C_RoomJoined`.
     pub login_ms: LoginSummary,
@@ -184,6 +194,7 @@ pub struct Report {
     /// `register` runs: the tokens file written at the end; `None` in other modes.
     pub tokens: Option<TokensSaved>,
     /// The settings, the per-second series and the latency distribution.
+    #[serde(skip)]
     pub run: RunRecord,
 }
 
@@ -249,8 +260,8 @@ impl Report {
     }
 
     /// The JSON document of the run (schema in [`crate::record`]).
-    pub fn document(&self) -> Document<'_, ChatResults> {
-        Document::new("chat", &self.run, ChatResults::from(self), self.failures())
+    pub fn document(&self) -> Document<'_, &Report> {
+        Document::new("chat", &self.run, self, self.failures())
     }
 
     /// [`Report::document`] as pretty-printed JSON: the `--json` file.

@@ -71,6 +71,15 @@ async fn walking_bots_see_exactly_the_bots_near_them_and_the_run_passes() {
         document["results"]["tick_ms"]
     );
     assert_eq!(document["results"]["spawned"], 60);
+    assert_eq!(
+        document["results"]["speed_per_sec"].as_f64(),
+        Some(f64::from(report.rules.speed))
+    );
+    let walk_ms = document["results"]["walk_ms"].as_f64().unwrap();
+    assert!(
+        (walk_ms - report.walk_secs * 1000.0).abs() < 1e-6,
+        "{walk_ms}"
+    );
     assert!(document["results"]["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
     let series = document["series"].as_array().unwrap();
     assert!(series.len() >= 2, "{document:#}");

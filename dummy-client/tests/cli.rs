@@ -104,6 +104,21 @@ async fn a_run_writes_its_json_document_and_its_html_page_and_labels_its_progres
     assert_eq!(results["lost"], 0);
     assert_eq!(results["received"], results["expected"]);
     assert!(results["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    let duration_ms = results["duration_ms"].as_f64().unwrap();
+    assert!(
+        (2_900.0..4_000.0).contains(&duration_ms),
+        "a 3 s run, in ms: {duration_ms}"
+    );
+    for absent in [
+        "server",
+        "auth",
+        "bots",
+        "run",
+        "latency_us",
+        "duration_secs",
+    ] {
+        assert!(results.get(absent).is_none(), "{absent}: {results:#}");
+    }
     let series = document["series"].as_array().unwrap();
     assert!(series.len() >= 3, "{document:#}");
     let sent: u64 = series.iter().map(|s| s["sent"].as_u64().unwrap()).sum();
