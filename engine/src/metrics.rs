@@ -10,10 +10,12 @@
 use std::sync::atomic::AtomicU64;
 
 pub use prometheus_client;
+use prometheus_client::encoding::EncodeMetric;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::TypedMetric;
 pub use prometheus_client::registry::Registry;
 
 use net::DisconnectReason;
@@ -87,9 +89,36 @@ pub struct Metrics {
     db_jobs: Vec<Histogram>,
 }
 
-/// Buckets of durations from 50 µs to about 6.5 s.
-fn seconds() -> impl Iterator<Item = f64> {
-    exponential_buckets(0.00005, 2.0, 18)
+/// A histogram of durations in seconds, from 50 µs to about 6.5 s.
+fn durations() -> Histogram {
+    Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+}
+
+/// The handle of `family` for `label` = `value`.
+fn one<M: Clone, C: MetricConstructor<M>>(
+    family: &Family<Labels, M, C>,
+    label: &'static str,
+    value: &str,
+) -> M {
+    family.get_or_create(&vec![(label, value.into())]).clone()
+}
+
+/// `family`, registered as `name`, and its handles for each of `values` of `label`, made now
+/// so that recording never looks one up.
+fn labelled<M, C>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    family: Family<Labels, M, C>,
+    (label, values): (&'static str, &[&str]),
+) -> (Family<Labels, M, C>, Vec<M>)
+where
+    M: EncodeMetric + TypedMetric + Clone + std::fmt::Debug + Send + Sync + 'static,
+    C: MetricConstructor<M> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    registry.register(name, help, family.clone());
+    let handles = values.iter().map(|v| one(&family, label, v)).collect();
+    (family, handles)
 }
 
 impl Metrics {
@@ -113,31 +142,23 @@ impl Metrics {
             "world_connections_accepted",
             "Connections taken as sessions",
         );
-        let refused = Family::<Labels, Count>::default();
-        registry.register(
+        let (_, refused) = labelled(
+            registry,
             "world_connections_refused",
             "Connections refused, by reason",
-            refused.clone(),
+            Family::<Labels, Count>::default(),
+            ("reason", &["server_full", "too_many_connections"]),
         );
-        let refused_with = |reason: &str| {
-            refused
-                .get_or_create(&vec![("reason", reason.into())])
-                .clone()
+        let Ok([refused_server_full, refused_per_address]) = <[Count; 2]>::try_from(refused) else {
+            unreachable!("two reasons, two handles");
         };
-        let disconnects_family = Family::<Labels, Count>::default();
-        registry.register(
+        let (_, disconnects) = labelled(
+            registry,
             "world_disconnects",
             "Sessions ended, by reason",
-            disconnects_family.clone(),
+            Family::<Labels, Count>::default(),
+            ("reason", &DisconnectReason::LABELS),
         );
-        let disconnects = DisconnectReason::LABELS
-            .iter()
-            .map(|r| {
-                disconnects_family
-                    .get_or_create(&vec![("reason", (*r).into())])
-                    .clone()
-            })
-            .collect();
         let frames_in = counter(registry, "world_frames_in", "Frames received");
         let bytes_in = counter(
             registry,
@@ -150,11 +171,12 @@ impl Metrics {
             "world_sent_bytes",
             "Bytes of frames sent, headers included",
         );
-        let by_type = Family::<Labels, Count>::default();
-        registry.register(
+        let (by_type, _) = labelled(
+            registry,
             "world_messages_in",
             "Client messages taken for their handler, by message type",
-            by_type.clone(),
+            Family::<Labels, Count>::default(),
+            ("message", &[]),
         );
         let mut messages_in = vec![None; 1000];
         for &(id, name) in messages {
@@ -162,52 +184,35 @@ impl Metrics {
                 .checked_sub(2000)
                 .and_then(|i| messages_in.get_mut(i as usize))
             {
-                *slot = Some(
-                    by_type
-                        .get_or_create(&vec![("message", name.into())])
-                        .clone(),
-                );
+                *slot = Some(one(&by_type, "message", name));
             }
         }
-        let unknown_messages = by_type
-            .get_or_create(&vec![("message", "unknown".into())])
-            .clone();
-        let errors = Family::<Labels, Count>::default();
-        registry.register(
+        let unknown_messages = one(&by_type, "message", "unknown");
+        let (_, handler_errors) = labelled(
+            registry,
             "world_handler_errors",
             "Requests answered with S2C_Error, by error code",
-            errors.clone(),
+            Family::<Labels, Count>::default(),
+            ("code", &ERROR_CODES),
         );
-        let handler_errors = ERROR_CODES
-            .iter()
-            .map(|c| errors.get_or_create(&vec![("code", (*c).into())]).clone())
-            .collect();
         let rate_limited = counter(
             registry,
             "world_rate_limited_requests",
             "Requests dropped by the per-session rate limit",
         );
-        let tick = Histogram::new(seconds());
+        let tick = durations();
         registry.register(
             "world_tick_duration_seconds",
             "Time of one tick",
             tick.clone(),
         );
-        let phase_family =
-            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(seconds()));
-        registry.register(
+        let (_, phases) = labelled(
+            registry,
             "world_tick_phase_duration_seconds",
             "Time of one phase of a tick: events (new connections and frames in), dispatch (the handlers), timers (and the game's tick), flush (frames and closes out)",
-            phase_family.clone(),
+            Family::new_with_constructor(durations as fn() -> Histogram),
+            ("phase", &PHASES),
         );
-        let phases = PHASES
-            .iter()
-            .map(|p| {
-                phase_family
-                    .get_or_create(&vec![("phase", (*p).into())])
-                    .clone()
-            })
-            .collect();
         let over_budget = counter(
             registry,
             "world_ticks_over_budget",
@@ -218,41 +223,26 @@ impl Metrics {
             "world_session_event_queue",
             "Session events (frames in, closes) waiting for the tick loop",
         );
-        let queue_family = Family::<Labels, Gauge>::default();
-        registry.register(
+        let (_, db_queues) = labelled(
+            registry,
             "world_db_queue",
             "Jobs waiting for the DB worker, by queue",
-            queue_family.clone(),
+            Family::<Labels, Gauge>::default(),
+            ("lane", &LANES),
         );
-        let db_queues = LANES
-            .iter()
-            .map(|l| {
-                queue_family
-                    .get_or_create(&vec![("lane", (*l).into())])
-                    .clone()
-            })
-            .collect();
-        let job_family =
-            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(seconds()));
-        registry.register(
+        let (_, db_jobs) = labelled(
+            registry,
             "world_db_job_duration_seconds",
             "Time the DB worker took for one job, by queue",
-            job_family.clone(),
+            Family::new_with_constructor(durations as fn() -> Histogram),
+            ("lane", &LANES),
         );
-        let db_jobs = LANES
-            .iter()
-            .map(|l| {
-                job_family
-                    .get_or_create(&vec![("lane", (*l).into())])
-                    .clone()
-            })
-            .collect();
         Metrics {
             sessions,
             logged_in,
             accepted,
-            refused_server_full: refused_with("server_full"),
-            refused_per_address: refused_with("too_many_connections"),
+            refused_server_full,
+            refused_per_address,
             disconnects,
             frames_in,
             bytes_in,
