@@ -18,8 +18,12 @@ use world_server::serde_json::{self, Value};
 
 /// A server with its admin listener on a free port of 127.0.0.1.
 async fn server_with_admin() -> (TestServer, SocketAddr) {
+    server_with_admin_and(test_config()).await
+}
+
+/// A server of `config` with its admin listener on a free port of 127.0.0.1.
+async fn server_with_admin_and(mut config: config::ServerConfig) -> (TestServer, SocketAddr) {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut config = test_config();
     config.admin.listen = admin.to_string();
     let server = start_server(config).await;
     // The listener is bound before the game port is announced, but the test got the game
@@ -209,6 +213,80 @@ async fn metrics_health_and_state_count_what_the_clients_did() {
     .await
     .unwrap();
     assert_eq!(post.status, 405);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_a_db_queue_is_full_and_200_once_it_drains() {
+    let mut config = test_config();
+    // Two registrations may wait; each takes a while to hash.
+    config.storage.queue = 2;
+    config.auth.argon2_memory_kib = 4096;
+    config.auth.argon2_iterations = 2;
+    let (server, admin) = server_with_admin_and(config).await;
+    assert_eq!(http_get(admin, "/readyz").await.status, 200);
+
+    // Registrations keep arriving faster than they are hashed, until the server has said so
+    // on every path.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pressure = tokio::spawn({
+        let (addr, stop) = (server.addr, stop.clone());
+        async move {
+            let mut clients = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..4 {
+                    let mut client = common::TestClient::connect(addr).await;
+                    client
+                        .send(&protocol::world::C2sRegister {
+                            username: format!("reg{}", clients.len()),
+                            password: "correct horse".into(),
+                        })
+                        .await;
+                    clients.push(client);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            clients
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let answer = http_get(admin, "/readyz").await;
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "never not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(
+        answer.body.contains("register queue is full"),
+        "{}",
+        answer.body
+    );
+    let state = state_when(admin, |s| s["ready"] == false).await;
+    assert!(
+        state["not_ready"][0]
+            .as_str()
+            .unwrap()
+            .contains("register queue is full"),
+        "{state}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let clients = pressure.await.unwrap();
+
+    // Nothing more arrives: the queue drains and the server is ready again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(admin, "/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The metrics tell the same story: registrations hashed, and those past the full queue
+    // answered RATE_LIMITED.
+    let metrics = samples(&http_get(admin, "/metrics").await.body);
+    assert!(metrics[r#"world_db_job_duration_seconds_count{lane="register"}"#] >= 2.0);
+    assert!(metrics[r#"world_handler_errors_total{code="rate_limited"}"#] >= 1.0);
+    drop(clients);
     server.shutdown().await;
 }
 
