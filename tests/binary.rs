@@ -535,6 +535,28 @@ fn storage_config(tag: &str, db: &Path) -> (TempConfig, String) {
 }
 
 #[test]
+fn an_unreachable_postgres_database_stops_the_server_in_one_line_without_its_password() {
+    let port = common::free_port();
+    let url = format!("postgres://world:hunter2@127.0.0.1:{port}/world");
+    let config = TempConfig::new(
+        "pg-unreachable",
+        &format!("[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n"),
+    );
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let (code, stderr) =
+        run_to_exit(&["--config", config.0.to_str().unwrap(), "--listen", &listen]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with(&format!(
+            "world-server: storage.postgres_url \"postgres://world:***@127.0.0.1:{port}/world\": cannot connect: "
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+#[test]
 fn a_corrupt_database_stops_the_server_before_it_listens() {
     use world_server::storage::{HistoryLine, SqliteStorage, Storage};
     let data = common::fresh_dir();

@@ -45,6 +45,6 @@ pub use client::{BotsSection, ClientConfig, ClientSection, CLIENT_EXAMPLE};
 pub use error::ConfigError;
 pub use log::{parse_log_level, LogConfig, LOG_LEVELS};
 pub use server::{
-    AdminSection, AuthSection, LimitsSection, NetSection, ServerConfig, ServerSection,
-    StorageSection, WorldSection, SERVER_EXAMPLE,
+    redact_password, AdminSection, AuthSection, ClusterSection, LimitsSection, NetSection,
+    ServerConfig, ServerSection, StorageSection, WorldSection, SERVER_EXAMPLE,
 };

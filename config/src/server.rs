@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub auth: AuthSection,
     /// `[admin]`: the admin listener (metrics, health, the admin page).
     pub admin: AdminSection,
+    /// `[cluster]`: this server as a node among others sharing a database.
+    pub cluster: ClusterSection,
     /// `[log]`: log level and optional rotating log file.
     pub log: LogConfig,
 }
@@ -55,6 +57,58 @@ impl AdminSection {
     pub fn address(&self) -> Option<SocketAddr> {
         self.listen.parse().ok()
     }
+}
+
+/// `url` with the password, if any, replaced by `***`, for messages and logs.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// `[cluster]`: this server as one node of several sharing one PostgreSQL database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node's name, in the shared session log and room records: letters, digits, `-`,
+    /// `_` and `.`, at most 64. Empty (the default): the host name and the listen port, as
+    /// in `myhost-7000`, so that nodes on one machine differ.
+    pub node: String,
+}
+
+impl ClusterSection {
+    /// [`node`](Self::node), or the name derived from the host and `listen`'s port.
+    pub fn node_name(&self, listen: SocketAddr) -> String {
+        if !self.node.is_empty() {
+            return self.node.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| if node_char(c) { c } else { '-' })
+            .take(56)
+            .collect();
+        let host = if host.is_empty() { "node".into() } else { host };
+        format!("{host}-{}", listen.port())
+    }
+}
+
+fn node_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }
 
 /// `[server]`: the listener, the tick and the hard limits on clients.
@@ -267,6 +321,13 @@ impl LimitsSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
+    /// Where the data lives: `"sqlite"` (the default: one file, embedded, for one server) or
+    /// `"postgres"` (a PostgreSQL database at [`postgres_url`](Self::postgres_url), which
+    /// several servers can share).
+    pub backend: String,
+    /// With `backend = "postgres"`: the database, as `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (libpq's URL form; its options as `?key=value`). A password in it is never logged.
+    pub postgres_url: String,
     /// SQLite database file, created if missing; relative paths are from the working
     /// directory. Default `"world.db"`. It is in WAL mode: back it up with SQLite's
     /// `.backup` command (or copy it while the server is stopped), not by copying the file
@@ -295,6 +356,8 @@ pub struct StorageSection {
 impl Default for StorageSection {
     fn default() -> Self {
         Self {
+            backend: "sqlite".into(),
+            postgres_url: String::new(),
             path: "world.db".into(),
             synchronous: "full".into(),
             queue: 1024,
@@ -496,7 +559,36 @@ impl ServerConfig {
             }
         }
 
+        let node = &self.cluster.node;
+        if node.len() > 64 || !node.chars().all(node_char) {
+            return Err(rules.fail(
+                "cluster.node",
+                "empty or at most 64 letters, digits, '-', '_' and '.'",
+                crate::error::quoted(node),
+            ));
+        }
+
         let storage = &self.storage;
+        match storage.backend.as_str() {
+            "sqlite" => {}
+            "postgres" => {
+                let url = &storage.postgres_url;
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(rules.fail(
+                        "storage.postgres_url",
+                        "a postgres://USER@HOST[:PORT]/DB URL with storage.backend = \"postgres\"",
+                        crate::error::quoted(&redact_password(url)),
+                    ));
+                }
+            }
+            other => {
+                return Err(rules.fail(
+                    "storage.backend",
+                    "\"sqlite\" or \"postgres\"",
+                    crate::error::quoted(other),
+                ))
+            }
+        }
         if storage.path.as_os_str().is_empty() {
             return Err(rules.fail("storage.path", "a file path", "\"\"".to_string()));
         }
@@ -676,6 +768,45 @@ mod tests {
             error("[world]\nmax_chat_len = 9000\n"),
             r#"invalid config "world-server.toml": world.max_chat_len must be less than server.max_packet_size (got 9000 >= 8192)"#
         );
+    }
+
+    #[test]
+    fn storage_backends_and_node_names_are_checked() {
+        assert_eq!(
+            error("[storage]\nbackend = \"mysql\"\n"),
+            r#"invalid config "world-server.toml": storage.backend must be "sqlite" or "postgres" (got "mysql")"#
+        );
+        assert_eq!(
+            error("[storage]\nbackend = \"postgres\"\npostgres_url = \"mysql://u:secret@h/db\"\n"),
+            r#"invalid config "world-server.toml": storage.postgres_url must be a postgres://USER@HOST[:PORT]/DB URL with storage.backend = "postgres" (got "mysql://u:***@h/db")"#
+        );
+        assert_eq!(
+            error("[cluster]\nnode = \"a b\"\n"),
+            r#"invalid config "world-server.toml": cluster.node must be empty or at most 64 letters, digits, '-', '_' and '.' (got "a b")"#
+        );
+        let listen = "127.0.0.1:7001".parse().unwrap();
+        let named = ClusterSection { node: "n1".into() };
+        assert_eq!(named.node_name(listen), "n1");
+        let derived = ClusterSection::default().node_name(listen);
+        assert!(derived.ends_with("-7001") && derived.len() > 5, "{derived}");
+        assert!(derived.chars().all(node_char), "{derived}");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_password("postgres://world:hunter2@db:5432/w?sslmode=disable"),
+            "postgres://world:***@db:5432/w?sslmode=disable"
+        );
+        assert_eq!(
+            redact_password("postgres://world@db/w"),
+            "postgres://world@db/w"
+        );
+        assert_eq!(
+            redact_password("postgres://a:b@c@d/e"),
+            "postgres://a:***@d/e"
+        );
+        assert_eq!(redact_password("nonsense"), "nonsense");
     }
 
     #[test]

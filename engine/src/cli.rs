@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use config::ServerConfig;
 
-use crate::server::{open_sqlite, run_game, ServerError};
+use crate::server::{open_storage, run_game, ServerError};
 use crate::world::Game;
 
 /// The options.
@@ -108,7 +108,7 @@ pub fn main<G: Game>(
             }
         };
         let run = async {
-            let storage = open_sqlite(&config)?;
+            let storage = open_storage(&config)?;
             let game = make_game(&config);
             run_game(listener, config, game, storage, shutdown_signal()).await
         };

@@ -39,7 +39,7 @@
 //! # async fn example() -> anyhow::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let config = config::ServerConfig::default();
-//! let storage = engine::server::open_sqlite(&config)?;
+//! let storage = engine::server::open_storage(&config)?;
 //! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
 //! engine::run_game(listener, config, MyGame, storage, shutdown).await?;
 //! # Ok(()) }

@@ -30,7 +30,7 @@ use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
 use crate::metrics::{Metrics, Registry};
-use crate::storage::{SqliteStorage, Storage, StorageError};
+use crate::storage::{PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::world::Game;
 use crate::world::{Stats, World, WorldConfig};
 
@@ -41,11 +41,14 @@ pub enum ServerError {
     #[error("cannot register handlers: {0}")]
     Dispatch(#[from] DispatchError),
     /// The database could not be opened or migrated. Named by its config key, like a bad
-    /// config value: `storage.path "world.db": the database is corrupt (...)`.
-    #[error("storage.path {path:?}: {source}")]
+    /// config value: `storage.path "world.db": the database is corrupt (...)`, or
+    /// `storage.postgres_url "postgres://world@db/world": cannot connect: ...`.
+    #[error("{key} {value:?}: {source}")]
     Storage {
-        /// The database file.
-        path: std::path::PathBuf,
+        /// `storage.path` or `storage.postgres_url`.
+        key: &'static str,
+        /// Its value (a URL without its password).
+        value: String,
         /// What failed.
         source: StorageError,
     },
@@ -73,18 +76,47 @@ impl ServerError {
     }
 }
 
-/// Opens the SQLite database of `config` (`storage.path`), the embedded default storage.
-pub fn open_sqlite(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerError> {
-    let path = &config.storage.path;
-    let storage =
-        SqliteStorage::open(path, config.storage.synchronous == "full").map_err(|source| {
-            ServerError::Storage {
-                path: path.clone(),
-                source,
-            }
-        })?;
-    spdlog::info!("storage: database {}", path.display());
-    Ok(Box::new(storage))
+/// The config key naming the database of `config`, and its value as it may be shown.
+fn storage_key(config: &ServerConfig) -> (&'static str, String) {
+    match config.storage.backend.as_str() {
+        "postgres" => (
+            "storage.postgres_url",
+            config::redact_password(&config.storage.postgres_url),
+        ),
+        _ => ("storage.path", config.storage.path.display().to_string()),
+    }
+}
+
+fn storage_error(config: &ServerConfig, source: StorageError) -> ServerError {
+    let (key, value) = storage_key(config);
+    ServerError::Storage { key, value, source }
+}
+
+/// Opens the storage of `config`: the SQLite file `storage.path` (the embedded default), or
+/// with `storage.backend = "postgres"` the PostgreSQL database `storage.postgres_url`, as the
+/// node `cluster.node`. Migrates it; refuses, naming the key, a database it cannot open or
+/// reach, or whose schema is newer than this server's.
+pub fn open_storage(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerError> {
+    let storage: Box<dyn Storage> = match config.storage.backend.as_str() {
+        "postgres" => {
+            let node = config.cluster.node_name(config.server.listen);
+            let storage = PostgresStorage::connect(&config.storage.postgres_url, &node)
+                .map_err(|source| storage_error(config, source))?;
+            spdlog::info!(
+                "storage: PostgreSQL {} as node {node}",
+                storage_key(config).1
+            );
+            Box::new(storage)
+        }
+        _ => {
+            let path = &config.storage.path;
+            let storage = SqliteStorage::open(path, config.storage.synchronous == "full")
+                .map_err(|source| storage_error(config, source))?;
+            spdlog::info!("storage: database {}", path.display());
+            Box::new(storage)
+        }
+    };
+    Ok(storage)
 }
 
 /// Closes what the last run on `storage` left open, and starts the DB worker on it.
@@ -99,12 +131,19 @@ fn start_db_timed(
     mut storage: Box<dyn Storage>,
     job_times: Option<Vec<prometheus_client::metrics::histogram::Histogram>>,
 ) -> Result<Db, ServerError> {
-    let recovered = storage
-        .recover(protocol::now_us())
-        .map_err(|source| ServerError::Storage {
-            path: config.storage.path.clone(),
-            source,
-        })?;
+    // On a thread of its own: a storage may run a runtime of its own (PostgreSQL's client
+    // does), which cannot be driven from this async one. A storage that fails is dropped
+    // there too, for the same reason.
+    let (storage, recovered) = std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let recovered = storage.recover(protocol::now_us())?;
+                Ok((storage, recovered))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StorageError::Database("recovery panicked".into())))
+    })
+    .map_err(|source| storage_error(config, source))?;
     if recovered.sessions > 0 {
         spdlog::warn!(
             "storage: the last run stopped without closing {} sessions; recorded as \"{}\"",

@@ -26,14 +26,15 @@ pub mod chat_world;
 pub use chat_world::ChatWorld;
 pub use engine::*;
 
-/// Runs the chat world on `listener` with the SQLite database of `config` (`storage.path`),
+/// Runs the chat world on `listener` with the storage of `config` (see
+/// [`engine::server::open_storage`]),
 /// until `shutdown` completes; see [`engine::run_game`].
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
-    let storage = engine::server::open_sqlite(&config)?;
+    let storage = engine::server::open_storage(&config)?;
     let game = ChatWorld::from(&config);
     engine::run_game(listener, config, game, storage, shutdown).await
 }

@@ -1,13 +1,17 @@
 //! Persistence behind one interface: accounts, tokens, room history, the session log.
 //!
-//! [`Storage`] is what the DB worker calls; [`SqliteStorage`] is the implementation the server
-//! ships with. A shared database for several servers is another implementation of the same
-//! trait; the handlers never see which one runs.
+//! [`Storage`] is what the DB worker calls. [`SqliteStorage`] is the embedded default, one
+//! file for one server; [`PostgresStorage`] is one database shared by several servers (nodes).
+//! The handlers never see which one runs.
 
+#[cfg(test)]
+mod conformance;
+mod pg;
 mod sqlite;
 
 use std::path::PathBuf;
 
+pub use pg::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 /// An account as stored.
@@ -162,6 +166,9 @@ pub enum StorageError {
         /// The process id the server holding the lock wrote in it, if it could be read.
         pid: Option<u32>,
     },
+    /// The database server could not be reached or refused the connection.
+    #[error("cannot connect: {0}")]
+    Connect(String),
     /// The database failed its integrity check.
     #[error("the database is corrupt (quick_check: {0}); restore it from a backup")]
     Corrupt(String),

@@ -634,6 +634,11 @@ fn insert_session(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<(
 mod tests {
     use super::*;
 
+    #[test]
+    fn sqlite_meets_the_storage_contract() {
+        super::super::conformance::all(&|| Box::new(SqliteStorage::in_memory().unwrap()));
+    }
+
     fn line(room: &str, n: u64) -> HistoryLine {
         HistoryLine {
             room: room.into(),

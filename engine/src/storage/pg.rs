@@ -1,0 +1,694 @@
+//! PostgreSQL storage: one database shared by several servers (nodes), versioned migrations
+//! applied at start-up under an advisory lock, so that nodes starting together migrate once.
+//!
+//! What is per node is keyed by the node's name: its open sessions (closed by [`recover`]
+//! when that node starts again, never another node's), and which rooms it has in use. A room's
+//! history counts as emptied when the last node using it lets it go.
+//!
+//! The client is `postgres`, the blocking face of `tokio-postgres`: the DB worker is a thread
+//! of its own and the [`Storage`] trait is synchronous. It runs a small runtime of its own, so
+//! it must be used off the server's async threads; [`PostgresStorage::connect`] and
+//! [`crate::server::start_db`] see to that.
+//!
+//! [`recover`]: Storage::recover
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Transaction};
+
+use super::{
+    Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord, Storage,
+    StorageError, UNCLEAN_STOP,
+};
+
+/// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
+/// Applied ones are never edited: a change is a new entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, tokens, history, the session log, rooms in use by node.
+    "CREATE TABLE accounts (
+        id            BIGSERIAL PRIMARY KEY,
+        username      TEXT NOT NULL,
+        username_key  TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at_us BIGINT NOT NULL
+    );
+    CREATE TABLE tokens (
+        token_hash    BYTEA PRIMARY KEY,
+        account_id    BIGINT NOT NULL REFERENCES accounts(id),
+        created_at_us BIGINT NOT NULL,
+        expires_at_us BIGINT NOT NULL,
+        revoked_at_us BIGINT
+    );
+    CREATE INDEX tokens_by_account ON tokens(account_id);
+    CREATE TABLE history (
+        id             BIGSERIAL PRIMARY KEY,
+        room           TEXT NOT NULL,
+        sender         TEXT NOT NULL,
+        content        TEXT NOT NULL,
+        sent_at_us     BIGINT NOT NULL,
+        server_time_us BIGINT NOT NULL
+    );
+    CREATE INDEX history_by_room ON history(room, id);
+    CREATE TABLE history_rooms (
+        room          TEXT PRIMARY KEY,
+        emptied_at_us BIGINT
+    );
+    CREATE INDEX history_rooms_by_emptied ON history_rooms(emptied_at_us);
+    CREATE TABLE room_nodes (
+        room TEXT NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (room, node)
+    );
+    CREATE TABLE sessions (
+        id                 BIGSERIAL PRIMARY KEY,
+        node               TEXT NOT NULL,
+        session_id         BIGINT NOT NULL,
+        peer               TEXT NOT NULL,
+        username           TEXT,
+        connected_at_us    BIGINT NOT NULL,
+        disconnected_at_us BIGINT NOT NULL,
+        reason             TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_end ON sessions(disconnected_at_us);
+    CREATE TABLE open_sessions (
+        node            TEXT NOT NULL,
+        session_id      BIGINT NOT NULL,
+        peer            TEXT NOT NULL,
+        username        TEXT,
+        connected_at_us BIGINT NOT NULL,
+        PRIMARY KEY (node, session_id)
+    );",
+];
+
+/// The advisory lock nodes take to migrate one at a time (any constant of this program's own).
+const MIGRATION_LOCK: i64 = 0x776f_726c_6400;
+
+/// How long a connect may take before the server gives up and says so.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage in a PostgreSQL database, as one node of those sharing it.
+pub struct PostgresStorage {
+    /// Always `Some` until dropped (see the `Drop` impl).
+    client: Option<Client>,
+    node: String,
+}
+
+impl Drop for PostgresStorage {
+    fn drop(&mut self) {
+        // The client's runtime cannot be dropped inside an async runtime: where this storage
+        // is dropped there (a server that failed before its DB worker took it), it goes on
+        // a thread of its own.
+        if let Some(client) = self.client.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(move || drop(client)).join();
+            }
+        }
+    }
+}
+
+impl From<postgres::Error> for StorageError {
+    fn from(error: postgres::Error) -> Self {
+        // The driver's Display of a server error is only "db error": the server's own message
+        // says what happened.
+        match error.as_db_error() {
+            Some(db) => StorageError::Database(db.message().to_string()),
+            None => StorageError::Database(error.to_string()),
+        }
+    }
+}
+
+impl PostgresStorage {
+    /// Connects to `url` as node `node` and migrates the schema; refuses a schema newer than
+    /// this server's. Runs on a thread of its own, so it may be called from async code.
+    pub fn connect(url: &str, node: &str) -> Result<Self, StorageError> {
+        let (url, node) = (url.to_string(), node.to_string());
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || Self::connect_here(&url, node))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(StorageError::Database("the connect thread panicked".into()))
+                })
+        })
+    }
+
+    fn connect_here(url: &str, node: String) -> Result<Self, StorageError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| StorageError::Connect(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name(&format!("world-server {node}"));
+        let client = config.connect(NoTls).map_err(|e| {
+            // "error connecting to server: Connection refused (os error 111)"
+            let cause = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.to_string());
+            StorageError::Connect(cause)
+        })?;
+        let mut storage = PostgresStorage {
+            client: Some(client),
+            node,
+        };
+        storage.migrate()?;
+        Ok(storage)
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&mut self) -> Result<i64, StorageError> {
+        schema_version(&mut self.db().transaction()?)
+    }
+
+    fn db(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a client until dropped")
+    }
+
+    /// The node this storage writes as.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn migrate(&mut self) -> Result<(), StorageError> {
+        let mut tx = self.db().transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
+             INSERT INTO schema_version (version)
+                 SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_version);",
+        )?;
+        let found = schema_version(&mut tx)?;
+        let supported = MIGRATIONS.len() as i64;
+        if found > supported {
+            return Err(StorageError::SchemaTooNew { found, supported });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(migration)?;
+            tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)])?;
+            spdlog::info!("storage: schema migrated to version {}", i + 1);
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn schema_version(tx: &mut Transaction<'_>) -> Result<i64, StorageError> {
+    Ok(tx
+        .query_opt("SELECT version FROM schema_version", &[])
+        .or_else(|e| match e.code() {
+            Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+            _ => Err(e),
+        })?
+        .map_or(0, |row| row.get(0)))
+}
+
+fn key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
+fn account_row(row: &postgres::Row) -> Account {
+    Account {
+        id: row.get::<_, i64>(0) as u64,
+        username: row.get(1),
+        password_hash: row.get(2),
+    }
+}
+
+/// `value` as PostgreSQL's BIGINT (times and ids fit: microseconds since 1970 for 292,000
+/// years).
+fn big(value: u64) -> i64 {
+    value.min(i64::MAX as u64) as i64
+}
+
+impl Storage for PostgresStorage {
+    fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError> {
+        Ok(self
+            .db()
+            .query_opt(
+                "SELECT id, username, password_hash FROM accounts WHERE username_key = $1",
+                &[&key(username)],
+            )?
+            .as_ref()
+            .map(account_row))
+    }
+
+    fn create_account(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        now_us: u64,
+    ) -> Result<Option<Account>, StorageError> {
+        let row = self.db().query_opt(
+            "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
+            &[&username, &key(username), &password_hash, &big(now_us)],
+        )?;
+        Ok(row.map(|row| Account {
+            id: row.get::<_, i64>(0) as u64,
+            username: username.to_string(),
+            password_hash: password_hash.to_string(),
+        }))
+    }
+
+    fn insert_token(
+        &mut self,
+        token_hash: &[u8],
+        user_id: u64,
+        now_us: u64,
+        expires_at_us: u64,
+    ) -> Result<(), StorageError> {
+        self.db().execute(
+            "INSERT INTO tokens (token_hash, account_id, created_at_us, expires_at_us)
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &token_hash,
+                &big(user_id),
+                &big(now_us),
+                &big(expires_at_us),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn token_account(
+        &mut self,
+        token_hash: &[u8],
+        now_us: u64,
+    ) -> Result<Option<Account>, StorageError> {
+        Ok(self
+            .db()
+            .query_opt(
+                "SELECT a.id, a.username, a.password_hash FROM tokens t
+                 JOIN accounts a ON a.id = t.account_id
+                 WHERE t.token_hash = $1 AND t.revoked_at_us IS NULL AND t.expires_at_us > $2",
+                &[&token_hash, &big(now_us)],
+            )?
+            .as_ref()
+            .map(account_row))
+    }
+
+    fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError> {
+        Ok(self.db().execute(
+            "DELETE FROM tokens WHERE expires_at_us <= $1 OR revoked_at_us IS NOT NULL",
+            &[&big(now_us)],
+        )? as usize)
+    }
+
+    fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError> {
+        Ok(self.db().execute(
+            "UPDATE tokens SET revoked_at_us = $2 WHERE token_hash = $1 AND revoked_at_us IS NULL",
+            &[&token_hash, &big(now_us)],
+        )? > 0)
+    }
+
+    fn append_history(
+        &mut self,
+        lines: &[HistoryLine],
+        limits: HistoryLimits,
+    ) -> Result<usize, StorageError> {
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        let node = self.node.clone();
+        let mut tx = self.db().transaction()?;
+        let insert = tx.prepare(
+            "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
+             VALUES ($1, $2, $3, $4, $5)",
+        )?;
+        for line in lines {
+            tx.execute(
+                &insert,
+                &[
+                    &line.room,
+                    &line.from,
+                    &line.content,
+                    &big(line.sent_at_us),
+                    &big(line.server_time_us),
+                ],
+            )?;
+        }
+        let mut rooms: Vec<&str> = lines.iter().map(|l| l.room.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let mut new_rooms = 0;
+        for room in rooms {
+            tx.execute(
+                "DELETE FROM history WHERE room = $1 AND id <= (
+                     SELECT id FROM history WHERE room = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                &[&room, &big(limits.lines as u64)],
+            )?;
+            new_rooms += tx.execute(
+                "INSERT INTO history_rooms (room, emptied_at_us) VALUES ($1, NULL)
+                 ON CONFLICT (room) DO NOTHING",
+                &[&room],
+            )?;
+            mark_in_use(&mut tx, room, &node)?;
+        }
+        let mut trimmed = 0;
+        if new_rooms > 0 {
+            let count: i64 = tx
+                .query_one("SELECT count(*) FROM history_rooms", &[])?
+                .get(0);
+            let over = count - limits.max_rooms as i64;
+            if over > 0 {
+                let oldest: Vec<String> = tx
+                    .query(
+                        "SELECT room FROM history_rooms WHERE emptied_at_us IS NOT NULL
+                         ORDER BY emptied_at_us LIMIT $1",
+                        &[&over],
+                    )?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                trimmed = delete_rooms(&mut tx, &oldest)?;
+            }
+        }
+        tx.commit()?;
+        Ok(trimmed)
+    }
+
+    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
+        let node = self.node.clone();
+        let mut tx = self.db().transaction()?;
+        for room in rooms {
+            mark_in_use(&mut tx, room, &node)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
+        let node = self.node.clone();
+        let mut tx = self.db().transaction()?;
+        for room in rooms {
+            tx.execute(
+                "DELETE FROM room_nodes WHERE room = $1 AND node = $2",
+                &[room, &node],
+            )?;
+            // Emptied when no node has it in use any more.
+            tx.execute(
+                "UPDATE history_rooms SET emptied_at_us = $2
+                 WHERE room = $1 AND NOT EXISTS (SELECT 1 FROM room_nodes WHERE room = $1)",
+                &[room, &big(now_us)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError> {
+        let mut tx = self.db().transaction()?;
+        let old: Vec<String> = tx
+            .query(
+                "SELECT room FROM history_rooms WHERE emptied_at_us < $1",
+                &[&big(before_us)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let deleted = delete_rooms(&mut tx, &old)?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
+        let mut lines: Vec<HistoryLine> = self
+            .db()
+            .query(
+                "SELECT room, sender, content, sent_at_us, server_time_us FROM history
+                 WHERE room = $1 ORDER BY id DESC LIMIT $2",
+                &[&room, &big(limit as u64)],
+            )?
+            .iter()
+            .map(|row| HistoryLine {
+                room: row.get(0),
+                from: row.get(1),
+                content: row.get(2),
+                sent_at_us: row.get::<_, i64>(3) as u64,
+                server_time_us: row.get::<_, i64>(4) as u64,
+            })
+            .collect();
+        lines.reverse();
+        Ok(lines)
+    }
+
+    fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
+        Ok(self.db().execute(
+            "DELETE FROM sessions WHERE disconnected_at_us < $1",
+            &[&big(before_us)],
+        )? as usize)
+    }
+
+    fn record_sessions(
+        &mut self,
+        entries: &[SessionLogEntry],
+        max_rows: u64,
+    ) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let node = self.node.clone();
+        let mut tx = self.db().transaction()?;
+        for entry in entries {
+            match entry {
+                SessionLogEntry::Opened {
+                    session_id,
+                    peer,
+                    connected_at_us,
+                } => {
+                    tx.execute(
+                        "INSERT INTO open_sessions (node, session_id, peer, username, connected_at_us)
+                         VALUES ($1, $2, $3, NULL, $4)
+                         ON CONFLICT (node, session_id) DO UPDATE
+                         SET peer = EXCLUDED.peer, username = NULL,
+                             connected_at_us = EXCLUDED.connected_at_us",
+                        &[&node, &big(*session_id), peer, &big(*connected_at_us)],
+                    )?;
+                }
+                SessionLogEntry::LoggedIn {
+                    session_id,
+                    username,
+                } => {
+                    tx.execute(
+                        "UPDATE open_sessions SET username = $3 WHERE node = $1 AND session_id = $2",
+                        &[&node, &big(*session_id), username],
+                    )?;
+                }
+                SessionLogEntry::Closed(record) => {
+                    insert_session(&mut tx, &node, record)?;
+                    tx.execute(
+                        "DELETE FROM open_sessions WHERE node = $1 AND session_id = $2",
+                        &[&node, &big(record.session_id)],
+                    )?;
+                }
+            }
+        }
+        // Ids grow with every record (with gaps at most): everything more than `max_rows`
+        // below the newest goes.
+        tx.execute(
+            "DELETE FROM sessions WHERE id <= (SELECT max(id) FROM sessions) - $1",
+            &[&big(max_rows)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError> {
+        let node = self.node.clone();
+        let mut tx = self.db().transaction()?;
+        let open: Vec<SessionRecord> = tx
+            .query(
+                "SELECT session_id, peer, username, connected_at_us FROM open_sessions
+                 WHERE node = $1 ORDER BY session_id",
+                &[&node],
+            )?
+            .iter()
+            .map(|row| SessionRecord {
+                session_id: row.get::<_, i64>(0) as u64,
+                peer: row.get(1),
+                username: row.get(2),
+                connected_at_us: row.get::<_, i64>(3) as u64,
+                disconnected_at_us: now_us,
+                reason: UNCLEAN_STOP.to_string(),
+            })
+            .collect();
+        for record in &open {
+            insert_session(&mut tx, &node, record)?;
+        }
+        tx.execute("DELETE FROM open_sessions WHERE node = $1", &[&node])?;
+        tx.execute("DELETE FROM room_nodes WHERE node = $1", &[&node])?;
+        let rooms = tx.execute(
+            "UPDATE history_rooms h SET emptied_at_us = $1
+             WHERE emptied_at_us IS NULL
+               AND NOT EXISTS (SELECT 1 FROM room_nodes r WHERE r.room = h.room)",
+            &[&big(now_us)],
+        )?;
+        tx.commit()?;
+        Ok(Recovered {
+            sessions: open.len(),
+            rooms: rooms as usize,
+        })
+    }
+}
+
+/// Marks `room` in use by `node`: not emptied, whatever it was.
+fn mark_in_use(tx: &mut Transaction<'_>, room: &str, node: &str) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO room_nodes (room, node) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&room, &node],
+    )?;
+    tx.execute(
+        "UPDATE history_rooms SET emptied_at_us = NULL
+         WHERE room = $1 AND emptied_at_us IS NOT NULL",
+        &[&room],
+    )?;
+    Ok(())
+}
+
+/// Deletes the history of `rooms`, and their rows of `history_rooms`; returns how many rooms.
+fn delete_rooms(tx: &mut Transaction<'_>, rooms: &[String]) -> Result<usize, StorageError> {
+    for room in rooms {
+        tx.execute("DELETE FROM history WHERE room = $1", &[room])?;
+        tx.execute("DELETE FROM history_rooms WHERE room = $1", &[room])?;
+    }
+    Ok(rooms.len())
+}
+
+fn insert_session(
+    tx: &mut Transaction<'_>,
+    node: &str,
+    r: &SessionRecord,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO sessions
+         (node, session_id, peer, username, connected_at_us, disconnected_at_us, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &node,
+            &big(r.session_id),
+            &r.peer,
+            &r.username,
+            &big(r.connected_at_us),
+            &big(r.disconnected_at_us),
+            &r.reason,
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test's PostgreSQL server, or `None` after saying in one line why there is none.
+    fn server(test: &str) -> Option<&'static testkit::Postgres> {
+        match testkit::postgres() {
+            Ok(server) => Some(server),
+            Err(why) => {
+                eprintln!("skipped {test}: {why}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn postgres_meets_the_storage_contract() {
+        let Some(pg) = server("postgres_meets_the_storage_contract") else {
+            return;
+        };
+        super::super::conformance::all(&|| {
+            Box::new(PostgresStorage::connect(&pg.fresh_database(), "n1").unwrap())
+        });
+    }
+
+    #[test]
+    fn nodes_recover_only_their_own_sessions_and_share_rooms() {
+        let Some(pg) = server("nodes_recover_only_their_own_sessions_and_share_rooms") else {
+            return;
+        };
+        let url = pg.fresh_database();
+        let mut a = PostgresStorage::connect(&url, "a").unwrap();
+        let mut b = PostgresStorage::connect(&url, "b").unwrap();
+        let opened = |id| SessionLogEntry::Opened {
+            session_id: id,
+            peer: "127.0.0.1:9".into(),
+            connected_at_us: 1,
+        };
+        // Both nodes number their sessions from 1.
+        a.record_sessions(&[opened(1)], 100).unwrap();
+        b.record_sessions(&[opened(1), opened(2)], 100).unwrap();
+        let line = HistoryLine {
+            room: "lobby".into(),
+            from: "ann".into(),
+            content: "hi".into(),
+            sent_at_us: 1,
+            server_time_us: 2,
+        };
+        let limits = HistoryLimits {
+            lines: 10,
+            max_rooms: 10,
+        };
+        a.append_history(std::slice::from_ref(&line), limits)
+            .unwrap();
+        b.rooms_in_use(&["lobby".into()]).unwrap();
+        // A node restarting closes its own sessions, and lets go of its rooms only.
+        let recovered = a.recover(50).unwrap();
+        assert_eq!(recovered.sessions, 1);
+        assert_eq!(recovered.rooms, 0, "b still has lobby in use");
+        assert_eq!(b.prune_history(1_000).unwrap(), 0);
+        b.rooms_emptied(&["lobby".into()], 60).unwrap();
+        assert_eq!(b.recover(70).unwrap().sessions, 2);
+        assert_eq!(a.history("lobby", 10).unwrap(), vec![line]);
+        assert_eq!(a.prune_history(61).unwrap(), 1, "emptied when b let go");
+        // An account made through one node is there for the other.
+        let ann = a.create_account("Ann", "hash", 1).unwrap().unwrap();
+        assert_eq!(b.account("ann").unwrap(), Some(ann.clone()));
+        assert_eq!(b.create_account("ANN", "other", 2).unwrap(), None);
+        b.insert_token(b"t", ann.id, 1, 1_000).unwrap();
+        assert_eq!(a.token_account(b"t", 2).unwrap(), Some(ann));
+    }
+
+    #[test]
+    fn nodes_starting_at_once_migrate_once_and_a_newer_schema_is_refused() {
+        let Some(pg) = server("nodes_starting_at_once_migrate_once_and_a_newer_schema_is_refused")
+        else {
+            return;
+        };
+        let url = pg.fresh_database();
+        let nodes: Vec<_> = (0..4)
+            .map(|i| {
+                let url = url.clone();
+                std::thread::spawn(move || PostgresStorage::connect(&url, &format!("n{i}")))
+            })
+            .collect();
+        for node in nodes {
+            let mut storage = node.join().unwrap().unwrap();
+            assert_eq!(storage.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        }
+        let mut storage = PostgresStorage::connect(&url, "n0").unwrap();
+        storage
+            .db()
+            .execute("UPDATE schema_version SET version = 99", &[])
+            .unwrap();
+        match PostgresStorage::connect(&url, "n0") {
+            Err(StorageError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (99, MIGRATIONS.len() as i64));
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_is_named_in_one_line() {
+        let port = testkit::free_port();
+        let url = format!("postgres://world@127.0.0.1:{port}/world");
+        let error = PostgresStorage::connect(&url, "n").err().unwrap();
+        assert!(matches!(error, StorageError::Connect(_)), "{error}");
+        assert!(error.to_string().starts_with("cannot connect: "), "{error}");
+        assert!(!error.to_string().contains('\n'), "{error}");
+        let error = PostgresStorage::connect("postgres://a:b@[nonsense", "n")
+            .err()
+            .unwrap();
+        assert!(matches!(error, StorageError::Connect(_)), "{error}");
+    }
+}

@@ -1,0 +1,243 @@
+//! Real servers for tests, started on loopback by the tests themselves.
+//!
+//! [`postgres`] starts one PostgreSQL server per test process (Debian's `postgresql`: `initdb`
+//! and `postgres` on the `PATH` or in `/usr/lib/postgresql/*/bin`), in a temporary directory,
+//! on a free port of 127.0.0.1, and gives each caller a database of its own. The server stops
+//! when the test process ends, however it ends: it is started with a parent-death signal from
+//! a thread that lives as long as the process. Where the binaries are missing, the caller gets
+//! the reason instead, to skip in one line.
+
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A PostgreSQL server this process started.
+#[derive(Debug)]
+pub struct Postgres {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Postgres {
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its data directory and log (`server.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The URL of database `name` on it.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://world@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// A new, empty database for one test; returns its URL.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.sql(&format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// The first column of the first row of `query` in the database at `url`, as an
+    /// integer (on a thread of its own, like [`sql`](Self::sql)).
+    pub fn scalar(url: &str, query: &str) -> i64 {
+        let (url, query) = (url.to_string(), query.to_string());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            client
+                .query_one(&query, &[])
+                .unwrap_or_else(|e| panic!("{query}: {e}"))
+                .get::<_, i64>(0)
+        })
+        .join()
+        .expect("the SQL thread")
+    }
+
+    /// Runs `statement` in the `postgres` database (on a thread of its own: the client must not
+    /// run inside an async runtime).
+    pub fn sql(&self, statement: &str) {
+        let (url, statement) = (self.url("postgres"), statement.to_string());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            client
+                .batch_execute(&statement)
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        })
+        .join()
+        .expect("the SQL thread");
+    }
+}
+
+/// The PostgreSQL server of this test process, started on first use; `Err` says why there is
+/// none (to skip the test in one line).
+pub fn postgres() -> Result<&'static Postgres, String> {
+    static SERVER: OnceLock<Result<Postgres, String>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            // The server is the child of a thread that never ends, so that its parent-death
+            // signal comes when the process ends, not when the first test's thread does.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(start_postgres());
+                loop {
+                    std::thread::park();
+                }
+            });
+            rx.recv()
+                .unwrap_or_else(|_| Err("the PostgreSQL thread died".into()))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Where Debian's PostgreSQL binaries are: the `PATH`, then `/usr/lib/postgresql/*/bin`,
+/// newest first.
+fn postgres_bin() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| dir.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.reverse();
+    on_path
+        .into_iter()
+        .chain(versions)
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+}
+
+/// A free port of 127.0.0.1 (free when asked; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn start_postgres() -> Result<Postgres, String> {
+    let bin = postgres_bin().ok_or("PostgreSQL is not installed (no initdb and postgres on the PATH or in /usr/lib/postgresql/*/bin; Debian: apt-get install postgresql)")?;
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return Err("setpriv (util-linux) is missing".into());
+    }
+    // Data directories of test processes that are gone.
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("world-pg-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("world-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    // PostgreSQL refuses to run as root: as root, it runs as Debian's `postgres` user.
+    let as_user = |command: &mut Command| {
+        if root {
+            command.args(["--reuid=postgres", "--regid=postgres", "--clear-groups"]);
+        }
+    };
+    if root {
+        let chown = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| format!("chown: {e}"))?;
+        if !chown.success() {
+            return Err("cannot give the data directory to the postgres user".into());
+        }
+    }
+    let data = dir.join("data");
+    let mut initdb = Command::new("setpriv");
+    as_user(&mut initdb);
+    let out = initdb
+        .arg("--")
+        .arg(bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "world", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
+    let mut server = Command::new("setpriv");
+    server.arg("--pdeathsig=INT");
+    as_user(&mut server);
+    server
+        .arg("--")
+        .arg(bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(&dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("postgres: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "PostgreSQL did not start on port {port} within 30 s (log: {})",
+                dir.join("server.log").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let server = Postgres { port, dir };
+    // Accepting connections on the port is not yet accepting queries: wait for a query.
+    loop {
+        let url = server.url("postgres");
+        let ready = std::thread::spawn(move || {
+            postgres::Client::connect(&url, postgres::NoTls)
+                .and_then(|mut c| c.simple_query("SELECT 1"))
+                .is_ok()
+        })
+        .join()
+        .unwrap_or(false);
+        if ready {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            return Err("PostgreSQL did not answer within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

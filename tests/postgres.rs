@@ -1,0 +1,142 @@
+//! Servers sharing one PostgreSQL database (`storage.backend = "postgres"`), each a node of
+//! its own: an account registered on one logs in and resumes on another, a name taken on one
+//! is taken on all, and the history written by one is replayed by another. The PostgreSQL
+//! server is real, started by the test on loopback; without PostgreSQL installed each test
+//! says in one line that it skipped.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start_server, test_config, TestServer};
+use protocol::world::{C2sLogin, C2sRegister, C2sResume, S2cAuthResult, S2cChat, S2cRoomJoined};
+use protocol::ErrorCode;
+
+/// The test process's PostgreSQL server, or `None` after saying why there is none.
+fn postgres(test: &str) -> Option<&'static testkit::Postgres> {
+    match testkit::postgres() {
+        Ok(server) => Some(server),
+        Err(why) => {
+            common::skip(test, &why);
+            None
+        }
+    }
+}
+
+/// A server on the database at `url`, as node `node`.
+async fn node(url: &str, node: &str) -> TestServer {
+    let mut config = test_config();
+    config.storage.backend = "postgres".into();
+    config.storage.postgres_url = url.into();
+    config.cluster.node = node.into();
+    start_server(config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_registered_on_one_node_logs_in_and_resumes_on_another() {
+    let test = "an_account_registered_on_one_node_logs_in_and_resumes_on_another";
+    let Some(pg) = postgres(test) else { return };
+    let url = pg.fresh_database();
+    let (a, b) = (node(&url, "a").await, node(&url, "b").await);
+
+    let mut on_a = a.client().await;
+    let registered = on_a.register("Ann", "correct horse").await;
+    assert!(registered.user_id > 0 && !registered.token.is_empty());
+
+    let mut on_b = b.client().await;
+    on_b.send(&C2sLogin {
+        username: "ann".into(),
+        password: "correct horse".into(),
+    })
+    .await;
+    let logged_in = on_b.expect::<S2cAuthResult>().await;
+    assert_eq!(
+        (logged_in.username.as_str(), logged_in.user_id),
+        ("Ann", registered.user_id)
+    );
+
+    let mut wrong = b.client().await;
+    wrong
+        .send(&C2sLogin {
+            username: "ann".into(),
+            password: "wrong".into(),
+        })
+        .await;
+    wrong.expect_error(ErrorCode::InvalidCredentials).await;
+
+    let mut resumed = b.client().await;
+    resumed
+        .send(&C2sResume {
+            token: registered.token.clone(),
+        })
+        .await;
+    let resumed = resumed.expect::<S2cAuthResult>().await;
+    assert_eq!(
+        resumed.user_id, registered.user_id,
+        "node a's token on node b"
+    );
+
+    let mut taker = b.client().await;
+    taker
+        .send(&C2sRegister {
+            username: "ANN".into(),
+            password: "another horse".into(),
+        })
+        .await;
+    taker.expect_error(ErrorCode::UsernameTaken).await;
+
+    // Each node's sessions are in the one session log, under its own name.
+    drop((on_a, on_b, wrong, taker));
+    a.shutdown().await;
+    b.shutdown().await;
+    let logged = |node: &str| {
+        testkit::Postgres::scalar(
+            &url,
+            &format!("SELECT count(*) FROM sessions WHERE node = '{node}'"),
+        )
+    };
+    assert_eq!((logged("a"), logged("b")), (1, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_written_on_one_node_is_replayed_on_another() {
+    let test = "history_written_on_one_node_is_replayed_on_another";
+    let Some(pg) = postgres(test) else { return };
+    let url = pg.fresh_database();
+    let a = node(&url, "a").await;
+    let mut alice = a.member("alice", "lobby").await;
+    for (i, line) in ["first", "second", "third"].iter().enumerate() {
+        alice.say("lobby", line, 100 + i as u64).await;
+        alice.expect_chat("lobby", "alice", line).await;
+    }
+    // The lines reach the database with node a's next write batch.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while testkit::Postgres::scalar(&url, "SELECT count(*) FROM history WHERE room = 'lobby'") < 3 {
+        assert!(Instant::now() < deadline, "history never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let b = node(&url, "b").await;
+    let mut bob = b.guest("bob").await;
+    bob.send(&protocol::world::C2sRoomJoin {
+        room: "lobby".into(),
+    })
+    .await;
+    bob.expect::<S2cRoomJoined>().await;
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        let chat = bob.expect::<S2cChat>().await;
+        assert!(chat.history, "{chat:?}");
+        replayed.push((chat.from, chat.content, chat.sent_at_us));
+    }
+    assert_eq!(
+        replayed,
+        [
+            ("alice".to_string(), "first".to_string(), 100),
+            ("alice".to_string(), "second".to_string(), 101),
+            ("alice".to_string(), "third".to_string(), 102)
+        ]
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
