@@ -650,60 +650,6 @@ mod tests {
     }
 
     #[test]
-    fn usernames_are_unique_ignoring_case() {
-        let mut s = SqliteStorage::in_memory().unwrap();
-        let ann = s.create_account("Ann", "h1", 1).unwrap().unwrap();
-        assert_eq!(ann.id, 1);
-        assert!(s.create_account("aNN", "h2", 2).unwrap().is_none());
-        assert_eq!(s.account("ANN").unwrap().unwrap(), ann);
-        assert!(s.account("bob").unwrap().is_none());
-    }
-
-    #[test]
-    fn tokens_expire_and_revoke() {
-        let mut s = SqliteStorage::in_memory().unwrap();
-        let ann = s.create_account("ann", "h", 1).unwrap().unwrap();
-        s.insert_token(b"t1", ann.id, 10, 100).unwrap();
-        assert_eq!(s.token_account(b"t1", 50).unwrap().unwrap().id, ann.id);
-        assert!(s.token_account(b"t1", 100).unwrap().is_none(), "expired");
-        assert!(s.token_account(b"nope", 50).unwrap().is_none());
-        assert!(s.revoke_token(b"t1", 60).unwrap());
-        assert!(s.token_account(b"t1", 61).unwrap().is_none(), "revoked");
-        assert!(!s.revoke_token(b"t1", 62).unwrap());
-        s.insert_token(b"t2", ann.id, 10, 100).unwrap();
-        s.insert_token(b"t3", ann.id, 10, 1000).unwrap();
-        assert_eq!(
-            s.prune_tokens(100).unwrap(),
-            2,
-            "the revoked and the expired"
-        );
-        assert_eq!(s.token_account(b"t3", 101).unwrap().unwrap().id, ann.id);
-    }
-
-    #[test]
-    fn history_keeps_the_last_lines_per_room_oldest_first() {
-        let mut s = SqliteStorage::in_memory().unwrap();
-        let batch: Vec<HistoryLine> = (0..10).map(|n| line("a", n)).collect();
-        s.append_history(&batch, limits(4)).unwrap();
-        s.append_history(&[line("b", 100)], limits(4)).unwrap();
-        let got: Vec<u64> = s
-            .history("a", 50)
-            .unwrap()
-            .iter()
-            .map(|l| l.sent_at_us)
-            .collect();
-        assert_eq!(got, vec![6, 7, 8, 9]);
-        let got: Vec<u64> = s
-            .history("a", 2)
-            .unwrap()
-            .iter()
-            .map(|l| l.sent_at_us)
-            .collect();
-        assert_eq!(got, vec![8, 9]);
-        assert_eq!(s.history("b", 50).unwrap().len(), 1);
-    }
-
-    #[test]
     fn migrations_are_versioned_and_reapplying_is_a_no_op() {
         let dir = std::env::temp_dir().join(format!("world-sqlite-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
