@@ -70,6 +70,8 @@ pub enum Input {
         /// The session.
         session: SessionId,
     },
+    /// A batch from another node of the cluster.
+    Cluster(crate::cluster::Batch),
 }
 
 /// A connection the world does not take.
@@ -225,6 +227,7 @@ impl<G: Game> Core<G> {
         }
         lap(1, &self.world);
         crate::logins::advance(&mut self.world, now);
+        crate::cluster::advance(&mut self.world, now);
         lap(2, &self.world);
         self.flush();
         self.world.flush_writes();
@@ -314,6 +317,7 @@ impl<G: Game> Core<G> {
                 }
                 self.world.kick(session, DisconnectReason::SlowConsumer);
             }
+            Input::Cluster(batch) => crate::cluster::receive(&mut self.world, batch, now),
         }
     }
 

@@ -48,6 +48,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod core;
 pub mod db;
 pub mod dispatcher;

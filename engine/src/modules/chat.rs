@@ -5,6 +5,7 @@ use bytes::Bytes;
 use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
 use protocol::ErrorCode;
 
+use crate::cluster::{wire, Event, Kind};
 use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 use crate::handlers::{check_content, check_username};
 use crate::modules::rooms::RoomsGame;
@@ -45,8 +46,22 @@ fn say<G: RoomsGame>(
             "chat line does not fit in a frame",
         ));
     };
-    let World { game, out, .. } = world;
+    let World {
+        game, out, cluster, ..
+    } = world;
     let rooms = game.rooms_mut();
+    // Once to each other node with members in the room, as the frame its members get.
+    if let Some(cluster) = cluster.as_mut() {
+        for node in rooms.remote_nodes(&line.room) {
+            cluster.send(
+                node,
+                Event::new(Kind::Chat(wire::Chat {
+                    room: line.room.clone(),
+                    frame: frame.clone(),
+                })),
+            );
+        }
+    }
     let keep = rooms.config.history_lines;
     let Some(room) = rooms.rooms.get_mut(&line.room) else {
         return Ok(());
@@ -68,7 +83,8 @@ fn say<G: RoomsGame>(
     Ok(())
 }
 
-/// A whisper goes to the user logged in as `to`, and back to the sender as an echo.
+/// A whisper goes to the user logged in as `to` (on this node or another), and back to the
+/// sender as an echo.
 fn whisper<G: RoomsGame>(
     world: &mut World<G>,
     ctx: &Ctx,
@@ -77,10 +93,18 @@ fn whisper<G: RoomsGame>(
     check_username(&request.to)?;
     check_content(&request.content, world.game.rooms().config.max_chat_len)?;
     let Some(target) = world.session_of(&request.to) else {
-        return Err(HandlerError::new(
-            ErrorCode::UserOffline,
-            format!("{} is not logged in", request.to),
-        ));
+        let node = world
+            .cluster
+            .as_ref()
+            .and_then(|c| c.node_of(&request.to))
+            .map(str::to_string);
+        let Some(node) = node else {
+            return Err(HandlerError::new(
+                ErrorCode::UserOffline,
+                format!("{} is not logged in", request.to),
+            ));
+        };
+        return whisper_to_node(world, ctx, request, &node);
     };
     let from = world
         .login(ctx.session)
@@ -108,6 +132,44 @@ fn whisper<G: RoomsGame>(
     if target != ctx.session {
         world.out.push(ctx.session, frame);
     }
+    Ok(())
+}
+
+/// A whisper to a user of node `node`: the frame goes there once, and back to the sender.
+fn whisper_to_node<G: RoomsGame>(
+    world: &mut World<G>,
+    ctx: &Ctx,
+    request: C2sWhisper,
+    node: &str,
+) -> Result<(), HandlerError> {
+    let from = world
+        .login(ctx.session)
+        .expect("dispatch checked the login")
+        .username
+        .clone();
+    let line = S2cWhisper {
+        from,
+        to: request.to.clone(),
+        content: request.content,
+        sent_at_us: request.sent_at_us,
+    };
+    world.stats.chat_in += 1;
+    let Some(frame) = world.out.encode(&line) else {
+        return Err(HandlerError::new(
+            ErrorCode::Internal,
+            "whisper does not fit in a frame",
+        ));
+    };
+    if let Some(cluster) = world.cluster.as_mut() {
+        cluster.send(
+            node,
+            Event::new(Kind::Whisper(wire::Whisper {
+                to: request.to,
+                frame: frame.clone(),
+            })),
+        );
+    }
+    world.out.push(ctx.session, frame);
     Ok(())
 }
 

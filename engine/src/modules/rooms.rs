@@ -21,6 +21,8 @@ use crate::metrics::Registry;
 use crate::storage::HistoryLine;
 use crate::world::Game;
 use crate::world::{dedup_newest, keep_newest, offer, Login, World};
+
+pub mod cluster;
 use prometheus_client::metrics::gauge::Gauge;
 
 /// The rules of rooms and chat, from `[world]`.
@@ -106,6 +108,9 @@ pub struct Rooms {
     /// Rooms created since the last batch: marked in use before any history is written, so
     /// that no trim of the history table takes theirs.
     pub pending_in_use: Vec<String>,
+    /// Members on the other nodes of the cluster: room, node, usernames in the order they
+    /// joined. Empty for a server on its own.
+    pub remote: HashMap<String, HashMap<String, Vec<String>>>,
     /// `world_rooms` and `world_room_members`, once registered.
     gauges: Option<(Gauge, Gauge)>,
 }
@@ -120,8 +125,24 @@ impl Rooms {
             pending_history: Vec::new(),
             pending_emptied: Vec::new(),
             pending_in_use: Vec::new(),
+            remote: HashMap::new(),
             gauges: None,
         }
+    }
+
+    /// Members of `room` on other nodes.
+    pub fn remote_count(&self, room: &str) -> usize {
+        self.remote
+            .get(room)
+            .map_or(0, |nodes| nodes.values().map(Vec::len).sum())
+    }
+
+    /// The other nodes with members in `room`.
+    pub fn remote_nodes(&self, room: &str) -> impl Iterator<Item = &String> {
+        self.remote
+            .get(room)
+            .into_iter()
+            .flat_map(|nodes| nodes.keys())
     }
 
     /// The rooms `session` is in, in the order it joined them.
@@ -156,7 +177,8 @@ pub trait RoomsGame: Game {
 
 /// Inside `impl Game for X` (where `X: RoomsGame`), the hooks the rooms module needs:
 /// `logged_out`, `disconnected`, `is_waiting`, `db_answer`, `db_died`, `flush_writes`,
-/// `has_pending_writes` and `stats`, each calling this module's. A game that needs one of
+/// `has_pending_writes`, `stats`, `admin`, `register_metrics` and the cluster's
+/// (`cluster_event`, `cluster_state`, `node_lost`), each calling this module's. A game that needs one of
 /// these hooks for itself as well writes it out instead, calling the module's from its own.
 ///
 /// ```ignore
@@ -224,6 +246,23 @@ macro_rules! rooms_hooks {
             registry: &mut $crate::metrics::Registry,
         ) {
             $crate::modules::rooms::register_metrics(world, registry);
+        }
+
+        fn cluster_event(
+            world: &mut $crate::World<Self>,
+            from: &str,
+            event: $crate::cluster::Kind,
+            _: ::std::time::Instant,
+        ) {
+            $crate::modules::rooms::cluster::event(world, from, event);
+        }
+
+        fn cluster_state(world: &mut $crate::World<Self>, to: &str) {
+            $crate::modules::rooms::cluster::state(world, to);
+        }
+
+        fn node_lost(world: &mut $crate::World<Self>, node: &str) {
+            $crate::modules::rooms::cluster::node_lost(world, node);
         }
     };
 }
@@ -428,9 +467,10 @@ fn join<G: RoomsGame>(
             request.room
         )));
     }
+    let remote = rooms.remote_count(&request.room);
     match rooms.rooms.get_mut(&request.room) {
         Some(room) => {
-            if room.members.len() + room.waiting.len() >= capacity {
+            if room.members.len() + room.waiting.len() + remote >= capacity {
                 return Err(room_full(&request.room, capacity));
             }
             if room.loading {
@@ -440,6 +480,9 @@ fn join<G: RoomsGame>(
             }
         }
         None => {
+            if remote >= capacity {
+                return Err(room_full(&request.room, capacity));
+            }
             let mut room = Room::new(request.room.clone());
             if history_lines > 0 {
                 // Marked in use first, so that no trim of the history table takes its lines;
@@ -530,9 +573,10 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
         return;
     }
     let capacity = rooms.config.room_capacity as usize;
+    let remote = rooms.remote_count(name);
     match rooms.rooms.get(name) {
         None => return,
-        Some(room) if room.members.len() >= capacity => {
+        Some(room) if room.members.len() + remote >= capacity => {
             world.send_error(session, C2sRoomJoin::ID, room_full(name, capacity));
             return;
         }
@@ -561,6 +605,14 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
             out.push(member, frame.clone());
         }
     }
+    if let Some(cluster) = world.cluster.as_mut() {
+        cluster.broadcast(crate::cluster::Event::new(crate::cluster::Kind::Joined(
+            crate::cluster::wire::Membership {
+                room: name.to_string(),
+                username: username_of(&world.clients, session),
+            },
+        )));
+    }
     send_joined(world, session, name);
     let World { game, out, .. } = world;
     for frame in &game.rooms().rooms[name].history {
@@ -573,13 +625,23 @@ fn send_joined<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &st
     let Some(room) = rooms.rooms.get(name) else {
         return;
     };
+    let mut members: Vec<String> = room
+        .members
+        .iter()
+        .filter_map(|m| world.login(*m).map(|l| l.username.clone()))
+        .collect();
+    if let Some(nodes) = rooms.remote.get(name) {
+        let mut nodes: Vec<(&String, &Vec<String>)> = nodes.iter().collect();
+        nodes.sort_unstable();
+        members.extend(
+            nodes
+                .into_iter()
+                .flat_map(|(_, names)| names.iter().cloned()),
+        );
+    }
     let joined = S2cRoomJoined {
         room: name.to_string(),
-        members: room
-            .members
-            .iter()
-            .filter_map(|m| world.login(*m).map(|l| l.username.clone()))
-            .collect(),
+        members,
         capacity: rooms.config.room_capacity,
     };
     world.out.send(session, &joined);
@@ -670,10 +732,23 @@ fn list<G: RoomsGame>(world: &mut World<G>, ctx: &Ctx, _: C2sRoomList) -> Result
         .filter(|room| !room.members.is_empty())
         .map(|room| RoomInfo {
             name: room.name.clone(),
-            members: room.members.len() as u32,
+            members: (room.members.len() + state.remote_count(&room.name)) as u32,
             capacity: state.config.room_capacity,
         })
         .collect();
+    // Rooms with members on other nodes only.
+    rooms.extend(
+        state
+            .remote
+            .keys()
+            .filter(|name| !state.rooms.contains_key(*name))
+            .map(|name| RoomInfo {
+                name: name.clone(),
+                members: state.remote_count(name) as u32,
+                capacity: state.config.room_capacity,
+            })
+            .filter(|room| room.members > 0),
+    );
     rooms.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
     let budget = protocol::MAX_FRAME_LEN - protocol::HEADER_LEN;
     let mut used = 0;
@@ -700,13 +775,26 @@ fn remove_member<G: RoomsGame>(
     session: SessionId,
     username: &str,
 ) {
-    let World { game, out, .. } = world;
+    let World {
+        game, out, cluster, ..
+    } = world;
     let rooms = game.rooms_mut();
     let Some(entry) = rooms.rooms.get_mut(room) else {
         return;
     };
+    let was_member = entry.members.contains(&session);
     entry.members.retain(|&m| m != session);
     entry.waiting.retain(|&m| m != session);
+    if was_member {
+        if let Some(cluster) = cluster.as_mut() {
+            cluster.broadcast(crate::cluster::Event::new(crate::cluster::Kind::Left(
+                crate::cluster::wire::Membership {
+                    room: room.to_string(),
+                    username: username.to_string(),
+                },
+            )));
+        }
+    }
     if entry.members.is_empty() && !entry.loading {
         rooms.rooms.remove(room);
         if rooms.config.history_lines > 0 {
@@ -725,6 +813,15 @@ fn remove_member<G: RoomsGame>(
     for &member in &entry.members {
         out.push(member, frame.clone());
     }
+}
+
+/// The username of `session`, or empty.
+fn username_of(clients: &HashMap<SessionId, crate::world::Client>, session: SessionId) -> String {
+    clients
+        .get(&session)
+        .and_then(|c| c.login.as_ref())
+        .map(|l| l.username.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -102,6 +102,30 @@ pub trait Game: Sized + 'static {
         false
     }
 
+    /// An event from node `from` of the cluster that the engine does not handle itself: the
+    /// rooms module's (joins, leaves, chat lines, room state) and the game's own
+    /// ([`crate::cluster::Kind::Game`]).
+    fn cluster_event(
+        world: &mut World<Self>,
+        from: &str,
+        event: crate::cluster::Kind,
+        now: Instant,
+    ) {
+        let _ = (world, from, event, now);
+    }
+
+    /// Node `to` of the cluster is new to this one: send it the game's state (with
+    /// [`crate::cluster::Cluster::send`]).
+    fn cluster_state(world: &mut World<Self>, to: &str) {
+        let _ = (world, to);
+    }
+
+    /// Node `node` of the cluster is gone (silent for [`crate::cluster::NODE_TIMEOUT`]):
+    /// forget what it had.
+    fn node_lost(world: &mut World<Self>, node: &str) {
+        let _ = (world, node);
+    }
+
     /// Registers the game's own metrics in `registry` (shown on `/metrics` with the engine's),
     /// once, when a server starts with the game.
     fn register_metrics(world: &mut World<Self>, registry: &mut crate::metrics::Registry) {

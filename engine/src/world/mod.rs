@@ -139,6 +139,8 @@ pub struct Client {
     pub gone: bool,
     /// The last username it was logged in as, for the session log.
     pub last_username: Option<String>,
+    /// When its current login was made, in microseconds since the Unix epoch.
+    pub logged_in_at_us: u64,
     /// A close is queued: its further messages are ignored.
     pub closing: bool,
     /// Its request rate limit.
@@ -182,6 +184,8 @@ pub struct World<G> {
     pub delayed_logins: VecDeque<DelayedLogin>,
     /// The engine's metrics (unregistered unless a server runs the world).
     pub metrics: crate::metrics::Metrics,
+    /// The other nodes of the cluster; `None` for a server on its own.
+    pub cluster: Option<crate::cluster::Cluster>,
     /// The game's state.
     pub game: G,
 }
@@ -211,6 +215,7 @@ impl<G: Game> World<G> {
             addresses: HashMap::new(),
             delayed_logins: VecDeque::new(),
             metrics: crate::metrics::Metrics::unregistered(),
+            cluster: None,
             game,
             config,
         };
@@ -276,6 +281,7 @@ impl<G: Game> World<G> {
                 overdue: false,
                 gone: false,
                 last_username: None,
+                logged_in_at_us: 0,
                 closing: false,
                 bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
             },
@@ -354,6 +360,7 @@ impl<G: Game> World<G> {
         let key = login.username.to_ascii_lowercase();
         if self.users.get(&key) == Some(&session) {
             self.users.remove(&key);
+            crate::cluster::logged_out(self, &login.username);
         }
         G::logged_out(self, session, &login);
         Some(login)
@@ -417,11 +424,13 @@ impl<G: Game> World<G> {
                 if login.guest { "guest" } else { "account" }
             );
             client.last_username = Some(login.username.clone());
+            client.logged_in_at_us = protocol::now_us();
             self.pending_sessions.push(SessionLogEntry::LoggedIn {
                 session_id: session.0,
                 username: login.username.clone(),
             });
             let was_unauthenticated = client.login.is_none();
+            let (username, at_us) = (login.username.clone(), client.logged_in_at_us);
             client.login = Some(login);
             client.unauthenticated_since = None;
             client.overdue = false;
@@ -430,6 +439,7 @@ impl<G: Game> World<G> {
                 let used = self.address_use(peer);
                 used.unauthenticated = used.unauthenticated.saturating_sub(1);
             }
+            crate::cluster::logged_in(self, &username, at_us);
             G::logged_in(self, session);
         }
     }

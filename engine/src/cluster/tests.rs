@@ -1,0 +1,263 @@
+//! Two worlds as nodes of one cluster, in simulated time, their batches carried by hand
+//! (encoded and decoded as NATS would carry them).
+
+use prost::Message;
+use protocol::world::{C2sChat, C2sRoomJoin, C2sRoomList, C2sWhisper};
+use protocol::{ErrorCode, S2cMessage};
+
+use super::*;
+use crate::handlers::testkit::Harness;
+
+fn node(name: &str) -> Harness {
+    let mut h = Harness::new();
+    h.world.cluster = Some(Cluster::new(name.to_string()));
+    h
+}
+
+/// Carries what `from` sends this tick to `to`; returns the batches carried.
+fn pump(from: &mut Harness, to: &mut Harness) -> Vec<Batch> {
+    let to_node = to.world.cluster.as_ref().unwrap().node().to_string();
+    let mut carried = Vec::new();
+    for (subject, batch) in from.world.cluster.as_mut().unwrap().take_batches(from.now) {
+        if subject == ALL || subject == inbox(&to_node) {
+            let batch = wire::decode(&batch.encode_to_vec()).unwrap();
+            carried.push(batch.clone());
+            receive(&mut to.world, batch, to.now);
+        }
+    }
+    carried
+}
+
+/// Both ways, until nothing more is said (heartbeats aside).
+fn settle(a: &mut Harness, b: &mut Harness) {
+    for _ in 0..4 {
+        pump(a, b);
+        pump(b, a);
+    }
+}
+
+fn join(h: &mut Harness, session: net::SessionId, room: &str) -> Vec<S2cMessage> {
+    h.send(session, C2sRoomJoin { room: room.into() });
+    h.take(session)
+}
+
+fn pair() -> (Harness, Harness) {
+    let (mut a, mut b) = (node("a"), node("b"));
+    settle(&mut a, &mut b);
+    assert_eq!(a.world.cluster.as_ref().unwrap().peers(), ["b"]);
+    assert_eq!(b.world.cluster.as_ref().unwrap().peers(), ["a"]);
+    (a, b)
+}
+
+#[test]
+fn members_of_a_room_on_two_nodes_see_each_other_and_every_line_once_in_order() {
+    let (mut a, mut b) = pair();
+    let alice = a.guest("alice");
+    join(&mut a, alice, "lobby");
+    settle(&mut a, &mut b);
+    let bobs: Vec<_> = ["bob", "bea", "ben"].iter().map(|n| b.guest(n)).collect();
+    match join(&mut b, bobs[0], "lobby").as_slice() {
+        [S2cMessage::S2cRoomJoined(j)] => assert_eq!(j.members, ["bob", "alice"]),
+        other => panic!("{other:?}"),
+    }
+    join(&mut b, bobs[1], "lobby");
+    join(&mut b, bobs[2], "lobby");
+    for &bob in &bobs {
+        b.take(bob);
+    }
+    settle(&mut a, &mut b);
+    let seen: Vec<String> = a
+        .take(alice)
+        .into_iter()
+        .map(|m| match m {
+            S2cMessage::S2cRoomPresence(p) if p.joined => p.username,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seen, ["bob", "bea", "ben"]);
+
+    for i in 0..20 {
+        a.send(
+            alice,
+            C2sChat {
+                room: "lobby".into(),
+                content: format!("line {i}"),
+                sent_at_us: i,
+            },
+        );
+    }
+    let carried = pump(&mut a, &mut b);
+    let chats = carried
+        .iter()
+        .flat_map(|batch| &batch.events)
+        .filter(|e| matches!(e.kind, Some(Kind::Chat(_))))
+        .count();
+    assert_eq!(chats, 20, "once per node, not once per member");
+    for &bob in &bobs {
+        let lines: Vec<u64> = b
+            .take(bob)
+            .into_iter()
+            .map(|m| match m {
+                S2cMessage::S2cChat(c) if c.from == "alice" => c.sent_at_us,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lines, (0..20).collect::<Vec<u64>>());
+    }
+    // Both nodes list the room with its four members.
+    for (h, who) in [(&mut a, alice), (&mut b, bobs[0])] {
+        h.take(who);
+        h.send(who, C2sRoomList {});
+        match h.take(who).as_slice() {
+            [S2cMessage::S2cRoomList(list)] => {
+                assert_eq!(list.rooms.len(), 1);
+                assert_eq!(list.rooms[0].members, 4);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A joiner on b gets the lines said on a as history.
+    let late = b.guest("late");
+    let replayed = join(&mut b, late, "lobby")
+        .into_iter()
+        .filter(|m| matches!(m, S2cMessage::S2cChat(c) if c.history))
+        .count();
+    assert_eq!(replayed, 20);
+}
+
+#[test]
+fn whispers_reach_users_of_another_node_and_nobody_is_offline() {
+    let (mut a, mut b) = pair();
+    let alice = a.guest("alice");
+    let bob = b.guest("bob");
+    settle(&mut a, &mut b);
+    a.send(
+        alice,
+        C2sWhisper {
+            to: "BOB".into(),
+            content: "psst".into(),
+            sent_at_us: 7,
+        },
+    );
+    match a.take(alice).as_slice() {
+        [S2cMessage::S2cWhisper(w)] => assert_eq!(w.content, "psst", "the echo"),
+        other => panic!("{other:?}"),
+    }
+    pump(&mut a, &mut b);
+    match b.take(bob).as_slice() {
+        [S2cMessage::S2cWhisper(w)] => {
+            assert_eq!((w.from.as_str(), w.content.as_str()), ("alice", "psst"))
+        }
+        other => panic!("{other:?}"),
+    }
+    a.send(
+        alice,
+        C2sWhisper {
+            to: "nobody".into(),
+            content: "hello?".into(),
+            sent_at_us: 8,
+        },
+    );
+    match a.take(alice).as_slice() {
+        [S2cMessage::S2cError(e)] => assert_eq!(e.code, ErrorCode::UserOffline as i32),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_newest_login_of_a_name_holds_it_across_nodes() {
+    let (mut a, mut b) = pair();
+    let first = a.guest("ann");
+    settle(&mut a, &mut b);
+    let second = b.guest("ann");
+    settle(&mut a, &mut b);
+    let replaced = a.take(first);
+    assert!(
+        matches!(replaced.as_slice(), [S2cMessage::S2cError(e)] if e.code == ErrorCode::Replaced as i32),
+        "{replaced:?}"
+    );
+    assert!(a.world.session_of("ann").is_none());
+    assert_eq!(b.world.session_of("ann"), Some(second));
+    assert_eq!(a.world.cluster.as_ref().unwrap().node_of("ann"), Some("b"));
+}
+
+#[test]
+fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
+    let (mut a, mut b) = pair();
+    let alice = a.guest("alice");
+    join(&mut a, alice, "lobby");
+    let bob = b.guest("bob");
+    join(&mut b, bob, "lobby");
+    settle(&mut a, &mut b);
+    a.take(alice);
+    b.take(bob);
+    // b says nothing for the timeout.
+    a.now += NODE_TIMEOUT;
+    advance(&mut a.world, a.now);
+    match a.take(alice).as_slice() {
+        [S2cMessage::S2cRoomPresence(p)] => {
+            assert_eq!((p.username.as_str(), p.joined), ("bob", false))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.world.cluster.as_ref().unwrap().peers().is_empty());
+    assert_eq!(a.world.game.rooms.remote_count("lobby"), 0);
+    // b speaks again (its heartbeat): a asks for its state, and bob is back.
+    b.now += NODE_TIMEOUT;
+    settle(&mut a, &mut b);
+    match a.take(alice).as_slice() {
+        [S2cMessage::S2cRoomPresence(p)] => {
+            assert_eq!((p.username.as_str(), p.joined), ("bob", true))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.world.cluster.as_ref().unwrap().node_of("bob"), Some("b"));
+}
+
+#[test]
+fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
+    let (mut a, mut b) = pair();
+    let alice = a.guest("alice");
+    join(&mut a, alice, "lobby");
+    let bob = b.guest("bob");
+    join(&mut b, bob, "lobby");
+    settle(&mut a, &mut b);
+    b.take(bob);
+    a.send(
+        alice,
+        C2sChat {
+            room: "lobby".into(),
+            content: "once".into(),
+            sent_at_us: 1,
+        },
+    );
+    let carried = pump(&mut a, &mut b);
+    for batch in carried {
+        receive(&mut b.world, batch, b.now);
+    }
+    assert_eq!(b.take(bob).len(), 1, "the repeat is dropped");
+    // A batch lost on the way: the next one says so.
+    a.send(
+        alice,
+        C2sChat {
+            room: "lobby".into(),
+            content: "lost".into(),
+            sent_at_us: 2,
+        },
+    );
+    let _ = a.world.cluster.as_mut().unwrap().take_batches(a.now);
+    a.send(
+        alice,
+        C2sChat {
+            room: "lobby".into(),
+            content: "after".into(),
+            sent_at_us: 3,
+        },
+    );
+    pump(&mut a, &mut b);
+    assert!(b.world.cluster.as_ref().unwrap().gaps >= 1);
+    match b.take(bob).as_slice() {
+        [S2cMessage::S2cChat(c)] => assert_eq!(c.content, "after"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,147 @@
+//! What nodes send each other over NATS: one [`Batch`] of [`Event`]s per stream per tick, in
+//! protobuf (prost). Between nodes of one version only; clients never see it.
+
+use prost::{Message, Oneof};
+
+/// A tick's events from one node, on one stream (to all, or to one node).
+#[derive(Clone, PartialEq, Message)]
+pub struct Batch {
+    /// The sending node.
+    #[prost(string, tag = "1")]
+    pub from: String,
+    /// Its sequence number on this stream, from 1.
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// Whether this is the stream to one node (else the one to all).
+    #[prost(bool, tag = "3")]
+    pub direct: bool,
+    /// The events, in the order they happened.
+    #[prost(message, repeated, tag = "4")]
+    pub events: Vec<Event>,
+}
+
+/// One thing a node tells others.
+#[derive(Clone, PartialEq, Message)]
+pub struct Event {
+    /// What.
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    pub kind: Option<Kind>,
+}
+
+impl Event {
+    /// An event of `kind`.
+    pub fn new(kind: Kind) -> Event {
+        Event { kind: Some(kind) }
+    }
+}
+
+/// The kinds of [`Event`].
+#[derive(Clone, PartialEq, Oneof)]
+pub enum Kind {
+    /// A node started (or came back): send it your state.
+    #[prost(message, tag = "1")]
+    Hello(Hello),
+    /// Still here.
+    #[prost(message, tag = "2")]
+    Heartbeat(Heartbeat),
+    /// A user logged in on the sending node.
+    #[prost(message, tag = "3")]
+    UserIn(User),
+    /// A user logged out of the sending node.
+    #[prost(message, tag = "4")]
+    UserOut(User),
+    /// A whisper for a user of the receiving node: the encoded S2C_Whisper frame.
+    #[prost(message, tag = "5")]
+    Whisper(Whisper),
+    /// A member joined a room on the sending node.
+    #[prost(message, tag = "6")]
+    Joined(Membership),
+    /// A member left a room on the sending node.
+    #[prost(message, tag = "7")]
+    Left(Membership),
+    /// A chat line for the receiving node's members of a room: the encoded S2C_Chat frame.
+    #[prost(message, tag = "8")]
+    Chat(Chat),
+    /// Every room of the sending node with its members, replacing what was known of them.
+    #[prost(message, tag = "9")]
+    Rooms(RoomsState),
+    /// A game's own event, for [`crate::Game::cluster_event`].
+    #[prost(bytes = "vec", tag = "10")]
+    Game(Vec<u8>),
+}
+
+/// See [`Kind::Hello`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Hello {}
+
+/// See [`Kind::Heartbeat`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Heartbeat {}
+
+/// A login or logout.
+#[derive(Clone, PartialEq, Message)]
+pub struct User {
+    /// The username.
+    #[prost(string, tag = "1")]
+    pub username: String,
+    /// When it logged in, in microseconds since the Unix epoch (0 for a logout).
+    #[prost(uint64, tag = "2")]
+    pub at_us: u64,
+}
+
+/// See [`Kind::Whisper`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Whisper {
+    /// The receiver's username.
+    #[prost(string, tag = "1")]
+    pub to: String,
+    /// The frame to deliver as it is.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub frame: bytes::Bytes,
+}
+
+/// A member of a room.
+#[derive(Clone, PartialEq, Message)]
+pub struct Membership {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room: String,
+    /// The member's username.
+    #[prost(string, tag = "2")]
+    pub username: String,
+}
+
+/// See [`Kind::Chat`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Chat {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room: String,
+    /// The frame to deliver as it is.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub frame: bytes::Bytes,
+}
+
+/// See [`Kind::Rooms`].
+#[derive(Clone, PartialEq, Message)]
+pub struct RoomsState {
+    /// The rooms.
+    #[prost(message, repeated, tag = "1")]
+    pub rooms: Vec<RoomMembers>,
+}
+
+/// One room of a node and its members there.
+#[derive(Clone, PartialEq, Message)]
+pub struct RoomMembers {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room: String,
+    /// Its members on that node, in the order they joined.
+    #[prost(string, repeated, tag = "2")]
+    pub usernames: Vec<String>,
+}
+
+/// Decodes a batch as received from NATS.
+pub fn decode(payload: &[u8]) -> Result<Batch, prost::DecodeError> {
+    Batch::decode(payload)
+}
