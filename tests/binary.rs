@@ -15,94 +15,11 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use common::{free_port, TestClient};
+use common::{free_port, world_server_binary, TestClient};
 use protocol::S2cMessage;
-
-const BIN: &str = if cfg!(windows) {
-    "world-server.exe"
-} else {
-    "world-server"
-};
-
-/// Path of an up-to-date `world-server` binary; builds one when needed (once per process).
-fn world_server_binary() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/<this test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps")
-            .to_path_buf();
-        let candidate = profile_dir.join(BIN);
-        if is_fresh(&candidate, &profile_dir.join("world-server.d")) {
-            return candidate;
-        }
-        let target_dir = profile_dir
-            .parent()
-            .expect("target directory")
-            .join("e2e-bin");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_string();
-        let cargo = std::env::var("CARGO")
-            .ok()
-            .or_else(|| option_env!("CARGO").map(str::to_string))
-            .unwrap_or_else(|| "cargo".to_string());
-        let mut command = Command::new(cargo);
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "world-server",
-                "--bin",
-                "world-server",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        if profile == "release" {
-            command.arg("--release");
-        }
-        let status = command.status().expect("run cargo build -p world-server");
-        assert!(
-            status.success(),
-            "cargo build -p world-server failed: {status}"
-        );
-        let built = target_dir.join(&profile).join(BIN);
-        assert!(built.exists(), "{} was not built", built.display());
-        built
-    })
-}
-
-/// Whether `binary` exists and is newer than every file its dep-info lists.
-fn is_fresh(binary: &Path, dep_info: &Path) -> bool {
-    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
-        return false;
-    };
-    let Ok(deps) = std::fs::read_to_string(dep_info) else {
-        return false;
-    };
-    // "target: dep1 dep2 ...", spaces inside paths escaped as "\ ".
-    let Some((_, list)) = deps.lines().next().and_then(|l| l.split_once(": ")) else {
-        return false;
-    };
-    let list = list.replace("\\ ", "\u{0}");
-    list.split_whitespace()
-        .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
-        .all(|source| {
-            std::fs::metadata(&source)
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified: SystemTime| modified <= built)
-        })
-}
 
 /// A temporary config file, deleted on drop.
 struct TempConfig(PathBuf);
@@ -554,6 +471,47 @@ fn an_unreachable_postgres_database_stops_the_server_in_one_line_without_its_pas
         "{line}"
     );
     assert!(!line.contains("hunter2"), "{line}");
+}
+
+#[test]
+fn a_bad_node_name_or_nats_url_on_the_command_line_exits_2_naming_it() {
+    let (code, stderr) = run_to_exit(&["--node", "a b"]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        r#"world-server: invalid config "the command line": cluster.node must be empty or at most 64 letters, digits, '-', '_' and '.' (got "a b")"#
+    );
+    let (code, stderr) = run_to_exit(&["--nats", "localhost:4222"]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert!(one_line(&stderr).contains("cluster.nats_url"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_nats_stops_the_server_in_one_line() {
+    let port = common::free_port();
+    let config = TempConfig::new(
+        "nats-unreachable",
+        &format!("[cluster]\nnats_url = \"nats://127.0.0.1:{port}\"\n"),
+    );
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    // The database is opened (and created) first: its info lines are not the point here.
+    let (code, stderr) = run_to_exit(&[
+        "--config",
+        config.0.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--log-level",
+        "warn",
+    ]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with(&format!(
+            "world-server: cluster.nats_url \"nats://127.0.0.1:{port}\": cannot connect: "
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("listening"), "{line}");
 }
 
 #[test]

@@ -77,10 +77,15 @@ pub fn redact_password(url: &str) -> String {
     }
 }
 
-/// `[cluster]`: this server as one node of several sharing one PostgreSQL database.
+/// `[cluster]`: this server as one node of several: one world over NATS, sharing one
+/// PostgreSQL database.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSection {
+    /// The NATS server the nodes talk through, as `nats://HOST:PORT`. Empty (the default):
+    /// a server on its own. With it, players of every node share rooms, presence, chat and
+    /// whispers; a node refuses to start, in one line, if it cannot reach NATS.
+    pub nats_url: String,
     /// This node's name, in the shared session log and room records: letters, digits, `-`,
     /// `_` and `.`, at most 64. Empty (the default): the host name and the listen port, as
     /// in `myhost-7000`, so that nodes on one machine differ.
@@ -559,6 +564,14 @@ impl ServerConfig {
             }
         }
 
+        let nats = &self.cluster.nats_url;
+        if !(nats.is_empty() || nats.starts_with("nats://") || nats.starts_with("tls://")) {
+            return Err(rules.fail(
+                "cluster.nats_url",
+                "empty or a nats://HOST:PORT URL",
+                crate::error::quoted(&redact_password(nats)),
+            ));
+        }
         let node = &self.cluster.node;
         if node.len() > 64 || !node.chars().all(node_char) {
             return Err(rules.fail(
@@ -785,7 +798,14 @@ mod tests {
             r#"invalid config "world-server.toml": cluster.node must be empty or at most 64 letters, digits, '-', '_' and '.' (got "a b")"#
         );
         let listen = "127.0.0.1:7001".parse().unwrap();
-        let named = ClusterSection { node: "n1".into() };
+        assert_eq!(
+            error("[cluster]\nnats_url = \"localhost:4222\"\n"),
+            r#"invalid config "world-server.toml": cluster.nats_url must be empty or a nats://HOST:PORT URL (got "localhost:4222")"#
+        );
+        let named = ClusterSection {
+            node: "n1".into(),
+            ..ClusterSection::default()
+        };
         assert_eq!(named.node_name(listen), "n1");
         let derived = ClusterSection::default().node_name(listen);
         assert!(derived.ends_with("-7001") && derived.len() > 5, "{derived}");

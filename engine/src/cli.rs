@@ -43,6 +43,12 @@ struct Args {
     /// overriding admin.listen. Never the game port.
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<SocketAddr>,
+    /// NATS server of the cluster this node is part of, overriding cluster.nats_url.
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    nats: Option<String>,
+    /// This node's name in the cluster, overriding cluster.node.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
     /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -77,6 +83,18 @@ pub fn main<G: Game>(
     }
     if let Some(admin) = args.admin {
         config.admin.listen = admin.to_string();
+    }
+    if args.nats.is_some() || args.node.is_some() {
+        if let Some(nats) = args.nats {
+            config.cluster.nats_url = nats;
+        }
+        if let Some(node) = args.node {
+            config.cluster.node = node;
+        }
+        if let Err(error) = config.validate("the command line") {
+            eprintln!("{program}: {error}");
+            return ExitCode::from(2);
+        }
     }
     if config.admin.address() == Some(config.server.listen) {
         eprintln!(
@@ -125,7 +143,7 @@ async fn exit_code<T>(
     match run.await {
         Ok(_) => ExitCode::SUCCESS,
         // Nothing has run yet: one line, like a bad config value.
-        Err(error @ ServerError::Storage { .. }) => {
+        Err(error @ (ServerError::Storage { .. } | ServerError::Cluster { .. })) => {
             eprintln!("{program}: {error}");
             ExitCode::from(error.exit_code())
         }

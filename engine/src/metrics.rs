@@ -87,6 +87,16 @@ pub struct Metrics {
     pub event_queue: Gauge,
     db_queues: Vec<Gauge>,
     db_jobs: Vec<Histogram>,
+    /// Other nodes of the cluster heard from.
+    pub cluster_nodes: Gauge,
+    /// Bytes of batches this node published to the cluster.
+    pub cluster_sent_bytes: Count,
+    /// Bytes of batches this node received from the cluster.
+    pub cluster_received_bytes: Count,
+    /// Batches dropped because a queue between the tick loop and NATS was full.
+    pub cluster_dropped: Count,
+    /// Batches of other nodes that never arrived (gaps in their sequence numbers).
+    pub cluster_missing: Count,
 }
 
 /// A histogram of durations in seconds, from 50 µs to about 6.5 s.
@@ -237,7 +247,37 @@ impl Metrics {
             Family::new_with_constructor(durations as fn() -> Histogram),
             ("lane", &LANES),
         );
+        let cluster_nodes = gauge(
+            registry,
+            "world_cluster_nodes",
+            "Other nodes of the cluster heard from",
+        );
+        let cluster_sent_bytes = counter(
+            registry,
+            "world_cluster_sent_bytes",
+            "Bytes of batches published to the other nodes",
+        );
+        let cluster_received_bytes = counter(
+            registry,
+            "world_cluster_received_bytes",
+            "Bytes of batches received from the other nodes",
+        );
+        let cluster_dropped = counter(
+            registry,
+            "world_cluster_batches_dropped",
+            "Batches dropped because a queue between the tick loop and NATS was full",
+        );
+        let cluster_missing = counter(
+            registry,
+            "world_cluster_batches_missing",
+            "Batches of other nodes that never arrived",
+        );
         Metrics {
+            cluster_nodes,
+            cluster_sent_bytes,
+            cluster_received_bytes,
+            cluster_dropped,
+            cluster_missing,
             sessions,
             logged_in,
             accepted,
@@ -354,6 +394,6 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 18, "one TYPE and one HELP line per metric");
+        assert_eq!(types, 23, "one TYPE and one HELP line per metric");
     }
 }

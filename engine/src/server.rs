@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Demand, Published, Series};
+use crate::cluster::nats::{Link, LinkMetrics};
+use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
@@ -55,6 +57,14 @@ pub enum ServerError {
     /// The DB worker could not start.
     #[error("cannot start the DB worker: {0}")]
     Worker(String),
+    /// NATS could not be reached: `cluster.nats_url "nats://127.0.0.1:4222": cannot connect: ...`.
+    #[error("cluster.nats_url {url:?}: cannot connect: {reason}")]
+    Cluster {
+        /// The URL, without a password.
+        url: String,
+        /// What the client said.
+        reason: String,
+    },
     /// The admin listener could not be bound.
     #[error("cannot listen on admin.listen {addr}: {source}")]
     Admin {
@@ -191,6 +201,10 @@ struct Server<G: Game> {
     demand: Arc<Demand>,
     /// The last `/api/state` built, and when.
     state: (Arc<str>, Option<Instant>),
+    /// The NATS connection of a cluster node.
+    link: Option<Link>,
+    /// When a dropped cluster batch was last warned of.
+    cluster_warned: Option<Instant>,
 }
 
 /// Runs `game` on `listener`, with `storage` for accounts, tokens and what the game writes,
@@ -220,6 +234,36 @@ pub async fn run_game<G: Game>(
     };
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
+    // NATS before the game port is announced too: a node that cannot reach its cluster does
+    // not start alone.
+    let link_tracker = TaskTracker::new();
+    let node = config.cluster.node_name(config.server.listen);
+    let link = if config.cluster.nats_url.is_empty() {
+        None
+    } else {
+        let link_metrics = LinkMetrics {
+            sent_bytes: metrics.cluster_sent_bytes.clone(),
+            received_bytes: metrics.cluster_received_bytes.clone(),
+            dropped: metrics.cluster_dropped.clone(),
+        };
+        let link = Link::connect(
+            &config.cluster.nats_url,
+            &node,
+            link_metrics,
+            stop_accepting.clone(),
+            &link_tracker,
+        )
+        .await
+        .map_err(|reason| ServerError::Cluster {
+            url: config::redact_password(&config.cluster.nats_url),
+            reason,
+        })?;
+        spdlog::info!(
+            "cluster: node {node} on {}",
+            config::redact_password(&config.cluster.nats_url)
+        );
+        Some(link)
+    };
     let (service_tx, mut service_rx) = mpsc::channel(SERVICE_QUEUE);
     let (events_tx, mut events_rx) = mpsc::channel(config.net.event_queue);
     if let Ok(addr) = listener.local_addr() {
@@ -234,6 +278,9 @@ pub async fn run_game<G: Game>(
     let started = Instant::now();
     let mut world = World::new(WorldConfig::from(&config), game, db, started);
     world.metrics = metrics;
+    if link.is_some() {
+        world.cluster = Some(Cluster::new(node));
+    }
     G::register_metrics(&mut world, &mut registry);
     crate::world::schedule_stats(&mut world, started);
     let (publish, published) = watch::channel(Arc::new(Published::default()));
@@ -272,6 +319,8 @@ pub async fn run_game<G: Game>(
         publish,
         demand,
         state: (Arc::from("{}"), None),
+        link,
+        cluster_warned: None,
         config,
     };
 
@@ -328,6 +377,18 @@ pub async fn run_game<G: Game>(
         }
     }
     server.core.finish(Instant::now(), ends);
+    // The other nodes hear that this one's players left; then the publisher flushes.
+    server.publish_cluster(Instant::now());
+    if let Some(link) = server.link.as_mut() {
+        link.close();
+    }
+    link_tracker.close();
+    if tokio::time::timeout(Duration::from_secs(2), link_tracker.wait())
+        .await
+        .is_err()
+    {
+        spdlog::warn!("cluster: NATS did not take the last batches within 2 s");
+    }
     let world = &mut server.core.world;
     // The last session records, then let the worker finish every queued write. A full write
     // queue is offered the rest again while the worker drains it, for a few seconds at most.
@@ -382,9 +443,46 @@ impl<G: Game> Server<G> {
                 Err(_) => break,
             }
         }
+        // Batches from the other nodes.
+        if let Some(link) = self.link.as_mut() {
+            for _ in 0..crate::cluster::nats::INBOUND_QUEUE {
+                match link.inbound.try_recv() {
+                    Ok(batch) => self.inputs.push(Input::Cluster(batch)),
+                    Err(_) => break,
+                }
+            }
+        }
         let inputs = std::mem::take(&mut self.inputs);
         let output = std::mem::take(self.core.tick(now, inputs));
         self.apply(output);
+        self.publish_cluster(now);
+    }
+
+    /// Hands this tick's cluster batches to the publisher. A full queue drops them (counted,
+    /// and seen by the other nodes as a gap), with a warning at most every 5 s.
+    fn publish_cluster(&mut self, now: Instant) {
+        let (Some(link), Some(cluster)) = (self.link.as_mut(), self.core.world.cluster.as_mut())
+        else {
+            return;
+        };
+        let mut dropped = 0;
+        for (subject, batch) in cluster.take_batches(now) {
+            if !link.publish(subject, &batch) {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.core.world.metrics.cluster_dropped.inc_by(dropped);
+            if self
+                .cluster_warned
+                .is_none_or(|at| now.duration_since(at) >= OVER_BUDGET_WARN_EVERY)
+            {
+                self.cluster_warned = Some(now);
+                spdlog::warn!(
+                    "cluster: {dropped} batches dropped: NATS does not take them as fast as they come"
+                );
+            }
+        }
     }
 
     /// Carries out what the core decided.
@@ -457,12 +555,15 @@ impl<G: Game> Server<G> {
         if self.publish.receiver_count() == 0 {
             return; // no admin listener
         }
-        let not_ready = admin::not_ready(
+        let mut not_ready = admin::not_ready(
             world.db.is_alive(),
             world.db.queue_lens(),
             world.db.queue_caps(),
             events.capacity() == 0,
         );
+        if self.link.as_ref().is_some_and(|link| !link.is_connected()) {
+            not_ready.push("not connected to NATS (cluster.nats_url)".to_string());
+        }
         if self.demand.recent(now) {
             let json = admin::state_json(world, &self.series, now, &not_ready);
             self.state = (Arc::from(json), Some(now));

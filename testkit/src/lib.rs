@@ -241,3 +241,83 @@ fn start_postgres() -> Result<Postgres, String> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A NATS server (Debian's `nats-server`) on a free port of 127.0.0.1, for one test: stopped
+/// when dropped, or when the test's thread ends, however it ends.
+#[derive(Debug)]
+pub struct Nats {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Nats {
+    /// Starts one; `Err` says why there is none (to skip the test in one line).
+    pub fn start() -> Result<Nats, String> {
+        if Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return Err(
+                "nats-server is not installed (Debian: apt-get install nats-server)".into(),
+            );
+        }
+        let mut nats = Nats {
+            port: free_port(),
+            child: None,
+        };
+        nats.resume()?;
+        Ok(nats)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL): an outage.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, after [`kill`](Self::kill).
+    pub fn resume(&mut self) -> Result<(), String> {
+        let child = Command::new("setpriv")
+            .arg("--pdeathsig=KILL")
+            .arg("--")
+            .arg("nats-server")
+            .args(["-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nats-server: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "nats-server did not listen on {} within 10 s",
+                    self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -6,9 +6,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use config::ServerConfig;
@@ -658,4 +660,88 @@ pub fn free_port() -> u16 {
 pub fn skip(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}
+
+/// The `world-server` binary's file name.
+pub const BIN: &str = if cfg!(windows) {
+    "world-server.exe"
+} else {
+    "world-server"
+};
+
+/// Path of an up-to-date `world-server` binary; builds one when needed (once per process).
+pub fn world_server_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<this test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_path_buf();
+        let candidate = profile_dir.join(BIN);
+        if is_fresh(&candidate, &profile_dir.join("world-server.d")) {
+            return candidate;
+        }
+        let target_dir = profile_dir
+            .parent()
+            .expect("target directory")
+            .join("e2e-bin");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_string();
+        let cargo = std::env::var("CARGO")
+            .ok()
+            .or_else(|| option_env!("CARGO").map(str::to_string))
+            .unwrap_or_else(|| "cargo".to_string());
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "world-server",
+                "--bin",
+                "world-server",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if profile == "release" {
+            command.arg("--release");
+        }
+        let status = command.status().expect("run cargo build -p world-server");
+        assert!(
+            status.success(),
+            "cargo build -p world-server failed: {status}"
+        );
+        let built = target_dir.join(&profile).join(BIN);
+        assert!(built.exists(), "{} was not built", built.display());
+        built
+    })
+}
+
+/// Whether `binary` exists and is newer than every file its dep-info lists.
+fn is_fresh(binary: &Path, dep_info: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let Ok(deps) = std::fs::read_to_string(dep_info) else {
+        return false;
+    };
+    // "target: dep1 dep2 ...", spaces inside paths escaped as "\ ".
+    let Some((_, list)) = deps.lines().next().and_then(|l| l.split_once(": ")) else {
+        return false;
+    };
+    let list = list.replace("\\ ", "\u{0}");
+    list.split_whitespace()
+        .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
+        .all(|source| {
+            std::fs::metadata(&source)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified: SystemTime| modified <= built)
+        })
 }

@@ -21,6 +21,7 @@
 //! The network side is [`crate::server`]: it connects to NATS, subscribes, decodes batches
 //! into [`crate::core::Input::Cluster`], and publishes what [`Cluster::take_batches`] returns.
 
+pub mod nats;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -230,6 +231,7 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
     }
     if *last > 0 && batch.seq > *last + 1 {
         cluster.gaps += batch.seq - *last - 1;
+        world.metrics.cluster_missing.inc_by(batch.seq - *last - 1);
         spdlog::warn!(
             "cluster: {} batches from node {from} missing (sequence {} after {})",
             batch.seq - *last - 1,
@@ -240,15 +242,11 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
     *last = batch.seq;
     if !known {
         spdlog::info!("cluster: node {from} joined");
-        // It may have missed what we said before it was there: it gets our state, and we
-        // ask for its own (unless this is its hello, which asks for ours).
-        let says_hello = batch
-            .events
-            .iter()
-            .any(|e| matches!(e.kind, Some(Kind::Hello(_))));
-        if !says_hello {
-            cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
-        }
+        world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
+        // We may have missed what it said before we heard it (a start, an outage): we ask
+        // for its state. (Its own hello, if this is one, asks for ours; after an outage it
+        // asks when it hears us.)
+        cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
     }
     for event in batch.events {
         apply(world, &from, event, now);
@@ -354,6 +352,7 @@ pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
         };
         cluster.peers.remove(&node);
         cluster.claims.retain(|_, c| c.node != node);
+        world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
         G::node_lost(world, &node);
     }
 }

@@ -1,0 +1,239 @@
+//! Several world servers as one world over a real NATS server (Debian's `nats-server`, started
+//! by each test on loopback; without it each test says in one line that it skipped): players
+//! on different nodes share a room's presence, chat and list, whisper each other, and a login
+//! on one node replaces an older one of the name on another; a node killed with SIGKILL
+//! leaves the others' rooms within the node timeout; a NATS outage is survived, each node
+//! serving its own players, and the nodes are one world again when NATS is back.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, start_server, test_config, TestClient, TestServer};
+use protocol::world::{C2sRoomJoin, C2sRoomList, C2sWhisper, S2cRoomJoined};
+use protocol::{ErrorCode, S2cMessage};
+
+/// A NATS server for this test, or `None` after saying why there is none.
+fn nats(test: &str) -> Option<testkit::Nats> {
+    match testkit::Nats::start() {
+        Ok(nats) => Some(nats),
+        Err(why) => {
+            common::skip(test, &why);
+            None
+        }
+    }
+}
+
+/// A node called `name` on `nats`, in this process.
+async fn node(nats: &testkit::Nats, name: &str) -> TestServer {
+    let mut config = test_config();
+    config.cluster.nats_url = nats.url();
+    config.cluster.node = name.into();
+    start_server(config).await
+}
+
+/// Waits until `client`'s room list has `room` with `members` members.
+async fn until_listed(client: &mut TestClient, room: &str, members: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        client.send(&C2sRoomList {}).await;
+        // Presence and chat may come first.
+        let S2cMessage::S2cRoomList(list) = client
+            .recv_until(|m| matches!(m, S2cMessage::S2cRoomList(_)))
+            .await
+        else {
+            unreachable!("recv_until returns what it waited for")
+        };
+        if list
+            .rooms
+            .iter()
+            .any(|r| r.name == room && r.members == members)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{room} never had {members} members: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_on_two_nodes_share_a_room_its_chat_and_whispers() {
+    let Some(nats) = nats("players_on_two_nodes_share_a_room_its_chat_and_whispers") else {
+        return;
+    };
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut alice = a.member("alice", "lobby").await;
+    let mut bob = b.guest("bob").await;
+    until_listed(&mut bob, "lobby", 1).await;
+    bob.send(&C2sRoomJoin {
+        room: "lobby".into(),
+    })
+    .await;
+    let joined = bob.expect::<S2cRoomJoined>().await;
+    assert_eq!(joined.members, ["bob", "alice"]);
+    alice.await_presence("bob").await;
+    until_listed(&mut alice, "lobby", 2).await;
+
+    for i in 0..50 {
+        alice.say("lobby", &format!("line {i}"), i).await;
+    }
+    for i in 0..50 {
+        let chat = bob
+            .expect_chat("lobby", "alice", &format!("line {i}"))
+            .await;
+        assert_eq!(chat.sent_at_us, i, "in the order alice said them");
+    }
+    bob.say("lobby", "back", 99).await;
+    alice
+        .recv_until(
+            |m| matches!(m, S2cMessage::S2cChat(c) if c.from == "alice" && c.sent_at_us == 49),
+        )
+        .await;
+    let echo = alice.expect_chat("lobby", "bob", "back").await;
+    assert!(!echo.history);
+    bob.expect_chat("lobby", "bob", "back").await;
+    bob.expect_silence(Duration::from_millis(300)).await;
+
+    bob.send(&C2sWhisper {
+        to: "alice".into(),
+        content: "psst".into(),
+        sent_at_us: 1,
+    })
+    .await;
+    let whisper = alice
+        .recv_until(|m| matches!(m, S2cMessage::S2cWhisper(_)))
+        .await;
+    assert!(matches!(whisper, S2cMessage::S2cWhisper(w) if w.from == "bob" && w.content == "psst"));
+    bob.send(&C2sWhisper {
+        to: "nobody".into(),
+        content: "hello?".into(),
+        sent_at_us: 2,
+    })
+    .await;
+    bob.recv_until(
+        |m| matches!(m, S2cMessage::S2cError(e) if e.code == ErrorCode::UserOffline as i32),
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_another_node_replaces_the_older_session_of_the_name() {
+    let Some(nats) = nats("a_login_on_another_node_replaces_the_older_session_of_the_name") else {
+        return;
+    };
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut first = a.member("ann", "lobby").await;
+    let mut watcher = b.guest("watcher").await;
+    until_listed(&mut watcher, "lobby", 1).await;
+    let _second = b.guest("ann").await;
+    let closed = first.expect_closed_within(Duration::from_secs(5)).await;
+    assert!(
+        closed
+            .iter()
+            .any(|m| matches!(m, S2cMessage::S2cError(e) if e.code == ErrorCode::Replaced as i32)),
+        "{closed:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it() {
+    let Some(mut nats) = nats("the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it")
+    else {
+        return;
+    };
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut alice = a.member("alice", "lobby").await;
+    let mut bob = b.member("bob", "lobby").await;
+    until_listed(&mut alice, "lobby", 2).await;
+
+    nats.kill();
+    // Each node serves its own players; the other node's members leave after the timeout.
+    until_listed(&mut alice, "lobby", 1).await;
+    let mut carol = a.guest("carol").await;
+    carol.join("lobby").await;
+    carol.say("lobby", "still here", 5).await;
+    alice
+        .recv_until(|m| matches!(m, S2cMessage::S2cChat(c) if c.content == "still here"))
+        .await;
+
+    nats.resume().unwrap();
+    // Back: each node asks the other for its state; bob sees alice and carol again.
+    until_listed(&mut bob, "lobby", 3).await;
+    until_listed(&mut alice, "lobby", 3).await;
+    alice.say("lobby", "after", 6).await;
+    bob.recv_until(|m| matches!(m, S2cMessage::S2cChat(c) if c.content == "after"))
+        .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
+    let Some(nats) = nats("a_node_killed_with_sigkill_leaves_the_other_nodes_rooms") else {
+        return;
+    };
+    let a = node(&nats, "a").await;
+    let port = free_port();
+    let dir = common::fresh_dir();
+    std::fs::write(
+        dir.join("b.toml"),
+        format!(
+            "[cluster]\nnats_url = \"{}\"\nnode = \"b\"\n[storage]\npath = \"{}\"\n",
+            nats.url(),
+            dir.join("b.db").display()
+        ),
+    )
+    .unwrap();
+    let mut b = Command::new(common::world_server_binary())
+        .arg("--config")
+        .arg(dir.join("b.toml"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-level",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut bob = loop {
+        if let Ok(client) = TestClient::try_connect(addr).await {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "node b never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    bob.login_guest("bob").await;
+    bob.join("lobby").await;
+    let mut alice = a.member("alice", "lobby").await;
+    until_listed(&mut alice, "lobby", 2).await;
+
+    let killed = Instant::now();
+    b.kill().unwrap(); // SIGKILL
+    b.wait().unwrap();
+    alice
+        .recv_until(
+            |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob" && !p.joined),
+        )
+        .await;
+    let gone_after = killed.elapsed();
+    assert!(
+        gone_after < world_server::cluster::NODE_TIMEOUT + Duration::from_secs(2),
+        "{gone_after:?}"
+    );
+    until_listed(&mut alice, "lobby", 1).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    a.shutdown().await;
+}
