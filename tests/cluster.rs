@@ -237,3 +237,41 @@ async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
     let _ = std::fs::remove_dir_all(&dir);
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_spread_over_three_nodes_loses_and_duplicates_nothing() {
+    let Some(nats) = nats("a_swarm_spread_over_three_nodes_loses_and_duplicates_nothing") else {
+        return;
+    };
+    let nodes = [
+        node(&nats, "a").await,
+        node(&nats, "b").await,
+        node(&nats, "c").await,
+    ];
+    let mut config = dummy_client::ClientConfig::default();
+    config.client.servers = nodes.iter().map(|n| n.addr).collect();
+    config.client.bots = 150;
+    config.client.duration_secs = 4;
+    config.client.drain_secs = 5;
+    config.client.ramp_up_per_sec = 1000;
+    config.bots.bots_per_room = 10;
+    config.bots.chat_interval_ms = 250;
+    config.validate("cluster swarm test").unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        dummy_client::run(config, Default::default()),
+    )
+    .await
+    .expect("the swarm did not finish within 60 s")
+    .expect("the swarm could not start");
+    assert!(report.passed(), "{:?}\n{report}", report.failures());
+    assert_eq!(report.joined, 150, "{report}");
+    assert_eq!((report.lost, report.unexpected), (0, 0), "{report}");
+    assert_eq!(report.received, report.expected, "{report}");
+    // Each line reaches the 10 members of its room, on all three nodes.
+    assert_eq!(report.expected, report.sent * 10, "{report}");
+    assert!(report.sent > 1000, "{report}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

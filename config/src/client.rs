@@ -40,6 +40,10 @@ pub struct ClientConfig {
 pub struct ClientSection {
     /// Address of the server to load. Default `127.0.0.1:7000`, the server's default listener.
     pub server: SocketAddr,
+    /// The nodes of a cluster to spread the bots over, instead of `server`: bot `i` connects
+    /// to the `i mod n`-th, so that the members of each room are on different nodes. Empty
+    /// (the default): every bot on `server`.
+    pub servers: Vec<SocketAddr>,
     /// Number of bots, 1..=100_000. Default 100: a visible load that any machine handles.
     pub bots: usize,
     /// Seconds the bots chat once all are in, 1..=86400. Default 30: long enough for steady
@@ -66,10 +70,31 @@ pub struct ClientSection {
     pub login_timeout_secs: u64,
 }
 
+impl ClientSection {
+    /// The servers the bots connect to: [`servers`](Self::servers), or `server` alone.
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        if self.servers.is_empty() {
+            vec![self.server]
+        } else {
+            self.servers.clone()
+        }
+    }
+
+    /// The servers, as shown in reports: `127.0.0.1:7001,127.0.0.1:7002`.
+    pub fn targets_text(&self) -> String {
+        self.targets()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 impl Default for ClientSection {
     fn default() -> Self {
         Self {
             server: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            servers: Vec::new(),
             bots: 100,
             duration_secs: 30,
             ramp_up_per_sec: 500,

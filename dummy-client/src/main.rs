@@ -1,7 +1,7 @@
 //! `dummy-client`: loads a world server with a swarm of chat bots and reports what it saw.
 //!
 //! ```text
-//! dummy-client [--config PATH] [--server ADDR:PORT] [--bots N] [--duration SECS]
+//! dummy-client [--config PATH] [--server ADDR:PORT[,ADDR:PORT...]] [--bots N] [--duration SECS]
 //!              [--auth guest|register|login|resume] [--tokens PATH]
 //!              [--scenario chat|arena] [--json PATH] [--html PATH] [--log-level LEVEL]
 //! ```
@@ -40,8 +40,10 @@ struct Cli {
     /// TOML config file (default: the embedded defaults, see config/dummy-client.toml).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Server to load, overriding client.server; host names are resolved once at start.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Server to load, overriding client.server; or the nodes of a cluster, comma-separated
+    /// (overriding client.servers), bot i on the (i mod n)-th. Host names are resolved once
+    /// at start.
+    #[arg(long, value_name = "ADDR:PORT[,ADDR:PORT...]")]
     server: Option<String>,
     /// Number of bots, overriding client.bots.
     #[arg(long, value_name = "N")]
@@ -119,7 +121,16 @@ fn main() -> ExitCode {
 fn load_config(cli: &Cli) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(server) = &cli.server {
-        config.client.server = resolve(server)?;
+        let servers = server
+            .split(',')
+            .map(|one| resolve(one.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        config.client.server = servers[0];
+        config.client.servers = if servers.len() > 1 {
+            servers
+        } else {
+            Vec::new()
+        };
     }
     if let Some(bots) = cli.bots {
         config.client.bots = bots;

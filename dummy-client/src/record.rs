@@ -96,7 +96,7 @@ impl Settings {
     pub fn of(config: &config::ClientConfig) -> Settings {
         let client = &config.client;
         Settings {
-            server: client.server.to_string(),
+            server: client.targets_text(),
             bots: client.bots as u64,
             auth: config.bots.auth.clone(),
             duration_ms: client.duration_secs * 1000,

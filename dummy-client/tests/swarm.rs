@@ -13,7 +13,7 @@ use net::{
     DisconnectReason, ServerService, ServiceEvent, Session, SessionConfig, SessionEvent, SessionId,
 };
 use protocol::world::{
-    C2sChat, S2cAuthResult, S2cChat, S2cError, S2cPong, S2cRoomJoined, S2cWelcome,
+    C2sChat, S2cAuthResult, S2cChat, S2cError, S2cPong, S2cRoomJoined, S2cRoomPresence, S2cWelcome,
 };
 use protocol::{C2sMessage, ErrorCode, MessageType};
 use tokio::net::TcpListener;
@@ -80,12 +80,23 @@ impl FakeServer {
                     .iter()
                     .map(|id| self.members[id].name.clone())
                     .collect();
+                let others: Vec<SessionId> =
+                    room.iter().copied().filter(|&id| id != session).collect();
                 let joined = S2cRoomJoined {
                     room: join.room,
                     members,
                     capacity: 100,
                 };
                 self.send(session, &joined);
+                // The members already there see it come (PROTOCOL.md: S2C_RoomPresence).
+                let presence = S2cRoomPresence {
+                    room: joined.room.clone(),
+                    username: self.members[&session].name.clone(),
+                    joined: true,
+                };
+                for other in others {
+                    self.send(other, &presence);
+                }
                 for n in 0..self.faults.history {
                     let line = S2cChat {
                         room: joined.room.clone(),

@@ -144,6 +144,10 @@ struct Bot {
     next_chat: Option<Instant>,
     next_ping: Option<Instant>,
     ping_seq: u32,
+    /// Members of its room it knows are in (itself included): from S2C_RoomJoined, then
+    /// presence. Its room chats once every member knows every other (on a cluster, every
+    /// node then knows every member, so no line can race a join across nodes).
+    seen: u32,
 }
 
 impl Bot {
@@ -164,6 +168,7 @@ impl Bot {
             next_chat: None,
             next_ping: None,
             ping_seq: 0,
+            seen: 0,
         }
     }
 }
@@ -208,13 +213,16 @@ pub struct Swarm {
     auth: AuthMode,
     /// Tokens the server issued to bots of this run, by username.
     issued: Tokens,
-    server: SocketAddr,
+    /// The servers; bot `i` on the `i mod n`-th.
+    servers: Vec<SocketAddr>,
     names: Names,
     clock: Clock,
     bots: Vec<Bot>,
     room_names: Vec<String>,
     /// Bots of each room not yet settled; the room chats once this reaches 0.
     unsettled: Vec<u32>,
+    /// Rooms whose bots chat already.
+    chatting: Vec<bool>,
     ledger: Ledger,
     counters: Counters,
     latency: Histogram<u64>,
@@ -285,7 +293,7 @@ impl Swarm {
         let room_names = (0..ledger.rooms())
             .map(|room| names.room(room * bots_per_room))
             .collect();
-        let unsettled = (0..ledger.rooms())
+        let unsettled: Vec<u32> = (0..ledger.rooms())
             .map(|room| ledger.bots_of_room(room).len() as u32)
             .collect();
         let session_config = SessionConfig {
@@ -296,11 +304,12 @@ impl Swarm {
         Ok(Swarm {
             auth,
             issued: Tokens::new(),
-            server: config.client.server,
+            servers: config.client.targets(),
             bots: (0..bots)
                 .map(|i| Bot::new(names.username(i), now))
                 .collect(),
             room_names,
+            chatting: vec![false; unsettled.len()],
             unsettled,
             ledger,
             names,
@@ -381,7 +390,7 @@ impl Swarm {
             self.names.run_id(),
             self.bots.len(),
             self.auth,
-            self.server,
+            self.config.client.targets_text(),
             self.config.bots.bots_per_room,
             self.config.bots.chat_interval_ms
         );
@@ -450,7 +459,8 @@ impl Swarm {
             let bot = &mut self.bots[index as usize];
             bot.phase = Phase::Connecting;
             bot.connect_started = now;
-            service.connect(self.server, u64::from(index));
+            let server = self.servers[index as usize % self.servers.len()];
+            service.connect(server, u64::from(index));
             self.counters.started += 1;
         }
     }
@@ -647,7 +657,29 @@ impl Swarm {
                 self.counters.joined += 1;
                 self.counters.in_room += 1;
                 self.ledger.join(index);
+                let room = self.ledger.room_of(index);
+                let seen = joined
+                    .members
+                    .iter()
+                    .filter(|name| self.room_mate(name, room))
+                    .count();
+                self.bots[index as usize].seen = seen as u32;
                 self.settle(index, at);
+            }
+            S2cMessage::S2cRoomPresence(presence)
+                if phase == Phase::Joined
+                    && presence.room == self.room_names[self.ledger.room_of(index) as usize] =>
+            {
+                let room = self.ledger.room_of(index);
+                if self.room_mate(&presence.username, room) {
+                    let bot = &mut self.bots[index as usize];
+                    bot.seen = if presence.joined {
+                        bot.seen + 1
+                    } else {
+                        bot.seen.saturating_sub(1)
+                    };
+                    self.start_room_if_ready(room, at);
+                }
             }
             S2cMessage::S2cRoomLeft(left)
                 if phase == Phase::Joined
@@ -810,8 +842,33 @@ impl Swarm {
         if *left > 0 {
             return;
         }
-        // Every bot of the room has confirmed its join (or failed): the member set is known,
-        // so no line can race a join. Each bot starts at a random phase of its interval.
+        self.start_room_if_ready(room, now);
+    }
+
+    /// Whether `name` is a bot of this run in `room`.
+    fn room_mate(&self, name: &str, room: u32) -> bool {
+        self.names
+            .bot_index(name)
+            .is_some_and(|bot| (bot as usize) < self.bots.len() && self.ledger.room_of(bot) == room)
+    }
+
+    /// Starts the chat of `room` once every bot of it has confirmed its join (or failed) and
+    /// every member knows every other: the member set is known everywhere, so no line can
+    /// race a join. Each bot starts at a random phase of its interval.
+    fn start_room_if_ready(&mut self, room: u32, now: Instant) {
+        if self.chatting[room as usize] || self.unsettled[room as usize] > 0 {
+            return;
+        }
+        let members = self.ledger.member_count(room);
+        let known = self
+            .ledger
+            .bots_of_room(room)
+            .filter(|&b| self.bots[b as usize].phase == Phase::Joined)
+            .all(|b| self.bots[b as usize].seen >= members);
+        if !known {
+            return;
+        }
+        self.chatting[room as usize] = true;
         let interval = self.config.bots.chat_interval();
         for member in self.ledger.bots_of_room(room) {
             let bot = &mut self.bots[member as usize];
@@ -822,7 +879,7 @@ impl Swarm {
         spdlog::debug!(
             "swarm: room {} ready with {} members",
             self.room_names[room as usize],
-            self.ledger.member_count(room)
+            members
         );
     }
 

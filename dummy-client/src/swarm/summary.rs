@@ -44,7 +44,7 @@ impl Swarm {
             );
         }
         Report {
-            server: self.server.to_string(),
+            server: self.config.client.targets_text(),
             run_id: self.names.run_id().to_owned(),
             auth: self.auth.to_string(),
             bots: self.bots.len() as u64,
