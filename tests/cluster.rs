@@ -175,26 +175,31 @@ async fn the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
-    let Some(nats) = nats("a_node_killed_with_sigkill_leaves_the_other_nodes_rooms") else {
-        return;
-    };
-    let a = node(&nats, "a").await;
+/// Node `name` as a `world-server` process of its own (to be killed), on `nats` and, with
+/// `postgres_url`, on that database (else an SQLite file of its own); returns the process,
+/// a client connected to it, and its directory.
+async fn node_process(
+    nats: &testkit::Nats,
+    name: &str,
+    postgres_url: Option<&str>,
+) -> (std::process::Child, TestClient, std::path::PathBuf) {
     let port = free_port();
     let dir = common::fresh_dir();
+    let storage = match postgres_url {
+        Some(url) => format!("backend = \"postgres\"\npostgres_url = \"{url}\"\n"),
+        None => format!("path = \"{}\"\n", dir.join("node.db").display()),
+    };
     std::fs::write(
-        dir.join("b.toml"),
+        dir.join("node.toml"),
         format!(
-            "[cluster]\nnats_url = \"{}\"\nnode = \"b\"\n[storage]\npath = \"{}\"\n",
-            nats.url(),
-            dir.join("b.db").display()
+            "[cluster]\nnats_url = \"{}\"\nnode = \"{name}\"\n[storage]\n{storage}",
+            nats.url()
         ),
     )
     .unwrap();
-    let mut b = Command::new(common::world_server_binary())
+    let child = Command::new(common::world_server_binary())
         .arg("--config")
-        .arg(dir.join("b.toml"))
+        .arg(dir.join("node.toml"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -208,13 +213,23 @@ async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut bob = loop {
+    let client = loop {
         if let Ok(client) = TestClient::try_connect(addr).await {
             break client;
         }
-        assert!(Instant::now() < deadline, "node b never listened");
+        assert!(Instant::now() < deadline, "node {name} never listened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    (child, client, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
+    let Some(nats) = nats("a_node_killed_with_sigkill_leaves_the_other_nodes_rooms") else {
+        return;
+    };
+    let a = node(&nats, "a").await;
+    let (mut b, mut bob, dir) = node_process(&nats, "b", None).await;
     bob.login_guest("bob").await;
     bob.join("lobby").await;
     let mut alice = a.member("alice", "lobby").await;
@@ -229,11 +244,53 @@ async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
         )
         .await;
     let gone_after = killed.elapsed();
+    eprintln!("node b's players left node a's rooms {gone_after:?} after its SIGKILL");
     assert!(
         gone_after < world_server::cluster::NODE_TIMEOUT + Duration::from_secs(2),
         "{gone_after:?}"
     );
     until_listed(&mut alice, "lobby", 1).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_players_of_a_killed_node_resume_on_another_with_their_token() {
+    let test = "the_players_of_a_killed_node_resume_on_another_with_their_token";
+    let Some(nats) = nats(test) else { return };
+    let pg = match testkit::postgres() {
+        Ok(pg) => pg,
+        Err(why) => return common::skip(test, &why),
+    };
+    let url = pg.fresh_database();
+    let mut config = test_config();
+    config.cluster.nats_url = nats.url();
+    config.cluster.node = "a".into();
+    config.storage.backend = "postgres".into();
+    config.storage.postgres_url = url.clone();
+    let a = start_server(config).await;
+    let (mut b, mut bob, dir) = node_process(&nats, "b", Some(&url)).await;
+    let registered = bob.register("bob", "correct horse").await;
+    bob.join("lobby").await;
+    let mut alice = a.member("alice", "lobby").await;
+    until_listed(&mut alice, "lobby", 2).await;
+    b.kill().unwrap();
+    b.wait().unwrap();
+    alice
+        .recv_until(
+            |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob" && !p.joined),
+        )
+        .await;
+    // Bob comes back on node a with the token node b gave him, and is in the lobby again.
+    let mut back = a.client().await;
+    back.send(&protocol::world::C2sResume {
+        token: registered.token,
+    })
+    .await;
+    let resumed = back.expect::<protocol::world::S2cAuthResult>().await;
+    assert_eq!(resumed.user_id, registered.user_id);
+    back.join("lobby").await;
+    alice.await_presence("bob").await;
     let _ = std::fs::remove_dir_all(&dir);
     a.shutdown().await;
 }
