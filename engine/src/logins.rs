@@ -133,7 +133,9 @@ pub fn finish<G: Game>(
         Err(AuthFailure::InvalidCredentials | AuthFailure::InvalidToken) => Outcome::Failed,
         Err(AuthFailure::UsernameTaken | AuthFailure::Internal(_)) => Outcome::Dropped,
     };
-    world.throttle.end(session, counted, now);
+    if let Some(counted) = world.throttle.end(session, counted, now) {
+        crate::cluster::counted(world, &counted);
+    }
     let Some(client) = world.clients.get_mut(&session) else {
         return; // gone meanwhile: a token it was issued simply expires unused
     };

@@ -172,6 +172,39 @@ enum Attempt {
     },
 }
 
+/// What an ended attempt counted, for the other nodes of a cluster to count as well (see
+/// [`LoginThrottle::count_elsewhere`]): so that failed logins, bad tokens and registrations
+/// are limited across the cluster, not per node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// A failed password login for `user` from `addr`.
+    LoginFailed {
+        /// The client's address key ([`addr_key`]).
+        addr: IpAddr,
+        /// The username, folded to lowercase.
+        user: String,
+    },
+    /// A password login for `user` from `addr` succeeded.
+    LoginSucceeded {
+        /// The client's address key.
+        addr: IpAddr,
+        /// The username, folded to lowercase.
+        user: String,
+    },
+    /// A bad token from `addr`.
+    ResumeFailed {
+        /// The client's address key.
+        addr: IpAddr,
+    },
+    /// `user` was registered from `addr`.
+    Registered {
+        /// The client's address key.
+        addr: IpAddr,
+        /// The username, folded to lowercase.
+        user: String,
+    },
+}
+
 /// How an attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -358,10 +391,29 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Ends what `session` has in flight (nothing when it has none).
-    pub fn end(&mut self, session: SessionId, outcome: Outcome, now: Instant) {
-        let Some(attempt) = self.in_flight.remove(&session) else {
-            return;
+    /// Ends what `session` has in flight (nothing when it has none); returns what it
+    /// counted, if anything.
+    pub fn end(&mut self, session: SessionId, outcome: Outcome, now: Instant) -> Option<Counted> {
+        let attempt = self.in_flight.remove(&session)?;
+        let counted = match (&attempt, outcome) {
+            (Attempt::Login { addr, user, .. }, Outcome::Failed) => Some(Counted::LoginFailed {
+                addr: *addr,
+                user: user.clone(),
+            }),
+            (Attempt::Login { addr, user, .. }, Outcome::Succeeded) => {
+                Some(Counted::LoginSucceeded {
+                    addr: *addr,
+                    user: user.clone(),
+                })
+            }
+            (Attempt::Resume { addr }, Outcome::Failed) => {
+                Some(Counted::ResumeFailed { addr: *addr })
+            }
+            (Attempt::Register { addr, user }, Outcome::Succeeded) => Some(Counted::Registered {
+                addr: *addr,
+                user: user.clone(),
+            }),
+            _ => None,
         };
         let window = self.config.failure_window;
         match attempt {
@@ -419,6 +471,48 @@ impl LoginThrottle {
                 if outcome == Outcome::Succeeded {
                     self.trust(&user, addr, now);
                 }
+            }
+        }
+        counted
+    }
+
+    /// Counts what another node of the cluster counted, as if it had been here: failed
+    /// logins against the address, the pair and the account (so an account's pacing holds
+    /// across nodes), a success clearing the pair and the account, bad tokens and
+    /// registrations against the address.
+    pub fn count_elsewhere(&mut self, counted: Counted, now: Instant) {
+        let window = self.config.failure_window;
+        match counted {
+            Counted::LoginFailed { addr, user } => {
+                self.by_pair
+                    .entry((addr, user.clone()))
+                    .or_default()
+                    .count(now, window);
+                self.by_addr.entry(addr).or_default().count(now, window);
+                self.by_account.entry(user).or_default().count(now, window);
+            }
+            Counted::LoginSucceeded { addr, user } => {
+                if let Some(w) = self.by_pair.get_mut(&(addr, user.clone())) {
+                    w.count = 0;
+                }
+                if let Some(w) = self.by_account.get_mut(&user) {
+                    w.count = 0;
+                }
+                self.trust(&user, addr, now);
+            }
+            Counted::ResumeFailed { addr } => {
+                self.resumes_by_addr
+                    .entry(addr)
+                    .or_default()
+                    .count(now, window);
+            }
+            Counted::Registered { addr, user } => {
+                let window = self.config.registration_window;
+                self.registrations
+                    .entry(addr)
+                    .or_default()
+                    .count(now, window);
+                self.trust(&user, addr, now);
             }
         }
     }

@@ -13,6 +13,9 @@
 //! leave the world of the others (games see [`Game::node_lost`]). A node seen that is not
 //! known (new, or back after an outage) is asked for its state, and sends it.
 //!
+//! Failed logins, bad tokens and registrations counted by one node are counted by every
+//! node, so the limits of `[auth]` hold across the cluster.
+//!
 //! Who holds a username is the newest login across the cluster: a login broadcasts the name
 //! with its time; the node holding an older login of it replaces that session
 //! (S2C_Error REPLACED), as a second login on one node does. Until the broadcast arrives (one
@@ -205,6 +208,39 @@ pub fn logged_out<G: Game>(world: &mut World<G>, username: &str) {
     })));
 }
 
+/// This node counted `counted` against its login limits: the other nodes count it too.
+pub fn counted<G: Game>(world: &mut World<G>, counted: &crate::throttle::Counted) {
+    use crate::throttle::Counted as C;
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    let (what, addr, user) = match counted {
+        C::LoginFailed { addr, user } => (1, addr, user.as_str()),
+        C::LoginSucceeded { addr, user } => (2, addr, user.as_str()),
+        C::ResumeFailed { addr } => (3, addr, ""),
+        C::Registered { addr, user } => (4, addr, user.as_str()),
+    };
+    cluster.broadcast(Event::new(Kind::Counted(wire::Counted {
+        what,
+        addr: addr.to_string(),
+        user: user.to_string(),
+    })));
+}
+
+/// What another node counted, as this node's [`crate::throttle::Counted`].
+fn counted_elsewhere(counted: wire::Counted) -> Option<crate::throttle::Counted> {
+    use crate::throttle::Counted as C;
+    let addr = counted.addr.parse().ok()?;
+    let user = counted.user;
+    Some(match counted.what {
+        1 => C::LoginFailed { addr, user },
+        2 => C::LoginSucceeded { addr, user },
+        3 => C::ResumeFailed { addr },
+        4 => C::Registered { addr, user },
+        _ => return None,
+    })
+}
+
 /// A batch from another node.
 pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
     let Some(cluster) = world.cluster.as_mut() else {
@@ -268,6 +304,11 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
             let key = user.username.to_ascii_lowercase();
             if cluster.claims.get(&key).is_some_and(|c| c.node == from) {
                 cluster.claims.remove(&key);
+            }
+        }
+        Kind::Counted(counted) => {
+            if let Some(counted) = counted_elsewhere(counted) {
+                world.throttle.count_elsewhere(counted, now);
             }
         }
         Kind::Whisper(whisper) => {

@@ -261,3 +261,38 @@ fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn failed_logins_on_one_node_count_on_the_others() {
+    let (mut a, mut b) = pair();
+    let login = |password: &str| protocol::world::C2sLogin {
+        username: "ann".into(),
+        password: password.into(),
+    };
+    let limit = a.world.config.throttle.max_failures_per_user;
+    for _ in 0..limit {
+        let guesser = a.connect_from([10, 0, 0, 1]);
+        a.send(guesser, login("wrong password"));
+        match a.take(guesser).as_slice() {
+            [S2cMessage::S2cError(e)] => {
+                assert_eq!(e.code, ErrorCode::InvalidCredentials as i32)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Before node b hears of them, it would check the guess; after, it refuses it unchecked.
+    pump(&mut a, &mut b);
+    let guesser = b.connect_from([10, 0, 0, 1]);
+    b.send(guesser, login("another guess"));
+    match b.take(guesser).as_slice() {
+        [S2cMessage::S2cError(e)] => assert_eq!(e.code, ErrorCode::RateLimited as i32),
+        other => panic!("{other:?}"),
+    }
+    // From another address the name is not refused.
+    let other = b.connect_from([10, 0, 0, 2]);
+    b.send(other, login("a guess"));
+    match b.take(other).as_slice() {
+        [S2cMessage::S2cError(e)] => assert_eq!(e.code, ErrorCode::InvalidCredentials as i32),
+        other => panic!("{other:?}"),
+    }
+}

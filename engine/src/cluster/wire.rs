@@ -24,7 +24,7 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
     /// What.
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<Kind>,
 }
 
@@ -68,6 +68,23 @@ pub enum Kind {
     /// A game's own event, for [`crate::Game::cluster_event`].
     #[prost(bytes = "vec", tag = "10")]
     Game(Vec<u8>),
+    /// A login, resume or registration the sending node counted against its limits.
+    #[prost(message, tag = "11")]
+    Counted(Counted),
+}
+
+/// See [`Kind::Counted`] and [`crate::throttle::Counted`].
+#[derive(Clone, PartialEq, Message)]
+pub struct Counted {
+    /// 1: a failed login, 2: a login, 3: a bad token, 4: a registration.
+    #[prost(uint32, tag = "1")]
+    pub what: u32,
+    /// The client's address key.
+    #[prost(string, tag = "2")]
+    pub addr: String,
+    /// The username, folded to lowercase (empty for a bad token).
+    #[prost(string, tag = "3")]
+    pub user: String,
 }
 
 /// See [`Kind::Hello`].
