@@ -53,6 +53,7 @@ pub fn inbox(node: &str) -> String {
 /// Another node, as this one knows it.
 #[derive(Debug)]
 struct Peer {
+    incarnation: u64,
     last_seen: Instant,
     /// The last sequence number seen on its broadcast stream, and on its stream to us.
     seq_all: u64,
@@ -70,6 +71,7 @@ struct Claim {
 #[derive(Debug)]
 pub struct Cluster {
     node: String,
+    incarnation: u64,
     peers: HashMap<String, Peer>,
     /// Usernames (folded to lowercase) logged in anywhere, and where.
     claims: HashMap<String, Claim>,
@@ -87,6 +89,7 @@ impl Cluster {
     pub fn new(node: String) -> Cluster {
         Cluster {
             node,
+            incarnation: rand::random(),
             peers: HashMap::new(),
             claims: HashMap::new(),
             broadcast: vec![Event::new(Kind::Hello(wire::Hello {}))],
@@ -148,6 +151,7 @@ impl Cluster {
                     seq: self.seq_all,
                     direct: false,
                     events: std::mem::take(&mut self.broadcast),
+                    incarnation: self.incarnation,
                 },
             ));
             self.last_sent = Some(now);
@@ -165,6 +169,7 @@ impl Cluster {
                     seq: *seq,
                     direct: true,
                     events,
+                    incarnation: self.incarnation,
                 },
             ));
         }
@@ -250,8 +255,21 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         return; // our own broadcast
     }
     let from = batch.from.clone();
+    let restarted = cluster
+        .peers
+        .get(&from)
+        .is_some_and(|p| p.incarnation != batch.incarnation);
+    if restarted {
+        // What the node had before it restarted is gone with it.
+        spdlog::info!("cluster: node {from} restarted");
+        forget_node(world, &from);
+    }
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
     let known = cluster.peers.contains_key(&from);
     let peer = cluster.peers.entry(from.clone()).or_insert(Peer {
+        incarnation: batch.incarnation,
         last_seen: now,
         seq_all: 0,
         seq_direct: 0,
@@ -388,14 +406,19 @@ pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
             "cluster: node {node} silent for {} s: its players leave",
             NODE_TIMEOUT.as_secs()
         );
-        let Some(cluster) = world.cluster.as_mut() else {
-            return;
-        };
-        cluster.peers.remove(&node);
-        cluster.claims.retain(|_, c| c.node != node);
-        world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
-        G::node_lost(world, &node);
+        forget_node(world, &node);
     }
+}
+
+/// Node `node` is gone (or restarted): its users and what the game had of it go.
+fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    cluster.peers.remove(node);
+    cluster.claims.retain(|_, c| c.node != node);
+    world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
+    G::node_lost(world, node);
 }
 
 #[cfg(test)]

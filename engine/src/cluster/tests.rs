@@ -296,3 +296,32 @@ fn failed_logins_on_one_node_count_on_the_others() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_node_restarted_under_its_name_is_a_new_one() {
+    let (mut a, mut b) = pair();
+    let alice = a.guest("alice");
+    join(&mut a, alice, "lobby");
+    let bob = b.guest("bob");
+    join(&mut b, bob, "lobby");
+    settle(&mut a, &mut b);
+    a.take(alice);
+    // b restarts at once, before it could be missed: its sequence numbers start again.
+    let mut b = node("b");
+    let carol = b.guest("carol");
+    join(&mut b, carol, "lobby");
+    settle(&mut a, &mut b);
+    let seen: Vec<(String, bool)> = a
+        .take(alice)
+        .into_iter()
+        .map(|m| match m {
+            S2cMessage::S2cRoomPresence(p) => (p.username, p.joined),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("bob".to_string(), false), ("carol".to_string(), true)]
+    );
+    assert_eq!(a.world.cluster.as_ref().unwrap().node_of("bob"), None);
+}

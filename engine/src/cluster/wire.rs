@@ -18,6 +18,10 @@ pub struct Batch {
     /// The events, in the order they happened.
     #[prost(message, repeated, tag = "4")]
     pub events: Vec<Event>,
+    /// A number the sending node drew when it started: a node restarted under the same name
+    /// is a new one, with sequence numbers from 1 again.
+    #[prost(uint64, tag = "5")]
+    pub incarnation: u64,
 }
 
 /// One thing a node tells others.
