@@ -12,6 +12,7 @@
 //!
 //! [`recover`]: Storage::recover
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Transaction};
@@ -309,41 +310,41 @@ impl Storage for PostgresStorage {
         if lines.is_empty() {
             return Ok(0);
         }
+        // A handful of statements whatever the number of lines and rooms: each is a round
+        // trip to the database, and the DB worker has the logins to serve too.
         let node = self.node.clone();
         let mut tx = self.db().transaction()?;
-        let insert = tx.prepare(
+        let column = |f: fn(&HistoryLine) -> &str| lines.iter().map(f).collect::<Vec<&str>>();
+        let (rooms_col, senders, contents) = (
+            column(|l| &l.room),
+            column(|l| &l.from),
+            column(|l| &l.content),
+        );
+        let sent: Vec<i64> = lines.iter().map(|l| big(l.sent_at_us)).collect();
+        let said: Vec<i64> = lines.iter().map(|l| big(l.server_time_us)).collect();
+        tx.execute(
             "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])",
+            &[&rooms_col, &senders, &contents, &sent, &said],
         )?;
-        for line in lines {
-            tx.execute(
-                &insert,
-                &[
-                    &line.room,
-                    &line.from,
-                    &line.content,
-                    &big(line.sent_at_us),
-                    &big(line.server_time_us),
-                ],
-            )?;
-        }
-        let mut rooms: Vec<&str> = lines.iter().map(|l| l.room.as_str()).collect();
+        let mut rooms: Vec<&str> = rooms_col.clone();
         rooms.sort_unstable();
         rooms.dedup();
-        let mut new_rooms = 0;
-        for room in rooms {
-            tx.execute(
-                "DELETE FROM history WHERE room = $1 AND id <= (
-                     SELECT id FROM history WHERE room = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-                &[&room, &big(limits.lines as u64)],
-            )?;
-            new_rooms += tx.execute(
-                "INSERT INTO history_rooms (room, emptied_at_us) VALUES ($1, NULL)
-                 ON CONFLICT (room) DO NOTHING",
-                &[&room],
-            )?;
-            mark_in_use(&mut tx, room, &node)?;
-        }
+        // Nodes append to the same rooms: rows another node's trim is deleting are left to
+        // it (SKIP LOCKED) rather than waited for, so that no node's writes wait on another's.
+        tx.execute(
+            "DELETE FROM history WHERE id IN (
+                 SELECT h.id FROM unnest($1::text[]) AS r(room) CROSS JOIN LATERAL (
+                     SELECT id FROM history WHERE history.room = r.room
+                     ORDER BY id DESC OFFSET $2 FOR UPDATE SKIP LOCKED) h)",
+            &[&rooms, &big(limits.lines as u64)],
+        )?;
+        let new_rooms = tx.execute(
+            "INSERT INTO history_rooms (room, emptied_at_us)
+             SELECT unnest($1::text[]), NULL ON CONFLICT (room) DO NOTHING",
+            &[&rooms],
+        )?;
+        mark_in_use(&mut tx, &rooms, &node)?;
         let mut trimmed = 0;
         if new_rooms > 0 {
             let count: i64 = tx
@@ -370,9 +371,8 @@ impl Storage for PostgresStorage {
     fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
         let node = self.node.clone();
         let mut tx = self.db().transaction()?;
-        for room in rooms {
-            mark_in_use(&mut tx, room, &node)?;
-        }
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        mark_in_use(&mut tx, &rooms, &node)?;
         tx.commit()?;
         Ok(())
     }
@@ -380,18 +380,16 @@ impl Storage for PostgresStorage {
     fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
         let node = self.node.clone();
         let mut tx = self.db().transaction()?;
-        for room in rooms {
-            tx.execute(
-                "DELETE FROM room_nodes WHERE room = $1 AND node = $2",
-                &[room, &node],
-            )?;
-            // Emptied when no node has it in use any more.
-            tx.execute(
-                "UPDATE history_rooms SET emptied_at_us = $2
-                 WHERE room = $1 AND NOT EXISTS (SELECT 1 FROM room_nodes WHERE room = $1)",
-                &[room, &big(now_us)],
-            )?;
-        }
+        tx.execute(
+            "DELETE FROM room_nodes WHERE room = ANY($1) AND node = $2",
+            &[&rooms, &node],
+        )?;
+        // Emptied when no node has it in use any more.
+        tx.execute(
+            "UPDATE history_rooms h SET emptied_at_us = $2
+             WHERE room = ANY($1) AND NOT EXISTS (SELECT 1 FROM room_nodes r WHERE r.room = h.room)",
+            &[&rooms, &big(now_us)],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -447,8 +445,12 @@ impl Storage for PostgresStorage {
         if entries.is_empty() {
             return Ok(());
         }
-        let node = self.node.clone();
-        let mut tx = self.db().transaction()?;
+        // Set-based, a few statements per batch. A session's entries come in the order
+        // opened, logged in (again after a logout), closed; so all openings, then the last
+        // login of each session, then all closings, is the same as one by one.
+        let mut opened: (Vec<i64>, Vec<&str>, Vec<i64>) = Default::default();
+        let mut logins: HashMap<u64, &str> = HashMap::new();
+        let mut closed: Vec<&SessionRecord> = Vec::new();
         for entry in entries {
             match entry {
                 SessionLogEntry::Opened {
@@ -456,32 +458,47 @@ impl Storage for PostgresStorage {
                     peer,
                     connected_at_us,
                 } => {
-                    tx.execute(
-                        "INSERT INTO open_sessions (node, session_id, peer, username, connected_at_us)
-                         VALUES ($1, $2, $3, NULL, $4)
-                         ON CONFLICT (node, session_id) DO UPDATE
-                         SET peer = EXCLUDED.peer, username = NULL,
-                             connected_at_us = EXCLUDED.connected_at_us",
-                        &[&node, &big(*session_id), peer, &big(*connected_at_us)],
-                    )?;
+                    opened.0.push(big(*session_id));
+                    opened.1.push(peer);
+                    opened.2.push(big(*connected_at_us));
                 }
                 SessionLogEntry::LoggedIn {
                     session_id,
                     username,
                 } => {
-                    tx.execute(
-                        "UPDATE open_sessions SET username = $3 WHERE node = $1 AND session_id = $2",
-                        &[&node, &big(*session_id), username],
-                    )?;
+                    logins.insert(*session_id, username);
                 }
-                SessionLogEntry::Closed(record) => {
-                    insert_session(&mut tx, &node, record)?;
-                    tx.execute(
-                        "DELETE FROM open_sessions WHERE node = $1 AND session_id = $2",
-                        &[&node, &big(record.session_id)],
-                    )?;
-                }
+                SessionLogEntry::Closed(record) => closed.push(record),
             }
+        }
+        let node = self.node.clone();
+        let mut tx = self.db().transaction()?;
+        if !opened.0.is_empty() {
+            tx.execute(
+                "INSERT INTO open_sessions (node, session_id, peer, username, connected_at_us)
+                 SELECT $1, s, p, NULL, c FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS t(s, p, c)
+                 ON CONFLICT (node, session_id) DO UPDATE
+                 SET peer = EXCLUDED.peer, username = NULL, connected_at_us = EXCLUDED.connected_at_us",
+                &[&node, &opened.0, &opened.1, &opened.2],
+            )?;
+        }
+        if !logins.is_empty() {
+            let (ids, names): (Vec<i64>, Vec<&str>) =
+                logins.iter().map(|(id, name)| (big(*id), *name)).unzip();
+            tx.execute(
+                "UPDATE open_sessions o SET username = t.u
+                 FROM unnest($2::bigint[], $3::text[]) AS t(s, u)
+                 WHERE o.node = $1 AND o.session_id = t.s",
+                &[&node, &ids, &names],
+            )?;
+        }
+        if !closed.is_empty() {
+            insert_sessions(&mut tx, &node, &closed)?;
+            let ids: Vec<i64> = closed.iter().map(|r| big(r.session_id)).collect();
+            tx.execute(
+                "DELETE FROM open_sessions WHERE node = $1 AND session_id = ANY($2)",
+                &[&node, &ids],
+            )?;
         }
         // Ids grow with every record (with gaps at most): everything more than `max_rows`
         // below the newest goes.
@@ -512,9 +529,8 @@ impl Storage for PostgresStorage {
                 reason: UNCLEAN_STOP.to_string(),
             })
             .collect();
-        for record in &open {
-            insert_session(&mut tx, &node, record)?;
-        }
+        let records: Vec<&SessionRecord> = open.iter().collect();
+        insert_sessions(&mut tx, &node, &records)?;
         tx.execute("DELETE FROM open_sessions WHERE node = $1", &[&node])?;
         tx.execute("DELETE FROM room_nodes WHERE node = $1", &[&node])?;
         let rooms = tx.execute(
@@ -531,16 +547,16 @@ impl Storage for PostgresStorage {
     }
 }
 
-/// Marks `room` in use by `node`: not emptied, whatever it was.
-fn mark_in_use(tx: &mut Transaction<'_>, room: &str, node: &str) -> Result<(), StorageError> {
+/// Marks `rooms` in use by `node`: not emptied, whatever they were.
+fn mark_in_use(tx: &mut Transaction<'_>, rooms: &[&str], node: &str) -> Result<(), StorageError> {
     tx.execute(
-        "INSERT INTO room_nodes (room, node) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        &[&room, &node],
+        "INSERT INTO room_nodes (room, node) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
+        &[&rooms, &node],
     )?;
     tx.execute(
         "UPDATE history_rooms SET emptied_at_us = NULL
-         WHERE room = $1 AND emptied_at_us IS NOT NULL",
-        &[&room],
+         WHERE room = ANY($1) AND emptied_at_us IS NOT NULL",
+        &[&rooms],
     )?;
     Ok(())
 }
@@ -554,24 +570,27 @@ fn delete_rooms(tx: &mut Transaction<'_>, rooms: &[String]) -> Result<usize, Sto
     Ok(rooms.len())
 }
 
-fn insert_session(
+/// Writes `records` to the session log as node `node`, in one statement.
+fn insert_sessions(
     tx: &mut Transaction<'_>,
     node: &str,
-    r: &SessionRecord,
+    records: &[&SessionRecord],
 ) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = records.iter().map(|r| big(r.session_id)).collect();
+    let peers: Vec<&str> = records.iter().map(|r| r.peer.as_str()).collect();
+    let names: Vec<Option<&str>> = records.iter().map(|r| r.username.as_deref()).collect();
+    let from: Vec<i64> = records.iter().map(|r| big(r.connected_at_us)).collect();
+    let to: Vec<i64> = records.iter().map(|r| big(r.disconnected_at_us)).collect();
+    let reasons: Vec<&str> = records.iter().map(|r| r.reason.as_str()).collect();
     tx.execute(
         "INSERT INTO sessions
          (node, session_id, peer, username, connected_at_us, disconnected_at_us, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &node,
-            &big(r.session_id),
-            &r.peer,
-            &r.username,
-            &big(r.connected_at_us),
-            &big(r.disconnected_at_us),
-            &r.reason,
-        ],
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                                  $6::bigint[], $7::text[])",
+        &[&node, &ids, &peers, &names, &from, &to, &reasons],
     )?;
     Ok(())
 }
