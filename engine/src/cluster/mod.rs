@@ -131,8 +131,9 @@ impl Cluster {
             .map(|c| c.node.as_str())
     }
 
-    /// This tick's batches: (subject, batch), the broadcast first. A heartbeat goes when
-    /// nothing else has for [`HEARTBEAT`].
+    /// This tick's batches: (subject, batch), the broadcast first, each at most about
+    /// [`MAX_BATCH_BYTES`] (a node's whole state for a new node can take several). A
+    /// heartbeat goes when nothing else has for [`HEARTBEAT`].
     pub fn take_batches(&mut self, now: Instant) -> Vec<(String, Batch)> {
         let quiet = self
             .last_sent
@@ -143,35 +144,36 @@ impl Cluster {
         }
         let mut batches = Vec::new();
         if !self.broadcast.is_empty() {
-            self.seq_all += 1;
-            batches.push((
-                ALL.to_string(),
-                Batch {
-                    from: self.node.clone(),
-                    seq: self.seq_all,
-                    direct: false,
-                    events: std::mem::take(&mut self.broadcast),
-                    incarnation: self.incarnation,
-                },
-            ));
+            for events in chunks(std::mem::take(&mut self.broadcast)) {
+                self.seq_all += 1;
+                batches.push((
+                    ALL.to_string(),
+                    Batch {
+                        from: self.node.clone(),
+                        seq: self.seq_all,
+                        direct: false,
+                        events,
+                        incarnation: self.incarnation,
+                    },
+                ));
+            }
             self.last_sent = Some(now);
         }
         for (to, events) in self.direct.drain() {
-            if events.is_empty() {
-                continue;
+            for events in chunks(events) {
+                let seq = self.seq_direct.entry(to.clone()).or_default();
+                *seq += 1;
+                batches.push((
+                    inbox(&to),
+                    Batch {
+                        from: self.node.clone(),
+                        seq: *seq,
+                        direct: true,
+                        events,
+                        incarnation: self.incarnation,
+                    },
+                ));
             }
-            let seq = self.seq_direct.entry(to.clone()).or_default();
-            *seq += 1;
-            batches.push((
-                inbox(&to),
-                Batch {
-                    from: self.node.clone(),
-                    seq: *seq,
-                    direct: true,
-                    events,
-                    incarnation: self.incarnation,
-                },
-            ));
         }
         batches
     }
@@ -211,6 +213,26 @@ pub fn logged_out<G: Game>(world: &mut World<G>, username: &str) {
         username: username.to_string(),
         at_us: 0,
     })));
+}
+
+/// A batch is cut at about this many bytes of events, well under NATS's default limit of
+/// 1 MiB a message.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// `events` in runs of at most about [`MAX_BATCH_BYTES`], in order (none for none).
+fn chunks(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut size = MAX_BATCH_BYTES;
+    for event in events {
+        let len = prost::Message::encoded_len(&event);
+        if size + len > MAX_BATCH_BYTES {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        out.last_mut().expect("a run was started").push(event);
+    }
+    out
 }
 
 /// This node counted `counted` against its login limits: the other nodes count it too.
@@ -293,7 +315,12 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
             *last
         );
     }
+    let missed = *last > 0 && batch.seq > *last + 1;
     *last = batch.seq;
+    if missed && known {
+        // What it said in them (joins, leaves) is not known here: its state again.
+        cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
+    }
     if !known {
         spdlog::info!("cluster: node {from} joined");
         world.metrics.cluster_nodes.set(cluster.peers.len() as i64);

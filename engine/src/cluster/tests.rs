@@ -256,6 +256,15 @@ fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
     );
     pump(&mut a, &mut b);
     assert!(b.world.cluster.as_ref().unwrap().gaps >= 1);
+    // And b asks a for its state again, which it may have missed a change of.
+    let asked = pump(&mut b, &mut a).iter().any(|batch| {
+        batch.direct
+            && batch
+                .events
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::Hello(_))))
+    });
+    assert!(asked);
     match b.take(bob).as_slice() {
         [S2cMessage::S2cChat(c)] => assert_eq!(c.content, "after"),
         other => panic!("{other:?}"),
@@ -324,4 +333,24 @@ fn a_node_restarted_under_its_name_is_a_new_one() {
         [("bob".to_string(), false), ("carol".to_string(), true)]
     );
     assert_eq!(a.world.cluster.as_ref().unwrap().node_of("bob"), None);
+}
+
+#[test]
+fn a_large_state_is_cut_into_batches_that_keep_their_order() {
+    let events: Vec<Event> = (0..20_000)
+        .map(|i| {
+            Event::new(Kind::UserIn(wire::User {
+                username: format!("user-{i:08}"),
+                at_us: i,
+            }))
+        })
+        .collect();
+    let runs = chunks(events.clone());
+    assert!(runs.len() > 1, "{} runs", runs.len());
+    for run in &runs {
+        let len: usize = run.iter().map(prost::Message::encoded_len).sum();
+        assert!(len <= MAX_BATCH_BYTES, "{len}");
+    }
+    assert_eq!(runs.concat(), events);
+    assert!(chunks(Vec::new()).is_empty());
 }
