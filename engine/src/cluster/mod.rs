@@ -82,6 +82,8 @@ pub struct Cluster {
     last_sent: Option<Instant>,
     /// Batches received out of order or missing, for the log and the metrics.
     pub gaps: u64,
+    /// Whether another node with this one's name was seen (and said so).
+    warned_twin: bool,
 }
 
 impl Cluster {
@@ -98,6 +100,7 @@ impl Cluster {
             seq_direct: HashMap::new(),
             last_sent: None,
             gaps: 0,
+            warned_twin: false,
         }
     }
 
@@ -274,6 +277,13 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         return;
     };
     if batch.from == cluster.node {
+        if batch.incarnation != cluster.incarnation && !cluster.warned_twin {
+            cluster.warned_twin = true;
+            spdlog::error!(
+                "cluster: another node is also named {}: give each node its own cluster.node",
+                cluster.node
+            );
+        }
         return; // our own broadcast
     }
     let from = batch.from.clone();

@@ -354,3 +354,17 @@ fn a_large_state_is_cut_into_batches_that_keep_their_order() {
     assert_eq!(runs.concat(), events);
     assert!(chunks(Vec::new()).is_empty());
 }
+
+#[test]
+fn a_second_node_with_the_same_name_is_named_in_the_log_and_ignored() {
+    let (mut a, _) = pair();
+    let alice = a.guest("alice");
+    join(&mut a, alice, "lobby");
+    a.take(alice);
+    let mut twin = node("a");
+    let bob = twin.guest("bob");
+    join(&mut twin, bob, "lobby");
+    pump(&mut twin, &mut a);
+    assert!(a.world.cluster.as_ref().unwrap().warned_twin);
+    assert!(a.take(alice).is_empty(), "nothing of the twin is taken");
+}
