@@ -27,10 +27,40 @@ fn nats(test: &str) -> Option<testkit::Nats> {
 
 /// A node called `name` on `nats`, in this process.
 async fn node(nats: &testkit::Nats, name: &str) -> TestServer {
+    node_with(nats, name, |_| {}).await
+}
+
+/// [`node`], with `change` made to its config first.
+async fn node_with(
+    nats: &testkit::Nats,
+    name: &str,
+    change: impl FnOnce(&mut config::ServerConfig),
+) -> TestServer {
     let mut config = test_config();
     config.cluster.nats_url = nats.url();
     config.cluster.node = name.into();
+    change(&mut config);
     start_server(config).await
+}
+
+/// Polls `path` on the admin listener `admin` until `done` holds for its status and body.
+async fn admin_until(admin: std::net::SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(answer) = common::http_raw(
+            admin,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await
+        {
+            if done(answer.status, &answer.body) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{path}: {answer:?}");
+        }
+        assert!(Instant::now() < deadline, "{path}: no answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until `client`'s room list has `room` with `members` members.
@@ -149,12 +179,22 @@ async fn the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it() {
     else {
         return;
     };
-    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let a = node_with(&nats, "a", |c| c.admin.listen = admin.to_string()).await;
+    let b = node(&nats, "b").await;
     let mut alice = a.member("alice", "lobby").await;
     let mut bob = b.member("bob", "lobby").await;
     until_listed(&mut alice, "lobby", 2).await;
+    admin_until(admin, "/api/state", |_, body| {
+        body.contains(r#""cluster":{"node":"a","peers":["b"]"#)
+    })
+    .await;
 
     nats.kill();
+    admin_until(admin, "/readyz", |status, body| {
+        status == 503 && body.contains("not connected to NATS")
+    })
+    .await;
     // Each node serves its own players; the other node's members leave after the timeout.
     until_listed(&mut alice, "lobby", 1).await;
     let mut carol = a.guest("carol").await;
@@ -165,6 +205,7 @@ async fn the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it() {
         .await;
 
     nats.resume().unwrap();
+    admin_until(admin, "/readyz", |status, _| status == 200).await;
     // Back: each node asks the other for its state; bob sees alice and carol again.
     until_listed(&mut bob, "lobby", 3).await;
     until_listed(&mut alice, "lobby", 3).await;

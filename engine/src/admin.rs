@@ -104,6 +104,19 @@ pub struct State {
     pub ready: bool,
     /// Why not ready, empty when ready.
     pub not_ready: Vec<String>,
+    /// The cluster as this node sees it; `None` for a server on its own.
+    pub cluster: Option<ClusterView>,
+}
+
+/// `cluster` in `/api/state`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterView {
+    /// This node's name.
+    pub node: String,
+    /// The other nodes heard from, by name.
+    pub peers: Vec<String>,
+    /// Batches of other nodes that never arrived.
+    pub batches_missing: u64,
 }
 
 /// What the tick loop publishes for the admin listener, once a second.
@@ -274,6 +287,11 @@ pub fn state_json<G: Game>(
         series: series.samples.clone(),
         ready: not_ready.is_empty(),
         not_ready: not_ready.to_vec(),
+        cluster: world.cluster.as_ref().map(|c| ClusterView {
+            node: c.node().to_string(),
+            peers: c.peers().into_iter().map(str::to_string).collect(),
+            batches_missing: c.gaps,
+        }),
     };
     serde_json::to_string(&state).unwrap_or_else(|_| "{}".to_string())
 }
