@@ -26,7 +26,7 @@ command -v nats-server >/dev/null || { echo "nats-server is not installed (apt-g
 cargo build --release -q -p world-server -p dummy-client
 
 nats_port=$((base + 200))
-nats-server -a 127.0.0.1 -p "$nats_port" -m $((base + 201)) >"$out/nats.log" 2>&1 &
+nats-server -a 127.0.0.1 -p "$nats_port" -m $((base + 201)) -js -sd "$out/jetstream" >"$out/nats.log" 2>&1 &
 pids=($!)
 trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' EXIT
 sleep 0.5

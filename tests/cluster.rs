@@ -153,6 +153,31 @@ async fn players_on_two_nodes_share_a_room_its_chat_and_whispers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_jetstream_refuses_to_start_saying_so() {
+    let nats = match testkit::Nats::start_without_jetstream() {
+        Ok(nats) => nats,
+        Err(why) => {
+            return common::skip("a_node_without_jetstream_refuses_to_start_saying_so", &why)
+        }
+    };
+    let mut config = test_config();
+    config.cluster.nats_url = nats.url();
+    config.cluster.node = "a".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = world_server::run(listener, config, std::future::pending())
+        .await
+        .expect_err("no node without the names bucket");
+    let line = error.to_string();
+    assert!(
+        line.starts_with(&format!(
+            "cluster.nats_url \"{}\": cannot connect: ",
+            nats.url()
+        )) && line.contains("start nats-server with -js"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_on_another_node_replaces_the_older_session_of_the_name() {
     let Some(nats) = nats("a_login_on_another_node_replaces_the_older_session_of_the_name") else {
         return;

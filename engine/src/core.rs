@@ -70,8 +70,9 @@ pub enum Input {
         /// The session.
         session: SessionId,
     },
-    /// A batch from another node of the cluster.
-    Cluster(crate::cluster::Batch),
+    /// What NATS brought: a batch from another node of the cluster, or what the names
+    /// bucket says.
+    Cluster(crate::cluster::nats::FromNats),
 }
 
 /// A connection the world does not take.
@@ -317,7 +318,7 @@ impl<G: Game> Core<G> {
                 }
                 self.world.kick(session, DisconnectReason::SlowConsumer);
             }
-            Input::Cluster(batch) => crate::cluster::receive(&mut self.world, batch, now),
+            Input::Cluster(from_nats) => crate::cluster::input(&mut self.world, from_nats, now),
         }
     }
 

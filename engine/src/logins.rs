@@ -120,6 +120,24 @@ pub fn submit_delayed<G: Game>(world: &mut World<G>, now: Instant) {
     }
 }
 
+/// The names bucket of the cluster answered the claim of `session`'s login: the login
+/// completes. False when there is no such login any more (the session went away or closed).
+pub fn claimed<G: Game>(world: &mut World<G>, session: SessionId, _now: Instant) -> bool {
+    let Some(client) = world.clients.get_mut(&session) else {
+        return false;
+    };
+    let Some(claiming) = client.claiming.take() else {
+        return false;
+    };
+    if client.closing || client.gone || client.login.is_some() {
+        return false;
+    }
+    let (_, reply, login) = *claiming;
+    world.out.send(session, &reply);
+    world.bind_login(session, login);
+    true
+}
+
 /// Completes a login with the DB worker's answer.
 pub fn finish<G: Game>(
     world: &mut World<G>,
@@ -160,6 +178,15 @@ pub fn finish<G: Game>(
                 guest: auth.guest,
                 token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
             };
+            if crate::cluster::claims_names(world) {
+                // On a cluster, the name is the session's once the names bucket says so.
+                let username = login.username.clone();
+                if let Some(client) = world.clients.get_mut(&session) {
+                    client.claiming = Some(Box::new((request_id, reply, login)));
+                }
+                crate::cluster::claim(world, session, &username);
+                return;
+            }
             // The answer first: what the game sends on a login (its logged_in hook) follows it.
             world.out.send(session, &reply);
             world.bind_login(session, login);

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Demand, Published, Series};
-use crate::cluster::nats::{Link, LinkMetrics};
+use crate::cluster::nats::{FromNats, Link, LinkMetrics, NameRequest};
 use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
@@ -238,6 +238,7 @@ pub async fn run_game<G: Game>(
     // not start alone.
     let link_tracker = TaskTracker::new();
     let node = config.cluster.node_name(config.server.listen);
+    let incarnation: u64 = rand::random();
     let link = if config.cluster.nats_url.is_empty() {
         None
     } else {
@@ -249,6 +250,7 @@ pub async fn run_game<G: Game>(
         let link = Link::connect(
             &config.cluster.nats_url,
             &node,
+            incarnation,
             link_metrics,
             stop_accepting.clone(),
             &link_tracker,
@@ -279,7 +281,7 @@ pub async fn run_game<G: Game>(
     let mut world = World::new(WorldConfig::from(&config), game, db, started);
     world.metrics = metrics;
     if link.is_some() {
-        world.cluster = Some(Cluster::new(node));
+        world.cluster = Some(Cluster::with_incarnation(node, incarnation));
     }
     G::register_metrics(&mut world, &mut registry);
     crate::world::schedule_stats(&mut world, started);
@@ -447,7 +449,7 @@ impl<G: Game> Server<G> {
         if let Some(link) = self.link.as_mut() {
             for _ in 0..crate::cluster::nats::INBOUND_QUEUE {
                 match link.inbound.try_recv() {
-                    Ok(batch) => self.inputs.push(Input::Cluster(batch)),
+                    Ok(from_nats) => self.inputs.push(Input::Cluster(from_nats)),
                     Err(_) => break,
                 }
             }
@@ -465,6 +467,19 @@ impl<G: Game> Server<G> {
         else {
             return;
         };
+        // Name claims and releases first: the bucket, not the batches, says who holds a name.
+        for request in cluster.take_name_requests() {
+            if !link.ask(request.clone()) {
+                if let NameRequest::Claim { session, username } = request {
+                    self.inputs.push(Input::Cluster(FromNats::Claimed {
+                        session,
+                        username,
+                        granted: false,
+                        revision: 0,
+                    }));
+                }
+            }
+        }
         let mut dropped = 0;
         for (subject, batch) in cluster.take_batches(now) {
             if !link.publish(subject, &batch) {

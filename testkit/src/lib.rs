@@ -248,11 +248,23 @@ fn start_postgres() -> Result<Postgres, String> {
 pub struct Nats {
     port: u16,
     child: Option<std::process::Child>,
+    /// JetStream's store, kept from a kill to the resume; `None` without JetStream.
+    store: Option<PathBuf>,
 }
 
 impl Nats {
-    /// Starts one; `Err` says why there is none (to skip the test in one line).
+    /// Starts one with JetStream (world servers keep who holds each name in its key-value
+    /// store); `Err` says why there is none (to skip the test in one line).
     pub fn start() -> Result<Nats, String> {
+        Nats::start_with(true)
+    }
+
+    /// Starts one without JetStream.
+    pub fn start_without_jetstream() -> Result<Nats, String> {
+        Nats::start_with(false)
+    }
+
+    fn start_with(jetstream: bool) -> Result<Nats, String> {
         if Command::new("nats-server")
             .arg("--version")
             .output()
@@ -262,9 +274,18 @@ impl Nats {
                 "nats-server is not installed (Debian: apt-get install nats-server)".into(),
             );
         }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let store = jetstream.then(|| {
+            std::env::temp_dir().join(format!(
+                "world-nats-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ))
+        });
         let mut nats = Nats {
             port: free_port(),
             child: None,
+            store,
         };
         nats.resume()?;
         Ok(nats)
@@ -288,14 +309,19 @@ impl Nats {
         }
     }
 
-    /// Starts it again on the same port, after [`kill`](Self::kill).
+    /// Starts it again on the same port (and store), after [`kill`](Self::kill).
     pub fn resume(&mut self) -> Result<(), String> {
-        let child = Command::new("setpriv")
+        let mut command = Command::new("setpriv");
+        command
             .arg("--pdeathsig=KILL")
             .arg("--")
             .arg("nats-server")
             .args(["-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
+            .arg(self.port.to_string());
+        if let Some(store) = &self.store {
+            command.arg("-js").arg("-sd").arg(store);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -319,5 +345,8 @@ impl Nats {
 impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
+        if let Some(store) = &self.store {
+            let _ = std::fs::remove_dir_all(store);
+        }
     }
 }

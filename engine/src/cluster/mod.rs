@@ -16,10 +16,13 @@
 //! Failed logins, bad tokens and registrations counted by one node are counted by every
 //! node, so the limits of `[auth]` hold across the cluster.
 //!
-//! Who holds a username is the newest login across the cluster: a login broadcasts the name
-//! with its time; the node holding an older login of it replaces that session
-//! (S2C_Error REPLACED), as a second login on one node does. Until the broadcast arrives (one
-//! NATS round trip, a tick or two) two nodes can both have the name.
+//! Who holds a username is what the JetStream key-value bucket `world_names` says. A login is
+//! answered only once the bucket has made its session the holder (compare-and-set on the
+//! revision it read: of two logins at once on two nodes, one is strictly after the other).
+//! Every node watches the bucket: a node whose session a newer revision names another holder
+//! replaces it (S2C_Error REPLACED), as a second login on one node does. Revisions order the
+//! changes, so a stale one never undoes a newer one. Without NATS, a login goes on without
+//! the claim (the node serves its own players), and the next claim of the name wins.
 //!
 //! The network side is [`crate::server`]: it connects to NATS, subscribes, decodes batches
 //! into [`crate::core::Input::Cluster`], and publishes what [`Cluster::take_batches`] returns.
@@ -60,11 +63,12 @@ struct Peer {
     seq_direct: u64,
 }
 
-/// Who logged in as a name most recently, cluster-wide.
+/// Who holds a name, as the bucket last said.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Claim {
-    at_us: u64,
+struct Holder {
+    revision: u64,
     node: String,
+    incarnation: u64,
 }
 
 /// This node's part of the cluster.
@@ -73,8 +77,10 @@ pub struct Cluster {
     node: String,
     incarnation: u64,
     peers: HashMap<String, Peer>,
-    /// Usernames (folded to lowercase) logged in anywhere, and where.
-    claims: HashMap<String, Claim>,
+    /// Usernames (folded to lowercase) held anywhere, and by whom.
+    holders: HashMap<String, Holder>,
+    /// Claims and releases for the names bucket, taken by the driver each tick.
+    name_requests: Vec<nats::NameRequest>,
     broadcast: Vec<Event>,
     direct: HashMap<String, Vec<Event>>,
     seq_all: u64,
@@ -89,11 +95,17 @@ pub struct Cluster {
 impl Cluster {
     /// This node, `node`, knowing no other yet. Its first batch says hello.
     pub fn new(node: String) -> Cluster {
+        Cluster::with_incarnation(node, rand::random())
+    }
+
+    /// [`Cluster::new`], with the incarnation number the driver drew.
+    pub fn with_incarnation(node: String, incarnation: u64) -> Cluster {
         Cluster {
             node,
-            incarnation: rand::random(),
+            incarnation,
             peers: HashMap::new(),
-            claims: HashMap::new(),
+            holders: HashMap::new(),
+            name_requests: Vec::new(),
             broadcast: vec![Event::new(Kind::Hello(wire::Hello {}))],
             direct: HashMap::new(),
             seq_all: 0,
@@ -126,12 +138,27 @@ impl Cluster {
         self.direct.entry(to.to_string()).or_default().push(event);
     }
 
-    /// The node other than this one where `username` is logged in, if any.
+    /// This node's incarnation number.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The node other than this one where `username` is logged in, if any: the holder of
+    /// the name, if that node (in that incarnation) is alive. (A node that died leaves its
+    /// names in the bucket; they count for nothing until it is back, and the next login of
+    /// such a name takes it over.)
     pub fn node_of(&self, username: &str) -> Option<&str> {
-        self.claims
-            .get(&username.to_ascii_lowercase())
-            .filter(|c| c.node != self.node)
-            .map(|c| c.node.as_str())
+        let holder = self.holders.get(&username.to_ascii_lowercase())?;
+        let alive = self
+            .peers
+            .get(&holder.node)
+            .is_some_and(|p| p.incarnation == holder.incarnation);
+        alive.then_some(holder.node.as_str())
+    }
+
+    /// This tick's claims and releases of names, for the bucket.
+    pub fn take_name_requests(&mut self) -> Vec<nats::NameRequest> {
+        std::mem::take(&mut self.name_requests)
     }
 
     /// This tick's batches: (subject, batch), the broadcast first, each at most about
@@ -182,40 +209,126 @@ impl Cluster {
     }
 }
 
-/// A user of this node logged in as `username` at `at_us`: the other nodes hear of it, and
-/// the one holding an older login of the name replaces it.
-pub fn logged_in<G: Game>(world: &mut World<G>, username: &str, at_us: u64) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let claim = Claim {
-        at_us,
-        node: cluster.node.clone(),
-    };
-    cluster.claims.insert(username.to_ascii_lowercase(), claim);
-    cluster.broadcast(Event::new(Kind::UserIn(wire::User {
-        username: username.to_string(),
-        at_us,
-    })));
+/// Whether logins of `world` wait for the names bucket (a node of a cluster).
+pub fn claims_names<G: Game>(world: &World<G>) -> bool {
+    world.cluster.is_some()
 }
 
-/// A user of this node logged out.
-pub fn logged_out<G: Game>(world: &mut World<G>, username: &str) {
+/// A login of `session` as `username` is ready: it waits for the bucket to make the session
+/// the name's holder ([`input`] completes it).
+pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
+    if let Some(cluster) = world.cluster.as_mut() {
+        cluster.name_requests.push(nats::NameRequest::Claim {
+            session,
+            username: username.to_ascii_lowercase(),
+        });
+    }
+}
+
+/// `session` of this node logged out of `username`: the bucket frees the name if the
+/// session still holds it.
+pub fn logged_out<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
+    if let Some(cluster) = world.cluster.as_mut() {
+        cluster.name_requests.push(nats::NameRequest::Release {
+            session,
+            username: username.to_ascii_lowercase(),
+        });
+    }
+}
+
+/// What NATS brought.
+pub fn input<G: Game>(world: &mut World<G>, from_nats: nats::FromNats, now: Instant) {
+    match from_nats {
+        nats::FromNats::Batch(batch) => receive(world, batch, now),
+        nats::FromNats::Claimed {
+            session,
+            username,
+            granted,
+            revision,
+        } => {
+            if let (true, Some(cluster)) = (granted, world.cluster.as_mut()) {
+                let ours = Holder {
+                    revision,
+                    node: cluster.node.clone(),
+                    incarnation: cluster.incarnation,
+                };
+                if cluster
+                    .holders
+                    .get(&username)
+                    .is_none_or(|h| h.revision < revision)
+                {
+                    cluster.holders.insert(username.clone(), ours);
+                }
+            } else if !granted {
+                spdlog::warn!(
+                    "cluster: session {session} logs in as {username} without the names bucket (NATS unavailable)"
+                );
+            }
+            if !crate::logins::claimed(world, session, now) && granted {
+                // The session went away meanwhile: the name it was given goes back.
+                logged_out(world, session, &username);
+            }
+        }
+        nats::FromNats::Held {
+            username,
+            holder,
+            revision,
+        } => held(world, username, &holder, revision),
+        nats::FromNats::Freed { username, revision } => {
+            if let Some(cluster) = world.cluster.as_mut() {
+                if cluster
+                    .holders
+                    .get(&username)
+                    .is_some_and(|h| h.revision < revision)
+                {
+                    cluster.holders.remove(&username);
+                }
+            }
+        }
+    }
+}
+
+/// The bucket says `holder` (`node incarnation session`) holds `username` since `revision`:
+/// a session of this node holding it (by an older revision) is replaced.
+fn held<G: Game>(world: &mut World<G>, username: String, holder: &str, revision: u64) {
     let Some(cluster) = world.cluster.as_mut() else {
         return;
     };
-    let key = username.to_ascii_lowercase();
+    let mut parts = holder.split(' ');
+    let (Some(node), Some(incarnation)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let incarnation = incarnation.parse().unwrap_or(0);
     if cluster
-        .claims
-        .get(&key)
-        .is_some_and(|c| c.node == cluster.node)
+        .holders
+        .get(&username)
+        .is_some_and(|h| h.revision >= revision)
     {
-        cluster.claims.remove(&key);
+        return; // older than what is known
     }
-    cluster.broadcast(Event::new(Kind::UserOut(wire::User {
-        username: username.to_string(),
-        at_us: 0,
-    })));
+    let ours = node == cluster.node && incarnation == cluster.incarnation;
+    cluster.holders.insert(
+        username.clone(),
+        Holder {
+            revision,
+            node: node.to_string(),
+            incarnation,
+        },
+    );
+    if ours {
+        return; // this node's own claim: its sessions sort it out themselves
+    }
+    if let Some(session) = world.session_of(&username) {
+        world.send_error(
+            session,
+            0,
+            HandlerError::new(
+                protocol::ErrorCode::Replaced,
+                format!("{username} logged in on node {node}"),
+            ),
+        );
+        world.kick(session, DisconnectReason::Replaced);
+    }
 }
 
 /// A batch is cut at about this many bytes of events, well under NATS's default limit of
@@ -351,16 +464,6 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
     match kind {
         Kind::Hello(_) => send_state(world, from),
         Kind::Heartbeat(_) => {}
-        Kind::UserIn(user) => claim(world, from, user),
-        Kind::UserOut(user) => {
-            let Some(cluster) = world.cluster.as_mut() else {
-                return;
-            };
-            let key = user.username.to_ascii_lowercase();
-            if cluster.claims.get(&key).is_some_and(|c| c.node == from) {
-                cluster.claims.remove(&key);
-            }
-        }
         Kind::Counted(counted) => {
             if let Some(counted) = counted_elsewhere(counted) {
                 world.throttle.count_elsewhere(counted, now);
@@ -375,55 +478,9 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
     }
 }
 
-/// `from` logged `user` in: the newest login holds the name.
-fn claim<G: Game>(world: &mut World<G>, from: &str, user: wire::User) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let key = user.username.to_ascii_lowercase();
-    let theirs = Claim {
-        at_us: user.at_us,
-        node: from.to_string(),
-    };
-    let newer = cluster
-        .claims
-        .get(&key)
-        .is_none_or(|c| (theirs.at_us, &theirs.node) > (c.at_us, &c.node));
-    if !newer {
-        return; // ours is newer: they replace theirs when they hear of it
-    }
-    cluster.claims.insert(key, theirs);
-    if let Some(session) = world.session_of(&user.username) {
-        world.send_error(
-            session,
-            0,
-            HandlerError::new(
-                protocol::ErrorCode::Replaced,
-                format!("{} logged in on node {from}", user.username),
-            ),
-        );
-        world.kick(session, DisconnectReason::Replaced);
-    }
-}
-
-/// Sends node `to` this node's state: its users, then the game's (see
-/// [`Game::cluster_state`]).
+/// Sends node `to` this node's state: the game's (see [`Game::cluster_state`]). (Who holds
+/// which name, it has from the names bucket.)
 fn send_state<G: Game>(world: &mut World<G>, to: &str) {
-    let users: Vec<wire::User> = world
-        .clients
-        .values()
-        .filter_map(|c| c.login.as_ref().map(|l| (l, c.logged_in_at_us)))
-        .map(|(login, at_us)| wire::User {
-            username: login.username.clone(),
-            at_us,
-        })
-        .collect();
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    for user in users {
-        cluster.send(to, Event::new(Kind::UserIn(user)));
-    }
     G::cluster_state(world, to);
 }
 
@@ -453,7 +510,6 @@ fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
         return;
     };
     cluster.peers.remove(node);
-    cluster.claims.retain(|_, c| c.node != node);
     world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
     G::node_lost(world, node);
 }

@@ -20,11 +20,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use net::SessionId;
+
 use super::{inbox, wire, Batch, ALL};
 use crate::metrics::Count;
 
 /// Batches from other nodes waiting for the tick loop, at most.
 pub const INBOUND_QUEUE: usize = 4096;
+
+/// How long a claim may take before the login goes on without it.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Name claims and releases waiting for the bucket, at most.
+pub const NAMES_QUEUE: usize = 8192;
 
 /// Batches waiting to be published, at most.
 pub const OUTBOUND_QUEUE: usize = 1024;
@@ -32,10 +40,84 @@ pub const OUTBOUND_QUEUE: usize = 1024;
 /// How long the first connect may take before the server gives up and says so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The JetStream key-value bucket that says which session holds each username.
+pub const NAMES_BUCKET: &str = "world_names";
+
+/// What NATS brings the tick loop.
+#[derive(Debug)]
+pub enum FromNats {
+    /// A batch of another node.
+    Batch(Batch),
+    /// The name a session of this node asked for is its own now (`granted`), or could not be
+    /// claimed (NATS unavailable).
+    Claimed {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+        /// Whether the bucket now says it holds the name.
+        granted: bool,
+        /// The bucket's revision of the claim (0 when not granted).
+        revision: u64,
+    },
+    /// The bucket says `holder` holds `username` now.
+    Held {
+        /// The username, folded to lowercase.
+        username: String,
+        /// `node incarnation session`.
+        holder: String,
+        /// The bucket's revision of the change.
+        revision: u64,
+    },
+    /// The bucket says nobody holds `username` now.
+    Freed {
+        /// The username, folded to lowercase.
+        username: String,
+        /// The bucket's revision of the change.
+        revision: u64,
+    },
+}
+
+/// What the tick loop asks of the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameRequest {
+    /// `session` logged in as `username`: make it the holder (compare-and-set on the
+    /// revision it saw, so that of two claims at once one comes strictly after the other).
+    Claim {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+    },
+    /// `session` logged out of `username`: free it, if it still holds it.
+    Release {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+    },
+}
+
+/// The holder value of `session` of this node.
+pub fn holder(node: &str, incarnation: u64, session: SessionId) -> String {
+    format!("{node} {incarnation} {}", session.0)
+}
+
+/// The bucket key of a username (lowercase): keys may not start or end with a dot, which
+/// usernames may, and `=` is not in usernames, so this is one to one.
+fn name_key(username: &str) -> String {
+    format!("u_{}", username.replace('.', "="))
+}
+
+fn key_name(key: &str) -> Option<String> {
+    key.strip_prefix("u_").map(|k| k.replace('=', "."))
+}
+
 /// The tick loop's ends of the NATS connection.
 pub struct Link {
-    /// Batches from other nodes.
-    pub inbound: mpsc::Receiver<Batch>,
+    /// What NATS brings: batches of other nodes, and what the names bucket says.
+    pub inbound: mpsc::Receiver<FromNats>,
+    names: mpsc::Sender<NameRequest>,
     outbound: Option<mpsc::Sender<(String, Bytes)>>,
     connected: Arc<AtomicBool>,
     client: async_nats::Client,
@@ -58,6 +140,7 @@ impl Link {
     pub async fn connect(
         url: &str,
         node: &str,
+        incarnation: u64,
         metrics: LinkMetrics,
         stop: CancellationToken,
         tracker: &TaskTracker,
@@ -93,7 +176,74 @@ impl Link {
             .subscribe(inbox(node))
             .await
             .map_err(|e| e.to_string())?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let bucket = async_nats::jetstream::kv::Config {
+            bucket: NAMES_BUCKET.to_string(),
+            history: 1,
+            ..Default::default()
+        };
+        let kv = match jetstream.create_key_value(bucket).await {
+            Ok(kv) => kv,
+            Err(create) => jetstream.get_key_value(NAMES_BUCKET).await.map_err(|e| {
+                format!("no JetStream key-value bucket {NAMES_BUCKET} ({create}; {e}); start nats-server with -js")
+            })?,
+        };
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        // One claim per login and one release per logout; when the queue is full, the tick
+        // loop answers the claim itself (see `Link::ask`).
+        let (names_tx, mut names_rx) = mpsc::channel::<NameRequest>(NAMES_QUEUE);
+        {
+            let (kv, answers, node) = (kv.clone(), inbound_tx.clone(), node.to_string());
+            let up = connected.clone();
+            tracker.spawn(async move {
+                while let Some(request) = names_rx.recv().await {
+                    match request {
+                        NameRequest::Claim { session, username } => {
+                            let value = holder(&node, incarnation, session);
+                            // Without NATS, at once: the node serves its own players.
+                            let revision = if up.load(Ordering::Relaxed) {
+                                tokio::time::timeout(
+                                    CLAIM_TIMEOUT,
+                                    claim(&kv, &name_key(&username), value),
+                                )
+                                .await
+                                .ok()
+                                .flatten()
+                            } else {
+                                None
+                            };
+                            let username = username.clone();
+                            if answers
+                                .send(FromNats::Claimed {
+                                    session,
+                                    username,
+                                    granted: revision.is_some(),
+                                    revision: revision.unwrap_or(0),
+                                })
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        NameRequest::Release { session, username } => {
+                            let value = holder(&node, incarnation, session);
+                            if up.load(Ordering::Relaxed) {
+                                let _ = tokio::time::timeout(
+                                    CLAIM_TIMEOUT,
+                                    release(&kv, &name_key(&username), &value),
+                                )
+                                .await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        {
+            let (kv, events, stop) = (kv.clone(), inbound_tx.clone(), stop.clone());
+            tracker.spawn(async move { watch_names(kv, events, stop).await });
+        }
         let (outbound_tx, mut outbound_rx) = mpsc::channel::<(String, Bytes)>(OUTBOUND_QUEUE);
 
         let received = metrics.clone();
@@ -108,7 +258,7 @@ impl Link {
                 received.received_bytes.inc_by(message.payload.len() as u64);
                 match wire::decode(&message.payload) {
                     Ok(batch) => {
-                        if inbound_tx.try_send(batch).is_err() {
+                        if inbound_tx.try_send(FromNats::Batch(batch)).is_err() {
                             received.dropped.inc();
                         }
                     }
@@ -136,6 +286,7 @@ impl Link {
         });
         Ok(Link {
             inbound,
+            names: names_tx,
             outbound: Some(outbound_tx),
             connected,
             client,
@@ -156,6 +307,13 @@ impl Link {
         outbound.try_send((subject, payload)).is_ok()
     }
 
+    /// Asks the names bucket for `request`; false when its queue is full (a claim is then
+    /// not granted, and the login goes on without it; a release is left undone, and the
+    /// next claim of the name takes it over).
+    pub fn ask(&self, request: NameRequest) -> bool {
+        self.names.try_send(request).is_ok()
+    }
+
     /// No more batches: the publisher sends what it has, flushes, and ends.
     pub fn close(&mut self) {
         self.outbound = None;
@@ -164,5 +322,87 @@ impl Link {
     /// The client, for the server's own use (a flush at shutdown).
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+}
+
+/// Makes `value` the holder of `key`, whoever held it: created when absent, else updated on
+/// the revision read (compare-and-set), again when another claim came in between. The
+/// revision it got; `None` when the bucket cannot be reached.
+async fn claim(kv: &async_nats::jetstream::kv::Store, key: &str, value: String) -> Option<u64> {
+    let value = Bytes::from(value);
+    for _ in 0..8 {
+        if let Ok(revision) = kv.create(key, value.clone()).await {
+            return Some(revision);
+        }
+        match kv.entry(key).await {
+            Ok(Some(entry)) => {
+                if let Ok(revision) = kv.update(key, value.clone(), entry.revision).await {
+                    return Some(revision);
+                }
+            }
+            Ok(None) => continue,
+            Err(error) => {
+                spdlog::warn!("cluster: cannot claim a name: {error}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Frees `key` if `value` still holds it.
+async fn release(kv: &async_nats::jetstream::kv::Store, key: &str, value: &str) {
+    if let Ok(Some(entry)) = kv.entry(key).await {
+        if entry.operation == async_nats::jetstream::kv::Operation::Put
+            && entry.value.as_ref() == value.as_bytes()
+        {
+            let _ = kv.delete_expect_revision(key, Some(entry.revision)).await;
+        }
+    }
+}
+
+/// Every change of the names bucket, to the tick loop, from where the last watch stopped
+/// (a watch ends when NATS goes away; the next one starts after the last revision seen).
+async fn watch_names(
+    kv: async_nats::jetstream::kv::Store,
+    events: mpsc::Sender<FromNats>,
+    stop: CancellationToken,
+) {
+    let mut next: u64 = 0;
+    while !stop.is_cancelled() {
+        let watch = if next == 0 {
+            kv.watch_all().await
+        } else {
+            kv.watch_all_from_revision(next).await
+        };
+        if let Ok(mut watch) = watch {
+            loop {
+                let entry = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    entry = watch.next() => entry,
+                };
+                let Some(Ok(entry)) = entry else { break };
+                next = entry.revision + 1;
+                let Some(username) = key_name(&entry.key) else {
+                    continue;
+                };
+                let revision = entry.revision;
+                let event = match entry.operation {
+                    async_nats::jetstream::kv::Operation::Put => FromNats::Held {
+                        username,
+                        holder: String::from_utf8_lossy(&entry.value).into_owned(),
+                        revision,
+                    },
+                    _ => FromNats::Freed { username, revision },
+                };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }

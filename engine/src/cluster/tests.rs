@@ -1,6 +1,8 @@
 //! Two worlds as nodes of one cluster, in simulated time, their batches carried by hand
 //! (encoded and decoded as NATS would carry them).
 
+use std::collections::VecDeque;
+
 use prost::Message;
 use protocol::world::{C2sChat, C2sRoomJoin, C2sRoomList, C2sWhisper};
 use protocol::{ErrorCode, S2cMessage};
@@ -10,12 +12,114 @@ use crate::handlers::testkit::Harness;
 
 fn node(name: &str) -> Harness {
     let mut h = Harness::new();
-    h.world.cluster = Some(Cluster::new(name.to_string()));
+    let cluster = Cluster::new(name.to_string());
+    BUCKET.with(|b| {
+        b.borrow_mut()
+            .pending
+            .insert(cluster.incarnation(), VecDeque::new())
+    });
+    h.world.cluster = Some(cluster);
     h
 }
 
-/// Carries what `from` sends this tick to `to`; returns the batches carried.
+/// The names bucket, as JetStream keeps it: revisions in order, every change seen by every
+/// node (in this test's thread).
+#[derive(Default)]
+struct Bucket {
+    revision: u64,
+    names: HashMap<String, String>,
+    /// What each node (by incarnation) has yet to be told.
+    pending: HashMap<u64, VecDeque<nats::FromNats>>,
+}
+
+thread_local! {
+    static BUCKET: std::cell::RefCell<Bucket> = std::cell::RefCell::new(Bucket::default());
+}
+
+/// Carries `h`'s claims and releases to the bucket, and what the bucket says to `h`.
+fn names(h: &mut Harness) {
+    let cluster = h.world.cluster.as_mut().unwrap();
+    let (node, incarnation) = (cluster.node().to_string(), cluster.incarnation());
+    let requests = cluster.take_name_requests();
+    let told = BUCKET.with(|b| {
+        let mut b = b.borrow_mut();
+        for request in requests {
+            match request {
+                nats::NameRequest::Claim { session, username } => {
+                    b.revision += 1;
+                    let (revision, holder) =
+                        (b.revision, nats::holder(&node, incarnation, session));
+                    b.names.insert(username.clone(), holder.clone());
+                    for (&whom, queue) in b.pending.iter_mut() {
+                        if whom == incarnation {
+                            queue.push_back(nats::FromNats::Claimed {
+                                session,
+                                username: username.clone(),
+                                granted: true,
+                                revision,
+                            });
+                        }
+                        queue.push_back(nats::FromNats::Held {
+                            username: username.clone(),
+                            holder: holder.clone(),
+                            revision,
+                        });
+                    }
+                }
+                nats::NameRequest::Release { session, username } => {
+                    let holder = nats::holder(&node, incarnation, session);
+                    if b.names.get(&username) == Some(&holder) {
+                        b.revision += 1;
+                        b.names.remove(&username);
+                        let revision = b.revision;
+                        for queue in b.pending.values_mut() {
+                            queue.push_back(nats::FromNats::Freed {
+                                username: username.clone(),
+                                revision,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        b.pending
+            .get_mut(&incarnation)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    });
+    for event in told {
+        input(&mut h.world, event, h.now);
+    }
+}
+
+/// A guest logged in as `name` on node `h`, its name claimed through the bucket.
+fn guest(h: &mut Harness, name: &str) -> net::SessionId {
+    let id = h.connect();
+    h.send(
+        id,
+        protocol::world::C2sLogin {
+            username: name.into(),
+            password: String::new(),
+        },
+    );
+    assert!(
+        h.take(id).is_empty(),
+        "answered before the bucket granted the name"
+    );
+    names(h);
+    let replies = h.take(id);
+    assert!(
+        matches!(replies.as_slice(), [S2cMessage::S2cAuthResult(_)]),
+        "{replies:?}"
+    );
+    id
+}
+
+/// Carries what `from` sends this tick to `to`, after what both have for the bucket and it
+/// for them; returns the batches carried.
 fn pump(from: &mut Harness, to: &mut Harness) -> Vec<Batch> {
+    names(from);
+    names(to);
     let to_node = to.world.cluster.as_ref().unwrap().node().to_string();
     let mut carried = Vec::new();
     for (subject, batch) in from.world.cluster.as_mut().unwrap().take_batches(from.now) {
@@ -52,10 +156,13 @@ fn pair() -> (Harness, Harness) {
 #[test]
 fn members_of_a_room_on_two_nodes_see_each_other_and_every_line_once_in_order() {
     let (mut a, mut b) = pair();
-    let alice = a.guest("alice");
+    let alice = guest(&mut a, "alice");
     join(&mut a, alice, "lobby");
     settle(&mut a, &mut b);
-    let bobs: Vec<_> = ["bob", "bea", "ben"].iter().map(|n| b.guest(n)).collect();
+    let bobs: Vec<_> = ["bob", "bea", "ben"]
+        .iter()
+        .map(|n| guest(&mut b, n))
+        .collect();
     match join(&mut b, bobs[0], "lobby").as_slice() {
         [S2cMessage::S2cRoomJoined(j)] => assert_eq!(j.members, ["bob", "alice"]),
         other => panic!("{other:?}"),
@@ -117,7 +224,7 @@ fn members_of_a_room_on_two_nodes_see_each_other_and_every_line_once_in_order() 
         }
     }
     // A joiner on b gets the lines said on a as history.
-    let late = b.guest("late");
+    let late = guest(&mut b, "late");
     let replayed = join(&mut b, late, "lobby")
         .into_iter()
         .filter(|m| matches!(m, S2cMessage::S2cChat(c) if c.history))
@@ -128,8 +235,8 @@ fn members_of_a_room_on_two_nodes_see_each_other_and_every_line_once_in_order() 
 #[test]
 fn whispers_reach_users_of_another_node_and_nobody_is_offline() {
     let (mut a, mut b) = pair();
-    let alice = a.guest("alice");
-    let bob = b.guest("bob");
+    let alice = guest(&mut a, "alice");
+    let bob = guest(&mut b, "bob");
     settle(&mut a, &mut b);
     a.send(
         alice,
@@ -165,11 +272,11 @@ fn whispers_reach_users_of_another_node_and_nobody_is_offline() {
 }
 
 #[test]
-fn the_newest_login_of_a_name_holds_it_across_nodes() {
+fn the_name_goes_to_the_login_the_bucket_granted_last_and_the_older_session_is_replaced() {
     let (mut a, mut b) = pair();
-    let first = a.guest("ann");
+    let first = guest(&mut a, "ann");
     settle(&mut a, &mut b);
-    let second = b.guest("ann");
+    let second = guest(&mut b, "ann");
     settle(&mut a, &mut b);
     let replaced = a.take(first);
     assert!(
@@ -184,9 +291,9 @@ fn the_newest_login_of_a_name_holds_it_across_nodes() {
 #[test]
 fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
     let (mut a, mut b) = pair();
-    let alice = a.guest("alice");
+    let alice = guest(&mut a, "alice");
     join(&mut a, alice, "lobby");
-    let bob = b.guest("bob");
+    let bob = guest(&mut b, "bob");
     join(&mut b, bob, "lobby");
     settle(&mut a, &mut b);
     a.take(alice);
@@ -217,9 +324,9 @@ fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
 #[test]
 fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
     let (mut a, mut b) = pair();
-    let alice = a.guest("alice");
+    let alice = guest(&mut a, "alice");
     join(&mut a, alice, "lobby");
-    let bob = b.guest("bob");
+    let bob = guest(&mut b, "bob");
     join(&mut b, bob, "lobby");
     settle(&mut a, &mut b);
     b.take(bob);
@@ -309,15 +416,15 @@ fn failed_logins_on_one_node_count_on_the_others() {
 #[test]
 fn a_node_restarted_under_its_name_is_a_new_one() {
     let (mut a, mut b) = pair();
-    let alice = a.guest("alice");
+    let alice = guest(&mut a, "alice");
     join(&mut a, alice, "lobby");
-    let bob = b.guest("bob");
+    let bob = guest(&mut b, "bob");
     join(&mut b, bob, "lobby");
     settle(&mut a, &mut b);
     a.take(alice);
     // b restarts at once, before it could be missed: its sequence numbers start again.
     let mut b = node("b");
-    let carol = b.guest("carol");
+    let carol = guest(&mut b, "carol");
     join(&mut b, carol, "lobby");
     settle(&mut a, &mut b);
     let seen: Vec<(String, bool)> = a
@@ -339,9 +446,9 @@ fn a_node_restarted_under_its_name_is_a_new_one() {
 fn a_large_state_is_cut_into_batches_that_keep_their_order() {
     let events: Vec<Event> = (0..20_000)
         .map(|i| {
-            Event::new(Kind::UserIn(wire::User {
+            Event::new(Kind::Joined(wire::Membership {
+                room: format!("room-{}", i % 100),
                 username: format!("user-{i:08}"),
-                at_us: i,
             }))
         })
         .collect();
@@ -358,11 +465,11 @@ fn a_large_state_is_cut_into_batches_that_keep_their_order() {
 #[test]
 fn a_second_node_with_the_same_name_is_named_in_the_log_and_ignored() {
     let (mut a, _) = pair();
-    let alice = a.guest("alice");
+    let alice = guest(&mut a, "alice");
     join(&mut a, alice, "lobby");
     a.take(alice);
     let mut twin = node("a");
-    let bob = twin.guest("bob");
+    let bob = guest(&mut twin, "bob");
     join(&mut twin, bob, "lobby");
     pump(&mut twin, &mut a);
     assert!(a.world.cluster.as_ref().unwrap().warned_twin);

@@ -28,7 +28,7 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
     /// What.
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(oneof = "Kind", tags = "1, 2, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<Kind>,
 }
 
@@ -48,12 +48,6 @@ pub enum Kind {
     /// Still here.
     #[prost(message, tag = "2")]
     Heartbeat(Heartbeat),
-    /// A user logged in on the sending node.
-    #[prost(message, tag = "3")]
-    UserIn(User),
-    /// A user logged out of the sending node.
-    #[prost(message, tag = "4")]
-    UserOut(User),
     /// A whisper for a user of the receiving node: the encoded S2C_Whisper frame.
     #[prost(message, tag = "5")]
     Whisper(Whisper),
@@ -98,17 +92,6 @@ pub struct Hello {}
 /// See [`Kind::Heartbeat`].
 #[derive(Clone, PartialEq, Message)]
 pub struct Heartbeat {}
-
-/// A login or logout.
-#[derive(Clone, PartialEq, Message)]
-pub struct User {
-    /// The username.
-    #[prost(string, tag = "1")]
-    pub username: String,
-    /// When it logged in, in microseconds since the Unix epoch (0 for a logout).
-    #[prost(uint64, tag = "2")]
-    pub at_us: u64,
-}
 
 /// See [`Kind::Whisper`].
 #[derive(Clone, PartialEq, Message)]

@@ -139,8 +139,9 @@ pub struct Client {
     pub gone: bool,
     /// The last username it was logged in as, for the session log.
     pub last_username: Option<String>,
-    /// When its current login was made, in microseconds since the Unix epoch.
-    pub logged_in_at_us: u64,
+    /// A login the names bucket of the cluster has yet to grant: the request id, the answer,
+    /// the login ([`crate::logins::claimed`] completes it).
+    pub claiming: Option<Box<(u16, protocol::world::S2cAuthResult, Login)>>,
     /// A close is queued: its further messages are ignored.
     pub closing: bool,
     /// Its request rate limit.
@@ -281,7 +282,7 @@ impl<G: Game> World<G> {
                 overdue: false,
                 gone: false,
                 last_username: None,
-                logged_in_at_us: 0,
+                claiming: None,
                 closing: false,
                 bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
             },
@@ -360,7 +361,7 @@ impl<G: Game> World<G> {
         let key = login.username.to_ascii_lowercase();
         if self.users.get(&key) == Some(&session) {
             self.users.remove(&key);
-            crate::cluster::logged_out(self, &login.username);
+            crate::cluster::logged_out(self, session, &login.username);
         }
         G::logged_out(self, session, &login);
         Some(login)
@@ -384,7 +385,7 @@ impl<G: Game> World<G> {
     pub fn is_waiting(&self, session: SessionId) -> bool {
         self.clients
             .get(&session)
-            .is_some_and(|c| !c.closing && c.pending_auth.is_some())
+            .is_some_and(|c| !c.closing && (c.pending_auth.is_some() || c.claiming.is_some()))
             || (self.clients.get(&session).is_some_and(|c| !c.closing)
                 && G::is_waiting(self, session))
     }
@@ -424,13 +425,11 @@ impl<G: Game> World<G> {
                 if login.guest { "guest" } else { "account" }
             );
             client.last_username = Some(login.username.clone());
-            client.logged_in_at_us = protocol::now_us();
             self.pending_sessions.push(SessionLogEntry::LoggedIn {
                 session_id: session.0,
                 username: login.username.clone(),
             });
             let was_unauthenticated = client.login.is_none();
-            let (username, at_us) = (login.username.clone(), client.logged_in_at_us);
             client.login = Some(login);
             client.unauthenticated_since = None;
             client.overdue = false;
@@ -439,7 +438,6 @@ impl<G: Game> World<G> {
                 let used = self.address_use(peer);
                 used.unauthenticated = used.unauthenticated.saturating_sub(1);
             }
-            crate::cluster::logged_in(self, &username, at_us);
             G::logged_in(self, session);
         }
     }
