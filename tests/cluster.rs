@@ -398,3 +398,65 @@ async fn a_swarm_spread_over_three_nodes_loses_and_duplicates_nothing() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_holds_its_capacity_across_nodes_when_joins_arrive_at_once() {
+    let Some(nats) = nats("a_room_holds_its_capacity_across_nodes_when_joins_arrive_at_once")
+    else {
+        return;
+    };
+    let capacity = |c: &mut config::ServerConfig| c.world.room_capacity = 4;
+    let a = node_with(&nats, "a", capacity).await;
+    let b = node_with(&nats, "b", capacity).await;
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        clients.push(node.guest(&format!("joiner{i}")).await);
+    }
+    // Every join at once, five on each node.
+    for client in &mut clients {
+        client
+            .send(&C2sRoomJoin {
+                room: "hall".into(),
+            })
+            .await;
+    }
+    let (mut joined, mut full) = (Vec::new(), 0);
+    for (i, client) in clients.iter_mut().enumerate() {
+        match client
+            .recv_until(|m| matches!(m, S2cMessage::S2cRoomJoined(_) | S2cMessage::S2cError(_)))
+            .await
+        {
+            S2cMessage::S2cRoomJoined(_) => joined.push(i),
+            S2cMessage::S2cError(e) if e.code == ErrorCode::RoomFull as i32 => full += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((joined.len(), full), (4, 6), "joined: {joined:?}");
+    // One leaves: a place is free, for a joiner on either node.
+    let leaver = joined[0];
+    clients[leaver]
+        .send(&protocol::world::C2sRoomLeave {
+            room: "hall".into(),
+        })
+        .await;
+    let waiting = (0..10).find(|i| !joined.contains(i)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        clients[waiting]
+            .send(&C2sRoomJoin {
+                room: "hall".into(),
+            })
+            .await;
+        match clients[waiting]
+            .recv_until(|m| matches!(m, S2cMessage::S2cRoomJoined(_) | S2cMessage::S2cError(_)))
+            .await
+        {
+            S2cMessage::S2cRoomJoined(_) => break,
+            _ => assert!(Instant::now() < deadline, "the freed place never came"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

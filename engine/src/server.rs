@@ -470,13 +470,23 @@ impl<G: Game> Server<G> {
         // Name claims and releases first: the bucket, not the batches, says who holds a name.
         for request in cluster.take_name_requests() {
             if !link.ask(request.clone()) {
-                if let NameRequest::Claim { session, username } = request {
-                    self.inputs.push(Input::Cluster(FromNats::Claimed {
-                        session,
-                        username,
-                        granted: false,
-                        revision: 0,
-                    }));
+                match request {
+                    NameRequest::Claim { session, username } => {
+                        self.inputs.push(Input::Cluster(FromNats::Claimed {
+                            session,
+                            username,
+                            granted: false,
+                            revision: 0,
+                        }));
+                    }
+                    NameRequest::Reserve { session, room, .. } => {
+                        self.inputs.push(Input::Cluster(FromNats::Reserved {
+                            session,
+                            room,
+                            outcome: crate::cluster::nats::Reservation::Unavailable,
+                        }));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -156,6 +156,13 @@ impl Cluster {
         alive.then_some(holder.node.as_str())
     }
 
+    /// A member of this node that the rooms bucket counted left `room`.
+    pub fn unreserve(&mut self, room: &str) {
+        self.name_requests.push(nats::NameRequest::Unreserve {
+            room: room.to_string(),
+        });
+    }
+
     /// This tick's claims and releases of names, for the bucket.
     pub fn take_name_requests(&mut self) -> Vec<nats::NameRequest> {
         std::mem::take(&mut self.name_requests)
@@ -225,6 +232,18 @@ pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &
     }
 }
 
+/// `session` would join `room` of `capacity` members: the rooms bucket is asked to count it
+/// (the game hears back through [`Game::reserved`]).
+pub fn reserve<G: Game>(world: &mut World<G>, session: net::SessionId, room: &str, capacity: u32) {
+    if let Some(cluster) = world.cluster.as_mut() {
+        cluster.name_requests.push(nats::NameRequest::Reserve {
+            session,
+            room: room.to_string(),
+            capacity,
+        });
+    }
+}
+
 /// `session` of this node logged out of `username`: the bucket frees the name if the
 /// session still holds it.
 pub fn logged_out<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
@@ -274,6 +293,11 @@ pub fn input<G: Game>(world: &mut World<G>, from_nats: nats::FromNats, now: Inst
             holder,
             revision,
         } => held(world, username, &holder, revision),
+        nats::FromNats::Reserved {
+            session,
+            room,
+            outcome,
+        } => G::reserved(world, session, room, outcome),
         nats::FromNats::Freed { username, revision } => {
             if let Some(cluster) = world.cluster.as_mut() {
                 if cluster
@@ -509,7 +533,13 @@ fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
     let Some(cluster) = world.cluster.as_mut() else {
         return;
     };
-    cluster.peers.remove(node);
+    if let Some(peer) = cluster.peers.remove(node) {
+        // Its members stop counting in the rooms bucket (every node asks; it is done once).
+        cluster.name_requests.push(nats::NameRequest::DropNode {
+            node: node.to_string(),
+            incarnation: peer.incarnation,
+        });
+    }
     world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
     G::node_lost(world, node);
 }

@@ -43,6 +43,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The JetStream key-value bucket that says which session holds each username.
 pub const NAMES_BUCKET: &str = "world_names";
 
+/// The JetStream key-value bucket that counts each room's members, per node, so that a room's
+/// capacity holds across the nodes.
+pub const ROOMS_BUCKET: &str = "world_rooms";
+
+/// What the rooms bucket answered to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The room had room: one more member of this node is counted.
+    Granted,
+    /// The room is at capacity, counting every node.
+    Full,
+    /// The bucket could not be reached: the node decides alone.
+    Unavailable,
+}
+
 /// What NATS brings the tick loop.
 #[derive(Debug)]
 pub enum FromNats {
@@ -68,6 +83,15 @@ pub enum FromNats {
         holder: String,
         /// The bucket's revision of the change.
         revision: u64,
+    },
+    /// The answer to [`NameRequest::Reserve`].
+    Reserved {
+        /// The session.
+        session: SessionId,
+        /// The room.
+        room: String,
+        /// What the bucket said.
+        outcome: Reservation,
     },
     /// The bucket says nobody holds `username` now.
     Freed {
@@ -95,6 +119,28 @@ pub enum NameRequest {
         session: SessionId,
         /// The username, folded to lowercase.
         username: String,
+    },
+    /// `session` would join `room`: count it, if the room's members on every node are fewer
+    /// than `capacity` (compare-and-set, so two joins at once cannot both take the last place).
+    Reserve {
+        /// The session.
+        session: SessionId,
+        /// The room.
+        room: String,
+        /// The room's capacity.
+        capacity: u32,
+    },
+    /// A member of this node that was counted left `room`.
+    Unreserve {
+        /// The room.
+        room: String,
+    },
+    /// Node `node` (in `incarnation`) is gone: its members stop counting in every room.
+    DropNode {
+        /// Its name.
+        node: String,
+        /// Its incarnation.
+        incarnation: u64,
     },
 }
 
@@ -188,6 +234,17 @@ impl Link {
                 format!("no JetStream key-value bucket {NAMES_BUCKET} ({create}; {e}); start nats-server with -js")
             })?,
         };
+        let rooms_bucket = async_nats::jetstream::kv::Config {
+            bucket: ROOMS_BUCKET.to_string(),
+            history: 1,
+            ..Default::default()
+        };
+        let rooms = match jetstream.create_key_value(rooms_bucket).await {
+            Ok(kv) => kv,
+            Err(create) => jetstream.get_key_value(ROOMS_BUCKET).await.map_err(|e| {
+                format!("no JetStream key-value bucket {ROOMS_BUCKET} ({create}; {e}); start nats-server with -js")
+            })?,
+        };
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         // One claim per login and one release per logout; when the queue is full, the tick
         // loop answers the claim itself (see `Link::ask`).
@@ -195,6 +252,7 @@ impl Link {
         {
             let (kv, answers, node) = (kv.clone(), inbound_tx.clone(), node.to_string());
             let up = connected.clone();
+            let me = format!("{node}:{incarnation}");
             tracker.spawn(async move {
                 while let Some(request) = names_rx.recv().await {
                     match request {
@@ -235,6 +293,51 @@ impl Link {
                                 )
                                 .await;
                             }
+                        }
+                        NameRequest::Reserve {
+                            session,
+                            room,
+                            capacity,
+                        } => {
+                            let outcome = if up.load(Ordering::Relaxed) {
+                                tokio::time::timeout(
+                                    CLAIM_TIMEOUT,
+                                    reserve(&rooms, &name_key(&room), &me, capacity),
+                                )
+                                .await
+                                .unwrap_or(Reservation::Unavailable)
+                            } else {
+                                Reservation::Unavailable
+                            };
+                            let answer = FromNats::Reserved {
+                                session,
+                                room,
+                                outcome,
+                            };
+                            if answers.send(answer).await.is_err() {
+                                break;
+                            }
+                        }
+                        NameRequest::Unreserve { room } => {
+                            let key = name_key(&room);
+                            let _ = tokio::time::timeout(
+                                CLAIM_TIMEOUT,
+                                recount(&rooms, &key, |counts| {
+                                    if let Some(n) = counts.get_mut(&me) {
+                                        *n = n.saturating_sub(1);
+                                    }
+                                    counts.retain(|_, n| *n > 0);
+                                }),
+                            )
+                            .await;
+                        }
+                        NameRequest::DropNode { node, incarnation } => {
+                            let gone = format!("{node}:{incarnation}");
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(10),
+                                drop_node(&rooms, &gone),
+                            )
+                            .await;
                         }
                     }
                 }
@@ -404,5 +507,103 @@ async fn watch_names(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+/// A room's counts as kept in the rooms bucket: `node:incarnation=count`, space-separated.
+fn counts_of(value: &[u8]) -> std::collections::BTreeMap<String, u32> {
+    String::from_utf8_lossy(value)
+        .split(' ')
+        .filter_map(|pair| {
+            let (who, n) = pair.split_once('=')?;
+            Some((who.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+fn counts_value(counts: &std::collections::BTreeMap<String, u32>) -> Bytes {
+    Bytes::from(
+        counts
+            .iter()
+            .map(|(who, n)| format!("{who}={n}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Counts one more member of `me` in the room of `key` if its members, all nodes together,
+/// are fewer than `capacity`; compare-and-set on the revision read, again when another
+/// change came in between.
+async fn reserve(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+    me: &str,
+    capacity: u32,
+) -> Reservation {
+    for _ in 0..16 {
+        let (mut counts, revision) = match kv.entry(key).await {
+            Ok(Some(entry)) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
+                (counts_of(&entry.value), Some(entry.revision))
+            }
+            Ok(Some(entry)) => (Default::default(), Some(entry.revision)),
+            Ok(None) => (Default::default(), None),
+            Err(_) => return Reservation::Unavailable,
+        };
+        if counts.values().sum::<u32>() >= capacity {
+            return Reservation::Full;
+        }
+        *counts.entry(me.to_string()).or_default() += 1;
+        let value = counts_value(&counts);
+        let written = match revision {
+            Some(revision) => kv.update(key, value, revision).await.is_ok(),
+            None => kv.create(key, value).await.is_ok(),
+        };
+        if written {
+            return Reservation::Granted;
+        }
+    }
+    Reservation::Unavailable
+}
+
+/// Changes the counts of the room of `key` with `change`, compare-and-set.
+async fn recount(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+    change: impl Fn(&mut std::collections::BTreeMap<String, u32>),
+) {
+    for _ in 0..16 {
+        let Ok(Some(entry)) = kv.entry(key).await else {
+            return;
+        };
+        if entry.operation != async_nats::jetstream::kv::Operation::Put {
+            return;
+        }
+        let mut counts = counts_of(&entry.value);
+        let before = counts.clone();
+        change(&mut counts);
+        if counts == before {
+            return;
+        }
+        if kv
+            .update(key, counts_value(&counts), entry.revision)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// `gone` (`node:incarnation`) stops counting in every room.
+async fn drop_node(kv: &async_nats::jetstream::kv::Store, gone: &str) {
+    let Ok(keys) = kv.keys().await else {
+        return;
+    };
+    let keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
+    for key in keys {
+        recount(kv, &key, |counts| {
+            counts.remove(gone);
+        })
+        .await;
     }
 }

@@ -28,6 +28,8 @@ fn node(name: &str) -> Harness {
 struct Bucket {
     revision: u64,
     names: HashMap<String, String>,
+    /// Each room's members counted, by `node:incarnation`.
+    rooms: HashMap<String, HashMap<String, u32>>,
     /// What each node (by incarnation) has yet to be told.
     pending: HashMap<u64, VecDeque<nats::FromNats>>,
 }
@@ -66,6 +68,39 @@ fn names(h: &mut Harness) {
                         });
                     }
                 }
+                nats::NameRequest::Reserve {
+                    session,
+                    room,
+                    capacity,
+                } => {
+                    let counts = b.rooms.entry(room.clone()).or_default();
+                    let outcome = if counts.values().sum::<u32>() >= capacity {
+                        nats::Reservation::Full
+                    } else {
+                        *counts.entry(format!("{node}:{incarnation}")).or_default() += 1;
+                        nats::Reservation::Granted
+                    };
+                    b.pending
+                        .get_mut(&incarnation)
+                        .unwrap()
+                        .push_back(nats::FromNats::Reserved {
+                            session,
+                            room,
+                            outcome,
+                        });
+                }
+                nats::NameRequest::Unreserve { room } => {
+                    let me = format!("{node}:{incarnation}");
+                    if let Some(n) = b.rooms.get_mut(&room).and_then(|c| c.get_mut(&me)) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                nats::NameRequest::DropNode { node, incarnation } => {
+                    let gone = format!("{node}:{incarnation}");
+                    for counts in b.rooms.values_mut() {
+                        counts.remove(&gone);
+                    }
+                }
                 nats::NameRequest::Release { session, username } => {
                     let holder = nats::holder(&node, incarnation, session);
                     if b.names.get(&username) == Some(&holder) {
@@ -90,6 +125,8 @@ fn names(h: &mut Harness) {
     for event in told {
         input(&mut h.world, event, h.now);
     }
+    // What that started of the DB worker's (a room's history to load) is answered at once.
+    crate::logins::poll_db(&mut h.world, h.now);
 }
 
 /// A guest logged in as `name` on node `h`, its name claimed through the bucket.
@@ -140,9 +177,16 @@ fn settle(a: &mut Harness, b: &mut Harness) {
     }
 }
 
+/// `session` of node `h` joins `room`, the rooms bucket counting it.
 fn join(h: &mut Harness, session: net::SessionId, room: &str) -> Vec<S2cMessage> {
     h.send(session, C2sRoomJoin { room: room.into() });
+    names(h);
     h.take(session)
+}
+
+/// How many members the rooms bucket counts in `room`.
+fn counted(room: &str) -> u32 {
+    BUCKET.with(|b| b.borrow().rooms.get(room).map_or(0, |c| c.values().sum()))
 }
 
 fn pair() -> (Harness, Harness) {
@@ -474,4 +518,51 @@ fn a_second_node_with_the_same_name_is_named_in_the_log_and_ignored() {
     pump(&mut twin, &mut a);
     assert!(a.world.cluster.as_ref().unwrap().warned_twin);
     assert!(a.take(alice).is_empty(), "nothing of the twin is taken");
+}
+
+#[test]
+fn a_room_is_full_at_its_capacity_counting_every_node_and_leaving_frees_a_place() {
+    let (mut a, mut b) = pair();
+    let capacity = a.world.game.rooms.config.room_capacity;
+    let mut on_a = Vec::new();
+    for i in 0..capacity - 1 {
+        let id = guest(&mut a, &format!("a{i:03}"));
+        join(&mut a, id, "hall");
+        on_a.push(id);
+    }
+    // The last place goes to b's first joiner; b's second, and a's next, find the room full,
+    // though neither node has heard of the other's joins yet.
+    let (b1, b2) = (guest(&mut b, "bob"), guest(&mut b, "bea"));
+    assert!(matches!(
+        join(&mut b, b1, "hall").as_slice(),
+        [S2cMessage::S2cRoomJoined(_)]
+    ));
+    match join(&mut b, b2, "hall").as_slice() {
+        [S2cMessage::S2cError(e)] => assert_eq!(e.code, ErrorCode::RoomFull as i32),
+        other => panic!("{other:?}"),
+    }
+    let late = guest(&mut a, "late");
+    match join(&mut a, late, "hall").as_slice() {
+        [S2cMessage::S2cError(e)] => assert_eq!(e.code, ErrorCode::RoomFull as i32),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(counted("hall"), capacity);
+    // One leaves: its place is free for the next, on any node.
+    a.send(
+        on_a[0],
+        protocol::world::C2sRoomLeave {
+            room: "hall".into(),
+        },
+    );
+    names(&mut a);
+    assert_eq!(counted("hall"), capacity - 1);
+    assert!(matches!(
+        join(&mut b, b2, "hall").as_slice(),
+        [S2cMessage::S2cRoomJoined(_)]
+    ));
+    // A node that is gone stops counting.
+    a.now += NODE_TIMEOUT;
+    advance(&mut a.world, a.now);
+    names(&mut a);
+    assert_eq!(counted("hall"), capacity - 2, "b's two members");
 }

@@ -4,7 +4,7 @@
 //! module's hooks from its own ([`logged_out`], [`disconnected`], [`is_waiting`],
 //! [`db_answer`], [`db_died`], [`flush_writes`], [`has_pending_writes`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use net::SessionId;
@@ -111,6 +111,11 @@ pub struct Rooms {
     /// Members on the other nodes of the cluster: room, node, usernames in the order they
     /// joined. Empty for a server on its own.
     pub remote: HashMap<String, HashMap<String, Vec<String>>>,
+    /// On a cluster: joins waiting for the rooms bucket to count them, by session.
+    pub reserving: HashMap<SessionId, String>,
+    /// On a cluster: (session, room) the rooms bucket counts, from the reservation until the
+    /// session leaves the room.
+    pub reserved: HashSet<(SessionId, String)>,
     /// `world_rooms` and `world_room_members`, once registered.
     gauges: Option<(Gauge, Gauge)>,
 }
@@ -126,6 +131,8 @@ impl Rooms {
             pending_emptied: Vec::new(),
             pending_in_use: Vec::new(),
             remote: HashMap::new(),
+            reserving: HashMap::new(),
+            reserved: HashSet::new(),
             gauges: None,
         }
     }
@@ -264,6 +271,15 @@ macro_rules! rooms_hooks {
         fn node_lost(world: &mut $crate::World<Self>, node: &str) {
             $crate::modules::rooms::cluster::node_lost(world, node);
         }
+
+        fn reserved(
+            world: &mut $crate::World<Self>,
+            session: $crate::net::SessionId,
+            room: String,
+            outcome: $crate::cluster::nats::Reservation,
+        ) {
+            $crate::modules::rooms::reserved(world, session, room, outcome);
+        }
     };
 }
 
@@ -339,12 +355,77 @@ pub fn logged_out<G: RoomsGame>(world: &mut World<G>, session: SessionId, login:
     }
 }
 
-/// Hook: a session ended.
+/// Hook: a session ended. What the rooms bucket still counts of it (a join that waited for a
+/// room's history) is given back.
 pub fn disconnected<G: RoomsGame>(world: &mut World<G>, session: SessionId) {
-    let rooms = world.game.rooms_mut();
+    let World { game, cluster, .. } = world;
+    let rooms = game.rooms_mut();
     rooms.members.remove(&session);
+    rooms.reserving.remove(&session);
     for room in rooms.rooms.values_mut() {
         room.waiting.retain(|&s| s != session);
+    }
+    let counted: Vec<String> = rooms
+        .reserved
+        .iter()
+        .filter(|(s, _)| *s == session)
+        .map(|(_, room)| room.clone())
+        .collect();
+    for room in counted {
+        rooms.reserved.remove(&(session, room.clone()));
+        if let Some(cluster) = cluster.as_mut() {
+            cluster.unreserve(&room);
+        }
+    }
+}
+
+/// Hook: the rooms bucket answered the reservation of `session` for `room`: the join goes
+/// on (a full room is ROOM_FULL, wherever its members are; without the bucket, this node
+/// decides alone).
+pub fn reserved<G: RoomsGame>(
+    world: &mut World<G>,
+    session: SessionId,
+    room: String,
+    outcome: crate::cluster::nats::Reservation,
+) {
+    use crate::cluster::nats::Reservation;
+    let rooms = world.game.rooms_mut();
+    if rooms.reserving.get(&session) != Some(&room) {
+        // The session went away meanwhile (or this is not its join any more).
+        if outcome == Reservation::Granted {
+            if let Some(cluster) = world.cluster.as_mut() {
+                cluster.unreserve(&room);
+            }
+        }
+        return;
+    }
+    rooms.reserving.remove(&session);
+    if let Some(membership) = rooms.members.get_mut(&session) {
+        membership.joining = false;
+    }
+    let capacity = rooms.config.room_capacity as usize;
+    let result = match outcome {
+        Reservation::Full => Err(room_full(&room, capacity)),
+        Reservation::Granted | Reservation::Unavailable => {
+            if outcome == Reservation::Granted {
+                rooms.reserved.insert((session, room.clone()));
+            }
+            admit(world, session, C2sRoomJoin { room: room.clone() }, true)
+        }
+    };
+    if let Err(error) = result {
+        let rooms = world.game.rooms_mut();
+        let member = rooms.rooms_of(session).contains(&room)
+            || rooms
+                .rooms
+                .get(&room)
+                .is_some_and(|r| r.waiting.contains(&session));
+        if !member && rooms.reserved.remove(&(session, room.clone())) {
+            if let Some(cluster) = world.cluster.as_mut() {
+                cluster.unreserve(&room);
+            }
+        }
+        world.send_error(session, C2sRoomJoin::ID, error);
     }
 }
 
@@ -450,7 +531,18 @@ fn join<G: RoomsGame>(
     request: C2sRoomJoin,
 ) -> Result<(), HandlerError> {
     check_room_name(&request.room)?;
-    let session = ctx.session;
+    admit(world, ctx.session, request, false)
+}
+
+/// A join of `request.room` by `session`. On a cluster, unless `counted` (the rooms bucket
+/// has answered), it first waits for the bucket to count it: a room's capacity holds across
+/// the nodes.
+fn admit<G: RoomsGame>(
+    world: &mut World<G>,
+    session: SessionId,
+    request: C2sRoomJoin,
+    counted: bool,
+) -> Result<(), HandlerError> {
     let rooms = world.game.rooms_mut();
     let capacity = rooms.config.room_capacity as usize;
     let history_lines = rooms.config.history_lines;
@@ -467,10 +559,20 @@ fn join<G: RoomsGame>(
             request.room
         )));
     }
+    if !counted && world.cluster.is_some() {
+        let rooms = world.game.rooms_mut();
+        rooms.reserving.insert(session, request.room.clone());
+        rooms.members.entry(session).or_default().joining = true;
+        crate::cluster::reserve(world, session, &request.room, capacity as u32);
+        return Ok(());
+    }
+    let rooms = world.game.rooms_mut();
+    // The bucket counted it: every node's members are in that count.
+    let bucket_says = rooms.reserved.contains(&(session, request.room.clone()));
     let remote = rooms.remote_count(&request.room);
     match rooms.rooms.get_mut(&request.room) {
         Some(room) => {
-            if room.members.len() + room.waiting.len() + remote >= capacity {
+            if !bucket_says && room.members.len() + room.waiting.len() + remote >= capacity {
                 return Err(room_full(&request.room, capacity));
             }
             if room.loading {
@@ -480,7 +582,7 @@ fn join<G: RoomsGame>(
             }
         }
         None => {
-            if remote >= capacity {
+            if !bucket_says && remote >= capacity {
                 return Err(room_full(&request.room, capacity));
             }
             let mut room = Room::new(request.room.clone());
@@ -574,9 +676,10 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
     }
     let capacity = rooms.config.room_capacity as usize;
     let remote = rooms.remote_count(name);
+    let bucket_says = rooms.reserved.contains(&(session, name.to_string()));
     match rooms.rooms.get(name) {
         None => return,
-        Some(room) if room.members.len() + remote >= capacity => {
+        Some(room) if !bucket_says && room.members.len() + remote >= capacity => {
             world.send_error(session, C2sRoomJoin::ID, room_full(name, capacity));
             return;
         }
@@ -793,6 +896,11 @@ fn remove_member<G: RoomsGame>(
                     username: username.to_string(),
                 },
             )));
+        }
+    }
+    if rooms.reserved.remove(&(session, room.to_string())) {
+        if let Some(cluster) = cluster.as_mut() {
+            cluster.unreserve(room);
         }
     }
     if entry.members.is_empty() && !entry.loading {

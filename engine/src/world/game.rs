@@ -126,6 +126,17 @@ pub trait Game: Sized + 'static {
         let _ = (world, node);
     }
 
+    /// The rooms bucket of the cluster answered a reservation the game asked for (with
+    /// [`crate::cluster::reserve`]).
+    fn reserved(
+        world: &mut World<Self>,
+        session: SessionId,
+        room: String,
+        outcome: crate::cluster::nats::Reservation,
+    ) {
+        let _ = (world, session, room, outcome);
+    }
+
     /// Registers the game's own metrics in `registry` (shown on `/metrics` with the engine's),
     /// once, when a server starts with the game.
     fn register_metrics(world: &mut World<Self>, registry: &mut crate::metrics::Registry) {
