@@ -163,7 +163,7 @@ fn key_name(key: &str) -> Option<String> {
 pub struct Link {
     /// What NATS brings: batches of other nodes, and what the names bucket says.
     pub inbound: mpsc::Receiver<FromNats>,
-    names: mpsc::Sender<NameRequest>,
+    names: Option<mpsc::Sender<NameRequest>>,
     outbound: Option<mpsc::Sender<(String, Bytes)>>,
     connected: Arc<AtomicBool>,
     client: async_nats::Client,
@@ -389,7 +389,7 @@ impl Link {
         });
         Ok(Link {
             inbound,
-            names: names_tx,
+            names: Some(names_tx),
             outbound: Some(outbound_tx),
             connected,
             client,
@@ -414,12 +414,16 @@ impl Link {
     /// not granted, and the login goes on without it; a release is left undone, and the
     /// next claim of the name takes it over).
     pub fn ask(&self, request: NameRequest) -> bool {
-        self.names.try_send(request).is_ok()
+        self.names
+            .as_ref()
+            .is_some_and(|names| names.try_send(request).is_ok())
     }
 
     /// No more batches: the publisher sends what it has, flushes, and ends.
     pub fn close(&mut self) {
         self.outbound = None;
+        // The bucket task ends once it has carried out what it has (the last releases).
+        self.names = None;
     }
 
     /// The client, for the server's own use (a flush at shutdown).
