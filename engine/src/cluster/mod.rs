@@ -100,12 +100,16 @@ impl Cluster {
 
     /// [`Cluster::new`], with the incarnation number the driver drew.
     pub fn with_incarnation(node: String, incarnation: u64) -> Cluster {
+        let started = nats::NameRequest::Started {
+            node: node.clone(),
+            incarnation,
+        };
         Cluster {
             node,
             incarnation,
             peers: HashMap::new(),
             holders: HashMap::new(),
-            name_requests: Vec::new(),
+            name_requests: vec![started],
             broadcast: vec![Event::new(Kind::Hello(wire::Hello {}))],
             direct: HashMap::new(),
             seq_all: 0,

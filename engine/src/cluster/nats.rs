@@ -142,6 +142,14 @@ pub enum NameRequest {
         /// Its incarnation.
         incarnation: u64,
     },
+    /// This node started as `node` in `incarnation`: what earlier runs under its name left
+    /// counted (a whole cluster stopped, say) stops counting.
+    Started {
+        /// Its name.
+        node: String,
+        /// Its incarnation now.
+        incarnation: u64,
+    },
 }
 
 /// The holder value of `session` of this node.
@@ -335,7 +343,16 @@ impl Link {
                             let gone = format!("{node}:{incarnation}");
                             let _ = tokio::time::timeout(
                                 Duration::from_secs(10),
-                                drop_node(&rooms, &gone),
+                                drop_counts(&rooms, |who| who == gone),
+                            )
+                            .await;
+                        }
+                        NameRequest::Started { node, incarnation } => {
+                            let (prefix, now) =
+                                (format!("{node}:"), format!("{node}:{incarnation}"));
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(10),
+                                drop_counts(&rooms, |who| who.starts_with(&prefix) && who != now),
                             )
                             .await;
                         }
@@ -598,16 +615,13 @@ async fn recount(
     }
 }
 
-/// `gone` (`node:incarnation`) stops counting in every room.
-async fn drop_node(kv: &async_nats::jetstream::kv::Store, gone: &str) {
+/// The entries (`node:incarnation`) `gone` says are gone stop counting in every room.
+async fn drop_counts(kv: &async_nats::jetstream::kv::Store, gone: impl Fn(&str) -> bool) {
     let Ok(keys) = kv.keys().await else {
         return;
     };
     let keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
     for key in keys {
-        recount(kv, &key, |counts| {
-            counts.remove(gone);
-        })
-        .await;
+        recount(kv, &key, |counts| counts.retain(|who, _| !gone(who))).await;
     }
 }

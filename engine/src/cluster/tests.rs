@@ -101,6 +101,12 @@ fn names(h: &mut Harness) {
                         counts.remove(&gone);
                     }
                 }
+                nats::NameRequest::Started { node, incarnation } => {
+                    let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
+                    for counts in b.rooms.values_mut() {
+                        counts.retain(|who, _| !who.starts_with(&prefix) || *who == now);
+                    }
+                }
                 nats::NameRequest::Release { session, username } => {
                     let holder = nats::holder(&node, incarnation, session);
                     if b.names.get(&username) == Some(&holder) {
@@ -565,4 +571,17 @@ fn a_room_is_full_at_its_capacity_counting_every_node_and_leaving_frees_a_place(
     advance(&mut a.world, a.now);
     names(&mut a);
     assert_eq!(counted("hall"), capacity - 2, "b's two members");
+}
+
+#[test]
+fn a_node_started_again_under_its_name_stops_counting_what_its_last_run_left() {
+    let mut a = node("a");
+    let alice = guest(&mut a, "alice");
+    join(&mut a, alice, "hall");
+    assert_eq!(counted("hall"), 1);
+    // The whole cluster stopped without a word (no node left to count a's loss); a starts
+    // again.
+    let mut again = node("a");
+    names(&mut again);
+    assert_eq!(counted("hall"), 0);
 }
