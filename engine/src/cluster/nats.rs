@@ -261,102 +261,30 @@ impl Link {
             let (kv, answers, node) = (kv.clone(), inbound_tx.clone(), node.to_string());
             let up = connected.clone();
             let me = format!("{node}:{incarnation}");
+            let bucket = Arc::new(Buckets {
+                names: kv.clone(),
+                rooms: rooms.clone(),
+                answers,
+                node,
+                incarnation,
+                me,
+                up,
+            });
+            // Requests are carried out side by side (a few dozen at a time): each is a round
+            // trip or two to JetStream, and those of one session come one after the other
+            // anyway (a release after its claim was answered).
+            let running = Arc::new(tokio::sync::Semaphore::new(BUCKET_REQUESTS_AT_ONCE));
+            let spawner = tracker.clone();
             tracker.spawn(async move {
                 while let Some(request) = names_rx.recv().await {
-                    match request {
-                        NameRequest::Claim { session, username } => {
-                            let value = holder(&node, incarnation, session);
-                            // Without NATS, at once: the node serves its own players.
-                            let revision = if up.load(Ordering::Relaxed) {
-                                tokio::time::timeout(
-                                    CLAIM_TIMEOUT,
-                                    claim(&kv, &name_key(&username), value),
-                                )
-                                .await
-                                .ok()
-                                .flatten()
-                            } else {
-                                None
-                            };
-                            let username = username.clone();
-                            if answers
-                                .send(FromNats::Claimed {
-                                    session,
-                                    username,
-                                    granted: revision.is_some(),
-                                    revision: revision.unwrap_or(0),
-                                })
-                                .await
-                                .is_err()
-                            {
-                                break;
-                            }
-                        }
-                        NameRequest::Release { session, username } => {
-                            let value = holder(&node, incarnation, session);
-                            if up.load(Ordering::Relaxed) {
-                                let _ = tokio::time::timeout(
-                                    CLAIM_TIMEOUT,
-                                    release(&kv, &name_key(&username), &value),
-                                )
-                                .await;
-                            }
-                        }
-                        NameRequest::Reserve {
-                            session,
-                            room,
-                            capacity,
-                        } => {
-                            let outcome = if up.load(Ordering::Relaxed) {
-                                tokio::time::timeout(
-                                    CLAIM_TIMEOUT,
-                                    reserve(&rooms, &name_key(&room), &me, capacity),
-                                )
-                                .await
-                                .unwrap_or(Reservation::Unavailable)
-                            } else {
-                                Reservation::Unavailable
-                            };
-                            let answer = FromNats::Reserved {
-                                session,
-                                room,
-                                outcome,
-                            };
-                            if answers.send(answer).await.is_err() {
-                                break;
-                            }
-                        }
-                        NameRequest::Unreserve { room } => {
-                            let key = name_key(&room);
-                            let _ = tokio::time::timeout(
-                                CLAIM_TIMEOUT,
-                                recount(&rooms, &key, |counts| {
-                                    if let Some(n) = counts.get_mut(&me) {
-                                        *n = n.saturating_sub(1);
-                                    }
-                                    counts.retain(|_, n| *n > 0);
-                                }),
-                            )
-                            .await;
-                        }
-                        NameRequest::DropNode { node, incarnation } => {
-                            let gone = format!("{node}:{incarnation}");
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(10),
-                                drop_counts(&rooms, |who| who == gone),
-                            )
-                            .await;
-                        }
-                        NameRequest::Started { node, incarnation } => {
-                            let (prefix, now) =
-                                (format!("{node}:"), format!("{node}:{incarnation}"));
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(10),
-                                drop_counts(&rooms, |who| who.starts_with(&prefix) && who != now),
-                            )
-                            .await;
-                        }
-                    }
+                    let Ok(permit) = running.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let bucket = bucket.clone();
+                    spawner.spawn(async move {
+                        bucket.serve(request).await;
+                        drop(permit);
+                    });
                 }
             });
         }
@@ -623,5 +551,119 @@ async fn drop_counts(kv: &async_nats::jetstream::kv::Store, gone: impl Fn(&str) 
     let keys: Vec<String> = keys.filter_map(|k| async { k.ok() }).collect().await;
     for key in keys {
         recount(kv, &key, |counts| counts.retain(|who, _| !gone(who))).await;
+    }
+}
+
+/// How many bucket requests are carried out at once.
+const BUCKET_REQUESTS_AT_ONCE: usize = 64;
+
+/// The two buckets, and where their answers go.
+struct Buckets {
+    names: async_nats::jetstream::kv::Store,
+    rooms: async_nats::jetstream::kv::Store,
+    answers: mpsc::Sender<FromNats>,
+    node: String,
+    incarnation: u64,
+    /// `node:incarnation`, this node's entry in the rooms bucket.
+    me: String,
+    up: Arc<AtomicBool>,
+}
+
+impl Buckets {
+    async fn serve(&self, request: NameRequest) {
+        let (kv, rooms, answers, node, incarnation, me, up) = (
+            &self.names,
+            &self.rooms,
+            &self.answers,
+            &self.node,
+            self.incarnation,
+            &self.me,
+            &self.up,
+        );
+        match request {
+            NameRequest::Claim { session, username } => {
+                let value = holder(node, incarnation, session);
+                // Without NATS, at once: the node serves its own players.
+                let revision = if up.load(Ordering::Relaxed) {
+                    tokio::time::timeout(CLAIM_TIMEOUT, claim(kv, &name_key(&username), value))
+                        .await
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
+                let username = username.clone();
+                // A closed queue: the server is stopping, and nobody waits for the answer.
+                let _ = answers
+                    .send(FromNats::Claimed {
+                        session,
+                        username,
+                        granted: revision.is_some(),
+                        revision: revision.unwrap_or(0),
+                    })
+                    .await;
+            }
+            NameRequest::Release { session, username } => {
+                let value = holder(node, incarnation, session);
+                if up.load(Ordering::Relaxed) {
+                    let _ = tokio::time::timeout(
+                        CLAIM_TIMEOUT,
+                        release(kv, &name_key(&username), &value),
+                    )
+                    .await;
+                }
+            }
+            NameRequest::Reserve {
+                session,
+                room,
+                capacity,
+            } => {
+                let outcome = if up.load(Ordering::Relaxed) {
+                    tokio::time::timeout(
+                        CLAIM_TIMEOUT,
+                        reserve(rooms, &name_key(&room), me, capacity),
+                    )
+                    .await
+                    .unwrap_or(Reservation::Unavailable)
+                } else {
+                    Reservation::Unavailable
+                };
+                let answer = FromNats::Reserved {
+                    session,
+                    room,
+                    outcome,
+                };
+                let _ = answers.send(answer).await;
+            }
+            NameRequest::Unreserve { room } => {
+                let key = name_key(&room);
+                let _ = tokio::time::timeout(
+                    CLAIM_TIMEOUT,
+                    recount(rooms, &key, |counts| {
+                        if let Some(n) = counts.get_mut(me.as_str()) {
+                            *n = n.saturating_sub(1);
+                        }
+                        counts.retain(|_, n| *n > 0);
+                    }),
+                )
+                .await;
+            }
+            NameRequest::DropNode { node, incarnation } => {
+                let gone = format!("{node}:{incarnation}");
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    drop_counts(rooms, |who| who == gone),
+                )
+                .await;
+            }
+            NameRequest::Started { node, incarnation } => {
+                let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    drop_counts(rooms, |who| who.starts_with(&prefix) && who != now),
+                )
+                .await;
+            }
+        }
     }
 }
