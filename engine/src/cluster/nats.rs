@@ -231,28 +231,8 @@ impl Link {
             .await
             .map_err(|e| e.to_string())?;
         let jetstream = async_nats::jetstream::new(client.clone());
-        let bucket = async_nats::jetstream::kv::Config {
-            bucket: NAMES_BUCKET.to_string(),
-            history: 1,
-            ..Default::default()
-        };
-        let kv = match jetstream.create_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(create) => jetstream.get_key_value(NAMES_BUCKET).await.map_err(|e| {
-                format!("no JetStream key-value bucket {NAMES_BUCKET} ({create}; {e}); start nats-server with -js")
-            })?,
-        };
-        let rooms_bucket = async_nats::jetstream::kv::Config {
-            bucket: ROOMS_BUCKET.to_string(),
-            history: 1,
-            ..Default::default()
-        };
-        let rooms = match jetstream.create_key_value(rooms_bucket).await {
-            Ok(kv) => kv,
-            Err(create) => jetstream.get_key_value(ROOMS_BUCKET).await.map_err(|e| {
-                format!("no JetStream key-value bucket {ROOMS_BUCKET} ({create}; {e}); start nats-server with -js")
-            })?,
-        };
+        let kv = open_bucket(&jetstream, NAMES_BUCKET).await?;
+        let rooms = open_bucket(&jetstream, ROOMS_BUCKET).await?;
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         // One claim per login and one release per logout; when the queue is full, the tick
         // loop answers the claim itself (see `Link::ask`).
@@ -374,6 +354,27 @@ impl Link {
     /// The client, for the server's own use (a flush at shutdown).
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+}
+
+/// The key-value bucket `name`, created when it is not there yet (by the first node to
+/// start; the others find it).
+async fn open_bucket(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+) -> Result<async_nats::jetstream::kv::Store, String> {
+    let config = async_nats::jetstream::kv::Config {
+        bucket: name.to_string(),
+        history: 1,
+        ..Default::default()
+    };
+    match jetstream.create_key_value(config).await {
+        Ok(kv) => Ok(kv),
+        Err(create) => jetstream.get_key_value(name).await.map_err(|e| {
+            format!(
+                "no JetStream key-value bucket {name} ({create}; {e}); start nats-server with -js"
+            )
+        }),
     }
 }
 

@@ -83,6 +83,12 @@ fn say<G: RoomsGame>(
     Ok(())
 }
 
+/// Where a whisper goes: a session of this node, or the other node that has the name.
+enum Target {
+    Here(net::SessionId),
+    There(String),
+}
+
 /// A whisper goes to the user logged in as `to` (on this node or another), and back to the
 /// sender as an echo.
 fn whisper<G: RoomsGame>(
@@ -92,29 +98,28 @@ fn whisper<G: RoomsGame>(
 ) -> Result<(), HandlerError> {
     check_username(&request.to)?;
     check_content(&request.content, world.game.rooms().config.max_chat_len)?;
-    let Some(target) = world.session_of(&request.to) else {
-        let node = world
-            .cluster
-            .as_ref()
-            .and_then(|c| c.node_of(&request.to))
-            .map(str::to_string);
-        let Some(node) = node else {
-            return Err(HandlerError::new(
-                ErrorCode::UserOffline,
-                format!("{} is not logged in", request.to),
-            ));
-        };
-        return whisper_to_node(world, ctx, request, &node);
+    let target = match world.session_of(&request.to) {
+        Some(session) => Target::Here(session),
+        None => match world.cluster.as_ref().and_then(|c| c.node_of(&request.to)) {
+            Some(node) => Target::There(node.to_string()),
+            None => {
+                return Err(HandlerError::new(
+                    ErrorCode::UserOffline,
+                    format!("{} is not logged in", request.to),
+                ))
+            }
+        },
     };
     let from = world
         .login(ctx.session)
         .expect("dispatch checked the login")
         .username
         .clone();
-    let to = world
-        .login(target)
-        .map(|l| l.username.clone())
-        .unwrap_or(request.to);
+    let to = match &target {
+        Target::Here(session) => world.login(*session).map(|l| l.username.clone()),
+        Target::There(_) => None,
+    }
+    .unwrap_or_else(|| request.to.clone());
     let line = S2cWhisper {
         from,
         to,
@@ -128,46 +133,22 @@ fn whisper<G: RoomsGame>(
             "whisper does not fit in a frame",
         ));
     };
-    world.out.push(target, frame.clone());
-    if target != ctx.session {
-        world.out.push(ctx.session, frame);
-    }
-    Ok(())
-}
-
-/// A whisper to a user of node `node`: the frame goes there once, and back to the sender.
-fn whisper_to_node<G: RoomsGame>(
-    world: &mut World<G>,
-    ctx: &Ctx,
-    request: C2sWhisper,
-    node: &str,
-) -> Result<(), HandlerError> {
-    let from = world
-        .login(ctx.session)
-        .expect("dispatch checked the login")
-        .username
-        .clone();
-    let line = S2cWhisper {
-        from,
-        to: request.to.clone(),
-        content: request.content,
-        sent_at_us: request.sent_at_us,
-    };
-    world.stats.chat_in += 1;
-    let Some(frame) = world.out.encode(&line) else {
-        return Err(HandlerError::new(
-            ErrorCode::Internal,
-            "whisper does not fit in a frame",
-        ));
-    };
-    if let Some(cluster) = world.cluster.as_mut() {
-        cluster.send(
-            node,
-            Event::new(Kind::Whisper(wire::Whisper {
-                to: request.to,
-                frame: frame.clone(),
-            })),
-        );
+    match target {
+        Target::Here(session) => {
+            world.out.push(session, frame.clone());
+            if session == ctx.session {
+                return Ok(()); // to oneself: once
+            }
+        }
+        Target::There(node) => {
+            if let Some(cluster) = world.cluster.as_mut() {
+                let event = Kind::Whisper(wire::Whisper {
+                    to: request.to,
+                    frame: frame.clone(),
+                });
+                cluster.send(&node, Event::new(event));
+            }
+        }
     }
     world.out.push(ctx.session, frame);
     Ok(())
