@@ -330,15 +330,6 @@ impl Storage for PostgresStorage {
         let mut rooms: Vec<&str> = rooms_col.clone();
         rooms.sort_unstable();
         rooms.dedup();
-        // Nodes append to the same rooms: rows another node's trim is deleting are left to
-        // it (SKIP LOCKED) rather than waited for, so that no node's writes wait on another's.
-        tx.execute(
-            "DELETE FROM history WHERE id IN (
-                 SELECT h.id FROM unnest($1::text[]) AS r(room) CROSS JOIN LATERAL (
-                     SELECT id FROM history WHERE history.room = r.room
-                     ORDER BY id DESC OFFSET $2 FOR UPDATE SKIP LOCKED) h)",
-            &[&rooms, &big(limits.lines as u64)],
-        )?;
         let new_rooms = tx.execute(
             "INSERT INTO history_rooms (room, emptied_at_us)
              SELECT unnest($1::text[]), NULL ON CONFLICT (room) DO NOTHING",
@@ -365,6 +356,26 @@ impl Storage for PostgresStorage {
             }
         }
         tx.commit()?;
+        // Then each room is trimmed to its last lines, in a transaction of its own: nodes
+        // append to the same rooms, and one node's trim must neither wait long on another's
+        // nor take the lines above with it when it fails. A trim that cannot have its rows
+        // within the lock timeout is left to the next batch (the lines are written already).
+        let trim = (|| -> Result<(), postgres::Error> {
+            let mut tx = self.db().transaction()?;
+            tx.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
+            tx.execute(
+                "DELETE FROM history h USING (
+                     SELECT r.room, (SELECT id FROM history WHERE history.room = r.room
+                                     ORDER BY id DESC OFFSET $2 LIMIT 1) AS cutoff
+                     FROM unnest($1::text[]) AS r(room)) c
+                 WHERE h.room = c.room AND h.id <= c.cutoff",
+                &[&rooms, &big(limits.lines as u64)],
+            )?;
+            tx.commit()
+        })();
+        if let Err(error) = trim {
+            spdlog::debug!("storage: history trim left to the next batch: {error}");
+        }
         Ok(trimmed)
     }
 
