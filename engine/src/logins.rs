@@ -132,7 +132,7 @@ pub fn claimed<G: Game>(world: &mut World<G>, session: SessionId, _now: Instant)
     if client.closing || client.gone || client.login.is_some() {
         return false;
     }
-    let (_, reply, login) = *claiming;
+    let (reply, login) = *claiming;
     world.out.send(session, &reply);
     world.bind_login(session, login);
     true
@@ -178,11 +178,11 @@ pub fn finish<G: Game>(
                 guest: auth.guest,
                 token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
             };
-            if crate::cluster::claims_names(world) {
+            if world.cluster.is_some() {
                 // On a cluster, the name is the session's once the names bucket says so.
                 let username = login.username.clone();
                 if let Some(client) = world.clients.get_mut(&session) {
-                    client.claiming = Some(Box::new((request_id, reply, login)));
+                    client.claiming = Some(Box::new((reply, login)));
                 }
                 crate::cluster::claim(world, session, &username);
                 return;

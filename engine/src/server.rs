@@ -469,7 +469,7 @@ impl<G: Game> Server<G> {
         };
         // Name claims and releases first: the bucket, not the batches, says who holds a name.
         for request in cluster.take_name_requests() {
-            if !link.ask(request.clone()) {
+            if let Err(request) = link.ask(request) {
                 match request {
                     NameRequest::Claim { session, username } => {
                         self.inputs.push(Input::Cluster(FromNats::Claimed {
@@ -492,7 +492,7 @@ impl<G: Game> Server<G> {
         }
         let mut dropped = 0;
         for (subject, batch) in cluster.take_batches(now) {
-            if !link.publish(subject, &batch) {
+            if !link.publish(subject, batch) {
                 dropped += 1;
             }
         }

@@ -220,11 +220,6 @@ impl Cluster {
     }
 }
 
-/// Whether logins of `world` wait for the names bucket (a node of a cluster).
-pub fn claims_names<G: Game>(world: &World<G>) -> bool {
-    world.cluster.is_some()
-}
-
 /// A login of `session` as `username` is ready: it waits for the bucket to make the session
 /// the name's holder ([`input`] completes it).
 pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {

@@ -172,9 +172,8 @@ pub struct Link {
     /// What NATS brings: batches of other nodes, and what the names bucket says.
     pub inbound: mpsc::Receiver<FromNats>,
     names: Option<mpsc::Sender<NameRequest>>,
-    outbound: Option<mpsc::Sender<(String, Bytes)>>,
+    outbound: Option<mpsc::Sender<(String, Batch)>>,
     connected: Arc<AtomicBool>,
-    client: async_nats::Client,
 }
 
 /// The counters the NATS side keeps.
@@ -272,7 +271,7 @@ impl Link {
             let (kv, events, stop) = (kv.clone(), inbound_tx.clone(), stop.clone());
             tracker.spawn(async move { watch_names(kv, events, stop).await });
         }
-        let (outbound_tx, mut outbound_rx) = mpsc::channel::<(String, Bytes)>(OUTBOUND_QUEUE);
+        let (outbound_tx, mut outbound_rx) = mpsc::channel::<(String, Batch)>(OUTBOUND_QUEUE);
 
         let received = metrics.clone();
         tracker.spawn(async move {
@@ -301,7 +300,9 @@ impl Link {
         });
         let publisher = client.clone();
         tracker.spawn(async move {
-            while let Some((subject, payload)) = outbound_rx.recv().await {
+            while let Some((subject, batch)) = outbound_rx.recv().await {
+                // Encoded here, off the tick loop.
+                let payload = Bytes::from(prost::Message::encode_to_vec(&batch));
                 let len = payload.len() as u64;
                 if let Err(error) = publisher.publish(subject, payload).await {
                     spdlog::warn!("cluster: cannot publish: {error}");
@@ -317,7 +318,6 @@ impl Link {
             names: Some(names_tx),
             outbound: Some(outbound_tx),
             connected,
-            client,
         })
     }
 
@@ -326,22 +326,23 @@ impl Link {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// Hands `batch` to the publisher; false when its queue is full (the batch is dropped).
-    pub fn publish(&mut self, subject: String, batch: &Batch) -> bool {
+    /// Hands `batch` to the publisher, which encodes and publishes it; false when its queue
+    /// is full (the batch is dropped).
+    pub fn publish(&mut self, subject: String, batch: Batch) -> bool {
         let Some(outbound) = &self.outbound else {
             return false;
         };
-        let payload = Bytes::from(prost::Message::encode_to_vec(batch));
-        outbound.try_send((subject, payload)).is_ok()
+        outbound.try_send((subject, batch)).is_ok()
     }
 
-    /// Asks the names bucket for `request`; false when its queue is full (a claim is then
-    /// not granted, and the login goes on without it; a release is left undone, and the
-    /// next claim of the name takes it over).
-    pub fn ask(&self, request: NameRequest) -> bool {
-        self.names
-            .as_ref()
-            .is_some_and(|names| names.try_send(request).is_ok())
+    /// Asks the buckets for `request`; gives it back when their queue is full (a claim is
+    /// then not granted, and the login goes on without it; a reservation is unavailable; a
+    /// release is left undone, and the next claim of the name takes it over).
+    pub fn ask(&self, request: NameRequest) -> Result<(), NameRequest> {
+        match &self.names {
+            Some(names) => names.try_send(request).map_err(|e| e.into_inner()),
+            None => Err(request),
+        }
     }
 
     /// No more batches: the publisher sends what it has, flushes, and ends.
@@ -349,11 +350,6 @@ impl Link {
         self.outbound = None;
         // The bucket task ends once it has carried out what it has (the last releases).
         self.names = None;
-    }
-
-    /// The client, for the server's own use (a flush at shutdown).
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
     }
 }
 

@@ -203,6 +203,17 @@ fn pair() -> (Harness, Harness) {
     (a, b)
 }
 
+/// Two nodes, alice on a and bob on b, both in the lobby and known to each other.
+fn lobby_on_both() -> (Harness, Harness, net::SessionId, net::SessionId) {
+    let (mut a, mut b) = pair();
+    let alice = guest(&mut a, "alice");
+    join(&mut a, alice, "lobby");
+    let bob = guest(&mut b, "bob");
+    join(&mut b, bob, "lobby");
+    settle(&mut a, &mut b);
+    (a, b, alice, bob)
+}
+
 #[test]
 fn members_of_a_room_on_two_nodes_see_each_other_and_every_line_once_in_order() {
     let (mut a, mut b) = pair();
@@ -340,12 +351,7 @@ fn the_name_goes_to_the_login_the_bucket_granted_last_and_the_older_session_is_r
 
 #[test]
 fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
-    let (mut a, mut b) = pair();
-    let alice = guest(&mut a, "alice");
-    join(&mut a, alice, "lobby");
-    let bob = guest(&mut b, "bob");
-    join(&mut b, bob, "lobby");
-    settle(&mut a, &mut b);
+    let (mut a, mut b, alice, bob) = lobby_on_both();
     a.take(alice);
     b.take(bob);
     // b says nothing for the timeout.
@@ -373,12 +379,7 @@ fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
 
 #[test]
 fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
-    let (mut a, mut b) = pair();
-    let alice = guest(&mut a, "alice");
-    join(&mut a, alice, "lobby");
-    let bob = guest(&mut b, "bob");
-    join(&mut b, bob, "lobby");
-    settle(&mut a, &mut b);
+    let (mut a, mut b, alice, bob) = lobby_on_both();
     b.take(bob);
     a.send(
         alice,
@@ -465,12 +466,7 @@ fn failed_logins_on_one_node_count_on_the_others() {
 
 #[test]
 fn a_node_restarted_under_its_name_is_a_new_one() {
-    let (mut a, mut b) = pair();
-    let alice = guest(&mut a, "alice");
-    join(&mut a, alice, "lobby");
-    let bob = guest(&mut b, "bob");
-    join(&mut b, bob, "lobby");
-    settle(&mut a, &mut b);
+    let (mut a, _, alice, _) = lobby_on_both();
     a.take(alice);
     // b restarts at once, before it could be missed: its sequence numbers start again.
     let mut b = node("b");

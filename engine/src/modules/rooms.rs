@@ -697,22 +697,12 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
         .or_default()
         .rooms
         .push(name.to_string());
-    let presence = S2cRoomPresence {
-        room: name.to_string(),
-        username,
-        joined: true,
-    };
-    let room = &rooms.rooms[name];
-    if let Some(frame) = out.encode(&presence) {
-        for &member in room.members.iter().filter(|&&m| m != session) {
-            out.push(member, frame.clone());
-        }
-    }
+    tell_presence(out, &rooms.rooms[name], &username, true, Some(session));
     if let Some(cluster) = world.cluster.as_mut() {
         cluster.broadcast(crate::cluster::Event::new(crate::cluster::Kind::Joined(
             crate::cluster::wire::Membership {
                 room: name.to_string(),
-                username: username_of(&world.clients, session),
+                username,
             },
         )));
     }
@@ -910,26 +900,29 @@ fn remove_member<G: RoomsGame>(
         }
         return;
     }
+    tell_presence(out, entry, username, false, None);
+}
+
+/// Tells the members of `room` (but `except`) that `username` joined or left it, in one
+/// frame for all.
+pub(crate) fn tell_presence(
+    out: &mut crate::outbox::Outbox,
+    room: &Room,
+    username: &str,
+    joined: bool,
+    except: Option<SessionId>,
+) {
     let presence = S2cRoomPresence {
-        room: room.to_string(),
+        room: room.name.clone(),
         username: username.to_string(),
-        joined: false,
+        joined,
     };
     let Some(frame) = out.encode(&presence) else {
         return;
     };
-    for &member in &entry.members {
+    for &member in room.members.iter().filter(|&&m| Some(m) != except) {
         out.push(member, frame.clone());
     }
-}
-
-/// The username of `session`, or empty.
-fn username_of(clients: &HashMap<SessionId, crate::world::Client>, session: SessionId) -> String {
-    clients
-        .get(&session)
-        .and_then(|c| c.login.as_ref())
-        .map(|l| l.username.clone())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

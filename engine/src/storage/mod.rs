@@ -14,6 +14,11 @@ use std::path::PathBuf;
 pub use pg::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
+/// The key usernames are unique by: the name folded to lowercase (ASCII; usernames are).
+fn username_key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
 /// An account as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {

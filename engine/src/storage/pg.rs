@@ -18,8 +18,8 @@ use std::time::Duration;
 use postgres::{Client, NoTls, Transaction};
 
 use super::{
-    Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord, Storage,
-    StorageError, UNCLEAN_STOP,
+    username_key, Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord,
+    Storage, StorageError, UNCLEAN_STOP,
 };
 
 /// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
@@ -203,10 +203,6 @@ fn schema_version(tx: &mut Transaction<'_>) -> Result<i64, StorageError> {
         .map_or(0, |row| row.get(0)))
 }
 
-fn key(username: &str) -> String {
-    username.to_ascii_lowercase()
-}
-
 fn account_row(row: &postgres::Row) -> Account {
     Account {
         id: row.get::<_, i64>(0) as u64,
@@ -227,7 +223,7 @@ impl Storage for PostgresStorage {
             .db()
             .query_opt(
                 "SELECT id, username, password_hash FROM accounts WHERE username_key = $1",
-                &[&key(username)],
+                &[&username_key(username)],
             )?
             .as_ref()
             .map(account_row))
@@ -242,7 +238,12 @@ impl Storage for PostgresStorage {
         let row = self.db().query_opt(
             "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
              VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
-            &[&username, &key(username), &password_hash, &big(now_us)],
+            &[
+                &username,
+                &username_key(username),
+                &password_hash,
+                &big(now_us),
+            ],
         )?;
         Ok(row.map(|row| Account {
             id: row.get::<_, i64>(0) as u64,

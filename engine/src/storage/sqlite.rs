@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord, Storage,
-    StorageError, UNCLEAN_STOP,
+    username_key, Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord,
+    Storage, StorageError, UNCLEAN_STOP,
 };
 
 /// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
@@ -274,10 +274,6 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
-fn key(username: &str) -> String {
-    username.to_ascii_lowercase()
-}
-
 fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
         id: row.get::<_, i64>(0)? as u64,
@@ -293,7 +289,7 @@ impl Storage for SqliteStorage {
             .prepare_cached(
                 "SELECT id, username, password_hash FROM accounts WHERE username_key = ?1",
             )?
-            .query_row([key(username)], account_row)
+            .query_row([username_key(username)], account_row)
             .optional()?)
     }
 
@@ -311,7 +307,7 @@ impl Storage for SqliteStorage {
             )?
             .execute(params![
                 username,
-                key(username),
+                username_key(username),
                 password_hash,
                 now_us as i64
             ])?;

@@ -139,9 +139,9 @@ pub struct Client {
     pub gone: bool,
     /// The last username it was logged in as, for the session log.
     pub last_username: Option<String>,
-    /// A login the names bucket of the cluster has yet to grant: the request id, the answer,
-    /// the login ([`crate::logins::claimed`] completes it).
-    pub claiming: Option<Box<(u16, protocol::world::S2cAuthResult, Login)>>,
+    /// A login the names bucket of the cluster has yet to grant: the answer and the login
+    /// ([`crate::logins::claimed`] completes it).
+    pub claiming: Option<Box<(protocol::world::S2cAuthResult, Login)>>,
     /// A close is queued: its further messages are ignored.
     pub closing: bool,
     /// Its request rate limit.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use protocol::world::S2cRoomPresence;
 
 use super::{Rooms, RoomsGame};
 use crate::cluster::wire::{Membership, RoomMembers, RoomsState};
@@ -132,21 +131,8 @@ fn forget(rooms: &mut Rooms, room: &str, node: &str, username: &str) -> bool {
 /// Tells this node's members of `room` that `username` (of another node) joined or left.
 fn presence<G: RoomsGame>(world: &mut World<G>, room: &str, username: &str, joined: bool) {
     let World { game, out, .. } = world;
-    let Some(entry) = game.rooms().rooms.get(room) else {
-        return;
-    };
-    if entry.members.is_empty() {
-        return;
-    }
-    let presence = S2cRoomPresence {
-        room: room.to_string(),
-        username: username.to_string(),
-        joined,
-    };
-    if let Some(frame) = out.encode(&presence) {
-        for &member in &entry.members {
-            out.push(member, frame.clone());
-        }
+    if let Some(entry) = game.rooms().rooms.get(room) {
+        super::tell_presence(out, entry, username, joined, None);
     }
 }
 
