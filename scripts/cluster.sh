@@ -33,7 +33,7 @@ sleep 0.5
 
 servers=()
 for i in $(seq "$nodes"); do
-    ./target/release/world-server --listen "127.0.0.1:$((base + i))" \
+    ./target/release/world-server --listen "127.0.0.1:$((base + i))" --web off \
         --admin "127.0.0.1:$((base + 100 + i))" \
         --nats "nats://127.0.0.1:$nats_port" --node "node$i" --log-level warn \
         --config <(printf '[storage]\npath = "%s"\n' "$out/node$i.db") \

@@ -23,7 +23,7 @@ mkdir -p "$out"
 
 cargo build --release -q -p world-server -p dummy-client -p arena
 
-server_args=(--listen "127.0.0.1:$port")
+server_args=(--listen "127.0.0.1:$port" --web off)
 [ -n "${SERVER_CONFIG:-}" ] && server_args+=(--config "$SERVER_CONFIG")
 server_bin=${SERVER_BIN:-./target/release/world-server}
 "$server_bin" "${server_args[@]}" 2>"$out/server.log" &

@@ -11,6 +11,7 @@
 //! - [`MessageType`], [`ClientToServer`], [`ServerToClient`]: the generated message table.
 //! - [`C2sMessage`], [`S2cMessage`]: one enum per direction, decoded from a frame by id.
 //! - [`encode_frame`]: header and payload of one frame, appended to a buffer.
+//! - [`MESSAGES_JS`]: the same messages for JavaScript clients (browsers).
 #![warn(missing_docs)]
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,6 +25,15 @@ pub mod world {
 include!(concat!(env!("OUT_DIR"), "/message_types.rs"));
 
 pub use world::ErrorCode;
+
+/// The messages for JavaScript clients, generated from `proto/` with the Rust types: a plain
+/// script (no modules) that defines the global `PROTOCOL` (every message by full name, such as
+/// `world.S2C_Chat`, with its id and fields; every enum, such as `world.ErrorCode`, with its
+/// values) and a proto3 and frame codec driven by it: `encodeFrame(name, obj)` gives the bytes
+/// of one frame, `decodeFrames(bytes)` the `{name, id, msg}` of every whole frame in a buffer
+/// (and throws on a partial one). Put it before the script that uses it; see
+/// `protocol_build::js`.
+pub const MESSAGES_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/messages.js"));
 
 /// Protocol version sent in `S2C_Welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -50,10 +50,18 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Starts the server with `args`; without a `--web` among them, with `--web off`, so that
+    /// servers of tests running at once do not all take the default web port.
     fn spawn(args: &[&str]) -> ServerProcess {
         let dir = common::fresh_dir();
+        let web_off: &[&str] = if args.contains(&"--web") {
+            &[]
+        } else {
+            &["--web", "off"]
+        };
         let mut child = Command::new(world_server_binary())
             .args(args)
+            .args(web_off)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -277,7 +285,7 @@ fn an_admin_address_that_is_the_game_port_exits_2_saying_so() {
     assert_eq!(
         one_line(&stderr),
         format!(
-            "world-server: the admin listener must be another address than the game port (got {listen} for both)"
+            "world-server: invalid config \"the command line\": admin.listen must be another address than server.listen (got \"{listen}\")"
         )
     );
 }

@@ -269,6 +269,8 @@ async fn node_process(
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--web",
+            "off",
             "--log-level",
             "warn",
         ])

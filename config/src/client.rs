@@ -68,6 +68,22 @@ pub struct ClientSection {
     /// Seconds a bot has to be logged in and in its room; after that it counts as failed,
     /// 1..=600. Default 10: generous under load, and a hung login still shows up in the report.
     pub login_timeout_secs: u64,
+    /// How bots carry their frames: `"tcp"` (on the socket, the default) or `"ws"`
+    /// (WebSocket at [`ws_path`](Self::ws_path), each binary message carrying frames).
+    pub transport: String,
+    /// The WebSocket path of the server. Default `"/ws"`, the server's default.
+    pub ws_path: String,
+    /// Whether bots connect with TLS (to the server's `tls.listen` port). Default `false`.
+    pub tls: bool,
+    /// With `tls`: a PEM file of the certificate authorities (or the self-signed certificate)
+    /// to trust. Empty (the default): the system's.
+    pub tls_ca: PathBuf,
+    /// With `tls`: trust any certificate, unchecked; for a test server's self-signed
+    /// certificate, never for a real one. Default `false`.
+    pub tls_insecure: bool,
+    /// With `tls`: the name the server's certificate must carry. Empty (the default): the
+    /// server's address, as an IP address.
+    pub tls_name: String,
 }
 
 impl ClientSection {
@@ -103,6 +119,12 @@ impl Default for ClientSection {
             max_packet_size: 65535,
             drain_secs: 5,
             login_timeout_secs: 10,
+            transport: "tcp".into(),
+            ws_path: "/ws".into(),
+            tls: false,
+            tls_ca: PathBuf::new(),
+            tls_insecure: false,
+            tls_name: String::new(),
         }
     }
 }
@@ -311,6 +333,35 @@ impl ClientConfig {
             client.login_timeout_secs,
             1..=600,
         )?;
+        if !matches!(client.transport.as_str(), "tcp" | "ws") {
+            return Err(rules.fail(
+                "client.transport",
+                "\"tcp\" or \"ws\"",
+                quoted(&client.transport),
+            ));
+        }
+        if !client.ws_path.starts_with('/') || client.ws_path.contains([' ', '\r', '\n']) {
+            return Err(rules.fail(
+                "client.ws_path",
+                "a path starting with /",
+                quoted(&client.ws_path),
+            ));
+        }
+        if client.tls_insecure && !client.tls_ca.as_os_str().is_empty() {
+            return Err(rules.fail(
+                "client.tls_insecure",
+                "false when client.tls_ca is set (trust one or the other)",
+                "true".to_string(),
+            ));
+        }
+        let name_char = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+        if !client.tls_name.chars().all(name_char) {
+            return Err(rules.fail(
+                "client.tls_name",
+                "empty, a DNS name or an IP address",
+                quoted(&client.tls_name),
+            ));
+        }
 
         let bots = &self.bots;
         rules.range("bots.bots_per_room", bots.bots_per_room, 1..=100_000)?;
@@ -371,6 +422,27 @@ mod tests {
         ClientConfig::from_toml_str(text, ORIGIN)
             .expect_err("config should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn transports_and_tls_trust_are_checked_naming_the_key() {
+        assert_eq!(ClientConfig::default().client.transport, "tcp");
+        assert_eq!(
+            error("[client]\ntransport = \"quic\"\n"),
+            r#"invalid config "dummy-client.toml": client.transport must be "tcp" or "ws" (got "quic")"#
+        );
+        assert_eq!(
+            error("[client]\nws_path = \"ws\"\n"),
+            r#"invalid config "dummy-client.toml": client.ws_path must be a path starting with / (got "ws")"#
+        );
+        assert_eq!(
+            error("[client]\ntls = true\ntls_insecure = true\ntls_ca = \"ca.pem\"\n"),
+            r#"invalid config "dummy-client.toml": client.tls_insecure must be false when client.tls_ca is set (trust one or the other) (got true)"#
+        );
+        assert_eq!(
+            error("[client]\ntls_name = \"a b\"\n"),
+            r#"invalid config "dummy-client.toml": client.tls_name must be empty, a DNS name or an IP address (got "a b")"#
+        );
     }
 
     #[test]

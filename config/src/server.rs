@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub admin: AdminSection,
     /// `[cluster]`: this server as a node among others sharing a database.
     pub cluster: ClusterSection,
+    /// `[web]`: the web port: the game's browser page and WebSocket.
+    pub web: WebSection,
+    /// `[tls]`: the TLS port: frames, the page and WebSocket inside TLS.
+    pub tls: TlsSection,
     /// `[log]`: log level and optional rotating log file.
     pub log: LogConfig,
 }
@@ -53,6 +57,89 @@ pub struct AdminSection {
 }
 
 impl AdminSection {
+    /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// `[web]`: the web port (plain HTTP): the game's browser page at `/` (and the files it
+/// loads) and WebSocket at [`path`](Self::path), each binary message carrying whole frames,
+/// the same bytes the game port carries. The TLS port serves the same to the clients that ask
+/// for HTTP (ALPN `http/1.1`, as browsers do): `https://` and `wss://`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSection {
+    /// Address of the web port, `ADDR:PORT`; empty for none. Default `127.0.0.1:7080`:
+    /// loopback, like the game port; a browser on this machine opens `http://127.0.0.1:7080/`.
+    /// Each server on one machine needs its own.
+    pub listen: String,
+    /// The path of WebSocket upgrades. Default `"/ws"`.
+    pub path: String,
+    /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket, besides the
+    /// server's own page; `["*"]` for any. Default empty: only the page this server serves.
+    /// Clients that send no `Origin` (programs, not browsers) are always let in.
+    pub allowed_origins: Vec<String>,
+    /// Largest WebSocket message taken, in bytes, 64..=16_777_216, and at least
+    /// `server.max_packet_size`. Default 65536: a message may carry several frames; a larger
+    /// one (or fragments adding up past it) closes the connection with code 1009.
+    pub max_message_bytes: usize,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7080".into(),
+            path: "/ws".into(),
+            allowed_origins: Vec::new(),
+            max_message_bytes: 65536,
+        }
+    }
+}
+
+impl WebSection {
+    /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// `[tls]`: a port of its own that serves inside TLS (rustls) what the game port and the web
+/// port serve: frames, and to the clients that ask for HTTP (ALPN `http/1.1`) the page and
+/// WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// Address of the TLS port, `ADDR:PORT`; empty (the default) for none.
+    pub listen: String,
+    /// The certificate chain, a PEM file, leaf first. Checked at start: a missing file, a
+    /// key that does not match, or a certificate outside its validity period stops the
+    /// server with one line.
+    pub cert: std::path::PathBuf,
+    /// The private key of the certificate, a PEM file (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// Whether TLS 1.2 is offered besides TLS 1.3. Default `false`.
+    pub allow_tls12: bool,
+    /// Seconds between checks of the two files for a change, 0..=86400; 0 checks only on
+    /// SIGHUP. A new certificate (on SIGHUP, or when the files change) serves every later
+    /// handshake; sessions already established keep theirs. One that does not load is
+    /// logged, and the one in use stays. Default 10.
+    pub reload_secs: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            cert: std::path::PathBuf::new(),
+            key: std::path::PathBuf::new(),
+            allow_tls12: false,
+            reload_secs: 10,
+        }
+    }
+}
+
+impl TlsSection {
     /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
     pub fn address(&self) -> Option<SocketAddr> {
         self.listen.parse().ok()
@@ -189,6 +276,10 @@ pub struct NetSection {
     /// Session events the tick loop drains per tick at most, 1..=16_777_216; the rest wait for
     /// the next tick. Default 65536: a burst cannot make one tick run unboundedly long.
     pub max_messages_per_tick: usize,
+    /// Seconds a new connection may take to be set up (a TLS handshake, an HTTP request, a
+    /// WebSocket upgrade), 1..=600; then it is closed. It counts against
+    /// `limits.login_deadline_secs` too. Default 10.
+    pub handshake_timeout_secs: u64,
     /// Requests one session may send per second, sustained, 0..=1_000_000; 0 disables the
     /// limit. A burst of twice as many is allowed. Requests over the limit are answered
     /// RATE_LIMITED and dropped, and a session that keeps sending at more than twice the limit
@@ -207,6 +298,7 @@ impl Default for NetSection {
             idle_timeout_secs: 60,
             linger_ms: 2000,
             max_messages_per_tick: 65_536,
+            handshake_timeout_secs: 10,
             max_requests_per_sec: 200,
         }
     }
@@ -221,6 +313,11 @@ impl NetSection {
     /// [`linger_ms`](Self::linger_ms) as a duration.
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    /// [`handshake_timeout_secs`](Self::handshake_timeout_secs) as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
     }
 }
 
@@ -487,6 +584,11 @@ impl ServerConfig {
             1..=16_777_216,
         )?;
         rules.range(
+            "net.handshake_timeout_secs",
+            net.handshake_timeout_secs,
+            1..=600,
+        )?;
+        rules.range(
             "net.max_requests_per_sec",
             net.max_requests_per_sec,
             0..=1_000_000,
@@ -563,6 +665,89 @@ impl ServerConfig {
                 Ok(_) => {}
             }
         }
+
+        let web = &self.web;
+        let taken_by = |addr: SocketAddr, own: &str| {
+            addr == server.listen
+                || (own != "admin" && Some(addr) == self.admin.address())
+                || (own != "tls" && Some(addr) == self.tls.address())
+                || (own != "web" && Some(addr) == web.address())
+        };
+        // TLS first: web.listen has a default, so a clash is more likely the TLS port's.
+        for (key, listen, own, others) in [
+            (
+                "tls.listen",
+                &self.tls.listen,
+                "tls",
+                "another address than server.listen, admin.listen and web.listen",
+            ),
+            (
+                "web.listen",
+                &web.listen,
+                "web",
+                "another address than server.listen, admin.listen and tls.listen",
+            ),
+        ] {
+            if listen.is_empty() {
+                continue;
+            }
+            match listen.parse::<SocketAddr>() {
+                Err(_) => {
+                    return Err(rules.fail(key, "empty or ADDR:PORT", crate::error::quoted(listen)))
+                }
+                Ok(addr) if taken_by(addr, own) => {
+                    return Err(rules.fail(key, others, crate::error::quoted(listen)))
+                }
+                Ok(_) => {}
+            }
+        }
+        if !web.path.starts_with('/') || web.path.len() > 256 || web.path.contains(['?', ' ', '#'])
+        {
+            return Err(rules.fail(
+                "web.path",
+                "a path starting with / (no ?, # or space, at most 256 bytes)",
+                crate::error::quoted(&web.path),
+            ));
+        }
+        for (i, origin) in web.allowed_origins.iter().enumerate() {
+            let ok = origin == "*"
+                || matches!(origin.split_once("://"), Some((scheme, rest))
+                    if (scheme == "http" || scheme == "https")
+                        && !rest.is_empty()
+                        && !rest.trim_end_matches('/').contains('/'));
+            if !ok {
+                return Err(rules.fail(
+                    &format!("web.allowed_origins[{i}]"),
+                    "\"*\" or an origin such as https://game.example.com",
+                    crate::error::quoted(origin),
+                ));
+            }
+        }
+        rules.range(
+            "web.max_message_bytes",
+            web.max_message_bytes,
+            64..=16_777_216,
+        )?;
+        if web.max_message_bytes < server.max_packet_size {
+            return Err(rules.fail(
+                "web.max_message_bytes",
+                "at least server.max_packet_size",
+                web.max_message_bytes.to_string(),
+            ));
+        }
+        let tls = &self.tls;
+        if !tls.listen.is_empty() {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if path.as_os_str().is_empty() {
+                    return Err(rules.fail(
+                        key,
+                        "a PEM file when tls.listen is set",
+                        "\"\"".to_string(),
+                    ));
+                }
+            }
+        }
+        rules.range("tls.reload_secs", tls.reload_secs, 0..=86400)?;
 
         let nats = &self.cluster.nats_url;
         if !(nats.is_empty() || nats.starts_with("nats://") || nats.starts_with("tls://")) {
@@ -933,6 +1118,52 @@ mod tests {
             error("[admin]\nlisten = \"127.0.0.1:7000\"\n"),
             r#"invalid config "world-server.toml": admin.listen must be another address than server.listen (got "127.0.0.1:7000")"#
         );
+    }
+
+    #[test]
+    fn web_and_tls_keys_are_checked_naming_the_key() {
+        let defaults = ServerConfig::default();
+        assert_eq!(
+            defaults.web.address(),
+            Some("127.0.0.1:7080".parse().unwrap())
+        );
+        assert_eq!(defaults.tls.address(), None);
+        assert_eq!(
+            error("[web]\npath = \"ws\"\n"),
+            r#"invalid config "world-server.toml": web.path must be a path starting with / (no ?, # or space, at most 256 bytes) (got "ws")"#
+        );
+        assert_eq!(
+            error("[web]\nallowed_origins = [\"game.example\"]\n"),
+            r#"invalid config "world-server.toml": web.allowed_origins[0] must be "*" or an origin such as https://game.example.com (got "game.example")"#
+        );
+        assert_eq!(
+            error("[web]\nmax_message_bytes = 4096\n"),
+            r#"invalid config "world-server.toml": web.max_message_bytes must be at least server.max_packet_size (got 4096)"#
+        );
+        assert_eq!(
+            error("[web]\nlisten = \"127.0.0.1:7000\"\n"),
+            r#"invalid config "world-server.toml": web.listen must be another address than server.listen, admin.listen and tls.listen (got "127.0.0.1:7000")"#
+        );
+        assert_eq!(
+            error("[tls]\nlisten = \"127.0.0.1:7080\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n"),
+            r#"invalid config "world-server.toml": tls.listen must be another address than server.listen, admin.listen and web.listen (got "127.0.0.1:7080")"#
+        );
+        assert_eq!(
+            error("[tls]\nlisten = \"127.0.0.1:7443\"\nkey = \"k.pem\"\n"),
+            r#"invalid config "world-server.toml": tls.cert must be a PEM file when tls.listen is set (got "")"#
+        );
+        assert_eq!(
+            error("[tls]\nlisten = \"seven\"\n"),
+            r#"invalid config "world-server.toml": tls.listen must be empty or ADDR:PORT (got "seven")"#
+        );
+        let ok = ServerConfig::from_toml_str(
+            "[tls]\nlisten = \"0.0.0.0:7443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[web]\nallowed_origins = [\"*\"]\nlisten = \"\"\n",
+            ORIGIN,
+        )
+        .unwrap();
+        assert_eq!(ok.tls.address(), Some("0.0.0.0:7443".parse().unwrap()));
+        assert_eq!(ok.web.address(), None);
+        assert_eq!(ok.net.handshake_timeout(), Duration::from_secs(10));
     }
 
     #[test]

@@ -299,8 +299,11 @@ struct ArenaSwarm {
 }
 
 /// Runs the arena scenario as `config` describes, until its duration is over or `shutdown` is
-/// cancelled.
-pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> ArenaReport {
+/// cancelled. An error means the run could not start (a TLS trust file that cannot serve).
+pub async fn run_arena(
+    config: ClientConfig,
+    shutdown: CancellationToken,
+) -> Result<ArenaReport, crate::RunError> {
     let run_id = new_run_id();
     let (session_tx, mut session_rx) = mpsc::channel(SESSION_EVENT_QUEUE);
     let now = Instant::now();
@@ -320,14 +323,19 @@ pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> Are
             update_bytes: 0,
         })
         .collect();
+    let base = SessionConfig {
+        max_packet_size: config.client.max_packet_size,
+        inbound_credit: INBOUND_CREDIT,
+        outbound_batches: 1024,
+        max_outbound_bytes: 1 << 20,
+        linger: Duration::from_secs(1),
+        ..SessionConfig::default()
+    };
+    let session_config =
+        crate::transport::session_configs(&config.client, &[config.client.server], &base)?
+            .remove(0);
     let mut swarm = ArenaSwarm {
-        session_config: SessionConfig {
-            max_packet_size: config.client.max_packet_size,
-            inbound_credit: INBOUND_CREDIT,
-            outbound_batches: 1024,
-            max_outbound_bytes: 1 << 20,
-            linger: Duration::from_secs(1),
-        },
+        session_config,
         report: ArenaReport {
             server: config.client.server.to_string(),
             bots: config.client.bots as u64,
@@ -422,7 +430,7 @@ pub async fn run_arena(config: ClientConfig, shutdown: CancellationToken) -> Are
     }
     swarm.tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(3), swarm.tracker.wait()).await;
-    swarm.finish(walked)
+    Ok(swarm.finish(walked))
 }
 
 impl ArenaSwarm {
@@ -540,6 +548,7 @@ impl ArenaSwarm {
                     self.report.login_failures += 1;
                 }
             }
+            SessionEvent::Ready { .. } => {}
         }
     }
 

@@ -68,6 +68,7 @@
 //! - [`names`]: usernames (per run, or per account) and room names; chat content and its
 //!   parsable prefix.
 //! - [`tokens`]: the tokens file: parse, merge, atomic write.
+//! - [`transport`]: TCP, TLS, WebSocket: how each bot's session is set up.
 //! - [`wire`]: frames out of a shared arena, and `S2C_Chat` read in place without allocating.
 //! - `main.rs`: the `dummy-client` binary, a thin CLI over [`run`].
 #![warn(missing_docs)]
@@ -80,6 +81,7 @@ pub mod record;
 pub mod report;
 pub mod swarm;
 pub mod tokens;
+pub mod transport;
 pub mod wire;
 
 pub use config::client::AuthMode;

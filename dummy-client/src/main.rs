@@ -3,6 +3,7 @@
 //! ```text
 //! dummy-client [--config PATH] [--server ADDR:PORT[,ADDR:PORT...]] [--bots N] [--duration SECS]
 //!              [--auth guest|register|login|resume] [--tokens PATH]
+//!              [--transport tcp|ws] [--tls] [--ca PATH | --tls-insecure] [--tls-name NAME]
 //!              [--scenario chat|arena] [--json PATH] [--html PATH] [--log-level LEVEL]
 //! ```
 //!
@@ -59,6 +60,25 @@ struct Cli {
     /// Tokens file, overriding bots.tokens_file: register saves to it, resume reads it.
     #[arg(long, value_name = "PATH")]
     tokens: Option<PathBuf>,
+    /// How bots carry their frames, overriding client.transport: tcp, or ws (WebSocket at
+    /// client.ws_path, "/ws" by default).
+    #[arg(long, value_name = "tcp|ws", value_parser = ["tcp", "ws"])]
+    transport: Option<String>,
+    /// Connect with TLS (to the server's tls.listen port), overriding client.tls.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: trust the certificate authorities (or the self-signed certificate) in
+    /// this PEM file, overriding client.tls_ca.
+    #[arg(long, value_name = "PATH")]
+    ca: Option<PathBuf>,
+    /// With --tls: trust any certificate (a test server's self-signed one; never a real
+    /// server), overriding client.tls_insecure.
+    #[arg(long)]
+    tls_insecure: bool,
+    /// With --tls: the name the server's certificate must carry (default: the server's
+    /// address), overriding client.tls_name.
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
     /// Also write the report as a JSON document (schema_version 1) to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -143,6 +163,27 @@ fn load_config(cli: &Cli) -> Result<ClientConfig, String> {
     }
     if let Some(tokens) = &cli.tokens {
         config.bots.tokens_file = tokens.clone();
+    }
+    if let Some(transport) = &cli.transport {
+        config.client.transport = transport.clone();
+    }
+    if cli.tls {
+        config.client.tls = true;
+    }
+    if let Some(ca) = &cli.ca {
+        config.client.tls_ca = ca.clone();
+    }
+    if cli.tls_insecure {
+        config.client.tls_insecure = true;
+    }
+    if let Some(name) = &cli.tls_name {
+        config.client.tls_name = name.clone();
+    }
+    let tls_options = cli.ca.is_some() || cli.tls_insecure || cli.tls_name.is_some();
+    if tls_options && !config.client.tls {
+        return Err(
+            "--ca, --tls-insecure and --tls-name go with --tls (or client.tls = true)".into(),
+        );
     }
     let origin = match &cli.config {
         Some(path) => format!("{} and command line", path.display()),
@@ -305,7 +346,11 @@ fn run(config: ClientConfig, outputs: Outputs) -> anyhow::Result<ExitCode> {
 
 fn run_arena(config: ClientConfig, outputs: Outputs) -> anyhow::Result<ExitCode> {
     scenario(outputs, |shutdown| async move {
-        Ok(dummy_client::arena_swarm::run_arena(config, shutdown).await)
+        dummy_client::arena_swarm::run_arena(config, shutdown)
+            .await
+            .map_err(|error| {
+                eprintln!("dummy-client: {error}");
+            })
     })
 }
 

@@ -55,6 +55,8 @@ pub const UNITS: Units = Units {
 pub struct Settings {
     /// The server's address.
     pub server: String,
+    /// What the bots spoke: `tcp`, `tls`, `ws` or `wss`.
+    pub transport: String,
     /// `server_name` of the server's `S2C_Welcome`; `None` when no bot connected.
     pub server_name: Option<String>,
     /// `tick_ms` of the server's `S2C_Welcome`; `None` when no bot connected.
@@ -97,6 +99,7 @@ impl Settings {
         let client = &config.client;
         Settings {
             server: client.targets_text(),
+            transport: crate::transport::label(client).to_string(),
             bots: client.bots as u64,
             auth: config.bots.auth.clone(),
             duration_ms: client.duration_secs * 1000,

@@ -308,8 +308,8 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "dummy-client report: run {} against {}, auth {}{cancelled}",
-            self.run_id, self.server, self.auth
+            "dummy-client report: run {} against {} over {}, auth {}{cancelled}",
+            self.run_id, self.server, self.run.settings.transport, self.auth
         )?;
         writeln!(
             f,

@@ -54,7 +54,9 @@ async fn walking_bots_see_exactly_the_bots_near_them_and_the_run_passes() {
     config.client.ramp_up_per_sec = 1000;
     config.bots.move_interval_ms = 100;
     config.validate("arena test").unwrap();
-    let report = run_arena(config, CancellationToken::new()).await;
+    let report = run_arena(config, CancellationToken::new())
+        .await
+        .expect("the arena run starts");
     assert!(report.passed(), "{report}");
     assert_eq!(report.spawned, 60);
     assert!(report.ticks_checked > 50, "{report}");
@@ -110,7 +112,9 @@ async fn a_server_that_is_not_there_fails_the_run() {
     config.client.bots = 3;
     config.client.duration_secs = 1;
     config.client.login_timeout_secs = 1;
-    let report = run_arena(config, CancellationToken::new()).await;
+    let report = run_arena(config, CancellationToken::new())
+        .await
+        .expect("the arena run starts");
     assert!(!report.passed());
     assert_eq!(report.spawned, 0);
 }

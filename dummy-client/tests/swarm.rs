@@ -185,7 +185,7 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
     let tracker = TaskTracker::new();
     let (service_tx, mut service_rx) = mpsc::channel(1024);
     let (session_tx, mut session_rx) = mpsc::channel(65536);
-    ServerService::spawn(listener, service_tx, shutdown.clone(), &tracker);
+    ServerService::spawn(listener, 0, service_tx, shutdown.clone(), &tracker);
     let config = SessionConfig {
         outbound_batches: 1 << 16,
         max_outbound_bytes: 1 << 26,
@@ -222,6 +222,7 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
                             server.handle(session, message);
                         }
                     }
+                    SessionEvent::Ready { .. } => {}
                 },
             }
         }

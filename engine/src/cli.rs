@@ -13,9 +13,10 @@
 //! ```
 //!
 //! Options: `--config PATH` (a world-server TOML file; without it the embedded defaults),
-//! `--listen ADDR:PORT` (overrides `server.listen`), `--admin ADDR:PORT` (overrides
-//! `admin.listen`: metrics, health and the admin page), `--log-level LEVEL` (overrides
-//! `log.level`). The database is SQLite at `storage.path`. It stops gracefully on SIGINT or
+//! `--listen ADDR:PORT` (overrides `server.listen`), `--web ADDR:PORT|off` (overrides
+//! `web.listen`: the page and WebSocket), `--tls-listen ADDR:PORT`, `--tls-cert PATH` and
+//! `--tls-key PATH` (override `tls.*`), `--admin ADDR:PORT` (overrides `admin.listen`:
+//! metrics, health and the admin page), `--log-level LEVEL` (overrides `log.level`). The database is SQLite at `storage.path`. It stops gracefully on SIGINT or
 //! SIGTERM and exits 0; a configuration it cannot use exits 2 with one line saying why, and a
 //! failure at run time exits 1.
 
@@ -39,6 +40,19 @@ struct Args {
     /// Address to listen on, overriding server.listen.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Address of the web port (the browser page, WebSocket), overriding web.listen; "off"
+    /// for none. Each server on one machine needs its own.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    web: Option<String>,
+    /// Address of the TLS port (frames, https:// and wss://), overriding tls.listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM), overriding tls.cert.
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM), overriding tls.key.
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<PathBuf>,
     /// Address of the admin listener (/metrics, /healthz, /readyz, the admin page),
     /// overriding admin.listen. Never the game port.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -84,23 +98,26 @@ pub fn main<G: Game>(
     if let Some(admin) = args.admin {
         config.admin.listen = admin.to_string();
     }
-    if args.nats.is_some() || args.node.is_some() {
-        if let Some(nats) = args.nats {
-            config.cluster.nats_url = nats;
-        }
-        if let Some(node) = args.node {
-            config.cluster.node = node;
-        }
-        if let Err(error) = config.validate("the command line") {
-            eprintln!("{program}: {error}");
-            return ExitCode::from(2);
-        }
+    if let Some(web) = args.web {
+        config.web.listen = if web == "off" { String::new() } else { web };
     }
-    if config.admin.address() == Some(config.server.listen) {
-        eprintln!(
-            "{program}: the admin listener must be another address than the game port (got {} for both)",
-            config.server.listen
-        );
+    if let Some(listen) = args.tls_listen {
+        config.tls.listen = listen.to_string();
+    }
+    if let Some(cert) = args.tls_cert {
+        config.tls.cert = cert;
+    }
+    if let Some(key) = args.tls_key {
+        config.tls.key = key;
+    }
+    if let Some(nats) = args.nats {
+        config.cluster.nats_url = nats;
+    }
+    if let Some(node) = args.node {
+        config.cluster.node = node;
+    }
+    if let Err(error) = config.validate("the command line") {
+        eprintln!("{program}: {error}");
         return ExitCode::from(2);
     }
     if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), program) {
@@ -143,7 +160,12 @@ async fn exit_code<T>(
     match run.await {
         Ok(_) => ExitCode::SUCCESS,
         // Nothing has run yet: one line, like a bad config value.
-        Err(error @ (ServerError::Storage { .. } | ServerError::Cluster { .. })) => {
+        Err(
+            error @ (ServerError::Storage { .. }
+            | ServerError::Cluster { .. }
+            | ServerError::Certificate { .. }
+            | ServerError::Listen { .. }),
+        ) => {
             eprintln!("{program}: {error}");
             ExitCode::from(error.exit_code())
         }

@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use net::{DisconnectReason, Packet, SessionId};
+use net::{DisconnectReason, Packet, SessionId, Transport};
 use protocol::world::S2cError;
 use protocol::ErrorCode;
 
@@ -49,6 +49,13 @@ pub enum Input {
         token: u64,
         /// The peer's address.
         peer: SocketAddr,
+    },
+    /// A session's connection is set up: TLS, WebSocket, or an HTTP request being answered.
+    Ready {
+        /// The session.
+        session: SessionId,
+        /// What it speaks.
+        transport: Transport,
     },
     /// A frame arrived on a session. Its inbound credit comes back in [`Output::credits`].
     Received {
@@ -292,6 +299,12 @@ impl<G: Game> Core<G> {
     fn input(&mut self, input: Input, now: Instant) {
         match input {
             Input::Accepted { token, peer } => self.accept(token, peer, now),
+            Input::Ready { session, transport } => {
+                self.world.metrics.set_up(transport);
+                if let Some(client) = self.world.clients.get_mut(&session) {
+                    client.transport = transport;
+                }
+            }
             Input::Received { session, packet } => self.receive(session, packet, now),
             Input::Closed { session, reason } => {
                 let Some(connection) = self.connections.remove(&session) else {

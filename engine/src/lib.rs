@@ -10,6 +10,8 @@
 //!   admission, decoding, reply order, credits, rate limits, closes; no sockets, no clock.
 //! - [`server`]: the tokio driver ([`run_game`]): sockets and queues in and out of the core, once
 //!   per tick.
+//! - `ports`: the game port and the TLS port, how each sets its connections up (frames,
+//!   WebSocket, the game's page; TLS), and the certificate's reload.
 //! - [`cli`]: the command line of every game's server binary.
 //! - [`admin`]: the admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/state`, the page.
 //! - [`metrics`]: the engine's metrics, and the registry a game adds its own to.
@@ -57,6 +59,7 @@ pub mod logins;
 pub mod metrics;
 pub mod modules;
 pub mod outbox;
+mod ports;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;

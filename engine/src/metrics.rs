@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::TypedMetric;
 pub use prometheus_client::registry::Registry;
 
-use net::DisconnectReason;
+use net::{DisconnectReason, Transport};
 
 /// The phases of a tick, timed each.
 pub const PHASES: [&str; 4] = ["events", "dispatch", "timers", "flush"];
@@ -65,6 +65,13 @@ pub struct Metrics {
     /// Connections refused because their address held its share.
     pub refused_per_address: Count,
     disconnects: Vec<Count>,
+    transports: Vec<Count>,
+    /// When the TLS certificate in use expires, in Unix seconds (0 without TLS).
+    pub tls_expiry: Gauge,
+    /// TLS certificates loaded while running.
+    pub tls_reloads: Count,
+    /// TLS certificates that failed to load while running (the one in use stayed).
+    pub tls_reload_failures: Count,
     /// Frames received.
     pub frames_in: Count,
     /// Bytes of frames received, headers included.
@@ -168,6 +175,29 @@ impl Metrics {
             "Sessions ended, by reason",
             Family::<Labels, Count>::default(),
             ("reason", &DisconnectReason::LABELS),
+        );
+        let labels: Vec<&str> = Transport::ALL.iter().map(|t| t.label()).collect();
+        let (_, transports) = labelled(
+            registry,
+            "world_connections_set_up",
+            "Connections set up, by what they speak: tcp, tls, ws and wss sessions; http and https requests (the page, errors)",
+            Family::<Labels, Count>::default(),
+            ("transport", &labels),
+        );
+        let tls_expiry = gauge(
+            registry,
+            "world_tls_certificate_expiry_timestamp_seconds",
+            "When the TLS certificate in use expires, in Unix seconds (0 without TLS)",
+        );
+        let tls_reloads = counter(
+            registry,
+            "world_tls_certificate_reloads",
+            "TLS certificates loaded while running (SIGHUP or the files changed)",
+        );
+        let tls_reload_failures = counter(
+            registry,
+            "world_tls_certificate_reload_failures",
+            "TLS certificates that failed to load while running; the one in use stayed",
         );
         let frames_in = counter(registry, "world_frames_in", "Frames received");
         let bytes_in = counter(
@@ -284,6 +314,10 @@ impl Metrics {
             refused_server_full,
             refused_per_address,
             disconnects,
+            transports,
+            tls_expiry,
+            tls_reloads,
+            tls_reload_failures,
             frames_in,
             bytes_in,
             frames_out,
@@ -313,6 +347,13 @@ impl Metrics {
             .position(|l| *l == reason.label())
             .unwrap_or(0);
         self.disconnects[index].inc();
+    }
+
+    /// A connection was set up as `transport`.
+    pub fn set_up(&self, transport: Transport) {
+        if let Some(index) = Transport::ALL.iter().position(|t| *t == transport) {
+            self.transports[index].inc();
+        }
     }
 
     /// A message of `id` was taken for its handler.
@@ -377,6 +418,7 @@ mod tests {
         m.disconnect(&DisconnectReason::IdleTimeout);
         m.handler_error(11);
         m.tick.observe(0.003);
+        m.set_up(net::Transport::Wss);
         let text = encode(&registry);
         for line in [
             "# HELP world_sessions Sessions connected.",
@@ -388,12 +430,16 @@ mod tests {
             "world_tick_duration_seconds_count 1",
             "world_db_queue{lane=\"register\"} 0",
             "world_connections_refused_total{reason=\"server_full\"} 0",
+            "world_connections_set_up_total{transport=\"wss\"} 1",
+            "world_connections_set_up_total{transport=\"tcp\"} 0",
+            "world_disconnects_total{reason=\"websocket_error\"} 0",
+            "world_tls_certificate_expiry_timestamp_seconds 0",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 23, "one TYPE and one HELP line per metric");
+        assert_eq!(types, 27, "one TYPE and one HELP line per metric");
     }
 }

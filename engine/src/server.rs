@@ -32,6 +32,7 @@ use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
 use crate::metrics::{Metrics, Registry};
+use crate::ports::Ports;
 use crate::storage::{PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::world::Game;
 use crate::world::{Stats, World, WorldConfig};
@@ -65,6 +66,28 @@ pub enum ServerError {
         /// What the client said.
         reason: String,
     },
+    /// The TLS certificate or key cannot serve: `tls.cert "cert.pem": cannot read it: ...`.
+    #[error("{key} {path:?}: {reason}")]
+    Certificate {
+        /// `tls.cert` or `tls.key`.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The web port or the TLS port could not be bound.
+    #[error("cannot listen on {key} {addr}: {source}{hint}")]
+    Listen {
+        /// `web.listen` or `tls.listen`.
+        key: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+        /// What to do about it, when the address is in use.
+        hint: &'static str,
+    },
     /// The admin listener could not be bound.
     #[error("cannot listen on admin.listen {addr}: {source}")]
     Admin {
@@ -77,10 +100,12 @@ pub enum ServerError {
 
 impl ServerError {
     /// The exit code for this error: 2 when the configuration is at fault (a `storage.path`
-    /// that cannot be opened as a database file), 1 otherwise.
+    /// that cannot be opened as a database file, a TLS certificate that cannot serve), 1
+    /// otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             ServerError::Storage { source, .. } if source.is_path_error() => 2,
+            ServerError::Certificate { .. } => 2,
             _ => 1,
         }
     }
@@ -166,6 +191,29 @@ fn start_db_timed(
         .map_err(|e| ServerError::Worker(e.to_string()))
 }
 
+/// Binds the listener of `key` at `addr`, if any.
+async fn bind(
+    key: &'static str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<TcpListener>, ServerError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr).await.map(Some).map_err(|source| {
+        let hint = if source.kind() == std::io::ErrorKind::AddrInUse {
+            " (another server? give each its own address, or turn it off with \"\")"
+        } else {
+            ""
+        };
+        ServerError::Listen {
+            key,
+            addr,
+            source,
+            hint,
+        }
+    })
+}
+
 /// Capacity of the queue of accepted connections waiting for the tick loop; also the most
 /// taken from it in one tick.
 const SERVICE_QUEUE: usize = 1024;
@@ -179,14 +227,23 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// At most one over-budget warning per this period.
 const OVER_BUDGET_WARN_EVERY: Duration = Duration::from_secs(5);
 
+/// The tag of the game port's connections.
+const GAME_PORT: usize = 0;
+/// The tag of the web port's connections.
+const WEB_PORT: usize = 1;
+/// The tag of the TLS port's connections.
+const TLS_PORT: usize = 2;
+
 /// The driver: the core, and the sockets and queues around it.
 struct Server<G: Game> {
     config: ServerConfig,
-    session_config: SessionConfig,
+    /// How the sessions of each port are set up, by the port's tag: [`GAME_PORT`],
+    /// [`WEB_PORT`], [`TLS_PORT`].
+    session_configs: [SessionConfig; 3],
     core: Core<G>,
     sessions: HashMap<SessionId, Session>,
-    /// Streams accepted this tick, by token, until the core decides.
-    accepted: HashMap<u64, TcpStream>,
+    /// Streams accepted this tick, by token, with their port's tag, until the core decides.
+    accepted: HashMap<u64, (TcpStream, usize)>,
     next_token: u64,
     inputs: Vec<Input>,
     tracker: TaskTracker,
@@ -217,6 +274,10 @@ pub async fn run_game<G: Game>(
     storage: Box<dyn Storage>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
+    // The certificate first: a config that cannot serve stops the server before anything
+    // else is touched.
+    let game_addr = listener.local_addr().unwrap_or(config.server.listen);
+    let ports = Ports::new::<G>(&config, game_addr)?;
     let dispatcher = crate::handlers::dispatcher()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, &dispatcher.registered());
@@ -232,6 +293,8 @@ pub async fn run_game<G: Game>(
         )),
         None => None,
     };
+    let web_listener = bind("web.listen", config.web.address()).await?;
+    let tls_listener = bind("tls.listen", config.tls.address()).await?;
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     // NATS before the game port is announced too: a node that cannot reach its cluster does
@@ -275,7 +338,34 @@ pub async fn run_game<G: Game>(
             config.server.tick_ms
         );
     }
-    ServerService::spawn(listener, service_tx, stop_accepting.clone(), &tracker);
+    ServerService::spawn(
+        listener,
+        GAME_PORT as u64,
+        service_tx.clone(),
+        stop_accepting.clone(),
+        &tracker,
+    );
+    let path = &config.web.path;
+    for (listener, port) in [(web_listener, WEB_PORT), (tls_listener, TLS_PORT)] {
+        let Some(listener) = listener else { continue };
+        if let Ok(addr) = listener.local_addr() {
+            if port == WEB_PORT {
+                spdlog::info!("web: the page on http://{addr}/, WebSocket on ws://{addr}{path}");
+            } else {
+                spdlog::info!(
+                    "tls: frames on {addr}, the page on https://{addr}/, WebSocket on wss://{addr}{path}"
+                );
+            }
+        }
+        ServerService::spawn(
+            listener,
+            port as u64,
+            service_tx.clone(),
+            stop_accepting.clone(),
+            &tracker,
+        );
+    }
+    drop(service_tx);
 
     let started = Instant::now();
     let mut world = World::new(WorldConfig::from(&config), game, db, started);
@@ -284,6 +374,15 @@ pub async fn run_game<G: Game>(
         world.cluster = Some(Cluster::with_incarnation(node, incarnation));
     }
     G::register_metrics(&mut world, &mut registry);
+    if let Some((_, slot)) = &ports.tls {
+        crate::ports::spawn_reload(
+            slot.clone(),
+            &config,
+            &world.metrics,
+            stop_accepting.clone(),
+            &tracker,
+        );
+    }
     crate::world::schedule_stats(&mut world, started);
     let (publish, published) = watch::channel(Arc::new(Published::default()));
     let demand = Arc::new(Demand::new(started));
@@ -298,14 +397,25 @@ pub async fn run_game<G: Game>(
             &tracker,
         );
     }
+    let session_config = |negotiation| SessionConfig {
+        max_packet_size: config.server.max_packet_size,
+        inbound_credit: config.net.inbound_credit,
+        outbound_batches: config.net.outbound_batches,
+        max_outbound_bytes: config.net.max_outbound_bytes,
+        linger: config.net.linger(),
+        negotiation,
+    };
+    let web_negotiation = ports.web.unwrap_or_default();
+    let tls_negotiation = ports
+        .tls
+        .map(|(negotiation, _)| negotiation)
+        .unwrap_or_default();
     let mut server = Server {
-        session_config: SessionConfig {
-            max_packet_size: config.server.max_packet_size,
-            inbound_credit: config.net.inbound_credit,
-            outbound_batches: config.net.outbound_batches,
-            max_outbound_bytes: config.net.max_outbound_bytes,
-            linger: config.net.linger(),
-        },
+        session_configs: [
+            session_config(net::Negotiation::Frames),
+            session_config(web_negotiation),
+            session_config(tls_negotiation),
+        ],
         core: Core::new(world, dispatcher),
         sessions: HashMap::new(),
         accepted: HashMap::new(),
@@ -368,7 +478,7 @@ pub async fn run_game<G: Game>(
                 Some(SessionEvent::Closed { session, reason }) => {
                     ends.push(Input::Closed { session, reason });
                 }
-                Some(SessionEvent::Received { .. }) => {}
+                Some(SessionEvent::Received { .. } | SessionEvent::Ready { .. }) => {}
                 None => break,
             },
         }
@@ -422,10 +532,11 @@ impl<G: Game> Server<G> {
         // New connections, at most a queue's worth per tick.
         for _ in 0..SERVICE_QUEUE {
             match services.try_recv() {
-                Ok(ServiceEvent::Accepted { stream, peer }) => {
+                Ok(ServiceEvent::Accepted { tag, stream, peer }) => {
                     let token = self.next_token;
                     self.next_token += 1;
-                    self.accepted.insert(token, stream);
+                    let port = (tag as usize).min(TLS_PORT);
+                    self.accepted.insert(token, (stream, port));
                     self.inputs.push(Input::Accepted { token, peer });
                 }
                 Ok(_) => {}
@@ -438,6 +549,9 @@ impl<G: Game> Server<G> {
                 Ok(SessionEvent::Received {
                     session, packet, ..
                 }) => self.inputs.push(Input::Received { session, packet }),
+                Ok(SessionEvent::Ready { session, transport }) => {
+                    self.inputs.push(Input::Ready { session, transport })
+                }
                 Ok(SessionEvent::Closed { session, reason }) => {
                     self.sessions.remove(&session);
                     self.inputs.push(Input::Closed { session, reason });
@@ -513,11 +627,11 @@ impl<G: Game> Server<G> {
     /// Carries out what the core decided.
     fn apply(&mut self, mut output: Output) {
         for (token, id) in output.opened.drain(..) {
-            if let Some(stream) = self.accepted.remove(&token) {
+            if let Some((stream, port)) = self.accepted.remove(&token) {
                 let session = Session::spawn(
                     id,
                     stream,
-                    &self.session_config,
+                    &self.session_configs[port],
                     self.events_tx.clone(),
                     &self.tracker,
                 );
@@ -525,10 +639,13 @@ impl<G: Game> Server<G> {
             }
         }
         for refusal in output.refused.drain(..) {
-            let Some(stream) = self.accepted.remove(&refusal.token) else {
+            let Some((stream, port)) = self.accepted.remove(&refusal.token) else {
                 continue;
             };
-            let how = self.refuser.refuse(stream, refusal.frame, &self.tracker);
+            let negotiation = &self.session_configs[port].negotiation;
+            let how = self
+                .refuser
+                .refuse(stream, refusal.frame, negotiation, &self.tracker);
             spdlog::debug!(
                 "net: connection from {} refused: {}{}",
                 refusal.peer,

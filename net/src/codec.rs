@@ -40,6 +40,9 @@ pub enum FrameError {
     /// The connection closed inside a frame.
     #[error("connection closed inside a frame ({0} bytes of it received)")]
     Truncated(usize),
+    /// The stream opens with a TLS ClientHello: a TLS client at a port of plain frames.
+    #[error("a TLS ClientHello where plain frames were expected (TLS has a port of its own)")]
+    TlsHandshake,
     /// `size` is larger than the receiver accepts.
     #[error("frame size {size} exceeds max_packet_size {max}")]
     Oversized {
@@ -56,6 +59,9 @@ pub enum CodecError {
     /// The stream is corrupt.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The WebSocket layer is broken.
+    #[error(transparent)]
+    WebSocket(#[from] crate::ws::WsError),
     /// The socket failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
@@ -125,6 +131,20 @@ impl Decoder for FrameCodec {
             None if src.is_empty() => Ok(None),
             None => Err(FrameError::Truncated(src.len()).into()),
         }
+    }
+}
+
+/// Whether a stream that starts with `first` is a TLS ClientHello rather than frames: `None`
+/// while it cannot tell yet. A TLS record of a handshake (0x16), version 3.x, holding a
+/// ClientHello (1). As a frame it would be one of at least 790 bytes whose id's low byte is
+/// at most 4, so its first 6 bytes are all there long before its end; and a frame that does
+/// not start with 0x16 is told apart at its first byte.
+pub fn is_client_hello(first: &[u8]) -> Option<bool> {
+    match first {
+        [] => None,
+        [b0, ..] if *b0 != 0x16 => Some(false),
+        [_, b1, b2, _, _, b5, ..] => Some(*b1 == 0x03 && *b2 <= 0x04 && *b5 == 0x01),
+        _ => None,
     }
 }
 
@@ -249,6 +269,22 @@ mod tests {
         let mut buf = frame(5, &payload);
         let packet = FrameCodec::new(1024).decode(&mut buf).unwrap().unwrap();
         assert_eq!(packet.payload.len(), 1020);
+    }
+
+    #[test]
+    fn a_client_hello_is_told_from_frames_by_its_first_bytes() {
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00];
+        assert_eq!(is_client_hello(&hello), Some(true));
+        for len in 0..6 {
+            assert_eq!(is_client_hello(&hello[..len]), None, "at {len}");
+        }
+        // C2S_Login, and a 22-byte frame starting with 0x16.
+        assert_eq!(is_client_hello(&[0x09, 0x00, 0xdb, 0x07]), Some(false));
+        assert_eq!(is_client_hello(&[0x09]), Some(false));
+        assert_eq!(
+            is_client_hello(&[0x16, 0x00, 0xd0, 0x07, 0x0a, 0x03]),
+            Some(false)
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 pub enum ServiceEvent {
     /// [`ServerService`] accepted a connection.
     Accepted {
+        /// The tag given to [`ServerService::spawn`]: which listener.
+        tag: u64,
         /// The new stream.
         stream: TcpStream,
         /// The peer's address.
@@ -41,11 +43,12 @@ pub enum ServiceEvent {
 pub struct ServerService;
 
 impl ServerService {
-    /// Spawns the accept task on `tracker`. It stops when `shutdown` is cancelled or the
-    /// owner drops its end of `events`; while `events` is full it stops accepting, so the
-    /// kernel's backlog holds new clients until the owner catches up.
+    /// Spawns the accept task on `tracker`; its events carry `tag`. It stops when `shutdown`
+    /// is cancelled or the owner drops its end of `events`; while `events` is full it stops
+    /// accepting, so the kernel's backlog holds new clients until the owner catches up.
     pub fn spawn(
         listener: TcpListener,
+        tag: u64,
         events: mpsc::Sender<ServiceEvent>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -59,7 +62,7 @@ impl ServerService {
                 };
                 match accepted {
                     Ok((stream, peer)) => {
-                        let event = ServiceEvent::Accepted { stream, peer };
+                        let event = ServiceEvent::Accepted { tag, stream, peer };
                         tokio::select! {
                             biased;
                             _ = shutdown.cancelled() => return,

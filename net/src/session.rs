@@ -1,4 +1,10 @@
-//! One TCP connection, driven by two tasks.
+//! One connection, driven by two tasks, whatever carries its frames: TCP, TLS, WebSocket.
+//!
+//! First the connection is set up as [`SessionConfig::negotiation`] says (see
+//! [`crate::transport`]): nothing for plain TCP; a TLS handshake, the detection of what the
+//! client speaks, a WebSocket upgrade or an HTTP answer for a server's port; a TLS handshake
+//! and an upgrade for a client. Batches the owner sends meanwhile wait in the outbound queue.
+//! A negotiated session reports [`SessionEvent::Ready`] with its [`Transport`].
 //!
 //! The read task decodes frames and hands them to the owner as [`SessionEvent::Received`] on
 //! a queue shared by all sessions. Inbound is bounded twice: the shared queue has a capacity,
@@ -12,6 +18,9 @@
 //! refuses a batch that would pass either bound, and the owner then disconnects the slow
 //! consumer, so a client that stops reading never grows the owner's memory.
 //!
+//! Over WebSocket, each batch is one binary message; pings are answered, and a close is a
+//! close frame with a code saying why ([`close_code`]), both ways.
+//!
 //! A session ends exactly once, with one [`SessionEvent::Closed`] carrying the first
 //! [`DisconnectReason`] recorded: the peer's, the socket's, or the owner's.
 
@@ -22,17 +31,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{CodecError, FrameCodec, FrameError, Packet};
+use crate::transport::{self, BoxRead, BoxWrite, Framing, Negotiated, Negotiation, Transport};
+use crate::ws::{self, Incoming, Role, WsDecoder, WsError};
 
 /// Identifies a session for as long as its owner runs; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,6 +81,13 @@ pub enum DisconnectReason {
     Shutdown,
     /// The owner closed the session for a reason of its own.
     Kicked(String),
+    /// Setting the connection up failed: a TLS handshake, plain bytes on a TLS port, a TLS
+    /// handshake on a plain port, a WebSocket upgrade refused (client side), or too slow.
+    Handshake(String),
+    /// The connection was an HTTP request (the page, an error), answered with this status.
+    Http(u16),
+    /// The peer broke the WebSocket protocol.
+    WebSocket(WsError),
 }
 
 impl DisconnectReason {
@@ -90,11 +107,14 @@ impl DisconnectReason {
             DisconnectReason::LoginTimeout => "login_timeout",
             DisconnectReason::Shutdown => "shutdown",
             DisconnectReason::Kicked(_) => "kicked",
+            DisconnectReason::Handshake(_) => "handshake_failed",
+            DisconnectReason::Http(_) => "http",
+            DisconnectReason::WebSocket(_) => "websocket_error",
         }
     }
 
     /// Every label of [`DisconnectReason::label`], for counters made before any disconnect.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 15] = [
         "peer_closed",
         "protocol_error",
         "socket_error",
@@ -107,6 +127,9 @@ impl DisconnectReason {
         "login_timeout",
         "shutdown",
         "kicked",
+        "handshake_failed",
+        "http",
+        "websocket_error",
     ];
 }
 
@@ -129,13 +152,44 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::LoginTimeout => f.write_str("no login before the deadline"),
             DisconnectReason::Shutdown => f.write_str("shutdown"),
             DisconnectReason::Kicked(why) => write!(f, "kicked: {why}"),
+            DisconnectReason::Handshake(why) => write!(f, "handshake failed: {why}"),
+            DisconnectReason::Http(status) => write!(f, "an HTTP request, answered {status}"),
+            DisconnectReason::WebSocket(e) => write!(f, "WebSocket protocol error: {e}"),
         }
+    }
+}
+
+/// The WebSocket close code that says `reason` (RFC 6455, 7.4).
+pub fn close_code(reason: &DisconnectReason) -> u16 {
+    match reason {
+        DisconnectReason::Shutdown => ws::close::GOING_AWAY,
+        DisconnectReason::Protocol(_) => ws::close::PROTOCOL,
+        DisconnectReason::WebSocket(e) => e.close_code(),
+        // "Try Again Later" (IANA's registry).
+        DisconnectReason::ServerFull => 1013,
+        DisconnectReason::Replaced
+        | DisconnectReason::Flooding
+        | DisconnectReason::LoginTimeout
+        | DisconnectReason::TooManyConnections
+        | DisconnectReason::IdleTimeout
+        | DisconnectReason::SlowConsumer
+        | DisconnectReason::Kicked(_) => ws::close::POLICY,
+        _ => ws::close::NORMAL,
     }
 }
 
 /// What a session tells its owner.
 #[derive(Debug)]
 pub enum SessionEvent {
+    /// The connection is set up (after a negotiation; a session of plain TCP frames does not
+    /// report it). For [`Transport::Http`] and [`Transport::Https`] the exchange is over, and
+    /// [`SessionEvent::Closed`] follows.
+    Ready {
+        /// The session.
+        session: SessionId,
+        /// What it speaks.
+        transport: Transport,
+    },
     /// A frame arrived. The owner must give its credit back with [`Session::release_credit`]
     /// once it has processed it.
     Received {
@@ -168,6 +222,8 @@ pub struct SessionConfig {
     pub max_outbound_bytes: usize,
     /// How long a graceful close may take to flush what is queued.
     pub linger: Duration,
+    /// How the connection is set up before frames flow.
+    pub negotiation: Negotiation,
 }
 
 impl Default for SessionConfig {
@@ -178,6 +234,7 @@ impl Default for SessionConfig {
             outbound_batches: 256,
             max_outbound_bytes: 1 << 20,
             linger: Duration::from_secs(2),
+            negotiation: Negotiation::Frames,
         }
     }
 }
@@ -247,7 +304,6 @@ impl Session {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
-        let (read_half, write_half) = stream.into_split();
         let shared = Arc::new(Shared {
             queued_bytes: AtomicUsize::new(0),
             credit: Semaphore::new(config.inbound_credit.max(1)),
@@ -257,15 +313,15 @@ impl Session {
             reason: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(config.outbound_batches.max(1));
-        tracker.spawn(read_loop(
+        tracker.spawn(drive(
             id,
-            read_half,
-            FrameCodec::new(config.max_packet_size),
-            config.linger,
+            stream,
+            config.clone(),
             events,
             shared.clone(),
+            rx,
+            tracker.clone(),
         ));
-        tracker.spawn(write_loop(write_half, rx, shared.clone()));
         Session {
             id,
             peer,
@@ -353,59 +409,271 @@ impl Drop for Session {
     }
 }
 
-async fn read_loop(
+/// Sets the connection up, then runs the write task and the read loop.
+async fn drive(
     id: SessionId,
-    read_half: OwnedReadHalf,
-    codec: FrameCodec,
-    linger: Duration,
+    stream: TcpStream,
+    config: SessionConfig,
     events: mpsc::Sender<SessionEvent>,
     shared: Arc<Shared>,
+    outbound: mpsc::Receiver<Vec<Bytes>>,
+    tracker: TaskTracker,
 ) {
-    let mut frames = FramedRead::with_capacity(read_half, codec, 8 * 1024);
-    let reason = loop {
-        // A credit first: without one the socket is not read and TCP pushes back on the peer.
-        let permit = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => break None,
-            _ = shared.closing.cancelled() => break None,
-            permit = shared.credit.acquire() => permit,
-        };
-        match permit {
-            Ok(permit) => permit.forget(),
-            Err(_) => break None,
+    let negotiated = match &config.negotiation {
+        Negotiation::Frames => Some(Ok(Negotiated::frames(stream))),
+        Negotiation::Accept(side) => {
+            bounded(
+                &shared,
+                side.timeout,
+                transport::accept(side, stream, config.linger),
+            )
+            .await
         }
-        let next = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => break None,
-            _ = shared.closing.cancelled() => break None,
-            next = frames.next() => next,
-        };
-        match next {
-            Some(Ok(packet)) => {
-                let event = SessionEvent::Received {
+        Negotiation::Connect(side) => {
+            bounded(&shared, side.timeout, transport::connect(side, stream)).await
+        }
+    };
+    let negotiated_at_all = !matches!(config.negotiation, Negotiation::Frames);
+    let reason = match negotiated {
+        Some(Ok(Negotiated::Frames {
+            transport,
+            reader,
+            writer,
+            framing,
+            buffered,
+        })) => {
+            if negotiated_at_all {
+                let ready = SessionEvent::Ready {
                     session: id,
-                    packet,
-                    at: Instant::now(),
+                    transport,
                 };
-                // The owner is gone: nobody is left to tell.
-                if events.send(event).await.is_err() {
+                if events.send(ready).await.is_err() {
                     shared.cancel.cancel();
                     return;
                 }
             }
-            Some(Err(CodecError::Frame(error))) => break Some(DisconnectReason::Protocol(error)),
-            Some(Err(CodecError::Io(error))) => break Some(io_reason(&error)),
-            None => break Some(DisconnectReason::PeerClosed),
+            let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+            tracker.spawn(write_loop(
+                writer,
+                outbound,
+                control_rx,
+                framing,
+                shared.clone(),
+            ));
+            let frames = FrameCodec::new(config.max_packet_size);
+            let deframer = match (framing, &config.negotiation) {
+                (Framing::WebSocket(role), Negotiation::Accept(side)) => {
+                    let max = side.web.as_ref().map_or(0, |w| w.max_message);
+                    Deframer::WebSocket(WsDecoder::new(role, max, frames))
+                }
+                (Framing::WebSocket(role), Negotiation::Connect(side)) => {
+                    let max = side.websocket.as_ref().map_or(0, |w| w.max_message);
+                    Deframer::WebSocket(WsDecoder::new(role, max, frames))
+                }
+                _ => Deframer::Raw(frames, false),
+            };
+            let reader: BoxRead = if buffered.is_empty() {
+                reader
+            } else {
+                Box::pin(AsyncReadExt::chain(std::io::Cursor::new(buffered), reader))
+            };
+            let reading = Reading {
+                id,
+                linger: config.linger,
+                events: &events,
+                shared: &shared,
+                control: control_tx,
+            };
+            if !reading
+                .run(FramedRead::with_capacity(reader, deframer, 8 * 1024))
+                .await
+            {
+                return;
+            }
+            None
         }
+        Some(Ok(Negotiated::Answered { transport, reason })) => {
+            let ready = SessionEvent::Ready {
+                session: id,
+                transport,
+            };
+            let _ = events.send(ready).await;
+            Some(reason)
+        }
+        Some(Err(reason)) => Some(reason),
+        // The owner closed it first: its reason stands.
+        None => None,
     };
     if let Some(reason) = reason {
         shared.set_reason(reason);
-        shared.cancel.cancel();
-    } else if !shared.cancel.is_cancelled() {
-        // A graceful close. Input is still read, and dropped, until the writer has flushed
-        // and the peer has closed its side (or the linger time is up): closing a socket with
-        // unread input would send a reset, which can destroy the last frames in flight.
-        let deadline = tokio::time::sleep(linger);
+    }
+    shared.cancel.cancel();
+    let _ = events
+        .send(SessionEvent::Closed {
+            session: id,
+            reason: shared.reason(),
+        })
+        .await;
+}
+
+/// Runs a negotiation for at most `timeout`; `None` when the owner closes the session first.
+async fn bounded(
+    shared: &Shared,
+    timeout: Duration,
+    negotiation: impl std::future::Future<Output = Result<Negotiated, DisconnectReason>>,
+) -> Option<Result<Negotiated, DisconnectReason>> {
+    tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => None,
+        _ = shared.closing.cancelled() => None,
+        done = tokio::time::timeout(timeout, negotiation) => Some(done.unwrap_or_else(|_| {
+            Err(DisconnectReason::Handshake(format!(
+                "the connection was not set up within {} s",
+                timeout.as_secs_f64()
+            )))
+        })),
+    }
+}
+
+/// Control frames the read task asks the write task to send (WebSocket only).
+#[derive(Debug)]
+enum Control {
+    /// Answer a ping.
+    Pong(Bytes),
+}
+
+/// Control frames waiting for the writer at most; a ping past it goes unanswered (a peer is
+/// owed a pong for its latest ping only).
+const CONTROL_QUEUE: usize = 4;
+
+/// The decoder of the read task: frames back to back (and whether the stream's start was
+/// checked for a TLS ClientHello), or in WebSocket messages.
+enum Deframer {
+    Raw(FrameCodec, bool),
+    WebSocket(WsDecoder),
+}
+
+impl Decoder for Deframer {
+    type Item = Incoming;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, CodecError> {
+        match self {
+            Deframer::Raw(codec, checked) => {
+                if !*checked {
+                    // A TLS client at a port of plain frames is told at once, not waited on.
+                    match crate::codec::is_client_hello(src) {
+                        None => return Ok(None),
+                        Some(true) => return Err(FrameError::TlsHandshake.into()),
+                        Some(false) => *checked = true,
+                    }
+                }
+                Ok(codec.decode(src)?.map(Incoming::Packet))
+            }
+            Deframer::WebSocket(ws) => ws.decode(src),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, CodecError> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Truncated(src.len()).into()),
+        }
+    }
+}
+
+/// The read task of a set-up session.
+struct Reading<'a> {
+    id: SessionId,
+    linger: Duration,
+    events: &'a mpsc::Sender<SessionEvent>,
+    shared: &'a Shared,
+    control: mpsc::Sender<Control>,
+}
+
+impl Reading<'_> {
+    /// Reads until the session ends; `false` when the owner is gone and nobody is left to
+    /// tell.
+    async fn run(self, mut frames: FramedRead<BoxRead, Deframer>) -> bool {
+        let shared = self.shared;
+        let websocket = matches!(frames.decoder(), Deframer::WebSocket(_));
+        let mut credit = false;
+        let ending = loop {
+            // A credit first: without one the socket is not read and TCP pushes back on the
+            // peer.
+            if !credit {
+                let permit = tokio::select! {
+                    biased;
+                    _ = shared.cancel.cancelled() => break None,
+                    _ = shared.closing.cancelled() => break None,
+                    permit = shared.credit.acquire() => permit,
+                };
+                match permit {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break None,
+                }
+                credit = true;
+            }
+            let next = tokio::select! {
+                biased;
+                _ = shared.cancel.cancelled() => break None,
+                _ = shared.closing.cancelled() => break None,
+                next = frames.next() => next,
+            };
+            match next {
+                Some(Ok(Incoming::Packet(packet))) => {
+                    credit = false;
+                    let event = SessionEvent::Received {
+                        session: self.id,
+                        packet,
+                        at: Instant::now(),
+                    };
+                    if self.events.send(event).await.is_err() {
+                        shared.cancel.cancel();
+                        return false;
+                    }
+                }
+                Some(Ok(Incoming::Ping(payload))) => {
+                    let _ = self.control.try_send(Control::Pong(payload));
+                }
+                Some(Ok(Incoming::Pong)) => {}
+                // The peer's close is answered with ours, gracefully.
+                Some(Ok(Incoming::Close(_))) => break Some((DisconnectReason::PeerClosed, true)),
+                Some(Err(CodecError::WebSocket(error))) => {
+                    break Some((DisconnectReason::WebSocket(error), true))
+                }
+                Some(Err(CodecError::Frame(error))) => {
+                    break Some((DisconnectReason::Protocol(error), websocket))
+                }
+                Some(Err(CodecError::Io(error))) => break Some((io_reason(&error), false)),
+                None => break Some((DisconnectReason::PeerClosed, false)),
+            }
+        };
+        match ending {
+            // Over WebSocket, a protocol error or the peer's close gets a close frame: the
+            // writer sends it after what is queued, as in a close by the owner.
+            Some((reason, true)) => {
+                shared.set_reason(reason);
+                shared.closing.cancel();
+                self.linger(&mut frames).await;
+            }
+            Some((reason, false)) => {
+                shared.set_reason(reason);
+                shared.cancel.cancel();
+            }
+            None if !shared.cancel.is_cancelled() => self.linger(&mut frames).await,
+            None => {}
+        }
+        true
+    }
+
+    /// A graceful close. Input is still read, and dropped, until the writer has flushed and
+    /// the peer has closed its side (or the linger time is up): closing a socket with unread
+    /// input would send a reset, which can destroy the last frames in flight.
+    async fn linger(&self, frames: &mut FramedRead<BoxRead, Deframer>) {
+        let shared = self.shared;
+        let deadline = tokio::time::sleep(self.linger);
         tokio::pin!(deadline);
         let mut eof = false;
         while !(eof && shared.flushed.is_cancelled()) {
@@ -418,16 +686,10 @@ async fn read_loop(
         }
         shared.cancel.cancel();
     }
-    drop(frames);
-    let _ = events
-        .send(SessionEvent::Closed {
-            session: id,
-            reason: shared.reason(),
-        })
-        .await;
 }
 
-fn io_reason(error: &io::Error) -> DisconnectReason {
+/// The reason a failed socket gives.
+pub(crate) fn io_reason(error: &io::Error) -> DisconnectReason {
     match error.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted
@@ -440,20 +702,48 @@ fn io_reason(error: &io::Error) -> DisconnectReason {
 /// Frames taken from the queue for one write call at most; above `IOV_MAX` the kernel refuses.
 const MAX_SLICES: usize = 512;
 
+/// The write task: batches as they come, control frames in between, and at a graceful close
+/// what is queued, then (over WebSocket) a close frame, then the end of this side.
 async fn write_loop(
-    mut write_half: OwnedWriteHalf,
+    mut writer: BoxWrite,
     mut outbound: mpsc::Receiver<Vec<Bytes>>,
+    mut control: mpsc::Receiver<Control>,
+    framing: Framing,
     shared: Arc<Shared>,
 ) {
     let mut frames: Vec<Bytes> = Vec::new();
+    let mut scratch = BytesMut::new();
+    let mut closing = false;
     loop {
-        let batch = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => return,
-            batch = outbound.recv() => batch,
+        let batch = if closing {
+            // Closing with the owner's sender still held (the read task ended it): what is
+            // queued now is the last.
+            outbound.try_recv().ok()
+        } else {
+            tokio::select! {
+                biased;
+                _ = shared.cancel.cancelled() => return,
+                Some(Control::Pong(payload)) = control.recv() => {
+                    scratch.clear();
+                    ws::encode_control(role(framing), ws::opcode::PONG, &payload, &mut scratch);
+                    let pong = scratch.split().freeze();
+                    if write_or_end(&mut writer, &mut [pong], &shared).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                batch = outbound.recv() => batch,
+                _ = shared.closing.cancelled() => {
+                    closing = true;
+                    continue;
+                }
+            }
         };
         let Some(batch) = batch else { break };
         frames.clear();
+        if framing != Framing::Raw {
+            frames.push(Bytes::new()); // the message header, below
+        }
         frames.extend(batch);
         // Whatever else is queued goes in the same write.
         while frames.len() < MAX_SLICES {
@@ -463,34 +753,80 @@ async fn write_loop(
             }
         }
         let len: usize = frames.iter().map(Bytes::len).sum();
-        let result = tokio::select! {
-            biased;
-            _ = shared.cancel.cancelled() => return,
-            result = write_all_vectored(&mut write_half, &mut frames) => result,
-        };
+        match framing {
+            Framing::Raw => {}
+            Framing::WebSocket(Role::Server) => {
+                // One binary message: its header, then the frames as they are.
+                scratch.clear();
+                ws::encode_header(true, ws::opcode::BINARY, len, None, &mut scratch);
+                frames[0] = scratch.split().freeze();
+            }
+            Framing::WebSocket(Role::Client) => {
+                // A client masks: one copy, into one buffer.
+                scratch.clear();
+                ws::encode_masked(ws::opcode::BINARY, &frames[1..], &mut scratch);
+                frames.clear();
+                frames.push(scratch.split().freeze());
+            }
+        }
+        let result = write_or_end(&mut writer, &mut frames, &shared).await;
         shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
         // The written frames are views into the owner's arena chunks: holding them until the
         // next batch would keep an idle session's last chunk alive.
         frames.clear();
-        if let Err(error) = result {
-            shared.set_reason(io_reason(&error));
-            shared.cancel.cancel();
+        if result.is_err() {
             return;
         }
     }
-    // The owner closed the queue: everything is written. Close our side; the reader ends the
-    // session once the peer has closed too.
+    // Everything is written. Over WebSocket, say why in a close frame; then close this side.
+    // The reader ends the session once the peer has closed too.
+    if let Framing::WebSocket(role) = framing {
+        let reason = shared.reason();
+        scratch.clear();
+        ws::encode_close(role, close_code(&reason), &reason.to_string(), &mut scratch);
+        let close = scratch.split().freeze();
+        if write_or_end(&mut writer, &mut [close], &shared)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
     tokio::select! {
         _ = shared.cancel.cancelled() => {}
-        _ = write_half.shutdown() => {}
+        _ = writer.shutdown() => {}
     }
     shared.flushed.cancel();
     // Keep the write half (dropping it is harmless after shutdown) until the session ends.
     shared.cancel.cancelled().await;
 }
 
+fn role(framing: Framing) -> Role {
+    match framing {
+        Framing::WebSocket(role) => role,
+        Framing::Raw => Role::Server,
+    }
+}
+
+/// Writes `frames` unless the session is cancelled; a failed write ends the session.
+async fn write_or_end(
+    writer: &mut BoxWrite,
+    frames: &mut [Bytes],
+    shared: &Shared,
+) -> Result<(), ()> {
+    let result = tokio::select! {
+        biased;
+        _ = shared.cancel.cancelled() => return Err(()),
+        result = write_all_vectored(writer, frames) => result,
+    };
+    result.map_err(|error| {
+        shared.set_reason(io_reason(&error));
+        shared.cancel.cancel();
+    })
+}
+
 /// Writes every byte of `frames` with as few vectored writes as the socket allows.
-async fn write_all_vectored(writer: &mut OwnedWriteHalf, frames: &mut [Bytes]) -> io::Result<()> {
+async fn write_all_vectored(writer: &mut BoxWrite, frames: &mut [Bytes]) -> io::Result<()> {
     let mut first = 0;
     while first < frames.len() {
         let end = frames.len().min(first + MAX_SLICES);
@@ -513,5 +849,6 @@ async fn write_all_vectored(writer: &mut OwnedWriteHalf, frames: &mut [Bytes]) -
             first += 1;
         }
     }
-    Ok(())
+    // TLS keeps what it was given until flushed.
+    writer.flush().await
 }

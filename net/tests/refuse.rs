@@ -34,7 +34,7 @@ async fn a_flood_of_refusals_is_answered_with_at_most_the_bound_under_way_at_onc
         // Peers that never close: a graceful refusal lingers until its time is up.
         let peer = TcpStream::connect(addr).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        ways.push(refuser.refuse(stream, frame.clone(), &tracker));
+        ways.push(refuser.refuse(stream, frame.clone(), &Default::default(), &tracker));
         assert!(refuser.in_flight() <= 4);
         peers.push(peer);
     }
@@ -69,7 +69,7 @@ async fn a_graceful_refusal_drops_what_the_peer_sent_so_the_close_is_not_a_reset
     tokio::time::sleep(Duration::from_millis(50)).await;
     let frame = Bytes::from_static(b"\x08\x00\xeb\x03full");
     assert_eq!(
-        refuser.refuse(stream, frame.clone(), &tracker),
+        refuser.refuse(stream, frame.clone(), &Default::default(), &tracker),
         Refusal::Graceful
     );
     let mut got = vec![0u8; frame.len()];

@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod ids;
+pub mod js;
 
 use std::path::{Path, PathBuf};
 
@@ -61,12 +62,14 @@ fn out_dir() -> Result<PathBuf, Vec<String>> {
 }
 
 /// For the engine's `protocol` crate: compiles the `.proto` files of `proto_dir` into
-/// `OUT_DIR`, with the engine's table.
+/// `OUT_DIR`, with the engine's table, and writes their `messages.js` there.
 pub fn compile_engine(proto_dir: impl AsRef<Path>) -> Result<(), Vec<String>> {
     let proto_dir = proto_dir.as_ref();
     let files = rerun_on(proto_dir)?;
     let (fds, entries) = ids::compile(proto_dir, &files)?;
     let out = out_dir()?;
+    js::write_js(&out.join(js::FILE_NAME), &fds, &entries)
+        .map_err(|e| vec![format!("cannot write {}: {e}", js::FILE_NAME)])?;
     prost_build::Config::new()
         .out_dir(&out)
         .compile_fds(fds)
@@ -83,7 +86,8 @@ pub fn compile_game(proto_dir: impl AsRef<Path>) -> Result<(), Vec<String>> {
     compile_game_into(proto_dir, &out_dir()?)
 }
 
-/// [`compile_game`] into `out`.
+/// [`compile_game`] into `out`: the game's Rust, its message table, and its `messages.js`
+/// (the game's own messages, naming the engine's types in full).
 pub fn compile_game_into(proto_dir: &Path, out: &Path) -> Result<(), Vec<String>> {
     let files = proto_files(proto_dir)?;
     // The engine's files, where protox can read them (a game's file may import them).
@@ -128,6 +132,8 @@ pub fn compile_game_into(proto_dir: &Path, out: &Path) -> Result<(), Vec<String>
     // Only the game's own files become Rust here; the engine's types are the protocol crate's.
     fds.file
         .retain(|f| game_files.iter().any(|g| g == f.name()));
+    js::write_js(&out.join(js::FILE_NAME), &fds, &game_entries)
+        .map_err(|e| vec![format!("cannot write {}: {e}", js::FILE_NAME)])?;
     prost_build::Config::new()
         .out_dir(out)
         .extern_path(".world", "::protocol::world")
@@ -189,6 +195,87 @@ enum MessageId {
             !dir.join("out/world.rs").exists(),
             "the engine's types are not made again"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_games_messages_js_describes_its_own_messages_naming_the_engines_types() {
+        let dir = scratch("js");
+        let game = GAME.replace(
+            "message C2S_Move { float x = 1; float y = 2; }",
+            "message C2S_Move { float x = 1; float y = 2; }\n\
+             message Path { repeated sint32 steps = 1 [packed = false]; repeated Point points = 2; \
+             message Point { int64 at_us = 1; optional bool seen = 2; } }",
+        );
+        std::fs::write(dir.join("proto/game.proto"), game).unwrap();
+        compile_game_into(&dir.join("proto"), &dir.join("out")).unwrap();
+        let js = std::fs::read_to_string(dir.join("out/messages.js")).unwrap();
+        assert!(js.starts_with("// Generated from the .proto files by protocol-build."));
+        assert!(js.contains(js::RUNTIME), "the runtime comes with the table");
+        assert!(js.contains(
+            r#""game.C2S_Move": {"name": "C2S_Move", "id": 2500, "fields": [
+      {"number": 1, "name": "x", "type": "float", "kind": "scalar", "repeated": false},"#
+        ));
+        assert!(js.contains(
+            r#"{"number": 3, "name": "code", "type": "world.ErrorCode", "kind": "enum", "repeated": false}"#
+        ));
+        assert!(
+            js.contains(r#""game.Path": {"name": "Path", "fields": ["#),
+            "no id"
+        );
+        assert!(js.contains(
+            r#"{"number": 1, "name": "steps", "type": "sint32", "kind": "scalar", "repeated": true, "packed": false}"#
+        ));
+        assert!(js.contains(
+            r#"{"number": 2, "name": "points", "type": "game.Path.Point", "kind": "message", "repeated": true}"#
+        ));
+        assert!(js.contains(r#""game.Path.Point": {"name": "Point", "fields": ["#));
+        assert!(js.contains(
+            r#"{"number": 2, "name": "seen", "type": "bool", "kind": "scalar", "repeated": false, "optional": true}"#
+        ));
+        assert!(js.contains(
+            r#""game.MessageId": {"name": "MessageId", "values": {"MESSAGE_ID_UNSPECIFIED": 0, "C2S_MOVE": 2500, "S2C_MOVED": 1500}}"#
+        ));
+        let table = &js[js.rfind("PROTOCOL.define(").unwrap()..];
+        assert!(!table.contains("S2C_Chat"), "only the game's own messages");
+        assert!(
+            !table.contains("\"world.ErrorCode\": {"),
+            "the engine's enums are the engine's"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_engines_messages_js_gives_every_message_its_id_and_every_error_code() {
+        let dir = scratch("engine-js");
+        let mut files = Vec::new();
+        for (name, text) in ENGINE_PROTOS {
+            let path = dir.join("proto").join(name);
+            std::fs::write(&path, text).unwrap();
+            files.push(path);
+        }
+        let (fds, entries) = ids::compile(&dir.join("proto"), &files).unwrap();
+        let js = js::messages_js(&fds, &entries);
+        assert!(entries.len() >= 20);
+        for entry in &entries {
+            let head = format!(
+                "\"world.{name}\": {{\"name\": \"{name}\", \"id\": {id}, \"fields\": [",
+                name = entry.proto_name,
+                id = entry.id
+            );
+            assert!(js.contains(&head), "{head} missing");
+        }
+        assert!(js.contains(
+            r#"{"number": 4, "name": "sent_at_us", "type": "uint64", "kind": "scalar", "repeated": false}"#
+        ));
+        assert!(js.contains(
+            r#"{"number": 1, "name": "rooms", "type": "world.RoomInfo", "kind": "message", "repeated": true}"#
+        ));
+        assert!(js.contains(r#""world.RoomInfo": {"name": "RoomInfo", "fields": ["#));
+        for (name, value) in [("BAD_REQUEST", 1), ("ROOM_FULL", 9), ("LOGIN_TIMEOUT", 15)] {
+            assert!(js.contains(&format!("\"{name}\": {value}")), "{name}");
+        }
+        assert!(js.ends_with("});\n"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,11 +1,16 @@
 //! Real servers for tests, started on loopback by the tests themselves.
 //!
-//! [`postgres`] starts one PostgreSQL server per test process (Debian's `postgresql`: `initdb`
+//! [`postgres()`] starts one PostgreSQL server per test process (Debian's `postgresql`: `initdb`
 //! and `postgres` on the `PATH` or in `/usr/lib/postgresql/*/bin`), in a temporary directory,
 //! on a free port of 127.0.0.1, and gives each caller a database of its own. The server stops
 //! when the test process ends, however it ends: it is started with a parent-death signal from
 //! a thread that lives as long as the process. Where the binaries are missing, the caller gets
 //! the reason instead, to skip in one line.
+//!
+//! [`Nats`] starts a NATS server for one test; [`browser`] drives a headless Chromium over
+//! the DevTools protocol, for tests of web pages.
+
+pub mod browser;
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;

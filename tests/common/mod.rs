@@ -4,6 +4,8 @@
 //! server against the contract and not against the server's own client code.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,8 +34,8 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `run` may take to return after its shutdown future completes.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A server config for tests: a short tick (the suite is fast), a short linger, defaults
-/// otherwise. Tests change what they exercise.
+/// A server config for tests: a short tick (the suite is fast), a short linger, no web port
+/// (many servers run at once), defaults otherwise. Tests change what they exercise.
 ///
 /// The database is a file of its own in a fresh temporary directory (removed when the
 /// [`TestServer`] is dropped), so that no test sees another's accounts or history; password
@@ -43,11 +45,20 @@ pub fn test_config() -> ServerConfig {
     config.server.name = "e2e-world".to_string();
     config.server.tick_ms = 5;
     config.net.linger_ms = 500;
+    // No web port: tests that need one take a free port ([`with_web`]).
+    config.web.listen = String::new();
     config.storage.path = fresh_dir().join("world.db");
     config.storage.synchronous = "normal".to_string();
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
     config
+}
+
+/// Gives `config` a web port on a free port of 127.0.0.1, and returns its address.
+pub fn with_web(config: &mut ServerConfig) -> SocketAddr {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.web.listen = addr.to_string();
+    addr
 }
 
 /// A new empty directory under the system's temporary directory, unique in this process.
@@ -80,10 +91,21 @@ pub fn quiet_logs() {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its web port (the page, WebSocket), when it has one.
+    pub web: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<Stats, ServerError>>>,
     /// The temporary directory of its database, removed on drop.
     db_dir: Option<PathBuf>,
+}
+
+/// Waits until something listens on `addr` (a port the server binds itself).
+pub async fn wait_for_port(addr: SocketAddr) {
+    let deadline = Instant::now() + RECV_TIMEOUT;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Binds `127.0.0.1:0` and spawns `world_server::run` on it; the server stops on
@@ -105,9 +127,14 @@ pub async fn start_server(config: ServerConfig) -> TestServer {
         .parent()
         .filter(|dir| dir.starts_with(std::env::temp_dir()))
         .map(PathBuf::from);
+    let web = config.web.address();
     let handle = tokio::spawn(world_server::run(listener, config, shutdown));
+    if let Some(web) = web {
+        wait_for_port(web).await;
+    }
     TestServer {
         addr,
+        web,
         stop: Some(stop),
         handle: Some(handle),
         db_dir,
@@ -179,10 +206,58 @@ pub enum Closed {
     Error(io::Error),
 }
 
-/// A client over a raw TCP stream: frames built and parsed by hand from the wire contract.
+/// The connection of a [`TestClient`]: TCP, or TLS over TCP.
+enum Io {
+    Tcp(TcpStream),
+    Tls(Box<net::tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Io::Tcp(stream) => stream.write_all(bytes).await,
+            Io::Tls(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Io::Tcp(stream) => stream.read_buf(buf).await,
+            Io::Tls(stream) => stream.read_buf(buf).await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Io::Tcp(stream) => stream.shutdown().await,
+            Io::Tls(stream) => stream.shutdown().await,
+        }
+    }
+}
+
+/// How a WebSocket connection of a [`TestClient`] ended, and what it was reading.
+#[derive(Debug, Default)]
+pub struct WsState {
+    /// Bytes read from the socket, not yet taken apart into WebSocket frames.
+    raw: BytesMut,
+    /// The server's close frame: its code and reason.
+    pub close: Option<(u16, String)>,
+    /// The payloads of the pongs the server sent.
+    pub pongs: Vec<Vec<u8>>,
+}
+
+/// A client of frames written and read by hand from the wire contract, over a raw TCP
+/// stream, TLS, or a WebSocket (each frame sent in a binary message of its own, masked; the
+/// server's messages taken apart by hand, RFC 6455), so that the tests check the server
+/// against the contract and not against its own code.
 pub struct TestClient {
-    stream: TcpStream,
+    stream: Io,
     buf: BytesMut,
+    /// The WebSocket state, when connected over WebSocket.
+    pub ws: Option<WsState>,
     /// The S2C_Welcome this connection started with (default when connected raw).
     pub welcome: S2cWelcome,
     /// The username once logged in.
@@ -256,16 +331,148 @@ impl TestClient {
 
     fn from_stream(stream: TcpStream) -> TestClient {
         TestClient {
-            stream,
+            stream: Io::Tcp(stream),
             buf: BytesMut::with_capacity(16 * 1024),
+            ws: None,
             welcome: S2cWelcome::default(),
             name: String::new(),
         }
     }
 
+    /// Connects to the TLS port `addr`, trusting the certificate in the PEM file `ca` (for
+    /// the name `127.0.0.1`), and reads the welcome.
+    pub async fn connect_tls(addr: SocketAddr, ca: &Path) -> TestClient {
+        let mut client = TestClient::connect_tls_raw(addr, ca, None).await;
+        client.welcome = client.expect::<S2cWelcome>().await;
+        client
+    }
+
+    /// Connects to the TLS port `addr` with the client config `config` (or one trusting
+    /// `ca`), without reading anything.
+    pub async fn connect_tls_raw(
+        addr: SocketAddr,
+        ca: &Path,
+        config: Option<std::sync::Arc<net::rustls::ClientConfig>>,
+    ) -> TestClient {
+        let stream = TestClient::connect_raw(addr).await.into_tcp();
+        let tls = tls_handshake(stream, ca, config)
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+        TestClient::from_stream_io(Io::Tls(Box::new(tls)))
+    }
+
+    /// Connects to the web port `addr` over WebSocket (the upgrade at `/ws`), and reads the
+    /// welcome.
+    pub async fn connect_ws(addr: SocketAddr) -> TestClient {
+        let mut client = TestClient::connect_raw(addr).await;
+        let (status, _) = client.ws_upgrade(&addr.to_string(), "/ws", None).await;
+        assert_eq!(status, 101, "the WebSocket upgrade");
+        client.welcome = client.expect::<S2cWelcome>().await;
+        client
+    }
+
+    /// Connects to the TLS port `addr` over WebSocket (`wss://`: asking for HTTP by ALPN),
+    /// trusting `ca`, and reads the welcome.
+    pub async fn connect_wss(addr: SocketAddr, ca: &Path) -> TestClient {
+        let trust = net::tls::client_config(&net::tls::Trust::CaFile(ca.to_path_buf()))
+            .expect("a TLS client config");
+        let http = net::tls::for_http(&trust);
+        let mut client = TestClient::connect_tls_raw(addr, ca, Some(http)).await;
+        let (status, _) = client.ws_upgrade(&addr.to_string(), "/ws", None).await;
+        assert_eq!(status, 101, "the WebSocket upgrade");
+        client.welcome = client.expect::<S2cWelcome>().await;
+        client
+    }
+
+    /// Sends a WebSocket upgrade request for `path` to `host` (with `origin`, if any) and
+    /// reads the response head: its status and head text. On 101 the client speaks
+    /// WebSocket from then on.
+    pub async fn ws_upgrade(
+        &mut self,
+        host: &str,
+        path: &str,
+        origin: Option<&str>,
+    ) -> (u16, String) {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        );
+        if let Some(origin) = origin {
+            request.push_str(&format!("Origin: {origin}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.send_raw(request.as_bytes()).await;
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        let end = loop {
+            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
+            match read.await {
+                Ok(Ok(n)) if n > 0 => {}
+                other => panic!("no answer to the upgrade: {other:?}"),
+            }
+        };
+        let head = String::from_utf8(self.buf.split_to(end).to_vec()).expect("a UTF-8 head");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        if status == 101 {
+            // "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" is RFC 6455's answer to this key (section 1.3).
+            assert!(
+                head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+                "{head}"
+            );
+            let raw = self.buf.split();
+            self.ws = Some(WsState {
+                raw,
+                ..WsState::default()
+            });
+        }
+        (status, head)
+    }
+
+    fn from_stream_io(stream: Io) -> TestClient {
+        TestClient {
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            ws: None,
+            welcome: S2cWelcome::default(),
+            name: String::new(),
+        }
+    }
+
+    fn into_tcp(self) -> TcpStream {
+        match self.stream {
+            Io::Tcp(stream) => stream,
+            Io::Tls(_) => panic!("already TLS"),
+        }
+    }
+
     /// The socket itself, for tests that drive it by hand.
     pub fn stream_mut(&mut self) -> &mut TcpStream {
-        &mut self.stream
+        match &mut self.stream {
+            Io::Tcp(stream) => stream,
+            Io::Tls(stream) => stream.get_mut().0,
+        }
+    }
+
+    /// Writes bytes on the connection as they are, WebSocket or not; a failure is returned
+    /// (the server may have closed).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Sends one WebSocket frame: `fin`, `opcode`, `payload`, masked unless `masked` is false
+    /// (which breaks RFC 6455: for tests of the server's answer).
+    pub async fn send_ws_frame(&mut self, fin: bool, opcode: u8, payload: &[u8], masked: bool) {
+        let frame = ws_frame(fin, opcode, payload, masked);
+        tokio::time::timeout(RECV_TIMEOUT, self.stream.write_all(&frame))
+            .await
+            .expect("write timed out")
+            .expect("write failed");
     }
 
     /// The session id the welcome announced.
@@ -294,17 +501,23 @@ impl TestClient {
         self.send_raw(&raw_frame(id, payload)).await;
     }
 
-    /// Writes bytes as they are.
+    /// Writes bytes as they are; over WebSocket, as one binary message.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(RECV_TIMEOUT, self.stream.write_all(bytes))
+        tokio::time::timeout(RECV_TIMEOUT, self.try_send_raw(bytes))
             .await
             .expect("write timed out")
             .expect("write failed");
     }
 
-    /// Writes bytes, reporting a failure instead of panicking (the server may have closed).
+    /// Writes bytes (over WebSocket, as one binary message), reporting a failure instead of
+    /// panicking (the server may have closed).
     pub async fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+        if self.ws.is_some() {
+            let frame = ws_frame(true, 2, bytes, true);
+            self.stream.write_all(&frame).await
+        } else {
+            self.stream.write_all(bytes).await
+        }
     }
 
     /// The next frame, or how the stream ended; `None` when nothing arrived within `within`.
@@ -314,7 +527,41 @@ impl TestClient {
             if let Some(message) = self.parse_buffered() {
                 return Some(Ok(message));
             }
-            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf));
+            if let Some(ws) = self.ws.as_mut() {
+                // Take the server's WebSocket frames apart: binary payloads carry frames.
+                let mut pongs = Vec::new();
+                while let Some((fin, opcode, payload)) = parse_ws_frame(&mut ws.raw) {
+                    match opcode {
+                        0 | 2 => self.buf.extend_from_slice(&payload),
+                        8 => {
+                            let code = if payload.len() >= 2 {
+                                u16::from_be_bytes([payload[0], payload[1]])
+                            } else {
+                                1005
+                            };
+                            let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or(&[]));
+                            ws.close = Some((code, reason.into_owned()));
+                        }
+                        9 => pongs.push(ws_frame(true, 10, &payload, true)),
+                        10 => ws.pongs.push(payload),
+                        other => panic!("the server sent opcode {other} (fin {fin})"),
+                    }
+                }
+                for pong in pongs {
+                    let _ = self.stream.write_all(&pong).await;
+                }
+                if let Some(message) = self.parse_buffered() {
+                    return Some(Ok(message));
+                }
+                if self.ws.as_ref().is_some_and(|ws| ws.close.is_some()) {
+                    return Some(Err(Closed::Eof));
+                }
+            }
+            let into = match self.ws.as_mut() {
+                Some(ws) => &mut ws.raw,
+                None => &mut self.buf,
+            };
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(into));
             match read.await {
                 Err(_) => return None,
                 Ok(Ok(0)) => return Some(Err(Closed::Eof)),
@@ -581,6 +828,76 @@ impl TestClient {
     pub async fn close(mut self) {
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// A WebSocket frame as a client sends it (RFC 6455, 5.2): masked unless `masked` is false.
+pub fn ws_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        len @ 0..=125 => out.push(mask_bit | len as u8),
+        len @ 126..=65535 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let mask = [0x5a, 0x13, 0xc7, 0x2e];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Takes one whole server frame (unmasked) off the front of `raw`: fin, opcode, payload.
+pub fn parse_ws_frame(raw: &mut BytesMut) -> Option<(bool, u8, Vec<u8>)> {
+    if raw.len() < 2 {
+        return None;
+    }
+    assert_eq!(raw[1] & 0x80, 0, "a server frame is never masked");
+    let (len, header) = match raw[1] & 0x7f {
+        126 if raw.len() >= 4 => (u16::from_be_bytes([raw[2], raw[3]]) as usize, 4),
+        127 if raw.len() >= 10 => {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&raw[2..10]);
+            (u64::from_be_bytes(len) as usize, 10)
+        }
+        126 | 127 => return None,
+        len => (len as usize, 2),
+    };
+    if raw.len() < header + len {
+        return None;
+    }
+    let frame = raw.split_to(header + len);
+    Some((
+        frame[0] & 0x80 != 0,
+        frame[0] & 0x0f,
+        frame[header..].to_vec(),
+    ))
+}
+
+/// A TLS handshake on `stream` as a client trusting the certificate in `ca` (or with
+/// `config`), for the name `127.0.0.1`.
+pub async fn tls_handshake(
+    stream: TcpStream,
+    ca: &Path,
+    config: Option<std::sync::Arc<net::rustls::ClientConfig>>,
+) -> io::Result<net::tokio_rustls::client::TlsStream<TcpStream>> {
+    let config = match config {
+        Some(config) => config,
+        None => net::tls::client_config(&net::tls::Trust::CaFile(ca.to_path_buf()))
+            .map_err(io::Error::other)?,
+    };
+    let name = net::rustls::pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
+    net::tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
 }
 
 /// One frame with any id and payload.

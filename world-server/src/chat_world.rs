@@ -45,4 +45,20 @@ impl Game for ChatWorld {
     }
 
     engine::rooms_hooks!();
+
+    /// The browser client: the page at `/`, its script at `/app.js`.
+    fn web_files() -> Vec<engine::net::WebFile> {
+        vec![
+            engine::net::WebFile {
+                path: "/".into(),
+                content_type: "text/html; charset=utf-8".into(),
+                body: crate::web::INDEX_HTML.into(),
+            },
+            engine::net::WebFile {
+                path: "/app.js".into(),
+                content_type: "text/javascript; charset=utf-8".into(),
+                body: crate::web::app_js().into(),
+            },
+        ]
+    }
 }

@@ -12,6 +12,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`web`] holds the browser client: the page and its script, with the codec generated from
+//! `proto/`.
+//!
 //! Everything of the engine is re-exported, so that `world_server::storage` is
 //! `engine::storage`.
 #![warn(missing_docs)]
@@ -22,6 +25,7 @@ use config::ServerConfig;
 use tokio::net::TcpListener;
 
 pub mod chat_world;
+pub mod web;
 
 pub use chat_world::ChatWorld;
 pub use engine::*;

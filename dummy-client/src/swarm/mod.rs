@@ -237,6 +237,8 @@ pub struct Swarm {
     chat: C2sChat,
     dirty: Vec<u32>,
     session_config: SessionConfig,
+    /// The session config of a bot on each server (TCP, TLS, WebSocket), by server index.
+    session_configs: Vec<SessionConfig>,
     session_tx: mpsc::Sender<SessionEvent>,
     tracker: TaskTracker,
     started_at: Instant,
@@ -301,6 +303,11 @@ impl Swarm {
             inbound_credit: INBOUND_CREDIT,
             ..SessionConfig::default()
         };
+        let session_configs = crate::transport::session_configs(
+            &config.client,
+            &config.client.targets(),
+            &session_config,
+        )?;
         Ok(Swarm {
             auth,
             issued: Tokens::new(),
@@ -332,6 +339,7 @@ impl Swarm {
             chat: C2sChat::default(),
             dirty: Vec::new(),
             session_config,
+            session_configs,
             session_tx,
             tracker,
             started_at: now,
@@ -475,10 +483,11 @@ impl Swarm {
                 if bot.phase != Phase::Connecting || self.phase == RunPhase::Finished {
                     return;
                 }
+                let config = &self.session_configs[index as usize % self.session_configs.len()];
                 let session = Session::spawn(
                     SessionId(tag),
                     stream,
-                    &self.session_config,
+                    config,
                     self.session_tx.clone(),
                     &self.tracker,
                 );
@@ -565,6 +574,7 @@ impl Swarm {
                 at,
             } => self.on_received(session.0 as u32, packet, at),
             SessionEvent::Closed { session, reason } => self.on_closed(session.0 as u32, reason),
+            SessionEvent::Ready { .. } => {}
         }
     }
 
@@ -1068,6 +1078,7 @@ impl Swarm {
                         }
                     }
                 }
+                SessionEvent::Ready { .. } => {}
             }
         }
         if open > 0 {

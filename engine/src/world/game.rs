@@ -150,6 +150,13 @@ pub trait Game: Sized + 'static {
         serde_json::Value::Null
     }
 
+    /// The files the game port serves over HTTP (with `[websocket] enabled`): the game's
+    /// browser page at `/` and what it loads, such as its script. None by default: the port
+    /// then serves WebSocket and frames, and answers `GET /` with 404.
+    fn web_files() -> Vec<net::WebFile> {
+        Vec::new()
+    }
+
     /// What the game adds to the periodic stats line, such as `", 12 rooms"`.
     fn stats(world: &World<Self>) -> String {
         let _ = world;

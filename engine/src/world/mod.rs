@@ -119,6 +119,8 @@ pub struct PendingAuth {
 pub struct Client {
     /// The peer's address.
     pub peer: SocketAddr,
+    /// What it speaks: TCP until its connection reports otherwise.
+    pub transport: net::Transport,
     /// When it connected.
     pub connected_at: Instant,
     /// When it connected, in microseconds since the Unix epoch.
@@ -273,6 +275,7 @@ impl<G: Game> World<G> {
             session,
             Client {
                 peer,
+                transport: net::Transport::Tcp,
                 connected_at: now,
                 connected_at_us: protocol::now_us(),
                 last_seen: now,
