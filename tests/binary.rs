@@ -888,3 +888,124 @@ async fn sessions_open_at_a_sigkill_are_recorded_at_the_next_start() {
     drop(conn);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_and_tls_flags_serve_the_page_frames_and_wss_and_sighup_takes_a_new_certificate() {
+    let dir = common::fresh_dir();
+    let first = common::certs::self_signed(&dir, "first");
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    // Only SIGHUP reloads: no polling of the files.
+    let config = TempConfig::new("tls", "[tls]\nreload_secs = 0\n[log]\nlevel = \"info\"\n");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut server = ServerProcess::spawn(&[
+        "--config",
+        config.0.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--web",
+        &web.to_string(),
+        "--tls-listen",
+        &tls.to_string(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut plain = server.connect(listen.parse().unwrap()).await;
+    plain.login_guest("plain").await;
+    let page = common::http_get(web, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/app.js"), "{}", page.body);
+    let mut secure = TestClient::connect_tls(tls, &cert).await;
+    secure.login_guest("secure").await;
+    let mut socket = TestClient::connect_wss(tls, &cert).await;
+    socket.login_guest("socket").await;
+    let presented = |addr| async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let any = net::tls::client_config(&net::tls::Trust::Insecure).unwrap();
+        let tls = common::tls_handshake(stream, Path::new(""), Some(any))
+            .await
+            .unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    assert_eq!(presented(tls).await, first.der);
+
+    let second = common::certs::self_signed(&dir, "second");
+    std::fs::copy(&second.cert, &cert).unwrap();
+    std::fs::copy(&second.key, &key).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while presented(tls).await != second.der {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not bring the new certificate; stderr:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        server.stderr().contains("tls: new certificate"),
+        "{}",
+        server.stderr()
+    );
+    // The sessions made before go on, over each transport.
+    for client in [&mut plain, &mut secure, &mut socket] {
+        client.ping(3).await;
+    }
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+}
+
+#[test]
+fn a_certificate_that_cannot_serve_exits_2_in_one_line_naming_the_key() {
+    let dir = common::fresh_dir();
+    let good = common::certs::self_signed(&dir, "good");
+    let missing = dir.join("missing.pem");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let tls = format!("127.0.0.1:{}", free_port());
+    let (code, stderr) = run_to_exit(&[
+        "--listen",
+        &listen,
+        "--tls-listen",
+        &tls,
+        "--tls-cert",
+        missing.to_str().unwrap(),
+        "--tls-key",
+        good.key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "world-server: tls.cert {missing:?}: cannot read it: No such file or directory (os error 2)"
+        )
+    );
+    // A TLS port without a certificate is a config error, before anything starts.
+    let (code, stderr) = run_to_exit(&["--listen", &listen, "--tls-listen", &tls]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        "world-server: invalid config \"the command line\": tls.cert must be a PEM file when tls.listen is set (got \"\")"
+    );
+}
+
+#[test]
+fn a_web_port_in_use_exits_1_saying_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = taken.local_addr().unwrap().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, stderr) = run_to_exit(&["--listen", &listen, "--web", &web]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "world-server: cannot listen on web.listen {web}: Address already in use (os error 98) (another server on this machine? give each its own: --web ADDR:PORT, or --web off)"
+        )
+    );
+}

@@ -26,6 +26,7 @@ async fn walking_bots_see_exactly_the_bots_near_them_and_the_run_passes() {
     quiet_logs();
     let mut server = ServerConfig::default();
     server.server.tick_ms = 20;
+    server.web.listen = String::new();
     server.auth.argon2_memory_kib = 64;
     server.auth.argon2_iterations = 1;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use config::ServerConfig;
 
-use crate::server::{open_storage, run_game, ServerError};
+use crate::server::{bind, open_storage, run_bound, ServerError};
 use crate::world::Game;
 
 /// The options.
@@ -143,9 +143,12 @@ pub fn main<G: Game>(
             }
         };
         let run = async {
+            // The other ports and the certificate before the database: a port in use or a
+            // certificate that cannot serve is one line, with nothing else done.
+            let listeners = bind::<G>(listener, &config).await?;
             let storage = open_storage(&config)?;
             let game = make_game(&config);
-            run_game(listener, config, game, storage, shutdown_signal()).await
+            run_bound(listeners, config, game, storage, shutdown_signal()).await
         };
         exit_code(program, run).await
     });

@@ -192,7 +192,7 @@ fn start_db_timed(
 }
 
 /// Binds the listener of `key` at `addr`, if any.
-async fn bind(
+async fn bind_one(
     key: &'static str,
     addr: Option<std::net::SocketAddr>,
 ) -> Result<Option<TcpListener>, ServerError> {
@@ -200,10 +200,14 @@ async fn bind(
         return Ok(None);
     };
     TcpListener::bind(addr).await.map(Some).map_err(|source| {
-        let hint = if source.kind() == std::io::ErrorKind::AddrInUse {
-            " (another server? give each its own address, or turn it off with \"\")"
-        } else {
-            ""
+        let hint = match (source.kind(), key) {
+            (std::io::ErrorKind::AddrInUse, "web.listen") => {
+                " (another server on this machine? give each its own: --web ADDR:PORT, or --web off)"
+            }
+            (std::io::ErrorKind::AddrInUse, _) => {
+                " (another server on this machine? give each its own: --tls-listen ADDR:PORT)"
+            }
+            _ => "",
         };
         ServerError::Listen {
             key,
@@ -264,26 +268,26 @@ struct Server<G: Game> {
     cluster_warned: Option<Instant>,
 }
 
-/// Runs `game` on `listener`, with `storage` for accounts, tokens and what the game writes,
-/// until `shutdown` completes; then stops accepting, finishes the tick, flushes and closes
-/// every session, lets the DB worker finish its writes, and returns the final counters.
-pub async fn run_game<G: Game>(
-    listener: TcpListener,
-    config: ServerConfig,
-    game: G,
-    storage: Box<dyn Storage>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<Stats, ServerError> {
-    // The certificate first: a config that cannot serve stops the server before anything
-    // else is touched.
-    let game_addr = listener.local_addr().unwrap_or(config.server.listen);
-    let ports = Ports::new::<G>(&config, game_addr)?;
-    let dispatcher = crate::handlers::dispatcher()?;
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry, &dispatcher.registered());
-    let db = start_db_timed(&config, storage, Some(metrics.db_jobs()))?;
-    // Bound before the game port is announced: a server that cannot have the admin listener
-    // it was asked for does not start at all.
+/// A server's ports, bound, and its TLS certificate, checked: what [`run_bound`] serves on.
+/// [`bind`] makes it before anything else (the database, NATS) is touched, so that a port in
+/// use or a certificate that cannot serve stops a server at once, in one line.
+pub struct Listeners {
+    game: TcpListener,
+    web: Option<TcpListener>,
+    tls: Option<TcpListener>,
+    admin: Option<(std::net::SocketAddr, TcpListener)>,
+    ports: Ports,
+}
+
+/// Checks the TLS certificate of `config` and binds its web, TLS and admin ports beside the
+/// game port `game`, for a server of the game `G`.
+pub async fn bind<G: Game>(
+    game: TcpListener,
+    config: &ServerConfig,
+) -> Result<Listeners, ServerError> {
+    let game_addr = game.local_addr().unwrap_or(config.server.listen);
+    let ports = Ports::new::<G>(config, game_addr)?;
+    // A server that cannot have the admin listener it was asked for does not start at all.
     let admin = match config.admin.address() {
         Some(addr) => Some((
             addr,
@@ -293,8 +297,49 @@ pub async fn run_game<G: Game>(
         )),
         None => None,
     };
-    let web_listener = bind("web.listen", config.web.address()).await?;
-    let tls_listener = bind("tls.listen", config.tls.address()).await?;
+    Ok(Listeners {
+        game,
+        web: bind_one("web.listen", config.web.address()).await?,
+        tls: bind_one("tls.listen", config.tls.address()).await?,
+        admin,
+        ports,
+    })
+}
+
+/// Runs `game` on `listener` (the game port; the other ports `config` names are bound here,
+/// see [`bind`]), with `storage` for accounts, tokens and what the game writes, until
+/// `shutdown` completes; then stops accepting, finishes the tick, flushes and closes every
+/// session, lets the DB worker finish its writes, and returns the final counters.
+pub async fn run_game<G: Game>(
+    listener: TcpListener,
+    config: ServerConfig,
+    game: G,
+    storage: Box<dyn Storage>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, ServerError> {
+    let listeners = bind::<G>(listener, &config).await?;
+    run_bound(listeners, config, game, storage, shutdown).await
+}
+
+/// [`run_game`] on ports bound already ([`bind`]).
+pub async fn run_bound<G: Game>(
+    listeners: Listeners,
+    config: ServerConfig,
+    game: G,
+    storage: Box<dyn Storage>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, ServerError> {
+    let Listeners {
+        game: listener,
+        web: web_listener,
+        tls: tls_listener,
+        admin,
+        ports,
+    } = listeners;
+    let dispatcher = crate::handlers::dispatcher()?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry, &dispatcher.registered());
+    let db = start_db_timed(&config, storage, Some(metrics.db_jobs()))?;
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     // NATS before the game port is announced too: a node that cannot reach its cluster does

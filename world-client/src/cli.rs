@@ -16,8 +16,9 @@ use crate::url::{ServerUrl, DEFAULT_URL};
 #[derive(Debug, Parser)]
 #[command(name = "world-client", version, about, long_about = None)]
 pub struct Cli {
-    /// The server: tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or
-    /// wss://HOST:PORT/PATH (the path defaults to /ws)
+    /// The server: tcp://HOST:PORT (its game port), tls://HOST:PORT (its TLS port),
+    /// ws://HOST:PORT/PATH (its web port) or wss://HOST:PORT/PATH (its TLS port); the path
+    /// defaults to /ws
     #[arg(value_name = "URL", default_value = DEFAULT_URL)]
     pub url: String,
     /// A PEM file of the CAs (or the self-signed certificate) to trust, for tls:// and wss://;

@@ -62,7 +62,12 @@ impl Target {
             return Ok(Negotiation::Frames);
         }
         let tls = if self.url.is_tls() {
-            let config = net::tls::client_config(&self.trust).map_err(TargetError::Trust)?;
+            let mut config = net::tls::client_config(&self.trust).map_err(TargetError::Trust)?;
+            if self.url.is_websocket() {
+                // A TLS port serves frames, and HTTP (so WebSocket) to the clients that ask
+                // for it by ALPN.
+                config = net::tls::for_http(&config);
+            }
             let name = self.tls_name.as_deref().unwrap_or(self.url.bare_host());
             let name = net::tls::server_name(name).map_err(TargetError::Name)?;
             Some((TlsConnector::from(config), name))

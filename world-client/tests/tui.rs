@@ -43,8 +43,32 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The server's logs at `warn` unless `E2E_LOG` names another level: they go to the test's
+/// output, not to the client's screen.
+fn quiet_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".to_string());
+        if let Err(error) =
+            config::logging::init(&config::LogConfig::default(), Some(&level), "e2e")
+        {
+            eprintln!("cannot set up logging: {error}");
+        }
+    });
+}
+
+/// A free port on 127.0.0.1, for a listener the server binds itself (web, TLS).
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    probe.local_addr().expect("local address").port()
+}
+
+/// The server's defaults, with its database in `dir`, cheap password hashing, and no web
+/// port (tests that use WebSocket give it one of its own).
 fn server_config(dir: &Path) -> ServerConfig {
+    quiet_logs();
     let mut config = ServerConfig::default();
+    config.web.listen = String::new();
     config.server.name = "tui-world".to_string();
     config.storage.path = dir.join("world.db");
     config.storage.synchronous = "normal".to_string();
@@ -646,8 +670,11 @@ async fn a_guest_chats_over_websocket() {
         return;
     }
     let dir = fresh_dir("ws");
-    let server = Server::start(server_config(&dir)).await;
-    let url = format!("ws://{}/ws", server.addr);
+    let mut config = server_config(&dir);
+    let web = format!("127.0.0.1:{}", free_port());
+    config.web.listen = web.clone();
+    let server = Server::start(config).await;
+    let url = format!("ws://{web}/ws");
     let config_dir = dir.join("config");
     let tmux = Tmux::start(
         "ws",
@@ -683,33 +710,17 @@ async fn a_guest_chats_over_websocket() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1 made with openssl; `None` where
-/// openssl is missing.
-fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    made.then_some((cert, key))
+/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("certificate parameters");
+    let key = rcgen::KeyPair::generate().expect("a key pair");
+    let cert = params.self_signed(&key).expect("a self-signed certificate");
+    let paths = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, cert.pem()).expect("write the certificate");
+    std::fs::write(&paths.1, key.serialize_pem()).expect("write the key");
+    paths
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -719,18 +730,8 @@ async fn over_tls_a_trusted_certificate_connects_and_an_untrusted_one_is_said_in
         return;
     }
     let dir = fresh_dir("tls");
-    let Some((cert, key)) = self_signed(&dir) else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped {test}: needs openssl (apt-get install openssl)"
-        );
-        return;
-    };
-    let tls_port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").port()
-    };
+    let (cert, key) = self_signed(&dir);
+    let tls_port = free_port();
     let mut config = server_config(&dir);
     config.tls.listen = format!("127.0.0.1:{tls_port}");
     config.tls.cert = cert.clone();

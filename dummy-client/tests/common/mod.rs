@@ -11,6 +11,26 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A free port of 127.0.0.1 (bound, then released for a server to take).
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, valid for a month, written to
+/// `dir` as `server.crt` and `server.key`.
+pub fn certificate(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path("server.crt"), dir.path("server.key"));
+    fs::write(&cert_path, cert.pem()).unwrap();
+    fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
 /// A directory of its own under the system's temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
 
@@ -61,13 +81,22 @@ pub fn quiet_logs() {
 
 impl Server {
     pub async fn start(dir: &TempDir) -> Self {
+        Server::start_with(dir, |_| {}).await
+    }
+
+    /// A server of the tests' config, changed by `change` (to give it a web or TLS port).
+    pub async fn start_with(dir: &TempDir, change: impl FnOnce(&mut ServerConfig)) -> Self {
         quiet_logs();
         let mut config = ServerConfig::default();
         config.server.tick_ms = 5;
+        // No web port: tests run many servers at once.
+        config.web.listen = String::new();
         config.net.linger_ms = 200;
         config.storage.path = dir.path("world.db");
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;
+        change(&mut config);
+        let ports = [config.web.address(), config.tls.address()];
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -75,10 +104,28 @@ impl Server {
             let _ = stopped.await;
         };
         let handle = tokio::spawn(world_server::run(listener, config, shutdown));
+        for port in ports.into_iter().flatten() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while tokio::net::TcpStream::connect(port).await.is_err() {
+                assert!(std::time::Instant::now() < deadline, "nothing on {port}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Server {
             addr,
             stop: Some(stop),
             handle,
+        }
+    }
+
+    /// Stops the server and returns its final counters.
+    pub async fn stop_with_stats(mut self) -> world_server::Stats {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.handle).await {
+            Ok(Ok(Ok(stats))) => stats,
+            other => panic!("the server did not stop cleanly: {other:?}"),
         }
     }
 

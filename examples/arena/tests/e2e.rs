@@ -104,6 +104,7 @@ async fn players_over_sockets_see_each_other_move_and_go() {
     let addr = listener.local_addr().unwrap();
     let mut config = config::ServerConfig::default();
     config.server.tick_ms = 10;
+    config.web.listen = String::new();
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
     let storage = Box::new(SqliteStorage::in_memory().unwrap());

@@ -1,0 +1,109 @@
+//! The same swarm over every transport against the real server, in process: frames on TCP,
+//! on TLS, in WebSocket messages, and in WebSocket messages over TLS; the exact accounting
+//! holds on each. A certificate the bots do not trust fails their connections, in words.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{certificate, free_addr, Server, TempDir};
+use config::ClientConfig;
+use dummy_client::{run, Report};
+use tokio_util::sync::CancellationToken;
+
+fn swarm(server: SocketAddr, transport: &str, tls: Option<&Path>) -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.client.server = server;
+    config.client.bots = 40;
+    config.client.duration_secs = 2;
+    config.client.drain_secs = 2;
+    config.client.ramp_up_per_sec = 1000;
+    config.client.transport = transport.to_owned();
+    if let Some(ca) = tls {
+        config.client.tls = true;
+        config.client.tls_ca = ca.to_owned();
+    }
+    config.bots.bots_per_room = 10;
+    config.bots.chat_interval_ms = 100;
+    config.bots.ping_interval_ms = 300;
+    config.validate("transports test").unwrap();
+    config
+}
+
+async fn run_with(config: ClientConfig) -> Report {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run(config, CancellationToken::new()),
+    )
+    .await
+    .expect("the run did not end within 30 s")
+    .expect("the run could not start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_swarm_passes_over_tcp_tls_websocket_and_websocket_over_tls() {
+    let dir = TempDir::new("transports");
+    let (cert, key) = certificate(&dir);
+    let (web, tls) = (free_addr(), free_addr());
+    let server = Server::start_with(&dir, |config| {
+        config.web.listen = web.to_string();
+        config.tls.listen = tls.to_string();
+        config.tls.cert = cert.clone();
+        config.tls.key = key.clone();
+    })
+    .await;
+    let runs = [
+        ("tcp", server.addr, None, "tcp"),
+        ("tcp", tls, Some(cert.as_path()), "tls"),
+        ("ws", web, None, "ws"),
+        ("ws", tls, Some(cert.as_path()), "wss"),
+    ];
+    for (transport, addr, ca, label) in runs {
+        let report = run_with(swarm(addr, transport, ca)).await;
+        assert!(report.passed(), "{label}: {report}");
+        assert_eq!(report.joined, 40, "{label}: {report}");
+        assert!(report.expected > 0, "{label}: {report}");
+        assert_eq!(report.received, report.expected, "{label}: {report}");
+        assert_eq!(report.lost, 0, "{label}: {report}");
+        assert_eq!(report.run.settings.transport, label);
+        assert!(
+            report.to_string().contains(&format!(" over {label},")),
+            "{report}"
+        );
+        assert!(report.pongs_received > 0, "{label}: {report}");
+    }
+    let stats = server.stop_with_stats().await;
+    assert!(stats.connects >= 160, "{}", stats.connects);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_that_do_not_trust_the_certificate_fail_saying_why() {
+    let dir = TempDir::new("untrusted");
+    let (cert, key) = certificate(&dir);
+    let other = TempDir::new("other-ca");
+    let (other_cert, _) = certificate(&other);
+    let tls = free_addr();
+    let server = Server::start_with(&dir, |config| {
+        config.tls.listen = tls.to_string();
+        config.tls.cert = cert.clone();
+        config.tls.key = key.clone();
+    })
+    .await;
+    let mut config = swarm(tls, "tcp", Some(&other_cert));
+    config.client.bots = 5;
+    let report = run_with(config).await;
+    assert!(!report.passed(), "{report}");
+    assert_eq!(report.joined, 0, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("invalid peer certificate"), "{text}");
+    // With --tls-insecure the same bots get in.
+    let mut config = swarm(tls, "tcp", None);
+    config.client.tls = true;
+    config.client.tls_insecure = true;
+    config.client.bots = 10;
+    let report = run_with(config).await;
+    assert!(report.passed(), "{report}");
+    server.stop().await;
+}
