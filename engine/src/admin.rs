@@ -75,6 +75,8 @@ pub struct Player {
     pub username: String,
     /// Its address.
     pub peer: String,
+    /// What it speaks: `tcp`, `tls`, `ws` or `wss`.
+    pub transport: &'static str,
     /// Seconds since it connected.
     pub connected_secs: u64,
 }
@@ -272,6 +274,7 @@ pub fn state_json<G: Game>(
                 .map(|l| l.username.clone())
                 .unwrap_or_default(),
             peer: c.peer.to_string(),
+            transport: c.transport.label(),
             connected_secs: now.saturating_duration_since(c.connected_at).as_secs(),
         })
         .collect();

@@ -391,6 +391,8 @@ pub struct App {
     /// Rooms being joined again after a reconnect.
     rejoining: BTreeSet<String>,
     next_retry: Duration,
+    /// Connections lost or failed since one last worked.
+    failures: u32,
     next_ping: Option<Instant>,
     ping_seq: u32,
     ping_sent: Option<(u32, Instant)>,
@@ -431,6 +433,7 @@ impl App {
             joining: BTreeSet::new(),
             rejoining: BTreeSet::new(),
             next_retry: FIRST_RETRY,
+            failures: 0,
             next_ping: None,
             ping_seq: 0,
             ping_sent: None,
@@ -585,10 +588,10 @@ impl App {
             self.link = Link::Offline("the certificate is not trusted".to_string());
             return Vec::new();
         }
-        let attempt = match self.link {
-            Link::Connecting { attempt } => attempt + 1,
-            _ => 1,
-        };
+        // Attempts since the last connection that worked (a login or a ping answered): a
+        // server that accepts and closes at once counts as failing too.
+        self.failures += 1;
+        let attempt = self.failures;
         let delay = self.next_retry;
         self.next_retry = (self.next_retry * 2).min(MAX_RETRY);
         self.link = Link::Waiting {
@@ -645,6 +648,7 @@ impl App {
                         self.ping_sent = None;
                         // A round trip proves the connection works.
                         self.next_retry = FIRST_RETRY;
+                        self.failures = 0;
                     }
                 }
                 Vec::new()
@@ -701,6 +705,7 @@ impl App {
         let mut actions = Vec::new();
         self.pending_login = None;
         self.next_retry = FIRST_RETRY;
+        self.failures = 0;
         self.auth = Auth::LoggedIn {
             username: result.username.clone(),
             guest: result.guest,
@@ -890,7 +895,7 @@ impl App {
             return Vec::new();
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('d')) {
+        if ctrl && key.code == KeyCode::Char('c') {
             return self.quit();
         }
         if self.prompt.is_some() {
@@ -1109,6 +1114,7 @@ impl App {
                     return Vec::new();
                 }
                 self.next_retry = FIRST_RETRY;
+                self.failures = 0;
                 self.connect_now()
             }
             Command::Clear => {

@@ -1,6 +1,6 @@
 //! The network: one connection at a time to the server, made with the `net` crate.
 //!
-//! [`Network::connect`] resolves the host and opens a TCP connection in a task of its own;
+//! [`Network::connect`] resolves the host and opens a TCP connection in the background;
 //! [`Network::next`] then reports, in order, [`NetEvent::Connected`], `Ready` (once TLS or
 //! the WebSocket upgrade is done), each message, and `Closed`. Every connection has a number
 //! of its own (its `SessionId`), so that the late events of a connection given up are told

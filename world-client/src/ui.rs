@@ -199,7 +199,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
             (clean(&prompt.purpose.label()), masked, cursor, None)
         }
         None => {
-            let hint = (app.input.text.is_empty() && app.username().is_none()).then_some(
+            let hint = (app.input.text.is_empty() && app.auth == Auth::LoggedOut).then_some(
                 "/guest NAME, /login NAME or /register NAME to log in; /help lists the commands",
             );
             let before: String = app.input.text.chars().take(app.input.cursor).collect();

@@ -134,13 +134,10 @@ fn handshake_sentence(why: &str) -> String {
              or CA, or --tls-name NAME if it is issued to another name"
         );
     }
-    if why.contains("fatal alert")
-        || why.contains("InvalidContentType")
-        || why.contains("corrupt message")
-    {
+    if why.contains("TLS") {
         return format!(
-            "the TLS handshake failed ({why}); is this a TLS port? tcp:// and ws:// URLs are for \
-             plain ports"
+            "the TLS handshake failed ({why}); is this the server's TLS port? tcp:// and ws:// \
+             URLs are for its plain ports"
         );
     }
     if why.contains("WebSocket") {
@@ -236,7 +233,7 @@ mod tests {
         let plain_port = Closure::Session(DisconnectReason::Handshake(
             "TLS handshake failed: received fatal alert: HandshakeFailure".into(),
         ));
-        assert!(closure_sentence(&plain_port).contains("is this a TLS port?"));
+        assert!(closure_sentence(&plain_port).contains("is this the server's TLS port?"));
         assert!(!plain_port.is_permanent());
         let refused = Closure::Connect("127.0.0.1:7000: Connection refused (os error 111)".into());
         assert_eq!(

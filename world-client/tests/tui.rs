@@ -30,17 +30,36 @@ const BIN: &str = env!("CARGO_BIN_EXE_world-client");
 // ---------------------------------------------------------------------------------------
 // The server.
 
-/// A new empty directory under the system's temporary directory.
-fn fresh_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "world-client-e2e-{}-{}-{name}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
+/// A new empty directory under the system's temporary directory, removed when dropped (a
+/// failed test included).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "world-client-e2e-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The server's logs at `warn` unless `E2E_LOG` names another level: they go to the test's
@@ -129,7 +148,7 @@ impl Server {
         match tokio::time::timeout(TIMEOUT, handle).await {
             Ok(Ok(Ok(_))) => {}
             Ok(Ok(Err(e))) => panic!("the server failed: {e}"),
-            Ok(Err(e)) => panic!("the server task failed: {e}"),
+            Ok(Err(e)) => panic!("the server panicked: {e}"),
             Err(_) => panic!("the server did not stop within {TIMEOUT:?}"),
         }
     }
@@ -289,6 +308,8 @@ fn have_tmux(test: &str) -> bool {
 /// A tmux server of its own (its own socket) running the client in a 120 × 40 window.
 struct Tmux {
     socket: String,
+    /// The socket's file, which the tmux server leaves behind.
+    socket_path: Option<PathBuf>,
 }
 
 impl Tmux {
@@ -296,7 +317,10 @@ impl Tmux {
     /// says `world-client exited CODE` and stays.
     fn start(name: &str, args: &[String]) -> Tmux {
         let socket = format!("world-client-test-{}-{name}", std::process::id());
-        let tmux = Tmux { socket };
+        let mut tmux = Tmux {
+            socket,
+            socket_path: None,
+        };
         let _ = tmux.command(&["kill-server"]).output();
         let quoted: Vec<String> = std::iter::once(BIN.to_string())
             .chain(args.iter().cloned())
@@ -324,6 +348,12 @@ impl Tmux {
             .status()
             .expect("run tmux");
         assert!(status.success(), "tmux new-session failed: {status}");
+        let path = tmux
+            .command(&["display-message", "-p", "#{socket_path}"])
+            .output()
+            .expect("tmux display-message");
+        let path = String::from_utf8_lossy(&path.stdout).trim().to_string();
+        tmux.socket_path = (!path.is_empty()).then(|| PathBuf::from(path));
         tmux
     }
 
@@ -434,6 +464,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.command(&["kill-server"]).output();
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -450,7 +483,7 @@ async fn a_guest_joins_chats_both_ways_whispers_lists_rooms_and_reads_errors_ove
     if !have_tmux(test) {
         return;
     }
-    let dir = fresh_dir("guest");
+    let dir = TempDir::new("guest");
     let mut config = server_config(&dir);
     config.world.max_rooms_per_session = 2;
     let server = Server::start(config).await;
@@ -530,11 +563,22 @@ async fn a_guest_joins_chats_both_ways_whispers_lists_rooms_and_reads_errors_ove
     tmux.line("/help");
     tmux.wait_for("/register NAME").await;
 
+    // A login to the same name elsewhere replaces this one: said, and no reconnect.
+    let _other_ann = Peer::guest(server.addr, "ann").await;
+    tmux.wait_for("You logged in from somewhere else").await;
+    tmux.wait_for("| offline: Replaced by a login from somewhere else")
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        tmux.status_line().contains("| offline: "),
+        "{}",
+        tmux.screen()
+    );
+
     tmux.line("/quit");
     tmux.wait_for("world-client exited 0").await;
     drop(tmux);
     server.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,7 +588,7 @@ async fn an_account_registers_logs_out_logs_in_with_its_password_and_resumes_at_
     if !have_tmux(test) {
         return;
     }
-    let dir = fresh_dir("account");
+    let dir = TempDir::new("account");
     let server = Server::start(server_config(&dir)).await;
     let url = format!("tcp://{}", server.addr);
     let config_dir = dir.join("config");
@@ -606,7 +650,6 @@ async fn an_account_registers_logs_out_logs_in_with_its_password_and_resumes_at_
     tmux.wait_for("world-client exited 0").await;
     drop(tmux);
     server.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,7 +658,7 @@ async fn after_a_server_restart_the_client_reconnects_resumes_and_is_back_in_its
     if !have_tmux(test) {
         return;
     }
-    let dir = fresh_dir("restart");
+    let dir = TempDir::new("restart");
     let server = Server::start(server_config(&dir)).await;
     let addr = server.addr;
     let url = format!("tcp://{addr}");
@@ -660,7 +703,6 @@ async fn after_a_server_restart_the_client_reconnects_resumes_and_is_back_in_its
     tmux.wait_for("world-client exited 0").await;
     drop(tmux);
     server.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,7 +711,7 @@ async fn a_guest_chats_over_websocket() {
     if !have_tmux(test) {
         return;
     }
-    let dir = fresh_dir("ws");
+    let dir = TempDir::new("ws");
     let mut config = server_config(&dir);
     let web = format!("127.0.0.1:{}", free_port());
     config.web.listen = web.clone();
@@ -707,7 +749,6 @@ async fn a_guest_chats_over_websocket() {
     tmux.wait_for("world-client exited 0").await;
     drop(tmux);
     server.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files in `dir`.
@@ -729,7 +770,7 @@ async fn over_tls_a_trusted_certificate_connects_and_an_untrusted_one_is_said_in
     if !have_tmux(test) {
         return;
     }
-    let dir = fresh_dir("tls");
+    let dir = TempDir::new("tls");
     let (cert, key) = self_signed(&dir);
     let tls_port = free_port();
     let mut config = server_config(&dir);
@@ -780,12 +821,11 @@ async fn over_tls_a_trusted_certificate_connects_and_an_untrusted_one_is_said_in
         "--config-dir",
         config_dir.to_str().unwrap(),
     ]));
-    tmux.wait_for("is this a TLS port?").await;
+    tmux.wait_for("is this the server's TLS port?").await;
     tmux.line("/quit");
     tmux.wait_for("world-client exited 0").await;
     drop(tmux);
     server.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The same swarm over every transport, against one server, in one run: frames on TCP (the game
+# port), on TLS (the TLS port), in WebSocket messages (the web port) and in WebSocket messages
+# over TLS. For each: the server's CPU per delivery, the bots' p99 latency, and the server's
+# memory per connection; then TLS handshakes per second (net's example `handshakes`, 64 at a
+# time, against the TLS port) and the server's CPU per handshake.
+# Transports are run in turn, ROUNDS times over, so that a machine whose speed drifts during
+# the run weighs on all of them alike.
+#
+#   scripts/transports.sh [BOTS] [SECS]
+#   scripts/transports.sh 1000 20
+#
+# Environment: PORT (default 7500; the web port is PORT+1, the TLS port PORT+2), ROUNDS
+# (default 2), OUT (default target/transports: the certificate, server log, reports).
+# Needs openssl (Debian's openssl) for the certificate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bots=${1:-1000}
+secs=${2:-20}
+port=${PORT:-7500}
+rounds=${ROUNDS:-2}
+out=${OUT:-target/transports}
+mkdir -p "$out"
+web=$((port + 1))
+tls=$((port + 2))
+
+cargo build --release -q -p world-server -p dummy-client -p net --example handshakes
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
+
+./target/release/world-server --listen "127.0.0.1:$port" --web "127.0.0.1:$web" \
+    --tls-listen "127.0.0.1:$tls" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+    --log-level warn --config <(printf '[storage]\npath = "%s"\n' "$out/world.db") \
+    2>"$out/server.log" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null || true' EXIT
+sleep 1
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
+
+flags_of() {
+    case $1 in
+        tcp) echo "--server 127.0.0.1:$port" ;;
+        tls) echo "--server 127.0.0.1:$tls --tls --ca $out/cert.pem" ;;
+        ws) echo "--server 127.0.0.1:$web --transport ws" ;;
+        wss) echo "--server 127.0.0.1:$tls --transport ws --tls --ca $out/cert.pem" ;;
+    esac
+}
+
+printf '%-5s %-6s %12s %12s %10s %14s %8s\n' transport round deliveries "CPU/deliv" "p99 ms" "RSS/conn KiB" lost
+for round in $(seq "$rounds"); do
+    for t in tcp tls ws wss; do
+        rss_before=$(rss_kib)
+        cpu_before=$(cpu_ticks)
+        # shellcheck disable=SC2046
+        ./target/release/dummy-client $(flags_of "$t") --bots "$bots" --duration "$secs" \
+            --log-level warn --json "$out/report-$t-$round.json" >"$out/report-$t-$round.txt" 2>&1 &
+        swarm=$!
+        # Memory mid-run, every bot connected.
+        sleep $((secs * 2 / 3))
+        rss_during=$(rss_kib)
+        wait "$swarm" || true
+        cpu=$(( $(cpu_ticks) - cpu_before ))
+        python3 - "$out/report-$t-$round.json" "$t" "$round" "$cpu" "$ticks" "$rss_before" "$rss_during" "$bots" <<'EOF'
+import json, sys
+path, t, rnd, cpu, hz, before, during, bots = sys.argv[1:]
+doc = json.load(open(path))
+r = doc["results"]
+received = r["received"]
+cpu_s = int(cpu) / int(hz)
+per = cpu_s / received * 1e6 if received else float("nan")
+rss = (int(during) - int(before)) / int(bots)
+print(f"{t:<5} {rnd:<6} {received:>12} {per:>10.3f}us {r['latency_ms']['p99']:>10.1f} {rss:>14.1f} {r['lost']:>8}")
+EOF
+        sleep 2
+    done
+done
+
+echo
+echo "TLS handshakes (64 at a time, 10 s, a full handshake each):"
+cpu_before=$(cpu_ticks)
+handshakes=$(./target/release/examples/handshakes "127.0.0.1:$tls" "$out/cert.pem" 64 10)
+cpu=$(( $(cpu_ticks) - cpu_before ))
+echo "$handshakes"
+echo "$handshakes" | awk -v c="$cpu" -v hz="$ticks" '{ printf "server CPU: %.2f s, %.0f us per handshake (session set-up and close included)\n", c / hz, c / hz / $1 * 1e6 }'
+
+kill -TERM "$server"
+wait "$server" || true
+trap - EXIT
+echo "server log: $out/server.log; reports: $out/report-*.json"
