@@ -2,7 +2,7 @@
 # The same swarm over every transport, against one server, in one run: frames on TCP (the game
 # port), on TLS (the TLS port), in WebSocket messages (the web port) and in WebSocket messages
 # over TLS. For each: the server's CPU per delivery, the bots' p99 latency, and the server's
-# memory per connection; then TLS handshakes per second (net's example `handshakes`, 64 at a
+# memory per connection; then TLS handshakes per second (net's example `handshakes`, 256 at a
 # time, against the TLS port) and the server's CPU per handshake.
 # Transports are run in turn, ROUNDS times over, so that a machine whose speed drifts during
 # the run weighs on all of them alike.
@@ -32,13 +32,20 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext "basicConstraints=critical,CA:FALSE" \
     -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
 
-./target/release/world-server --listen "127.0.0.1:$port" --web "127.0.0.1:$web" \
-    --tls-listen "127.0.0.1:$tls" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
-    --log-level warn --config <(printf '[storage]\npath = "%s"\n' "$out/world.db") \
-    2>"$out/server.log" &
-server=$!
+# A fresh server for every run, so that the memory each run adds is its own.
+start_server() {
+    ./target/release/world-server --listen "127.0.0.1:$port" --web "127.0.0.1:$web" \
+        --tls-listen "127.0.0.1:$tls" --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+        --log-level warn --config <(printf '[storage]\npath = "%s"\nsynchronous = "normal"\n' "$out/world.db") \
+        2>>"$out/server.log" &
+    server=$!
+    sleep 1
+}
+stop_server() {
+    kill -TERM "$server"
+    wait "$server" || true
+}
 trap 'kill -TERM $server 2>/dev/null || true' EXIT
-sleep 1
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
@@ -56,6 +63,7 @@ flags_of() {
 printf '%-5s %-6s %12s %12s %10s %14s %8s\n' transport round deliveries "CPU/deliv" "p99 ms" "RSS/conn KiB" lost
 for round in $(seq "$rounds"); do
     for t in tcp tls ws wss; do
+        start_server
         rss_before=$(rss_kib)
         cpu_before=$(cpu_ticks)
         # shellcheck disable=SC2046
@@ -78,19 +86,19 @@ per = cpu_s / received * 1e6 if received else float("nan")
 rss = (int(during) - int(before)) / int(bots)
 print(f"{t:<5} {rnd:<6} {received:>12} {per:>10.3f}us {r['latency_ms']['p99']:>10.1f} {rss:>14.1f} {r['lost']:>8}")
 EOF
-        sleep 2
+        stop_server
     done
 done
 
 echo
-echo "TLS handshakes (64 at a time, 10 s, a full handshake each):"
+start_server
+echo "TLS handshakes (256 at a time, 10 s, a full handshake each):"
 cpu_before=$(cpu_ticks)
-handshakes=$(./target/release/examples/handshakes "127.0.0.1:$tls" "$out/cert.pem" 64 10)
+handshakes=$(./target/release/examples/handshakes "127.0.0.1:$tls" "$out/cert.pem" 256 10)
 cpu=$(( $(cpu_ticks) - cpu_before ))
 echo "$handshakes"
 echo "$handshakes" | awk -v c="$cpu" -v hz="$ticks" '{ printf "server CPU: %.2f s, %.0f us per handshake (session set-up and close included)\n", c / hz, c / hz / $1 * 1e6 }'
 
-kill -TERM "$server"
-wait "$server" || true
+stop_server
 trap - EXIT
 echo "server log: $out/server.log; reports: $out/report-*.json"

@@ -20,6 +20,7 @@
 //!   bound on connects in flight); both report through [`ServiceEvent`].
 #![warn(missing_docs)]
 
+pub mod calendar;
 pub mod codec;
 pub mod http;
 pub mod refuse;
