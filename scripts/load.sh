@@ -23,9 +23,11 @@ mkdir -p "$out"
 
 cargo build --release -q -p world-server -p dummy-client -p arena
 
-server_args=(--listen "127.0.0.1:$port" --web off)
-[ -n "${SERVER_CONFIG:-}" ] && server_args+=(--config "$SERVER_CONFIG")
 server_bin=${SERVER_BIN:-./target/release/world-server}
+server_args=(--listen "127.0.0.1:$port")
+# No web port, so that runs never collide on it (builds from before it have no --web).
+"$server_bin" --help | grep -q -- --web && server_args+=(--web off)
+[ -n "${SERVER_CONFIG:-}" ] && server_args+=(--config "$SERVER_CONFIG")
 "$server_bin" "${server_args[@]}" 2>"$out/server.log" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null || true' EXIT

@@ -99,6 +99,31 @@ cpu=$(( $(cpu_ticks) - cpu_before ))
 echo "$handshakes"
 echo "$handshakes" | awk -v c="$cpu" -v hz="$ticks" '{ printf "server CPU: %.2f s, %.0f us per handshake (session set-up and close included)\n", c / hz, c / hz / $1 * 1e6 }'
 
+
+stop_server
+start_server
+# Connections that never finish setting up: 1000 that stop half way through a ClientHello on
+# the TLS port, then 1000 half way through an upgrade request on the web port; each is
+# closed at net.handshake_timeout_secs, and costs the server only this much meanwhile.
+for what in tls web; do
+    rss_before=$(rss_kib)
+    python3 - "$what" "$tls" "$web" "$server" "$rss_before" <<'EOF'
+import socket, sys, time
+what, tls, web, pid, before = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+port, start = (tls, bytes([0x16, 3, 1, 2, 0, 1, 0, 1])) if what == "tls" else (web, b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+socks = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(start)
+    socks.append(s)
+time.sleep(3)
+rss = int([l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0])
+print(f"1000 stalled {what} set-ups: server RSS +{(rss - before) / 1000:.1f} KiB each")
+for s in socks:
+    s.close()
+EOF
+done
+
 stop_server
 trap - EXIT
 echo "server log: $out/server.log; reports: $out/report-*.json"

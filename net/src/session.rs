@@ -422,15 +422,14 @@ async fn drive(
     let negotiated = match &config.negotiation {
         Negotiation::Frames => Some(Ok(Negotiated::frames(stream))),
         Negotiation::Accept(side) => {
-            bounded(
-                &shared,
-                side.timeout,
-                transport::accept(side, stream, config.linger),
-            )
-            .await
+            // Boxed: the negotiation's state lives on the heap while it runs and goes with
+            // it, rather than in every session's task for its whole life.
+            let accept = Box::pin(transport::accept(side, stream, config.linger));
+            bounded(&shared, side.timeout, accept).await
         }
         Negotiation::Connect(side) => {
-            bounded(&shared, side.timeout, transport::connect(side, stream)).await
+            let connect = Box::pin(transport::connect(side, stream));
+            bounded(&shared, side.timeout, connect).await
         }
     };
     let negotiated_at_all = !matches!(config.negotiation, Negotiation::Frames);
@@ -453,11 +452,14 @@ async fn drive(
                 }
             }
             let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+            // A socket of its own writes through at once; TLS keeps what it is given until
+            // flushed.
+            let flush = !matches!(transport, Transport::Tcp | Transport::Ws);
             tracker.spawn(write_loop(
                 writer,
                 outbound,
                 control_rx,
-                framing,
+                (framing, flush),
                 shared.clone(),
             ));
             let frames = FrameCodec::new(config.max_packet_size);
@@ -708,12 +710,16 @@ async fn write_loop(
     mut writer: BoxWrite,
     mut outbound: mpsc::Receiver<Vec<Bytes>>,
     mut control: mpsc::Receiver<Control>,
-    framing: Framing,
+    (framing, flush): (Framing, bool),
     shared: Arc<Shared>,
 ) {
     let mut frames: Vec<Bytes> = Vec::new();
     let mut scratch = BytesMut::new();
     let mut closing = false;
+    // Only over WebSocket does the read task ask for pongs or close gracefully itself: frames
+    // on a socket wait on the outbound queue alone, as cheaply as before there was anything
+    // else to wait on.
+    let websocket = framing != Framing::Raw;
     loop {
         let batch = if closing {
             // Closing with the owner's sender still held (the read task ended it): what is
@@ -723,17 +729,17 @@ async fn write_loop(
             tokio::select! {
                 biased;
                 _ = shared.cancel.cancelled() => return,
-                Some(Control::Pong(payload)) = control.recv() => {
+                Some(Control::Pong(payload)) = control.recv(), if websocket => {
                     scratch.clear();
                     ws::encode_control(role(framing), ws::opcode::PONG, &payload, &mut scratch);
                     let pong = scratch.split().freeze();
-                    if write_or_end(&mut writer, &mut [pong], &shared).await.is_err() {
+                    if write_or_end(&mut writer, &mut [pong], &shared, flush).await.is_err() {
                         return;
                     }
                     continue;
                 }
                 batch = outbound.recv() => batch,
-                _ = shared.closing.cancelled() => {
+                _ = shared.closing.cancelled(), if websocket => {
                     closing = true;
                     continue;
                 }
@@ -769,7 +775,7 @@ async fn write_loop(
                 frames.push(scratch.split().freeze());
             }
         }
-        let result = write_or_end(&mut writer, &mut frames, &shared).await;
+        let result = write_or_end(&mut writer, &mut frames, &shared, flush).await;
         shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
         // The written frames are views into the owner's arena chunks: holding them until the
         // next batch would keep an idle session's last chunk alive.
@@ -785,7 +791,7 @@ async fn write_loop(
         scratch.clear();
         ws::encode_close(role, close_code(&reason), &reason.to_string(), &mut scratch);
         let close = scratch.split().freeze();
-        if write_or_end(&mut writer, &mut [close], &shared)
+        if write_or_end(&mut writer, &mut [close], &shared, flush)
             .await
             .is_err()
         {
@@ -808,16 +814,24 @@ fn role(framing: Framing) -> Role {
     }
 }
 
-/// Writes `frames` unless the session is cancelled; a failed write ends the session.
+/// Writes `frames` (and flushes, where the writer keeps what it was given: TLS) unless the
+/// session is cancelled; a failed write ends the session.
 async fn write_or_end(
     writer: &mut BoxWrite,
     frames: &mut [Bytes],
     shared: &Shared,
+    flush: bool,
 ) -> Result<(), ()> {
     let result = tokio::select! {
         biased;
         _ = shared.cancel.cancelled() => return Err(()),
-        result = write_all_vectored(writer, frames) => result,
+        result = async {
+            write_all_vectored(writer, frames).await?;
+            if flush {
+                writer.flush().await?;
+            }
+            Ok::<(), io::Error>(())
+        } => result,
     };
     result.map_err(|error| {
         shared.set_reason(io_reason(&error));
@@ -849,6 +863,42 @@ async fn write_all_vectored(writer: &mut BoxWrite, frames: &mut [Bytes]) -> io::
             first += 1;
         }
     }
-    // TLS keeps what it was given until flushed.
-    writer.flush().await
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session's task lives as long as its connection: the negotiations (TLS state,
+    /// HTTP buffers, some kilobytes) must not sit in it once they are done.
+    #[tokio::test]
+    async fn a_sessions_task_holds_no_negotiation_state() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (events, _) = mpsc::channel(1);
+        let (_, outbound) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            queued_bytes: AtomicUsize::new(0),
+            credit: Semaphore::new(1),
+            cancel: CancellationToken::new(),
+            closing: CancellationToken::new(),
+            flushed: CancellationToken::new(),
+            reason: Mutex::new(None),
+        });
+        let config = SessionConfig::default();
+        let task = drive(
+            SessionId(1),
+            stream,
+            config,
+            events,
+            shared,
+            outbound,
+            TaskTracker::new(),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size < 2048, "a session's task takes {size} bytes");
+    }
 }
