@@ -347,6 +347,11 @@ fn unknown_config_key_exits_2_naming_the_key() {
         "names the key: {}",
         lines[0]
     );
+    assert!(
+        lines[0].ends_with("(did you mean \"server.tick_ms\"?)"),
+        "suggests the nearest key: {}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -1007,5 +1012,29 @@ fn a_web_port_in_use_exits_1_saying_what_to_do() {
         format!(
             "world-server: cannot listen on web.listen {web}: Address already in use (os error 98) (another server on this machine? give each its own: --web ADDR:PORT, or --web off)"
         )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_is_taken_where_an_address_is_and_a_port_in_use_says_which_option_moves_it() {
+    let port = free_port();
+    let mut server = ServerProcess::spawn(&["--listen", &format!("localhost:{port}")]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = server.connect(addr).await;
+    client.ping(1).await;
+    // A second server on the same port: one line, and the option that gives it another.
+    let (code, stderr) = run_to_exit(&["--listen", &addr.to_string()]);
+    assert_eq!(code, Some(1), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        format!(
+            "world-server: cannot listen on server.listen {addr}: Address already in use (os error 98) (another server on this machine? give each its own: --listen ADDR:PORT)"
+        )
+    );
+    let (code, stderr) = run_to_exit(&["--listen", "nowhere"]);
+    assert_eq!(code, Some(2), "stderr:\n{stderr}");
+    assert_eq!(
+        one_line(&stderr),
+        "world-server: --listen \"nowhere\" must be ADDR:PORT or HOST:PORT"
     );
 }

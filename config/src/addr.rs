@@ -1,8 +1,52 @@
-//! [`AddrRange`]: an address or a CIDR range of addresses, as written in a config list.
+//! [`AddrRange`]: an address or a CIDR range of addresses, as written in a config list; and
+//! [`resolve`]: `HOST:PORT` or `ADDR:PORT` to a socket address, wherever one is configured.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
+
+/// `ADDR:PORT`, or `HOST:PORT` resolved (once, now) to its first IPv4 address, or its first
+/// address when it has no IPv4 one: `localhost:7000` is `127.0.0.1:7000`.
+pub fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err("ADDR:PORT or HOST:PORT".to_string());
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("ADDR:PORT or HOST:PORT ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "a host name that resolves".to_string())
+}
+
+/// Serde: a socket address written as `ADDR:PORT` or `HOST:PORT` (see [`resolve`]).
+pub(crate) fn socket_addr<'de, D: serde::Deserializer<'de>>(de: D) -> Result<SocketAddr, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(de)?;
+    // The loader adds the value as written.
+    resolve(&text).map_err(|rule| serde::de::Error::custom(format!("must be {rule}")))
+}
+
+/// Serde: a list of socket addresses, each as [`socket_addr`] takes it.
+pub(crate) fn socket_addrs<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<SocketAddr>, D::Error> {
+    let texts = <Vec<String> as serde::Deserialize>::deserialize(de)?;
+    texts
+        .iter()
+        .map(|text| {
+            resolve(text).map_err(|rule| {
+                serde::de::Error::custom(format!("each must be {rule}, not {text:?}"))
+            })
+        })
+        .collect()
+}
 
 /// One address (`"10.1.2.3"`, `"::1"`) or a CIDR range (`"127.0.0.0/8"`, `"fd00::/8"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +127,21 @@ impl fmt::Display for AddrRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_resolve_to_an_address_ipv4_first() {
+        assert_eq!(
+            resolve("127.0.0.1:7000"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 7000)))
+        );
+        assert_eq!(resolve("[::1]:7000").unwrap().port(), 7000);
+        assert_eq!(
+            resolve("localhost:7000"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 7000)))
+        );
+        assert!(resolve("localhost").is_err());
+        assert!(resolve("nope.invalid:7000").is_err());
+    }
 
     fn range(text: &str) -> AddrRange {
         text.parse().unwrap()

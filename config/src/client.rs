@@ -39,10 +39,12 @@ pub struct ClientConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ClientSection {
     /// Address of the server to load. Default `127.0.0.1:7000`, the server's default listener.
+    #[serde(deserialize_with = "crate::addr::socket_addr")]
     pub server: SocketAddr,
     /// The nodes of a cluster to spread the bots over, instead of `server`: bot `i` connects
     /// to the `i mod n`-th, so that the members of each room are on different nodes. Empty
     /// (the default): every bot on `server`.
+    #[serde(deserialize_with = "crate::addr::socket_addrs")]
     pub servers: Vec<SocketAddr>,
     /// Number of bots, 1..=100_000. Default 100: a visible load that any machine handles.
     pub bots: usize,
@@ -476,7 +478,12 @@ mod tests {
     fn unknown_key_is_rejected_with_its_dotted_path() {
         assert_eq!(
             error("[bots]\nchat_interval = 5\n"),
-            r#"invalid config "dummy-client.toml": unknown key "bots.chat_interval""#
+            r#"invalid config "dummy-client.toml": unknown key "bots.chat_interval" (did you mean "bots.chat_interval_ms"?)"#
+        );
+        // Nothing near: no guess.
+        assert_eq!(
+            error("[bots]\nzzz = 5\n"),
+            r#"invalid config "dummy-client.toml": unknown key "bots.zzz""#
         );
     }
 
@@ -492,7 +499,7 @@ mod tests {
     fn bad_server_address_names_the_key_and_the_value() {
         assert_eq!(
             error("[client]\nserver = \"localhost\"\n"),
-            r#"invalid config "dummy-client.toml": client.server: invalid socket address syntax (got "localhost")"#
+            r#"invalid config "dummy-client.toml": client.server: must be ADDR:PORT or HOST:PORT (got "localhost")"#
         );
     }
 

@@ -33,13 +33,19 @@ pub enum ConfigError {
         message: String,
     },
 
-    /// A key that no section declares; usually a typo, so it is refused rather than ignored.
-    #[error("invalid config \"{origin}\": unknown key \"{key}\"")]
+    /// A key that no section declares; usually a typo, so it is refused rather than ignored,
+    /// with the nearest key of its section when one is near.
+    #[error(
+        "invalid config \"{origin}\": unknown key \"{key}\"{}",
+        did_you_mean(suggestion)
+    )]
     UnknownKey {
         /// The name of the file (or the embedded default) in messages.
         origin: String,
         /// Full dotted path of the key, e.g. `server.tick_msx`.
         key: String,
+        /// The nearest known key of the same section, e.g. `server.tick_ms`.
+        suggestion: Option<String>,
     },
 
     /// A value of the wrong type or that does not parse (e.g. a bad socket address).
@@ -73,6 +79,13 @@ pub enum ConfigError {
     /// The logger could not be built, e.g. the log file could not be opened.
     #[error("cannot set up logging: {0}")]
     Logging(String),
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|key| format!(" (did you mean \"{key}\"?)"))
+        .unwrap_or_default()
 }
 
 fn at_line(line: Option<usize>) -> String {

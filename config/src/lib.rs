@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! invalid config "world-server.toml": server.tick_ms must be 1..=1000 (got 0)
-//! invalid config "world-server.toml": unknown key "server.tick_msx"
+//! invalid config "world-server.toml": unknown key "server.tick_msx" (did you mean "server.tick_ms"?)
 //! ```
 //!
 //! The example files `config/world-server.toml` and `config/dummy-client.toml` list every key

@@ -81,6 +81,49 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, 
     serde_path_to_error::deserialize(de).map_err(|err| field_error(text, origin, err))
 }
 
+/// The known key nearest to the unknown one at `path`, from serde's message ("unknown field
+/// `x`, expected one of `a`, `b`" or "expected `a`"): at most a third of its letters away.
+fn nearest_key(path: &str, message: &str) -> Option<String> {
+    let (section, unknown) = match path.rsplit_once('.') {
+        Some((section, key)) => (Some(section), key),
+        None => (None, path),
+    };
+    let (_, expected) = message.split_once("expected")?;
+    let (distance, best) = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (edit_distance(unknown, known), known))
+        .min()?;
+    if distance == 0 || distance > unknown.chars().count().max(3) / 3 {
+        return None;
+    }
+    Some(match section {
+        Some(section) => format!("{section}.{best}"),
+        None => best.to_string(),
+    })
+}
+
+/// Levenshtein distance between `a` and `b`, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 fn field_error(
     text: &str,
     origin: &str,
@@ -100,6 +143,7 @@ fn field_error(
     if message.starts_with("unknown field") {
         return ConfigError::UnknownKey {
             origin: origin.to_owned(),
+            suggestion: nearest_key(&path, &message),
             key: path,
         };
     }

@@ -59,7 +59,7 @@ pub struct AdminSection {
 impl AdminSection {
     /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
     pub fn address(&self) -> Option<SocketAddr> {
-        self.listen.parse().ok()
+        crate::addr::resolve(&self.listen).ok()
     }
 }
 
@@ -100,7 +100,7 @@ impl Default for WebSection {
 impl WebSection {
     /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
     pub fn address(&self) -> Option<SocketAddr> {
-        self.listen.parse().ok()
+        crate::addr::resolve(&self.listen).ok()
     }
 }
 
@@ -142,7 +142,7 @@ impl Default for TlsSection {
 impl TlsSection {
     /// [`listen`](Self::listen), parsed; `None` when empty. Validation refuses a bad one.
     pub fn address(&self) -> Option<SocketAddr> {
-        self.listen.parse().ok()
+        crate::addr::resolve(&self.listen).ok()
     }
 }
 
@@ -209,7 +209,8 @@ fn node_char(c: char) -> bool {
 pub struct ServerSection {
     /// Address to accept clients on. Default `127.0.0.1:7000`: loopback only, so a server
     /// started from a fresh checkout is not reachable from the network; use `0.0.0.0:7000`
-    /// to serve other hosts.
+    /// to serve other hosts. A host name is resolved at start (`localhost:7000`).
+    #[serde(deserialize_with = "crate::addr::socket_addr")]
     pub listen: SocketAddr,
     /// Server name sent to every client as `server_name` in `S2C_Welcome`, 1..=64 bytes.
     /// Default `"world"`. The limit keeps the welcome frame small whatever is configured.
@@ -647,11 +648,11 @@ impl ServerConfig {
         }
 
         if !self.admin.listen.is_empty() {
-            match self.admin.listen.parse::<SocketAddr>() {
+            match crate::addr::resolve(&self.admin.listen) {
                 Err(_) => {
                     return Err(rules.fail(
                         "admin.listen",
-                        "empty or ADDR:PORT",
+                        "empty, ADDR:PORT or HOST:PORT",
                         crate::error::quoted(&self.admin.listen),
                     ))
                 }
@@ -691,9 +692,13 @@ impl ServerConfig {
             if listen.is_empty() {
                 continue;
             }
-            match listen.parse::<SocketAddr>() {
+            match crate::addr::resolve(listen) {
                 Err(_) => {
-                    return Err(rules.fail(key, "empty or ADDR:PORT", crate::error::quoted(listen)))
+                    return Err(rules.fail(
+                        key,
+                        "empty, ADDR:PORT or HOST:PORT",
+                        crate::error::quoted(listen),
+                    ))
                 }
                 Ok(addr) if taken_by(addr, own) => {
                     return Err(rules.fail(key, others, crate::error::quoted(listen)))
@@ -912,11 +917,11 @@ mod tests {
     fn unknown_key_is_rejected_with_its_dotted_path() {
         assert_eq!(
             error("[server]\ntick_msx = 5\n"),
-            r#"invalid config "world-server.toml": unknown key "server.tick_msx""#
+            r#"invalid config "world-server.toml": unknown key "server.tick_msx" (did you mean "server.tick_ms"?)"#
         );
         assert_eq!(
             error("[serverr]\n"),
-            r#"invalid config "world-server.toml": unknown key "serverr""#
+            r#"invalid config "world-server.toml": unknown key "serverr" (did you mean "server"?)"#
         );
     }
 
@@ -956,7 +961,7 @@ mod tests {
     fn bad_socket_address_names_the_key_and_the_value() {
         assert_eq!(
             error("[server]\nlisten = \"nope\"\n"),
-            r#"invalid config "world-server.toml": server.listen: invalid socket address syntax (got "nope")"#
+            r#"invalid config "world-server.toml": server.listen: must be ADDR:PORT or HOST:PORT (got "nope")"#
         );
     }
 
@@ -1112,7 +1117,7 @@ mod tests {
         assert_eq!(on.admin.address(), Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(
             error("[admin]\nlisten = \"nine\"\n"),
-            r#"invalid config "world-server.toml": admin.listen must be empty or ADDR:PORT (got "nine")"#
+            r#"invalid config "world-server.toml": admin.listen must be empty, ADDR:PORT or HOST:PORT (got "nine")"#
         );
         assert_eq!(
             error("[admin]\nlisten = \"127.0.0.1:7000\"\n"),
@@ -1154,7 +1159,7 @@ mod tests {
         );
         assert_eq!(
             error("[tls]\nlisten = \"seven\"\n"),
-            r#"invalid config "world-server.toml": tls.listen must be empty or ADDR:PORT (got "seven")"#
+            r#"invalid config "world-server.toml": tls.listen must be empty, ADDR:PORT or HOST:PORT (got "seven")"#
         );
         let ok = ServerConfig::from_toml_str(
             "[tls]\nlisten = \"0.0.0.0:7443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[web]\nallowed_origins = [\"*\"]\nlisten = \"\"\n",

@@ -21,14 +21,13 @@
 //! failure at run time exits 1.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use config::ServerConfig;
 
-use crate::server::{bind, open_storage, run_bound, ServerError};
+use crate::server::{bind, bind_port, open_storage, run_bound, ServerError};
 use crate::world::Game;
 
 /// The options.
@@ -37,16 +36,16 @@ struct Args {
     /// TOML config file; without it the embedded defaults are used (see config/world-server.toml).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Address to listen on, overriding server.listen.
+    /// Address to listen on, overriding server.listen (a host name is resolved).
     #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// Address of the web port (the browser page, WebSocket), overriding web.listen; "off"
     /// for none. Each server on one machine needs its own.
     #[arg(long, value_name = "ADDR:PORT|off")]
     web: Option<String>,
     /// Address of the TLS port (frames, https:// and wss://), overriding tls.listen.
     #[arg(long, value_name = "ADDR:PORT")]
-    tls_listen: Option<SocketAddr>,
+    tls_listen: Option<String>,
     /// The TLS certificate chain (PEM), overriding tls.cert.
     #[arg(long, value_name = "PATH")]
     tls_cert: Option<PathBuf>,
@@ -56,7 +55,7 @@ struct Args {
     /// Address of the admin listener (/metrics, /healthz, /readyz, the admin page),
     /// overriding admin.listen. Never the game port.
     #[arg(long, value_name = "ADDR:PORT")]
-    admin: Option<SocketAddr>,
+    admin: Option<String>,
     /// NATS server of the cluster this node is part of, overriding cluster.nats_url.
     #[arg(long, value_name = "nats://HOST:PORT")]
     nats: Option<String>,
@@ -93,16 +92,22 @@ pub fn main<G: Game>(
         }
     };
     if let Some(listen) = args.listen {
-        config.server.listen = listen;
+        match config::addr::resolve(&listen) {
+            Ok(addr) => config.server.listen = addr,
+            Err(rule) => {
+                eprintln!("{program}: --listen {listen:?} must be {rule}");
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Some(admin) = args.admin {
-        config.admin.listen = admin.to_string();
+        config.admin.listen = admin;
     }
     if let Some(web) = args.web {
         config.web.listen = if web == "off" { String::new() } else { web };
     }
     if let Some(listen) = args.tls_listen {
-        config.tls.listen = listen.to_string();
+        config.tls.listen = listen;
     }
     if let Some(cert) = args.tls_cert {
         config.tls.cert = cert;
@@ -135,14 +140,8 @@ pub fn main<G: Game>(
         }
     };
     let code = runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                spdlog::error!("server: cannot listen on {}: {error}", config.server.listen);
-                return ExitCode::FAILURE;
-            }
-        };
         let run = async {
+            let listener = bind_port("server.listen", config.server.listen).await?;
             // The other ports and the certificate before the database: a port in use or a
             // certificate that cannot serve is one line, with nothing else done.
             let listeners = bind::<G>(listener, &config).await?;

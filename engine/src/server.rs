@@ -76,10 +76,10 @@ pub enum ServerError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The web port or the TLS port could not be bound.
+    /// A port could not be bound.
     #[error("cannot listen on {key} {addr}: {source}{hint}")]
     Listen {
-        /// `web.listen` or `tls.listen`.
+        /// `server.listen`, `web.listen`, `tls.listen` or `admin.listen`.
         key: &'static str,
         /// The address.
         addr: std::net::SocketAddr,
@@ -87,14 +87,6 @@ pub enum ServerError {
         source: std::io::Error,
         /// What to do about it, when the address is in use.
         hint: &'static str,
-    },
-    /// The admin listener could not be bound.
-    #[error("cannot listen on admin.listen {addr}: {source}")]
-    Admin {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// What the operating system said.
-        source: std::io::Error,
     },
 }
 
@@ -196,13 +188,29 @@ async fn bind_one(
     key: &'static str,
     addr: Option<std::net::SocketAddr>,
 ) -> Result<Option<TcpListener>, ServerError> {
-    let Some(addr) = addr else {
-        return Ok(None);
-    };
-    TcpListener::bind(addr).await.map(Some).map_err(|source| {
+    match addr {
+        Some(addr) => bind_port(key, addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Binds the port of the config key `key` (`server.listen`, `web.listen`, `tls.listen`,
+/// `admin.listen`) at `addr`; when the address is in use, the error says which option gives
+/// the server another.
+pub async fn bind_port(
+    key: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| {
         let hint = match (source.kind(), key) {
+            (std::io::ErrorKind::AddrInUse, "server.listen") => {
+                " (another server on this machine? give each its own: --listen ADDR:PORT)"
+            }
             (std::io::ErrorKind::AddrInUse, "web.listen") => {
                 " (another server on this machine? give each its own: --web ADDR:PORT, or --web off)"
+            }
+            (std::io::ErrorKind::AddrInUse, "admin.listen") => {
+                " (another server on this machine? give each its own: --admin ADDR:PORT)"
             }
             (std::io::ErrorKind::AddrInUse, _) => {
                 " (another server on this machine? give each its own: --tls-listen ADDR:PORT)"
@@ -289,12 +297,7 @@ pub async fn bind<G: Game>(
     let ports = Ports::new::<G>(config, game_addr)?;
     // A server that cannot have the admin listener it was asked for does not start at all.
     let admin = match config.admin.address() {
-        Some(addr) => Some((
-            addr,
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Admin { addr, source })?,
-        )),
+        Some(addr) => Some((addr, bind_port("admin.listen", addr).await?)),
         None => None,
     };
     Ok(Listeners {
