@@ -140,17 +140,17 @@ impl<'a> Rules<'a> {
         }
     }
 
-    /// `value` must be `1..=max_bytes` bytes long.
-    pub(crate) fn len_bytes(
+    /// `value` must be at most `max_bytes` bytes long.
+    pub(crate) fn max_bytes(
         &self,
         key: &str,
         value: &str,
         max_bytes: usize,
     ) -> Result<(), ConfigError> {
-        if (1..=max_bytes).contains(&value.len()) {
+        if value.len() <= max_bytes {
             Ok(())
         } else {
-            Err(self.fail(key, format!("1..={max_bytes} bytes"), quoted(value)))
+            Err(self.fail(key, format!("at most {max_bytes} bytes"), quoted(value)))
         }
     }
 

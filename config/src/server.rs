@@ -212,8 +212,9 @@ pub struct ServerSection {
     /// to serve other hosts. A host name is resolved at start (`localhost:7000`).
     #[serde(deserialize_with = "crate::addr::socket_addr")]
     pub listen: SocketAddr,
-    /// Server name sent to every client as `server_name` in `S2C_Welcome`, 1..=64 bytes.
-    /// Default `"world"`. The limit keeps the welcome frame small whatever is configured.
+    /// Server name sent to every client as `server_name` in `S2C_Welcome`, at most 64 bytes.
+    /// Empty (the default): the game's name ([`ServerConfig::apply_game_defaults`]), `world`
+    /// for world-server. The limit keeps the welcome frame small whatever is configured.
     pub name: String,
     /// Length of one world tick in milliseconds, 1..=1000. Default 50 (20 ticks per second):
     /// chat arrives within one tick, while a tick still gathers enough work to batch each
@@ -233,7 +234,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
-            name: "world".to_owned(),
+            name: String::new(),
             tick_ms: 50,
             max_sessions: 10_000,
             max_packet_size: 8192,
@@ -432,9 +433,11 @@ pub struct StorageSection {
     /// (libpq's URL form; its options as `?key=value`). A password in it is never logged.
     pub postgres_url: String,
     /// SQLite database file, created if missing; relative paths are from the working
-    /// directory. Default `"world.db"`. It is in WAL mode: back it up with SQLite's
-    /// `.backup` command (or copy it while the server is stopped), not by copying the file
-    /// of a running server.
+    /// directory. Empty (the default): `<game>.db`, or on a node of a cluster
+    /// `<game>-<node>.db` ([`ServerConfig::apply_game_defaults`]), so that nodes started from
+    /// one directory, and two games, never share a file: `world.db` for world-server alone.
+    /// It is in WAL mode: back it up with SQLite's `.backup` command (or copy it while the
+    /// server is stopped), not by copying the file of a running server.
     pub path: std::path::PathBuf,
     /// SQLite's `synchronous` setting: `"full"` or `"normal"`. Default `"full"`: a commit
     /// survives a power cut, not only a crash. `"normal"` still survives a crash of the
@@ -461,7 +464,7 @@ impl Default for StorageSection {
         Self {
             backend: "sqlite".into(),
             postgres_url: String::new(),
-            path: "world.db".into(),
+            path: std::path::PathBuf::new(),
             synchronous: "full".into(),
             queue: 1024,
             session_log_days: 90,
@@ -558,12 +561,31 @@ impl ServerConfig {
         load::from_toml_str(text, origin)
     }
 
+    /// Fills in what defaults to the game's name, for a server of the game `game` (its
+    /// `Game::NAME`, such as `world`): an empty `server.name` becomes `game`; an empty
+    /// `storage.path` becomes `<game>.db`, or `<game>-<node>.db` on a node of a cluster
+    /// (`cluster.nats_url` set; the node as [`ClusterSection::node_name`] gives it). Values
+    /// already set are kept.
+    pub fn apply_game_defaults(&mut self, game: &str) {
+        if self.server.name.is_empty() {
+            self.server.name = game.to_string();
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            self.storage.path = if self.cluster.nats_url.is_empty() {
+                format!("{game}.db").into()
+            } else {
+                let node = self.cluster.node_name(self.server.listen);
+                format!("{game}-{node}.db").into()
+            };
+        }
+    }
+
     /// Checks every range and cross-field rule; the first failure is returned.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let rules = Rules::new(origin);
 
         let server = &self.server;
-        rules.len_bytes("server.name", &server.name, 64)?;
+        rules.max_bytes("server.name", &server.name, 64)?;
         rules.range("server.tick_ms", server.tick_ms, 1..=1000)?;
         rules.range("server.max_sessions", server.max_sessions, 1..=1_000_000)?;
         rules.range("server.max_packet_size", server.max_packet_size, 64..=65535)?;
@@ -791,9 +813,6 @@ impl ServerConfig {
                     crate::error::quoted(other),
                 ))
             }
-        }
-        if storage.path.as_os_str().is_empty() {
-            return Err(rules.fail("storage.path", "a file path", "\"\"".to_string()));
         }
         if !matches!(storage.synchronous.as_str(), "full" | "normal") {
             return Err(rules.fail(
@@ -1028,12 +1047,34 @@ mod tests {
     }
 
     #[test]
+    fn the_name_and_the_database_default_to_the_games_and_the_nodes() {
+        let mut alone = ServerConfig::default();
+        alone.apply_game_defaults("arena");
+        assert_eq!(alone.server.name, "arena");
+        assert_eq!(alone.storage.path, std::path::PathBuf::from("arena.db"));
+        let mut node = ServerConfig::default();
+        node.cluster.nats_url = "nats://127.0.0.1:4222".into();
+        node.cluster.node = "node2".into();
+        node.apply_game_defaults("world");
+        assert_eq!(
+            node.storage.path,
+            std::path::PathBuf::from("world-node2.db")
+        );
+        let mut set = ServerConfig::default();
+        set.server.name = "mine".into();
+        set.storage.path = "data/mine.db".into();
+        set.apply_game_defaults("world");
+        assert_eq!(set.server.name, "mine");
+        assert_eq!(set.storage.path, std::path::PathBuf::from("data/mine.db"));
+    }
+
+    #[test]
     fn server_name_longer_than_64_bytes_is_rejected() {
         let long = "x".repeat(65);
         assert_eq!(
             error(&format!("[server]\nname = \"{long}\"\n")),
             format!(
-                r#"invalid config "world-server.toml": server.name must be 1..=64 bytes (got "{long}")"#
+                r#"invalid config "world-server.toml": server.name must be at most 64 bytes (got "{long}")"#
             )
         );
     }

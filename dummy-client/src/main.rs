@@ -260,7 +260,9 @@ struct Output {
 
 impl Outputs {
     /// Opens (creating when absent, not yet truncating) `--json` and `--html`; `Err` is one line
-    /// naming the flag, the path and why it cannot be written.
+    /// naming the flag, the path and why it cannot be written. A missing directory of the
+    /// file is made when its own parent exists (`reports/run.json` makes `reports/`); deeper
+    /// missing directories are refused, as a likely typo.
     fn open(json: Option<&Path>, html: Option<&Path>) -> Result<Outputs, String> {
         if let (Some(json), Some(html)) = (json, html) {
             if json == html {
@@ -281,6 +283,14 @@ impl Outputs {
             };
             if path.is_dir() {
                 return Err(invalid("a directory, not a file".to_owned()));
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let up = dir.parent().filter(|u| !u.as_os_str().is_empty());
+                if !dir.exists() && up.is_none_or(Path::exists) {
+                    std::fs::create_dir(dir).map_err(|e| {
+                        invalid(format!("cannot make its directory {}: {e}", dir.display()))
+                    })?;
+                }
             }
             let created = !path.exists();
             let file = std::fs::OpenOptions::new()

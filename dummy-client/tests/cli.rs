@@ -48,7 +48,11 @@ async fn a_run_writes_its_json_document_and_its_html_page_and_labels_its_progres
     let dir = TempDir::new("cli-report");
     let server = Server::start(&dir).await;
     let addr = server.addr;
-    let (json, html) = (dir.path("report.json"), dir.path("report.html"));
+    // Into a directory the run makes, as `--json reports/run.json` does.
+    let (json, html) = (
+        dir.path("reports").join("run.json"),
+        dir.path("reports").join("run.html"),
+    );
     let output = dummy_client(vec![
         "--server".into(),
         addr.to_string(),
@@ -183,7 +187,7 @@ async fn refused(args: Vec<String>, line: &str) {
 #[tokio::test]
 async fn report_paths_that_cannot_be_written_are_refused_before_the_run() {
     let dir = TempDir::new("cli-paths");
-    let missing = dir.path("no-such-dir").join("report.json");
+    let missing = dir.path("no-such-dir").join("deeper").join("report.json");
     let missing_text = missing.display().to_string();
     refused(
         strings(&["--json", &missing_text]),

@@ -125,6 +125,7 @@ pub fn main<G: Game>(
         eprintln!("{program}: {error}");
         return ExitCode::from(2);
     }
+    config.apply_game_defaults(G::NAME);
     if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), program) {
         eprintln!("{program}: {error}");
         return ExitCode::from(2);

@@ -35,12 +35,15 @@
 //! ```no_run
 //! # struct MyGame;
 //! # impl engine::Game for MyGame {
+//! #     const NAME: &'static str = "my-game";
 //! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
 //! #         -> Result<(), engine::DispatchError> { Ok(()) }
 //! # }
 //! # async fn example() -> anyhow::Result<()> {
+//! use engine::Game;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let config = config::ServerConfig::default();
+//! let mut config = config::ServerConfig::default();
+//! config.apply_game_defaults(MyGame::NAME); // the database: my-game.db
 //! let storage = engine::server::open_storage(&config)?;
 //! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
 //! engine::run_game(listener, config, MyGame, storage, shutdown).await?;

@@ -119,11 +119,20 @@ fn storage_error(config: &ServerConfig, source: StorageError) -> ServerError {
     ServerError::Storage { key, value, source }
 }
 
-/// Opens the storage of `config`: the SQLite file `storage.path` (the embedded default), or
-/// with `storage.backend = "postgres"` the PostgreSQL database `storage.postgres_url`, as the
-/// node `cluster.node`. Migrates it; refuses, naming the key, a database it cannot open or
+/// Opens the storage of `config`: the SQLite file `storage.path` (the embedded default; empty
+/// until [`ServerConfig::apply_game_defaults`] names it), or with `storage.backend =
+/// "postgres"` the PostgreSQL database `storage.postgres_url`, as the node `cluster.node`.
+/// Migrates it; refuses, naming the key, a database it cannot open or
 /// reach, or whose schema is newer than this server's.
 pub fn open_storage(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerError> {
+    if config.storage.backend == "sqlite" && config.storage.path.as_os_str().is_empty() {
+        return Err(storage_error(
+            config,
+            StorageError::Database(
+                "no file named: set it, or let ServerConfig::apply_game_defaults name it".into(),
+            ),
+        ));
+    }
     let storage: Box<dyn Storage> = match config.storage.backend.as_str() {
         "postgres" => {
             let node = config.cluster.node_name(config.server.listen);
@@ -327,7 +336,7 @@ pub async fn run_game<G: Game>(
 /// [`run_game`] on ports bound already ([`bind`]).
 pub async fn run_bound<G: Game>(
     listeners: Listeners,
-    config: ServerConfig,
+    mut config: ServerConfig,
     game: G,
     storage: Box<dyn Storage>,
     shutdown: impl Future<Output = ()>,
@@ -339,6 +348,7 @@ pub async fn run_bound<G: Game>(
         admin,
         ports,
     } = listeners;
+    config.apply_game_defaults(G::NAME);
     let dispatcher = crate::handlers::dispatcher()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, &dispatcher.registered());

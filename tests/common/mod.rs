@@ -979,66 +979,65 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
 
-/// The `world-server` binary's file name.
-pub const BIN: &str = if cfg!(windows) {
-    "world-server.exe"
-} else {
-    "world-server"
-};
-
 /// Path of an up-to-date `world-server` binary; builds one when needed (once per process).
 pub fn world_server_binary() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/<this test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps")
-            .to_path_buf();
-        let candidate = profile_dir.join(BIN);
-        if is_fresh(&candidate, &profile_dir.join("world-server.d")) {
-            return candidate;
-        }
-        let target_dir = profile_dir
-            .parent()
-            .expect("target directory")
-            .join("e2e-bin");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_string();
-        let cargo = std::env::var("CARGO")
-            .ok()
-            .or_else(|| option_env!("CARGO").map(str::to_string))
-            .unwrap_or_else(|| "cargo".to_string());
-        let mut command = Command::new(cargo);
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "world-server",
-                "--bin",
-                "world-server",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        if profile == "release" {
-            command.arg("--release");
-        }
-        let status = command.status().expect("run cargo build -p world-server");
-        assert!(
-            status.success(),
-            "cargo build -p world-server failed: {status}"
-        );
-        let built = target_dir.join(&profile).join(BIN);
-        assert!(built.exists(), "{} was not built", built.display());
-        built
-    })
+    PATH.get_or_init(|| binary("world-server", "world-server"))
+}
+
+/// Path of an up-to-date binary `name` of the workspace's package `package`: the one
+/// `cargo test` built beside this test when it is fresh, else one built now, into a target
+/// directory of its own (`target/e2e-bin`, so that it never waits on the lock of the build
+/// running this test).
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    let file = if cfg!(windows) {
+        format!("{name}.exe")
+    } else {
+        name.to_string()
+    };
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<this test> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf();
+    let candidate = profile_dir.join(&file);
+    if is_fresh(&candidate, &profile_dir.join(format!("{name}.d"))) {
+        return candidate;
+    }
+    let target_dir = profile_dir
+        .parent()
+        .expect("target directory")
+        .join("e2e-bin");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let cargo = std::env::var("CARGO")
+        .ok()
+        .or_else(|| option_env!("CARGO").map(str::to_string))
+        .unwrap_or_else(|| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "-p", package, "--bin", name])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if profile == "release" {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(
+        status.success(),
+        "cargo build -p {package} failed: {status}"
+    );
+    let built = target_dir.join(&profile).join(&file);
+    assert!(built.exists(), "{} was not built", built.display());
+    built
 }
 
 /// Whether `binary` exists and is newer than every file its dep-info lists.

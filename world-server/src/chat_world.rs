@@ -39,6 +39,8 @@ impl RoomsGame for ChatWorld {
 }
 
 impl Game for ChatWorld {
+    const NAME: &'static str = "world";
+
     fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
         rooms::register(d)?;
         chat::register(d)

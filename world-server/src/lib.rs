@@ -35,9 +35,10 @@ pub use engine::*;
 /// until `shutdown` completes; see [`engine::run_game`].
 pub async fn run(
     listener: TcpListener,
-    config: ServerConfig,
+    mut config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
+    config.apply_game_defaults(<ChatWorld as engine::Game>::NAME);
     let storage = engine::server::open_storage(&config)?;
     let game = ChatWorld::from(&config);
     engine::run_game(listener, config, game, storage, shutdown).await

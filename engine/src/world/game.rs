@@ -44,6 +44,10 @@ use crate::dispatcher::{DispatchError, MessageDispatcher};
 /// }
 /// ```
 pub trait Game: Sized + 'static {
+    /// The game's name: the server's name in `S2C_Welcome` and its logs, and its database
+    /// file (`<name>.db`), where the config leaves them empty. Letters, digits, `-` and `_`.
+    const NAME: &'static str = "game";
+
     /// Registers the game's handlers: its own messages', and the modules' it opts into.
     fn register(dispatcher: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError>;
 

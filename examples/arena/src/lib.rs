@@ -192,6 +192,8 @@ fn on_move(world: &mut World<Arena>, ctx: &Ctx, m: C2sMove) -> Result<(), Handle
 }
 
 impl Game for Arena {
+    const NAME: &'static str = "arena";
+
     fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
         d.register::<C2sMove>(on_move)
     }
