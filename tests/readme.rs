@@ -253,6 +253,7 @@ fn every_command_of_the_readme_runs_as_written() {
         "one server, bots, a backup, accounts",
         vec!["first-commands", "bots", "backup", "accounts"],
         vec![
+            "server: world listening on 127.0.0.1:7000",
             "web: the page on http://127.0.0.1:7080/",
             "result      PASSED",
             "tokens saved: 3",
@@ -265,7 +266,11 @@ fn every_command_of_the_readme_runs_as_written() {
         vec!["ready", "world_sessions 0"],
     ));
     covered.push("admin");
-    scenarios.push(("the arena", vec!["arena"], vec!["PASSED"]));
+    scenarios.push((
+        "the arena",
+        vec!["arena"],
+        vec!["server: arena listening on 127.0.0.1:7100", "PASSED"],
+    ));
     covered.push("arena");
     if has("openssl") {
         scenarios.push(("TLS", vec!["tls"], vec![" over tls,", " over wss,"]));
@@ -376,6 +381,10 @@ fn every_command_of_the_readme_runs_as_written() {
                 "{}",
                 result.output
             );
+        }
+        if scenario == "the arena" {
+            assert!(dir.join("arena.db").exists(), "the arena keeps its own file");
+            assert!(!dir.join("world.db").exists(), "not the chat world's");
         }
         if scenario.starts_with("three nodes as one world") {
             for node in 1..=3 {
