@@ -383,7 +383,10 @@ fn every_command_of_the_readme_runs_as_written() {
             );
         }
         if scenario == "the arena" {
-            assert!(dir.join("arena.db").exists(), "the arena keeps its own file");
+            assert!(
+                dir.join("arena.db").exists(),
+                "the arena keeps its own file"
+            );
             assert!(!dir.join("world.db").exists(), "not the chat world's");
         }
         if scenario.starts_with("three nodes as one world") {
