@@ -1,7 +1,8 @@
 //! The admin listener of a running world server: `/metrics` in the Prometheus text format with
 //! a `# HELP` line for every metric and the counts of what the clients did, `/healthz`,
 //! `/readyz`, `/api/state` with the sessions, rooms and disconnects, the admin page in a real
-//! headless Chromium (skipped, saying so, where Debian's `chromium` is not installed), and the
+//! headless Chromium (its figures, its charts with their axes and legends, "connecting…" until
+//! its first answer; skipped, saying so, where Debian's `chromium` is not installed), and the
 //! listener's own limits against connections that hold it or send too much.
 
 mod common;
@@ -404,6 +405,132 @@ fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
     &rest[start..end]
 }
 
+/// The figures of the page, by id.
+const FIGURES: [&str; 5] = ["sessions", "logged_in", "rooms", "mps", "tickavg"];
+
+/// The charts of the page, by id, with the unit of their value axis and the legend of their
+/// lines (none for a chart of one line).
+const CHARTS: [(&str, &str, &[&str]); 4] = [
+    ("chart-sessions", "sessions", &["sessions", "logged in"]),
+    ("chart-rooms", "rooms", &[]),
+    ("chart-mps", "messages/s", &[]),
+    ("chart-tick", "ms", &["average", "longest"]),
+];
+
+/// The SVG element with `id` in `dom`, from its tag to its end.
+fn svg<'a>(dom: &'a str, id: &str) -> &'a str {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let end = dom[at..].find("</svg>").expect("</svg>") + at;
+    &dom[at..end]
+}
+
+/// The texts of the `<text>` elements of `svg`.
+fn svg_texts(svg: &str) -> Vec<&str> {
+    svg.split("<text")
+        .skip(1)
+        .map(|t| {
+            let start = t.find('>').unwrap() + 1;
+            &t[start..start + t[start..].find("</text>").unwrap()]
+        })
+        .collect()
+}
+
+/// The points of each `<polyline>` of `svg`.
+fn polylines(svg: &str) -> Vec<usize> {
+    svg.split("<polyline")
+        .skip(1)
+        .map(|line| {
+            let points = line.split("points=\"").nth(1).expect("points");
+            points[..points.find('"').unwrap()].split(' ').count()
+        })
+        .collect()
+}
+
+/// The value axis of a chart's texts: its tick labels as numbers (`1,500` is 1500, `20k`
+/// 20000), from the bottom up.
+fn value_ticks(texts: &[&str]) -> Vec<f64> {
+    texts
+        .iter()
+        .filter_map(|t| {
+            let t = t.replace(',', "");
+            match t.strip_suffix('k') {
+                Some(thousands) => thousands.parse::<f64>().ok().map(|k| k * 1000.0),
+                None => t.parse().ok(),
+            }
+        })
+        .collect()
+}
+
+/// Checks that the chart `id` of `dom` has a time axis from 5 minutes ago to now, a value axis
+/// from 0 with at least three ticks and its unit, and its legend; returns the value axis' top.
+fn check_axes(dom: &str, id: &str, unit: &str, legend: &[&str]) -> f64 {
+    let chart = svg(dom, id);
+    let texts = svg_texts(chart);
+    for label in ["−5 min", "−4 min", "−3 min", "−2 min", "−1 min", "now"] {
+        assert!(texts.contains(&label), "#{id} has no {label:?}: {texts:?}");
+    }
+    assert!(
+        texts.contains(&unit),
+        "#{id} has no unit {unit:?}: {texts:?}"
+    );
+    for name in legend {
+        assert!(
+            texts.contains(name),
+            "#{id} has no legend {name:?}: {texts:?}"
+        );
+    }
+    let ticks = value_ticks(&texts);
+    assert!(ticks.len() >= 3, "#{id}: ticks {ticks:?} of {texts:?}");
+    assert_eq!(
+        ticks[0], 0.0,
+        "#{id}: the value axis starts at 0: {texts:?}"
+    );
+    assert!(
+        ticks.windows(2).all(|w| w[1] > w[0]),
+        "#{id}: ticks {ticks:?}"
+    );
+    *ticks.last().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_says_connecting_in_every_figure_and_chart_until_its_first_answer() {
+    let (server, admin) = server_with_admin().await;
+    let page = http_get(admin, "/").await;
+    server.shutdown().await;
+    assert_eq!(page.status, 200);
+    // What the browser paints before its script has an answer: no number anywhere.
+    for id in FIGURES {
+        assert_eq!(element_text(&page.body, id), "connecting…", "#{id}");
+    }
+    for (id, _, _) in CHARTS {
+        assert_eq!(svg_texts(svg(&page.body, id)), ["connecting…"], "#{id}");
+    }
+    let Some(browser) = chromium() else {
+        return common::skip(
+            "the_admin_page_says_connecting_in_every_figure_and_chart_until_its_first_answer",
+            NO_CHROMIUM,
+        );
+    };
+    // The same in Chromium, from the page as saved, with no server to answer, a moment
+    // after it opened.
+    let dir = common::fresh_dir();
+    let file = dir.join("admin.html");
+    std::fs::write(&file, &page.body).unwrap();
+    let url = format!("file://{}", file.display());
+    let (dom, _) = tokio::task::spawn_blocking(move || render(browser, &url, 50))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for id in FIGURES {
+        assert_eq!(element_text(&dom, id), "connecting…", "#{id}: {dom}");
+    }
+    for (id, _, _) in CHARTS {
+        assert_eq!(svg_texts(svg(&dom, id)), ["connecting…"], "#{id}: {dom}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_page_in_headless_chromium_shows_a_running_swarm() {
     let Some(browser) = chromium() else {
@@ -423,8 +550,11 @@ async fn the_admin_page_in_headless_chromium_shows_a_running_swarm() {
     config.bots.chat_interval_ms = 500;
     config.validate("admin page test").unwrap();
     let swarm = tokio::spawn(dummy_client::run(config, Default::default()));
+    // Until two seconds of the series have their rooms: each line of each chart has a segment.
     state_when(admin, |s| {
-        s["logged_in"] == 60 && s["game"]["room_count"] == 3
+        let series = s["series"].as_array().unwrap();
+        let counted = series.iter().rev().take_while(|s| s["rooms"] == 3).count();
+        s["logged_in"] == 60 && s["game"]["room_count"] == 3 && counted >= 2
     })
     .await;
 
@@ -441,8 +571,23 @@ async fn the_admin_page_in_headless_chromium_shows_a_running_swarm() {
         element_text(&dom, "mps").parse::<u64>().unwrap() > 0,
         "the bots chat: {dom}"
     );
-    // The charts are drawn, the rooms and players listed.
-    assert!(dom.matches("<polyline").count() >= 3, "{dom}");
+    // Every chart is drawn, with labelled axes: 60 sessions logged in, in 3 rooms, chatting.
+    let mut tops = BTreeMap::new();
+    for (id, unit, legend) in CHARTS {
+        tops.insert(id, check_axes(&dom, id, unit, legend));
+        let lines = polylines(svg(&dom, id));
+        assert_eq!(lines.len(), legend.len().max(1), "#{id}: {lines:?}");
+        assert!(
+            lines.iter().all(|&points| points >= 2),
+            "#{id}: {lines:?} {dom}"
+        );
+    }
+    assert!(tops["chart-sessions"] >= 60.0, "{tops:?}");
+    assert!(tops["chart-sessions"] < 120.0, "a readable scale: {tops:?}");
+    assert!(tops["chart-rooms"] >= 3.0, "{tops:?}");
+    assert!(tops["chart-mps"] > 0.0, "{tops:?}");
+    // The chat world has rooms: their chart is shown.
+    assert!(!dom.contains("id=\"rooms-box\" hidden"), "{dom}");
     let table = |id: &str| -> String {
         let rest = dom.split(&format!("id=\"{id}\"")).nth(1).unwrap();
         rest[..rest.find("</table>").unwrap()].to_string()
@@ -490,4 +635,11 @@ async fn the_admin_page_says_when_the_server_is_gone() {
         element_text(&dom, "readiness").starts_with("server unreachable"),
         "{dom}"
     );
+    // Never answered: still no number anywhere.
+    for id in FIGURES {
+        assert_eq!(element_text(&dom, id), "connecting…", "#{id}: {dom}");
+    }
+    for (id, _, _) in CHARTS {
+        assert_eq!(svg_texts(svg(&dom, id)), ["connecting…"], "#{id}: {dom}");
+    }
 }

@@ -2,8 +2,9 @@
 //! by each test on loopback; without it each test says in one line that it skipped): players
 //! on different nodes share a room's presence, chat and list, whisper each other, and a login
 //! on one node replaces an older one of the name on another; a node killed with SIGKILL
-//! leaves the others' rooms within the node timeout; a NATS outage is survived, each node
-//! serving its own players, and the nodes are one world again when NATS is back.
+//! leaves the others' rooms within the node timeout, and the bots of a swarm on it fail over
+//! to the other nodes without a real loss; a NATS outage is survived, each node serving its
+//! own players, and the nodes are one world again when NATS is back.
 
 mod common;
 
@@ -243,12 +244,17 @@ async fn the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it() {
 
 /// Node `name` as a `world-server` process of its own (to be killed), on `nats` and, with
 /// `postgres_url`, on that database (else an SQLite file of its own); returns the process,
-/// a client connected to it, and its directory.
+/// a client connected to it, its directory and its address.
 async fn node_process(
     nats: &testkit::Nats,
     name: &str,
     postgres_url: Option<&str>,
-) -> (std::process::Child, TestClient, std::path::PathBuf) {
+) -> (
+    std::process::Child,
+    TestClient,
+    std::path::PathBuf,
+    std::net::SocketAddr,
+) {
     let port = free_port();
     let dir = common::fresh_dir();
     let storage = match postgres_url {
@@ -288,7 +294,26 @@ async fn node_process(
         assert!(Instant::now() < deadline, "node {name} never listened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    (child, client, dir)
+    (child, client, dir, addr)
+}
+
+/// A node process that is killed (SIGKILL) and whose directory is removed when the test ends,
+/// passed or not.
+struct Killed(std::process::Child, std::path::PathBuf);
+
+impl Killed {
+    /// Kills the node now (SIGKILL) and waits for it.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +322,7 @@ async fn a_node_killed_with_sigkill_leaves_the_other_nodes_rooms() {
         return;
     };
     let a = node(&nats, "a").await;
-    let (mut b, mut bob, dir) = node_process(&nats, "b", None).await;
+    let (mut b, mut bob, dir, _) = node_process(&nats, "b", None).await;
     bob.login_guest("bob").await;
     bob.join("lobby").await;
     let mut alice = a.member("alice", "lobby").await;
@@ -337,7 +362,7 @@ async fn the_players_of_a_killed_node_resume_on_another_with_their_token() {
     config.storage.backend = "postgres".into();
     config.storage.postgres_url = url.clone();
     let a = start_server(config).await;
-    let (mut b, mut bob, dir) = node_process(&nats, "b", Some(&url)).await;
+    let (mut b, mut bob, dir, _) = node_process(&nats, "b", Some(&url)).await;
     let registered = bob.register("bob", "correct horse").await;
     bob.join("lobby").await;
     let mut alice = a.member("alice", "lobby").await;
@@ -399,6 +424,87 @@ async fn a_swarm_spread_over_three_nodes_loses_and_duplicates_nothing() {
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bots_of_a_node_killed_mid_run_fail_over_to_the_others_and_nothing_is_really_lost() {
+    let test =
+        "the_bots_of_a_node_killed_mid_run_fail_over_to_the_others_and_nothing_is_really_lost";
+    let Some(nats) = nats(test) else { return };
+    let mut nodes = Vec::new();
+    let mut addrs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (child, _client, dir, addr) = node_process(&nats, name, None).await;
+        nodes.push(Killed(child, dir));
+        addrs.push(addr);
+    }
+    let mut config = dummy_client::ClientConfig::default();
+    config.client.servers = addrs.clone();
+    config.client.bots = 150;
+    config.client.duration_secs = 10;
+    config.client.drain_secs = 5;
+    config.client.ramp_up_per_sec = 1000;
+    config.bots.bots_per_room = 10;
+    config.bots.chat_interval_ms = 250;
+    config.validate("cluster failover test").unwrap();
+    let login_timeout = config.client.login_timeout();
+    let swarm = tokio::spawn(dummy_client::run(config, Default::default()));
+
+    // Every bot is in and chatting well before this; node b (bots 1, 4, 7, ...) dies.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nodes[1].kill();
+    eprintln!("node b ({}) killed with SIGKILL", addrs[1]);
+
+    let report = tokio::time::timeout(Duration::from_secs(60), swarm)
+        .await
+        .expect("the swarm did not finish within 60 s")
+        .expect("the swarm task panicked")
+        .expect("the swarm could not start");
+    eprintln!("{report}");
+    assert!(report.passed(), "{:?}\n{report}", report.failures());
+    assert_eq!(report.joined, 150, "{report}");
+    // Each of node b's 50 bots came back once, through node c (the next in the list).
+    assert_eq!(report.failovers, 50, "{report}");
+    assert_eq!(report.never_recovered, 0, "{report}");
+    assert_eq!(
+        report.failover_reasons.values().sum::<u64>(),
+        50,
+        "{report}"
+    );
+    assert_eq!(
+        report.failover_connects, 50,
+        "node c took every one: {report}"
+    );
+    assert_eq!(
+        report.disconnects, 0,
+        "a failover is not a disconnect: {report}"
+    );
+    let recovery = report.recovery_ms;
+    assert_eq!(recovery.count, 50, "{report}");
+    assert!(
+        recovery.p50 > 0.0 && recovery.p50 <= recovery.p99 && recovery.p99 <= recovery.max,
+        "{report}"
+    );
+    assert!(
+        recovery.max < login_timeout.as_secs_f64() * 1000.0,
+        "{report}"
+    );
+    // Exact accounting: what the gaps kept from the bots is missed, nothing is lost.
+    assert_eq!((report.lost, report.unexpected), (0, 0), "{report}");
+    assert!(report.missed_in_failover > 0, "{report}");
+    assert_eq!(
+        report.received + report.missed_in_failover,
+        report.expected,
+        "{report}"
+    );
+    assert!(report.sent > 3000, "{report}");
+    // The bots chat after the failover too: the last seconds of the run have all 150 in.
+    let last = report.run.series.iter().rev().nth(2).expect("a long run");
+    assert_eq!(last.bots, 150, "{:?}", report.run.series);
+    assert_eq!(
+        report.run.series.iter().map(|s| s.failovers).sum::<u64>(),
+        50
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

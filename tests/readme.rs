@@ -75,6 +75,8 @@ const BOTS: usize = 40;
 /// debug build, about a second) to register and to log in.
 const ACCOUNT_BOTS: usize = 3;
 const ACCOUNT_SECS: u64 = 8;
+/// The run in which the README kills a node two seconds in.
+const FAILOVER_SECS: u64 = 6;
 
 /// `block` as the scenario runs it (see the module's docs), its swarms of at most `bots`
 /// running `secs` seconds.
@@ -284,6 +286,11 @@ fn every_command_of_the_readme_runs_as_written() {
             vec!["cluster", "cluster-bots"],
             vec!["result      PASSED"],
         ));
+        scenarios.push((
+            "a node lost under load",
+            vec!["cluster", "cluster-failover"],
+            vec!["never recovered 0", "result      PASSED"],
+        ));
         if has("initdb") || Path::new("/usr/lib/postgresql").exists() {
             scenarios.push((
                 "three nodes sharing PostgreSQL",
@@ -303,9 +310,15 @@ fn every_command_of_the_readme_runs_as_written() {
             skipped.push("postgres, cluster-postgres: need Debian's postgresql");
         }
     } else {
-        skipped.push("cluster, cluster-bots, cluster-postgres: need nats-server");
+        skipped.push("cluster, cluster-bots, cluster-failover, cluster-postgres: need nats-server");
     }
-    covered.extend(["cluster", "cluster-bots", "postgres", "cluster-postgres"]);
+    covered.extend([
+        "cluster",
+        "cluster-bots",
+        "cluster-failover",
+        "postgres",
+        "cluster-postgres",
+    ]);
     for name in blocks.keys() {
         assert!(
             covered.contains(&name.as_str()),
@@ -333,6 +346,9 @@ fn every_command_of_the_readme_runs_as_written() {
                 .unwrap_or_else(|| panic!("no README block {name:?}"));
             let (bots, secs) = if name == "accounts" {
                 (ACCOUNT_BOTS, ACCOUNT_SECS)
+            } else if name == "cluster-failover" {
+                // Long enough that the node dies in the middle of the run.
+                (BOTS, FAILOVER_SECS)
             } else {
                 (BOTS, 3)
             };

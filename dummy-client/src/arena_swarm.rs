@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::names::new_run_id;
 use crate::record::{self, Document, RunRecord, Series, Settings, Totals};
-use crate::report::{fmt_us, new_histogram, record, LatencySummary};
+use crate::report::{fmt_us, join_counts, new_histogram, record, LatencySummary};
 use crate::swarm::{Clock, SESSION_EVENT_QUEUE};
 
 /// Frames a session may hand over before the loop gives their credits back (per tick).
@@ -267,8 +267,13 @@ impl std::fmt::Display for ArenaReport {
             "  events      inconsistent {}, skipped updates {}",
             self.inconsistent_events, self.skipped_updates
         )?;
-        writeln!(f, "  errors      {:?}", self.errors)?;
-        writeln!(f, "  disconnects {:?}", self.disconnects)?;
+        writeln!(f, "  errors      {}", join_counts(&self.errors))?;
+        writeln!(
+            f,
+            "  disconnects {} ({})",
+            self.disconnects.values().sum::<u64>(),
+            join_counts(&self.disconnects)
+        )?;
         let failures = self.failures();
         if failures.is_empty() {
             writeln!(f, "  result      PASSED")
@@ -692,6 +697,7 @@ impl ArenaSwarm {
             received: self.report.updates,
             errors: self.report.errors.values().sum(),
             disconnects: self.report.disconnects.values().sum(),
+            failovers: 0,
         }
     }
 
@@ -835,6 +841,22 @@ mod tests {
             },
             ..ArenaReport::default()
         }
+    }
+
+    #[test]
+    fn the_report_prints_errors_and_disconnects_as_the_chat_report_does() {
+        let mut report = rules();
+        let text = report.to_string();
+        assert!(text.contains("\n  errors      none\n"), "{text}");
+        assert!(text.contains("\n  disconnects 0 (none)\n"), "{text}");
+        report.errors.insert("RATE_LIMITED".into(), 2);
+        report.disconnects.insert("peer closed".into(), 3);
+        let text = report.to_string();
+        assert!(text.contains("\n  errors      RATE_LIMITED 2\n"), "{text}");
+        assert!(
+            text.contains("\n  disconnects 3 (peer closed 3)\n"),
+            "{text}"
+        );
     }
 
     #[test]

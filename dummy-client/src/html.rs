@@ -121,11 +121,12 @@ pub fn render(document: &Value) -> String {
     ));
     page.push_str(&line_chart(
         "chart-errors",
-        "errors and disconnects per second",
+        "errors, disconnects and failovers per second",
         &at,
         &[
             ("errors", "#c60", rate("errors")),
             ("disconnects", "#b00", rate("disconnects")),
+            ("failovers", "#80c", rate("failovers")),
         ],
     ));
     page.push_str("</div>\n");
@@ -134,7 +135,7 @@ pub fn render(document: &Value) -> String {
     page.push_str(&distribution_chart(&document["latency_distribution"]));
 
     let results = &document["results"];
-    page.push_str("<h2>Errors and disconnects</h2>\n<div class=\"charts\">\n");
+    page.push_str("<h2>Errors, disconnects and failovers</h2>\n<div class=\"charts\">\n");
     page.push_str(&counts_table(
         "errors",
         "S2C_Error code",
@@ -150,6 +151,13 @@ pub fn render(document: &Value) -> String {
         "disconnect reason",
         disconnects,
     ));
+    if results.get("failover_reasons").is_some() {
+        page.push_str(&counts_table(
+            "failovers",
+            "failover: why the connection ended",
+            &results["failover_reasons"],
+        ));
+    }
     page.push_str("</div>\n");
 
     page.push_str("<h2>Totals</h2>\n");
@@ -579,8 +587,8 @@ mod tests {
         ] {
             assert!(page.contains(&format!("<svg id=\"{id}\"")), "{id}");
         }
-        // Two lines on the latency, two on the errors chart, one on each other.
-        assert_eq!(page.matches("<path class=\"line\"").count(), 7);
+        // Two lines on the latency, three on the errors chart, one on each other.
+        assert_eq!(page.matches("<path class=\"line\"").count(), 8);
         assert_eq!(page.matches("<rect class=\"bar\"").count(), 3);
         let data = page
             .split("<script type=\"application/json\" id=\"report-data\">")
@@ -596,6 +604,32 @@ mod tests {
         assert!(
             !data.contains('<'),
             "nothing in the data can close its element"
+        );
+    }
+
+    #[test]
+    fn failovers_show_in_their_table_and_among_the_totals() {
+        let mut document = document();
+        document["results"]["failovers"] = json!(13);
+        document["results"]["failover_reasons"] = json!({"peer closed": 13});
+        document["results"]["missed_in_failover"] = json!(120);
+        document["results"]["recovery_ms"] =
+            json!({"p50": 95.5, "p99": 180.25, "max": 181.0, "count": 13});
+        let page = render(&document);
+        assert!(page.contains("<table id=\"failovers\">"), "{page}");
+        assert!(page.contains("<tr><td>peer closed</td><td class=\"n\">13</td></tr>"));
+        assert!(page.contains("<tr><th>missed_in_failover</th><td class=\"n\">120</td></tr>"));
+        let recovery = page
+            .split("<tr><th>recovery_ms</th><td>")
+            .nth(1)
+            .and_then(|rest| rest.split("</td>").next())
+            .unwrap();
+        for part in ["p50 95.500", "p99 180.2", "max 181", "count 13"] {
+            assert!(recovery.contains(part), "{recovery}");
+        }
+        assert!(
+            !render(&super::tests::document()).contains("<table id=\"failovers\">"),
+            "a document without failover reasons has no such table"
         );
     }
 

@@ -47,7 +47,23 @@
 //! `drain_secs` have passed; whatever is still in flight then is lost. Finally every session
 //! is closed gracefully, a `register` run saves its tokens, and [`run`] returns the
 //! [`Report`]. A bot that is not logged in and in its room `login_timeout_secs` after its TCP
-//! connect completed is a login failure (its session is aborted).
+//! connect completed is a login failure (its session is aborted). A failover still under way
+//! at the end of sending completes during the drain, or never recovered.
+//!
+//! # Several servers: failover
+//!
+//! With `client.servers` (`--server A,B,C`), bot `i` connects to the `i mod n`-th node. When
+//! a bot's connection ends (closed or reset, as when its node is killed), it logs in again on
+//! the next node of the list (a node that refuses the connection is passed over for the one
+//! after), with its token when it has one, and rejoins its room: a *failover*, timed from the
+//! end of the connection to the room joined again ([`Report::recovery_ms`]). Connects after
+//! the first back off from 100 ms, doubling up to 1 s; a bot not back within
+//! `client.login_timeout_secs` gives up and *never recovered* ([`Report::never_recovered`]),
+//! which fails the run. What a bot could not receive while it was away (lines in flight to or
+//! from it when its connection ended, lines said while it was away or before its room mates
+//! saw it back) is *missed in failover* ([`Report::missed_in_failover`]), not lost; see
+//! [`ledger`]. With one server, a disconnect stays a disconnect. The details are in
+//! [`swarm`].
 //!
 //! While it runs, one progress line a second goes to stderr:
 //!
@@ -61,7 +77,8 @@
 //!   game, every bot's view checked against every bot's true position.
 //! - [`swarm`]: the tick loop that owns every bot: connects, logins, timers, one batch of
 //!   frames per session per tick.
-//! - [`ledger`]: delivery accounting (sent, expected, received, lost, unexpected), pure.
+//! - [`ledger`]: delivery accounting (sent, expected, received, lost, missed in failover,
+//!   unexpected), pure.
 //! - [`report`]: the [`Report`], its verdict [`Report::passed`] and its text form.
 //! - [`record`]: the settings, the per-second series and the latency distribution of a run,
 //!   and the versioned JSON document (`--json`); [`html`]: the HTML page (`--html`).

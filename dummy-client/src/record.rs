@@ -141,6 +141,9 @@ pub struct Second {
     pub errors: u64,
     /// Sessions that ended unexpectedly in it.
     pub disconnects: u64,
+    /// Failovers completed in it: bots back in their room through another node (chat, with
+    /// several servers).
+    pub failovers: u64,
 }
 
 /// Running totals a [`Series`] turns into per-second numbers.
@@ -156,6 +159,8 @@ pub struct Totals {
     pub errors: u64,
     /// Disconnects since the start.
     pub disconnects: u64,
+    /// Failovers completed since the start.
+    pub failovers: u64,
 }
 
 /// One [`Second`] per second of a run, from running totals and the latencies of the second.
@@ -212,6 +217,7 @@ impl Series {
             latency_p99_ms: quantile(0.99),
             errors: totals.errors.saturating_sub(self.last.errors),
             disconnects: totals.disconnects.saturating_sub(self.last.disconnects),
+            failovers: totals.failovers.saturating_sub(self.last.failovers),
         };
         self.seconds.push(second);
         let latency = std::mem::replace(&mut self.latency, report::new_histogram());
@@ -442,6 +448,7 @@ mod tests {
             received: 800,
             errors: 1,
             disconnects: 0,
+            failovers: 0,
         };
         let first = series.close(t0 + SECOND, totals);
         assert_eq!(
@@ -456,6 +463,7 @@ mod tests {
                 sent: 100,
                 received: 2000,
                 disconnects: 2,
+                failovers: 3,
                 ..totals
             },
         );
@@ -464,9 +472,10 @@ mod tests {
                 second.sent,
                 second.received,
                 second.errors,
-                second.disconnects
+                second.disconnects,
+                second.failovers
             ),
-            (60, 1200, 0, 2)
+            (60, 1200, 0, 2, 3)
         );
         assert_eq!(
             (second.latency_p50_ms, second.latency_p99_ms),

@@ -145,14 +145,33 @@ pub struct Report {
     pub disconnects: u64,
     /// Those disconnects by reason.
     pub disconnect_reasons: BTreeMap<String, u64>,
+    /// Failovers (several servers only): bots whose connection ended that logged in again on
+    /// another node and were back in their room. A bot that failed over twice counts twice.
+    pub failovers: u64,
+    /// Why the connections ended that started failovers (`peer closed`, `socket error:
+    /// connection reset`, ...).
+    pub failover_reasons: BTreeMap<String, u64>,
+    /// Failovers that gave up: bots not back in their room `login_timeout_secs` after their
+    /// connection ended. Any fails the run.
+    pub never_recovered: u64,
+    /// Connects that failovers started (refused ones included).
+    pub failover_connects: u64,
+    /// Time to recover: connection ended to room joined again, per failover.
+    pub recovery_ms: LoginSummary,
     /// Chat lines sent.
     pub sent: u64,
     /// Expected chat deliveries that arrived (live lines only).
     pub received: u64,
-    /// Chat deliveries expected: one per confirmed room member per line sent.
+    /// Chat deliveries expected: one per room member per line sent (less rejected lines);
+    /// `expected == received + lost + missed_in_failover`.
     pub expected: u64,
-    /// Expected deliveries that did not arrive.
+    /// Expected deliveries that did not arrive while their receiver was in its room: real
+    /// losses.
     pub lost: u64,
+    /// Expected deliveries that did not arrive because of a failover: their receiver was
+    /// away, or not yet seen back by the sender, or the line was in flight to or from a bot
+    /// whose connection ended (see [`crate::ledger`]). Not a loss.
+    pub missed_in_failover: u64,
     /// Live chat lines that arrived where they were not expected (duplicates, strays).
     pub unexpected: u64,
     /// Lines the server refused with an `S2C_Error` (also counted in `errors`).
@@ -200,8 +219,9 @@ pub struct Report {
 
 impl Report {
     /// Whether the run passed: every bot connected, logged in and joined, nothing was lost or
-    /// unexpected, no session ended unexpectedly, some chat was sent, and (register runs) the
-    /// tokens were saved.
+    /// unexpected, no session ended unexpectedly, every failover recovered, some chat was
+    /// sent, and (register runs) the tokens were saved. Deliveries missed in failover do not
+    /// fail it.
     pub fn passed(&self) -> bool {
         self.failures().is_empty()
     }
@@ -250,6 +270,13 @@ impl Report {
                 join_counts(&self.disconnect_reasons)
             ));
         }
+        if self.never_recovered > 0 {
+            failures.push(format!(
+                "{} of {} failovers never recovered",
+                self.never_recovered,
+                self.failovers + self.never_recovered
+            ));
+        }
         if let Some(error) = self.tokens.as_ref().and_then(|t| t.error.as_ref()) {
             failures.push(format!("tokens not saved: {error}"));
         }
@@ -276,7 +303,7 @@ impl Report {
 }
 
 /// `a 3, b 1`, or `none`.
-fn join_counts(counts: &BTreeMap<String, u64>) -> String {
+pub(crate) fn join_counts(counts: &BTreeMap<String, u64>) -> String {
     if counts.is_empty() {
         return "none".to_owned();
     }
@@ -352,10 +379,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  accounting  expected {}  received {}  lost {}  unexpected {}  rejected {}  history {}",
+            "  accounting  expected {}  received {}  lost {}  missed in failover {}  unexpected {}  rejected {}  history {}",
             self.expected,
             self.received,
             self.lost,
+            self.missed_in_failover,
             self.unexpected,
             self.rejected,
             self.history_received
@@ -396,6 +424,24 @@ impl fmt::Display for Report {
             self.disconnects,
             join_counts(&self.disconnect_reasons)
         )?;
+        writeln!(
+            f,
+            "  failovers   {} ({}), never recovered {}, connects {}",
+            self.failovers,
+            join_counts(&self.failover_reasons),
+            self.never_recovered,
+            self.failover_connects
+        )?;
+        let r = &self.recovery_ms;
+        if r.count == 0 {
+            writeln!(f, "  recovery    no failovers")?;
+        } else {
+            writeln!(
+                f,
+                "  recovery    p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms  ({} failovers, connection lost to room joined again)",
+                r.p50, r.p99, r.max, r.count
+            )?;
+        }
         write!(f, "  result      {verdict}")?;
         let failures = self.failures();
         if !failures.is_empty() {
@@ -525,6 +571,51 @@ mod tests {
     }
 
     #[test]
+    fn failovers_without_real_loss_pass_and_show_apart_from_loss() {
+        let mut report = Report {
+            received: 7_900,
+            missed_in_failover: 100,
+            failovers: 13,
+            failover_connects: 14,
+            recovery_ms: LoginSummary {
+                p50: 120.5,
+                p99: 310.0,
+                max: 311.2,
+                count: 13,
+            },
+            ..good_report()
+        };
+        report.failover_reasons.insert("peer closed".into(), 13);
+        assert!(report.passed(), "{:?}", report.failures());
+        let text = report.to_string();
+        assert!(
+            text.contains("lost 0  missed in failover 100  unexpected 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failovers   13 (peer closed 13), never recovered 0, connects 14"),
+            "{text}"
+        );
+        assert!(
+            text.contains("recovery    p50 120.5ms  p99 310.0ms  max 311.2ms  (13 failovers"),
+            "{text}"
+        );
+        assert!(good_report()
+            .to_string()
+            .contains("recovery    no failovers"));
+    }
+
+    #[test]
+    fn a_failover_that_never_recovered_fails_the_run() {
+        let report = Report {
+            failovers: 12,
+            never_recovered: 1,
+            ..good_report()
+        };
+        assert_eq!(report.failures(), ["1 of 13 failovers never recovered"]);
+    }
+
+    #[test]
     fn errors_alone_do_not_fail_the_run_but_show() {
         let mut report = good_report();
         report.errors.insert("RATE_LIMITED".into(), 3);
@@ -596,6 +687,12 @@ mod tests {
             "login_ms",
             "auth_ms",
             "login_errors",
+            "failovers",
+            "failover_reasons",
+            "never_recovered",
+            "failover_connects",
+            "recovery_ms",
+            "missed_in_failover",
         ] {
             assert!(results.get(key).is_some(), "missing results.{key}");
         }
@@ -603,7 +700,7 @@ mod tests {
         assert_eq!(results["duration_ms"], 10_000.0);
         assert_eq!(results["latency_ms"]["p99"], 3.1);
         assert_eq!(results["latency_ms"]["mean"], 1.3005);
-        for summary in ["login_ms", "auth_ms"] {
+        for summary in ["login_ms", "auth_ms", "recovery_ms"] {
             for key in ["p50", "p99", "max", "count"] {
                 assert!(
                     results[summary].get(key).is_some(),

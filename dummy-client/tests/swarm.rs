@@ -1,6 +1,7 @@
 //! The swarm against a small in-process chat server built on `net`, with real sockets: the
-//! accounting end to end, and what the report says when the server loses, duplicates or is
-//! absent. (The real world server is tested against the swarm in the root package's tests,
+//! accounting end to end, what the report says when the server loses, duplicates or is
+//! absent, and the failover of bots whose node dies (the fake server listening as several
+//! nodes of one world). (The real world server is tested against the swarm in the root package's tests,
 //! and with accounts in `accounts.rs`.)
 
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ struct Faults {
     kick_at: Option<u64>,
     /// Replay this many stored lines (`history = true`) to every bot that joins.
     history: usize,
+    /// At the n-th chat line, every node but the first dies: its listener closes (connects
+    /// are refused) and its sessions end at once.
+    kill_nodes_at: Option<u64>,
 }
 
 struct Member {
@@ -45,6 +49,10 @@ struct Member {
 /// It sends every frame at once (no ticks), as one batch of its own.
 struct FakeServer {
     faults: Faults,
+    /// Stops the listener of each node.
+    node_stops: Vec<CancellationToken>,
+    /// The node each session came in through.
+    node_of: HashMap<SessionId, u64>,
     members: HashMap<SessionId, Member>,
     rooms: HashMap<String, Vec<SessionId>>,
     deliveries: u64,
@@ -63,6 +71,9 @@ impl FakeServer {
     }
 
     fn handle(&mut self, session: SessionId, message: C2sMessage) {
+        if !self.members.contains_key(&session) {
+            return; // what a session of a dead node sent before it died
+        }
         match message {
             C2sMessage::C2sLogin(login) => {
                 self.members.get_mut(&session).unwrap().name = login.username.clone();
@@ -118,6 +129,12 @@ impl FakeServer {
             }
             C2sMessage::C2sChat(chat) => {
                 self.chats += 1;
+                if self.faults.kill_nodes_at == Some(self.chats) {
+                    self.kill_nodes();
+                    if !self.members.contains_key(&session) {
+                        return; // its sender died with its node
+                    }
+                }
                 if self.faults.kick_at == Some(self.chats) {
                     if let Some(member) = self.members.get_mut(&session) {
                         member
@@ -170,7 +187,29 @@ impl FakeServer {
         }
     }
 
+    /// Every node but the first dies.
+    fn kill_nodes(&mut self) {
+        for stop in &self.node_stops[1..] {
+            stop.cancel();
+        }
+        let dead: Vec<SessionId> = self
+            .node_of
+            .iter()
+            .filter(|&(_, &node)| node > 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in dead {
+            if let Some(member) = self.members.get_mut(&id) {
+                member
+                    .session
+                    .abort(DisconnectReason::Kicked("node died".into()));
+            }
+            self.close(id);
+        }
+    }
+
     fn close(&mut self, session: SessionId) {
+        self.node_of.remove(&session);
         self.members.remove(&session);
         for room in self.rooms.values_mut() {
             room.retain(|&id| id != session);
@@ -180,12 +219,24 @@ impl FakeServer {
 
 /// Starts the fake server; it runs until `shutdown` is cancelled.
 async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    fake_nodes(faults, 1, shutdown).await[0]
+}
+
+/// Starts the fake server listening as `nodes` nodes of one world (a line reaches every member
+/// of its room, whichever node each is on); it runs until `shutdown` is cancelled.
+async fn fake_nodes(faults: Faults, nodes: u64, shutdown: CancellationToken) -> Vec<SocketAddr> {
     let tracker = TaskTracker::new();
     let (service_tx, mut service_rx) = mpsc::channel(1024);
     let (session_tx, mut session_rx) = mpsc::channel(65536);
-    ServerService::spawn(listener, 0, service_tx, shutdown.clone(), &tracker);
+    let mut addrs = Vec::new();
+    let mut node_stops = Vec::new();
+    for node in 0..nodes {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        let stop = shutdown.child_token();
+        ServerService::spawn(listener, node, service_tx.clone(), stop.clone(), &tracker);
+        node_stops.push(stop);
+    }
     let config = SessionConfig {
         outbound_batches: 1 << 16,
         max_outbound_bytes: 1 << 26,
@@ -193,6 +244,8 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
     };
     let mut server = FakeServer {
         faults,
+        node_stops,
+        node_of: HashMap::new(),
         members: HashMap::new(),
         rooms: HashMap::new(),
         deliveries: 0,
@@ -203,9 +256,10 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                Some(ServiceEvent::Accepted { stream, .. }) = service_rx.recv() => {
+                Some(ServiceEvent::Accepted { stream, tag, .. }) = service_rx.recv() => {
                     let id = SessionId(next_id);
                     next_id += 1;
+                    server.node_of.insert(id, tag);
                     let session = Session::spawn(id, stream, &config, session_tx.clone(), &tracker);
                     let name = String::new();
                     server.members.insert(id, Member { session, name });
@@ -227,7 +281,7 @@ async fn fake_server(faults: Faults, shutdown: CancellationToken) -> SocketAddr 
             }
         }
     });
-    addr
+    addrs
 }
 
 fn config(server: SocketAddr, bots: usize) -> ClientConfig {
@@ -412,6 +466,81 @@ async fn cancelling_stops_the_run_early_and_still_reports() {
     assert!(report.sent > 0, "{report}");
     assert_eq!(report.lost, 0, "{report}");
     assert!(report.passed(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_whose_node_dies_fail_over_past_a_refusing_node_and_nothing_is_lost() {
+    let stop_server = CancellationToken::new();
+    let faults = Faults {
+        kill_nodes_at: Some(300),
+        ..Faults::default()
+    };
+    let nodes = fake_nodes(faults, 3, stop_server.clone()).await;
+    let mut config = config(nodes[0], 60);
+    config.client.servers = nodes;
+    config.client.duration_secs = 2;
+    let report = run(config, CancellationToken::new()).await.unwrap();
+    stop_server.cancel();
+    assert!(report.passed(), "{report}");
+    // Nodes 1 and 2 died with 20 bots each; all came back through node 0, those of node 1
+    // after node 2 refused them.
+    assert_eq!(report.failovers, 40, "{report}");
+    assert_eq!(report.failover_connects, 20 * 2 + 20, "{report}");
+    assert_eq!(
+        (report.never_recovered, report.disconnects),
+        (0, 0),
+        "{report}"
+    );
+    assert_eq!(report.recovery_ms.count, 40, "{report}");
+    assert_eq!((report.lost, report.unexpected), (0, 0), "{report}");
+    assert_eq!(
+        report.received + report.missed_in_failover,
+        report.expected,
+        "{report}"
+    );
+    assert_eq!(report.joined, 60, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_with_no_node_left_give_up_within_the_login_timeout_and_fail_the_run() {
+    let stop_server = CancellationToken::new();
+    let faults = Faults {
+        kill_nodes_at: Some(100),
+        ..Faults::default()
+    };
+    let nodes = fake_nodes(faults, 2, stop_server.clone()).await;
+    // Node 0 lives on but is taken off the list: nodes 1 and 2 (the same, twice over: bots
+    // alternate) are all the bots know, and both die.
+    let mut config = config(nodes[1], 20);
+    config.client.servers = vec![nodes[1], nodes[1]];
+    config.client.duration_secs = 10;
+    config.client.login_timeout_secs = 1;
+    let started = std::time::Instant::now();
+    let report = run(config, CancellationToken::new()).await.unwrap();
+    stop_server.cancel();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run ends once all gave up"
+    );
+    assert_eq!(
+        (report.failovers, report.never_recovered),
+        (0, 20),
+        "{report}"
+    );
+    assert!(report.failover_connects >= 20, "{report}");
+    assert_eq!(report.lost, 0, "what they missed is not lost: {report}");
+    assert_eq!(
+        report.received + report.missed_in_failover,
+        report.expected,
+        "{report}"
+    );
+    assert!(!report.passed());
+    assert!(
+        report
+            .failures()
+            .contains(&"20 of 20 failovers never recovered".to_owned()),
+        "{report}"
+    );
 }
 
 /// A larger swarm, for a look at the client's own cost: `cargo test --release -p dummy-client

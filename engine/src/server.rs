@@ -750,8 +750,12 @@ impl<G: Game> Server<G> {
             return;
         }
         self.next_sample += Duration::from_secs(1);
-        self.series
-            .sample(now, world.clients.len(), world.stats.messages_in);
+        self.series.sample(
+            now,
+            world.clients.len(),
+            world.users.len(),
+            world.stats.messages_in,
+        );
         if self.publish.receiver_count() == 0 {
             return; // no admin listener
         }

@@ -13,6 +13,27 @@
 //! Nothing is shared with the network tasks but the bounded queues of `net`: no locks, no task
 //! per bot, and a reception costs O(1) (see [`crate::ledger`]).
 //!
+//! # Failover
+//!
+//! With several servers (`client.servers`, `--server A,B,C`), a bot whose connection ends
+//! (closed or reset by the server's side, as when its node dies) while it logs in or is in its
+//! room logs in again on another node: the next in the list, then the one after, round the
+//! list. It resumes with its token when it has one (the one a register or login run was
+//! issued, or a resume run's), otherwise it logs in as it did at first (a guest under its own
+//! name, an account with its password), and joins its room again. The first connect starts
+//! at once; after a refused connect, a closed connection, a refused login or join, each next
+//! one waits [`FAILOVER_BACKOFF_MIN`], doubling up to [`FAILOVER_BACKOFF_MAX`] (less a random
+//! part of up to half, so that bots spread out), and a node that refuses the connection is
+//! thus passed over for the next. A bot not back in its room `client.login_timeout_secs`
+//! after its connection ended gives up: it *never recovered*, and the run fails. The time
+//! from the end of its connection to its room joined again is its *recovery*. A session the
+//! server ended on purpose (`REPLACED`, `SERVER_FULL`), and any session with a single server,
+//! is a disconnect as before. Sending stops at the end of the run as before; a failover under
+//! way then still completes during the drain (which waits for it).
+//!
+//! While a bot is away, what it misses is accounted for as the ledger's *in doubt*
+//! deliveries (see [`crate::ledger`]): missed in failover when they do not come, not lost.
+//!
 //! This file is the bots' state machine and the loop; `progress.rs` writes the line of every
 //! second, `summary.rs` turns the counters into the [`Report`] at the end.
 
@@ -26,8 +47,8 @@ use config::client::AuthMode;
 use config::ClientConfig;
 use hdrhistogram::Histogram;
 use net::{
-    ClientService, DisconnectReason, Packet, SendError, ServiceEvent, Session, SessionConfig,
-    SessionEvent, SessionId,
+    ClientService, DisconnectReason, FrameError, Packet, SendError, ServiceEvent, Session,
+    SessionConfig, SessionEvent, SessionId,
 };
 use protocol::world::{
     C2sChat, C2sLogin, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, S2cAuthResult, S2cChat,
@@ -61,6 +82,15 @@ const INBOUND_CREDIT: usize = 256;
 const DISCONNECTS_LOGGED: u64 = 20;
 /// Time the graceful close of every session may take, on top of the sessions' linger.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Wait before the second connect of a failover; it doubles for each further one.
+pub const FAILOVER_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two connects of a failover.
+pub const FAILOVER_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long the other nodes may still list a member of a dead node: the server's node
+/// timeout (3 s), its heartbeat and a tick, rounded up. A room mate that failed over this
+/// recently and is listed once in a bot's `S2C_RoomJoined` may be that stale entry, so the
+/// bot counts it as seen only when it sees it join (presence).
+const STALE_MEMBER: Duration = Duration::from_secs(5);
 
 /// Converts `Instant`s to the protocol's microseconds since the Unix epoch, from one base
 /// taken at start: latencies then do not jump with the wall clock.
@@ -118,15 +148,55 @@ enum Phase {
     Failed,
     /// Was in its room, then its session ended.
     Gone,
+    /// Failing over: its connection ended, its next connect (to another node) is due at
+    /// [`Failover::retry_at`].
+    Away,
 }
 
-/// One bot. Its index in [`Swarm::bots`] is its session id and its connect tag.
+/// A bot on its way back to its room through another node (several servers only).
+#[derive(Clone, Copy, Debug)]
+struct Failover {
+    /// When its connection ended.
+    lost_at: Instant,
+    /// When it gives up: `lost_at + client.login_timeout_secs`.
+    deadline: Instant,
+    /// Connects started so far.
+    attempts: u32,
+    /// When its next connect starts (in [`Phase::Away`]).
+    retry_at: Instant,
+    /// It was in its room when its connection ended (rather than on its way in).
+    was_in: bool,
+}
+
+/// The connect tag and session id of connect number `connects` of bot `index`: stale events
+/// of an earlier connect of the bot are told apart from those of its current one.
+fn tag(index: u32, connects: u32) -> u64 {
+    u64::from(index) | u64::from(connects) << 32
+}
+
+/// One bot. Its index in [`Swarm::bots`] is the low half of its connect tags and session ids
+/// (see [`tag`]).
 struct Bot {
     phase: Phase,
     name: Box<str>,
-    /// The token to resume with (resume runs only).
+    /// The token to resume with: a resume run's, or the last one the server issued it.
     token: Option<Box<str>>,
     session: Option<Session>,
+    /// The tag of its current connect and session.
+    tag: u64,
+    /// Connects started after its first (failovers).
+    connects: u32,
+    /// The index in [`Swarm::servers`] of the node it is on, or trying.
+    node: usize,
+    /// Its failover under way.
+    failover: Option<Failover>,
+    /// When its last failover began.
+    last_lost: Option<Instant>,
+    /// The message id of the login request of its current session.
+    auth_id: u16,
+    /// Counted in [`Counters::logged_in`] and [`Counters::joined`] (once per bot).
+    ever_logged_in: bool,
+    ever_joined: bool,
     /// Frames of this tick, sent as one batch at the flush.
     out: Vec<Bytes>,
     /// Frames processed this tick, whose credits go back at the flush.
@@ -157,6 +227,14 @@ impl Bot {
             name: name.into_boxed_str(),
             token: None,
             session: None,
+            tag: 0,
+            connects: 0,
+            node: 0,
+            failover: None,
+            last_lost: None,
+            auth_id: 0,
+            ever_logged_in: false,
+            ever_joined: false,
             out: Vec::new(),
             credits: 0,
             dirty: false,
@@ -205,6 +283,16 @@ struct Counters {
     errors: BTreeMap<String, u64>,
     error_total: u64,
     bad_frames: u64,
+    /// Failovers completed: bots back in their room through another node.
+    failovers: u64,
+    /// Failovers under way.
+    failing_over: u64,
+    /// Why the connections ended that started failovers.
+    failover_reasons: BTreeMap<String, u64>,
+    /// Failovers that gave up.
+    never_recovered: u64,
+    /// Connects started by failovers.
+    failover_connects: u64,
 }
 
 /// Every bot of a run, and the loop that drives them. See the module docs.
@@ -233,6 +321,8 @@ pub struct Swarm {
     rtt: Histogram<u64>,
     login: Histogram<u64>,
     auth_time: Histogram<u64>,
+    /// Recovery of each failover: connection ended to room joined again.
+    recovery: Histogram<u64>,
     encoder: Encoder,
     chat: C2sChat,
     dirty: Vec<u32>,
@@ -335,6 +425,7 @@ impl Swarm {
             rtt: report::new_histogram(),
             login: report::new_histogram(),
             auth_time: report::new_histogram(),
+            recovery: report::new_histogram(),
             encoder: Encoder::new(),
             chat: C2sChat::default(),
             dirty: Vec::new(),
@@ -425,7 +516,7 @@ impl Swarm {
             while let Ok(event) = session_rx.try_recv() {
                 self.on_session_event(event);
             }
-            self.run_timers(now);
+            self.run_timers(&service, now);
             self.flush();
             self.advance(now);
             if now >= self.next_progress {
@@ -467,8 +558,9 @@ impl Swarm {
             let bot = &mut self.bots[index as usize];
             bot.phase = Phase::Connecting;
             bot.connect_started = now;
-            let server = self.servers[index as usize % self.servers.len()];
-            service.connect(server, u64::from(index));
+            bot.node = index as usize % self.servers.len();
+            bot.tag = tag(index, 0);
+            service.connect(self.servers[bot.node], bot.tag);
             self.counters.started += 1;
         }
     }
@@ -476,14 +568,14 @@ impl Swarm {
     fn on_service_event(&mut self, event: ServiceEvent, now: Instant) {
         match event {
             ServiceEvent::Connected { tag, stream } => {
-                let index = tag as u32;
-                let Some(bot) = self.bots.get_mut(index as usize) else {
+                let Some(index) = self.bot_of(tag) else {
                     return;
                 };
+                let bot = &mut self.bots[index as usize];
                 if bot.phase != Phase::Connecting || self.phase == RunPhase::Finished {
                     return;
                 }
-                let config = &self.session_configs[index as usize % self.session_configs.len()];
+                let config = &self.session_configs[bot.node % self.session_configs.len()];
                 let session = Session::spawn(
                     SessionId(tag),
                     stream,
@@ -494,10 +586,14 @@ impl Swarm {
                 bot.session = Some(session);
                 bot.phase = Phase::LoggingIn;
                 bot.connected_at = now;
+                bot.closing = false;
+                bot.fatal = None;
                 if let Some(ping) = self.config.bots.ping_interval() {
                     bot.next_ping = Some(now + random_phase(ping));
                 }
-                self.counters.connected += 1;
+                if bot.failover.is_none() {
+                    self.counters.connected += 1;
+                }
                 if self.clock_start.is_none() {
                     self.clock_start = Some(now);
                     spdlog::info!("swarm: first bot connected; the run's clock starts");
@@ -505,8 +601,18 @@ impl Swarm {
                 self.send_auth(index);
             }
             ServiceEvent::ConnectFailed { tag, error } => {
-                let index = tag as u32;
-                if self.bots.get(index as usize).map(|b| b.phase) != Some(Phase::Connecting) {
+                let Some(index) = self.bot_of(tag) else {
+                    return;
+                };
+                if self.bots[index as usize].phase != Phase::Connecting {
+                    return;
+                }
+                if self.bots[index as usize].failover.is_some() {
+                    spdlog::debug!(
+                        "swarm: bot {index} failing over: {} refused it: {error}",
+                        self.servers[self.bots[index as usize].node]
+                    );
+                    self.retry(index, now);
                     return;
                 }
                 spdlog::debug!("swarm: bot {index} could not connect: {error}");
@@ -524,9 +630,35 @@ impl Swarm {
     }
 
     /// Sends the login request of the run's auth mode; `C2S_Resume` needs the bot's token.
+    /// A bot failing over resumes with its token when it has one, and otherwise logs in as
+    /// at first (an account that a register run created, with its password).
     fn send_auth(&mut self, index: u32) {
         let bot = &self.bots[index as usize];
         let username = bot.name.to_string();
+        if bot.failover.is_some() {
+            let bot = &mut self.bots[index as usize];
+            match (&bot.token, self.auth) {
+                (Some(token), _) => {
+                    let token = token.to_string();
+                    bot.auth_id = C2sResume::ID;
+                    self.queue(index, &C2sResume { token });
+                }
+                (None, AuthMode::Guest) => {
+                    bot.auth_id = C2sLogin::ID;
+                    let password = String::new();
+                    self.queue(index, &C2sLogin { username, password });
+                }
+                (None, _) => {
+                    bot.auth_id = C2sLogin::ID;
+                    let password = self.config.bots.password.clone();
+                    self.queue(index, &C2sLogin { username, password });
+                }
+            }
+            return;
+        }
+        let auth_id = self.auth_request_id();
+        self.bots[index as usize].auth_id = auth_id;
+        let bot = &self.bots[index as usize];
         match self.auth {
             AuthMode::Guest => {
                 let password = String::new();
@@ -566,22 +698,38 @@ impl Swarm {
         }
     }
 
+    /// The bot whose current connect or session has tag `tag`; `None` for a stale one (an
+    /// earlier connect of a bot that failed over since).
+    fn bot_of(&self, tag: u64) -> Option<u32> {
+        let index = tag as u32;
+        self.bots
+            .get(index as usize)
+            .filter(|bot| bot.tag == tag)
+            .map(|_| index)
+    }
+
     fn on_session_event(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Received {
                 session,
                 packet,
                 at,
-            } => self.on_received(session.0 as u32, packet, at),
-            SessionEvent::Closed { session, reason } => self.on_closed(session.0 as u32, reason),
+            } => {
+                if let Some(index) = self.bot_of(session.0) {
+                    self.on_received(index, packet, at);
+                }
+            }
+            SessionEvent::Closed { session, reason } => {
+                if let Some(index) = self.bot_of(session.0) {
+                    self.on_closed(index, reason);
+                }
+            }
             SessionEvent::Ready { .. } => {}
         }
     }
 
     fn on_received(&mut self, index: u32, packet: Packet, at: Instant) {
-        let Some(bot) = self.bots.get_mut(index as usize) else {
-            return;
-        };
+        let bot = &mut self.bots[index as usize];
         bot.credits += 1;
         if !bot.dirty {
             bot.dirty = true;
@@ -660,20 +808,24 @@ impl Swarm {
                     spdlog::debug!("swarm: bot {index} joined {} unasked", joined.room);
                     return;
                 }
+                if self.bots[index as usize].failover.is_some() {
+                    self.rejoined(index, &joined.members, at);
+                    return;
+                }
                 let bot = &mut self.bots[index as usize];
+                bot.ever_joined = true;
                 bot.phase = Phase::Joined;
                 let took = at.saturating_duration_since(bot.connect_started);
                 report::record(&mut self.login, took.as_micros() as u64);
                 self.counters.joined += 1;
                 self.counters.in_room += 1;
                 self.ledger.join(index);
-                let room = self.ledger.room_of(index);
-                let seen = joined
-                    .members
-                    .iter()
-                    .filter(|name| self.room_mate(name, room))
-                    .count();
-                self.bots[index as usize].seen = seen as u32;
+                let (seen, listed) = self.seen_in(index, &joined.members, at);
+                for mate in seen {
+                    // Only matters once a room mate has failed over (unseen until then).
+                    self.ledger.saw(index, mate);
+                }
+                self.bots[index as usize].seen = listed;
                 self.settle(index, at);
             }
             S2cMessage::S2cRoomPresence(presence)
@@ -681,13 +833,20 @@ impl Swarm {
                     && presence.room == self.room_names[self.ledger.room_of(index) as usize] =>
             {
                 let room = self.ledger.room_of(index);
-                if self.room_mate(&presence.username, room) {
+                if let Some(mate) = self.mate_of(&presence.username, room) {
                     let bot = &mut self.bots[index as usize];
                     bot.seen = if presence.joined {
                         bot.seen + 1
                     } else {
                         bot.seen.saturating_sub(1)
                     };
+                    if presence.joined {
+                        // Its node knows the mate's node has it in the room: lines of this
+                        // bot reach it from now on. (A leave is not news for the ledger: the
+                        // mate's own connection tells, and one may be a dead node's stale
+                        // entry of a mate back elsewhere.)
+                        self.ledger.saw(index, mate);
+                    }
                     self.start_room_if_ready(room, at);
                 }
             }
@@ -720,12 +879,18 @@ impl Swarm {
             return;
         }
         bot.phase = Phase::Joining;
-        let took = at.saturating_duration_since(bot.connected_at);
-        report::record(&mut self.auth_time, took.as_micros() as u64);
         if !auth.token.is_empty() {
+            bot.token = Some(auth.token.as_str().into());
             self.issued.insert(&auth.username, &auth.token);
         }
-        self.counters.logged_in += 1;
+        if bot.failover.is_none() {
+            let took = at.saturating_duration_since(bot.connected_at);
+            report::record(&mut self.auth_time, took.as_micros() as u64);
+        }
+        if !bot.ever_logged_in {
+            bot.ever_logged_in = true;
+            self.counters.logged_in += 1;
+        }
         let room = self.room_names[self.ledger.room_of(index) as usize].clone();
         self.queue(index, &C2sRoomJoin { room });
     }
@@ -747,11 +912,21 @@ impl Swarm {
         if matches!(code, Some(ErrorCode::Replaced | ErrorCode::ServerFull)) {
             self.bots[index as usize].fatal = code;
         }
-        let phase = self.bots[index as usize].phase;
+        let bot = &self.bots[index as usize];
+        let (phase, auth_id, failing_over) = (bot.phase, bot.auth_id, bot.failover.is_some());
         let request = u16::try_from(error.request_id).unwrap_or(0);
+        let refused = (request == auth_id && phase == Phase::LoggingIn)
+            || (request == C2sRoomJoin::ID && phase == Phase::Joining);
         if request == C2sChat::ID {
             self.ledger.reject_oldest(index);
-        } else if request == self.auth_request_id() && phase == Phase::LoggingIn {
+        } else if refused && failing_over {
+            spdlog::debug!(
+                "swarm: bot {index} failing over: {} refused it: {name}: {}",
+                self.servers[bot.node],
+                error.reason
+            );
+            self.abort_attempt(index, Instant::now());
+        } else if request == auth_id && phase == Phase::LoggingIn {
             let why = format!("{} refused: {}", self.auth, error.reason);
             self.fail_login(index, &name, why);
         } else if request == C2sRoomJoin::ID && phase == Phase::Joining {
@@ -761,11 +936,26 @@ impl Swarm {
     }
 
     fn on_closed(&mut self, index: u32, reason: DisconnectReason) {
-        let Some(bot) = self.bots.get_mut(index as usize) else {
-            return;
-        };
+        let now = Instant::now();
+        let bot = &mut self.bots[index as usize];
         bot.session = None;
         if bot.closing {
+            return;
+        }
+        if bot.failover.is_some() {
+            // An attempt of a failover ended before the bot was back: the next node.
+            spdlog::debug!("swarm: bot {index} failing over: session ended: {reason}");
+            self.retry(index, now);
+            return;
+        }
+        let phase = bot.phase;
+        let fails_over = self.servers.len() > 1
+            && self.phase != RunPhase::Finished
+            && bot.fatal.is_none()
+            && connection_ended(&reason)
+            && matches!(phase, Phase::LoggingIn | Phase::Joining | Phase::Joined);
+        if fails_over {
+            self.fail_over(index, reason.to_string(), now);
             return;
         }
         let reason = match bot.fatal {
@@ -773,7 +963,6 @@ impl Swarm {
             Some(ErrorCode::ServerFull) => DisconnectReason::ServerFull.to_string(),
             _ => reason.to_string(),
         };
-        let phase = bot.phase;
         self.count_disconnect(index, reason);
         match phase {
             Phase::LoggingIn | Phase::Joining => {
@@ -784,6 +973,176 @@ impl Swarm {
             Phase::Joined => self.leave(index),
             _ => {}
         }
+    }
+
+    /// The connection of a bot on its way in or in its room ended (`reason`), with several
+    /// servers: it fails over. What it was owed, and its own lines in flight, are in doubt.
+    fn fail_over(&mut self, index: u32, reason: String, now: Instant) {
+        let was_in = self.bots[index as usize].phase == Phase::Joined;
+        if was_in {
+            self.counters.in_room -= 1;
+            let doubted = self.ledger.away(index);
+            spdlog::debug!("swarm: bot {index}: {doubted} deliveries in doubt");
+        }
+        let node = self.servers[self.bots[index as usize].node];
+        let bot = &mut self.bots[index as usize];
+        bot.next_chat = None;
+        bot.next_ping = None;
+        bot.last_lost = Some(now);
+        bot.failover = Some(Failover {
+            lost_at: now,
+            deadline: now + self.config.client.login_timeout(),
+            attempts: 0,
+            retry_at: now,
+            was_in,
+        });
+        self.counters.failing_over += 1;
+        let started = self.counters.failovers + self.counters.failing_over;
+        if started <= DISCONNECTS_LOGGED {
+            spdlog::info!(
+                "swarm: bot {index} lost its connection to {node} ({reason}); failing over"
+            );
+            if started == DISCONNECTS_LOGGED {
+                spdlog::info!("swarm: further failovers are logged at debug level");
+            }
+        } else {
+            spdlog::debug!(
+                "swarm: bot {index} lost its connection to {node} ({reason}); failing over"
+            );
+        }
+        *self.counters.failover_reasons.entry(reason).or_default() += 1;
+        self.retry(index, now);
+    }
+
+    /// The bot fails over to the next node: at once for its first connect, after a backoff
+    /// for the others.
+    fn retry(&mut self, index: u32, now: Instant) {
+        let nodes = self.servers.len();
+        let bot = &mut self.bots[index as usize];
+        let Some(failover) = bot.failover.as_mut() else {
+            return;
+        };
+        bot.phase = Phase::Away;
+        bot.session = None;
+        bot.node = (bot.node + 1) % nodes;
+        failover.retry_at = now + failover_backoff(failover.attempts);
+    }
+
+    /// A login or join of a failover was refused: the session goes, the next node is tried.
+    fn abort_attempt(&mut self, index: u32, now: Instant) {
+        let bot = &mut self.bots[index as usize];
+        bot.closing = true;
+        if let Some(session) = &mut bot.session {
+            session.abort(DisconnectReason::Kicked(
+                "failing over to the next node".to_owned(),
+            ));
+        }
+        self.retry(index, now);
+    }
+
+    /// The next connect of a failover.
+    fn connect_again(&mut self, index: u32, service: &ClientService, now: Instant) {
+        let bot = &mut self.bots[index as usize];
+        let Some(failover) = bot.failover.as_mut() else {
+            return;
+        };
+        failover.attempts += 1;
+        bot.connects += 1;
+        bot.tag = tag(index, bot.connects);
+        bot.phase = Phase::Connecting;
+        bot.connect_started = now;
+        bot.closing = false;
+        self.counters.failover_connects += 1;
+        service.connect(self.servers[bot.node], bot.tag);
+    }
+
+    /// The failover of a bot ran out of time: it never recovered, and is out for good.
+    fn give_up(&mut self, index: u32, now: Instant) {
+        let bot = &mut self.bots[index as usize];
+        let Some(failover) = bot.failover.take() else {
+            return;
+        };
+        bot.phase = if failover.was_in {
+            Phase::Gone
+        } else {
+            Phase::Failed
+        };
+        bot.closing = true;
+        bot.next_chat = None;
+        bot.next_ping = None;
+        if let Some(session) = &mut bot.session {
+            session.abort(DisconnectReason::Kicked("failover gave up".to_owned()));
+        }
+        spdlog::warn!(
+            "swarm: bot {index} did not get back into its room within {}s of losing its connection ({} connects): never recovered",
+            self.config.client.login_timeout().as_secs(),
+            failover.attempts
+        );
+        self.counters.failing_over -= 1;
+        self.counters.never_recovered += 1;
+        self.ledger.leave(index);
+        self.settle(index, now);
+    }
+
+    /// The room mates of `index` that its `S2C_RoomJoined` (listing `members`, received at
+    /// `at`) shows it in their present session, and how many of the names are room mates.
+    /// A mate in its room is seen when listed twice (a dead node's stale entry and the new
+    /// one), or once when that cannot be a stale entry: it never failed over, or not lately.
+    fn seen_in(&self, index: u32, members: &[String], at: Instant) -> (Vec<u32>, u32) {
+        let room = self.ledger.room_of(index);
+        let mut listed: BTreeMap<u32, u32> = BTreeMap::new();
+        for mate in members.iter().filter_map(|name| self.mate_of(name, room)) {
+            *listed.entry(mate).or_default() += 1;
+        }
+        let seen = listed
+            .iter()
+            .filter(|&(&mate, &times)| {
+                let last_lost = self.bots[mate as usize].last_lost;
+                self.ledger.is_member(mate)
+                    && (times > 1
+                        || last_lost
+                            .is_none_or(|lost| at.saturating_duration_since(lost) >= STALE_MEMBER))
+            })
+            .map(|(&mate, _)| mate)
+            .collect();
+        (seen, listed.values().sum())
+    }
+
+    /// A bot failing over is in its room again (`members` as its `S2C_RoomJoined` lists
+    /// them).
+    fn rejoined(&mut self, index: u32, members: &[String], at: Instant) {
+        let room = self.ledger.room_of(index);
+        let (seen, listed) = self.seen_in(index, members, at);
+        self.ledger.rejoin(index, seen);
+
+        let running = self.phase == RunPhase::Running;
+        let chatting = self.chatting[room as usize];
+        let interval = self.config.bots.chat_interval();
+        let bot = &mut self.bots[index as usize];
+        let Some(failover) = bot.failover.take() else {
+            return;
+        };
+        bot.phase = Phase::Joined;
+        bot.seen = listed;
+        if chatting && running {
+            bot.next_chat = Some(at + random_phase(interval));
+        }
+        if !bot.ever_joined {
+            bot.ever_joined = true;
+            self.counters.joined += 1;
+        }
+        let took = at.saturating_duration_since(failover.lost_at);
+        report::record(&mut self.recovery, took.as_micros() as u64);
+        self.counters.failing_over -= 1;
+        self.counters.failovers += 1;
+        self.counters.in_room += 1;
+        spdlog::debug!(
+            "swarm: bot {index} back in its room through {} after {took:?} ({} connects)",
+            self.servers[bot.node],
+            failover.attempts
+        );
+        self.settle(index, at);
+        self.start_room_if_ready(room, at);
     }
 
     fn count_disconnect(&mut self, index: u32, reason: String) {
@@ -828,6 +1187,10 @@ impl Swarm {
     /// `why` logged.
     fn fail_login(&mut self, index: u32, cause: &str, why: String) {
         spdlog::debug!("swarm: bot {index}: {why}");
+        if self.bots[index as usize].failover.is_some() {
+            self.give_up(index, Instant::now());
+            return;
+        }
         self.count_login_failure(cause);
         let bot = &mut self.bots[index as usize];
         bot.phase = Phase::Failed;
@@ -855,11 +1218,11 @@ impl Swarm {
         self.start_room_if_ready(room, now);
     }
 
-    /// Whether `name` is a bot of this run in `room`.
-    fn room_mate(&self, name: &str, room: u32) -> bool {
+    /// The bot of this run called `name`, when it is in `room`.
+    fn mate_of(&self, name: &str, room: u32) -> Option<u32> {
         self.names
             .bot_index(name)
-            .is_some_and(|bot| (bot as usize) < self.bots.len() && self.ledger.room_of(bot) == room)
+            .filter(|&bot| (bot as usize) < self.bots.len() && self.ledger.room_of(bot) == room)
     }
 
     /// Starts the chat of `room` once every bot of it has confirmed its join (or failed) and
@@ -893,14 +1256,28 @@ impl Swarm {
         );
     }
 
-    fn run_timers(&mut self, now: Instant) {
+    fn run_timers(&mut self, service: &ClientService, now: Instant) {
         let login_timeout = self.config.client.login_timeout();
         let running = self.phase == RunPhase::Running;
         let chat_interval = self.config.bots.chat_interval();
         let ping_interval = self.config.bots.ping_interval();
         for index in 0..self.bots.len() as u32 {
             let bot = &mut self.bots[index as usize];
+            if let Some(failover) = bot.failover {
+                if now >= failover.deadline {
+                    self.give_up(index, now);
+                    continue;
+                }
+                if bot.phase == Phase::Away {
+                    if now >= failover.retry_at {
+                        self.connect_again(index, service, now);
+                    }
+                    continue;
+                }
+            }
+            let bot = &mut self.bots[index as usize];
             match bot.phase {
+                Phase::LoggingIn | Phase::Joining if bot.failover.is_some() => {}
                 Phase::LoggingIn | Phase::Joining => {
                     if now.duration_since(bot.connected_at) >= login_timeout {
                         let why = format!(
@@ -1026,7 +1403,9 @@ impl Swarm {
                 }
             }
             RunPhase::Draining { since } => {
-                let drained = self.ledger.counts().in_flight == 0;
+                // Failovers under way complete first: their bots are back, or never recovered.
+                let drained =
+                    self.ledger.counts().in_flight == 0 && self.counters.failing_over == 0;
                 if drained || now.duration_since(since) >= self.config.client.drain() {
                     self.drain_secs = now.duration_since(since).as_secs_f64();
                     let lost = self.ledger.finish();
@@ -1067,13 +1446,14 @@ impl Swarm {
             };
             match event {
                 SessionEvent::Received { session, .. } => {
-                    if let Some(Some(s)) = self.bots.get(session.0 as usize).map(|b| &b.session) {
+                    let bot = self.bot_of(session.0).map(|i| &self.bots[i as usize]);
+                    if let Some(Some(s)) = bot.map(|b| &b.session) {
                         s.release_credit(1);
                     }
                 }
                 SessionEvent::Closed { session, .. } => {
-                    if let Some(bot) = self.bots.get_mut(session.0 as usize) {
-                        if bot.session.take().is_some() {
+                    if let Some(index) = self.bot_of(session.0) {
+                        if self.bots[index as usize].session.take().is_some() {
                             open -= 1;
                         }
                     }
@@ -1090,6 +1470,30 @@ impl Swarm {
             }
         }
     }
+}
+
+/// Whether a session ended because its connection did (closed, reset, cut inside a frame), as
+/// when the server's process dies: what a failover is for. Not a close the server chose.
+fn connection_ended(reason: &DisconnectReason) -> bool {
+    matches!(
+        reason,
+        DisconnectReason::PeerClosed
+            | DisconnectReason::Io(_)
+            | DisconnectReason::Protocol(FrameError::Truncated(_))
+    )
+}
+
+/// The wait before connect number `attempts + 1` of a failover: none for the first, then
+/// [`FAILOVER_BACKOFF_MIN`] doubling up to [`FAILOVER_BACKOFF_MAX`], less a random part of up to
+/// half.
+fn failover_backoff(attempts: u32) -> Duration {
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    let full = FAILOVER_BACKOFF_MIN
+        .saturating_mul(1 << (attempts - 1).min(16))
+        .min(FAILOVER_BACKOFF_MAX);
+    full - random_phase(full / 2)
 }
 
 /// A uniformly random offset in `0..interval`, so that bots do not fire in lockstep.
@@ -1165,6 +1569,60 @@ mod tests {
         assert_eq!(swarm.bots[0].token.as_deref(), Some("t1"));
         assert_eq!(swarm.bots[1].token, None);
         assert_eq!(swarm.auth_request_id(), C2sResume::ID);
+    }
+
+    #[test]
+    fn a_failover_connects_at_once_then_backs_off_doubling_up_to_a_second() {
+        assert_eq!(failover_backoff(0), Duration::ZERO);
+        for (attempts, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            let full = Duration::from_millis(full);
+            for _ in 0..20 {
+                let wait = failover_backoff(attempts);
+                assert!(wait <= full && wait > full / 2, "{attempts}: {wait:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_connection_that_ended_fails_over() {
+        assert!(connection_ended(&DisconnectReason::PeerClosed));
+        assert!(connection_ended(&DisconnectReason::Io(
+            std::io::ErrorKind::ConnectionReset
+        )));
+        assert!(connection_ended(&DisconnectReason::Protocol(
+            FrameError::Truncated(3)
+        )));
+        for chosen in [
+            DisconnectReason::Replaced,
+            DisconnectReason::ServerFull,
+            DisconnectReason::IdleTimeout,
+            DisconnectReason::Protocol(FrameError::Undersized(1)),
+            DisconnectReason::Kicked("x".into()),
+        ] {
+            assert!(!connection_ended(&chosen), "{chosen}");
+        }
+    }
+
+    #[test]
+    fn tags_tell_the_connects_of_one_bot_apart() {
+        let (config, (tx, _rx)) = (ClientConfig::default(), mpsc::channel(1));
+        let mut swarm = Swarm::new(config, "k3f9", tx, TaskTracker::new()).unwrap();
+        swarm.bots[7].tag = tag(7, 2);
+        assert_eq!(swarm.bot_of(tag(7, 2)), Some(7));
+        assert_eq!(
+            swarm.bot_of(tag(7, 1)),
+            None,
+            "an earlier connect's session"
+        );
+        assert_eq!(swarm.bot_of(tag(100_000, 0)), None);
+        assert_eq!(tag(7, 0), 7, "first connects keep the bot's index");
     }
 
     #[test]

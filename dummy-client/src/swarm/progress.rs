@@ -12,6 +12,7 @@ impl Swarm {
             received: counts.received,
             errors: self.counters.error_total,
             disconnects: self.counters.disconnects,
+            failovers: self.counters.failovers,
         }
     }
 
@@ -24,7 +25,7 @@ impl Swarm {
         } else {
             report::fmt_us((second.latency_p99_ms * 1000.0) as u64)
         };
-        let line = format!(
+        let mut line = format!(
             "[{elapsed:>4}s] bots in rooms {}/{} | last second: chat lines sent {}, deliveries received {}, latency p99 {p99} | so far: lost {}, errors {}, disconnects {}",
             self.counters.in_room,
             self.bots.len(),
@@ -34,6 +35,19 @@ impl Swarm {
             self.counters.error_total,
             self.counters.disconnects
         );
+        if self.servers.len() > 1 {
+            let c = &self.counters;
+            line += &format!(
+                ", failovers {}, missed in failover {}",
+                c.failovers, counts.missed_in_failover
+            );
+            if c.failing_over > 0 {
+                line += &format!(" ({} bots failing over)", c.failing_over);
+            }
+            if c.never_recovered > 0 {
+                line += &format!(", never recovered {}", c.never_recovered);
+            }
+        }
         // A closed stderr is no reason to stop the run.
         let _ = writeln!(std::io::stderr().lock(), "{line}");
         self.next_progress = now + Duration::from_secs(1);

@@ -4,10 +4,15 @@ use super::*;
 use crate::record::{self, RunRecord};
 
 impl Swarm {
-    /// Bots still on their way in when the run ended are failures: this is where they are
-    /// counted, once, before the report.
+    /// Bots still on their way in when the run ended are failures, and failovers still under
+    /// way never recovered: this is where they are counted, once, before the report.
     fn count_unfinished(&mut self) {
         for index in 0..self.bots.len() {
+            if self.bots[index].failover.take().is_some() {
+                self.counters.failing_over -= 1;
+                self.counters.never_recovered += 1;
+                continue;
+            }
             match self.bots[index].phase {
                 Phase::Connecting => {
                     self.counters.connect_failures += 1;
@@ -58,10 +63,16 @@ impl Swarm {
             login_errors: c.login_errors.clone(),
             disconnects: c.disconnects,
             disconnect_reasons: c.disconnect_reasons.clone(),
+            failovers: c.failovers,
+            failover_reasons: c.failover_reasons.clone(),
+            never_recovered: c.never_recovered,
+            failover_connects: c.failover_connects,
+            recovery_ms: LoginSummary::of(&self.recovery),
             sent: counts.sent,
             received: counts.received,
             expected: counts.expected,
             lost: counts.lost,
+            missed_in_failover: counts.missed_in_failover,
             unexpected: counts.unexpected,
             rejected: counts.rejected,
             history_received: c.history_received,
