@@ -375,13 +375,14 @@ impl Tmux {
             "{}; echo \"world-client exited $?\"; sleep 600",
             quoted.join(" ")
         );
-        let _ = self.command(&["kill-session", "-t", "main"]).status();
+        // The new session first, then the old one goes: killing the server's only session
+        // would end the server, and a new session started meanwhile could meet it dying.
         let status = self
             .command(&[
                 "new-session",
                 "-d",
                 "-s",
-                "main",
+                "next",
                 "-x",
                 "120",
                 "-y",
@@ -394,6 +395,18 @@ impl Tmux {
             .status()
             .expect("run tmux");
         assert!(status.success(), "tmux new-session failed: {status}");
+        let killed = self.command(&["kill-session", "-t", "main"]).status();
+        assert!(
+            killed.is_ok_and(|s| s.success()),
+            "tmux kill-session failed"
+        );
+        let renamed = self
+            .command(&["rename-session", "-t", "next", "main"])
+            .status();
+        assert!(
+            renamed.is_ok_and(|s| s.success()),
+            "tmux rename-session failed"
+        );
     }
 
     /// Types `text` literally.
