@@ -425,9 +425,12 @@ impl LimitsSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
-    /// Where the data lives: `"sqlite"` (the default: one file, embedded, for one server) or
-    /// `"postgres"` (a PostgreSQL database at [`postgres_url`](Self::postgres_url), which
-    /// several servers can share).
+    /// Where the data lives: `"sqlite"` (one file, embedded, for one server), `"postgres"` (a
+    /// PostgreSQL database at [`postgres_url`](Self::postgres_url), which several servers can
+    /// share) or `"memory"` (nothing kept past the process: for games without accounts of
+    /// their own to keep). Empty (the default): the game's own choice, its `Game::STORAGE`
+    /// (`"sqlite"` for world-server, `"memory"` for the arena), filled in by
+    /// [`ServerConfig::apply_game_defaults`].
     pub backend: String,
     /// With `backend = "postgres"`: the database, as `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
     /// (libpq's URL form; its options as `?key=value`). A password in it is never logged.
@@ -462,7 +465,7 @@ pub struct StorageSection {
 impl Default for StorageSection {
     fn default() -> Self {
         Self {
-            backend: "sqlite".into(),
+            backend: String::new(),
             postgres_url: String::new(),
             path: std::path::PathBuf::new(),
             synchronous: "full".into(),
@@ -564,11 +567,15 @@ impl ServerConfig {
     /// Fills in what defaults to the game's name, for a server of the game `game` (its
     /// `Game::NAME`, such as `world`): an empty `server.name` becomes `game`; an empty
     /// `storage.path` becomes `<game>.db`, or `<game>-<node>.db` on a node of a cluster
-    /// (`cluster.nats_url` set; the node as [`ClusterSection::node_name`] gives it). Values
+    /// (`cluster.nats_url` set; the node as [`ClusterSection::node_name`] gives it); an empty
+    /// `storage.backend` becomes `storage`, the game's own (its `Game::STORAGE`). Values
     /// already set are kept.
-    pub fn apply_game_defaults(&mut self, game: &str) {
+    pub fn apply_game_defaults(&mut self, game: &str, storage: &str) {
         if self.server.name.is_empty() {
             self.server.name = game.to_string();
+        }
+        if self.storage.backend.is_empty() {
+            self.storage.backend = storage.to_string();
         }
         if self.storage.path.as_os_str().is_empty() {
             self.storage.path = if self.cluster.nats_url.is_empty() {
@@ -795,7 +802,7 @@ impl ServerConfig {
 
         let storage = &self.storage;
         match storage.backend.as_str() {
-            "sqlite" => {}
+            "" | "sqlite" | "memory" => {}
             "postgres" => {
                 let url = &storage.postgres_url;
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -809,7 +816,7 @@ impl ServerConfig {
             other => {
                 return Err(rules.fail(
                     "storage.backend",
-                    "\"sqlite\" or \"postgres\"",
+                    "\"sqlite\", \"postgres\" or \"memory\" (or empty: the game's own)",
                     crate::error::quoted(other),
                 ))
             }
@@ -996,7 +1003,7 @@ mod tests {
     fn storage_backends_and_node_names_are_checked() {
         assert_eq!(
             error("[storage]\nbackend = \"mysql\"\n"),
-            r#"invalid config "world-server.toml": storage.backend must be "sqlite" or "postgres" (got "mysql")"#
+            r#"invalid config "world-server.toml": storage.backend must be "sqlite", "postgres" or "memory" (or empty: the game's own) (got "mysql")"#
         );
         assert_eq!(
             error("[storage]\nbackend = \"postgres\"\npostgres_url = \"mysql://u:secret@h/db\"\n"),
@@ -1049,13 +1056,13 @@ mod tests {
     #[test]
     fn the_name_and_the_database_default_to_the_games_and_the_nodes() {
         let mut alone = ServerConfig::default();
-        alone.apply_game_defaults("arena");
+        alone.apply_game_defaults("arena", "sqlite");
         assert_eq!(alone.server.name, "arena");
         assert_eq!(alone.storage.path, std::path::PathBuf::from("arena.db"));
         let mut node = ServerConfig::default();
         node.cluster.nats_url = "nats://127.0.0.1:4222".into();
         node.cluster.node = "node2".into();
-        node.apply_game_defaults("world");
+        node.apply_game_defaults("world", "sqlite");
         assert_eq!(
             node.storage.path,
             std::path::PathBuf::from("world-node2.db")
@@ -1063,9 +1070,14 @@ mod tests {
         let mut set = ServerConfig::default();
         set.server.name = "mine".into();
         set.storage.path = "data/mine.db".into();
-        set.apply_game_defaults("world");
+        set.apply_game_defaults("world", "sqlite");
         assert_eq!(set.server.name, "mine");
         assert_eq!(set.storage.path, std::path::PathBuf::from("data/mine.db"));
+        assert_eq!(alone.storage.backend, "sqlite", "the game's storage");
+        let mut chosen = ServerConfig::default();
+        chosen.storage.backend = "postgres".into();
+        chosen.apply_game_defaults("arena", "memory");
+        assert_eq!(chosen.storage.backend, "postgres", "the config's storage");
     }
 
     #[test]

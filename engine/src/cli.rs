@@ -16,7 +16,8 @@
 //! `--listen ADDR:PORT` (overrides `server.listen`), `--web ADDR:PORT|off` (overrides
 //! `web.listen`: the page and WebSocket), `--tls-listen ADDR:PORT`, `--tls-cert PATH` and
 //! `--tls-key PATH` (override `tls.*`), `--admin ADDR:PORT` (overrides `admin.listen`:
-//! metrics, health and the admin page), `--log-level LEVEL` (overrides `log.level`). The database is SQLite at `storage.path`. It stops gracefully on SIGINT or
+//! metrics, health and the admin page), `--log-level LEVEL` (overrides `log.level`). The storage is the game's (`Game::STORAGE`)
+//! unless `storage.backend` names another. It stops gracefully on SIGINT or
 //! SIGTERM and exits 0; a configuration it cannot use exits 2 with one line saying why, and a
 //! failure at run time exits 1.
 
@@ -125,7 +126,7 @@ pub fn main<G: Game>(
         eprintln!("{program}: {error}");
         return ExitCode::from(2);
     }
-    config.apply_game_defaults(G::NAME);
+    config.apply_game_defaults(G::NAME, G::STORAGE);
     if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), program) {
         eprintln!("{program}: {error}");
         return ExitCode::from(2);

@@ -79,7 +79,7 @@ pub enum Input {
     },
     /// What NATS brought: a batch from another node of the cluster, or what the names
     /// bucket says.
-    Cluster(crate::cluster::nats::FromNats),
+    Cluster(crate::cluster::link::FromNats),
 }
 
 /// A connection the world does not take.
@@ -566,7 +566,7 @@ mod tests {
     use super::*;
     use crate::db::{Db, DbWorker};
     use crate::handlers::testkit::test_auth_settings;
-    use crate::storage::SqliteStorage;
+    use crate::storage::MemoryStorage;
     use crate::world::WorldConfig;
     use protocol::world::{C2sChat, C2sLogin, C2sPing, C2sRoomJoin};
     use protocol::{ClientToServer, S2cMessage};
@@ -580,7 +580,7 @@ mod tests {
 
     impl Sim {
         fn new(config: WorldConfig) -> Sim {
-            let storage = SqliteStorage::in_memory().unwrap();
+            let storage = MemoryStorage::new();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
             let now = Instant::now();
             let world = World::new(config, crate::handlers::testkit::Chat::default(), db, now);

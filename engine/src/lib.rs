@@ -43,7 +43,7 @@
 //! use engine::Game;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let mut config = config::ServerConfig::default();
-//! config.apply_game_defaults(MyGame::NAME); // the database: my-game.db
+//! config.apply_game_defaults(MyGame::NAME, MyGame::STORAGE); // the database: my-game.db
 //! let storage = engine::server::open_storage(&config)?;
 //! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
 //! engine::run_game(listener, config, MyGame, storage, shutdown).await?;

@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Demand, Published, Series};
-use crate::cluster::nats::{FromNats, Link, LinkMetrics, NameRequest};
+use crate::cluster::link::{FromNats, Link, LinkMetrics, NameRequest};
 use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::dispatcher::DispatchError;
 use crate::metrics::{Metrics, Registry};
 use crate::ports::Ports;
-use crate::storage::{PostgresStorage, SqliteStorage, Storage, StorageError};
+use crate::storage::{MemoryStorage, Storage, StorageError};
 use crate::world::Game;
 use crate::world::{Stats, World, WorldConfig};
 
@@ -54,6 +54,19 @@ pub enum ServerError {
         value: String,
         /// What failed.
         source: StorageError,
+    },
+    /// The configuration asks for what this build left out: `storage.backend "sqlite": this
+    /// build has no SQLite (the engine's `sqlite` feature)`.
+    #[error(
+        "{key} {value:?}: this build has no {feature} support (the engine's `{feature}` feature)"
+    )]
+    NotBuilt {
+        /// `storage.backend` or `cluster.nats_url`.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// The engine feature that would build it.
+        feature: &'static str,
     },
     /// The DB worker could not start.
     #[error("cannot start the DB worker: {0}")]
@@ -98,6 +111,7 @@ impl ServerError {
         match self {
             ServerError::Storage { source, .. } if source.is_path_error() => 2,
             ServerError::Certificate { .. } => 2,
+            ServerError::NotBuilt { .. } => 2,
             _ => 1,
         }
     }
@@ -134,22 +148,43 @@ pub fn open_storage(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerErr
         ));
     }
     let storage: Box<dyn Storage> = match config.storage.backend.as_str() {
+        "memory" => {
+            spdlog::info!(
+                "storage: in memory (storage.backend = \"memory\"): accounts, tokens and history last until the server stops"
+            );
+            Box::new(MemoryStorage::new())
+        }
+        #[cfg(feature = "postgres")]
         "postgres" => {
             let node = config.cluster.node_name(config.server.listen);
-            let storage = PostgresStorage::connect(&config.storage.postgres_url, &node)
-                .map_err(|source| storage_error(config, source))?;
+            let storage =
+                crate::storage::PostgresStorage::connect(&config.storage.postgres_url, &node)
+                    .map_err(|source| storage_error(config, source))?;
             spdlog::info!(
                 "storage: PostgreSQL {} as node {node}",
                 storage_key(config).1
             );
             Box::new(storage)
         }
-        _ => {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
             let path = &config.storage.path;
-            let storage = SqliteStorage::open(path, config.storage.synchronous == "full")
-                .map_err(|source| storage_error(config, source))?;
+            let storage =
+                crate::storage::SqliteStorage::open(path, config.storage.synchronous == "full")
+                    .map_err(|source| storage_error(config, source))?;
             spdlog::info!("storage: database {}", path.display());
             Box::new(storage)
+        }
+        other => {
+            return Err(ServerError::NotBuilt {
+                key: "storage.backend",
+                value: other.to_string(),
+                feature: if other == "postgres" {
+                    "postgres"
+                } else {
+                    "sqlite"
+                },
+            })
         }
     };
     Ok(storage)
@@ -348,7 +383,7 @@ pub async fn run_bound<G: Game>(
         admin,
         ports,
     } = listeners;
-    config.apply_game_defaults(G::NAME);
+    config.apply_game_defaults(G::NAME, G::STORAGE);
     let dispatcher = crate::handlers::dispatcher()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, &dispatcher.registered());
@@ -362,6 +397,12 @@ pub async fn run_bound<G: Game>(
     let incarnation: u64 = rand::random();
     let link = if config.cluster.nats_url.is_empty() {
         None
+    } else if cfg!(not(feature = "nats")) {
+        return Err(ServerError::NotBuilt {
+            key: "cluster.nats_url",
+            value: config::redact_password(&config.cluster.nats_url),
+            feature: "nats",
+        });
     } else {
         let link_metrics = LinkMetrics {
             sent_bytes: metrics.cluster_sent_bytes.clone(),
@@ -619,10 +660,10 @@ impl<G: Game> Server<G> {
         }
         // Batches from the other nodes.
         if let Some(link) = self.link.as_mut() {
-            for _ in 0..crate::cluster::nats::INBOUND_QUEUE {
-                match link.inbound.try_recv() {
-                    Ok(from_nats) => self.inputs.push(Input::Cluster(from_nats)),
-                    Err(_) => break,
+            for _ in 0..crate::cluster::link::INBOUND_QUEUE {
+                match link.try_recv() {
+                    Some(from_nats) => self.inputs.push(Input::Cluster(from_nats)),
+                    None => break,
                 }
             }
         }
@@ -655,7 +696,7 @@ impl<G: Game> Server<G> {
                         self.inputs.push(Input::Cluster(FromNats::Reserved {
                             session,
                             room,
-                            outcome: crate::cluster::nats::Reservation::Unavailable,
+                            outcome: crate::cluster::link::Reservation::Unavailable,
                         }));
                     }
                     _ => {}
@@ -810,5 +851,72 @@ impl<G: Game> Server<G> {
                 self.last_warn = Some(Instant::now());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(backend: &str) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.storage.backend = backend.into();
+        config.apply_game_defaults("test", "memory");
+        config
+    }
+
+    #[test]
+    fn memory_storage_opens_in_any_build_and_keeps_nothing_on_disk() {
+        let mut storage = open_storage(&config("")).expect("memory storage");
+        assert!(storage.create_account("ann", "h", 1).unwrap().is_some());
+        assert!(!std::path::Path::new("test.db").exists());
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    #[test]
+    fn a_storage_this_build_lacks_is_one_line_naming_the_key_and_exit_2() {
+        let error = open_storage(&config("sqlite")).err().expect("refused");
+        assert_eq!(
+            error.to_string(),
+            "storage.backend \"sqlite\": this build has no sqlite support (the engine's `sqlite` feature)"
+        );
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn postgres_is_refused_by_a_build_without_it() {
+        let error = open_storage(&config("postgres")).err().expect("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("the engine's `postgres` feature"),
+            "{error}"
+        );
+    }
+}
+
+#[cfg(all(test, not(feature = "nats")))]
+mod without_nats {
+    use super::*;
+    use crate::handlers::testkit::Chat;
+
+    #[tokio::test]
+    async fn a_cluster_this_build_lacks_is_one_line_naming_the_key_and_exit_2() {
+        let mut config = ServerConfig::default();
+        config.web.listen = String::new();
+        config.cluster.nats_url = "nats://u:secret@127.0.0.1:4222".into();
+        config.apply_game_defaults("test", "memory");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let storage = open_storage(&config).unwrap();
+        let error = run_game(listener, config, Chat::default(), storage, async {})
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            error.to_string(),
+            "cluster.nats_url \"nats://u:***@127.0.0.1:4222\": this build has no nats support (the engine's `nats` feature)"
+        );
+        assert_eq!(error.exit_code(), 2);
     }
 }

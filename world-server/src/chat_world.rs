@@ -40,6 +40,7 @@ impl RoomsGame for ChatWorld {
 
 impl Game for ChatWorld {
     const NAME: &'static str = "world";
+    const STORAGE: &'static str = "sqlite";
 
     fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
         rooms::register(d)?;

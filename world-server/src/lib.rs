@@ -38,7 +38,10 @@ pub async fn run(
     mut config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
-    config.apply_game_defaults(<ChatWorld as engine::Game>::NAME);
+    config.apply_game_defaults(
+        <ChatWorld as engine::Game>::NAME,
+        <ChatWorld as engine::Game>::STORAGE,
+    );
     let storage = engine::server::open_storage(&config)?;
     let game = ChatWorld::from(&config);
     engine::run_game(listener, config, game, storage, shutdown).await

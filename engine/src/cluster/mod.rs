@@ -27,6 +27,8 @@
 //! The network side is [`crate::server`]: it connects to NATS, subscribes, decodes batches
 //! into [`crate::core::Input::Cluster`], and publishes what [`Cluster::take_batches`] returns.
 
+pub mod link;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod wire;
 
@@ -80,7 +82,7 @@ pub struct Cluster {
     /// Usernames (folded to lowercase) held anywhere, and by whom.
     holders: HashMap<String, Holder>,
     /// Claims and releases for the names bucket, taken by the driver each tick.
-    name_requests: Vec<nats::NameRequest>,
+    name_requests: Vec<link::NameRequest>,
     broadcast: Vec<Event>,
     direct: HashMap<String, Vec<Event>>,
     seq_all: u64,
@@ -100,7 +102,7 @@ impl Cluster {
 
     /// [`Cluster::new`], with the incarnation number the driver drew.
     pub fn with_incarnation(node: String, incarnation: u64) -> Cluster {
-        let started = nats::NameRequest::Started {
+        let started = link::NameRequest::Started {
             node: node.clone(),
             incarnation,
         };
@@ -162,13 +164,13 @@ impl Cluster {
 
     /// A member of this node that the rooms bucket counted left `room`.
     pub fn unreserve(&mut self, room: &str) {
-        self.name_requests.push(nats::NameRequest::Unreserve {
+        self.name_requests.push(link::NameRequest::Unreserve {
             room: room.to_string(),
         });
     }
 
     /// This tick's claims and releases of names, for the bucket.
-    pub fn take_name_requests(&mut self) -> Vec<nats::NameRequest> {
+    pub fn take_name_requests(&mut self) -> Vec<link::NameRequest> {
         std::mem::take(&mut self.name_requests)
     }
 
@@ -224,7 +226,7 @@ impl Cluster {
 /// the name's holder ([`input`] completes it).
 pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
     if let Some(cluster) = world.cluster.as_mut() {
-        cluster.name_requests.push(nats::NameRequest::Claim {
+        cluster.name_requests.push(link::NameRequest::Claim {
             session,
             username: username.to_ascii_lowercase(),
         });
@@ -235,7 +237,7 @@ pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &
 /// (the game hears back through [`Game::reserved`]).
 pub fn reserve<G: Game>(world: &mut World<G>, session: net::SessionId, room: &str, capacity: u32) {
     if let Some(cluster) = world.cluster.as_mut() {
-        cluster.name_requests.push(nats::NameRequest::Reserve {
+        cluster.name_requests.push(link::NameRequest::Reserve {
             session,
             room: room.to_string(),
             capacity,
@@ -247,7 +249,7 @@ pub fn reserve<G: Game>(world: &mut World<G>, session: net::SessionId, room: &st
 /// session still holds it.
 pub fn logged_out<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
     if let Some(cluster) = world.cluster.as_mut() {
-        cluster.name_requests.push(nats::NameRequest::Release {
+        cluster.name_requests.push(link::NameRequest::Release {
             session,
             username: username.to_ascii_lowercase(),
         });
@@ -255,10 +257,10 @@ pub fn logged_out<G: Game>(world: &mut World<G>, session: net::SessionId, userna
 }
 
 /// What NATS brought.
-pub fn input<G: Game>(world: &mut World<G>, from_nats: nats::FromNats, now: Instant) {
+pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Instant) {
     match from_nats {
-        nats::FromNats::Batch(batch) => receive(world, batch, now),
-        nats::FromNats::Claimed {
+        link::FromNats::Batch(batch) => receive(world, batch, now),
+        link::FromNats::Claimed {
             session,
             username,
             granted,
@@ -287,17 +289,17 @@ pub fn input<G: Game>(world: &mut World<G>, from_nats: nats::FromNats, now: Inst
                 logged_out(world, session, &username);
             }
         }
-        nats::FromNats::Held {
+        link::FromNats::Held {
             username,
             holder,
             revision,
         } => held(world, username, &holder, revision),
-        nats::FromNats::Reserved {
+        link::FromNats::Reserved {
             session,
             room,
             outcome,
         } => G::reserved(world, session, room, outcome),
-        nats::FromNats::Freed { username, revision } => {
+        link::FromNats::Freed { username, revision } => {
             if let Some(cluster) = world.cluster.as_mut() {
                 if cluster
                     .holders
@@ -534,7 +536,7 @@ fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
     };
     if let Some(peer) = cluster.peers.remove(node) {
         // Its members stop counting in the rooms bucket (every node asks; it is done once).
-        cluster.name_requests.push(nats::NameRequest::DropNode {
+        cluster.name_requests.push(link::NameRequest::DropNode {
             node: node.to_string(),
             incarnation: peer.incarnation,
         });

@@ -9,6 +9,9 @@
 //! the other nodes see the gap. NATS itself reconnects without end; while it is away the node
 //! serves its own players, says so in its log and in `/readyz`, and when it is back the other
 //! nodes, which counted it gone, ask for its state again.
+//!
+//! Built with the engine's `nats` feature (on by default); what crosses between this side and
+//! the tick loop is in [`super::link`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,22 +23,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use net::SessionId;
-
+use super::link::{
+    holder, FromNats, LinkMetrics, NameRequest, Reservation, INBOUND_QUEUE, NAMES_QUEUE,
+    OUTBOUND_QUEUE,
+};
 use super::{inbox, wire, Batch, ALL};
-use crate::metrics::Count;
-
-/// Batches from other nodes waiting for the tick loop, at most.
-pub const INBOUND_QUEUE: usize = 4096;
 
 /// How long a claim may take before the login goes on without it.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Name claims and releases waiting for the bucket, at most.
-pub const NAMES_QUEUE: usize = 8192;
-
-/// Batches waiting to be published, at most.
-pub const OUTBOUND_QUEUE: usize = 1024;
 
 /// How long the first connect may take before the server gives up and says so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,116 +41,6 @@ pub const NAMES_BUCKET: &str = "world_names";
 /// The JetStream key-value bucket that counts each room's members, per node, so that a room's
 /// capacity holds across the nodes.
 pub const ROOMS_BUCKET: &str = "world_rooms";
-
-/// What the rooms bucket answered to a reservation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reservation {
-    /// The room had room: one more member of this node is counted.
-    Granted,
-    /// The room is at capacity, counting every node.
-    Full,
-    /// The bucket could not be reached: the node decides alone.
-    Unavailable,
-}
-
-/// What NATS brings the tick loop.
-#[derive(Debug)]
-pub enum FromNats {
-    /// A batch of another node.
-    Batch(Batch),
-    /// The name a session of this node asked for is its own now (`granted`), or could not be
-    /// claimed (NATS unavailable).
-    Claimed {
-        /// The session.
-        session: SessionId,
-        /// The username, folded to lowercase.
-        username: String,
-        /// Whether the bucket now says it holds the name.
-        granted: bool,
-        /// The bucket's revision of the claim (0 when not granted).
-        revision: u64,
-    },
-    /// The bucket says `holder` holds `username` now.
-    Held {
-        /// The username, folded to lowercase.
-        username: String,
-        /// `node incarnation session`.
-        holder: String,
-        /// The bucket's revision of the change.
-        revision: u64,
-    },
-    /// The answer to [`NameRequest::Reserve`].
-    Reserved {
-        /// The session.
-        session: SessionId,
-        /// The room.
-        room: String,
-        /// What the bucket said.
-        outcome: Reservation,
-    },
-    /// The bucket says nobody holds `username` now.
-    Freed {
-        /// The username, folded to lowercase.
-        username: String,
-        /// The bucket's revision of the change.
-        revision: u64,
-    },
-}
-
-/// What the tick loop asks of the bucket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NameRequest {
-    /// `session` logged in as `username`: make it the holder (compare-and-set on the
-    /// revision it saw, so that of two claims at once one comes strictly after the other).
-    Claim {
-        /// The session.
-        session: SessionId,
-        /// The username, folded to lowercase.
-        username: String,
-    },
-    /// `session` logged out of `username`: free it, if it still holds it.
-    Release {
-        /// The session.
-        session: SessionId,
-        /// The username, folded to lowercase.
-        username: String,
-    },
-    /// `session` would join `room`: count it, if the room's members on every node are fewer
-    /// than `capacity` (compare-and-set, so two joins at once cannot both take the last place).
-    Reserve {
-        /// The session.
-        session: SessionId,
-        /// The room.
-        room: String,
-        /// The room's capacity.
-        capacity: u32,
-    },
-    /// A member of this node that was counted left `room`.
-    Unreserve {
-        /// The room.
-        room: String,
-    },
-    /// Node `node` (in `incarnation`) is gone: its members stop counting in every room.
-    DropNode {
-        /// Its name.
-        node: String,
-        /// Its incarnation.
-        incarnation: u64,
-    },
-    /// This node started as `node` in `incarnation`: what earlier runs under its name left
-    /// counted (a whole cluster stopped, say) stops counting.
-    Started {
-        /// Its name.
-        node: String,
-        /// Its incarnation now.
-        incarnation: u64,
-    },
-}
-
-/// The holder value of `session` of this node.
-pub fn holder(node: &str, incarnation: u64, session: SessionId) -> String {
-    format!("{node} {incarnation} {}", session.0)
-}
 
 /// The bucket key of a username (lowercase): keys may not start or end with a dot, which
 /// usernames may, and `=` is not in usernames, so this is one to one.
@@ -170,21 +55,10 @@ fn key_name(key: &str) -> Option<String> {
 /// The tick loop's ends of the NATS connection.
 pub struct Link {
     /// What NATS brings: batches of other nodes, and what the names bucket says.
-    pub inbound: mpsc::Receiver<FromNats>,
+    inbound: mpsc::Receiver<FromNats>,
     names: Option<mpsc::Sender<NameRequest>>,
     outbound: Option<mpsc::Sender<(String, Batch)>>,
     connected: Arc<AtomicBool>,
-}
-
-/// The counters the NATS side keeps.
-#[derive(Clone)]
-pub struct LinkMetrics {
-    /// Bytes of batches published.
-    pub sent_bytes: Count,
-    /// Bytes of batches received from other nodes.
-    pub received_bytes: Count,
-    /// Batches dropped because a queue was full.
-    pub dropped: Count,
 }
 
 impl Link {
@@ -319,6 +193,11 @@ impl Link {
             outbound: Some(outbound_tx),
             connected,
         })
+    }
+
+    /// What NATS brought since the last call, one at a time; `None` when nothing waits.
+    pub fn try_recv(&mut self) -> Option<FromNats> {
+        self.inbound.try_recv().ok()
     }
 
     /// Whether NATS is connected now.

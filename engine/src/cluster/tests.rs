@@ -31,7 +31,7 @@ struct Bucket {
     /// Each room's members counted, by `node:incarnation`.
     rooms: HashMap<String, HashMap<String, u32>>,
     /// What each node (by incarnation) has yet to be told.
-    pending: HashMap<u64, VecDeque<nats::FromNats>>,
+    pending: HashMap<u64, VecDeque<link::FromNats>>,
 }
 
 thread_local! {
@@ -47,74 +47,74 @@ fn names(h: &mut Harness) {
         let mut b = b.borrow_mut();
         for request in requests {
             match request {
-                nats::NameRequest::Claim { session, username } => {
+                link::NameRequest::Claim { session, username } => {
                     b.revision += 1;
                     let (revision, holder) =
-                        (b.revision, nats::holder(&node, incarnation, session));
+                        (b.revision, link::holder(&node, incarnation, session));
                     b.names.insert(username.clone(), holder.clone());
                     for (&whom, queue) in b.pending.iter_mut() {
                         if whom == incarnation {
-                            queue.push_back(nats::FromNats::Claimed {
+                            queue.push_back(link::FromNats::Claimed {
                                 session,
                                 username: username.clone(),
                                 granted: true,
                                 revision,
                             });
                         }
-                        queue.push_back(nats::FromNats::Held {
+                        queue.push_back(link::FromNats::Held {
                             username: username.clone(),
                             holder: holder.clone(),
                             revision,
                         });
                     }
                 }
-                nats::NameRequest::Reserve {
+                link::NameRequest::Reserve {
                     session,
                     room,
                     capacity,
                 } => {
                     let counts = b.rooms.entry(room.clone()).or_default();
                     let outcome = if counts.values().sum::<u32>() >= capacity {
-                        nats::Reservation::Full
+                        link::Reservation::Full
                     } else {
                         *counts.entry(format!("{node}:{incarnation}")).or_default() += 1;
-                        nats::Reservation::Granted
+                        link::Reservation::Granted
                     };
                     b.pending
                         .get_mut(&incarnation)
                         .unwrap()
-                        .push_back(nats::FromNats::Reserved {
+                        .push_back(link::FromNats::Reserved {
                             session,
                             room,
                             outcome,
                         });
                 }
-                nats::NameRequest::Unreserve { room } => {
+                link::NameRequest::Unreserve { room } => {
                     let me = format!("{node}:{incarnation}");
                     if let Some(n) = b.rooms.get_mut(&room).and_then(|c| c.get_mut(&me)) {
                         *n = n.saturating_sub(1);
                     }
                 }
-                nats::NameRequest::DropNode { node, incarnation } => {
+                link::NameRequest::DropNode { node, incarnation } => {
                     let gone = format!("{node}:{incarnation}");
                     for counts in b.rooms.values_mut() {
                         counts.remove(&gone);
                     }
                 }
-                nats::NameRequest::Started { node, incarnation } => {
+                link::NameRequest::Started { node, incarnation } => {
                     let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
                     for counts in b.rooms.values_mut() {
                         counts.retain(|who, _| !who.starts_with(&prefix) || *who == now);
                     }
                 }
-                nats::NameRequest::Release { session, username } => {
-                    let holder = nats::holder(&node, incarnation, session);
+                link::NameRequest::Release { session, username } => {
+                    let holder = link::holder(&node, incarnation, session);
                     if b.names.get(&username) == Some(&holder) {
                         b.revision += 1;
                         b.names.remove(&username);
                         let revision = b.revision;
                         for queue in b.pending.values_mut() {
-                            queue.push_back(nats::FromNats::Freed {
+                            queue.push_back(link::FromNats::Freed {
                                 username: username.clone(),
                                 revision,
                             });

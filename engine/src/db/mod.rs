@@ -485,7 +485,7 @@ impl Drop for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{SqliteStorage, Storage};
+    use crate::storage::MemoryStorage;
 
     fn worker(argon2_memory_kib: u32) -> DbWorker {
         let settings = AuthSettings {
@@ -497,7 +497,7 @@ mod tests {
             session_log_us: None,
             ..AuthSettings::from(&config::ServerConfig::default())
         };
-        DbWorker::new(Box::new(SqliteStorage::in_memory().unwrap()), settings).unwrap()
+        DbWorker::new(Box::new(MemoryStorage::new()), settings).unwrap()
     }
 
     fn next_event(db: &mut Db) -> DbEvent {
@@ -688,8 +688,11 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn close_drops_queued_logins_instead_of_hashing_them() {
+        use crate::storage::{SqliteStorage, Storage};
+
         let dir = std::env::temp_dir().join(format!("db-close-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("close.db");

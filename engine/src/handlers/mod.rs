@@ -80,7 +80,7 @@ pub(crate) mod testkit {
     use crate::db::{AuthSettings, Db, DbWorker};
     use crate::dispatcher::{Ctx, DispatchError, MessageDispatcher};
     use crate::modules::rooms::{Rooms, RoomsConfig, RoomsGame};
-    use crate::storage::SqliteStorage;
+    use crate::storage::MemoryStorage;
     use crate::world::Game;
     use crate::world::WorldConfig;
 
@@ -140,7 +140,7 @@ pub(crate) mod testkit {
 
     /// A DB worker over a private in-memory database, running each job at once.
     pub fn inline_db() -> Db {
-        let storage = SqliteStorage::in_memory().unwrap();
+        let storage = MemoryStorage::new();
         Db::inline(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap())
     }
 
@@ -179,7 +179,7 @@ pub(crate) mod testkit {
         /// A world whose DB worker runs queued jobs only when told ([`Harness::run_db`]), so
         /// that tests see requests in flight at once.
         pub fn deferred(config: WorldConfig) -> Self {
-            let storage = SqliteStorage::in_memory().unwrap();
+            let storage = MemoryStorage::new();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
             Self::over(config, RoomsConfig::default(), db)
         }

@@ -276,7 +276,7 @@ macro_rules! rooms_hooks {
             world: &mut $crate::World<Self>,
             session: $crate::net::SessionId,
             room: String,
-            outcome: $crate::cluster::nats::Reservation,
+            outcome: $crate::cluster::link::Reservation,
         ) {
             $crate::modules::rooms::reserved(world, session, room, outcome);
         }
@@ -386,9 +386,9 @@ pub fn reserved<G: RoomsGame>(
     world: &mut World<G>,
     session: SessionId,
     room: String,
-    outcome: crate::cluster::nats::Reservation,
+    outcome: crate::cluster::link::Reservation,
 ) {
-    use crate::cluster::nats::Reservation;
+    use crate::cluster::link::Reservation;
     let rooms = world.game.rooms_mut();
     if rooms.reserving.get(&session) != Some(&room) {
         // The session went away meanwhile (or this is not its join any more).

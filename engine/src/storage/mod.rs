@@ -1,17 +1,25 @@
 //! Persistence behind one interface: accounts, tokens, room history, the session log.
 //!
 //! [`Storage`] is what the DB worker calls. [`SqliteStorage`] is the embedded default, one
-//! file for one server; [`PostgresStorage`] is one database shared by several servers (nodes).
+//! file for one server (the engine's `sqlite` feature); `PostgresStorage` is one database
+//! shared by several servers, nodes (its `postgres` feature); [`MemoryStorage`] keeps it all
+//! in memory until the process stops, for a game with nothing to keep.
 //! The handlers never see which one runs.
 
 #[cfg(test)]
 mod conformance;
+mod memory;
+#[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::path::PathBuf;
 
+pub use memory::MemoryStorage;
+#[cfg(feature = "postgres")]
 pub use pg::PostgresStorage;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStorage;
 
 /// The key usernames are unique by: the name folded to lowercase (ASCII; usernames are).

@@ -48,6 +48,16 @@ pub trait Game: Sized + 'static {
     /// file (`<name>.db`), where the config leaves them empty. Letters, digits, `-` and `_`.
     const NAME: &'static str = "game";
 
+    /// Where the game keeps accounts, tokens, history and the session log when the config
+    /// leaves `storage.backend` empty: `"sqlite"` (the file `<name>.db`), `"postgres"`, or
+    /// `"memory"` (until the server stops). By default SQLite when the engine is built with
+    /// it (its `sqlite` feature, on by default), memory otherwise.
+    const STORAGE: &'static str = if cfg!(feature = "sqlite") {
+        "sqlite"
+    } else {
+        "memory"
+    };
+
     /// Registers the game's handlers: its own messages', and the modules' it opts into.
     fn register(dispatcher: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError>;
 
@@ -136,7 +146,7 @@ pub trait Game: Sized + 'static {
         world: &mut World<Self>,
         session: SessionId,
         room: String,
-        outcome: crate::cluster::nats::Reservation,
+        outcome: crate::cluster::link::Reservation,
     ) {
         let _ = (world, session, room, outcome);
     }

@@ -193,6 +193,8 @@ fn on_move(world: &mut World<Arena>, ctx: &Ctx, m: C2sMove) -> Result<(), Handle
 
 impl Game for Arena {
     const NAME: &'static str = "arena";
+    // Its players are guests: nothing of theirs outlives the match, so no database file.
+    const STORAGE: &'static str = "memory";
 
     fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
         d.register::<C2sMove>(on_move)

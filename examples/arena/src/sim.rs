@@ -10,7 +10,7 @@ use engine::db::{AuthSettings, Db, DbWorker};
 use engine::net::{Packet, SessionId};
 use engine::protocol::world::C2sLogin;
 use engine::protocol::{ClientToServer, S2cMessage as EngineMessage};
-use engine::storage::SqliteStorage;
+use engine::storage::MemoryStorage;
 use engine::{World, WorldConfig};
 
 use crate::{Arena, ArenaConfig, S2cMessage};
@@ -45,7 +45,7 @@ impl Sim {
         server.limits.login_deadline_secs = 0;
         server.net.idle_timeout_secs = 0;
         server.server.max_sessions = 1_000_000;
-        let storage = SqliteStorage::in_memory().expect("an SQLite database in memory");
+        let storage = MemoryStorage::new();
         let worker = DbWorker::new(Box::new(storage), AuthSettings::from(&server))
             .expect("argon2 parameters of the default config");
         let now = Instant::now();

@@ -8,7 +8,7 @@ use arena::{Arena, ArenaConfig, S2cMessage};
 use bytes::{Buf, BytesMut};
 use engine::protocol::world::{C2sLogin, S2cAuthResult};
 use engine::protocol::{ClientToServer, S2cMessage as EngineMessage};
-use engine::storage::SqliteStorage;
+use engine::storage::MemoryStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -107,7 +107,7 @@ async fn players_over_sockets_see_each_other_move_and_go() {
     config.web.listen = String::new();
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
-    let storage = Box::new(SqliteStorage::in_memory().unwrap());
+    let storage = Box::new(MemoryStorage::new());
     // A world small enough that everyone sees everyone.
     let game = Arena::new(ArenaConfig {
         world_size: 30.0,

@@ -1,0 +1,199 @@
+//! What crosses between the cluster core and the network side that carries its batches and
+//! bucket requests (NATS, in [`super::nats`]): requests out, answers and batches in, and the
+//! bounds of the queues between them. Pure data: the core and its tests use it without NATS.
+//!
+//! [`Link`] is the tick loop's end of the connection. Without the engine's `nats` feature it is
+//! a type with no values: [`Link::connect`] says that this build has no NATS client, and a
+//! server without `cluster.nats_url` never needs one.
+
+use net::SessionId;
+
+#[cfg(feature = "nats")]
+pub use super::nats::Link;
+#[cfg(not(feature = "nats"))]
+pub use absent::Link;
+
+use super::Batch;
+use crate::metrics::Count;
+
+/// Batches from other nodes waiting for the tick loop, at most.
+pub const INBOUND_QUEUE: usize = 4096;
+
+/// Name claims and releases waiting for the bucket, at most.
+pub const NAMES_QUEUE: usize = 8192;
+
+/// Batches waiting to be published, at most.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// What the rooms bucket answered to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The room had room: one more member of this node is counted.
+    Granted,
+    /// The room is at capacity, counting every node.
+    Full,
+    /// The bucket could not be reached: the node decides alone.
+    Unavailable,
+}
+
+/// What NATS brings the tick loop.
+#[derive(Debug)]
+pub enum FromNats {
+    /// A batch of another node.
+    Batch(Batch),
+    /// The name a session of this node asked for is its own now (`granted`), or could not be
+    /// claimed (NATS unavailable).
+    Claimed {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+        /// Whether the bucket now says it holds the name.
+        granted: bool,
+        /// The bucket's revision of the claim (0 when not granted).
+        revision: u64,
+    },
+    /// The bucket says `holder` holds `username` now.
+    Held {
+        /// The username, folded to lowercase.
+        username: String,
+        /// `node incarnation session`.
+        holder: String,
+        /// The bucket's revision of the change.
+        revision: u64,
+    },
+    /// The answer to [`NameRequest::Reserve`].
+    Reserved {
+        /// The session.
+        session: SessionId,
+        /// The room.
+        room: String,
+        /// What the bucket said.
+        outcome: Reservation,
+    },
+    /// The bucket says nobody holds `username` now.
+    Freed {
+        /// The username, folded to lowercase.
+        username: String,
+        /// The bucket's revision of the change.
+        revision: u64,
+    },
+}
+
+/// What the tick loop asks of the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameRequest {
+    /// `session` logged in as `username`: make it the holder (compare-and-set on the
+    /// revision it saw, so that of two claims at once one comes strictly after the other).
+    Claim {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+    },
+    /// `session` logged out of `username`: free it, if it still holds it.
+    Release {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+    },
+    /// `session` would join `room`: count it, if the room's members on every node are fewer
+    /// than `capacity` (compare-and-set, so two joins at once cannot both take the last place).
+    Reserve {
+        /// The session.
+        session: SessionId,
+        /// The room.
+        room: String,
+        /// The room's capacity.
+        capacity: u32,
+    },
+    /// A member of this node that was counted left `room`.
+    Unreserve {
+        /// The room.
+        room: String,
+    },
+    /// Node `node` (in `incarnation`) is gone: its members stop counting in every room.
+    DropNode {
+        /// Its name.
+        node: String,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// This node started as `node` in `incarnation`: what earlier runs under its name left
+    /// counted (a whole cluster stopped, say) stops counting.
+    Started {
+        /// Its name.
+        node: String,
+        /// Its incarnation now.
+        incarnation: u64,
+    },
+}
+
+/// The holder value of `session` of this node.
+pub fn holder(node: &str, incarnation: u64, session: SessionId) -> String {
+    format!("{node} {incarnation} {}", session.0)
+}
+
+/// The counters the NATS side keeps.
+#[derive(Clone)]
+pub struct LinkMetrics {
+    /// Bytes of batches published.
+    pub sent_bytes: Count,
+    /// Bytes of batches received from other nodes.
+    pub received_bytes: Count,
+    /// Batches dropped because a queue was full.
+    pub dropped: Count,
+}
+
+#[cfg(not(feature = "nats"))]
+mod absent {
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::{FromNats, LinkMetrics, NameRequest};
+    use crate::cluster::Batch;
+
+    /// The tick loop's end of a NATS connection, in a build without one: no value of it
+    /// exists, so every method below is unreachable.
+    pub enum Link {}
+
+    impl Link {
+        /// Fails: this build has no NATS client.
+        pub async fn connect(
+            _url: &str,
+            _node: &str,
+            _incarnation: u64,
+            _metrics: LinkMetrics,
+            _stop: CancellationToken,
+            _tracker: &TaskTracker,
+        ) -> Result<Link, String> {
+            Err("this build has no NATS client (the engine's `nats` feature)".into())
+        }
+
+        /// What NATS brought, if anything.
+        pub fn try_recv(&mut self) -> Option<FromNats> {
+            match *self {}
+        }
+
+        /// Whether NATS is connected now.
+        pub fn is_connected(&self) -> bool {
+            match *self {}
+        }
+
+        /// Hands `batch` to the publisher.
+        pub fn publish(&mut self, _subject: String, _batch: Batch) -> bool {
+            match *self {}
+        }
+
+        /// Asks the buckets for `request`.
+        pub fn ask(&self, _request: NameRequest) -> Result<(), NameRequest> {
+            match *self {}
+        }
+
+        /// No more batches.
+        pub fn close(&mut self) {
+            match *self {}
+        }
+    }
+}
