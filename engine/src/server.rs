@@ -875,7 +875,9 @@ mod tests {
     #[cfg(not(feature = "sqlite"))]
     #[test]
     fn a_storage_this_build_lacks_is_one_line_naming_the_key_and_exit_2() {
-        let error = open_storage(&config("sqlite")).err().expect("refused");
+        let Err(error) = open_storage(&config("sqlite")) else {
+            panic!("refused")
+        };
         assert_eq!(
             error.to_string(),
             "storage.backend \"sqlite\": this build has no sqlite support (the engine's `sqlite` feature)"
@@ -886,7 +888,9 @@ mod tests {
     #[cfg(not(feature = "postgres"))]
     #[test]
     fn postgres_is_refused_by_a_build_without_it() {
-        let error = open_storage(&config("postgres")).err().expect("refused");
+        let Err(error) = open_storage(&config("postgres")) else {
+            panic!("refused")
+        };
         assert!(
             error
                 .to_string()
@@ -909,10 +913,10 @@ mod without_nats {
         config.apply_game_defaults("test", "memory");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let storage = open_storage(&config).unwrap();
-        let error = run_game(listener, config, Chat::default(), storage, async {})
-            .await
-            .err()
-            .expect("refused");
+        let Err(error) = run_game(listener, config, Chat::default(), storage, async {}).await
+        else {
+            panic!("refused")
+        };
         assert_eq!(
             error.to_string(),
             "cluster.nats_url \"nats://u:***@127.0.0.1:4222\": this build has no nats support (the engine's `nats` feature)"
