@@ -581,3 +581,35 @@ fn a_node_started_again_under_its_name_stops_counting_what_its_last_run_left() {
     names(&mut again);
     assert_eq!(counted("hall"), 0);
 }
+
+#[test]
+fn a_message_sent_to_a_room_reaches_its_members_on_every_node_once_and_is_kept_nowhere() {
+    let (mut a, mut b, alice, bob) = lobby_on_both();
+    a.take(alice);
+    b.take(bob);
+    let wave = protocol::world::S2cChat {
+        room: "lobby".into(),
+        from: "alice".into(),
+        content: "waves".into(),
+        ..Default::default()
+    };
+    crate::modules::rooms::send_to_room(&mut a.world, "lobby", &wave).unwrap();
+    crate::modules::rooms::send_to_room(&mut a.world, "nowhere", &wave).unwrap();
+    assert_eq!(a.take(alice), [S2cMessage::S2cChat(wave.clone())]);
+    let carried = pump(&mut a, &mut b);
+    let frames: usize = carried
+        .iter()
+        .flat_map(|batch| &batch.events)
+        .filter(|e| matches!(e.kind, Some(Kind::RoomFrame(_))))
+        .count();
+    assert_eq!(frames, 1, "once to the one other node with members");
+    assert_eq!(b.take(bob), [S2cMessage::S2cChat(wave)]);
+    settle(&mut a, &mut b);
+    assert!(b.take(bob).is_empty(), "once");
+    for h in [&a, &b] {
+        assert!(
+            h.world.game.rooms.rooms["lobby"].history.is_empty(),
+            "kept in no history"
+        );
+    }
+}

@@ -28,7 +28,7 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
     /// What.
-    #[prost(oneof = "Kind", tags = "1, 2, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(oneof = "Kind", tags = "1, 2, 5, 6, 7, 8, 9, 10, 11, 12")]
     pub kind: Option<Kind>,
 }
 
@@ -69,6 +69,10 @@ pub enum Kind {
     /// A login, resume or registration the sending node counted against its limits.
     #[prost(message, tag = "11")]
     Counted(Counted),
+    /// A frame for the receiving node's members of a room, kept nowhere (an emote, a game's
+    /// own message to a room): see [`crate::modules::rooms::send_to_room`].
+    #[prost(message, tag = "12")]
+    RoomFrame(Chat),
 }
 
 /// See [`Kind::Counted`] and [`crate::throttle::Counted`].

@@ -46,29 +46,14 @@ fn say<G: RoomsGame>(
             "chat line does not fit in a frame",
         ));
     };
-    let World {
-        game, out, cluster, ..
-    } = world;
-    let rooms = game.rooms_mut();
-    // Once to each other node with members in the room, as the frame its members get.
-    if let Some(cluster) = cluster.as_mut() {
-        for node in rooms.remote_nodes(&line.room) {
-            cluster.send(
-                node,
-                Event::new(Kind::Chat(wire::Chat {
-                    room: line.room.clone(),
-                    frame: frame.clone(),
-                })),
-            );
-        }
-    }
+    crate::modules::rooms::fan_out(world, &line.room, &frame, |room, frame| {
+        Kind::Chat(wire::Chat { room, frame })
+    });
+    let rooms = world.game.rooms_mut();
     let keep = rooms.config.history_lines;
     let Some(room) = rooms.rooms.get_mut(&line.room) else {
         return Ok(());
     };
-    for &member in &room.members {
-        out.push(member, frame.clone());
-    }
     if keep > 0 {
         // A copy of its own, shared by the room and the write queue: the frame's buffer is
         // shared with the rest of this tick's frames, which neither a long-kept history line

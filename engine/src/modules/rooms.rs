@@ -14,6 +14,7 @@ use protocol::world::{
 };
 use protocol::{ErrorCode, MessageType};
 
+use crate::cluster::{Event, Kind};
 use crate::db::{DbEvent, DbJob};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
 use crate::handlers::check_room_name;
@@ -922,6 +923,53 @@ pub(crate) fn tell_presence(
     };
     for &member in room.members.iter().filter(|&&m| Some(m) != except) {
         out.push(member, frame.clone());
+    }
+}
+
+/// Sends `message` to every member of `room`, on this node and on every other node of a
+/// cluster, the sender included when a member: encoded once, pushed to each member here, and
+/// sent once to each other node with members in the room, which gives it to its own. Nothing
+/// is kept (a chat line, which the room's history keeps, goes through the chat module). A
+/// room nobody is in, here or elsewhere, gets nothing. Errors `INTERNAL` when the message does
+/// not fit in a frame.
+pub fn send_to_room<G: RoomsGame, M: protocol::ServerToClient>(
+    world: &mut World<G>,
+    room: &str,
+    message: &M,
+) -> Result<(), HandlerError> {
+    let Some(frame) = world.out.encode(message) else {
+        return Err(HandlerError::new(
+            ErrorCode::Internal,
+            format!("{} does not fit in a frame", M::NAME),
+        ));
+    };
+    fan_out(world, room, &frame, |room, frame| {
+        Kind::RoomFrame(crate::cluster::wire::Chat { room, frame })
+    });
+    Ok(())
+}
+
+/// Pushes `frame` to the members of `room` here, and sends it as the event `kind` makes to
+/// each other node with members in it.
+pub(crate) fn fan_out<G: RoomsGame>(
+    world: &mut World<G>,
+    room: &str,
+    frame: &Bytes,
+    kind: impl Fn(String, Bytes) -> Kind,
+) {
+    let World {
+        game, out, cluster, ..
+    } = world;
+    let rooms = game.rooms_mut();
+    if let Some(cluster) = cluster.as_mut() {
+        for node in rooms.remote_nodes(room) {
+            cluster.send(node, Event::new(kind(room.to_string(), frame.clone())));
+        }
+    }
+    if let Some(room) = rooms.rooms.get(room) {
+        for &member in &room.members {
+            out.push(member, frame.clone());
+        }
     }
 }
 

@@ -34,7 +34,8 @@ pub fn event<G: RoomsGame>(world: &mut World<G>, from: &str, event: Kind) {
         {
             presence(world, &room, &username, false);
         }
-        Kind::Chat(chat) => deliver(world, &chat.room, chat.frame),
+        Kind::Chat(chat) => deliver(world, &chat.room, chat.frame, true),
+        Kind::RoomFrame(frame) => deliver(world, &frame.room, frame.frame, false),
         Kind::Rooms(state) => replace(world, from, state),
         _ => {}
     }
@@ -137,7 +138,7 @@ fn presence<G: RoomsGame>(world: &mut World<G>, room: &str, username: &str, join
 }
 
 /// A line said on another node: to this node's members of `room`, and into its history here.
-fn deliver<G: RoomsGame>(world: &mut World<G>, room: &str, frame: Bytes) {
+fn deliver<G: RoomsGame>(world: &mut World<G>, room: &str, frame: Bytes, history: bool) {
     let World { game, out, .. } = world;
     let rooms = game.rooms_mut();
     let keep = rooms.config.history_lines;
@@ -147,7 +148,7 @@ fn deliver<G: RoomsGame>(world: &mut World<G>, room: &str, frame: Bytes) {
     for &member in &entry.members {
         out.push(member, frame.clone());
     }
-    if keep > 0 {
+    if history && keep > 0 {
         // The room's own copy: the batch's buffer is not kept past this tick.
         entry.history.push_back(Bytes::copy_from_slice(&frame));
         if entry.history.len() > keep {
