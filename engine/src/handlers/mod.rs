@@ -138,7 +138,7 @@ pub(crate) mod testkit {
         }
     }
 
-    /// A DB worker over a private in-memory database, running each job at once.
+    /// A DB worker over a private in-memory storage, running each job at once.
     pub fn inline_db() -> Db {
         let storage = MemoryStorage::new();
         Db::inline(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap())

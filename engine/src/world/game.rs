@@ -1,6 +1,6 @@
 //! [`Game`]: what a game supplies, and the hooks the engine calls.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use net::{DisconnectReason, SessionId};
 
@@ -19,7 +19,7 @@ use crate::dispatcher::{DispatchError, MessageDispatcher};
 /// default that does nothing, so a game implements only what it needs.
 ///
 /// ```
-/// use std::time::Instant;
+/// use std::time::{Duration, Instant};
 /// use engine::net::SessionId;
 /// use engine::world::Login;
 /// use engine::{DispatchError, Game, MessageDispatcher, World};
@@ -40,7 +40,7 @@ use crate::dispatcher::{DispatchError, MessageDispatcher};
 ///     fn logged_out(world: &mut World<Self>, _: SessionId, _: &Login) {
 ///         world.game.online -= 1;
 ///     }
-///     fn tick(_: &mut World<Self>, _: Instant) {}
+///     fn tick(_: &mut World<Self>, _: Instant, _: Duration) {}
 /// }
 /// ```
 pub trait Game: Sized + 'static {
@@ -83,9 +83,11 @@ pub trait Game: Sized + 'static {
         let _ = (world, session, reason);
     }
 
-    /// Every tick, after the handlers and the timers, before the frames go out.
-    fn tick(world: &mut World<Self>, now: Instant) {
-        let _ = (world, now);
+    /// Every tick, after the handlers and the timers, before the frames go out: `now`, and
+    /// `dt`, the time since the last tick (the configured `server.tick_ms` for the first; more
+    /// when a tick ran late, so that a game moving things by `dt` keeps their speed).
+    fn tick(world: &mut World<Self>, now: Instant, dt: Duration) {
+        let _ = (world, now, dt);
     }
 
     /// Whether the game has `session` waiting (for the DB worker, say): its later requests

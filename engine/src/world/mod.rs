@@ -191,6 +191,8 @@ pub struct World<G> {
     pub cluster: Option<crate::cluster::Cluster>,
     /// The game's state.
     pub game: G,
+    /// When the last tick ran, for the next one's `dt`.
+    last_tick: Option<Instant>,
 }
 
 /// How often idle sessions and missed login deadlines are looked for.
@@ -221,6 +223,7 @@ impl<G: Game> World<G> {
             cluster: None,
             game,
             config,
+            last_tick: None,
         };
         world
             .timers
@@ -260,13 +263,19 @@ impl<G: Game> World<G> {
         let _ = self.db.submit(DbJob::Prune);
     }
 
-    /// Runs the timers due at `now`, then the game's tick. (The core first sends the logins
-    /// whose delay is over to the DB worker: see [`crate::logins::advance`].)
+    /// Runs the timers due at `now`, then the game's tick, with the time since the last tick
+    /// (the configured tick for the first). (The core first sends the logins whose delay is
+    /// over to the DB worker: see [`crate::logins::advance`].)
     pub fn tick(&mut self, now: Instant) {
         while let Some(callback) = self.timers.pop_due(now) {
             callback(self, now);
         }
-        G::tick(self, now);
+        let dt = match self.last_tick {
+            Some(last) => now.saturating_duration_since(last),
+            None => Duration::from_millis(u64::from(self.config.tick_ms)),
+        };
+        self.last_tick = Some(now);
+        G::tick(self, now, dt);
     }
 
     /// A session connected: it gets S2C_Welcome.
@@ -522,6 +531,41 @@ impl<G: Game> DispatchState for World<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A game that notes each tick's `dt`.
+    struct Ticks(Vec<Duration>);
+
+    impl Game for Ticks {
+        fn register(
+            _: &mut crate::dispatcher::MessageDispatcher<World<Self>>,
+        ) -> Result<(), crate::dispatcher::DispatchError> {
+            Ok(())
+        }
+
+        fn tick(world: &mut World<Self>, _: Instant, dt: Duration) {
+            world.game.0.push(dt);
+        }
+    }
+
+    #[test]
+    fn a_game_tick_gets_the_time_since_the_last_one_and_the_configured_tick_first() {
+        let t0 = Instant::now();
+        let config = WorldConfig {
+            tick_ms: 50,
+            ..WorldConfig::default()
+        };
+        let mut world = World::new(
+            config,
+            Ticks(Vec::new()),
+            crate::handlers::testkit::inline_db(),
+            t0,
+        );
+        let ms = Duration::from_millis;
+        for at in [0, 50, 100, 180, 230] {
+            world.tick(t0 + ms(at));
+        }
+        assert_eq!(world.game.0, [ms(50), ms(50), ms(50), ms(80), ms(50)]);
+    }
 
     fn chat() -> crate::handlers::testkit::Chat {
         crate::handlers::testkit::Chat::default()

@@ -32,7 +32,7 @@ pub mod arena {
 include!(concat!(env!("OUT_DIR"), "/message_types.rs"));
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use engine::metrics::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use engine::metrics::Registry;
@@ -42,6 +42,9 @@ use engine::{Ctx, DispatchError, Game, HandlerError, MessageDispatcher, World};
 
 use arena::{C2sMove, Entered, Entity, S2cSpawned, S2cUpdate};
 use grid::Grid;
+
+/// The longest step of the simulation in one tick.
+const MAX_STEP: Duration = Duration::from_millis(250);
 
 /// The arena's rules.
 #[derive(Clone, Debug, PartialEq)]
@@ -239,8 +242,11 @@ impl Game for Arena {
         }
     }
 
-    fn tick(world: &mut World<Self>, _: Instant) {
-        let dt = world.config.tick_ms as f32 / 1000.0;
+    fn tick(world: &mut World<Self>, _: Instant, dt: Duration) {
+        // The time since the last tick, so that speeds hold when a tick runs late; at most a
+        // quarter of a second, so that a stalled server does not throw entities across the
+        // world in one step.
+        let dt = dt.min(MAX_STEP).as_secs_f32();
         let now_us = protocol::now_us();
         let World { game, out, .. } = world;
         game.tick += 1;
