@@ -66,6 +66,7 @@ mod ports;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;
+pub mod testing;
 pub mod throttle;
 pub mod timers;
 pub mod world;

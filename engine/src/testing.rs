@@ -1,0 +1,320 @@
+//! A game's tests, in memory: the engine's sans-IO core ([`crate::core::Core`]) running a game
+//! at simulated time, with clients that send and receive typed messages. No sockets, no
+//! threads, no clock: a test steps the world tick by tick, or runs it for a while, and reads
+//! what each client was sent. Everything the core does on a server (admission, logins, rate
+//! limits, parking, timers, the game's tick) runs as it would there.
+//!
+//! ```
+//! use engine::protocol::world::{C2sPing, S2cPong};
+//! use engine::testing::Sim;
+//! # struct MyGame;
+//! # impl engine::Game for MyGame {
+//! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
+//! #         -> Result<(), engine::DispatchError> { Ok(()) }
+//! # }
+//!
+//! let mut sim = Sim::new(MyGame);
+//! let ann = sim.guest("ann");
+//! sim.send(ann, &C2sPing { seq: 7, client_time_us: 0 });
+//! sim.step();
+//! assert_eq!(sim.take::<S2cPong>(ann)[0].seq, 7);
+//! ```
+//!
+//! The storage is in memory ([`MemoryStorage`]) and its jobs are answered within the tick
+//! that asks; password hashing is made cheap (tests check behaviour, not hashing cost). Each
+//! client connects from an address of its own (`10.x.y.z`), so per-address limits do not
+//! meet unless a test means them to.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use config::ServerConfig;
+use net::{DisconnectReason, Packet, SessionId};
+use protocol::world::{C2sLogin, S2cAuthResult, S2cError};
+use protocol::{ClientToServer, ServerToClient};
+
+use crate::core::{Core, Input};
+use crate::db::{AuthSettings, Db, DbWorker};
+use crate::storage::MemoryStorage;
+use crate::world::{Game, World, WorldConfig};
+
+/// A game run by the engine's core at simulated time; see the [module](self).
+pub struct Sim<G: Game> {
+    core: Core<G>,
+    now: Instant,
+    tick: Duration,
+    next_token: u64,
+    /// Inputs for the next step, in order.
+    inputs: Vec<Input>,
+    /// What each session was sent and has not been taken, oldest first: (id, payload).
+    inbox: BTreeMap<SessionId, Vec<(u16, Bytes)>>,
+    /// Sessions the world closed, and why.
+    closed: BTreeMap<SessionId, DisconnectReason>,
+}
+
+impl<G: Game> Sim<G> {
+    /// `game` on the engine's default settings.
+    pub fn new(game: G) -> Sim<G> {
+        Sim::with_config(ServerConfig::default(), game)
+    }
+
+    /// `game` on the settings of `config` (password hashing made cheap).
+    pub fn with_config(mut config: ServerConfig, game: G) -> Sim<G> {
+        config.apply_game_defaults(G::NAME, "memory");
+        config.auth.argon2_memory_kib = 64;
+        config.auth.argon2_iterations = 1;
+        config.auth.argon2_parallelism = 1;
+        let worker = DbWorker::new(Box::new(MemoryStorage::new()), AuthSettings::from(&config))
+            .expect("the argon2 parameters above are valid");
+        let now = Instant::now();
+        let world = World::new(WorldConfig::from(&config), game, Db::inline(worker), now);
+        let dispatcher = crate::handlers::dispatcher::<G>()
+            .unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
+        Sim {
+            core: Core::new(world, dispatcher),
+            now,
+            tick: config.server.tick(),
+            next_token: 0,
+            inputs: Vec::new(),
+            inbox: BTreeMap::new(),
+            closed: BTreeMap::new(),
+        }
+    }
+
+    /// The world: the game's state is `world().game`.
+    pub fn world(&self) -> &World<G> {
+        &self.core.world
+    }
+
+    /// The world, to change it between steps.
+    pub fn world_mut(&mut self) -> &mut World<G> {
+        &mut self.core.world
+    }
+
+    /// The simulated time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// One tick: the time moves on by `server.tick_ms`, the core takes what was sent since
+    /// the last step, and what it sends goes to the clients' inboxes.
+    pub fn step(&mut self) {
+        self.tick_once();
+    }
+
+    /// [`Sim::step`], returning the connections the world took in it (token, session).
+    fn tick_once(&mut self) -> Vec<(u64, SessionId)> {
+        self.now += self.tick;
+        let inputs = std::mem::take(&mut self.inputs);
+        let output = self.core.tick(self.now, inputs);
+        for (session, frames) in output.batches.drain(..) {
+            let inbox = self.inbox.entry(session).or_default();
+            inbox.extend(frames.iter().filter_map(split));
+        }
+        for (session, reason) in output.closes.drain(..) {
+            self.closed.insert(session, reason);
+        }
+        std::mem::take(&mut output.opened)
+    }
+
+    /// Steps until `duration` of simulated time has gone by.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.now < until {
+            self.step();
+        }
+    }
+
+    /// A client connects; it is a session after this step (with `S2C_Welcome` in its inbox),
+    /// or `None` when the world refused it (full, or its address has too many).
+    pub fn try_connect(&mut self) -> Option<SessionId> {
+        let token = self.next_token;
+        self.next_token += 1;
+        let peer = SocketAddr::from((
+            [10, (token >> 16) as u8, (token >> 8) as u8, token as u8],
+            40_000,
+        ));
+        self.inputs.push(Input::Accepted { token, peer });
+        self.tick_once()
+            .into_iter()
+            .find(|(t, _)| *t == token)
+            .map(|(_, session)| session)
+    }
+
+    /// A client connects; panics when the world refuses it.
+    pub fn connect(&mut self) -> SessionId {
+        self.try_connect()
+            .expect("the world refused the connection (full, or too many from one address)")
+    }
+
+    /// A client connected and logged in as the guest `name`, with its inbox emptied (the
+    /// welcome, the login's answer). Panics when the login is refused.
+    pub fn guest(&mut self, name: &str) -> SessionId {
+        let session = self.connect();
+        self.send(
+            session,
+            &C2sLogin {
+                username: name.into(),
+                password: String::new(),
+            },
+        );
+        for _ in 0..10 {
+            self.step();
+            if !self.take::<S2cAuthResult>(session).is_empty() {
+                self.inbox.remove(&session);
+                return session;
+            }
+            if let Some(error) = self.take::<S2cError>(session).pop() {
+                panic!("guest {name:?} refused: {error:?}");
+            }
+        }
+        panic!(
+            "guest {name:?} got no answer in 10 ticks; its inbox: {:?}",
+            self.inbox.get(&session)
+        );
+    }
+
+    /// `session` sends `message`; the world takes it at the next step.
+    pub fn send<M: ClientToServer>(&mut self, session: SessionId, message: &M) {
+        self.inputs.push(Input::Received {
+            session,
+            packet: Packet {
+                id: M::ID,
+                payload: Bytes::from(prost::Message::encode_to_vec(message)),
+            },
+        });
+    }
+
+    /// `session`'s connection ends (the client went away); the world sees it at the next
+    /// step.
+    pub fn disconnect(&mut self, session: SessionId) {
+        self.inputs.push(Input::Closed {
+            session,
+            reason: DisconnectReason::PeerClosed,
+        });
+    }
+
+    /// The messages of type `M` that `session` was sent since they were last taken, in
+    /// order; other messages stay in its inbox. Panics on a frame of `M`'s id that does not
+    /// decode as `M`.
+    pub fn take<M: ServerToClient>(&mut self, session: SessionId) -> Vec<M> {
+        let Some(inbox) = self.inbox.get_mut(&session) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        inbox.retain(|(id, payload)| {
+            if *id != M::ID {
+                return true;
+            }
+            let message = <M as prost::Message>::decode(payload.clone())
+                .unwrap_or_else(|e| panic!("a frame of id {id} is not a {}: {e}", M::NAME));
+            taken.push(message);
+            false
+        });
+        taken
+    }
+
+    /// The ids of everything in `session`'s inbox, in order, leaving it there: what a test
+    /// prints when a message it expected is not there.
+    pub fn pending(&self, session: SessionId) -> Vec<u16> {
+        self.inbox
+            .get(&session)
+            .map_or_else(Vec::new, |inbox| inbox.iter().map(|(id, _)| *id).collect())
+    }
+
+    /// Empties `session`'s inbox.
+    pub fn clear(&mut self, session: SessionId) {
+        self.inbox.remove(&session);
+    }
+
+    /// Why the world closed `session`, if it did.
+    pub fn closed(&self, session: SessionId) -> Option<&DisconnectReason> {
+        self.closed.get(&session)
+    }
+}
+
+/// A frame's id and payload; `None` for a frame shorter than its header.
+fn split(frame: &Bytes) -> Option<(u16, Bytes)> {
+    if frame.len() < protocol::HEADER_LEN {
+        return None;
+    }
+    let id = u16::from_le_bytes([frame[2], frame[3]]);
+    Some((id, frame.slice(protocol::HEADER_LEN..)))
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::world::{C2sChat, C2sRoomJoin, S2cChat, S2cRoomJoined};
+    use protocol::ErrorCode;
+
+    use super::*;
+    use crate::handlers::testkit::Chat;
+
+    #[test]
+    fn guests_join_a_room_and_chat_through_the_core() {
+        let mut sim = Sim::new(Chat::default());
+        let ann = sim.guest("ann");
+        let bob = sim.guest("bob");
+        for who in [ann, bob] {
+            sim.send(
+                who,
+                &C2sRoomJoin {
+                    room: "lobby".into(),
+                },
+            );
+            sim.step();
+            sim.step();
+            assert_eq!(
+                sim.take::<S2cRoomJoined>(who).len(),
+                1,
+                "{:?}",
+                sim.pending(who)
+            );
+        }
+        sim.send(
+            ann,
+            &C2sChat {
+                room: "lobby".into(),
+                content: "hi".into(),
+                sent_at_us: 1,
+            },
+        );
+        sim.step();
+        for who in [ann, bob] {
+            let lines = sim.take::<S2cChat>(who);
+            assert_eq!(lines.len(), 1, "once each");
+            assert_eq!(
+                (lines[0].from.as_str(), lines[0].content.as_str()),
+                ("ann", "hi")
+            );
+        }
+        // Outside the room: an error, with the request's id.
+        let cyd = sim.guest("cyd");
+        sim.send(
+            cyd,
+            &C2sChat {
+                room: "lobby".into(),
+                content: "me too".into(),
+                sent_at_us: 2,
+            },
+        );
+        sim.step();
+        let errors = sim.take::<S2cError>(cyd);
+        assert_eq!(errors[0].code, ErrorCode::NotInRoom as i32);
+        assert!(sim.take::<S2cChat>(bob).is_empty());
+    }
+
+    #[test]
+    fn a_session_that_never_logs_in_is_closed_at_the_login_deadline_in_simulated_time() {
+        let mut config = ServerConfig::default();
+        config.limits.login_deadline_secs = 2;
+        let mut sim = Sim::with_config(config, Chat::default());
+        let idle = sim.connect();
+        sim.run_for(Duration::from_millis(1_500));
+        assert_eq!(sim.closed(idle), None);
+        sim.run_for(Duration::from_secs(2));
+        assert_eq!(sim.closed(idle), Some(&DisconnectReason::LoginTimeout));
+    }
+}
