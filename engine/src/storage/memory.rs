@@ -1,33 +1,41 @@
-//! [`MemoryStorage`]: accounts, tokens, history and the session log in the process's memory,
-//! for a game that keeps nothing past a run (its players are guests) and so needs no database
-//! file, nor SQLite built in (`storage.backend = "memory"`). Everything goes when the server
-//! stops. It behaves as the other storages do, by the same contract suite, and never fails.
+//! [`MemoryStorage`]: accounts, tokens, room history and the session log in the process's
+//! memory, for a game that needs no database file (`storage.backend = "memory"`): one without
+//! accounts of its own to keep, or whose accounts need not outlive a run. It needs neither
+//! SQLite nor PostgreSQL built in. Everything it holds lasts until the process stops, and goes
+//! with it.
+//!
+//! It keeps the same contract as the databases, by the same suite, down to what their
+//! queries return: accounts unique by [`username_key`] and numbered from 1, tokens by hash
+//! with expiry and revocation, each room's last [`HistoryLimits::lines`] lines, the rooms
+//! with history capped by deleting those empty the longest (ties by name; never a room in
+//! use), and a session log whose records are numbered as SQLite numbers its rows. It never
+//! returns an error.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::{
     username_key, Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord,
     Storage, StorageError, UNCLEAN_STOP,
 };
 
-/// A token as kept: whose, until when, and when it was revoked.
+/// A token as kept: whose, until when, and whether it was revoked.
 #[derive(Debug)]
 struct Token {
-    account: u64,
+    account_id: u64,
     expires_at_us: u64,
     revoked: bool,
 }
 
-/// A room's stored history.
+/// A room with stored history.
 #[derive(Debug, Default)]
 struct Room {
-    /// The last lines, oldest first.
+    /// Its last lines, oldest first.
     lines: VecDeque<HistoryLine>,
-    /// When it was emptied; `None` while in use.
+    /// Since when it is empty; `None` while in use.
     emptied_at_us: Option<u64>,
 }
 
-/// A session open in the log: its peer, when it connected, and the name it logged in as.
+/// A session open in the log: its peer, when it connected, the name it logged in as.
 #[derive(Debug)]
 struct OpenSession {
     peer: String,
@@ -35,20 +43,32 @@ struct OpenSession {
     connected_at_us: u64,
 }
 
-/// Storage in memory; see the [module](self).
+/// A record of the session log with its row number: one more than the newest row's, or 1 when
+/// the log is empty; `max_rows` counts back from the newest number.
+#[derive(Debug)]
+struct SessionRow {
+    id: u64,
+    record: SessionRecord,
+}
+
+/// Storage in the process's memory; see the [module](self).
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    /// Accounts by id, from 1.
+    /// Accounts in the order they were created: the one with id `n` at index `n - 1`.
     accounts: Vec<Account>,
     /// Account ids by [`username_key`].
-    by_name: HashMap<String, u64>,
+    account_ids: HashMap<String, u64>,
+    /// Tokens by hash.
     tokens: HashMap<Vec<u8>, Token>,
-    /// Rooms with history, by name (ordered, so that choices among equals are always the
-    /// same).
-    rooms: BTreeMap<String, Room>,
+    /// Rooms with history, by name.
+    rooms: HashMap<String, Room>,
+    /// The rooms not in use, by when they were emptied, then by name: exactly those of
+    /// `rooms` whose `emptied_at_us` is set, under it.
+    emptied: BTreeMap<u64, BTreeSet<String>>,
+    /// Sessions open in the log, by session id.
     open_sessions: BTreeMap<u64, OpenSession>,
-    /// Ended sessions, oldest first.
-    sessions: VecDeque<SessionRecord>,
+    /// The session log, oldest row first (row numbers increasing).
+    sessions: VecDeque<SessionRow>,
 }
 
 impl MemoryStorage {
@@ -57,26 +77,71 @@ impl MemoryStorage {
         Self::default()
     }
 
-    fn account_by_id(&self, id: u64) -> Option<Account> {
+    fn account_by_id(&self, id: u64) -> Option<&Account> {
         let index = usize::try_from(id.checked_sub(1)?).ok()?;
-        self.accounts.get(index).cloned()
+        self.accounts.get(index)
     }
 
-    /// Deletes the history of `rooms`; returns how many had some.
-    fn delete_rooms(&mut self, rooms: &[String]) -> usize {
-        rooms
-            .iter()
-            .filter(|room| self.rooms.remove(room.as_str()).is_some())
-            .count()
+    /// Marks `name` in use, if it has history.
+    fn mark_in_use(&mut self, name: &str) {
+        if let Some(at) = self
+            .rooms
+            .get_mut(name)
+            .and_then(|room| room.emptied_at_us.take())
+        {
+            unindex(&mut self.emptied, at, name);
+        }
+    }
+
+    /// Marks `name` empty since `now_us`, if it has history.
+    fn mark_emptied(&mut self, name: &str, now_us: u64) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if let Some(at) = room.emptied_at_us.replace(now_us) {
+            unindex(&mut self.emptied, at, name);
+        }
+        self.emptied
+            .entry(now_us)
+            .or_default()
+            .insert(name.to_string());
+    }
+
+    /// Deletes the history of `name`; whether it had any.
+    fn delete_room(&mut self, name: &str) -> bool {
+        let Some(room) = self.rooms.remove(name) else {
+            return false;
+        };
+        if let Some(at) = room.emptied_at_us {
+            unindex(&mut self.emptied, at, name);
+        }
+        true
+    }
+
+    /// Appends a record to the session log.
+    fn push_session(&mut self, record: SessionRecord) {
+        let id = self.sessions.back().map_or(1, |newest| newest.id + 1);
+        self.sessions.push_back(SessionRow { id, record });
+    }
+}
+
+/// Takes `name` out of the index of emptied rooms, where it is under `at`.
+fn unindex(emptied: &mut BTreeMap<u64, BTreeSet<String>>, at: u64, name: &str) {
+    if let Some(names) = emptied.get_mut(&at) {
+        names.remove(name);
+        if names.is_empty() {
+            emptied.remove(&at);
+        }
     }
 }
 
 impl Storage for MemoryStorage {
     fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError> {
         Ok(self
-            .by_name
+            .account_ids
             .get(&username_key(username))
-            .and_then(|id| self.account_by_id(*id)))
+            .and_then(|&id| self.account_by_id(id))
+            .cloned())
     }
 
     fn create_account(
@@ -86,7 +151,7 @@ impl Storage for MemoryStorage {
         _now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
         let key = username_key(username);
-        if self.by_name.contains_key(&key) {
+        if self.account_ids.contains_key(&key) {
             return Ok(None);
         }
         let account = Account {
@@ -94,11 +159,13 @@ impl Storage for MemoryStorage {
             username: username.to_string(),
             password_hash: password_hash.to_string(),
         };
-        self.by_name.insert(key, account.id);
+        self.account_ids.insert(key, account.id);
         self.accounts.push(account.clone());
         Ok(Some(account))
     }
 
+    /// A hash stored again replaces the token it named (the databases refuse it: token hashes
+    /// are unique, and drawn at random).
     fn insert_token(
         &mut self,
         token_hash: &[u8],
@@ -109,7 +176,7 @@ impl Storage for MemoryStorage {
         self.tokens.insert(
             token_hash.to_vec(),
             Token {
-                account: user_id,
+                account_id: user_id,
                 expires_at_us,
                 revoked: false,
             },
@@ -125,17 +192,20 @@ impl Storage for MemoryStorage {
         Ok(self
             .tokens
             .get(token_hash)
-            .filter(|t| !t.revoked && t.expires_at_us > now_us)
-            .and_then(|t| self.account_by_id(t.account)))
+            .filter(|token| !token.revoked && token.expires_at_us > now_us)
+            .and_then(|token| self.account_by_id(token.account_id))
+            .cloned())
     }
 
     fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError> {
         let before = self.tokens.len();
         self.tokens
-            .retain(|_, t| !t.revoked && t.expires_at_us > now_us);
+            .retain(|_, token| !token.revoked && token.expires_at_us > now_us);
         Ok(before - self.tokens.len())
     }
 
+    /// As the databases do, a token expired but not yet pruned can still be revoked (and
+    /// counts as revoked now).
     fn revoke_token(&mut self, token_hash: &[u8], _now_us: u64) -> Result<bool, StorageError> {
         Ok(match self.tokens.get_mut(token_hash) {
             Some(token) if !token.revoked => {
@@ -151,87 +221,92 @@ impl Storage for MemoryStorage {
         lines: &[HistoryLine],
         limits: HistoryLimits,
     ) -> Result<usize, StorageError> {
-        let mut new_rooms = false;
+        let mut new_room = false;
         for line in lines {
-            let room = match self.rooms.get_mut(&line.room) {
-                Some(room) => room,
-                None => {
-                    new_rooms = true;
-                    self.rooms.entry(line.room.clone()).or_default()
+            if let Some(room) = self.rooms.get_mut(&line.room) {
+                if let Some(at) = room.emptied_at_us.take() {
+                    unindex(&mut self.emptied, at, &line.room);
                 }
-            };
-            room.emptied_at_us = None;
+            } else {
+                self.rooms.insert(line.room.clone(), Room::default());
+                new_room = true;
+            }
+            let room = self
+                .rooms
+                .get_mut(&line.room)
+                .expect("the room was just found or added");
             room.lines.push_back(line.clone());
             while room.lines.len() > limits.lines {
                 room.lines.pop_front();
             }
         }
         let over = self.rooms.len().saturating_sub(limits.max_rooms);
-        if !new_rooms || over == 0 {
+        if !new_room || over == 0 {
             return Ok(0);
         }
-        // The rooms empty the longest go first (ties by name); rooms in use never.
-        let mut emptied: Vec<(u64, &String)> = self
-            .rooms
-            .iter()
-            .filter_map(|(name, room)| room.emptied_at_us.map(|at| (at, name)))
-            .collect();
-        emptied.sort_unstable();
-        let oldest: Vec<String> = emptied
-            .into_iter()
+        let oldest: Vec<String> = self
+            .emptied
+            .values()
+            .flatten()
             .take(over)
-            .map(|(_, name)| name.clone())
+            .cloned()
             .collect();
-        Ok(self.delete_rooms(&oldest))
+        for name in &oldest {
+            self.delete_room(name);
+        }
+        Ok(oldest.len())
     }
 
     fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
         for name in rooms {
-            if let Some(room) = self.rooms.get_mut(name) {
-                room.emptied_at_us = None;
-            }
+            self.mark_in_use(name);
         }
         Ok(())
     }
 
     fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
         for name in rooms {
-            if let Some(room) = self.rooms.get_mut(name) {
-                room.emptied_at_us = Some(now_us);
-            }
+            self.mark_emptied(name, now_us);
         }
         Ok(())
     }
 
     fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError> {
-        let old: Vec<String> = self
-            .rooms
-            .iter()
-            .filter(|(_, room)| room.emptied_at_us.is_some_and(|at| at < before_us))
-            .map(|(name, _)| name.clone())
-            .collect();
-        Ok(self.delete_rooms(&old))
+        let kept = self.emptied.split_off(&before_us);
+        let old = std::mem::replace(&mut self.emptied, kept);
+        let mut deleted = 0;
+        for name in old.into_values().flatten() {
+            self.rooms.remove(&name);
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
         Ok(self.rooms.get(room).map_or_else(Vec::new, |room| {
             let skip = room.lines.len().saturating_sub(limit);
-            room.lines.iter().skip(skip).cloned().collect()
+            room.lines.range(skip..).cloned().collect()
         }))
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
         let before = self.sessions.len();
         self.sessions
-            .retain(|record| record.disconnected_at_us >= before_us);
+            .retain(|row| row.record.disconnected_at_us >= before_us);
         Ok(before - self.sessions.len())
     }
 
+    /// Rows more than `max_rows` below the newest row's number go, as in SQLite: after
+    /// [`prune_sessions`](Storage::prune_sessions) has taken rows from the middle, that can be
+    /// fewer than `max_rows` rows kept. An empty batch changes nothing.
     fn record_sessions(
         &mut self,
         entries: &[SessionLogEntry],
         max_rows: u64,
     ) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         for entry in entries {
             match entry {
                 SessionLogEntry::Opened {
@@ -257,14 +332,20 @@ impl Storage for MemoryStorage {
                     }
                 }
                 SessionLogEntry::Closed(record) => {
+                    self.push_session(record.clone());
                     self.open_sessions.remove(&record.session_id);
-                    self.sessions.push_back(record.clone());
                 }
             }
         }
-        let max = usize::try_from(max_rows).unwrap_or(usize::MAX);
-        while self.sessions.len() > max {
-            self.sessions.pop_front();
+        let newest = self.sessions.back().map_or(0, |row| row.id);
+        if let Some(last_dropped) = newest.checked_sub(max_rows) {
+            while self
+                .sessions
+                .front()
+                .is_some_and(|row| row.id <= last_dropped)
+            {
+                self.sessions.pop_front();
+            }
         }
         Ok(())
     }
@@ -273,7 +354,7 @@ impl Storage for MemoryStorage {
         let open = std::mem::take(&mut self.open_sessions);
         let sessions = open.len();
         for (session_id, open) in open {
-            self.sessions.push_back(SessionRecord {
+            self.push_session(SessionRecord {
                 session_id,
                 peer: open.peer,
                 username: open.username,
@@ -283,9 +364,10 @@ impl Storage for MemoryStorage {
             });
         }
         let mut rooms = 0;
-        for room in self.rooms.values_mut() {
+        for (name, room) in &mut self.rooms {
             if room.emptied_at_us.is_none() {
                 room.emptied_at_us = Some(now_us);
+                self.emptied.entry(now_us).or_default().insert(name.clone());
                 rooms += 1;
             }
         }
@@ -298,29 +380,146 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_storage_keeps_the_storage_contract() {
+    fn memory_storage_meets_the_storage_contract() {
         super::super::conformance::all(&|| Box::new(MemoryStorage::new()));
     }
 
-    #[test]
-    fn the_session_log_keeps_its_newest_rows_and_prunes_by_age() {
-        let mut s = MemoryStorage::new();
-        let record = |id: u64| SessionRecord {
-            session_id: id,
+    fn line(room: &str, n: u64) -> HistoryLine {
+        HistoryLine {
+            room: room.into(),
+            from: "ann".into(),
+            content: format!("line {n}"),
+            sent_at_us: n,
+            server_time_us: n + 1,
+        }
+    }
+
+    fn closed(session_id: u64, disconnected_at_us: u64) -> SessionLogEntry {
+        SessionLogEntry::Closed(SessionRecord {
+            session_id,
             peer: "127.0.0.1:1".into(),
             username: None,
-            connected_at_us: id,
-            disconnected_at_us: id * 10,
+            connected_at_us: 0,
+            disconnected_at_us,
             reason: "peer closed".into(),
-        };
-        let entries: Vec<SessionLogEntry> = (1..=5)
-            .map(|id| SessionLogEntry::Closed(record(id)))
+        })
+    }
+
+    fn rooms_with_history(s: &MemoryStorage) -> Vec<String> {
+        let mut rooms: Vec<String> = s.rooms.keys().cloned().collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// The index of emptied rooms holds exactly the rooms not in use, under when they emptied.
+    fn assert_index_consistent(s: &MemoryStorage) {
+        let mut from_rooms: Vec<(u64, String)> = s
+            .rooms
+            .iter()
+            .filter_map(|(name, room)| room.emptied_at_us.map(|at| (at, name.clone())))
             .collect();
-        s.record_sessions(&entries, 3).unwrap();
-        let kept: Vec<u64> = s.sessions.iter().map(|r| r.session_id).collect();
-        assert_eq!(kept, [3, 4, 5]);
-        assert_eq!(s.prune_sessions(45).unwrap(), 2, "ended at 30 and 40");
-        assert_eq!(s.sessions.len(), 1);
+        from_rooms.sort();
+        let from_index: Vec<(u64, String)> = s
+            .emptied
+            .iter()
+            .flat_map(|(&at, names)| {
+                assert!(!names.is_empty(), "no empty set under {at}");
+                names.iter().map(move |name| (at, name.clone()))
+            })
+            .collect();
+        assert_eq!(from_index, from_rooms);
+    }
+
+    #[test]
+    fn many_rooms_are_capped_by_those_empty_the_longest_ties_by_name() {
+        let mut s = MemoryStorage::new();
+        let cap = HistoryLimits {
+            lines: 2,
+            max_rooms: 1_000,
+        };
+        let names: Vec<String> = (0..1_000).map(|i| format!("r{i:04}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            s.append_history(&[line(name, i as u64)], cap).unwrap();
+        }
+        // Every tenth room stays in use; the others empty in tens, at the same time.
+        let emptied: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 10 != 0)
+            .map(|(_, name)| name.clone())
+            .collect();
+        for (batch, rooms) in emptied.chunks(10).enumerate() {
+            s.rooms_emptied(rooms, 1_000 - batch as u64).unwrap();
+        }
+        assert_index_consistent(&s);
+        // 25 new rooms in one batch: 25 over the cap.
+        let new: Vec<HistoryLine> = (0..25).map(|i| line(&format!("new{i:02}"), i)).collect();
+        assert_eq!(s.append_history(&new, cap).unwrap(), 25);
+        // The last batch emptied first (at 911), then the one before it, each by name.
+        let expected: Vec<&String> = emptied.rchunks(10).flatten().take(25).collect();
+        for name in &expected {
+            assert!(s.history(name, 5).unwrap().is_empty(), "{name} kept");
+        }
+        assert_eq!(s.rooms.len(), 1_000);
+        assert_index_consistent(&s);
+        // Only the rooms in use and the new ones left: the cap cannot be kept.
+        s.rooms_emptied(&emptied, 5).unwrap();
+        let more: Vec<HistoryLine> = (0..2_000).map(|i| line(&format!("more{i}"), i)).collect();
+        assert_eq!(s.append_history(&more, cap).unwrap(), 1_000 - 100 - 25);
+        assert_eq!(s.rooms.len(), 100 + 25 + 2_000);
+        assert!(s.emptied.is_empty());
+        assert_index_consistent(&s);
+    }
+
+    #[test]
+    fn rooms_emptied_again_move_in_the_order_and_lines_are_trimmed() {
+        let mut s = MemoryStorage::new();
+        let cap = HistoryLimits {
+            lines: 3,
+            max_rooms: 2,
+        };
+        let lines: Vec<HistoryLine> = (0..10).map(|n| line("a", n)).collect();
+        s.append_history(&lines, cap).unwrap();
+        assert_eq!(s.history("a", 10).unwrap(), lines[7..].to_vec());
+        s.append_history(&[line("b", 1)], cap).unwrap();
+        s.rooms_emptied(&["a".into(), "b".into()], 10).unwrap();
+        // a empties again later: b is now the one empty the longest.
+        s.rooms_emptied(&["a".into()], 20).unwrap();
+        assert_eq!(s.append_history(&[line("c", 1)], cap).unwrap(), 1);
+        assert_eq!(rooms_with_history(&s), ["a", "c"]);
+        assert_index_consistent(&s);
+        // No lines kept at all: the room still counts as one with history.
+        let none = HistoryLimits {
+            lines: 0,
+            max_rooms: 2,
+        };
+        assert_eq!(s.append_history(&[line("c", 2)], none).unwrap(), 0);
+        assert!(s.history("c", 10).unwrap().is_empty());
+        assert_eq!(rooms_with_history(&s), ["a", "c"]);
+    }
+
+    #[test]
+    fn the_session_log_keeps_rows_within_max_rows_of_the_newest() {
+        let mut s = MemoryStorage::new();
+        let batch: Vec<SessionLogEntry> = (1..=5).map(|id| closed(id, id * 10)).collect();
+        s.record_sessions(&batch, 3).unwrap();
+        let kept = |s: &MemoryStorage| -> Vec<u64> {
+            s.sessions.iter().map(|row| row.record.session_id).collect()
+        };
+        assert_eq!(kept(&s), [3, 4, 5]);
+        // An empty batch trims nothing, whatever its max_rows.
+        s.record_sessions(&[], 0).unwrap();
+        assert_eq!(kept(&s), [3, 4, 5]);
+        // A row taken from the middle leaves a gap in the numbers: with max_rows 3, only the
+        // rows numbered 4 to 6 stay, and there are two.
+        s.sessions[1].record.disconnected_at_us = 1;
+        assert_eq!(s.prune_sessions(2).unwrap(), 1);
+        s.record_sessions(&[closed(6, 60)], 3).unwrap();
+        assert_eq!(kept(&s), [5, 6]);
+        assert_eq!(s.prune_sessions(1_000).unwrap(), 2);
+        // Emptied, the log numbers its rows from 1 again.
+        s.record_sessions(&[closed(7, 70)], 1).unwrap();
+        assert_eq!(s.sessions[0].id, 1);
     }
 
     #[test]
@@ -328,5 +527,178 @@ mod tests {
         let mut s = MemoryStorage::new();
         s.insert_token(b"t", 7, 0, 100).unwrap();
         assert_eq!(s.token_account(b"t", 1).unwrap(), None);
+        s.insert_token(b"z", 0, 0, 100).unwrap();
+        assert_eq!(s.token_account(b"z", 1).unwrap(), None);
+    }
+
+    /// The same operations, drawn at random, on this storage and on SQLite: every answer the
+    /// same.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn memory_answers_as_sqlite_does() {
+        use crate::storage::SqliteStorage;
+
+        /// xorshift64*: enough randomness to vary the operations, the same on every run.
+        struct Draw(u64);
+        impl Draw {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            }
+            fn below(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+            fn rooms(&mut self) -> Vec<String> {
+                (0..self.below(4))
+                    .map(|_| format!("room{}", self.below(12)))
+                    .collect()
+            }
+        }
+
+        for seed in 1..=20u64 {
+            let mut draw = Draw(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut memory = MemoryStorage::new();
+            let mut sqlite = SqliteStorage::in_memory().unwrap();
+            let m: &mut dyn Storage = &mut memory;
+            let q: &mut dyn Storage = &mut sqlite;
+            let mut now = 0u64;
+            let mut accounts = 0u64;
+            let mut tokens = 0u64;
+            let mut session_ids = 0u64;
+            for step in 0..1_500 {
+                // A coarse clock: rooms often empty at the same time.
+                now += draw.below(3) * 10;
+                let at = format!("seed {seed} step {step}");
+                match draw.below(14) {
+                    0 => {
+                        let name =
+                            ["ann", "ANN", "Bob", "bob", "carol", "Dave"][draw.below(6) as usize];
+                        let (a, b) = (
+                            m.create_account(name, "h", now).unwrap(),
+                            q.create_account(name, "h", now).unwrap(),
+                        );
+                        accounts += u64::from(a.is_some());
+                        assert_eq!(a, b, "{at}");
+                        let other = ["ann", "bob", "CAROL", "eve"][draw.below(4) as usize];
+                        assert_eq!(m.account(other).unwrap(), q.account(other).unwrap(), "{at}");
+                    }
+                    1 if accounts > 0 => {
+                        tokens += 1;
+                        let user = 1 + draw.below(accounts);
+                        let until = now + draw.below(100);
+                        m.insert_token(&tokens.to_be_bytes(), user, now, until)
+                            .unwrap();
+                        q.insert_token(&tokens.to_be_bytes(), user, now, until)
+                            .unwrap();
+                    }
+                    2 => {
+                        let hash = (1 + draw.below(tokens + 1)).to_be_bytes();
+                        let t = now + draw.below(50);
+                        assert_eq!(
+                            m.token_account(&hash, t).unwrap(),
+                            q.token_account(&hash, t).unwrap(),
+                            "{at}"
+                        );
+                        if draw.below(3) == 0 {
+                            assert_eq!(
+                                m.revoke_token(&hash, now).unwrap(),
+                                q.revoke_token(&hash, now).unwrap(),
+                                "{at}"
+                            );
+                        }
+                    }
+                    3 => {
+                        assert_eq!(m.prune_tokens(now).unwrap(), q.prune_tokens(now).unwrap());
+                    }
+                    4..=6 => {
+                        let lines: Vec<HistoryLine> = (0..1 + draw.below(6))
+                            .map(|n| line(&format!("room{}", draw.below(12)), now + n))
+                            .collect();
+                        let limits = HistoryLimits {
+                            lines: draw.below(5) as usize,
+                            max_rooms: draw.below(8) as usize,
+                        };
+                        assert_eq!(
+                            m.append_history(&lines, limits).unwrap(),
+                            q.append_history(&lines, limits).unwrap(),
+                            "{at}"
+                        );
+                    }
+                    7 => {
+                        let rooms = draw.rooms();
+                        m.rooms_in_use(&rooms).unwrap();
+                        q.rooms_in_use(&rooms).unwrap();
+                    }
+                    8 => {
+                        let rooms = draw.rooms();
+                        m.rooms_emptied(&rooms, now).unwrap();
+                        q.rooms_emptied(&rooms, now).unwrap();
+                    }
+                    9 => {
+                        let before = now.saturating_sub(draw.below(100));
+                        assert_eq!(
+                            m.prune_history(before).unwrap(),
+                            q.prune_history(before).unwrap(),
+                            "{at}"
+                        );
+                    }
+                    10 => {
+                        let entries: Vec<SessionLogEntry> = (0..draw.below(6))
+                            .map(|_| {
+                                let id = match draw.below(3) {
+                                    0 => {
+                                        session_ids += 1;
+                                        session_ids
+                                    }
+                                    _ => draw.below(session_ids + 1),
+                                };
+                                match draw.below(3) {
+                                    0 => SessionLogEntry::Opened {
+                                        session_id: id,
+                                        peer: format!("10.0.0.{id}:1"),
+                                        connected_at_us: now,
+                                    },
+                                    1 => SessionLogEntry::LoggedIn {
+                                        session_id: id,
+                                        username: "ann".into(),
+                                    },
+                                    // Ended any time: pruning leaves gaps in the log.
+                                    _ => closed(id, draw.below(now + 1)),
+                                }
+                            })
+                            .collect();
+                        let max_rows = draw.below(12);
+                        m.record_sessions(&entries, max_rows).unwrap();
+                        q.record_sessions(&entries, max_rows).unwrap();
+                    }
+                    11 => {
+                        // Now and then past every record: how many the log holds.
+                        let before = match draw.below(5) {
+                            0 => now + 1,
+                            _ => draw.below(now + 1),
+                        };
+                        assert_eq!(
+                            m.prune_sessions(before).unwrap(),
+                            q.prune_sessions(before).unwrap(),
+                            "{at}"
+                        );
+                    }
+                    12 if draw.below(10) == 0 => {
+                        assert_eq!(m.recover(now).unwrap(), q.recover(now).unwrap(), "{at}");
+                    }
+                    _ => {}
+                }
+                let room = format!("room{}", draw.below(12));
+                let limit = draw.below(6) as usize;
+                assert_eq!(
+                    m.history(&room, limit).unwrap(),
+                    q.history(&room, limit).unwrap(),
+                    "{at}: {room}"
+                );
+            }
+            assert_index_consistent(&memory);
+        }
     }
 }
