@@ -308,7 +308,7 @@ pub fn state_json<G: Game>(
             connected_secs: now.saturating_duration_since(c.connected_at).as_secs(),
         })
         .collect();
-    let game = G::admin(world);
+    let game = world.modules_admin();
     let rooms = room_count(&game);
     series.rooms_seen.set(rooms);
     let mut samples = series.samples.clone();

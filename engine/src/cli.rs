@@ -4,7 +4,7 @@
 //! ```no_run
 //! # struct MyGame;
 //! # impl engine::Game for MyGame {
-//! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
+//! #     fn register(_: &mut engine::Setup<Self>)
 //! #         -> Result<(), engine::DispatchError> { Ok(()) }
 //! # }
 //! fn main() -> std::process::ExitCode {

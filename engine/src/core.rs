@@ -180,7 +180,7 @@ pub struct Core<G: Game> {
 
 impl<G: Game> Core<G> {
     /// A core over `world`, with `dispatcher` for its messages (see
-    /// [`crate::handlers::dispatcher`]). Session ids start at 1.
+    /// [`crate::world::Setup::build`]). Session ids start at 1.
     pub fn new(world: World<G>, dispatcher: MessageDispatcher<World<G>>) -> Core<G> {
         Core {
             world,
@@ -583,9 +583,16 @@ mod tests {
             let storage = MemoryStorage::new();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
             let now = Instant::now();
-            let world = World::new(config, crate::handlers::testkit::Chat::default(), db, now);
+            let (dispatcher, hooks) = crate::world::Setup::build().unwrap();
+            let world = World::new(
+                config,
+                crate::handlers::testkit::Chat::default(),
+                hooks,
+                db,
+                now,
+            );
             Sim {
-                core: Core::new(world, crate::handlers::dispatcher().unwrap()),
+                core: Core::new(world, dispatcher),
                 now,
                 next_token: 0,
             }

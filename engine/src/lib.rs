@@ -18,10 +18,13 @@
 //! - [`dispatcher`]: [`MessageDispatcher`], message id to handler, keyed by each message
 //!   type's compile-time id; [`Ctx`] and [`HandlerError`].
 //! - [`world`]: [`World`], every session and login, and the game's state; synchronous, time
-//!   passed in; and [`Game`], what a game supplies: its handlers and its hooks.
+//!   passed in; [`Game`], what a game supplies: its state and its sessions' lifecycle; and
+//!   [`Setup`], where a game registers its handlers and adds [`Module`]s, each with its own
+//!   hooks, timers, DB answers, cluster events, metrics and admin view.
 //! - [`logins`]: logins as they complete (the DB worker's answers, delayed logins).
 //! - [`handlers`]: the engine's own handlers (ping, logins), one file per feature.
-//! - [`modules`]: rooms with presence and history, room chat and whispers: a game opts in.
+//! - [`modules`]: rooms with presence and history, room chat and whispers: modules a game
+//!   adds.
 //! - [`db`]: the DB worker (its lanes, password hashing, tokens); [`storage`]: the one
 //!   interface to the database, with its SQLite implementation.
 //! - [`ratelimit`]: the per-session request rate limit.
@@ -36,7 +39,7 @@
 //! # struct MyGame;
 //! # impl engine::Game for MyGame {
 //! #     const NAME: &'static str = "my-game";
-//! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
+//! #     fn register(_: &mut engine::Setup<Self>)
 //! #         -> Result<(), engine::DispatchError> { Ok(()) }
 //! # }
 //! # async fn example() -> anyhow::Result<()> {
@@ -77,4 +80,4 @@ pub use serde_json;
 
 pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
 pub use server::{run_game, ServerError};
-pub use world::{Game, Stats, World, WorldConfig};
+pub use world::{Game, Module, Setup, Stats, World, WorldConfig};

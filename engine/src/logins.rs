@@ -27,7 +27,7 @@ pub fn poll_db<G: Game>(world: &mut World<G>, now: Instant) {
     while let Some(event) = world.db.poll() {
         match event {
             DbEvent::Auth { session, outcome } => finish(world, session, outcome, now),
-            answer => G::db_answer(world, answer, now),
+            answer => world.route_db_answer(answer, now),
         }
     }
     if world.db.take_death() {
@@ -46,7 +46,7 @@ pub fn poll_db<G: Game>(world: &mut World<G>, now: Instant) {
         for session in world.throttle.sessions_in_flight() {
             world.throttle.end(session, Outcome::Dropped, now);
         }
-        G::db_died(world);
+        crate::world::run_hooks!(world, db_died);
     }
 }
 

@@ -35,7 +35,7 @@ use crate::metrics::{Metrics, Registry};
 use crate::ports::Ports;
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use crate::world::Game;
-use crate::world::{Stats, World, WorldConfig};
+use crate::world::{Setup, Stats, World, WorldConfig};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +384,7 @@ pub async fn run_bound<G: Game>(
         ports,
     } = listeners;
     config.apply_game_defaults(G::NAME, G::STORAGE);
-    let dispatcher = crate::handlers::dispatcher()?;
+    let (dispatcher, hooks) = Setup::<G>::build()?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, &dispatcher.registered());
     let db = start_db_timed(&config, storage, Some(metrics.db_jobs()))?;
@@ -467,12 +467,12 @@ pub async fn run_bound<G: Game>(
     drop(service_tx);
 
     let started = Instant::now();
-    let mut world = World::new(WorldConfig::from(&config), game, db, started);
+    let mut world = World::new(WorldConfig::from(&config), game, hooks, db, started);
     world.metrics = metrics;
     if link.is_some() {
         world.cluster = Some(Cluster::with_incarnation(node, incarnation));
     }
-    G::register_metrics(&mut world, &mut registry);
+    world.register_metrics(&mut registry);
     if let Some((_, slot)) = &ports.tls {
         crate::ports::spawn_reload(
             slot.clone(),

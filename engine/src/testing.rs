@@ -9,7 +9,7 @@
 //! use engine::testing::Sim;
 //! # struct MyGame;
 //! # impl engine::Game for MyGame {
-//! #     fn register(_: &mut engine::MessageDispatcher<engine::World<Self>>)
+//! #     fn register(_: &mut engine::Setup<Self>)
 //! #         -> Result<(), engine::DispatchError> { Ok(()) }
 //! # }
 //!
@@ -20,12 +20,16 @@
 //! assert_eq!(sim.take::<S2cPong>(ann)[0].seq, 7);
 //! ```
 //!
+//! Several nodes of one cluster are [`Nodes`]: sims whose batches and bucket requests an
+//! in-memory link carries between ticks ([`Bucket`] keeps the names and rooms buckets as NATS
+//! does), so a game tests what crosses between nodes without NATS.
+//!
 //! The storage is in memory ([`MemoryStorage`]) and its jobs are answered within the tick
 //! that asks; password hashing is made cheap (tests check behaviour, not hashing cost). Each
 //! client connects from an address of its own (`10.x.y.z`), so per-address limits do not
 //! meet unless a test means them to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -35,10 +39,12 @@ use net::{DisconnectReason, Packet, SessionId};
 use protocol::world::{C2sLogin, S2cAuthResult, S2cError};
 use protocol::{ClientToServer, ServerToClient};
 
+use crate::cluster::link::{holder, FromNats, NameRequest, Reservation};
+use crate::cluster::{Cluster, ALL};
 use crate::core::{Core, Input};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::storage::MemoryStorage;
-use crate::world::{Game, World, WorldConfig};
+use crate::world::{Game, Setup, World, WorldConfig};
 
 /// A game run by the engine's core at simulated time; see the [module](self).
 pub struct Sim<G: Game> {
@@ -69,9 +75,15 @@ impl<G: Game> Sim<G> {
         let worker = DbWorker::new(Box::new(MemoryStorage::new()), AuthSettings::from(&config))
             .expect("the argon2 parameters above are valid");
         let now = Instant::now();
-        let world = World::new(WorldConfig::from(&config), game, Db::inline(worker), now);
-        let dispatcher = crate::handlers::dispatcher::<G>()
-            .unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
+        let (dispatcher, hooks) =
+            Setup::build().unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
+        let world = World::new(
+            WorldConfig::from(&config),
+            game,
+            hooks,
+            Db::inline(worker),
+            now,
+        );
         Sim {
             core: Core::new(world, dispatcher),
             now,
@@ -232,6 +244,292 @@ impl<G: Game> Sim<G> {
     /// Why the world closed `session`, if it did.
     pub fn closed(&self, session: SessionId) -> Option<&DisconnectReason> {
         self.closed.get(&session)
+    }
+}
+
+/// The names and rooms buckets of a cluster in memory, with the rules NATS JetStream keeps
+/// them by for a real cluster (see `cluster/nats.rs`): a claim of a name always succeeds, at a
+/// new revision, and every node hears who holds it now; a release frees a name its session
+/// still holds; a room's reservation counts one member of a node while the members counted
+/// on every node are fewer than the capacity. Each node is told what concerns it in order.
+#[derive(Debug, Default)]
+pub struct Bucket {
+    revision: u64,
+    /// Holders by username (lowercase).
+    names: HashMap<String, String>,
+    /// Each room's members counted, by `node:incarnation`.
+    rooms: HashMap<String, HashMap<String, u32>>,
+    /// What each node (by incarnation) has yet to be told.
+    pending: BTreeMap<u64, VecDeque<FromNats>>,
+}
+
+impl Bucket {
+    /// A node that will be told the bucket's changes from now on.
+    pub fn join(&mut self, incarnation: u64) {
+        self.pending.entry(incarnation).or_default();
+    }
+
+    /// How many members the rooms bucket counts in `room`, on every node.
+    pub fn counted(&self, room: &str) -> u32 {
+        self.rooms.get(room).map_or(0, |c| c.values().sum())
+    }
+
+    /// Who holds `username` (lowercase): `node incarnation session`.
+    pub fn holder(&self, username: &str) -> Option<&str> {
+        self.names.get(username).map(String::as_str)
+    }
+
+    /// Carries out what node `node` in `incarnation` asked.
+    pub fn request(&mut self, node: &str, incarnation: u64, request: NameRequest) {
+        let me = format!("{node}:{incarnation}");
+        match request {
+            NameRequest::Claim { session, username } => {
+                self.revision += 1;
+                let (revision, holder) = (self.revision, holder(node, incarnation, session));
+                self.names.insert(username.clone(), holder.clone());
+                for (&whom, queue) in &mut self.pending {
+                    if whom == incarnation {
+                        queue.push_back(FromNats::Claimed {
+                            session,
+                            username: username.clone(),
+                            granted: true,
+                            revision,
+                        });
+                    }
+                    queue.push_back(FromNats::Held {
+                        username: username.clone(),
+                        holder: holder.clone(),
+                        revision,
+                    });
+                }
+            }
+            NameRequest::Release { session, username } => {
+                if self.names.get(&username) == Some(&holder(node, incarnation, session)) {
+                    self.revision += 1;
+                    self.names.remove(&username);
+                    let revision = self.revision;
+                    for queue in self.pending.values_mut() {
+                        queue.push_back(FromNats::Freed {
+                            username: username.clone(),
+                            revision,
+                        });
+                    }
+                }
+            }
+            NameRequest::Reserve {
+                session,
+                room,
+                capacity,
+            } => {
+                let counts = self.rooms.entry(room.clone()).or_default();
+                let outcome = if counts.values().sum::<u32>() >= capacity {
+                    Reservation::Full
+                } else {
+                    *counts.entry(me).or_default() += 1;
+                    Reservation::Granted
+                };
+                self.pending
+                    .entry(incarnation)
+                    .or_default()
+                    .push_back(FromNats::Reserved {
+                        session,
+                        room,
+                        outcome,
+                    });
+            }
+            NameRequest::Unreserve { room } => {
+                if let Some(counts) = self.rooms.get_mut(&room) {
+                    if let Some(n) = counts.get_mut(&me) {
+                        *n = n.saturating_sub(1);
+                    }
+                    counts.retain(|_, n| *n > 0);
+                }
+            }
+            NameRequest::DropNode { node, incarnation } => {
+                let gone = format!("{node}:{incarnation}");
+                for counts in self.rooms.values_mut() {
+                    counts.remove(&gone);
+                }
+            }
+            NameRequest::Started { node, incarnation } => {
+                let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
+                for counts in self.rooms.values_mut() {
+                    counts.retain(|who, _| !who.starts_with(&prefix) || *who == now);
+                }
+            }
+        }
+    }
+
+    /// What node `incarnation` has yet to be told, oldest first.
+    pub fn told(&mut self, incarnation: u64) -> Vec<FromNats> {
+        self.pending
+            .get_mut(&incarnation)
+            .map(|queue| queue.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Nodes of one cluster, each a [`Sim`] of the game (named `node1`, `node2`, ...), joined by
+/// an in-memory link: after each step, what each node asked of the buckets goes to a
+/// [`Bucket`], and its batches (encoded and decoded as NATS carries them) to the nodes they
+/// are for; each node takes what it was brought at its next step, as a server does.
+///
+/// ```
+/// use engine::protocol::world::{C2sChat, C2sRoomJoin, S2cChat};
+/// # use engine::modules::{chat::ChatModule, rooms::{Rooms, RoomsConfig, RoomsGame, RoomsModule}};
+/// # struct Chat(Rooms);
+/// # impl RoomsGame for Chat {
+/// #     fn rooms(&self) -> &Rooms { &self.0 }
+/// #     fn rooms_mut(&mut self) -> &mut Rooms { &mut self.0 }
+/// # }
+/// # impl engine::Game for Chat {
+/// #     fn register(s: &mut engine::Setup<Self>) -> Result<(), engine::DispatchError> {
+/// #         s.add(RoomsModule)?;
+/// #         s.add(ChatModule)
+/// #     }
+/// # }
+/// use engine::testing::Nodes;
+///
+/// let mut nodes = Nodes::new((0..2).map(|_| Chat(Rooms::new(RoomsConfig::default()))));
+/// let ann = nodes.guest(0, "ann");
+/// let bob = nodes.guest(1, "bob");
+/// for (node, who) in [(0, ann), (1, bob)] {
+///     nodes.node(node).send(who, &C2sRoomJoin { room: "lobby".into() });
+/// }
+/// nodes.settle();
+/// let line = C2sChat { room: "lobby".into(), content: "hi".into(), sent_at_us: 0 };
+/// nodes.node(0).send(ann, &line);
+/// nodes.settle();
+/// assert_eq!(nodes.node(1).take::<S2cChat>(bob)[0].content, "hi");
+/// ```
+pub struct Nodes<G: Game> {
+    sims: Vec<Sim<G>>,
+    bucket: Bucket,
+}
+
+impl<G: Game> Nodes<G> {
+    /// One node for each of `games`, on the engine's default settings; they have heard each
+    /// other once this returns.
+    pub fn new(games: impl IntoIterator<Item = G>) -> Nodes<G> {
+        let mut nodes = Nodes {
+            sims: Vec::new(),
+            bucket: Bucket::default(),
+        };
+        for game in games {
+            let mut sim = Sim::new(game);
+            let cluster = Cluster::new(format!("node{}", nodes.sims.len() + 1));
+            nodes.bucket.join(cluster.incarnation());
+            sim.world_mut().cluster = Some(cluster);
+            nodes.sims.push(sim);
+        }
+        nodes.settle();
+        nodes
+    }
+
+    /// Node `index` (from 0), to send, take and step on its own.
+    pub fn node(&mut self, index: usize) -> &mut Sim<G> {
+        &mut self.sims[index]
+    }
+
+    /// The world of node `index`.
+    pub fn world(&self, index: usize) -> &World<G> {
+        self.sims[index].world()
+    }
+
+    /// The buckets as the link keeps them.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// One tick of every node, then what they asked and sent is carried.
+    pub fn step(&mut self) {
+        for sim in &mut self.sims {
+            sim.step();
+        }
+        self.carry();
+    }
+
+    /// Steps every node until what they say to each other has settled: four ticks, which
+    /// carry a request, its answer, and what the answer makes the nodes send.
+    pub fn settle(&mut self) {
+        for _ in 0..4 {
+            self.step();
+        }
+    }
+
+    /// Steps every node until `duration` of simulated time has gone by.
+    pub fn run_for(&mut self, duration: Duration) {
+        let ticks = duration.as_nanos() / self.sims[0].tick.as_nanos().max(1);
+        for _ in 0..ticks.max(1) {
+            self.step();
+        }
+    }
+
+    /// A client of node `index` logged in as the guest `name`, its name claimed in the
+    /// bucket, with its inbox emptied. Panics when the login is refused.
+    pub fn guest(&mut self, index: usize, name: &str) -> SessionId {
+        let session = self.sims[index].connect();
+        self.sims[index].send(
+            session,
+            &C2sLogin {
+                username: name.into(),
+                password: String::new(),
+            },
+        );
+        for _ in 0..10 {
+            self.step();
+            let sim = &mut self.sims[index];
+            if !sim.take::<S2cAuthResult>(session).is_empty() {
+                sim.clear(session);
+                return session;
+            }
+            if let Some(error) = sim.take::<S2cError>(session).pop() {
+                panic!("guest {name:?} refused on node {index}: {error:?}");
+            }
+        }
+        panic!("guest {name:?} got no answer in 10 ticks on node {index}");
+    }
+
+    /// Carries each node's bucket requests and batches, and queues what each is brought.
+    fn carry(&mut self) {
+        let mut batches = Vec::new();
+        for sim in &mut self.sims {
+            let now = sim.now;
+            let cluster = sim
+                .core
+                .world
+                .cluster
+                .as_mut()
+                .expect("a node of the cluster");
+            let (node, incarnation) = (cluster.node().to_string(), cluster.incarnation());
+            for request in cluster.take_name_requests() {
+                self.bucket.request(&node, incarnation, request);
+            }
+            for (subject, batch) in cluster.take_batches(now) {
+                let carried = crate::cluster::wire::decode(&prost::Message::encode_to_vec(&batch))
+                    .expect("a batch decodes as it was encoded");
+                batches.push((subject, carried));
+            }
+        }
+        for sim in &mut self.sims {
+            let cluster = sim
+                .core
+                .world
+                .cluster
+                .as_ref()
+                .expect("a node of the cluster");
+            let (inbox, incarnation) =
+                (crate::cluster::inbox(cluster.node()), cluster.incarnation());
+            for answer in self.bucket.told(incarnation) {
+                sim.inputs.push(Input::Cluster(answer));
+            }
+            for (subject, batch) in &batches {
+                if subject == ALL || *subject == inbox {
+                    sim.inputs
+                        .push(Input::Cluster(FromNats::Batch(batch.clone())));
+                }
+            }
+        }
     }
 }
 

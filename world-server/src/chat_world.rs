@@ -2,10 +2,11 @@
 //! API an outside game uses. It opts into every module: rooms with presence and history, room
 //! chat and whispers.
 
-use engine::dispatcher::{DispatchError, MessageDispatcher};
-use engine::modules::chat;
-use engine::modules::rooms::{self, Rooms, RoomsConfig, RoomsGame};
-use engine::{Game, World};
+use engine::dispatcher::DispatchError;
+use engine::modules::chat::ChatModule;
+use engine::modules::rooms::{Rooms, RoomsConfig, RoomsGame, RoomsModule};
+use engine::world::Setup;
+use engine::Game;
 
 /// The chat world's state: its rooms.
 #[derive(Debug)]
@@ -42,12 +43,10 @@ impl Game for ChatWorld {
     const NAME: &'static str = "world";
     const STORAGE: &'static str = "sqlite";
 
-    fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
-        rooms::register(d)?;
-        chat::register(d)
+    fn register(setup: &mut Setup<Self>) -> Result<(), DispatchError> {
+        setup.add(RoomsModule)?;
+        setup.add(ChatModule)
     }
-
-    engine::rooms_hooks!();
 
     /// The browser client: the page at `/`, its script at `/app.js`.
     fn web_files() -> Vec<engine::net::WebFile> {

@@ -298,7 +298,12 @@ pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Inst
             session,
             room,
             outcome,
-        } => G::reserved(world, session, room, outcome),
+        } => {
+            for i in 0..world.hooks.reserved.len() {
+                let hook = world.hooks.reserved[i];
+                hook(world, session, room.clone(), outcome);
+            }
+        }
         link::FromNats::Freed { username, revision } => {
             if let Some(cluster) = world.cluster.as_mut() {
                 if cluster
@@ -499,14 +504,39 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
                 world.out.push(session, whisper.frame);
             }
         }
-        other => G::cluster_event(world, from, other, now),
+        other => world.route_cluster_event(from, other, now),
     }
 }
 
-/// Sends node `to` this node's state: the game's (see [`Game::cluster_state`]). (Who holds
+/// Sends node `to` this node's state: the modules' (see [`crate::world::Setup::on_cluster_state`]). (Who holds
 /// which name, it has from the names bucket.)
 fn send_state<G: Game>(world: &mut World<G>, to: &str) {
-    G::cluster_state(world, to);
+    crate::world::run_hooks!(world, cluster_state, to);
+}
+
+/// Sends `payload` from `module` to node `to`, or to every other node when `to` is `None`,
+/// with this tick's batch: each receiving node offers it to its modules' cluster hooks
+/// ([`crate::world::Setup::on_cluster_event`]) as [`Kind::Module`]. Nothing is sent on a
+/// server not in a cluster. Events from one node arrive in the order sent; an event sent
+/// while NATS is away is lost (the next [`crate::world::Setup::on_cluster_state`] is where a
+/// module brings a node up to date).
+pub fn send_module<G: Game>(
+    world: &mut World<G>,
+    to: Option<&str>,
+    module: &str,
+    payload: bytes::Bytes,
+) {
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    let event = Event::new(Kind::Module(wire::ModuleEvent {
+        module: module.to_string(),
+        payload,
+    }));
+    match to {
+        Some(node) => cluster.send(node, event),
+        None => cluster.broadcast(event),
+    }
 }
 
 /// Every tick: nodes silent for [`NODE_TIMEOUT`] are gone.
@@ -542,7 +572,7 @@ fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
         });
     }
     world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
-    G::node_lost(world, node);
+    crate::world::run_hooks!(world, node_lost, node);
 }
 
 #[cfg(test)]

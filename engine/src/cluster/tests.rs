@@ -1,8 +1,6 @@
 //! Two worlds as nodes of one cluster, in simulated time, their batches carried by hand
 //! (encoded and decoded as NATS would carry them).
 
-use std::collections::VecDeque;
-
 use prost::Message;
 use protocol::world::{C2sChat, C2sRoomJoin, C2sRoomList, C2sWhisper};
 use protocol::{ErrorCode, S2cMessage};
@@ -13,29 +11,15 @@ use crate::handlers::testkit::Harness;
 fn node(name: &str) -> Harness {
     let mut h = Harness::new();
     let cluster = Cluster::new(name.to_string());
-    BUCKET.with(|b| {
-        b.borrow_mut()
-            .pending
-            .insert(cluster.incarnation(), VecDeque::new())
-    });
+    BUCKET.with(|b| b.borrow_mut().join(cluster.incarnation()));
     h.world.cluster = Some(cluster);
     h
 }
 
-/// The names bucket, as JetStream keeps it: revisions in order, every change seen by every
-/// node (in this test's thread).
-#[derive(Default)]
-struct Bucket {
-    revision: u64,
-    names: HashMap<String, String>,
-    /// Each room's members counted, by `node:incarnation`.
-    rooms: HashMap<String, HashMap<String, u32>>,
-    /// What each node (by incarnation) has yet to be told.
-    pending: HashMap<u64, VecDeque<link::FromNats>>,
-}
-
 thread_local! {
-    static BUCKET: std::cell::RefCell<Bucket> = std::cell::RefCell::new(Bucket::default());
+    /// The buckets, as JetStream keeps them, for the nodes of this test's thread.
+    static BUCKET: std::cell::RefCell<crate::testing::Bucket> =
+        std::cell::RefCell::new(crate::testing::Bucket::default());
 }
 
 /// Carries `h`'s claims and releases to the bucket, and what the bucket says to `h`.
@@ -46,87 +30,9 @@ fn names(h: &mut Harness) {
     let told = BUCKET.with(|b| {
         let mut b = b.borrow_mut();
         for request in requests {
-            match request {
-                link::NameRequest::Claim { session, username } => {
-                    b.revision += 1;
-                    let (revision, holder) =
-                        (b.revision, link::holder(&node, incarnation, session));
-                    b.names.insert(username.clone(), holder.clone());
-                    for (&whom, queue) in b.pending.iter_mut() {
-                        if whom == incarnation {
-                            queue.push_back(link::FromNats::Claimed {
-                                session,
-                                username: username.clone(),
-                                granted: true,
-                                revision,
-                            });
-                        }
-                        queue.push_back(link::FromNats::Held {
-                            username: username.clone(),
-                            holder: holder.clone(),
-                            revision,
-                        });
-                    }
-                }
-                link::NameRequest::Reserve {
-                    session,
-                    room,
-                    capacity,
-                } => {
-                    let counts = b.rooms.entry(room.clone()).or_default();
-                    let outcome = if counts.values().sum::<u32>() >= capacity {
-                        link::Reservation::Full
-                    } else {
-                        *counts.entry(format!("{node}:{incarnation}")).or_default() += 1;
-                        link::Reservation::Granted
-                    };
-                    b.pending
-                        .get_mut(&incarnation)
-                        .unwrap()
-                        .push_back(link::FromNats::Reserved {
-                            session,
-                            room,
-                            outcome,
-                        });
-                }
-                link::NameRequest::Unreserve { room } => {
-                    let me = format!("{node}:{incarnation}");
-                    if let Some(n) = b.rooms.get_mut(&room).and_then(|c| c.get_mut(&me)) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-                link::NameRequest::DropNode { node, incarnation } => {
-                    let gone = format!("{node}:{incarnation}");
-                    for counts in b.rooms.values_mut() {
-                        counts.remove(&gone);
-                    }
-                }
-                link::NameRequest::Started { node, incarnation } => {
-                    let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
-                    for counts in b.rooms.values_mut() {
-                        counts.retain(|who, _| !who.starts_with(&prefix) || *who == now);
-                    }
-                }
-                link::NameRequest::Release { session, username } => {
-                    let holder = link::holder(&node, incarnation, session);
-                    if b.names.get(&username) == Some(&holder) {
-                        b.revision += 1;
-                        b.names.remove(&username);
-                        let revision = b.revision;
-                        for queue in b.pending.values_mut() {
-                            queue.push_back(link::FromNats::Freed {
-                                username: username.clone(),
-                                revision,
-                            });
-                        }
-                    }
-                }
-            }
+            b.request(&node, incarnation, request);
         }
-        b.pending
-            .get_mut(&incarnation)
-            .map(std::mem::take)
-            .unwrap_or_default()
+        b.told(incarnation)
     });
     for event in told {
         input(&mut h.world, event, h.now);
@@ -192,7 +98,7 @@ fn join(h: &mut Harness, session: net::SessionId, room: &str) -> Vec<S2cMessage>
 
 /// How many members the rooms bucket counts in `room`.
 fn counted(room: &str) -> u32 {
-    BUCKET.with(|b| b.borrow().rooms.get(room).map_or(0, |c| c.values().sum()))
+    BUCKET.with(|b| b.borrow().counted(room))
 }
 
 fn pair() -> (Harness, Harness) {

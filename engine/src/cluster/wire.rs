@@ -28,7 +28,7 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
     /// What.
-    #[prost(oneof = "Kind", tags = "1, 2, 5, 6, 7, 8, 9, 10, 11, 12")]
+    #[prost(oneof = "Kind", tags = "1, 2, 5, 6, 7, 8, 9, 11, 12, 13")]
     pub kind: Option<Kind>,
 }
 
@@ -63,9 +63,7 @@ pub enum Kind {
     /// Every room of the sending node with its members, replacing what was known of them.
     #[prost(message, tag = "9")]
     Rooms(RoomsState),
-    /// A game's own event, for [`crate::Game::cluster_event`].
-    #[prost(bytes = "vec", tag = "10")]
-    Game(Vec<u8>),
+    // Tag 10 was a game's own event, now a module's (tag 13).
     /// A login, resume or registration the sending node counted against its limits.
     #[prost(message, tag = "11")]
     Counted(Counted),
@@ -73,6 +71,20 @@ pub enum Kind {
     /// own message to a room): see [`crate::modules::rooms::send_to_room`].
     #[prost(message, tag = "12")]
     RoomFrame(Chat),
+    /// A module's own event (a game's too): see [`crate::cluster::send_module`].
+    #[prost(message, tag = "13")]
+    Module(ModuleEvent),
+}
+
+/// See [`Kind::Module`].
+#[derive(Clone, PartialEq, Message)]
+pub struct ModuleEvent {
+    /// The module's name, which routes it to the module's hook.
+    #[prost(string, tag = "1")]
+    pub module: String,
+    /// What the module sent, as it sent it.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub payload: bytes::Bytes,
 }
 
 /// See [`Kind::Counted`] and [`crate::throttle::Counted`].

@@ -27,7 +27,7 @@ use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySend
 use net::SessionId;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{HistoryLine, SessionLogEntry};
+use crate::storage::{HistoryLine, SessionLogEntry, Storage};
 
 pub(crate) use errors::report_error;
 pub use worker::{AuthSettings, DbWorker};
@@ -38,6 +38,61 @@ pub type TokenHash = [u8; 32];
 /// Hashes a token for storage and lookup.
 pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The answer of a module's job to the module, if it has one.
+pub type ModuleAnswer = Option<Box<dyn std::any::Any + Send>>;
+
+/// The work of a module's job: it gets the storage and returns its answer.
+pub type ModuleWork = Box<dyn FnOnce(&mut dyn Storage) -> ModuleAnswer + Send>;
+
+/// A module's own work for the DB worker ([`DbJob::Module`]): `run` gets the storage (where
+/// the module's own records are, by [`Storage::module_get`] and the like) and returns the
+/// answer, which comes back to the module's [`crate::world::Setup::on_db_answer`] hook as
+/// [`DbEvent::Module`] with the module's name.
+pub struct ModuleJob {
+    /// The module's name, which its answer carries.
+    pub module: &'static str,
+    /// Whether it is a write: the write queue, taken before every other, whose jobs run in
+    /// the order given; else the queue of quick requests.
+    pub write: bool,
+    /// The work; a panic in it stops the DB worker, as a bug in a storage would.
+    pub run: ModuleWork,
+}
+
+impl ModuleJob {
+    /// A read (or any quick request) of `module`.
+    pub fn read(
+        module: &'static str,
+        run: impl FnOnce(&mut dyn Storage) -> ModuleAnswer + Send + 'static,
+    ) -> DbJob {
+        DbJob::Module(ModuleJob {
+            module,
+            write: false,
+            run: Box::new(run),
+        })
+    }
+
+    /// A write of `module`, done before any read queued after it.
+    pub fn write(
+        module: &'static str,
+        run: impl FnOnce(&mut dyn Storage) -> ModuleAnswer + Send + 'static,
+    ) -> DbJob {
+        DbJob::Module(ModuleJob {
+            module,
+            write: true,
+            run: Box::new(run),
+        })
+    }
+}
+
+impl std::fmt::Debug for ModuleJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleJob")
+            .field("module", &self.module)
+            .field("write", &self.write)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Work for the DB worker.
@@ -92,6 +147,8 @@ pub enum DbJob {
     RoomsEmptied(Vec<String>),
     /// Rooms in use again: their history is kept while they are.
     RoomsInUse(Vec<String>),
+    /// A module's own job.
+    Module(ModuleJob),
 }
 
 impl DbJob {
@@ -103,6 +160,8 @@ impl DbJob {
             | DbJob::RecordSessions(_)
             | DbJob::RoomsEmptied(_)
             | DbJob::RoomsInUse(_) => Lane::Write,
+            DbJob::Module(job) if job.write => Lane::Write,
+            DbJob::Module(_) => Lane::Quick,
             DbJob::Login { .. } => Lane::Login,
             DbJob::Register { .. } => Lane::Register,
             DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
@@ -160,6 +219,13 @@ pub enum DbEvent {
         room: String,
         /// Its lines.
         lines: Vec<HistoryLine>,
+    },
+    /// The answer of a module's job ([`DbJob::Module`]).
+    Module {
+        /// The module's name.
+        module: &'static str,
+        /// What its job returned.
+        answer: Box<dyn std::any::Any + Send>,
     },
 }
 
@@ -515,6 +581,39 @@ mod tests {
     }
 
     #[test]
+    fn a_module_s_jobs_run_on_the_worker_its_writes_first_and_answer_with_its_name() {
+        let mut db = Db::spawn(worker(64), 64).unwrap();
+        // The worker is held by a first write until both jobs below are queued: the write
+        // queued after the read still runs first, as writes do.
+        let (go, wait) = bounded::<()>(1);
+        db.submit(ModuleJob::write("votes", move |_| {
+            wait.recv().unwrap();
+            None
+        }))
+        .unwrap();
+        db.submit(ModuleJob::read("votes", |storage| {
+            let value = storage.module_get("votes", "lobby").unwrap();
+            Some(Box::new(value))
+        }))
+        .unwrap();
+        db.submit(ModuleJob::write("votes", |storage| {
+            storage.module_put("votes", "lobby", b"3").unwrap();
+            None
+        }))
+        .unwrap();
+        go.send(()).unwrap();
+        match next_event(&mut db) {
+            DbEvent::Module { module, answer } => {
+                assert_eq!(module, "votes");
+                let value = answer.downcast::<Option<Vec<u8>>>().unwrap();
+                assert_eq!(value.as_deref(), Some(&b"3"[..]), "the write went first");
+            }
+            other => panic!("{other:?}"),
+        }
+        db.close();
+    }
+
+    #[test]
     fn quick_jobs_are_answered_before_queued_password_hashing() {
         // Hashing with 16 MiB takes long enough that the queue is still full of it when the
         // history load arrives.
@@ -539,6 +638,7 @@ mod tests {
                     assert!(outcome.is_ok(), "{outcome:?}");
                     "register"
                 }
+                DbEvent::Module { .. } => unreachable!("no module job was queued"),
             });
         }
         let position = order.iter().position(|e| *e == "history").unwrap();

@@ -215,6 +215,10 @@ impl DbWorker {
                 }
                 None
             }
+            DbJob::Module(job) => {
+                let module = job.module;
+                (job.run)(self.storage.as_mut()).map(|answer| DbEvent::Module { module, answer })
+            }
         }
     }
 

@@ -13,13 +13,13 @@ use crate::dispatcher::{DispatchError, HandlerError, MessageDispatcher};
 use crate::world::Game;
 use crate::world::World;
 
-/// The dispatcher of a world of `G`: the engine's handlers, then the game's.
-pub fn dispatcher<G: Game>() -> Result<MessageDispatcher<World<G>>, DispatchError> {
-    let mut dispatcher = MessageDispatcher::new();
-    session::register(&mut dispatcher)?;
-    auth::register(&mut dispatcher)?;
-    G::register(&mut dispatcher)?;
-    Ok(dispatcher)
+/// Registers the engine's handlers, which every game is served (see
+/// [`crate::world::Setup::build`]).
+pub fn register<G: Game>(
+    dispatcher: &mut MessageDispatcher<World<G>>,
+) -> Result<(), DispatchError> {
+    session::register(dispatcher)?;
+    auth::register(dispatcher)
 }
 
 /// Whether `name` is 1..=`max` characters of `[A-Za-z0-9_.-]`.
@@ -81,8 +81,7 @@ pub(crate) mod testkit {
     use crate::dispatcher::{Ctx, DispatchError, MessageDispatcher};
     use crate::modules::rooms::{Rooms, RoomsConfig, RoomsGame};
     use crate::storage::MemoryStorage;
-    use crate::world::Game;
-    use crate::world::WorldConfig;
+    use crate::world::{Game, Setup, WorldConfig};
 
     /// A game with every module, as the chat world has them.
     #[derive(Debug)]
@@ -114,12 +113,10 @@ pub(crate) mod testkit {
     }
 
     impl Game for Chat {
-        fn register(d: &mut MessageDispatcher<World>) -> Result<(), DispatchError> {
-            crate::modules::rooms::register(d)?;
-            crate::modules::chat::register(d)
+        fn register(setup: &mut Setup<Chat>) -> Result<(), DispatchError> {
+            setup.add(crate::modules::rooms::RoomsModule)?;
+            setup.add(crate::modules::chat::ChatModule)
         }
-
-        crate::rooms_hooks!();
     }
 
     /// The test game's world.
@@ -168,9 +165,10 @@ pub(crate) mod testkit {
         /// The chat world under `config` with rooms under `rooms`, over `db`.
         pub fn over(config: WorldConfig, rooms: RoomsConfig, db: Db) -> Self {
             let now = Instant::now();
+            let (dispatcher, hooks) = Setup::build().unwrap();
             Harness {
-                world: World::new(config, Chat::new(rooms), db, now),
-                dispatcher: super::dispatcher().unwrap(),
+                world: World::new(config, Chat::new(rooms), hooks, db, now),
+                dispatcher,
                 now,
                 next: 0,
             }

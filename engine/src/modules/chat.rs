@@ -1,20 +1,25 @@
-//! Room chat and whispers. A module: a game with rooms ([`RoomsGame`]) opts into it by
-//! registering [`register`].
+//! Room chat and whispers. A module: a game with rooms ([`RoomsGame`], and
+//! [`crate::modules::rooms::RoomsModule`] added) opts into it by adding [`ChatModule`].
 
 use bytes::Bytes;
 use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
 use protocol::ErrorCode;
 
 use crate::cluster::{wire, Event, Kind};
-use crate::dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
+use crate::dispatcher::{Ctx, DispatchError, HandlerError};
 use crate::handlers::{check_content, check_username};
 use crate::modules::rooms::RoomsGame;
-use crate::world::World;
+use crate::world::{Module, Setup, World};
 
-/// Registers the handlers of this module.
-pub fn register<G: RoomsGame>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
-    d.register::<C2sChat>(say)?;
-    d.register::<C2sWhisper>(whisper)
+/// The chat module: C2S_Chat (a line to a room's members, on every node, kept in its
+/// history) and C2S_Whisper (a line to one user, on whichever node).
+pub struct ChatModule;
+
+impl<G: RoomsGame> Module<G> for ChatModule {
+    fn build(self, setup: &mut Setup<G>) -> Result<(), DispatchError> {
+        setup.register::<C2sChat>(say)?;
+        setup.register::<C2sWhisper>(whisper)
+    }
 }
 
 /// A chat line goes to every member of the room, the sender included, encoded once.

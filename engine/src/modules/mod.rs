@@ -1,6 +1,6 @@
-//! What a game opts into: rooms with presence and history ([`rooms`]), and room chat and
-//! whispers ([`chat`]). Each module keeps its state in the game's and has hooks the game calls
-//! from its own.
+//! What a game opts into: rooms with presence and history ([`rooms::RoomsModule`]), and room
+//! chat and whispers ([`chat::ChatModule`]). Each keeps its state in the game's and registers
+//! its handlers and hooks through [`crate::world::Setup`], the API a game's own modules use.
 
 pub mod chat;
 pub mod rooms;

@@ -1,8 +1,7 @@
 //! Rooms: join (creating), leave, list, the presence the other members see, and each room's
-//! history, kept in memory and in the database. A module: a game opts into it by keeping a
-//! [`Rooms`] in its state ([`RoomsGame`]), registering [`register`], and calling this
-//! module's hooks from its own ([`logged_out`], [`disconnected`], [`is_waiting`],
-//! [`db_answer`], [`db_died`], [`flush_writes`], [`has_pending_writes`]).
+//! history, kept in memory and in the database, on one node or across a cluster. A module: a
+//! game opts into it by keeping a [`Rooms`] in its state ([`RoomsGame`]) and adding
+//! [`RoomsModule`] in [`Game::register`], which registers its handlers and hooks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -16,12 +15,12 @@ use protocol::{ErrorCode, MessageType};
 
 use crate::cluster::{Event, Kind};
 use crate::db::{DbEvent, DbJob};
-use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError, MessageDispatcher};
+use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError};
 use crate::handlers::check_room_name;
 use crate::metrics::Registry;
 use crate::storage::HistoryLine;
 use crate::world::Game;
-use crate::world::{dedup_newest, keep_newest, offer, Login, World};
+use crate::world::{dedup_newest, keep_newest, offer, Login, Module, Setup, World};
 
 pub mod cluster;
 use prometheus_client::metrics::gauge::Gauge;
@@ -183,110 +182,46 @@ pub trait RoomsGame: Game {
     fn rooms_mut(&mut self) -> &mut Rooms;
 }
 
-/// Inside `impl Game for X` (where `X: RoomsGame`), the hooks the rooms module needs:
-/// `logged_out`, `disconnected`, `is_waiting`, `db_answer`, `db_died`, `flush_writes`,
-/// `has_pending_writes`, `stats`, `admin`, `register_metrics` and the cluster's
-/// (`cluster_event`, `cluster_state`, `node_lost`), each calling this module's. A game that needs one of
-/// these hooks for itself as well writes it out instead, calling the module's from its own.
+/// The rooms module: C2S_RoomJoin, C2S_RoomLeave and C2S_RoomList, presence and history,
+/// and its hooks (a login ends: its rooms; history loads and writes; the cluster's rooms; its
+/// metrics, admin view and stats). For a game whose state holds a [`Rooms`]:
 ///
 /// ```ignore
 /// impl Game for MyWorld {
-///     fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
-///         engine::modules::rooms::register(d)?;
-///         engine::modules::chat::register(d)
+///     fn register(setup: &mut Setup<Self>) -> Result<(), DispatchError> {
+///         setup.add(RoomsModule)?;
+///         setup.add(ChatModule)
 ///     }
-///     engine::rooms_hooks!();
 /// }
 /// ```
-#[macro_export]
-macro_rules! rooms_hooks {
-    () => {
-        fn logged_out(
-            world: &mut $crate::World<Self>,
-            session: $crate::net::SessionId,
-            login: &$crate::world::Login,
-        ) {
-            $crate::modules::rooms::logged_out(world, session, login);
-        }
+pub struct RoomsModule;
 
-        fn disconnected(
-            world: &mut $crate::World<Self>,
-            session: $crate::net::SessionId,
-            _: &$crate::net::DisconnectReason,
-        ) {
-            $crate::modules::rooms::disconnected(world, session);
-        }
-
-        fn is_waiting(world: &$crate::World<Self>, session: $crate::net::SessionId) -> bool {
-            $crate::modules::rooms::is_waiting(world, session)
-        }
-
-        fn db_answer(
-            world: &mut $crate::World<Self>,
-            answer: $crate::db::DbEvent,
-            _: ::std::time::Instant,
-        ) {
-            $crate::modules::rooms::db_answer(world, answer);
-        }
-
-        fn db_died(world: &mut $crate::World<Self>) {
-            $crate::modules::rooms::db_died(world);
-        }
-
-        fn flush_writes(world: &mut $crate::World<Self>) {
-            $crate::modules::rooms::flush_writes(world);
-        }
-
-        fn has_pending_writes(world: &$crate::World<Self>) -> bool {
-            $crate::modules::rooms::has_pending_writes(world)
-        }
-
-        fn stats(world: &$crate::World<Self>) -> String {
-            $crate::modules::rooms::stats(world)
-        }
-
-        fn admin(world: &$crate::World<Self>) -> $crate::serde_json::Value {
-            $crate::modules::rooms::admin(world)
-        }
-
-        fn register_metrics(
-            world: &mut $crate::World<Self>,
-            registry: &mut $crate::metrics::Registry,
-        ) {
-            $crate::modules::rooms::register_metrics(world, registry);
-        }
-
-        fn cluster_event(
-            world: &mut $crate::World<Self>,
-            from: &str,
-            event: $crate::cluster::Kind,
-            _: ::std::time::Instant,
-        ) {
-            $crate::modules::rooms::cluster::event(world, from, event);
-        }
-
-        fn cluster_state(world: &mut $crate::World<Self>, to: &str) {
-            $crate::modules::rooms::cluster::state(world, to);
-        }
-
-        fn node_lost(world: &mut $crate::World<Self>, node: &str) {
-            $crate::modules::rooms::cluster::node_lost(world, node);
-        }
-
-        fn reserved(
-            world: &mut $crate::World<Self>,
-            session: $crate::net::SessionId,
-            room: String,
-            outcome: $crate::cluster::link::Reservation,
-        ) {
-            $crate::modules::rooms::reserved(world, session, room, outcome);
-        }
-    };
+impl<G: RoomsGame> Module<G> for RoomsModule {
+    fn build(self, setup: &mut Setup<G>) -> Result<(), DispatchError> {
+        setup.register::<C2sRoomJoin>(join)?;
+        setup.register::<C2sRoomLeave>(leave)?;
+        setup.register::<C2sRoomList>(list)?;
+        setup
+            .on_logged_out(logged_out)
+            .on_disconnected(|world: &mut World<G>, session, _| disconnected(world, session))
+            .on_waiting(is_waiting)
+            .on_db_answer(db_answer)
+            .on_db_died(db_died)
+            .on_writes(flush_writes, has_pending_writes)
+            .on_cluster_event(cluster::event)
+            .on_cluster_state(cluster::state)
+            .on_node_lost(cluster::node_lost)
+            .on_reserved(reserved)
+            .metrics(register_metrics)
+            .admin(admin)
+            .stats(stats);
+        Ok(())
+    }
 }
 
 /// Hook: the module's metrics, `world_rooms` and `world_room_members`, kept up to date with
 /// each tick's writes.
-pub fn register_metrics<G: RoomsGame>(world: &mut World<G>, registry: &mut Registry) {
+fn register_metrics<G: RoomsGame>(world: &mut World<G>, registry: &mut Registry) {
     let rooms = Gauge::default();
     let members = Gauge::default();
     registry.register("world_rooms", "Rooms with members", rooms.clone());
@@ -304,7 +239,7 @@ const ADMIN_MEMBERS: usize = 100;
 
 /// Hook: what the admin page shows: `{"rooms": [{"name", "members": [...], "count"}]}`, the
 /// fullest rooms first.
-pub fn admin<G: RoomsGame>(world: &World<G>) -> serde_json::Value {
+fn admin<G: RoomsGame>(world: &World<G>) -> serde_json::Value {
     let mut rooms: Vec<&Room> = world.game.rooms().rooms.values().collect();
     rooms.sort_by(|a, b| {
         b.members
@@ -333,19 +268,12 @@ pub fn admin<G: RoomsGame>(world: &World<G>) -> serde_json::Value {
 }
 
 /// Hook: what the module adds to the stats line: how many rooms.
-pub fn stats<G: RoomsGame>(world: &World<G>) -> String {
+fn stats<G: RoomsGame>(world: &World<G>) -> String {
     format!(", {} rooms", world.game.rooms().rooms.len())
 }
 
-/// Registers the handlers of this module: C2S_RoomJoin, C2S_RoomLeave, C2S_RoomList.
-pub fn register<G: RoomsGame>(d: &mut MessageDispatcher<World<G>>) -> Result<(), DispatchError> {
-    d.register::<C2sRoomJoin>(join)?;
-    d.register::<C2sRoomLeave>(leave)?;
-    d.register::<C2sRoomList>(list)
-}
-
 /// Hook: a login ended; the session leaves its rooms (the others see it go).
-pub fn logged_out<G: RoomsGame>(world: &mut World<G>, session: SessionId, login: &Login) {
+fn logged_out<G: RoomsGame>(world: &mut World<G>, session: SessionId, login: &Login) {
     let Some(membership) = world.game.rooms_mut().members.get_mut(&session) else {
         return;
     };
@@ -358,7 +286,7 @@ pub fn logged_out<G: RoomsGame>(world: &mut World<G>, session: SessionId, login:
 
 /// Hook: a session ended. What the rooms bucket still counts of it (a join that waited for a
 /// room's history) is given back.
-pub fn disconnected<G: RoomsGame>(world: &mut World<G>, session: SessionId) {
+fn disconnected<G: RoomsGame>(world: &mut World<G>, session: SessionId) {
     let World { game, cluster, .. } = world;
     let rooms = game.rooms_mut();
     rooms.members.remove(&session);
@@ -383,7 +311,7 @@ pub fn disconnected<G: RoomsGame>(world: &mut World<G>, session: SessionId) {
 /// Hook: the rooms bucket answered the reservation of `session` for `room`: the join goes
 /// on (a full room is ROOM_FULL, wherever its members are; without the bucket, this node
 /// decides alone).
-pub fn reserved<G: RoomsGame>(
+fn reserved<G: RoomsGame>(
     world: &mut World<G>,
     session: SessionId,
     room: String,
@@ -431,7 +359,7 @@ pub fn reserved<G: RoomsGame>(
 }
 
 /// Hook: whether `session` waits for a room's history.
-pub fn is_waiting<G: RoomsGame>(world: &World<G>, session: SessionId) -> bool {
+fn is_waiting<G: RoomsGame>(world: &World<G>, session: SessionId) -> bool {
     world
         .game
         .rooms()
@@ -441,14 +369,22 @@ pub fn is_waiting<G: RoomsGame>(world: &World<G>, session: SessionId) -> bool {
 }
 
 /// Hook: the DB worker's answer to a history load.
-pub fn db_answer<G: RoomsGame>(world: &mut World<G>, answer: DbEvent) {
-    if let DbEvent::HistoryLoaded { room, lines } = answer {
-        history_loaded(world, &room, lines);
+fn db_answer<G: RoomsGame>(
+    world: &mut World<G>,
+    answer: DbEvent,
+    _: std::time::Instant,
+) -> Option<DbEvent> {
+    match answer {
+        DbEvent::HistoryLoaded { room, lines } => {
+            history_loaded(world, &room, lines);
+            None
+        }
+        other => Some(other),
     }
 }
 
 /// Hook: the DB worker died; rooms waiting for their history start without it.
-pub fn db_died<G: RoomsGame>(world: &mut World<G>) {
+fn db_died<G: RoomsGame>(world: &mut World<G>) {
     let loading: Vec<String> = world
         .game
         .rooms()
@@ -463,7 +399,7 @@ pub fn db_died<G: RoomsGame>(world: &mut World<G>) {
 }
 
 /// Hook: this tick's writes: rooms marked in use, history lines, rooms that emptied.
-pub fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
+fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
     let World { db, game, .. } = world;
     let rooms = game.rooms_mut();
     if let Some((count, members)) = &rooms.gauges {
@@ -519,7 +455,7 @@ pub fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
 }
 
 /// Hook: whether writes of the module wait for a full write queue.
-pub fn has_pending_writes<G: RoomsGame>(world: &World<G>) -> bool {
+fn has_pending_writes<G: RoomsGame>(world: &World<G>) -> bool {
     let rooms = world.game.rooms();
     !rooms.pending_history.is_empty()
         || !rooms.pending_emptied.is_empty()

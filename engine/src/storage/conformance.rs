@@ -15,6 +15,31 @@ pub fn all(make: Make<'_>) {
     rooms_with_history_are_capped_by_those_empty_the_longest(&mut *make());
     history_of_rooms_empty_past_the_retention_is_pruned(&mut *make());
     open_sessions_are_closed_by_the_next_start(&mut *make());
+    a_module_keeps_its_own_records_apart_from_the_others(&mut *make());
+}
+
+fn a_module_keeps_its_own_records_apart_from_the_others(s: &mut dyn Storage) {
+    assert_eq!(s.module_get("votes", "lobby").unwrap(), None);
+    s.module_put("votes", "lobby", b"1").unwrap();
+    s.module_put("votes", "lobby", &[0, 255, 2]).unwrap();
+    s.module_put("scores", "lobby", b"other").unwrap();
+    s.module_put("votes", "Lobby", b"case").unwrap();
+    assert_eq!(
+        s.module_get("votes", "lobby").unwrap().as_deref(),
+        Some(&[0, 255, 2][..])
+    );
+    assert_eq!(
+        s.module_get("scores", "lobby").unwrap().as_deref(),
+        Some(&b"other"[..])
+    );
+    assert_eq!(
+        s.module_get("votes", "Lobby").unwrap().as_deref(),
+        Some(&b"case"[..])
+    );
+    assert!(s.module_delete("votes", "lobby").unwrap());
+    assert!(!s.module_delete("votes", "lobby").unwrap());
+    assert_eq!(s.module_get("votes", "lobby").unwrap(), None);
+    assert!(s.module_get("scores", "lobby").unwrap().is_some());
 }
 
 fn line(room: &str, n: u64) -> HistoryLine {

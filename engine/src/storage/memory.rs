@@ -69,6 +69,8 @@ pub struct MemoryStorage {
     open_sessions: BTreeMap<u64, OpenSession>,
     /// The session log, oldest row first (row numbers increasing).
     sessions: VecDeque<SessionRow>,
+    /// The modules' own records, by module and key.
+    module_data: HashMap<(String, String), Vec<u8>>,
 }
 
 impl MemoryStorage {
@@ -214,6 +216,26 @@ impl Storage for MemoryStorage {
             }
             _ => false,
         })
+    }
+
+    fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .module_data
+            .get(&(module.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.module_data
+            .insert((module.to_string(), key.to_string()), value.to_vec());
+        Ok(())
+    }
+
+    fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .module_data
+            .remove(&(module.to_string(), key.to_string()))
+            .is_some())
     }
 
     fn append_history(

@@ -268,6 +268,13 @@ pub trait Storage: Send {
         entries: &[SessionLogEntry],
         max_rows: u64,
     ) -> Result<(), StorageError>;
+    /// What `module` stored under `key` (see [`crate::db::ModuleJob`]): a module's own
+    /// records, kept apart from every other module's, in the engine's `module_data` table.
+    fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Stores `value` under `key` for `module`, replacing what was there.
+    fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError>;
+    /// Deletes what `module` stored under `key`; whether there was something.
+    fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError>;
     /// Called once when a server starts on this storage, at `now_us`: sessions the last run
     /// left open (it stopped without closing them) are closed with the reason
     /// [`UNCLEAN_STOP`], and rooms it left in use count as empty from now.

@@ -79,6 +79,13 @@ const MIGRATIONS: &[&str] = &[
         connected_at_us BIGINT NOT NULL,
         PRIMARY KEY (node, session_id)
     );",
+    // The modules' own records, by module and key.
+    "CREATE TABLE module_data (
+        module TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        value  BYTEA NOT NULL,
+        PRIMARY KEY (module, key)
+    );",
 ];
 
 /// The advisory lock nodes take to migrate one at a time (any constant of this program's own).
@@ -300,6 +307,32 @@ impl Storage for PostgresStorage {
         Ok(self.db().execute(
             "UPDATE tokens SET revoked_at_us = $2 WHERE token_hash = $1 AND revoked_at_us IS NULL",
             &[&token_hash, &big(now_us)],
+        )? > 0)
+    }
+
+    fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .db()
+            .query_opt(
+                "SELECT value FROM module_data WHERE module = $1 AND key = $2",
+                &[&module, &key],
+            )?
+            .map(|row| row.get(0)))
+    }
+
+    fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.db().execute(
+            "INSERT INTO module_data (module, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
+            &[&module, &key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError> {
+        Ok(self.db().execute(
+            "DELETE FROM module_data WHERE module = $1 AND key = $2",
+            &[&module, &key],
         )? > 0)
     }
 

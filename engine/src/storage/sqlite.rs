@@ -64,6 +64,13 @@ const MIGRATIONS: &[&str] = &[
         username        TEXT,
         connected_at_us INTEGER NOT NULL
     );",
+    // 4: the modules' own records, by module and key.
+    "CREATE TABLE module_data (
+        module TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        value  BLOB NOT NULL,
+        PRIMARY KEY (module, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Storage in one SQLite file.
@@ -376,6 +383,32 @@ impl Storage for SqliteStorage {
             )?
             .execute(params![token_hash, now_us as i64])?;
         Ok(changed > 0)
+    }
+
+    fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM module_data WHERE module = ?1 AND key = ?2")?
+            .query_row(params![module, key], |row| row.get(0))
+            .optional()?)
+    }
+
+    fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO module_data (module, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![module, key, value])?;
+        Ok(())
+    }
+
+    fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError> {
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM module_data WHERE module = ?1 AND key = ?2")?
+            .execute(params![module, key])?;
+        Ok(deleted > 0)
     }
 
     fn append_history(

@@ -4,9 +4,8 @@ use std::time::{Duration, Instant};
 
 use net::{DisconnectReason, SessionId};
 
-use super::{Login, World};
-use crate::db::DbEvent;
-use crate::dispatcher::{DispatchError, MessageDispatcher};
+use super::{Login, Setup, World};
+use crate::dispatcher::DispatchError;
 
 /// What a game built on the engine supplies, and the hooks the engine calls.
 ///
@@ -18,11 +17,16 @@ use crate::dispatcher::{DispatchError, MessageDispatcher};
 /// messages (ping, register, login, resume, logout) are always served. Every hook has a
 /// default that does nothing, so a game implements only what it needs.
 ///
+/// A game's hooks are the lifecycle of its sessions (connected, logged in, logged out,
+/// disconnected) and the tick. Everything else a module needs (DB answers, writes, cluster
+/// events, timers, metrics, the admin view) it registers in [`Setup`], as a game may too;
+/// the modules' hooks run before the game's.
+///
 /// ```
 /// use std::time::{Duration, Instant};
 /// use engine::net::SessionId;
-/// use engine::world::Login;
-/// use engine::{DispatchError, Game, MessageDispatcher, World};
+/// use engine::world::{Login, Setup};
+/// use engine::{DispatchError, Game, World};
 ///
 /// /// A game that counts its players.
 /// #[derive(Default)]
@@ -31,7 +35,7 @@ use crate::dispatcher::{DispatchError, MessageDispatcher};
 /// }
 ///
 /// impl Game for Counter {
-///     fn register(_: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
+///     fn register(_: &mut Setup<Self>) -> Result<(), DispatchError> {
 ///         Ok(()) // no messages of its own
 ///     }
 ///     fn logged_in(world: &mut World<Self>, _: SessionId) {
@@ -58,8 +62,10 @@ pub trait Game: Sized + 'static {
         "memory"
     };
 
-    /// Registers the game's handlers: its own messages', and the modules' it opts into.
-    fn register(dispatcher: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError>;
+    /// Puts the game together: registers the handlers of its own messages
+    /// ([`Setup::register`]), adds the modules it opts into ([`Setup::add`]), and its own
+    /// timers, DB answers, cluster events, metrics and admin view, if any.
+    fn register(setup: &mut Setup<Self>) -> Result<(), DispatchError>;
 
     /// A session connected and was sent S2C_Welcome.
     fn connected(world: &mut World<Self>, session: SessionId) {
@@ -90,92 +96,10 @@ pub trait Game: Sized + 'static {
         let _ = (world, now, dt);
     }
 
-    /// Whether the game has `session` waiting (for the DB worker, say): its later requests
-    /// wait too, so that its replies keep the order of its requests.
-    fn is_waiting(world: &World<Self>, session: SessionId) -> bool {
-        let _ = (world, session);
-        false
-    }
-
-    /// An answer of the DB worker to a job of the game's (not a login's).
-    fn db_answer(world: &mut World<Self>, answer: DbEvent, now: Instant) {
-        let _ = (world, answer, now);
-    }
-
-    /// The DB worker died: nothing will answer the game's jobs; finish what waits for them.
-    fn db_died(world: &mut World<Self>) {
-        let _ = world;
-    }
-
-    /// Hands the game's writes of this tick to the DB worker (see [`crate::world::offer`]).
-    fn flush_writes(world: &mut World<Self>) {
-        let _ = world;
-    }
-
-    /// Whether writes of the game wait for a full write queue.
-    fn has_pending_writes(world: &World<Self>) -> bool {
-        let _ = world;
-        false
-    }
-
-    /// An event from node `from` of the cluster that the engine does not handle itself: the
-    /// rooms module's (joins, leaves, chat lines, room state) and the game's own
-    /// ([`crate::cluster::Kind::Game`]).
-    fn cluster_event(
-        world: &mut World<Self>,
-        from: &str,
-        event: crate::cluster::Kind,
-        now: Instant,
-    ) {
-        let _ = (world, from, event, now);
-    }
-
-    /// Node `to` of the cluster is new to this one: send it the game's state (with
-    /// [`crate::cluster::Cluster::send`]).
-    fn cluster_state(world: &mut World<Self>, to: &str) {
-        let _ = (world, to);
-    }
-
-    /// Node `node` of the cluster is gone (silent for [`crate::cluster::NODE_TIMEOUT`]):
-    /// forget what it had.
-    fn node_lost(world: &mut World<Self>, node: &str) {
-        let _ = (world, node);
-    }
-
-    /// The rooms bucket of the cluster answered a reservation the game asked for (with
-    /// [`crate::cluster::reserve`]).
-    fn reserved(
-        world: &mut World<Self>,
-        session: SessionId,
-        room: String,
-        outcome: crate::cluster::link::Reservation,
-    ) {
-        let _ = (world, session, room, outcome);
-    }
-
-    /// Registers the game's own metrics in `registry` (shown on `/metrics` with the engine's),
-    /// once, when a server starts with the game.
-    fn register_metrics(world: &mut World<Self>, registry: &mut crate::metrics::Registry) {
-        let _ = (world, registry);
-    }
-
-    /// What the admin page shows of the game (in `/api/state` as `game`), such as its rooms
-    /// and their members; built once a second on the tick loop.
-    fn admin(world: &World<Self>) -> serde_json::Value {
-        let _ = world;
-        serde_json::Value::Null
-    }
-
-    /// The files the game port serves over HTTP (with `[websocket] enabled`): the game's
-    /// browser page at `/` and what it loads, such as its script. None by default: the port
-    /// then serves WebSocket and frames, and answers `GET /` with 404.
+    /// The files the web port (`web.listen`) and the TLS port serve over HTTP: the game's
+    /// browser page at `/` and what it loads, such as its script. None by default: the ports
+    /// then serve WebSocket (and frames, on the TLS port), and answer `GET /` with 404.
     fn web_files() -> Vec<net::WebFile> {
         Vec::new()
-    }
-
-    /// What the game adds to the periodic stats line, such as `", 12 rooms"`.
-    fn stats(world: &World<Self>) -> String {
-        let _ = world;
-        String::new()
     }
 }

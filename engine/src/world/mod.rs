@@ -15,11 +15,18 @@
 
 mod admission;
 mod game;
+mod setup;
 mod stats;
 mod writes;
 
 pub use admission::{AddressUse, Refused};
 pub use game::Game;
+pub(crate) use setup::run_hooks;
+pub use setup::{
+    AdminHook, ClusterHook, DbAnswerHook, DisconnectHook, Hooks, LogoutHook, MetricsHook, Module,
+    NodeHook, PendingHook, ReservedHook, SessionHook, Setup, StatsHook, TickHook, WaitingHook,
+    WorldHook,
+};
 pub use stats::{schedule_stats, Stats, STATS_EVERY};
 pub use writes::{dedup_newest, keep_newest, offer, MAX_PENDING_WRITES};
 
@@ -191,6 +198,8 @@ pub struct World<G> {
     pub cluster: Option<crate::cluster::Cluster>,
     /// The game's state.
     pub game: G,
+    /// The hooks of the game's modules and its own ([`Setup`]).
+    pub(crate) hooks: Hooks<G>,
     /// When the last tick ran, for the next one's `dt`.
     last_tick: Option<Instant>,
 }
@@ -205,9 +214,10 @@ const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
 const FAILURE_SWEEP: Duration = Duration::from_secs(60);
 
 impl<G: Game> World<G> {
-    /// A world of `game` with no session, over the DB worker `db`; schedules its own
-    /// housekeeping from `now`.
-    pub fn new(config: WorldConfig, game: G, db: Db, now: Instant) -> World<G> {
+    /// A world of `game` with no session, with the hooks of its modules ([`Setup::build`]),
+    /// over the DB worker `db`; schedules its own housekeeping and the modules' timers from
+    /// `now`.
+    pub fn new(config: WorldConfig, game: G, hooks: Hooks<G>, db: Db, now: Instant) -> World<G> {
         let mut world = World {
             clients: HashMap::new(),
             users: HashMap::new(),
@@ -222,9 +232,14 @@ impl<G: Game> World<G> {
             metrics: crate::metrics::Metrics::unregistered(),
             cluster: None,
             game,
+            hooks,
             config,
             last_tick: None,
         };
+        for i in 0..world.hooks.timers.len() {
+            let (period, callback) = world.hooks.timers[i];
+            world.timers.repeat(now, period, callback);
+        }
         world
             .timers
             .repeat(now, SESSION_SWEEP, World::sweep_sessions);
@@ -236,7 +251,7 @@ impl<G: Game> World<G> {
     }
 
     /// Hands this tick's writes to the DB worker: the session log, then the game's (see
-    /// [`Game::flush_writes`]). When its write queue is full they stay here and go with the
+    /// [`Setup::on_writes`]). When its write queue is full they stay here and go with the
     /// next tick's batch; past [`MAX_PENDING_WRITES`] the oldest are dropped, with an error in
     /// the log.
     pub fn flush_writes(&mut self) {
@@ -250,12 +265,12 @@ impl<G: Game> World<G> {
             },
             "session log entries",
         );
-        G::flush_writes(self);
+        run_hooks!(self, flush_writes);
     }
 
     /// Whether writes wait for a full write queue.
     pub fn has_pending_writes(&self) -> bool {
-        !self.pending_sessions.is_empty() || G::has_pending_writes(self)
+        !self.pending_sessions.is_empty() || self.hooks.pending_writes.iter().any(|f| f(self))
     }
 
     fn prune_storage(&mut self, _: Instant) {
@@ -275,6 +290,7 @@ impl<G: Game> World<G> {
             None => Duration::from_millis(u64::from(self.config.tick_ms)),
         };
         self.last_tick = Some(now);
+        run_hooks!(self, tick, now, dt);
         G::tick(self, now, dt);
     }
 
@@ -316,6 +332,7 @@ impl<G: Game> World<G> {
             server_name: self.config.server_name.clone(),
         };
         self.out.send(session, &welcome);
+        run_hooks!(self, connected, session);
         G::connected(self, session);
     }
 
@@ -324,6 +341,7 @@ impl<G: Game> World<G> {
     pub fn disconnect(&mut self, session: SessionId, reason: &DisconnectReason) -> Option<Client> {
         self.logout(session);
         if self.clients.contains_key(&session) {
+            run_hooks!(self, disconnected, session, reason);
             G::disconnected(self, session, reason);
         }
         let client = self.clients.remove(&session)?;
@@ -375,6 +393,7 @@ impl<G: Game> World<G> {
             self.users.remove(&key);
             crate::cluster::logged_out(self, session, &login.username);
         }
+        run_hooks!(self, logged_out, session, &login);
         G::logged_out(self, session, &login);
         Some(login)
     }
@@ -399,7 +418,7 @@ impl<G: Game> World<G> {
             .get(&session)
             .is_some_and(|c| !c.closing && (c.pending_auth.is_some() || c.claiming.is_some()))
             || (self.clients.get(&session).is_some_and(|c| !c.closing)
-                && G::is_waiting(self, session))
+                && self.hooks.waiting.iter().any(|f| f(self, session)))
     }
 
     /// The login of `session`, if it is logged in.
@@ -450,6 +469,7 @@ impl<G: Game> World<G> {
                 let used = self.address_use(peer);
                 used.unauthenticated = used.unauthenticated.saturating_sub(1);
             }
+            run_hooks!(self, logged_in, session);
             G::logged_in(self, session);
         }
     }
@@ -536,9 +556,7 @@ mod tests {
     struct Ticks(Vec<Duration>);
 
     impl Game for Ticks {
-        fn register(
-            _: &mut crate::dispatcher::MessageDispatcher<World<Self>>,
-        ) -> Result<(), crate::dispatcher::DispatchError> {
+        fn register(_: &mut Setup<Self>) -> Result<(), crate::dispatcher::DispatchError> {
             Ok(())
         }
 
@@ -557,6 +575,7 @@ mod tests {
         let mut world = World::new(
             config,
             Ticks(Vec::new()),
+            Setup::build().unwrap().1,
             crate::handlers::testkit::inline_db(),
             t0,
         );
@@ -565,6 +584,10 @@ mod tests {
             world.tick(t0 + ms(at));
         }
         assert_eq!(world.game.0, [ms(50), ms(50), ms(50), ms(80), ms(50)]);
+    }
+
+    fn chat_hooks() -> Hooks<crate::handlers::testkit::Chat> {
+        Setup::build().unwrap().1
     }
 
     fn chat() -> crate::handlers::testkit::Chat {
@@ -668,6 +691,7 @@ mod tests {
         let mut world = World::new(
             limited(0, 2),
             chat(),
+            chat_hooks(),
             crate::handlers::testkit::inline_db(),
             Instant::now(),
         );
@@ -688,6 +712,7 @@ mod tests {
                 ..limited(0, 0)
             },
             chat(),
+            chat_hooks(),
             crate::handlers::testkit::inline_db(),
             Instant::now(),
         );
@@ -801,7 +826,13 @@ mod tests {
             idle_timeout: Some(Duration::from_secs(5)),
             ..WorldConfig::default()
         };
-        let mut world = World::new(config, chat(), crate::handlers::testkit::inline_db(), t0);
+        let mut world = World::new(
+            config,
+            chat(),
+            chat_hooks(),
+            crate::handlers::testkit::inline_db(),
+            t0,
+        );
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         world.connect(SessionId(1), peer, t0);
         world.connect(SessionId(2), peer, t0);
@@ -915,6 +946,28 @@ mod tests {
         fn rooms_in_use(&mut self, _: &[String]) -> Result<(), crate::storage::StorageError> {
             panic!("storage bug")
         }
+        fn module_get(
+            &mut self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Vec<u8>>, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn module_put(
+            &mut self,
+            _: &str,
+            _: &str,
+            _: &[u8],
+        ) -> Result<(), crate::storage::StorageError> {
+            panic!("storage bug")
+        }
+        fn module_delete(
+            &mut self,
+            _: &str,
+            _: &str,
+        ) -> Result<bool, crate::storage::StorageError> {
+            panic!("storage bug")
+        }
         fn rooms_emptied(
             &mut self,
             _: &[String],
@@ -949,7 +1002,7 @@ mod tests {
 
     #[test]
     fn a_dead_db_worker_is_noticed_and_waiting_logins_are_answered_internal() {
-        use crate::dispatcher::{Ctx, MessageDispatcher};
+        use crate::dispatcher::Ctx;
         use crate::handlers::testkit::test_auth_settings;
         use protocol::S2cMessage;
 
@@ -957,9 +1010,8 @@ mod tests {
             crate::db::DbWorker::new(Box::new(PanickingStorage), test_auth_settings()).unwrap();
         let db = Db::spawn(worker, 16).unwrap();
         let t0 = Instant::now();
-        let mut world = World::new(WorldConfig::default(), chat(), db, t0);
-        let dispatcher: MessageDispatcher<World<crate::handlers::testkit::Chat>> =
-            crate::handlers::dispatcher().unwrap();
+        let (dispatcher, hooks) = Setup::build().unwrap();
+        let mut world = World::new(WorldConfig::default(), chat(), hooks, db, t0);
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let session = SessionId(1);
         world.connect(session, peer, t0);

@@ -63,7 +63,7 @@ fn by_reason(counts: &std::collections::BTreeMap<&'static str, u64>) -> String {
 fn log_stats<G: Game>(world: &mut World<G>, _: Instant) {
     let secs = STATS_EVERY.as_secs_f64();
     let frames_out = world.out.frames_queued;
-    let game = G::stats(world);
+    let game = world.modules_stats();
     let stats = &mut world.stats;
     let ticks = stats.ticks_in_window.max(1);
     spdlog::info!(

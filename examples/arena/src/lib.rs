@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use engine::metrics::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use engine::metrics::Registry;
 use engine::net::SessionId;
-use engine::world::Login;
-use engine::{Ctx, DispatchError, Game, HandlerError, MessageDispatcher, World};
+use engine::world::{Login, Setup};
+use engine::{Ctx, DispatchError, Game, HandlerError, World};
 
 use arena::{C2sMove, Entered, Entity, S2cSpawned, S2cUpdate};
 use grid::Grid;
@@ -199,8 +199,10 @@ impl Game for Arena {
     // Its players are guests: nothing of theirs outlives the match, so no database file.
     const STORAGE: &'static str = "memory";
 
-    fn register(d: &mut MessageDispatcher<World<Self>>) -> Result<(), DispatchError> {
-        d.register::<C2sMove>(on_move)
+    fn register(setup: &mut Setup<Self>) -> Result<(), DispatchError> {
+        setup.register::<C2sMove>(on_move)?;
+        setup.metrics(Arena::register_metrics).stats(Arena::stats);
+        Ok(())
     }
 
     fn logged_in(world: &mut World<Self>, session: SessionId) {
@@ -298,7 +300,10 @@ impl Game for Arena {
         }
         metrics.entities_sent.inc_by(sent);
     }
+}
 
+impl Arena {
+    /// Its metrics: entities, and entities sent in updates.
     fn register_metrics(world: &mut World<Self>, registry: &mut Registry) {
         let metrics = &world.game.metrics;
         registry.register(
@@ -313,6 +318,7 @@ impl Game for Arena {
         );
     }
 
+    /// What it adds to the stats line: how many entities.
     fn stats(world: &World<Self>) -> String {
         format!(", {} entities", world.game.players.len())
     }

@@ -11,6 +11,7 @@ use engine::net::{Packet, SessionId};
 use engine::protocol::world::C2sLogin;
 use engine::protocol::{ClientToServer, S2cMessage as EngineMessage};
 use engine::storage::MemoryStorage;
+use engine::world::Setup;
 use engine::{World, WorldConfig};
 
 use crate::{Arena, ArenaConfig, S2cMessage};
@@ -49,13 +50,14 @@ impl Sim {
         let worker = DbWorker::new(Box::new(storage), AuthSettings::from(&server))
             .expect("argon2 parameters of the default config");
         let now = Instant::now();
+        let (dispatcher, hooks) = Setup::build().expect("the arena's handlers register");
         let world = World::new(
             WorldConfig::from(&server),
             Arena::new(rules),
+            hooks,
             Db::inline(worker),
             now,
         );
-        let dispatcher = engine::handlers::dispatcher().expect("the arena's handlers register");
         Sim {
             core: Core::new(world, dispatcher),
             now,

@@ -258,7 +258,7 @@ fn every_update_lists_exactly_the_entities_within_the_view_radius_of_the_true_po
 fn the_arena_counts_its_entities_and_what_it_sends_in_its_own_metrics() {
     let mut sim = Sim::new(small());
     let mut registry = engine::metrics::Registry::default();
-    <arena::Arena as engine::Game>::register_metrics(&mut sim.core.world, &mut registry);
+    sim.core.world.register_metrics(&mut registry);
     // Three players side by side: each sees the two others every tick.
     let names: Vec<String> = ["ann", "bob", "cyd"].map(String::from).to_vec();
     let sessions = sim.join_all(&names);

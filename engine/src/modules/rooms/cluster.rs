@@ -12,8 +12,13 @@ use crate::cluster::wire::{Membership, RoomMembers, RoomsState};
 use crate::cluster::{Event, Kind};
 use crate::world::World;
 
-/// Hook: an event of the rooms module from node `from`.
-pub fn event<G: RoomsGame>(world: &mut World<G>, from: &str, event: Kind) {
+/// Hook: an event of the rooms module from node `from` (any other is handed back).
+pub(super) fn event<G: RoomsGame>(
+    world: &mut World<G>,
+    from: &str,
+    event: Kind,
+    _: std::time::Instant,
+) -> Option<Kind> {
     match event {
         Kind::Joined(Membership { room, username }) => {
             let names = world
@@ -29,20 +34,21 @@ pub fn event<G: RoomsGame>(world: &mut World<G>, from: &str, event: Kind) {
                 presence(world, &room, &username, true);
             }
         }
-        Kind::Left(Membership { room, username })
-            if forget(world.game.rooms_mut(), &room, from, &username) =>
-        {
-            presence(world, &room, &username, false);
+        Kind::Left(Membership { room, username }) => {
+            if forget(world.game.rooms_mut(), &room, from, &username) {
+                presence(world, &room, &username, false);
+            }
         }
         Kind::Chat(chat) => deliver(world, &chat.room, chat.frame, true),
         Kind::RoomFrame(frame) => deliver(world, &frame.room, frame.frame, false),
         Kind::Rooms(state) => replace(world, from, state),
-        _ => {}
+        other => return Some(other),
     }
+    None
 }
 
 /// Hook: node `to` is new: it gets every room of this node with its members here.
-pub fn state<G: RoomsGame>(world: &mut World<G>, to: &str) {
+pub(super) fn state<G: RoomsGame>(world: &mut World<G>, to: &str) {
     let rooms: Vec<RoomMembers> = world
         .game
         .rooms()
@@ -64,7 +70,7 @@ pub fn state<G: RoomsGame>(world: &mut World<G>, to: &str) {
 }
 
 /// Hook: node `node` is gone: its members leave every room (this node's members see them go).
-pub fn node_lost<G: RoomsGame>(world: &mut World<G>, node: &str) {
+pub(super) fn node_lost<G: RoomsGame>(world: &mut World<G>, node: &str) {
     replace(world, node, RoomsState { rooms: Vec::new() });
 }
 
