@@ -25,7 +25,9 @@
 //! The tokio driver ([`crate::server`]) only moves bytes and events between sockets, queues
 //! and the core, and sleeps to the next tick. Tests drive the core with simulated time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::Map;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -36,8 +38,7 @@ use protocol::ErrorCode;
 
 use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
 use crate::ratelimit::Admission;
-use crate::world::Game;
-use crate::world::World;
+use crate::world::{Game, Now, World};
 
 /// What happened since the last tick.
 #[derive(Debug)]
@@ -167,12 +168,12 @@ pub struct Core<G: Game> {
     /// The world the handlers change.
     pub world: World<G>,
     dispatcher: MessageDispatcher<World<G>>,
-    connections: HashMap<SessionId, Connection>,
+    connections: Map<SessionId, Connection>,
     queue: MessageQueue,
     /// Messages of sessions waiting for the DB worker, in arrival order. Their credit is not
     /// given back until they are processed, so a waiting session's reader stops after
     /// `inbound_credit` frames: this is bounded by the same credit as the queue.
-    parked: HashMap<SessionId, MessageQueue>,
+    parked: Map<SessionId, MessageQueue>,
     owed: Vec<SessionId>,
     next_session: u64,
     out: Output,
@@ -185,9 +186,9 @@ impl<G: Game> Core<G> {
         Core {
             world,
             dispatcher,
-            connections: HashMap::new(),
+            connections: Map::default(),
             queue: MessageQueue::new(),
-            parked: HashMap::new(),
+            parked: Map::default(),
             owed: Vec::new(),
             next_session: 1,
             out: Output::default(),
@@ -206,7 +207,12 @@ impl<G: Game> Core<G> {
     }
 
     /// One tick at `now`: takes `inputs` in order, runs the world, and says what to do.
-    pub fn tick(&mut self, now: Instant, inputs: impl IntoIterator<Item = Input>) -> &mut Output {
+    pub fn tick(&mut self, now: Now, inputs: impl IntoIterator<Item = Input>) -> &mut Output {
+        self.world.set_now(now);
+        let Now {
+            at: now,
+            unix_us: now_us,
+        } = now;
         // Durations are measured for the metrics only: nothing decided depends on them.
         let mut phase = std::time::Instant::now();
         let mut lap = |index: usize, world: &World<G>| {
@@ -221,7 +227,6 @@ impl<G: Game> Core<G> {
         lap(0, &self.world);
         // The DB worker's answers: logins and loaded histories complete.
         crate::logins::poll_db(&mut self.world, now);
-        let now_us = protocol::now_us();
         self.resume_parked(now, now_us);
         while let Some(queued) = self.queue.pop_front() {
             if self.parked.contains_key(&queued.session) || self.world.is_waiting(queued.session) {
@@ -274,11 +279,15 @@ impl<G: Game> Core<G> {
     /// After [`Core::shutdown`]: the connections that ended, and then everything still queued
     /// or parked (only the ends of sessions do anything now). Sessions whose end never came are
     /// ended here with the reason `Shutdown`.
-    pub fn finish(&mut self, now: Instant, inputs: impl IntoIterator<Item = Input>) {
+    pub fn finish(&mut self, now: Now, inputs: impl IntoIterator<Item = Input>) {
+        self.world.set_now(now);
+        let Now {
+            at: now,
+            unix_us: now_us,
+        } = now;
         for input in inputs {
             self.input(input, now);
         }
-        let now_us = protocol::now_us();
         let parked: Vec<MessageQueue> = self.parked.drain().map(|(_, q)| q).collect();
         for queued in parked.into_iter().flatten() {
             self.process(queued, now, now_us);
@@ -599,7 +608,11 @@ mod tests {
         }
 
         fn tick(&mut self, inputs: Vec<Input>) -> Output {
-            let output = std::mem::take(self.core.tick(self.now, inputs));
+            let now = Now {
+                at: self.now,
+                unix_us: 0,
+            };
+            let output = std::mem::take(self.core.tick(now, inputs));
             output
         }
 
@@ -939,7 +952,10 @@ mod tests {
             .iter()
             .all(|(_, r)| *r == DisconnectReason::Shutdown));
         sim.core.finish(
-            sim.now,
+            Now {
+                at: sim.now,
+                unix_us: 0,
+            },
             vec![Input::Closed {
                 session: ann,
                 reason: DisconnectReason::Shutdown,

@@ -29,6 +29,8 @@
 //!   interface to the database, with its SQLite implementation.
 //! - [`ratelimit`]: the per-session request rate limit.
 //! - [`throttle`]: failed-login and registration limits, with reservations and delays.
+//! - [`hash`]: the hash maps of world state, iterated in the same order given the same
+//!   operations (so the same inputs give the same outputs).
 //! - [`outbox`]: the frames of one tick, encoded once into a shared arena.
 //! - [`timers`]: one-shot and repeating timers over the world.
 //!
@@ -61,6 +63,7 @@ pub mod core;
 pub mod db;
 pub mod dispatcher;
 pub mod handlers;
+pub mod hash;
 pub mod logins;
 pub mod metrics;
 pub mod modules;

@@ -77,7 +77,7 @@ pub(crate) fn now_of<G: Game>(world: &World<G>, session: SessionId) -> Instant {
     world
         .clients
         .get(&session)
-        .map_or_else(Instant::now, |c| c.last_seen)
+        .map_or(world.now().at, |c| c.last_seen)
 }
 
 pub(crate) fn peer_ip<G: Game>(world: &World<G>, session: SessionId) -> IpAddr {

@@ -20,11 +20,11 @@
 //! assert_eq!(out.take(net::SessionId(1)).len(), 1);
 //! ```
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
 use net::{DisconnectReason, SessionId};
 use protocol::ServerToClient;
+
+use crate::hash::Map;
 
 /// Arena chunk size: one allocation serves many frames.
 const ARENA_CHUNK: usize = 64 * 1024;
@@ -33,7 +33,7 @@ const ARENA_CHUNK: usize = 64 * 1024;
 #[derive(Default)]
 pub struct Outbox {
     arena: BytesMut,
-    frames: HashMap<SessionId, Vec<Bytes>>,
+    frames: Map<SessionId, Vec<Bytes>>,
     closes: Vec<(SessionId, DisconnectReason)>,
     /// Frames too large to encode, dropped (a bug or a config the protocol cannot carry).
     pub oversized: u64,

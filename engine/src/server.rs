@@ -35,7 +35,7 @@ use crate::metrics::{Metrics, Registry};
 use crate::ports::Ports;
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use crate::world::Game;
-use crate::world::{Setup, Stats, World, WorldConfig};
+use crate::world::{Now, Setup, Stats, World, WorldConfig};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -587,7 +587,7 @@ pub async fn run_bound<G: Game>(
             ends.push(Input::Closed { session, reason });
         }
     }
-    server.core.finish(Instant::now(), ends);
+    server.core.finish(Now::system(), ends);
     // The other nodes hear that this one's players left; then the publisher flushes.
     server.publish_cluster(Instant::now());
     if let Some(link) = server.link.as_mut() {
@@ -668,7 +668,13 @@ impl<G: Game> Server<G> {
             }
         }
         let inputs = std::mem::take(&mut self.inputs);
-        let output = std::mem::take(self.core.tick(now, inputs));
+        // The wall clock is read here, with the monotonic time the loop read: the core reads
+        // neither.
+        let clock = Now {
+            at: now,
+            unix_us: protocol::now_us(),
+        };
+        let output = std::mem::take(self.core.tick(clock, inputs));
         self.apply(output);
         self.publish_cluster(now);
     }

@@ -44,11 +44,26 @@ use crate::cluster::{Cluster, ALL};
 use crate::core::{Core, Input};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::storage::MemoryStorage;
-use crate::world::{Game, Setup, World, WorldConfig};
+use crate::world::{Game, Now, Setup, World, WorldConfig};
+
+/// The wall clock of a simulation when it starts: 2026-01-01 00:00:00 UTC, in microseconds
+/// since the Unix epoch.
+pub const EPOCH_US: u64 = 1_767_225_600_000_000;
+
+/// The time of a simulation that started at `start` (monotonic) and is at `now`: the wall
+/// clock is [`EPOCH_US`] plus the time gone by, so two runs see the same times.
+pub fn clock(start: Instant, now: Instant) -> Now {
+    let gone = now.saturating_duration_since(start).as_micros() as u64;
+    Now {
+        at: now,
+        unix_us: EPOCH_US + gone,
+    }
+}
 
 /// A game run by the engine's core at simulated time; see the [module](self).
 pub struct Sim<G: Game> {
     core: Core<G>,
+    start: Instant,
     now: Instant,
     tick: Duration,
     next_token: u64,
@@ -58,6 +73,8 @@ pub struct Sim<G: Game> {
     inbox: BTreeMap<SessionId, Vec<(u16, Bytes)>>,
     /// Sessions the world closed, and why.
     closed: BTreeMap<SessionId, DisconnectReason>,
+    /// Everything the world sent since [`Sim::record`], in order; `None` when not recording.
+    transcript: Option<Vec<u8>>,
 }
 
 impl<G: Game> Sim<G> {
@@ -86,18 +103,33 @@ impl<G: Game> Sim<G> {
         );
         Sim {
             core: Core::new(world, dispatcher),
+            start: now,
             now,
             tick: config.server.tick(),
             next_token: 0,
             inputs: Vec::new(),
             inbox: BTreeMap::new(),
             closed: BTreeMap::new(),
+            transcript: None,
         }
     }
 
     /// The world: the game's state is `world().game`.
     pub fn world(&self) -> &World<G> {
         &self.core.world
+    }
+
+    /// From now on, keeps everything the world sends, byte for byte and in the order the
+    /// core hands it out (each tick's batches, session after session, then its closes): a
+    /// test runs the same inputs twice and compares the two [`Sim::transcript`]s to show its
+    /// game is deterministic.
+    pub fn record(&mut self) {
+        self.transcript = Some(Vec::new());
+    }
+
+    /// What the world sent since [`Sim::record`] (empty when not recording).
+    pub fn transcript(&self) -> &[u8] {
+        self.transcript.as_deref().unwrap_or_default()
     }
 
     /// The world, to change it between steps.
@@ -120,12 +152,21 @@ impl<G: Game> Sim<G> {
     fn tick_once(&mut self) -> Vec<(u64, SessionId)> {
         self.now += self.tick;
         let inputs = std::mem::take(&mut self.inputs);
-        let output = self.core.tick(self.now, inputs);
+        let output = self.core.tick(clock(self.start, self.now), inputs);
+        if let Some(transcript) = self.transcript.as_mut() {
+            record(transcript, output);
+        }
         for (session, frames) in output.batches.drain(..) {
             let inbox = self.inbox.entry(session).or_default();
             inbox.extend(frames.iter().filter_map(split));
         }
         for (session, reason) in output.closes.drain(..) {
+            // The connection ends after its last frames, as a server's does: the world hears
+            // of it at the next step.
+            self.inputs.push(Input::Closed {
+                session,
+                reason: reason.clone(),
+            });
             self.closed.insert(session, reason);
         }
         std::mem::take(&mut output.opened)
@@ -533,6 +574,28 @@ impl<G: Game> Nodes<G> {
     }
 }
 
+/// Appends a tick's output to a transcript: each batch as its session id and its frames, each
+/// close as its session id and reason, each connection taken as its token and session id.
+fn record(transcript: &mut Vec<u8>, output: &crate::core::Output) {
+    for (token, session) in &output.opened {
+        transcript.extend_from_slice(b"open");
+        transcript.extend_from_slice(&token.to_le_bytes());
+        transcript.extend_from_slice(&session.0.to_le_bytes());
+    }
+    for (session, frames) in &output.batches {
+        transcript.extend_from_slice(b"send");
+        transcript.extend_from_slice(&session.0.to_le_bytes());
+        for frame in frames {
+            transcript.extend_from_slice(frame);
+        }
+    }
+    for (session, reason) in &output.closes {
+        transcript.extend_from_slice(b"shut");
+        transcript.extend_from_slice(&session.0.to_le_bytes());
+        transcript.extend_from_slice(reason.to_string().as_bytes());
+    }
+}
+
 /// A frame's id and payload; `None` for a frame shorter than its header.
 fn split(frame: &Bytes) -> Option<(u16, Bytes)> {
     if frame.len() < protocol::HEADER_LEN {
@@ -549,6 +612,115 @@ mod tests {
 
     use super::*;
     use crate::handlers::testkit::Chat;
+
+    /// A scripted session of a chat world: 40 players join and leave 6
+    /// rooms, chat, whisper (to players here and gone), list rooms, ping, send what is
+    /// refused, drop their connections and go idle past the timeout; `step` picks each
+    /// tick's actions from a fixed pseudo-random sequence. Returns the transcript.
+    fn scripted_run() -> Vec<u8> {
+        use protocol::world::{C2sPing, C2sRoomLeave, C2sRoomList, C2sWhisper};
+        let mut config = ServerConfig::default();
+        config.net.idle_timeout_secs = 3;
+        let mut sim = Sim::with_config(config, Chat::default());
+        sim.record();
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut players: Vec<(String, SessionId)> = (0..40)
+            .map(|i| {
+                let name = format!("player{i}");
+                let session = sim.guest(&name);
+                (name, session)
+            })
+            .collect();
+        let room = |i: u64| format!("room{i}");
+        for tick in 0..240 {
+            for _ in 0..12 {
+                let (name, who) = players[next(players.len() as u64) as usize].clone();
+                match next(10) {
+                    0..=1 => sim.send(
+                        who,
+                        &C2sRoomJoin {
+                            room: room(next(6)),
+                        },
+                    ),
+                    2..=4 => sim.send(
+                        who,
+                        &C2sChat {
+                            room: room(next(6)),
+                            content: format!("{name} says {tick}"),
+                            sent_at_us: tick,
+                        },
+                    ),
+                    5 => sim.send(
+                        who,
+                        &C2sWhisper {
+                            to: format!("player{}", next(45)),
+                            content: format!("psst {tick}"),
+                            sent_at_us: tick,
+                        },
+                    ),
+                    6 => sim.send(
+                        who,
+                        &C2sRoomLeave {
+                            room: room(next(6)),
+                        },
+                    ),
+                    7 => sim.send(who, &C2sRoomList {}),
+                    8 => sim.send(
+                        who,
+                        &C2sPing {
+                            seq: tick as u32,
+                            client_time_us: 0,
+                        },
+                    ),
+                    _ => sim.send(
+                        who,
+                        &C2sRoomJoin {
+                            room: "bad room!".into(),
+                        },
+                    ),
+                }
+            }
+            if tick % 40 == 39 {
+                // A few drop their connections, and come back under the same names.
+                for _ in 0..3 {
+                    let index = next(players.len() as u64) as usize;
+                    sim.disconnect(players[index].1);
+                }
+            }
+            sim.step();
+            let gone: Vec<usize> = (0..players.len())
+                .filter(|&i| sim.closed(players[i].1).is_some())
+                .collect();
+            for i in gone {
+                let name = players[i].0.clone();
+                players[i].1 = sim.guest(&name);
+            }
+        }
+        // Nobody speaks: every session goes past the idle timeout and is closed.
+        sim.run_for(Duration::from_secs(5));
+        assert!(sim.world().clients.is_empty(), "the idle were closed");
+        sim.transcript().to_vec()
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_outputs_byte_for_byte() {
+        let (first, second) = (scripted_run(), scripted_run());
+        assert!(first.len() > 100_000, "a run sends plenty: {}", first.len());
+        if first != second {
+            let at = first.iter().zip(&second).position(|(a, b)| a != b);
+            panic!(
+                "the runs differ at byte {at:?} of {} and {}",
+                first.len(),
+                second.len()
+            );
+        }
+    }
 
     #[test]
     fn guests_join_a_room_and_chat_through_the_core() {

@@ -22,7 +22,7 @@
 //!
 //! Pure logic with time passed in: [`LoginThrottle`] is tested in simulated time.
 
-use std::collections::HashMap;
+use crate::hash::Map;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -220,14 +220,14 @@ pub enum Outcome {
 /// The failed-login and registration counters of the server.
 pub struct LoginThrottle {
     config: ThrottleConfig,
-    by_pair: HashMap<(IpAddr, String), Window>,
-    by_addr: HashMap<IpAddr, Window>,
-    resumes_by_addr: HashMap<IpAddr, Window>,
-    by_account: HashMap<String, Window>,
-    registrations: HashMap<IpAddr, Window>,
-    in_flight: HashMap<SessionId, Attempt>,
+    by_pair: Map<(IpAddr, String), Window>,
+    by_addr: Map<IpAddr, Window>,
+    resumes_by_addr: Map<IpAddr, Window>,
+    by_account: Map<String, Window>,
+    registrations: Map<IpAddr, Window>,
+    in_flight: Map<SessionId, Attempt>,
     /// Per account, the addresses it logged in from recently, and when.
-    trusted: HashMap<String, Vec<(IpAddr, Instant)>>,
+    trusted: Map<String, Vec<(IpAddr, Instant)>>,
 }
 
 impl LoginThrottle {
@@ -235,13 +235,13 @@ impl LoginThrottle {
     pub fn new(config: ThrottleConfig) -> Self {
         LoginThrottle {
             config,
-            by_pair: HashMap::new(),
-            by_addr: HashMap::new(),
-            resumes_by_addr: HashMap::new(),
-            by_account: HashMap::new(),
-            registrations: HashMap::new(),
-            in_flight: HashMap::new(),
-            trusted: HashMap::new(),
+            by_pair: Map::default(),
+            by_addr: Map::default(),
+            resumes_by_addr: Map::default(),
+            by_account: Map::default(),
+            registrations: Map::default(),
+            in_flight: Map::default(),
+            trusted: Map::default(),
         }
     }
 

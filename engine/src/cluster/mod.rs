@@ -32,7 +32,7 @@ pub mod link;
 pub mod nats;
 pub mod wire;
 
-use std::collections::HashMap;
+use crate::hash::Map;
 use std::time::{Duration, Instant};
 
 use net::DisconnectReason;
@@ -78,15 +78,15 @@ struct Holder {
 pub struct Cluster {
     node: String,
     incarnation: u64,
-    peers: HashMap<String, Peer>,
+    peers: Map<String, Peer>,
     /// Usernames (folded to lowercase) held anywhere, and by whom.
-    holders: HashMap<String, Holder>,
+    holders: Map<String, Holder>,
     /// Claims and releases for the names bucket, taken by the driver each tick.
     name_requests: Vec<link::NameRequest>,
     broadcast: Vec<Event>,
-    direct: HashMap<String, Vec<Event>>,
+    direct: Map<String, Vec<Event>>,
     seq_all: u64,
-    seq_direct: HashMap<String, u64>,
+    seq_direct: Map<String, u64>,
     last_sent: Option<Instant>,
     /// Batches received out of order or missing, for the log and the metrics.
     pub gaps: u64,
@@ -109,13 +109,13 @@ impl Cluster {
         Cluster {
             node,
             incarnation,
-            peers: HashMap::new(),
-            holders: HashMap::new(),
+            peers: Map::default(),
+            holders: Map::default(),
             name_requests: vec![started],
             broadcast: vec![Event::new(Kind::Hello(wire::Hello {}))],
-            direct: HashMap::new(),
+            direct: Map::default(),
             seq_all: 0,
-            seq_direct: HashMap::new(),
+            seq_direct: Map::default(),
             last_sent: None,
             gaps: 0,
             warned_twin: false,

@@ -3,7 +3,7 @@
 //! game opts into it by keeping a [`Rooms`] in its state ([`RoomsGame`]) and adding
 //! [`RoomsModule`] in [`Game::register`], which registers its handlers and hooks.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use net::SessionId;
@@ -17,6 +17,7 @@ use crate::cluster::{Event, Kind};
 use crate::db::{DbEvent, DbJob};
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError};
 use crate::handlers::check_room_name;
+use crate::hash::{Map, Set};
 use crate::metrics::Registry;
 use crate::storage::HistoryLine;
 use crate::world::Game;
@@ -98,9 +99,9 @@ pub struct Rooms {
     /// The rules.
     pub config: RoomsConfig,
     /// Rooms that have members (or joins waiting for their history), by name.
-    pub rooms: HashMap<String, Room>,
+    pub rooms: Map<String, Room>,
     /// What each session is in.
-    pub members: HashMap<SessionId, Membership>,
+    pub members: Map<SessionId, Membership>,
     /// Chat lines of this tick to append to the history table.
     pub pending_history: Vec<Bytes>,
     /// Rooms with history that emptied since the last batch.
@@ -110,12 +111,12 @@ pub struct Rooms {
     pub pending_in_use: Vec<String>,
     /// Members on the other nodes of the cluster: room, node, usernames in the order they
     /// joined. Empty for a server on its own.
-    pub remote: HashMap<String, HashMap<String, Vec<String>>>,
+    pub remote: Map<String, Map<String, Vec<String>>>,
     /// On a cluster: joins waiting for the rooms bucket to count them, by session.
-    pub reserving: HashMap<SessionId, String>,
+    pub reserving: Map<SessionId, String>,
     /// On a cluster: (session, room) the rooms bucket counts, from the reservation until the
     /// session leaves the room.
-    pub reserved: HashSet<(SessionId, String)>,
+    pub reserved: Set<(SessionId, String)>,
     /// `world_rooms` and `world_room_members`, once registered.
     gauges: Option<(Gauge, Gauge)>,
 }
@@ -125,14 +126,14 @@ impl Rooms {
     pub fn new(config: RoomsConfig) -> Rooms {
         Rooms {
             config,
-            rooms: HashMap::new(),
-            members: HashMap::new(),
+            rooms: Map::default(),
+            members: Map::default(),
             pending_history: Vec::new(),
             pending_emptied: Vec::new(),
             pending_in_use: Vec::new(),
-            remote: HashMap::new(),
-            reserving: HashMap::new(),
-            reserved: HashSet::new(),
+            remote: Map::default(),
+            reserving: Map::default(),
+            reserved: Set::default(),
             gauges: None,
         }
     }

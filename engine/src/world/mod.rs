@@ -30,7 +30,7 @@ pub use setup::{
 pub use stats::{schedule_stats, Stats, STATS_EVERY};
 pub use writes::{dedup_newest, keep_newest, offer, MAX_PENDING_WRITES};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,7 @@ use protocol::ErrorCode;
 
 use crate::db::{Db, DbJob, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
+use crate::hash::Map;
 use crate::outbox::Outbox;
 use crate::ratelimit::{Admission, TokenBucket};
 use crate::storage::{SessionLogEntry, SessionRecord};
@@ -168,14 +169,36 @@ pub struct DelayedLogin {
     pub job: DbJob,
 }
 
+/// The time of a tick, as the driver gives it to the core ([`crate::core::Core::tick`]):
+/// monotonic for every deadline and period, and the wall clock for what is recorded or sent
+/// (a chat line's `server_time_us`, the session log). Nothing in the core reads a clock: a
+/// server reads both at each tick ([`Now::system`]), a simulation makes them up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time.
+    pub at: Instant,
+    /// Wall-clock time, in microseconds since the Unix epoch.
+    pub unix_us: u64,
+}
+
+impl Now {
+    /// The system's clocks now.
+    pub fn system() -> Now {
+        Now {
+            at: Instant::now(),
+            unix_us: protocol::now_us(),
+        }
+    }
+}
+
 /// All world state: the engine's, and the game's in [`World::game`].
 pub struct World<G> {
     /// The settings.
     pub config: WorldConfig,
     /// Connected sessions.
-    pub clients: HashMap<SessionId, Client>,
+    pub clients: Map<SessionId, Client>,
     /// Logged-in sessions by username folded to lowercase.
-    pub users: HashMap<String, SessionId>,
+    pub users: Map<String, SessionId>,
     /// What this tick sends.
     pub out: Outbox,
     /// Scheduled work.
@@ -189,7 +212,7 @@ pub struct World<G> {
     /// Failed logins and registrations, counted per address and per account.
     pub throttle: LoginThrottle,
     /// Sessions per client address (see [`addr_key`]).
-    pub addresses: HashMap<IpAddr, AddressUse>,
+    pub addresses: Map<IpAddr, AddressUse>,
     /// Password logins waiting out an account's delay, in the order they were made.
     pub delayed_logins: VecDeque<DelayedLogin>,
     /// The engine's metrics (unregistered unless a server runs the world).
@@ -202,6 +225,8 @@ pub struct World<G> {
     pub(crate) hooks: Hooks<G>,
     /// When the last tick ran, for the next one's `dt`.
     last_tick: Option<Instant>,
+    /// The time of this tick, as the driver gave it.
+    now: Now,
 }
 
 /// How often idle sessions and missed login deadlines are looked for.
@@ -219,15 +244,15 @@ impl<G: Game> World<G> {
     /// `now`.
     pub fn new(config: WorldConfig, game: G, hooks: Hooks<G>, db: Db, now: Instant) -> World<G> {
         let mut world = World {
-            clients: HashMap::new(),
-            users: HashMap::new(),
+            clients: Map::default(),
+            users: Map::default(),
             out: Outbox::default(),
             timers: Timers::default(),
             stats: Stats::default(),
             db,
             pending_sessions: Vec::new(),
             throttle: LoginThrottle::new(config.throttle.clone()),
-            addresses: HashMap::new(),
+            addresses: Map::default(),
             delayed_logins: VecDeque::new(),
             metrics: crate::metrics::Metrics::unregistered(),
             cluster: None,
@@ -235,6 +260,10 @@ impl<G: Game> World<G> {
             hooks,
             config,
             last_tick: None,
+            now: Now {
+                at: now,
+                unix_us: 0,
+            },
         };
         for i in 0..world.hooks.timers.len() {
             let (period, callback) = world.hooks.timers[i];
@@ -282,6 +311,7 @@ impl<G: Game> World<G> {
     /// (the configured tick for the first). (The core first sends the logins whose delay is
     /// over to the DB worker: see [`crate::logins::advance`].)
     pub fn tick(&mut self, now: Instant) {
+        self.now.at = now;
         while let Some(callback) = self.timers.pop_due(now) {
             callback(self, now);
         }
@@ -302,7 +332,7 @@ impl<G: Game> World<G> {
                 peer,
                 transport: net::Transport::Tcp,
                 connected_at: now,
-                connected_at_us: protocol::now_us(),
+                connected_at_us: self.now.unix_us,
                 last_seen: now,
                 login: None,
                 pending_auth: None,
@@ -359,7 +389,7 @@ impl<G: Game> World<G> {
                 peer: client.peer.to_string(),
                 username: client.last_username.clone(),
                 connected_at_us: client.connected_at_us,
-                disconnected_at_us: protocol::now_us(),
+                disconnected_at_us: self.now.unix_us,
                 reason: reason.to_string(),
             }));
         Some(client)
@@ -419,6 +449,17 @@ impl<G: Game> World<G> {
             .is_some_and(|c| !c.closing && (c.pending_auth.is_some() || c.claiming.is_some()))
             || (self.clients.get(&session).is_some_and(|c| !c.closing)
                 && self.hooks.waiting.iter().any(|f| f(self, session)))
+    }
+
+    /// The time of this tick, as the driver gave it: the monotonic time of every deadline,
+    /// and the wall clock of what is recorded or sent.
+    pub fn now(&self) -> Now {
+        self.now
+    }
+
+    /// Sets the time of this tick (the core does, as each tick begins).
+    pub fn set_now(&mut self, now: Now) {
+        self.now = now;
     }
 
     /// The login of `session`, if it is logged in.

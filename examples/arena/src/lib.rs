@@ -31,9 +31,9 @@ pub mod arena {
 
 include!(concat!(env!("OUT_DIR"), "/message_types.rs"));
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use engine::hash::Map;
 use engine::metrics::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use engine::metrics::Registry;
 use engine::net::SessionId;
@@ -103,9 +103,9 @@ pub struct Arena {
     /// The rules.
     pub config: ArenaConfig,
     /// Every player's entity, by session.
-    pub players: HashMap<SessionId, Player>,
+    pub players: Map<SessionId, Player>,
     /// Every entity's player name, by entity id.
-    pub names: HashMap<u64, String>,
+    pub names: Map<u64, String>,
     /// Ticks run.
     pub tick: u64,
     grid: Grid,
@@ -122,8 +122,8 @@ impl Arena {
         Arena {
             grid: Grid::new(config.world_size, config.view_radius),
             config,
-            players: HashMap::new(),
-            names: HashMap::new(),
+            players: Map::default(),
+            names: Map::default(),
             tick: 0,
             metrics: ArenaMetrics::default(),
             in_view: Vec::new(),

@@ -31,6 +31,8 @@ pub struct Sim {
     pub core: Core<Arena>,
     /// The simulated time.
     pub now: Instant,
+    /// When the simulation started.
+    start: Instant,
     tick: Duration,
     next_token: u64,
 }
@@ -61,6 +63,7 @@ impl Sim {
         Sim {
             core: Core::new(world, dispatcher),
             now,
+            start: now,
             tick: server.server.tick(),
             next_token: 0,
         }
@@ -69,7 +72,8 @@ impl Sim {
     /// One tick: the time moves on by a tick, then the core runs `inputs`.
     pub fn tick(&mut self, inputs: Vec<Input>) -> Output {
         self.now += self.tick;
-        let output = std::mem::take(self.core.tick(self.now, inputs));
+        let clock = engine::testing::clock(self.start, self.now);
+        let output = std::mem::take(self.core.tick(clock, inputs));
         output
     }
 

@@ -3,13 +3,12 @@
 //! node's members as presence; their chat lines, delivered to this node's members and kept
 //! in the room's history here (the node where a line was said writes it to the database).
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use super::{Rooms, RoomsGame};
 use crate::cluster::wire::{Membership, RoomMembers, RoomsState};
 use crate::cluster::{Event, Kind};
+use crate::hash::Map;
 use crate::world::World;
 
 /// Hook: an event of the rooms module from node `from` (any other is handed back).
@@ -77,7 +76,7 @@ pub(super) fn node_lost<G: RoomsGame>(world: &mut World<G>, node: &str) {
 /// What node `from` has in rooms is now `state`: members it no longer has leave, new ones
 /// join, each seen by this node's members.
 fn replace<G: RoomsGame>(world: &mut World<G>, from: &str, state: RoomsState) {
-    let mut now: HashMap<String, Vec<String>> = state
+    let mut now: Map<String, Vec<String>> = state
         .rooms
         .into_iter()
         .map(|r| (r.room, r.usernames))
