@@ -94,23 +94,19 @@ fn at_line(line: Option<usize>) -> String {
 }
 
 /// Checks a configuration against its rules; every failure becomes a [`ConfigError::Rule`]
-/// naming `origin`.
-pub(crate) struct Rules<'a> {
+/// naming `origin`. A game checks its own settings with it ([`crate::GameConfig`]).
+pub struct Rules<'a> {
     origin: &'a str,
 }
 
 impl<'a> Rules<'a> {
-    pub(crate) fn new(origin: &'a str) -> Self {
+    /// Rules for the file `origin`.
+    pub fn new(origin: &'a str) -> Self {
         Self { origin }
     }
 
     /// A failed rule on `key`.
-    pub(crate) fn fail(
-        &self,
-        key: &str,
-        rule: impl Into<String>,
-        got: impl Into<String>,
-    ) -> ConfigError {
+    pub fn fail(&self, key: &str, rule: impl Into<String>, got: impl Into<String>) -> ConfigError {
         ConfigError::Rule {
             origin: self.origin.to_owned(),
             key: key.to_owned(),
@@ -120,12 +116,7 @@ impl<'a> Rules<'a> {
     }
 
     /// `value` must lie in `range`; the message shows the range as `lo..=hi`.
-    pub(crate) fn range<T>(
-        &self,
-        key: &str,
-        value: T,
-        range: RangeInclusive<T>,
-    ) -> Result<(), ConfigError>
+    pub fn range<T>(&self, key: &str, value: T, range: RangeInclusive<T>) -> Result<(), ConfigError>
     where
         T: PartialOrd + Display,
     {
@@ -141,12 +132,7 @@ impl<'a> Rules<'a> {
     }
 
     /// `value` must be at most `max_bytes` bytes long.
-    pub(crate) fn max_bytes(
-        &self,
-        key: &str,
-        value: &str,
-        max_bytes: usize,
-    ) -> Result<(), ConfigError> {
+    pub fn max_bytes(&self, key: &str, value: &str, max_bytes: usize) -> Result<(), ConfigError> {
         if value.len() <= max_bytes {
             Ok(())
         } else {

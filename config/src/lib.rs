@@ -42,9 +42,10 @@ pub mod server;
 
 pub use addr::AddrRange;
 pub use client::{BotsSection, ClientConfig, ClientSection, CLIENT_EXAMPLE};
-pub use error::ConfigError;
+pub use error::{ConfigError, Rules};
 pub use log::{parse_log_level, LogConfig, LOG_LEVELS};
 pub use server::{
-    redact_password, AdminSection, AuthSection, ClusterSection, LimitsSection, NetSection,
-    ServerConfig, ServerSection, StorageSection, WorldSection, SERVER_EXAMPLE,
+    redact_password, AdminSection, AuthSection, ClusterSection, GameConfig, GameSection,
+    LimitsSection, NetSection, NoSettings, ServerConfig, ServerSection, StorageSection,
+    WorldSection, SERVER_EXAMPLE,
 };

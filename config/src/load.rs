@@ -124,7 +124,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn field_error(
+pub(crate) fn field_error(
     text: &str,
     origin: &str,
     err: serde_path_to_error::Error<toml::de::Error>,
@@ -133,7 +133,10 @@ fn field_error(
     let inner = err.into_inner();
     let mut message = one_line(inner.message());
     // A section given as a scalar: say "table" rather than the Rust struct's name.
-    if let Some(at) = message.find(", expected struct ") {
+    if let Some(at) = message
+        .find(", expected struct ")
+        .or_else(|| message.find(", expected a map"))
+    {
         message.truncate(at);
         message.push_str(", expected a table");
     }

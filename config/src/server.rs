@@ -18,7 +18,7 @@ pub const SERVER_EXAMPLE: &str = include_str!("../world-server.toml");
 const EMBEDDED_ORIGIN: &str = "embedded world-server.toml";
 
 /// Everything `world-server` can be told, one field per TOML section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `[server]`: the listener, the tick and the hard limits on clients.
@@ -43,7 +43,77 @@ pub struct ServerConfig {
     pub tls: TlsSection,
     /// `[log]`: log level and optional rotating log file.
     pub log: LogConfig,
+    /// `[game]`: the settings of the game the server runs, its own keys, read by the game
+    /// with [`ServerConfig::game_config`].
+    pub game: GameSection,
 }
+
+/// `[game]` as written: the engine does not know a game's keys, so it keeps them until the
+/// game reads them as its own type ([`ServerConfig::game_config`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GameSection {
+    table: toml::Table,
+    /// Where the section was read from, for error messages.
+    #[serde(skip)]
+    origin: String,
+}
+
+impl PartialEq for GameSection {
+    /// The keys and values; not where they were read from.
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table
+    }
+}
+
+impl GameSection {
+    /// Whether the section sets no key.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+/// A game's own settings, the `[game]` section of the server's file: a struct with
+/// `#[serde(default, deny_unknown_fields)]` (so a missing key takes its default and an
+/// unknown one is refused, with the nearest known key), and its rules.
+///
+/// ```
+/// use config::{ConfigError, GameConfig, Rules, ServerConfig};
+///
+/// #[derive(Debug, Default, serde::Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct Rounds {
+///     rounds: u32,
+/// }
+///
+/// impl GameConfig for Rounds {
+///     fn check(&self, rules: &Rules) -> Result<(), ConfigError> {
+///         rules.range("game.rounds", self.rounds, 1..=100)
+///     }
+/// }
+///
+/// let config = ServerConfig::from_toml_str("[game]\nrounds = 0\n", "game.toml").unwrap();
+/// let error = config.game_config::<Rounds>().unwrap_err();
+/// assert_eq!(
+///     error.to_string(),
+///     "invalid config \"game.toml\": game.rounds must be 1..=100 (got 0)"
+/// );
+/// ```
+pub trait GameConfig: serde::de::DeserializeOwned + Default {
+    /// Checks every range and cross-field rule of the settings; the first failure is
+    /// returned (see [`Rules`]). None by default.
+    fn check(&self, rules: &Rules) -> Result<(), ConfigError> {
+        let _ = rules;
+        Ok(())
+    }
+}
+
+/// The settings of a game that has none: any key in its `[game]` is refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl GameConfig for NoSettings {}
 
 /// `[admin]`: the admin listener, an HTTP listener of its own for `/metrics` (Prometheus),
 /// `/healthz`, `/readyz`, `/api/state` and the admin page at `/`.
@@ -556,12 +626,40 @@ impl ServerConfig {
     /// Loads the file at `path`, or the embedded defaults when `path` is `None`; keys missing
     /// from the file take their defaults. The result is validated.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        load::load(path)
+        let mut config: ServerConfig = load::load(path)?;
+        config.game.origin = match path {
+            Some(path) => path.display().to_string(),
+            None => EMBEDDED_ORIGIN.to_string(),
+        };
+        Ok(config)
     }
 
     /// Parses and validates `text`; `origin` names it in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        load::from_toml_str(text, origin)
+        let mut config: ServerConfig = load::from_toml_str(text, origin)?;
+        config.game.origin = origin.to_string();
+        Ok(config)
+    }
+
+    /// The game's own settings, `[game]`, as `T`: keys left out take `T`'s defaults; an
+    /// unknown key, a value of the wrong type or one that breaks `T`'s rules is an error in
+    /// the same words as the engine's keys' (`game.speed must be ...`).
+    pub fn game_config<T: GameConfig>(&self) -> Result<T, ConfigError> {
+        /// The document with only its `[game]`, so that paths in errors start `game.`.
+        #[derive(serde::Deserialize)]
+        struct Document<T> {
+            game: T,
+        }
+        let origin = &self.game.origin;
+        let mut document = toml::Table::new();
+        document.insert(
+            "game".to_string(),
+            toml::Value::Table(self.game.table.clone()),
+        );
+        let document: Document<T> = serde_path_to_error::deserialize(document)
+            .map_err(|error| load::field_error("", origin, error))?;
+        document.game.check(&Rules::new(origin))?;
+        Ok(document.game)
     }
 
     /// Fills in what defaults to the game's name, for a server of the game `game` (its
@@ -913,6 +1011,84 @@ mod tests {
         ServerConfig::from_toml_str(text, ORIGIN)
             .expect_err("config should be rejected")
             .to_string()
+    }
+
+    /// A game's settings, as the arena's are.
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Field {
+        size: f32,
+        speed: f32,
+    }
+
+    impl Default for Field {
+        fn default() -> Self {
+            Field {
+                size: 100.0,
+                speed: 10.0,
+            }
+        }
+    }
+
+    impl GameConfig for Field {
+        fn check(&self, rules: &Rules) -> Result<(), ConfigError> {
+            rules.range("game.speed", self.speed, 0.1..=1000.0)
+        }
+    }
+
+    #[test]
+    fn a_game_reads_its_own_section_with_defaults_for_what_is_left_out() {
+        let config = ServerConfig::from_toml_str("[game]\nsize = 2000.0\n", "g.toml").unwrap();
+        let field: Field = config.game_config().unwrap();
+        assert_eq!(
+            field,
+            Field {
+                size: 2000.0,
+                speed: 10.0
+            }
+        );
+        let none = ServerConfig::load(None).unwrap();
+        assert_eq!(none.game_config::<Field>().unwrap(), Field::default());
+    }
+
+    #[test]
+    fn a_game_s_keys_get_the_engine_s_one_line_errors() {
+        let error = |text: &str| {
+            ServerConfig::from_toml_str(text, "g.toml")
+                .unwrap()
+                .game_config::<Field>()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error("[game]\nsped = 3.0\n"),
+            "invalid config \"g.toml\": unknown key \"game.sped\" (did you mean \"game.speed\"?)"
+        );
+        assert_eq!(
+            error("[game]\nspeed = \"fast\"\n"),
+            "invalid config \"g.toml\": game.speed: invalid type: string \"fast\", expected f32"
+        );
+        assert_eq!(
+            error("[game]\nspeed = 0.0\n"),
+            "invalid config \"g.toml\": game.speed must be 0.1..=1000 (got 0)"
+        );
+        let not_a_table = ServerConfig::from_toml_str("game = 3\n", "g.toml").unwrap_err();
+        assert_eq!(
+            not_a_table.to_string(),
+            "invalid config \"g.toml\": game: invalid type: integer `3`, expected a table"
+        );
+    }
+
+    #[test]
+    fn a_game_without_settings_refuses_any_key_in_its_section() {
+        let config = ServerConfig::from_toml_str("[game]\nspeed = 1\n", "g.toml").unwrap();
+        let error = config.game_config::<NoSettings>().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid config \"g.toml\": unknown key \"game.speed\""
+        );
+        let empty = ServerConfig::from_toml_str("[game]\n", "g.toml").unwrap();
+        assert!(empty.game_config::<NoSettings>().is_ok());
     }
 
     #[test]

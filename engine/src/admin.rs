@@ -61,7 +61,7 @@ pub struct Sample {
     pub sessions: usize,
     /// Sessions logged in.
     pub logged_in: usize,
-    /// Rooms of the game, from `room_count` in its [`Game::admin`]; `null` for a game without
+    /// Rooms of the game, from `room_count` in its admin view ([`crate::world::Setup::admin`]); `null` for a game without
     /// rooms, and for the seconds in which nobody read `/api/state` (see [`Series`]).
     pub rooms: Option<usize>,
     /// Mean tick time in the second, in milliseconds.
@@ -102,7 +102,7 @@ pub struct State {
     pub logged_in: usize,
     /// Sessions, at most [`MAX_PLAYERS`], logged in ones first.
     pub players: Vec<Player>,
-    /// What the game shows ([`Game::admin`]), e.g. rooms and their members.
+    /// What the game shows (admin view ([`crate::world::Setup::admin`])), e.g. rooms and their members.
     pub game: serde_json::Value,
     /// Sessions ended since the start, by reason.
     pub disconnects: BTreeMap<&'static str, u64>,
@@ -176,7 +176,7 @@ impl Demand {
 
 /// The per-second series, kept by the tick loop.
 ///
-/// Its rooms come from the game's [`Game::admin`], which [`state_json`] builds anyway while
+/// Its rooms come from the game's admin view ([`crate::world::Setup::admin`]), which [`state_json`] builds anyway while
 /// someone reads `/api/state`: building it every second only to count rooms would cost the
 /// tick loop about 2 ms a second at 5,000 sessions in rooms of 20, and 10 ms at 20,000 in rooms
 /// of 100. So a second's rooms are known when the state was built in it, `None` otherwise.
@@ -267,7 +267,7 @@ pub fn not_ready(
     reasons
 }
 
-/// `room_count` in a game's [`Game::admin`] JSON; `None` for a game that has no such field.
+/// `room_count` in a game's admin view ([`crate::world::Setup::admin`]) JSON; `None` for a game that has no such field.
 pub fn room_count(game: &serde_json::Value) -> Option<usize> {
     let count = game.get("room_count")?.as_u64()?;
     usize::try_from(count).ok()

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use config::ServerConfig;
+use config::{GameConfig, NoSettings, ServerConfig};
 
 use crate::server::{bind, bind_port, open_storage, run_bound, ServerError};
 use crate::world::Game;
@@ -69,11 +69,46 @@ struct Args {
 }
 
 /// Parses the command line and runs the game `make_game` builds from the configuration,
-/// until SIGINT or SIGTERM. `program` names the binary in `--help` and in error lines.
+/// until SIGINT or SIGTERM. `program` names the binary in `--help` and in error lines. The
+/// game has no settings of its own: a key in `[game]` is refused (see [`main_with`]).
 pub fn main<G: Game>(
     program: &'static str,
     about: &'static str,
     make_game: impl FnOnce(&ServerConfig) -> G,
+) -> ExitCode {
+    main_with(program, about, |config, _: NoSettings| make_game(config))
+}
+
+/// [`main`] for a game with settings of its own, `C`: the `[game]` section of the file, read
+/// and checked at start like every other key (a bad one stops the server with one line, exit
+/// 2), then given to `make_game` with the rest of the configuration.
+///
+/// ```no_run
+/// # struct Arena { size: f32 }
+/// # impl engine::Game for Arena {
+/// #     fn register(_: &mut engine::Setup<Self>)
+/// #         -> Result<(), engine::DispatchError> { Ok(()) }
+/// # }
+/// #[derive(Default, serde::Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct Rules {
+///     size: f32,
+/// }
+///
+/// impl config::GameConfig for Rules {
+///     fn check(&self, rules: &config::Rules) -> Result<(), config::ConfigError> {
+///         rules.range("game.size", self.size, 1.0..=1e6)
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     engine::cli::main_with("arena", "An arena.", |_, rules: Rules| Arena { size: rules.size })
+/// }
+/// ```
+pub fn main_with<G: Game, C: GameConfig>(
+    program: &'static str,
+    about: &'static str,
+    make_game: impl FnOnce(&ServerConfig, C) -> G,
 ) -> ExitCode {
     // Before any file or thread: what this process writes is for its owner only.
     config::logging::restrict_new_files();
@@ -126,6 +161,13 @@ pub fn main<G: Game>(
         eprintln!("{program}: {error}");
         return ExitCode::from(2);
     }
+    let settings: C = match config.game_config() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{program}: {error}");
+            return ExitCode::from(2);
+        }
+    };
     config.apply_game_defaults(G::NAME, G::STORAGE);
     if let Err(error) = config::logging::init(&config.log, args.log_level.as_deref(), program) {
         eprintln!("{program}: {error}");
@@ -148,7 +190,7 @@ pub fn main<G: Game>(
             // certificate that cannot serve is one line, with nothing else done.
             let listeners = bind::<G>(listener, &config).await?;
             let storage = open_storage(&config)?;
-            let game = make_game(&config);
+            let game = make_game(&config, settings);
             run_bound(listeners, config, game, storage, shutdown_signal()).await
         };
         exit_code(program, run).await

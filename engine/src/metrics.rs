@@ -5,7 +5,7 @@
 //! (message types, error codes, disconnect reasons, DB lanes), so that recording is an atomic
 //! add on a handle the tick loop holds: no lookup, no lock per message. The histograms (tick
 //! time and its phases, DB job time) are recorded once per tick or per job. A game registers
-//! metrics of its own in the same registry ([`crate::Game::register_metrics`]).
+//! metrics of its own in the same registry ([`crate::world::Setup::metrics`]).
 
 use std::sync::atomic::AtomicU64;
 

@@ -10,7 +10,7 @@
 //! of its room, not once per member.
 //!
 //! A node that has not been heard for [`NODE_TIMEOUT`] is gone: its users and room members
-//! leave the world of the others (games see [`Game::node_lost`]). A node seen that is not
+//! leave the world of the others (modules see it: [`crate::world::Setup::on_node_lost`]). A node seen that is not
 //! known (new, or back after an outage) is asked for its state, and sends it.
 //!
 //! Failed logins, bad tokens and registrations counted by one node are counted by every
@@ -234,7 +234,7 @@ pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &
 }
 
 /// `session` would join `room` of `capacity` members: the rooms bucket is asked to count it
-/// (the game hears back through [`Game::reserved`]).
+/// (the module hears back through [`crate::world::Setup::on_reserved`]).
 pub fn reserve<G: Game>(world: &mut World<G>, session: net::SessionId, room: &str, capacity: u32) {
     if let Some(cluster) = world.cluster.as_mut() {
         cluster.name_requests.push(link::NameRequest::Reserve {

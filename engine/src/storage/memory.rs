@@ -51,7 +51,9 @@ struct SessionRow {
     record: SessionRecord,
 }
 
-/// Storage in the process's memory; see the [module](self).
+/// Storage in the process's memory (`storage.backend = "memory"`): accounts, tokens, room
+/// history, the session log and the modules' records until the process stops, kept by the
+/// same contract as the databases (the same test suite), and never failing.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     /// Accounts in the order they were created: the one with id `n` at index `n - 1`.

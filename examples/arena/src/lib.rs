@@ -46,8 +46,10 @@ use grid::Grid;
 /// The longest step of the simulation in one tick.
 const MAX_STEP: Duration = Duration::from_millis(250);
 
-/// The arena's rules.
-#[derive(Clone, Debug, PartialEq)]
+/// The arena's rules: its `[game]` section (`world_size`, `view_radius`, `speed`), each key
+/// at its default when left out.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ArenaConfig {
     /// The world is `[0, world_size)` in x and in y.
     pub world_size: f32,
@@ -169,9 +171,11 @@ impl Arena {
     }
 }
 
-impl From<&config::ServerConfig> for Arena {
-    fn from(_: &config::ServerConfig) -> Self {
-        Arena::new(ArenaConfig::default())
+impl config::GameConfig for ArenaConfig {
+    fn check(&self, rules: &config::Rules) -> Result<(), config::ConfigError> {
+        rules.range("game.world_size", self.world_size, 10.0..=1_000_000.0)?;
+        rules.range("game.view_radius", self.view_radius, 1.0..=self.world_size)?;
+        rules.range("game.speed", self.speed, 0.01..=1_000_000.0)
     }
 }
 
