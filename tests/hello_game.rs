@@ -1,7 +1,9 @@
 //! The README's hello game, as a user would make it: its six files (the blocks marked
 //! `<!-- hello: PATH -->`) in a crate of their own outside this workspace, depending on the
-//! engine by path. It must build without the engine's optional parts, pass its own test, and
-//! fail to build, naming the entries, when one of its ids clashes with the engine's.
+//! engine by path. It must build without the engine's optional parts, pass its own test, take
+//! the README's added message (the blocks marked `<!-- hello-add: PATH [WHERE] -->`) and pass
+//! its test too, and fail to build, naming the entries, when one of its ids clashes with the
+//! engine's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,6 +27,58 @@ fn files() -> Vec<(String, String)> {
         rest = &body[end..];
     }
     files
+}
+
+/// The README's steps to add a message to the game: (path, where, text), `where` being
+/// empty (at the end of the file, or a new file), `inside enum MessageId`, or `replacing
+/// LINE`. Each block loses the indentation of its fence (it sits in a list).
+fn additions() -> Vec<(String, String, String)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let mut steps = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("<!-- hello-add: ") {
+        rest = &rest[at + "<!-- hello-add: ".len()..];
+        let (header, after) = rest.split_once(" -->").expect("a closed marker");
+        let (path, place) = header.split_once(' ').unwrap_or((header, ""));
+        let after = after.trim_start_matches('\n');
+        let fence = after.lines().next().expect("a fence line");
+        let indent = fence.len() - fence.trim_start().len();
+        let body = &after[fence.len() + 1..];
+        let end = body.find("```").expect("a closing fence");
+        let text: String = body[..end]
+            .lines()
+            .map(|line| format!("{}\n", line.get(indent..).unwrap_or("")))
+            .collect::<String>()
+            .trim_end()
+            .to_string();
+        steps.push((path.to_string(), place.to_string(), format!("{text}\n")));
+        rest = &body[end..];
+    }
+    steps
+}
+
+/// Carries out one step of [`additions`] in the game at `dir`.
+fn apply(dir: &Path, path: &str, place: &str, text: &str) {
+    let file = dir.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let before = std::fs::read_to_string(&file).unwrap_or_default();
+    let after = if place.is_empty() {
+        format!("{before}\n{text}")
+    } else if place == "inside enum MessageId" {
+        let start = before.find("enum MessageId {").expect("enum MessageId");
+        let close = start + before[start..].find("\n}").expect("its closing brace") + 1;
+        format!("{}{text}{}", &before[..close], &before[close..])
+    } else if let Some(line) = place.strip_prefix("replacing ") {
+        let found = before
+            .lines()
+            .find(|l| l.trim() == line)
+            .unwrap_or_else(|| panic!("no line {line:?} in {path}"));
+        before.replacen(&format!("{found}\n"), text, 1)
+    } else {
+        panic!("a step of the README says where, as this test does not know: {place:?}");
+    };
+    std::fs::write(file, after).unwrap();
 }
 
 /// Writes the game into `dir`, its dependencies on this repository pointed at it.
@@ -98,6 +152,19 @@ fn the_readme_hello_game_builds_outside_the_workspace_and_passes_its_test() {
     let tree = text(&tree);
     for absent in ["rusqlite", "postgres", "async-nats"] {
         assert!(!tree.contains(absent), "{absent} is built:\n{tree}");
+    }
+
+    // A message added as the README says.
+    let steps = additions();
+    assert_eq!(steps.len(), 5, "the README's steps: {steps:?}");
+    for (path, place, text) in &steps {
+        apply(&dir, path, place, text);
+    }
+    let tested = cargo(&dir, &["test"]);
+    let said = text(&tested);
+    assert!(tested.status.success(), "{said}");
+    for test in ["everyone_hears_a_shout", "a_player_hears_how_many_are_here"] {
+        assert!(said.contains(&format!("test {test} ... ok")), "{said}");
     }
 
     // An id the engine has fails the build, naming both.
