@@ -1,5 +1,6 @@
 //! Connection-level behaviour over real sockets: welcome, ping, requests before login, bad
-//! requests that keep the session, the session limit and the idle timeout.
+//! requests that keep the session, and the session limit. (The idle timeout is the core's,
+//! tested at simulated time in `engine::testing` and `engine::core`.)
 
 mod common;
 
@@ -334,61 +335,5 @@ async fn connection_over_max_sessions_gets_server_full_and_is_closed() {
         }
     }
     second.ping_next(3).await;
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_session_is_closed_while_a_pinging_one_stays() {
-    let mut config = test_config();
-    config.net.idle_timeout_secs = 1;
-    let server = start_server(config).await;
-    let mut silent = server.guest("silent").await;
-    let silent_since = Instant::now();
-    let mut alive = server.member("alive", "lobby").await;
-
-    let mut seq = 0;
-    let watch = async {
-        let frames = silent.expect_closed_within(Duration::from_secs(10)).await;
-        (frames, silent_since.elapsed())
-    };
-    tokio::pin!(watch);
-    let (frames, idle_for) = loop {
-        tokio::select! {
-            closed = &mut watch => break closed,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                seq += 1;
-                alive.ping(seq).await;
-            }
-        }
-    };
-    assert!(
-        frames.is_empty(),
-        "frames before the idle close: {frames:?}"
-    );
-    assert!(
-        idle_for >= Duration::from_millis(800),
-        "closed after {idle_for:?}, before the 1 s idle timeout"
-    );
-
-    // The pinging session outlives another full timeout period.
-    let until = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < until {
-        seq += 1;
-        alive.ping(seq).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    alive.say("lobby", "still here", 1).await;
-    alive.expect_chat("lobby", "alive", "still here").await;
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_timeout_of_zero_never_closes_a_session() {
-    let mut config = test_config();
-    config.net.idle_timeout_secs = 0;
-    let server = start_server(config).await;
-    let mut client = server.guest("sleeper").await;
-    client.expect_silence(Duration::from_millis(1500)).await;
-    client.ping_next(1).await;
     server.shutdown().await;
 }

@@ -722,6 +722,59 @@ mod tests {
         }
     }
 
+    /// `server.idle_timeout_secs` from the file's settings, in simulated time: the silent
+    /// session is closed at the timeout, with nothing sent before; the pinging one stays.
+    #[test]
+    fn the_configured_idle_timeout_closes_the_silent_and_spares_the_pinging() {
+        use protocol::world::{C2sPing, S2cPong};
+        let mut config = ServerConfig::default();
+        config.net.idle_timeout_secs = 1;
+        let mut sim = Sim::with_config(config, Chat::default());
+        let silent = sim.guest("silent");
+        let alive = sim.guest("alive");
+        let start = sim.now();
+        let mut closed_after = None;
+        for seq in 0..50 {
+            sim.send(
+                alive,
+                &C2sPing {
+                    seq,
+                    client_time_us: 0,
+                },
+            );
+            for _ in 0..4 {
+                sim.step();
+            }
+            if closed_after.is_none() && sim.closed(silent).is_some() {
+                closed_after = Some(sim.now() - start);
+            }
+        }
+        let closed_after = closed_after.expect("the silent session was closed");
+        assert!(
+            (Duration::from_secs(1)..Duration::from_millis(2100)).contains(&closed_after),
+            "closed after {closed_after:?}"
+        );
+        assert_eq!(sim.closed(silent), Some(&DisconnectReason::IdleTimeout));
+        assert_eq!(
+            sim.pending(silent),
+            Vec::<u16>::new(),
+            "nothing before the close"
+        );
+        assert_eq!(sim.closed(alive), None);
+        assert_eq!(sim.take::<S2cPong>(alive).len(), 50);
+    }
+
+    #[test]
+    fn an_idle_timeout_of_zero_never_closes_a_session() {
+        let mut config = ServerConfig::default();
+        config.net.idle_timeout_secs = 0;
+        let mut sim = Sim::with_config(config, Chat::default());
+        let sleeper = sim.guest("sleeper");
+        sim.run_for(Duration::from_secs(3600));
+        assert_eq!(sim.closed(sleeper), None);
+        assert!(sim.world().login(sleeper).is_some());
+    }
+
     #[test]
     fn guests_join_a_room_and_chat_through_the_core() {
         let mut sim = Sim::new(Chat::default());
