@@ -41,7 +41,7 @@ use protocol::{ClientToServer, ServerToClient};
 
 use crate::cluster::link::{holder, FromNats, NameRequest, Reservation};
 use crate::cluster::{Cluster, ALL};
-use crate::core::{Core, Input};
+use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::storage::MemoryStorage;
 use crate::world::{Game, Now, Setup, World, WorldConfig};
@@ -148,28 +148,46 @@ impl<G: Game> Sim<G> {
         self.tick_once();
     }
 
-    /// [`Sim::step`], returning the connections the world took in it (token, session).
-    fn tick_once(&mut self) -> Vec<(u64, SessionId)> {
+    /// One tick with `inputs` (after what [`Sim::send`] queued), handing back the core's
+    /// output as it is, for a test or a benchmark that reads the frames itself: nothing goes
+    /// to the clients' inboxes. Connections it closes end at the next step, as in
+    /// [`Sim::step`].
+    pub fn tick(&mut self, inputs: impl IntoIterator<Item = Input>) -> Output {
+        self.inputs.extend(inputs);
+        std::mem::take(self.advance())
+    }
+
+    /// The time moves on by a tick and the core takes the queued inputs; the closes it
+    /// decides are noted, and their ends queued for the next tick.
+    fn advance(&mut self) -> &mut Output {
         self.now += self.tick;
         let inputs = std::mem::take(&mut self.inputs);
         let output = self.core.tick(clock(self.start, self.now), inputs);
         if let Some(transcript) = self.transcript.as_mut() {
             record(transcript, output);
         }
-        for (session, frames) in output.batches.drain(..) {
-            let inbox = self.inbox.entry(session).or_default();
-            inbox.extend(frames.iter().filter_map(split));
-        }
-        for (session, reason) in output.closes.drain(..) {
+        for (session, reason) in &output.closes {
             // The connection ends after its last frames, as a server's does: the world hears
             // of it at the next step.
             self.inputs.push(Input::Closed {
-                session,
+                session: *session,
                 reason: reason.clone(),
             });
-            self.closed.insert(session, reason);
+            self.closed.insert(*session, reason.clone());
         }
-        std::mem::take(&mut output.opened)
+        output
+    }
+
+    /// [`Sim::step`], returning the connections the world took in it (token, session).
+    fn tick_once(&mut self) -> Vec<(u64, SessionId)> {
+        let output = self.advance();
+        let opened = std::mem::take(&mut output.opened);
+        let batches = std::mem::take(&mut output.batches);
+        for (session, frames) in batches {
+            let inbox = self.inbox.entry(session).or_default();
+            inbox.extend(frames.iter().filter_map(split));
+        }
+        opened
     }
 
     /// Steps until `duration` of simulated time has gone by.
@@ -183,17 +201,23 @@ impl<G: Game> Sim<G> {
     /// A client connects; it is a session after this step (with `S2C_Welcome` in its inbox),
     /// or `None` when the world refused it (full, or its address has too many).
     pub fn try_connect(&mut self) -> Option<SessionId> {
-        let token = self.next_token;
-        self.next_token += 1;
-        let peer = SocketAddr::from((
-            [10, (token >> 16) as u8, (token >> 8) as u8, token as u8],
-            40_000,
-        ));
-        self.inputs.push(Input::Accepted { token, peer });
-        self.tick_once()
-            .into_iter()
-            .find(|(t, _)| *t == token)
-            .map(|(_, session)| session)
+        self.connect_many(1).pop().flatten()
+    }
+
+    /// `count` clients connect in one step: each one's session, or `None` where the world
+    /// refused it.
+    fn connect_many(&mut self, count: usize) -> Vec<Option<SessionId>> {
+        let tokens: Vec<u64> = (0..count as u64).map(|i| self.next_token + i).collect();
+        self.next_token += count as u64;
+        for &token in &tokens {
+            let peer = SocketAddr::from((
+                [10, (token >> 16) as u8, (token >> 8) as u8, token as u8],
+                40_000,
+            ));
+            self.inputs.push(Input::Accepted { token, peer });
+        }
+        let opened: BTreeMap<u64, SessionId> = self.tick_once().into_iter().collect();
+        tokens.iter().map(|t| opened.get(t).copied()).collect()
     }
 
     /// A client connects; panics when the world refuses it.
@@ -205,28 +229,48 @@ impl<G: Game> Sim<G> {
     /// A client connected and logged in as the guest `name`, with its inbox emptied (the
     /// welcome, the login's answer). Panics when the login is refused.
     pub fn guest(&mut self, name: &str) -> SessionId {
-        let session = self.connect();
-        self.send(
-            session,
-            &C2sLogin {
-                username: name.into(),
+        self.guests(&[name])[0]
+    }
+
+    /// Clients logged in as the guests `names`, all at once (they connect in one step and
+    /// log in in the next), with their inboxes emptied. Panics when one is refused.
+    pub fn guests<S: AsRef<str>>(&mut self, names: &[S]) -> Vec<SessionId> {
+        let sessions: Vec<SessionId> = self
+            .connect_many(names.len())
+            .into_iter()
+            .map(|s| {
+                s.expect("the world refused a connection (full, or too many from one address)")
+            })
+            .collect();
+        for (&session, name) in sessions.iter().zip(names) {
+            let login = C2sLogin {
+                username: name.as_ref().into(),
                 password: String::new(),
-            },
-        );
+            };
+            self.send(session, &login);
+        }
+        let mut waiting: Vec<(SessionId, &str)> = sessions
+            .iter()
+            .copied()
+            .zip(names.iter().map(AsRef::as_ref))
+            .collect();
         for _ in 0..10 {
             self.step();
-            if !self.take::<S2cAuthResult>(session).is_empty() {
-                self.inbox.remove(&session);
-                return session;
-            }
-            if let Some(error) = self.take::<S2cError>(session).pop() {
-                panic!("guest {name:?} refused: {error:?}");
+            waiting.retain(|&(session, name)| {
+                if !self.take::<S2cAuthResult>(session).is_empty() {
+                    self.inbox.remove(&session);
+                    return false;
+                }
+                if let Some(error) = self.take::<S2cError>(session).pop() {
+                    panic!("guest {name:?} refused: {error:?}");
+                }
+                true
+            });
+            if waiting.is_empty() {
+                return sessions;
             }
         }
-        panic!(
-            "guest {name:?} got no answer in 10 ticks; its inbox: {:?}",
-            self.inbox.get(&session)
-        );
+        panic!("guests {waiting:?} got no answer in 10 ticks");
     }
 
     /// `session` sends `message`; the world takes it at the next step.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use arena::arena::C2sMove;
 use arena::sim::{frame, Sim};
-use arena::ArenaConfig;
+use arena::{Arena, ArenaConfig};
 
 fn main() {
     if let Err(error) = config::logging::init(&config::LogConfig::default(), Some("warn"), "bench")
@@ -26,18 +26,18 @@ fn main() {
     for n in [1000usize, 2000, 4000, 8000, 16000] {
         let defaults = ArenaConfig::default();
         let world_size = (n as f32 / 5000.0).sqrt() * defaults.world_size;
-        let mut sim = Sim::new(ArenaConfig {
+        let mut sim = Sim::new(Arena::new(ArenaConfig {
             world_size,
             ..defaults
-        });
+        }));
         let names: Vec<String> = (0..n).map(|i| format!("bot{i:05}")).collect();
-        let sessions = sim.join_all(&names);
+        let sessions = sim.guests(&names);
         let mut times = Vec::with_capacity(ticks);
         let mut bytes = 0usize;
         let mut in_view = 0usize;
         for t in 0..ticks {
             // Each player turns now and then: a random walk, the same for every run.
-            let moves = sessions
+            let moves: Vec<engine::core::Input> = sessions
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| (i + t).is_multiple_of(20))
@@ -64,8 +64,7 @@ fn main() {
                 .sum();
         }
         in_view = in_view.max(
-            sim.core
-                .world
+            sim.world()
                 .game
                 .players
                 .values()

@@ -2,7 +2,7 @@
 
 use arena::arena::{C2sMove, S2cSpawned};
 use arena::sim::{frame, received, update, Received, Sim};
-use arena::{ArenaConfig, S2cMessage};
+use arena::{Arena, ArenaConfig, S2cMessage};
 use engine::core::Input;
 use engine::net::DisconnectReason;
 use engine::protocol::ErrorCode;
@@ -21,8 +21,8 @@ fn walk(dx: f32, dy: f32, sent_at_us: u64) -> C2sMove {
 
 #[test]
 fn a_player_logging_in_is_spawned_then_sent_one_update_every_tick() {
-    let mut sim = Sim::new(small());
-    let session = sim.core.world.clients.len();
+    let mut sim = Sim::new(Arena::new(small()));
+    let session = sim.world_mut().clients.len();
     assert_eq!(session, 0);
     let token = 0;
     let output = sim.tick(vec![Input::Accepted {
@@ -74,11 +74,11 @@ fn a_player_logging_in_is_spawned_then_sent_one_update_every_tick() {
 
 #[test]
 fn an_entity_coming_into_view_is_entered_once_listed_while_near_and_left_once_gone() {
-    let mut sim = Sim::new(small());
-    let ann = sim.join("ann");
-    let bob = sim.join("bob");
-    sim.core.world.game.place(ann, 50.0, 50.0);
-    sim.core.world.game.place(bob, 100.0, 50.0);
+    let mut sim = Sim::new(Arena::new(small()));
+    let ann = sim.guest("ann");
+    let bob = sim.guest("bob");
+    sim.world_mut().game.place(ann, 50.0, 50.0);
+    sim.world_mut().game.place(bob, 100.0, 50.0);
     let output = sim.tick(vec![]);
     assert!(
         update(&output, ann).unwrap().entities.is_empty(),
@@ -120,9 +120,9 @@ fn an_entity_coming_into_view_is_entered_once_listed_while_near_and_left_once_go
 
 #[test]
 fn a_move_longer_than_one_goes_no_faster_than_the_speed() {
-    let mut sim = Sim::new(small());
-    let ann = sim.join("ann");
-    sim.core.world.game.place(ann, 10.0, 10.0);
+    let mut sim = Sim::new(Arena::new(small()));
+    let ann = sim.guest("ann");
+    sim.world_mut().game.place(ann, 10.0, 10.0);
     sim.tick(vec![frame(ann, &walk(1000.0, 0.0, 1))]);
     let before = update(&sim.tick(vec![]), ann).unwrap().x;
     for _ in 0..19 {
@@ -138,9 +138,9 @@ fn a_move_longer_than_one_goes_no_faster_than_the_speed() {
 
 #[test]
 fn entities_stay_inside_the_world() {
-    let mut sim = Sim::new(small());
-    let ann = sim.join("ann");
-    sim.core.world.game.place(ann, 1.0, 199.0);
+    let mut sim = Sim::new(Arena::new(small()));
+    let ann = sim.guest("ann");
+    sim.world_mut().game.place(ann, 1.0, 199.0);
     sim.tick(vec![frame(ann, &walk(-1.0, 1.0, 1))]);
     for _ in 0..100 {
         sim.tick(vec![]);
@@ -152,8 +152,8 @@ fn entities_stay_inside_the_world() {
 
 #[test]
 fn a_move_that_is_not_a_number_answers_bad_request_and_changes_nothing() {
-    let mut sim = Sim::new(small());
-    let ann = sim.join("ann");
+    let mut sim = Sim::new(Arena::new(small()));
+    let ann = sim.guest("ann");
     let output = sim.tick(vec![frame(ann, &walk(f32::NAN, 0.0, 1))]);
     let error = received(&output, ann).into_iter().find_map(|m| match m {
         Received::Engine(engine::protocol::S2cMessage::S2cError(e)) => Some(e),
@@ -162,13 +162,13 @@ fn a_move_that_is_not_a_number_answers_bad_request_and_changes_nothing() {
     let error = error.expect("an error");
     assert_eq!(error.code(), ErrorCode::BadRequest);
     assert_eq!(error.request_id, 2100);
-    let player = &sim.core.world.game.players[&ann];
+    let player = &sim.world_mut().game.players[&ann];
     assert_eq!((player.dx, player.dy), (0.0, 0.0));
 }
 
 #[test]
 fn a_move_before_login_answers_not_authenticated() {
-    let mut sim = Sim::new(small());
+    let mut sim = Sim::new(Arena::new(small()));
     let output = sim.tick(vec![Input::Accepted {
         token: 0,
         peer: "10.0.0.1:9".parse().unwrap(),
@@ -187,11 +187,11 @@ fn a_move_before_login_answers_not_authenticated() {
 
 #[test]
 fn a_player_whose_connection_ends_leaves_the_others_view() {
-    let mut sim = Sim::new(small());
-    let ann = sim.join("ann");
-    let bob = sim.join("bob");
-    sim.core.world.game.place(ann, 50.0, 50.0);
-    sim.core.world.game.place(bob, 55.0, 50.0);
+    let mut sim = Sim::new(Arena::new(small()));
+    let ann = sim.guest("ann");
+    let bob = sim.guest("bob");
+    sim.world_mut().game.place(ann, 50.0, 50.0);
+    sim.world_mut().game.place(bob, 55.0, 50.0);
     assert_eq!(update(&sim.tick(vec![]), ann).unwrap().entities.len(), 1);
     let output = sim.tick(vec![Input::Closed {
         session: bob,
@@ -200,20 +200,20 @@ fn a_player_whose_connection_ends_leaves_the_others_view() {
     let u = update(&output, ann).unwrap();
     assert_eq!(u.left, [bob.0]);
     assert!(u.entities.is_empty());
-    assert!(!sim.core.world.game.players.contains_key(&bob));
+    assert!(!sim.world_mut().game.players.contains_key(&bob));
 }
 
 #[test]
 fn every_update_lists_exactly_the_entities_within_the_view_radius_of_the_true_positions() {
-    let mut sim = Sim::new(ArenaConfig {
+    let mut sim = Sim::new(Arena::new(ArenaConfig {
         world_size: 150.0,
         view_radius: 15.0,
         speed: 30.0,
-    });
+    }));
     let names: Vec<String> = (0..300).map(|i| format!("bot{i:03}")).collect();
-    let sessions = sim.join_all(&names);
+    let sessions = sim.guests(&names);
     for t in 0..60u32 {
-        let moves = sessions
+        let moves: Vec<Input> = sessions
             .iter()
             .enumerate()
             .filter(|(i, _)| (*i as u32 + t).is_multiple_of(7))
@@ -256,16 +256,16 @@ fn every_update_lists_exactly_the_entities_within_the_view_radius_of_the_true_po
 
 #[test]
 fn the_arena_counts_its_entities_and_what_it_sends_in_its_own_metrics() {
-    let mut sim = Sim::new(small());
+    let mut sim = Sim::new(Arena::new(small()));
     let mut registry = engine::metrics::Registry::default();
-    sim.core.world.register_metrics(&mut registry);
+    sim.world_mut().register_metrics(&mut registry);
     // Three players side by side: each sees the two others every tick.
     let names: Vec<String> = ["ann", "bob", "cyd"].map(String::from).to_vec();
-    let sessions = sim.join_all(&names);
+    let sessions = sim.guests(&names);
     for (i, &s) in sessions.iter().enumerate() {
-        sim.core.world.game.place(s, 100.0 + i as f32, 100.0);
+        sim.world_mut().game.place(s, 100.0 + i as f32, 100.0);
     }
-    let before = sim.core.world.game.metrics.entities_sent.get();
+    let before = sim.world_mut().game.metrics.entities_sent.get();
     sim.tick(vec![]);
     sim.tick(vec![]);
     let text = engine::metrics::encode(&registry);
@@ -274,7 +274,7 @@ fn the_arena_counts_its_entities_and_what_it_sends_in_its_own_metrics() {
         "{text}"
     );
     assert!(text.contains("\narena_entities 3\n"), "{text}");
-    let sent = sim.core.world.game.metrics.entities_sent.get();
+    let sent = sim.world_mut().game.metrics.entities_sent.get();
     assert_eq!(
         sent - before,
         2 * 3 * 2,
