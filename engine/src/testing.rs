@@ -84,7 +84,23 @@ impl<G: Game> Sim<G> {
     }
 
     /// `game` on the settings of `config` (password hashing made cheap).
-    pub fn with_config(mut config: ServerConfig, game: G) -> Sim<G> {
+    pub fn with_config(config: ServerConfig, game: G) -> Sim<G> {
+        Sim::build(config, game, Db::inline)
+    }
+
+    /// [`Sim::with_config`], with a database that holds every job until [`Sim::run_db`]: to
+    /// test what a game does while requests are in flight (logins, a room's history).
+    pub fn holding_db(config: ServerConfig, game: G) -> Sim<G> {
+        Sim::build(config, game, Db::deferred)
+    }
+
+    /// Runs the jobs a database held by [`Sim::holding_db`] has, in the order they came; the
+    /// world takes their answers at the next step. Returns how many ran.
+    pub fn run_db(&mut self) -> usize {
+        self.core.world.db.run_queued()
+    }
+
+    fn build(mut config: ServerConfig, game: G, db: fn(DbWorker) -> Db) -> Sim<G> {
         config.apply_game_defaults(G::NAME, "memory");
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;
@@ -94,13 +110,7 @@ impl<G: Game> Sim<G> {
         let now = Instant::now();
         let (dispatcher, hooks) =
             Setup::build().unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
-        let world = World::new(
-            WorldConfig::from(&config),
-            game,
-            hooks,
-            Db::inline(worker),
-            now,
-        );
+        let world = World::new(WorldConfig::from(&config), game, hooks, db(worker), now);
         Sim {
             core: Core::new(world, dispatcher),
             start: now,
@@ -817,6 +827,28 @@ mod tests {
         sim.run_for(Duration::from_secs(3600));
         assert_eq!(sim.closed(sleeper), None);
         assert!(sim.world().login(sleeper).is_some());
+    }
+
+    #[test]
+    fn a_held_database_keeps_a_login_waiting_until_it_runs() {
+        let mut sim = Sim::holding_db(ServerConfig::default(), Chat::default());
+        let ann = sim.connect();
+        let login = C2sLogin {
+            username: "ann".into(),
+            password: String::new(),
+        };
+        sim.send(ann, &login);
+        sim.run_for(Duration::from_secs(1));
+        assert!(
+            sim.take::<S2cAuthResult>(ann).is_empty(),
+            "answered while held"
+        );
+        assert!(
+            sim.run_db() >= 1,
+            "the guest check (and the session log's writes)"
+        );
+        sim.step();
+        assert_eq!(sim.take::<S2cAuthResult>(ann).len(), 1);
     }
 
     #[test]
