@@ -80,6 +80,7 @@
 //! - [`ledger`]: delivery accounting (sent, expected, received, lost, missed in failover,
 //!   unexpected), pure.
 //! - [`report`]: the [`Report`], its verdict [`Report::passed`] and its text form.
+//! - [`latency`]: latency histograms and their percentiles, for every report.
 //! - [`record`]: the settings, the per-second series and the latency distribution of a run,
 //!   and the versioned JSON document (`--json`); [`html`]: the HTML page (`--html`).
 //! - [`names`]: usernames (per run, or per account) and room names; chat content and its
@@ -92,6 +93,7 @@
 
 pub mod arena_swarm;
 pub mod html;
+pub mod latency;
 pub mod ledger;
 pub mod names;
 pub mod record;

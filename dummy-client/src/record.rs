@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 
-use crate::report;
+use crate::latency;
 
 /// The version of the JSON document; bumped when a field is dropped or renamed.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -187,7 +187,7 @@ impl Series {
         Series {
             started,
             last: Totals::default(),
-            latency: report::new_histogram(),
+            latency: latency::new_histogram(),
             seconds: Vec::new(),
             before_last: None,
         }
@@ -195,7 +195,7 @@ impl Series {
 
     /// Something arrived `us` microseconds after it was sent.
     pub fn latency(&mut self, us: u64) {
-        report::record(&mut self.latency, us);
+        latency::record(&mut self.latency, us);
     }
 
     /// Closes the second ending at `now`, with `totals` the counts so far; returns it.
@@ -220,7 +220,7 @@ impl Series {
             failovers: totals.failovers.saturating_sub(self.last.failovers),
         };
         self.seconds.push(second);
-        let latency = std::mem::replace(&mut self.latency, report::new_histogram());
+        let latency = std::mem::replace(&mut self.latency, latency::new_histogram());
         self.before_last = Some((std::mem::replace(&mut self.last, totals), latency));
         second
     }
@@ -400,8 +400,8 @@ pub struct LatencyMs {
     pub count: u64,
 }
 
-impl From<report::LatencySummary> for LatencyMs {
-    fn from(us: report::LatencySummary) -> Self {
+impl From<latency::LatencySummary> for LatencyMs {
+    fn from(us: latency::LatencySummary) -> Self {
         let ms = |us: u64| us as f64 / 1000.0;
         LatencyMs {
             p50: ms(us.p50),
@@ -420,10 +420,10 @@ pub fn secs_as_ms<S: Serializer>(secs: &f64, serializer: S) -> Result<S::Ok, S::
     serializer.serialize_f64(secs * 1000.0)
 }
 
-/// Serializes a [`report::LatencySummary`] of microseconds as [`LatencyMs`], for
+/// Serializes a [`latency::LatencySummary`] of microseconds as [`LatencyMs`], for
 /// `#[serde(serialize_with)]`.
 pub fn latency_as_ms<S: Serializer>(
-    us: &report::LatencySummary,
+    us: &latency::LatencySummary,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     LatencyMs::from(*us).serialize(serializer)
@@ -533,10 +533,10 @@ mod tests {
 
     #[test]
     fn the_distribution_spans_the_latencies_in_doubling_bars() {
-        let mut histogram = report::new_histogram();
+        let mut histogram = latency::new_histogram();
         assert!(distribution(&histogram).is_empty());
         for us in [450, 500, 1_500, 1_600, 1_700, 30_000] {
-            report::record(&mut histogram, us);
+            latency::record(&mut histogram, us);
         }
         let bars = distribution(&histogram);
         assert_eq!(bars.iter().map(|b| b.count).sum::<u64>(), 6);

@@ -181,7 +181,7 @@ pub struct Core<G: Game> {
 
 impl<G: Game> Core<G> {
     /// A core over `world`, with `dispatcher` for its messages (see
-    /// [`crate::world::Setup::build`]). Session ids start at 1.
+    /// [`crate::handlers::setup`]). Session ids start at 1.
     pub fn new(world: World<G>, dispatcher: MessageDispatcher<World<G>>) -> Core<G> {
         Core {
             world,
@@ -240,7 +240,7 @@ impl<G: Game> Core<G> {
         }
         lap(1, &self.world);
         crate::logins::advance(&mut self.world, now);
-        crate::cluster::advance(&mut self.world, now);
+        crate::nodes::advance(&mut self.world, now);
         lap(2, &self.world);
         self.flush();
         self.world.flush_writes();
@@ -340,7 +340,7 @@ impl<G: Game> Core<G> {
                 }
                 self.world.kick(session, DisconnectReason::SlowConsumer);
             }
-            Input::Cluster(from_nats) => crate::cluster::input(&mut self.world, from_nats, now),
+            Input::Cluster(from_nats) => crate::nodes::input(&mut self.world, from_nats, now),
         }
     }
 
@@ -592,7 +592,7 @@ mod tests {
             let storage = MemoryStorage::new();
             let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
             let now = Instant::now();
-            let (dispatcher, hooks) = crate::world::Setup::build().unwrap();
+            let (dispatcher, hooks) = crate::handlers::setup().unwrap();
             let world = World::new(
                 config,
                 crate::handlers::testkit::Chat::default(),

@@ -21,6 +21,8 @@
 //!   passed in; [`Game`], what a game supplies: its state and its sessions' lifecycle; and
 //!   [`Setup`], where a game registers its handlers and adds [`Module`]s, each with its own
 //!   hooks, timers, DB answers, cluster events, metrics and admin view.
+//! - [`cluster`]: this node's part of a cluster (its batches, the wire format, the link to
+//!   NATS); [`nodes`]: what the other nodes and the buckets tell the world.
 //! - [`logins`]: logins as they complete (the DB worker's answers, delayed logins).
 //! - [`handlers`]: the engine's own handlers (ping, logins), one file per feature.
 //! - [`modules`]: rooms with presence and history, room chat and whispers: modules a game
@@ -62,11 +64,13 @@ pub mod cluster;
 pub mod core;
 pub mod db;
 pub mod dispatcher;
+pub mod error;
 pub mod handlers;
 pub mod hash;
 pub mod logins;
 pub mod metrics;
 pub mod modules;
+pub mod nodes;
 pub mod outbox;
 mod ports;
 pub mod ratelimit;
@@ -82,5 +86,6 @@ pub use protocol;
 pub use serde_json;
 
 pub use dispatcher::{Ctx, DispatchError, HandlerError, MessageDispatcher};
-pub use server::{run_game, ServerError};
+pub use error::ServerError;
+pub use server::run_game;
 pub use world::{Game, Module, Setup, Stats, World, WorldConfig};

@@ -152,7 +152,9 @@ pub fn finish<G: Game>(
         Err(AuthFailure::UsernameTaken | AuthFailure::Internal(_)) => Outcome::Dropped,
     };
     if let Some(counted) = world.throttle.end(session, counted, now) {
-        crate::cluster::counted(world, &counted);
+        if let Some(cluster) = world.cluster.as_mut() {
+            cluster.count(&counted);
+        }
     }
     let Some(client) = world.clients.get_mut(&session) else {
         return; // gone meanwhile: a token it was issued simply expires unused
@@ -184,7 +186,9 @@ pub fn finish<G: Game>(
                 if let Some(client) = world.clients.get_mut(&session) {
                     client.claiming = Some(Box::new((reply, login)));
                 }
-                crate::cluster::claim(world, session, &username);
+                if let Some(cluster) = world.cluster.as_mut() {
+                    cluster.claim(session, &username);
+                }
                 return;
             }
             // The answer first: what the game sends on a login (its logged_in hook) follows it.

@@ -24,8 +24,8 @@ use protocol::ErrorCode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::ServerError;
 use crate::metrics::Metrics;
-use crate::server::ServerError;
 use crate::world::Game;
 
 /// What the ports of a server serve.

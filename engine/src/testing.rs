@@ -44,7 +44,7 @@ use crate::cluster::{Cluster, ALL};
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::storage::MemoryStorage;
-use crate::world::{Game, Now, Setup, World, WorldConfig};
+use crate::world::{Game, Now, World, WorldConfig};
 
 /// The wall clock of a simulation when it starts: 2026-01-01 00:00:00 UTC, in microseconds
 /// since the Unix epoch.
@@ -108,8 +108,8 @@ impl<G: Game> Sim<G> {
         let worker = DbWorker::new(Box::new(MemoryStorage::new()), AuthSettings::from(&config))
             .expect("the argon2 parameters above are valid");
         let now = Instant::now();
-        let (dispatcher, hooks) =
-            Setup::build().unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
+        let (dispatcher, hooks) = crate::handlers::setup()
+            .unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
         let world = World::new(WorldConfig::from(&config), game, hooks, db(worker), now);
         Sim {
             core: Core::new(world, dispatcher),

@@ -111,7 +111,9 @@ fn counted<G: VisitsGame>(world: &mut World<G>, answer: DbEvent, _: Instant) -> 
     let (name, count) = *answer.downcast::<(String, u64)>().expect("our own answer");
     let payload = Bytes::from(format!("{name}={count}"));
     world.game.visits().counted.insert(name, count);
-    engine::cluster::send_module(world, None, VISITS, payload);
+    if let Some(cluster) = world.cluster.as_mut() {
+        cluster.send_module(None, VISITS, payload);
+    }
     None
 }
 

@@ -9,8 +9,8 @@
 //! # Layout
 //!
 //! - [`codec`]: sans-IO decoder of the frame format, [`Packet`] views into the read buffer.
-//! - [`session`]: one connection: a read task, a write task, bounded queues both ways,
-//!   and the typed [`DisconnectReason`] it ends with.
+//! - [`session`]: one connection: a read task, a write task, bounded queues both ways.
+//! - [`reason`]: the typed [`DisconnectReason`] a session ends with.
 //! - [`transport`]: how a connection is set up before frames flow ([`Negotiation`]): TLS,
 //!   telling clients apart by their first bytes, the WebSocket upgrade, HTTP answers.
 //! - [`ws`]: sans-IO WebSocket frames and handshake; [`http`]: sans-IO HTTP/1.1 heads;
@@ -23,6 +23,7 @@
 pub mod calendar;
 pub mod codec;
 pub mod http;
+pub mod reason;
 pub mod refuse;
 pub mod service;
 pub mod session;
@@ -33,7 +34,7 @@ pub mod ws;
 pub use rustls;
 pub use tokio_rustls;
 
-pub use codec::{CodecError, FrameCodec, FrameError, Packet, HEADER_LEN};
+pub use codec::{CodecError, FrameCodec, FrameError, Packet, WsError, HEADER_LEN};
 pub use refuse::{Refusal, Refuser};
 pub use service::{ClientService, ServerService, ServiceEvent};
 pub use session::{
@@ -42,4 +43,4 @@ pub use session::{
 pub use transport::{
     AcceptSide, ConnectSide, Framing, Negotiation, Transport, Web, WebFile, WsTarget,
 };
-pub use ws::{Origins, WsError};
+pub use ws::Origins;

@@ -22,6 +22,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme}
 
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+/// The ALPN id of HTTP/1.1, which a TLS client names to be served HTTP (RFC 7301).
+pub const ALPN_HTTP: &[u8] = b"http/1.1";
 /// Which of the two files a [`CertError`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertFile {
@@ -186,7 +188,7 @@ pub fn server_config(slot: Arc<CertSlot>, allow_tls12: bool, http: bool) -> Arc<
         .with_no_client_auth()
         .with_cert_resolver(slot);
     if http {
-        config.alpn_protocols = vec![crate::transport::ALPN_HTTP.to_vec()];
+        config.alpn_protocols = vec![ALPN_HTTP.to_vec()];
     }
     Arc::new(config)
 }
@@ -238,7 +240,7 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
 /// uses, so that a TLS port that serves frames too serves it HTTP.
 pub fn for_http(config: &ClientConfig) -> Arc<ClientConfig> {
     let mut config = config.clone();
-    config.alpn_protocols = vec![crate::transport::ALPN_HTTP.to_vec()];
+    config.alpn_protocols = vec![ALPN_HTTP.to_vec()];
     Arc::new(config)
 }
 

@@ -22,7 +22,6 @@
 //! login deadline as well.
 
 use std::fmt;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::http;
-use crate::session::DisconnectReason;
+use crate::reason::{io_reason, DisconnectReason};
 use crate::tls::{TlsAcceptor, TlsConnector};
 use crate::ws::{self, Origins, Role};
 
@@ -120,8 +119,7 @@ pub struct Web {
     pub files: Vec<WebFile>,
 }
 
-/// The ALPN id of HTTP/1.1, which a TLS client names to be served HTTP (RFC 7301).
-pub const ALPN_HTTP: &[u8] = b"http/1.1";
+pub use crate::tls::ALPN_HTTP;
 
 /// How a server's port sets up its connections.
 #[derive(Clone)]
@@ -289,10 +287,6 @@ fn classify(first: &[u8], plain_port: bool) -> Option<Kind> {
         Some(b) if b.is_ascii_uppercase() || *b == b' ' => Some(Kind::Http),
         Some(_) => Some(Kind::Frames),
     }
-}
-
-fn io_reason(error: &io::Error) -> DisconnectReason {
-    crate::session::io_reason(error)
 }
 
 fn handshake(why: impl Into<String>) -> DisconnectReason {

@@ -70,48 +70,7 @@ pub enum Role {
     Client,
 }
 
-/// A peer that broke RFC 6455, or this crate's rule of whole frames per message.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WsError {
-    /// A text message: frames travel in binary messages.
-    #[error("a text message (frames travel in binary messages)")]
-    Text,
-    /// A client frame without a mask.
-    #[error("a client frame without a mask")]
-    Unmasked,
-    /// A server frame with a mask.
-    #[error("a server frame with a mask")]
-    Masked,
-    /// Reserved bits set (no extension was agreed).
-    #[error("reserved bits set in a frame header")]
-    Reserved,
-    /// An opcode RFC 6455 does not define.
-    #[error("unknown opcode {0:#x}")]
-    Opcode(u8),
-    /// A control frame longer than 125 bytes, or fragmented.
-    #[error("a control frame longer than 125 bytes or fragmented")]
-    BadControl,
-    /// A continuation frame with no message to continue.
-    #[error("a continuation frame outside a message")]
-    StrayContinuation,
-    /// A new message while a fragmented one is still open.
-    #[error("a new message before the fragmented one ended")]
-    Interleaved,
-    /// A message over the size limit.
-    #[error("a message of at least {size} bytes, over the {max}-byte limit")]
-    TooBig {
-        /// The size the headers announced so far.
-        size: u64,
-        /// The limit.
-        max: usize,
-    },
-    /// A message that ends inside a frame.
-    #[error("a message ending inside a frame ({0} bytes of the frame in it): every message carries whole frames")]
-    SplitFrame(usize),
-    /// A close frame whose payload is not a code and UTF-8 text.
-    #[error("a close frame with a malformed payload")]
-    BadClose,
-}
+pub use crate::codec::WsError;
 
 impl WsError {
     /// The close code that answers the error.

@@ -35,10 +35,6 @@ pub mod wire;
 use crate::hash::Map;
 use std::time::{Duration, Instant};
 
-use net::DisconnectReason;
-
-use crate::dispatcher::{DispatchState, HandlerError};
-use crate::world::{Game, World};
 pub use wire::{Batch, Event, Kind};
 
 /// How often a node says it is alive, when it has nothing else to say.
@@ -57,32 +53,32 @@ pub fn inbox(node: &str) -> String {
 
 /// Another node, as this one knows it.
 #[derive(Debug)]
-struct Peer {
-    incarnation: u64,
-    last_seen: Instant,
+pub(crate) struct Peer {
+    pub(crate) incarnation: u64,
+    pub(crate) last_seen: Instant,
     /// The last sequence number seen on its broadcast stream, and on its stream to us.
-    seq_all: u64,
-    seq_direct: u64,
+    pub(crate) seq_all: u64,
+    pub(crate) seq_direct: u64,
 }
 
 /// Who holds a name, as the bucket last said.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Holder {
-    revision: u64,
-    node: String,
-    incarnation: u64,
+pub(crate) struct Holder {
+    pub(crate) revision: u64,
+    pub(crate) node: String,
+    pub(crate) incarnation: u64,
 }
 
 /// This node's part of the cluster.
 #[derive(Debug)]
 pub struct Cluster {
-    node: String,
-    incarnation: u64,
-    peers: Map<String, Peer>,
+    pub(crate) node: String,
+    pub(crate) incarnation: u64,
+    pub(crate) peers: Map<String, Peer>,
     /// Usernames (folded to lowercase) held anywhere, and by whom.
-    holders: Map<String, Holder>,
+    pub(crate) holders: Map<String, Holder>,
     /// Claims and releases for the names bucket, taken by the driver each tick.
-    name_requests: Vec<link::NameRequest>,
+    pub(crate) name_requests: Vec<link::NameRequest>,
     broadcast: Vec<Event>,
     direct: Map<String, Vec<Event>>,
     seq_all: u64,
@@ -91,7 +87,7 @@ pub struct Cluster {
     /// Batches received out of order or missing, for the log and the metrics.
     pub gaps: u64,
     /// Whether another node with this one's name was seen (and said so).
-    warned_twin: bool,
+    pub(crate) warned_twin: bool,
 }
 
 impl Cluster {
@@ -169,6 +165,66 @@ impl Cluster {
         });
     }
 
+    /// A login of `session` as `username` is ready: it waits for the bucket to make the
+    /// session the name's holder (the answer completes it, [`crate::nodes::input`]).
+    pub fn claim(&mut self, session: net::SessionId, username: &str) {
+        self.name_requests.push(link::NameRequest::Claim {
+            session,
+            username: username.to_ascii_lowercase(),
+        });
+    }
+
+    /// `session` of this node logged out of `username`: the bucket frees the name if the
+    /// session still holds it.
+    pub fn release(&mut self, session: net::SessionId, username: &str) {
+        self.name_requests.push(link::NameRequest::Release {
+            session,
+            username: username.to_ascii_lowercase(),
+        });
+    }
+
+    /// `session` would join `room` of `capacity` members: the rooms bucket is asked to count
+    /// it (the module hears back through [`crate::world::Setup::on_reserved`]).
+    pub fn reserve(&mut self, session: net::SessionId, room: &str, capacity: u32) {
+        self.name_requests.push(link::NameRequest::Reserve {
+            session,
+            room: room.to_string(),
+            capacity,
+        });
+    }
+
+    /// Sends `payload` from `module` to node `to`, or to every other node when `to` is
+    /// `None`, with this tick's batches: each receiving node offers it to its modules'
+    /// cluster hooks ([`crate::world::Setup::on_cluster_event`]) as [`Kind::Module`]. Events
+    /// from one node arrive in the order sent; one sent while NATS is away is lost (the next
+    /// [`crate::world::Setup::on_cluster_state`] is where a module brings a node up to date).
+    pub fn send_module(&mut self, to: Option<&str>, module: &str, payload: bytes::Bytes) {
+        let event = Event::new(Kind::Module(wire::ModuleEvent {
+            module: module.to_string(),
+            payload,
+        }));
+        match to {
+            Some(node) => self.send(node, event),
+            None => self.broadcast(event),
+        }
+    }
+
+    /// This node counted `counted` against its login limits: the other nodes count it too.
+    pub fn count(&mut self, counted: &crate::throttle::Counted) {
+        use crate::throttle::Counted as C;
+        let (what, addr, user) = match counted {
+            C::LoginFailed { addr, user } => (1, addr, user.as_str()),
+            C::LoginSucceeded { addr, user } => (2, addr, user.as_str()),
+            C::ResumeFailed { addr } => (3, addr, ""),
+            C::Registered { addr, user } => (4, addr, user.as_str()),
+        };
+        self.broadcast(Event::new(Kind::Counted(wire::Counted {
+            what,
+            addr: addr.to_string(),
+            user: user.to_string(),
+        })));
+    }
+
     /// This tick's claims and releases of names, for the bucket.
     pub fn take_name_requests(&mut self) -> Vec<link::NameRequest> {
         std::mem::take(&mut self.name_requests)
@@ -222,145 +278,6 @@ impl Cluster {
     }
 }
 
-/// A login of `session` as `username` is ready: it waits for the bucket to make the session
-/// the name's holder ([`input`] completes it).
-pub fn claim<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
-    if let Some(cluster) = world.cluster.as_mut() {
-        cluster.name_requests.push(link::NameRequest::Claim {
-            session,
-            username: username.to_ascii_lowercase(),
-        });
-    }
-}
-
-/// `session` would join `room` of `capacity` members: the rooms bucket is asked to count it
-/// (the module hears back through [`crate::world::Setup::on_reserved`]).
-pub fn reserve<G: Game>(world: &mut World<G>, session: net::SessionId, room: &str, capacity: u32) {
-    if let Some(cluster) = world.cluster.as_mut() {
-        cluster.name_requests.push(link::NameRequest::Reserve {
-            session,
-            room: room.to_string(),
-            capacity,
-        });
-    }
-}
-
-/// `session` of this node logged out of `username`: the bucket frees the name if the
-/// session still holds it.
-pub fn logged_out<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str) {
-    if let Some(cluster) = world.cluster.as_mut() {
-        cluster.name_requests.push(link::NameRequest::Release {
-            session,
-            username: username.to_ascii_lowercase(),
-        });
-    }
-}
-
-/// What NATS brought.
-pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Instant) {
-    match from_nats {
-        link::FromNats::Batch(batch) => receive(world, batch, now),
-        link::FromNats::Claimed {
-            session,
-            username,
-            granted,
-            revision,
-        } => {
-            if let (true, Some(cluster)) = (granted, world.cluster.as_mut()) {
-                let ours = Holder {
-                    revision,
-                    node: cluster.node.clone(),
-                    incarnation: cluster.incarnation,
-                };
-                if cluster
-                    .holders
-                    .get(&username)
-                    .is_none_or(|h| h.revision < revision)
-                {
-                    cluster.holders.insert(username.clone(), ours);
-                }
-            } else if !granted {
-                spdlog::warn!(
-                    "cluster: session {session} logs in as {username} without the names bucket (NATS unavailable)"
-                );
-            }
-            if !crate::logins::claimed(world, session, now) && granted {
-                // The session went away meanwhile: the name it was given goes back.
-                logged_out(world, session, &username);
-            }
-        }
-        link::FromNats::Held {
-            username,
-            holder,
-            revision,
-        } => held(world, username, &holder, revision),
-        link::FromNats::Reserved {
-            session,
-            room,
-            outcome,
-        } => {
-            for i in 0..world.hooks.reserved.len() {
-                let hook = world.hooks.reserved[i];
-                hook(world, session, room.clone(), outcome);
-            }
-        }
-        link::FromNats::Freed { username, revision } => {
-            if let Some(cluster) = world.cluster.as_mut() {
-                if cluster
-                    .holders
-                    .get(&username)
-                    .is_some_and(|h| h.revision < revision)
-                {
-                    cluster.holders.remove(&username);
-                }
-            }
-        }
-    }
-}
-
-/// The bucket says `holder` (`node incarnation session`) holds `username` since `revision`:
-/// a session of this node holding it (by an older revision) is replaced.
-fn held<G: Game>(world: &mut World<G>, username: String, holder: &str, revision: u64) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let mut parts = holder.split(' ');
-    let (Some(node), Some(incarnation)) = (parts.next(), parts.next()) else {
-        return;
-    };
-    let incarnation = incarnation.parse().unwrap_or(0);
-    if cluster
-        .holders
-        .get(&username)
-        .is_some_and(|h| h.revision >= revision)
-    {
-        return; // older than what is known
-    }
-    let ours = node == cluster.node && incarnation == cluster.incarnation;
-    cluster.holders.insert(
-        username.clone(),
-        Holder {
-            revision,
-            node: node.to_string(),
-            incarnation,
-        },
-    );
-    if ours {
-        return; // this node's own claim: its sessions sort it out themselves
-    }
-    if let Some(session) = world.session_of(&username) {
-        world.send_error(
-            session,
-            0,
-            HandlerError::new(
-                protocol::ErrorCode::Replaced,
-                format!("{username} logged in on node {node}"),
-            ),
-        );
-        world.kick(session, DisconnectReason::Replaced);
-    }
-}
-
 /// A batch is cut at about this many bytes of events, well under NATS's default limit of
 /// 1 MiB a message.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -381,27 +298,8 @@ fn chunks(events: Vec<Event>) -> Vec<Vec<Event>> {
     out
 }
 
-/// This node counted `counted` against its login limits: the other nodes count it too.
-pub fn counted<G: Game>(world: &mut World<G>, counted: &crate::throttle::Counted) {
-    use crate::throttle::Counted as C;
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let (what, addr, user) = match counted {
-        C::LoginFailed { addr, user } => (1, addr, user.as_str()),
-        C::LoginSucceeded { addr, user } => (2, addr, user.as_str()),
-        C::ResumeFailed { addr } => (3, addr, ""),
-        C::Registered { addr, user } => (4, addr, user.as_str()),
-    };
-    cluster.broadcast(Event::new(Kind::Counted(wire::Counted {
-        what,
-        addr: addr.to_string(),
-        user: user.to_string(),
-    })));
-}
-
 /// What another node counted, as this node's [`crate::throttle::Counted`].
-fn counted_elsewhere(counted: wire::Counted) -> Option<crate::throttle::Counted> {
+pub(crate) fn counted_elsewhere(counted: wire::Counted) -> Option<crate::throttle::Counted> {
     use crate::throttle::Counted as C;
     let addr = counted.addr.parse().ok()?;
     let user = counted.user;
@@ -412,167 +310,6 @@ fn counted_elsewhere(counted: wire::Counted) -> Option<crate::throttle::Counted>
         4 => C::Registered { addr, user },
         _ => return None,
     })
-}
-
-/// A batch from another node.
-pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    if batch.from == cluster.node {
-        if batch.incarnation != cluster.incarnation && !cluster.warned_twin {
-            cluster.warned_twin = true;
-            spdlog::error!(
-                "cluster: another node is also named {}: give each node its own cluster.node",
-                cluster.node
-            );
-        }
-        return; // our own broadcast
-    }
-    let from = batch.from.clone();
-    let restarted = cluster
-        .peers
-        .get(&from)
-        .is_some_and(|p| p.incarnation != batch.incarnation);
-    if restarted {
-        // What the node had before it restarted is gone with it.
-        spdlog::info!("cluster: node {from} restarted");
-        forget_node(world, &from);
-    }
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let known = cluster.peers.contains_key(&from);
-    let peer = cluster.peers.entry(from.clone()).or_insert(Peer {
-        incarnation: batch.incarnation,
-        last_seen: now,
-        seq_all: 0,
-        seq_direct: 0,
-    });
-    peer.last_seen = now;
-    let last = if batch.direct {
-        &mut peer.seq_direct
-    } else {
-        &mut peer.seq_all
-    };
-    if batch.seq <= *last {
-        return; // a repeat
-    }
-    if *last > 0 && batch.seq > *last + 1 {
-        cluster.gaps += batch.seq - *last - 1;
-        world.metrics.cluster_missing.inc_by(batch.seq - *last - 1);
-        spdlog::warn!(
-            "cluster: {} batches from node {from} missing (sequence {} after {})",
-            batch.seq - *last - 1,
-            batch.seq,
-            *last
-        );
-    }
-    let missed = *last > 0 && batch.seq > *last + 1;
-    *last = batch.seq;
-    if missed && known {
-        // What it said in them (joins, leaves) is not known here: its state again.
-        cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
-    }
-    if !known {
-        spdlog::info!("cluster: node {from} joined");
-        world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
-        // We may have missed what it said before we heard it (a start, an outage): we ask
-        // for its state. (Its own hello, if this is one, asks for ours; after an outage it
-        // asks when it hears us.)
-        cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
-    }
-    for event in batch.events {
-        apply(world, &from, event, now);
-    }
-}
-
-fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) {
-    let Some(kind) = event.kind else {
-        return;
-    };
-    match kind {
-        Kind::Hello(_) => send_state(world, from),
-        Kind::Heartbeat(_) => {}
-        Kind::Counted(counted) => {
-            if let Some(counted) = counted_elsewhere(counted) {
-                world.throttle.count_elsewhere(counted, now);
-            }
-        }
-        Kind::Whisper(whisper) => {
-            if let Some(session) = world.session_of(&whisper.to) {
-                world.out.push(session, whisper.frame);
-            }
-        }
-        other => world.route_cluster_event(from, other, now),
-    }
-}
-
-/// Sends node `to` this node's state: the modules' (see [`crate::world::Setup::on_cluster_state`]). (Who holds
-/// which name, it has from the names bucket.)
-fn send_state<G: Game>(world: &mut World<G>, to: &str) {
-    crate::world::run_hooks!(world, cluster_state, to);
-}
-
-/// Sends `payload` from `module` to node `to`, or to every other node when `to` is `None`,
-/// with this tick's batch: each receiving node offers it to its modules' cluster hooks
-/// ([`crate::world::Setup::on_cluster_event`]) as [`Kind::Module`]. Nothing is sent on a
-/// server not in a cluster. Events from one node arrive in the order sent; an event sent
-/// while NATS is away is lost (the next [`crate::world::Setup::on_cluster_state`] is where a
-/// module brings a node up to date).
-pub fn send_module<G: Game>(
-    world: &mut World<G>,
-    to: Option<&str>,
-    module: &str,
-    payload: bytes::Bytes,
-) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let event = Event::new(Kind::Module(wire::ModuleEvent {
-        module: module.to_string(),
-        payload,
-    }));
-    match to {
-        Some(node) => cluster.send(node, event),
-        None => cluster.broadcast(event),
-    }
-}
-
-/// Every tick: nodes silent for [`NODE_TIMEOUT`] are gone.
-pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let gone: Vec<String> = cluster
-        .peers
-        .iter()
-        .filter(|(_, p)| now.duration_since(p.last_seen) >= NODE_TIMEOUT)
-        .map(|(name, _)| name.clone())
-        .collect();
-    for node in gone {
-        spdlog::warn!(
-            "cluster: node {node} silent for {} s: its players leave",
-            NODE_TIMEOUT.as_secs()
-        );
-        forget_node(world, &node);
-    }
-}
-
-/// Node `node` is gone (or restarted): its users and what the game had of it go.
-fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    if let Some(peer) = cluster.peers.remove(node) {
-        // Its members stop counting in the rooms bucket (every node asks; it is done once).
-        cluster.name_requests.push(link::NameRequest::DropNode {
-            node: node.to_string(),
-            incarnation: peer.incarnation,
-        });
-    }
-    world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
-    crate::world::run_hooks!(world, node_lost, node);
 }
 
 #[cfg(test)]

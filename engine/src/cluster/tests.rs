@@ -7,6 +7,7 @@ use protocol::{ErrorCode, S2cMessage};
 
 use super::*;
 use crate::handlers::testkit::Harness;
+use crate::nodes::{advance, input, receive};
 
 fn node(name: &str) -> Harness {
     let mut h = Harness::new();

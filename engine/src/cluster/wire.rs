@@ -71,7 +71,7 @@ pub enum Kind {
     /// own message to a room): see [`crate::modules::rooms::send_to_room`].
     #[prost(message, tag = "12")]
     RoomFrame(Chat),
-    /// A module's own event (a game's too): see [`crate::cluster::send_module`].
+    /// A module's own event (a game's too): see [`crate::cluster::Cluster::send_module`].
     #[prost(message, tag = "13")]
     Module(ModuleEvent),
 }

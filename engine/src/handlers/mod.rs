@@ -10,11 +10,17 @@ pub mod auth;
 pub mod session;
 
 use crate::dispatcher::{DispatchError, HandlerError, MessageDispatcher};
-use crate::world::Game;
-use crate::world::World;
+use crate::world::{Game, Hooks, Setup, World};
 
-/// Registers the engine's handlers, which every game is served (see
-/// [`crate::world::Setup::build`]).
+/// The dispatcher and hooks a world of `G` runs on: the engine's handlers (ping, logins),
+/// then the game's and its modules' ([`Setup::build`]).
+pub fn setup<G: Game>() -> Result<(MessageDispatcher<World<G>>, Hooks<G>), DispatchError> {
+    let mut dispatcher = MessageDispatcher::new();
+    register(&mut dispatcher)?;
+    Setup::build(dispatcher)
+}
+
+/// Registers the engine's handlers, which every game is served.
 pub fn register<G: Game>(
     dispatcher: &mut MessageDispatcher<World<G>>,
 ) -> Result<(), DispatchError> {
@@ -165,7 +171,7 @@ pub(crate) mod testkit {
         /// The chat world under `config` with rooms under `rooms`, over `db`.
         pub fn over(config: WorldConfig, rooms: RoomsConfig, db: Db) -> Self {
             let now = Instant::now();
-            let (dispatcher, hooks) = Setup::build().unwrap();
+            let (dispatcher, hooks) = crate::handlers::setup().unwrap();
             Harness {
                 world: World::new(config, Chat::new(rooms), hooks, db, now),
                 dispatcher,

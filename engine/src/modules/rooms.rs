@@ -501,7 +501,9 @@ fn admit<G: RoomsGame>(
         let rooms = world.game.rooms_mut();
         rooms.reserving.insert(session, request.room.clone());
         rooms.members.entry(session).or_default().joining = true;
-        crate::cluster::reserve(world, session, &request.room, capacity as u32);
+        if let Some(cluster) = world.cluster.as_mut() {
+            cluster.reserve(session, &request.room, capacity as u32);
+        }
         return Ok(());
     }
     let rooms = world.game.rooms_mut();

@@ -239,7 +239,7 @@ const TOKEN_PRUNE: Duration = Duration::from_secs(3600);
 const FAILURE_SWEEP: Duration = Duration::from_secs(60);
 
 impl<G: Game> World<G> {
-    /// A world of `game` with no session, with the hooks of its modules ([`Setup::build`]),
+    /// A world of `game` with no session, with the hooks of its modules ([`crate::handlers::setup`]),
     /// over the DB worker `db`; schedules its own housekeeping and the modules' timers from
     /// `now`.
     pub fn new(config: WorldConfig, game: G, hooks: Hooks<G>, db: Db, now: Instant) -> World<G> {
@@ -421,7 +421,9 @@ impl<G: Game> World<G> {
         let key = login.username.to_ascii_lowercase();
         if self.users.get(&key) == Some(&session) {
             self.users.remove(&key);
-            crate::cluster::logged_out(self, session, &login.username);
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.release(session, &login.username);
+            }
         }
         run_hooks!(self, logged_out, session, &login);
         G::logged_out(self, session, &login);
@@ -616,7 +618,7 @@ mod tests {
         let mut world = World::new(
             config,
             Ticks(Vec::new()),
-            Setup::build().unwrap().1,
+            crate::handlers::setup().unwrap().1,
             crate::handlers::testkit::inline_db(),
             t0,
         );
@@ -628,7 +630,7 @@ mod tests {
     }
 
     fn chat_hooks() -> Hooks<crate::handlers::testkit::Chat> {
-        Setup::build().unwrap().1
+        crate::handlers::setup().unwrap().1
     }
 
     fn chat() -> crate::handlers::testkit::Chat {
@@ -1051,7 +1053,7 @@ mod tests {
             crate::db::DbWorker::new(Box::new(PanickingStorage), test_auth_settings()).unwrap();
         let db = Db::spawn(worker, 16).unwrap();
         let t0 = Instant::now();
-        let (dispatcher, hooks) = Setup::build().unwrap();
+        let (dispatcher, hooks) = crate::handlers::setup().unwrap();
         let mut world = World::new(WorldConfig::default(), chat(), hooks, db, t0);
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let session = SessionId(1);

@@ -134,14 +134,16 @@ pub struct Setup<G: Game> {
 }
 
 impl<G: Game> Setup<G> {
-    /// The engine's handlers (ping and logins), then the game's and its modules' (from
-    /// [`Game::register`]): the dispatcher a world of `G` runs on, and its hooks.
-    pub fn build() -> Result<(MessageDispatcher<World<G>>, Hooks<G>), DispatchError> {
+    /// The game `G` put together on `dispatcher`, which has the engine's handlers (ping and
+    /// logins: [`crate::handlers::setup`] gives it): the game's and its modules' handlers
+    /// added ([`Game::register`]), and their hooks.
+    pub fn build(
+        dispatcher: MessageDispatcher<World<G>>,
+    ) -> Result<(MessageDispatcher<World<G>>, Hooks<G>), DispatchError> {
         let mut setup = Setup {
-            dispatcher: MessageDispatcher::new(),
+            dispatcher,
             hooks: Hooks::default(),
         };
-        crate::handlers::register(&mut setup.dispatcher)?;
         G::register(&mut setup)?;
         Ok((setup.dispatcher, setup.hooks))
     }
@@ -240,7 +242,7 @@ impl<G: Game> Setup<G> {
 
     /// Offers `hook` each event from another node of the cluster that the engine does not
     /// handle itself: a module's own ([`Kind::Module`] with its name, sent with
-    /// [`crate::cluster::send_module`]) or the rooms module's. A hook returns `None` for an
+    /// [`crate::cluster::Cluster::send_module`]) or the rooms module's. A hook returns `None` for an
     /// event it took, or hands the event back.
     pub fn on_cluster_event(&mut self, hook: ClusterHook<G>) -> &mut Self {
         self.hooks.cluster_event.push(hook);
@@ -262,7 +264,7 @@ impl<G: Game> Setup<G> {
     }
 
     /// Runs `hook` when the rooms bucket of the cluster answered a reservation (asked with
-    /// [`crate::cluster::reserve`]).
+    /// [`crate::cluster::Cluster::reserve`]).
     pub fn on_reserved(&mut self, hook: ReservedHook<G>) -> &mut Self {
         self.hooks.reserved.push(hook);
         self

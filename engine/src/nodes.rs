@@ -1,0 +1,257 @@
+//! The world's side of the cluster ([`crate::cluster`]): what the other nodes and the buckets
+//! tell this node, and the nodes it stops hearing. [`input`] takes what NATS brought (a
+//! batch of another node; a name claimed, held or freed; a room's reservation) and
+//! [`advance`] notices, every tick, the nodes gone silent; the core calls both.
+
+use std::time::Instant;
+
+use net::DisconnectReason;
+
+use crate::cluster::link;
+use crate::cluster::wire;
+use crate::cluster::{counted_elsewhere, Batch, Event, Holder, Kind, Peer, NODE_TIMEOUT};
+use crate::dispatcher::{DispatchState, HandlerError};
+use crate::world::{Game, World};
+
+/// What NATS brought.
+pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Instant) {
+    match from_nats {
+        link::FromNats::Batch(batch) => receive(world, batch, now),
+        link::FromNats::Claimed {
+            session,
+            username,
+            granted,
+            revision,
+        } => {
+            if let (true, Some(cluster)) = (granted, world.cluster.as_mut()) {
+                let ours = Holder {
+                    revision,
+                    node: cluster.node.clone(),
+                    incarnation: cluster.incarnation,
+                };
+                if cluster
+                    .holders
+                    .get(&username)
+                    .is_none_or(|h| h.revision < revision)
+                {
+                    cluster.holders.insert(username.clone(), ours);
+                }
+            } else if !granted {
+                spdlog::warn!(
+                    "cluster: session {session} logs in as {username} without the names bucket (NATS unavailable)"
+                );
+            }
+            if !crate::logins::claimed(world, session, now) && granted {
+                // The session went away meanwhile: the name it was given goes back.
+                if let Some(cluster) = world.cluster.as_mut() {
+                    cluster.release(session, &username);
+                }
+            }
+        }
+        link::FromNats::Held {
+            username,
+            holder,
+            revision,
+        } => held(world, username, &holder, revision),
+        link::FromNats::Reserved {
+            session,
+            room,
+            outcome,
+        } => {
+            for i in 0..world.hooks.reserved.len() {
+                let hook = world.hooks.reserved[i];
+                hook(world, session, room.clone(), outcome);
+            }
+        }
+        link::FromNats::Freed { username, revision } => {
+            if let Some(cluster) = world.cluster.as_mut() {
+                if cluster
+                    .holders
+                    .get(&username)
+                    .is_some_and(|h| h.revision < revision)
+                {
+                    cluster.holders.remove(&username);
+                }
+            }
+        }
+    }
+}
+
+/// The bucket says `holder` (`node incarnation session`) holds `username` since `revision`:
+/// a session of this node holding it (by an older revision) is replaced.
+fn held<G: Game>(world: &mut World<G>, username: String, holder: &str, revision: u64) {
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    let mut parts = holder.split(' ');
+    let (Some(node), Some(incarnation)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let incarnation = incarnation.parse().unwrap_or(0);
+    if cluster
+        .holders
+        .get(&username)
+        .is_some_and(|h| h.revision >= revision)
+    {
+        return; // older than what is known
+    }
+    let ours = node == cluster.node && incarnation == cluster.incarnation;
+    cluster.holders.insert(
+        username.clone(),
+        Holder {
+            revision,
+            node: node.to_string(),
+            incarnation,
+        },
+    );
+    if ours {
+        return; // this node's own claim: its sessions sort it out themselves
+    }
+    if let Some(session) = world.session_of(&username) {
+        world.send_error(
+            session,
+            0,
+            HandlerError::new(
+                protocol::ErrorCode::Replaced,
+                format!("{username} logged in on node {node}"),
+            ),
+        );
+        world.kick(session, DisconnectReason::Replaced);
+    }
+}
+
+/// A batch from another node.
+pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    if batch.from == cluster.node {
+        if batch.incarnation != cluster.incarnation && !cluster.warned_twin {
+            cluster.warned_twin = true;
+            spdlog::error!(
+                "cluster: another node is also named {}: give each node its own cluster.node",
+                cluster.node
+            );
+        }
+        return; // our own broadcast
+    }
+    let from = batch.from.clone();
+    let restarted = cluster
+        .peers
+        .get(&from)
+        .is_some_and(|p| p.incarnation != batch.incarnation);
+    if restarted {
+        // What the node had before it restarted is gone with it.
+        spdlog::info!("cluster: node {from} restarted");
+        forget_node(world, &from);
+    }
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    let known = cluster.peers.contains_key(&from);
+    let peer = cluster.peers.entry(from.clone()).or_insert(Peer {
+        incarnation: batch.incarnation,
+        last_seen: now,
+        seq_all: 0,
+        seq_direct: 0,
+    });
+    peer.last_seen = now;
+    let last = if batch.direct {
+        &mut peer.seq_direct
+    } else {
+        &mut peer.seq_all
+    };
+    if batch.seq <= *last {
+        return; // a repeat
+    }
+    if *last > 0 && batch.seq > *last + 1 {
+        cluster.gaps += batch.seq - *last - 1;
+        world.metrics.cluster_missing.inc_by(batch.seq - *last - 1);
+        spdlog::warn!(
+            "cluster: {} batches from node {from} missing (sequence {} after {})",
+            batch.seq - *last - 1,
+            batch.seq,
+            *last
+        );
+    }
+    let missed = *last > 0 && batch.seq > *last + 1;
+    *last = batch.seq;
+    if missed && known {
+        // What it said in them (joins, leaves) is not known here: its state again.
+        cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
+    }
+    if !known {
+        spdlog::info!("cluster: node {from} joined");
+        world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
+        // We may have missed what it said before we heard it (a start, an outage): we ask
+        // for its state. (Its own hello, if this is one, asks for ours; after an outage it
+        // asks when it hears us.)
+        cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
+    }
+    for event in batch.events {
+        apply(world, &from, event, now);
+    }
+}
+
+fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) {
+    let Some(kind) = event.kind else {
+        return;
+    };
+    match kind {
+        Kind::Hello(_) => send_state(world, from),
+        Kind::Heartbeat(_) => {}
+        Kind::Counted(counted) => {
+            if let Some(counted) = counted_elsewhere(counted) {
+                world.throttle.count_elsewhere(counted, now);
+            }
+        }
+        Kind::Whisper(whisper) => {
+            if let Some(session) = world.session_of(&whisper.to) {
+                world.out.push(session, whisper.frame);
+            }
+        }
+        other => world.route_cluster_event(from, other, now),
+    }
+}
+
+/// Sends node `to` this node's state: the modules' (see [`crate::world::Setup::on_cluster_state`]). (Who holds
+/// which name, it has from the names bucket.)
+fn send_state<G: Game>(world: &mut World<G>, to: &str) {
+    crate::world::run_hooks!(world, cluster_state, to);
+}
+
+/// Every tick: nodes silent for [`NODE_TIMEOUT`] are gone.
+pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    let gone: Vec<String> = cluster
+        .peers
+        .iter()
+        .filter(|(_, p)| now.duration_since(p.last_seen) >= NODE_TIMEOUT)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for node in gone {
+        spdlog::warn!(
+            "cluster: node {node} silent for {} s: its players leave",
+            NODE_TIMEOUT.as_secs()
+        );
+        forget_node(world, &node);
+    }
+}
+
+/// Node `node` is gone (or restarted): its users and what the game had of it go.
+fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
+    let Some(cluster) = world.cluster.as_mut() else {
+        return;
+    };
+    if let Some(peer) = cluster.peers.remove(node) {
+        // Its members stop counting in the rooms bucket (every node asks; it is done once).
+        cluster.name_requests.push(link::NameRequest::DropNode {
+            node: node.to_string(),
+            incarnation: peer.incarnation,
+        });
+    }
+    world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
+    crate::world::run_hooks!(world, node_lost, node);
+}
