@@ -110,6 +110,11 @@ pub struct Output {
     pub closes: Vec<(SessionId, DisconnectReason)>,
     /// Inbound credit to give back per session: it may read that many frames more.
     pub credits: Vec<(SessionId, usize)>,
+    /// On a cluster: what this node asks of the buckets (name claims and releases, room
+    /// reservations), in order. Ask them before publishing `cluster`.
+    pub bucket: Vec<crate::cluster::link::NameRequest>,
+    /// On a cluster: the batches for the other nodes, (subject, batch), in order.
+    pub cluster: Vec<(String, crate::cluster::Batch)>,
 }
 
 impl Output {
@@ -119,6 +124,16 @@ impl Output {
         self.batches.clear();
         self.closes.clear();
         self.credits.clear();
+        self.bucket.clear();
+        self.cluster.clear();
+    }
+
+    /// What the world has for the cluster at `now`: its bucket requests and its batches.
+    fn take_cluster<G: Game>(&mut self, world: &mut World<G>, now: Instant) {
+        if let Some(cluster) = world.cluster.as_mut() {
+            self.bucket.extend(cluster.take_name_requests());
+            self.cluster.extend(cluster.take_batches(now));
+        }
     }
 }
 
@@ -255,6 +270,7 @@ impl<G: Game> Core<G> {
         world.metrics.sessions.set(world.clients.len() as i64);
         world.metrics.logged_in.set(world.users.len() as i64);
         world.metrics.db_queues(world.db.queue_lens());
+        self.out.take_cluster(&mut self.world, now);
         lap(3, &self.world);
         &mut self.out
     }
@@ -278,8 +294,10 @@ impl<G: Game> Core<G> {
 
     /// After [`Core::shutdown`]: the connections that ended, and then everything still queued
     /// or parked (only the ends of sessions do anything now). Sessions whose end never came are
-    /// ended here with the reason `Shutdown`.
-    pub fn finish(&mut self, now: Now, inputs: impl IntoIterator<Item = Input>) {
+    /// ended here with the reason `Shutdown`. The output is what goes to the cluster: the
+    /// other nodes hear that this node's players left.
+    pub fn finish(&mut self, now: Now, inputs: impl IntoIterator<Item = Input>) -> &mut Output {
+        self.out.clear();
         self.world.set_now(now);
         let Now {
             at: now,
@@ -303,6 +321,8 @@ impl<G: Game> Core<G> {
         for (session, peer) in left {
             self.end_session(session, &DisconnectReason::Shutdown, peer, now);
         }
+        self.out.take_cluster(&mut self.world, now);
+        &mut self.out
     }
 
     fn input(&mut self, input: Input, now: Instant) {

@@ -508,9 +508,9 @@ pub async fn run_bound<G: Game>(
             ends.push(Input::Closed { session, reason });
         }
     }
-    server.core.finish(Now::system(), ends);
     // The other nodes hear that this one's players left; then the publisher flushes.
-    server.publish_cluster(Instant::now());
+    let mut last = std::mem::take(server.core.finish(Now::system(), ends));
+    server.publish_cluster(&mut last, Instant::now());
     if let Some(link) = server.link.as_mut() {
         link.close();
     }
@@ -595,20 +595,19 @@ impl<G: Game> Server<G> {
             at: now,
             unix_us: protocol::now_us(),
         };
-        let output = std::mem::take(self.core.tick(clock, inputs));
+        let mut output = std::mem::take(self.core.tick(clock, inputs));
+        self.publish_cluster(&mut output, now);
         self.apply(output);
-        self.publish_cluster(now);
     }
 
     /// Hands this tick's cluster batches to the publisher. A full queue drops them (counted,
     /// and seen by the other nodes as a gap), with a warning at most every 5 s.
-    fn publish_cluster(&mut self, now: Instant) {
-        let (Some(link), Some(cluster)) = (self.link.as_mut(), self.core.world.cluster.as_mut())
-        else {
+    fn publish_cluster(&mut self, output: &mut Output, now: Instant) {
+        let Some(link) = self.link.as_mut() else {
             return;
         };
         // Name claims and releases first: the bucket, not the batches, says who holds a name.
-        for request in cluster.take_name_requests() {
+        for request in output.bucket.drain(..) {
             if let Err(request) = link.ask(request) {
                 match request {
                     NameRequest::Claim { session, username } => {
@@ -631,7 +630,7 @@ impl<G: Game> Server<G> {
             }
         }
         let mut dropped = 0;
-        for (subject, batch) in cluster.take_batches(now) {
+        for (subject, batch) in output.cluster.drain(..) {
             if !link.publish(subject, batch) {
                 dropped += 1;
             }

@@ -40,7 +40,7 @@ use protocol::world::{C2sLogin, S2cAuthResult, S2cError};
 use protocol::{ClientToServer, ServerToClient};
 
 use crate::cluster::link::{holder, FromNats, NameRequest, Reservation};
-use crate::cluster::{Cluster, ALL};
+use crate::cluster::{Batch, Cluster, ALL};
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
 use crate::storage::MemoryStorage;
@@ -75,6 +75,8 @@ pub struct Sim<G: Game> {
     closed: BTreeMap<SessionId, DisconnectReason>,
     /// Everything the world sent since [`Sim::record`], in order; `None` when not recording.
     transcript: Option<Vec<u8>>,
+    /// On a cluster: the bucket requests and batches of the steps since they were taken.
+    to_cluster: (Vec<NameRequest>, Vec<(String, Batch)>),
 }
 
 impl<G: Game> Sim<G> {
@@ -121,6 +123,7 @@ impl<G: Game> Sim<G> {
             inbox: BTreeMap::new(),
             closed: BTreeMap::new(),
             transcript: None,
+            to_cluster: (Vec::new(), Vec::new()),
         }
     }
 
@@ -135,6 +138,12 @@ impl<G: Game> Sim<G> {
     /// game is deterministic.
     pub fn record(&mut self) {
         self.transcript = Some(Vec::new());
+    }
+
+    /// On a cluster (`world_mut().cluster` set): what the world asked of the buckets and the
+    /// batches it sent the other nodes since this was last called, in order.
+    pub fn take_cluster(&mut self) -> (Vec<NameRequest>, Vec<(String, Batch)>) {
+        std::mem::take(&mut self.to_cluster)
     }
 
     /// What the world sent since [`Sim::record`] (empty when not recording).
@@ -176,6 +185,8 @@ impl<G: Game> Sim<G> {
         if let Some(transcript) = self.transcript.as_mut() {
             record(transcript, output);
         }
+        self.to_cluster.0.append(&mut output.bucket);
+        self.to_cluster.1.append(&mut output.cluster);
         for (session, reason) in &output.closes {
             // The connection ends after its last frames, as a server's does: the world hears
             // of it at the next step.
@@ -589,18 +600,13 @@ impl<G: Game> Nodes<G> {
     fn carry(&mut self) {
         let mut batches = Vec::new();
         for sim in &mut self.sims {
-            let now = sim.now;
-            let cluster = sim
-                .core
-                .world
-                .cluster
-                .as_mut()
-                .expect("a node of the cluster");
+            let cluster = sim.world().cluster.as_ref().expect("a node of the cluster");
             let (node, incarnation) = (cluster.node().to_string(), cluster.incarnation());
-            for request in cluster.take_name_requests() {
+            let (requests, sent) = sim.take_cluster();
+            for request in requests {
                 self.bucket.request(&node, incarnation, request);
             }
-            for (subject, batch) in cluster.take_batches(now) {
+            for (subject, batch) in sent {
                 let carried = crate::cluster::wire::decode(&prost::Message::encode_to_vec(&batch))
                     .expect("a batch decodes as it was encoded");
                 batches.push((subject, carried));
