@@ -216,6 +216,14 @@ impl<G: Game> Core<G> {
         self.out = output;
     }
 
+    /// When the core next needs a tick: one tick length (`server.tick_ms`) after the last
+    /// (after its creation, before the first). Timers, deadlines, the DB worker's answers and
+    /// the game's tick all run at ticks, so nothing needs one sooner: a driver sleeps until
+    /// then, or until inputs arrive that it wants taken at once.
+    pub fn poll_timeout(&self) -> Instant {
+        self.world.now().at + Duration::from_millis(u64::from(self.world.config.tick_ms))
+    }
+
     /// Connections open (sessions started and not yet ended).
     pub fn connections(&self) -> usize {
         self.connections.len()
@@ -831,6 +839,19 @@ mod tests {
         let output = sim.tick((0..20).map(ping).collect());
         assert!(decode(&output, s).is_empty());
         assert_eq!(output.closes, [(s, DisconnectReason::Flooding)]);
+    }
+
+    #[test]
+    fn the_core_next_needs_a_tick_one_tick_length_after_the_last() {
+        let mut sim = Sim::new(WorldConfig {
+            tick_ms: 50,
+            ..WorldConfig::default()
+        });
+        let created = sim.core.poll_timeout();
+        assert_eq!(created, sim.now + Duration::from_millis(50));
+        sim.now += Duration::from_millis(70);
+        sim.tick(vec![]);
+        assert_eq!(sim.core.poll_timeout(), sim.now + Duration::from_millis(50));
     }
 
     #[test]
