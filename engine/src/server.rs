@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Demand, Published, Series};
-use crate::cluster::link::{FromNats, Link, LinkMetrics, NameRequest};
+use crate::cluster::link::{unavailable, Link, LinkMetrics};
 use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
@@ -608,25 +608,9 @@ impl<G: Game> Server<G> {
         };
         // Name claims and releases first: the bucket, not the batches, says who holds a name.
         for request in output.bucket.drain(..) {
-            if let Err(request) = link.ask(request) {
-                match request {
-                    NameRequest::Claim { session, username } => {
-                        self.inputs.push(Input::Cluster(FromNats::Claimed {
-                            session,
-                            username,
-                            granted: false,
-                            revision: 0,
-                        }));
-                    }
-                    NameRequest::Reserve { session, room, .. } => {
-                        self.inputs.push(Input::Cluster(FromNats::Reserved {
-                            session,
-                            room,
-                            outcome: crate::cluster::link::Reservation::Unavailable,
-                        }));
-                    }
-                    _ => {}
-                }
+            // A full queue to NATS: the node answers itself, failing open.
+            if let Some(answer) = link.ask(request).err().and_then(unavailable) {
+                self.inputs.push(Input::Cluster(answer));
             }
         }
         let mut dropped = 0;

@@ -39,7 +39,9 @@ use net::{DisconnectReason, Packet, SessionId};
 use protocol::world::{C2sLogin, S2cAuthResult, S2cError};
 use protocol::{ClientToServer, ServerToClient};
 
-use crate::cluster::link::{holder, FromNats, NameRequest, Reservation};
+use crate::cluster::link::{
+    dropped_by, holder, member_key, reserve_in, unreserve_in, FromNats, NameRequest, RoomCounts,
+};
 use crate::cluster::{Batch, Cluster, ALL};
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, Db, DbWorker};
@@ -364,7 +366,7 @@ pub struct Bucket {
     /// Holders by username (lowercase).
     names: HashMap<String, String>,
     /// Each room's members counted, by `node:incarnation`.
-    rooms: HashMap<String, HashMap<String, u32>>,
+    rooms: HashMap<String, RoomCounts>,
     /// What each node (by incarnation) has yet to be told.
     pending: BTreeMap<u64, VecDeque<FromNats>>,
 }
@@ -387,7 +389,7 @@ impl Bucket {
 
     /// Carries out what node `node` in `incarnation` asked.
     pub fn request(&mut self, node: &str, incarnation: u64, request: NameRequest) {
-        let me = format!("{node}:{incarnation}");
+        let me = member_key(node, incarnation);
         match request {
             NameRequest::Claim { session, username } => {
                 self.revision += 1;
@@ -428,12 +430,7 @@ impl Bucket {
                 capacity,
             } => {
                 let counts = self.rooms.entry(room.clone()).or_default();
-                let outcome = if counts.values().sum::<u32>() >= capacity {
-                    Reservation::Full
-                } else {
-                    *counts.entry(me).or_default() += 1;
-                    Reservation::Granted
-                };
+                let outcome = reserve_in(counts, &me, capacity);
                 self.pending
                     .entry(incarnation)
                     .or_default()
@@ -445,22 +442,12 @@ impl Bucket {
             }
             NameRequest::Unreserve { room } => {
                 if let Some(counts) = self.rooms.get_mut(&room) {
-                    if let Some(n) = counts.get_mut(&me) {
-                        *n = n.saturating_sub(1);
-                    }
-                    counts.retain(|_, n| *n > 0);
+                    unreserve_in(counts, &me);
                 }
             }
-            NameRequest::DropNode { node, incarnation } => {
-                let gone = format!("{node}:{incarnation}");
+            request @ (NameRequest::DropNode { .. } | NameRequest::Started { .. }) => {
                 for counts in self.rooms.values_mut() {
-                    counts.remove(&gone);
-                }
-            }
-            NameRequest::Started { node, incarnation } => {
-                let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
-                for counts in self.rooms.values_mut() {
-                    counts.retain(|who, _| !who.starts_with(&prefix) || *who == now);
+                    counts.retain(|who, _| !dropped_by(&request, who));
                 }
             }
         }

@@ -135,6 +135,73 @@ pub fn holder(node: &str, incarnation: u64, session: SessionId) -> String {
     format!("{node} {incarnation} {}", session.0)
 }
 
+// The rules of the buckets, as pure code: the NATS side applies them to JetStream's key-value
+// buckets inside its compare-and-set loops (`nats.rs`), the test kit's in-memory bucket
+// (`crate::testing::Bucket`) as they are, and the tick loop when the buckets cannot be asked.
+
+/// A room's entry in the rooms bucket: how many of its members each node counts, by
+/// [`member_key`].
+pub type RoomCounts = std::collections::BTreeMap<String, u32>;
+
+/// A node's key in [`RoomCounts`]: `node:incarnation`, so that a node that restarts does not
+/// inherit what its earlier run counted.
+pub fn member_key(node: &str, incarnation: u64) -> String {
+    format!("{node}:{incarnation}")
+}
+
+/// Node `me` would add a member to a room of `capacity` whose counts are `counts`: the room is
+/// [`Reservation::Full`] when the members of every node together fill it, else the member is
+/// counted and [`Reservation::Granted`].
+pub fn reserve_in(counts: &mut RoomCounts, me: &str, capacity: u32) -> Reservation {
+    if counts.values().sum::<u32>() >= capacity {
+        return Reservation::Full;
+    }
+    *counts.entry(me.to_string()).or_default() += 1;
+    Reservation::Granted
+}
+
+/// A member node `me` counted left: it stops counting, and a node counting none is dropped.
+pub fn unreserve_in(counts: &mut RoomCounts, me: &str) {
+    if let Some(n) = counts.get_mut(me) {
+        *n = n.saturating_sub(1);
+    }
+    counts.retain(|_, n| *n > 0);
+}
+
+/// Whether the entry `who` of a room stops counting after `request`: all of a node gone
+/// ([`NameRequest::DropNode`]), or of a node's earlier runs when it starts again
+/// ([`NameRequest::Started`]). Nothing else drops entries.
+pub fn dropped_by(request: &NameRequest, who: &str) -> bool {
+    match request {
+        NameRequest::DropNode { node, incarnation } => who == member_key(node, *incarnation),
+        NameRequest::Started { node, incarnation } => {
+            who.starts_with(&format!("{node}:")) && who != member_key(node, *incarnation)
+        }
+        _ => false,
+    }
+}
+
+/// The answer the node gives itself when the buckets cannot be asked (NATS away, or the
+/// queue to it full): it fails open, serving its own players. A login goes on without the
+/// claim (`granted: false`; the next claim of the name wins), a join is decided by this node
+/// alone ([`Reservation::Unavailable`]); nothing waits for the other requests.
+pub fn unavailable(request: NameRequest) -> Option<FromNats> {
+    match request {
+        NameRequest::Claim { session, username } => Some(FromNats::Claimed {
+            session,
+            username,
+            granted: false,
+            revision: 0,
+        }),
+        NameRequest::Reserve { session, room, .. } => Some(FromNats::Reserved {
+            session,
+            room,
+            outcome: Reservation::Unavailable,
+        }),
+        _ => None,
+    }
+}
+
 /// The counters the NATS side keeps.
 #[derive(Clone)]
 pub struct LinkMetrics {
@@ -195,5 +262,85 @@ mod absent {
         pub fn close(&mut self) {
             match *self {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_counts_every_node_s_members_against_its_capacity() {
+        let mut counts = RoomCounts::new();
+        let (a, b) = (member_key("a", 1), member_key("b", 7));
+        assert_eq!(reserve_in(&mut counts, &a, 3), Reservation::Granted);
+        assert_eq!(reserve_in(&mut counts, &b, 3), Reservation::Granted);
+        assert_eq!(reserve_in(&mut counts, &b, 3), Reservation::Granted);
+        assert_eq!(reserve_in(&mut counts, &a, 3), Reservation::Full);
+        assert_eq!(counts, RoomCounts::from([(a.clone(), 1), (b.clone(), 2)]));
+        unreserve_in(&mut counts, &a);
+        assert_eq!(
+            counts,
+            RoomCounts::from([(b.clone(), 2)]),
+            "none left: dropped"
+        );
+        unreserve_in(&mut counts, &a);
+        assert_eq!(counts.len(), 1, "what was not counted changes nothing");
+        assert_eq!(reserve_in(&mut counts, &a, 3), Reservation::Granted);
+    }
+
+    #[test]
+    fn a_node_gone_or_started_again_stops_counting_what_it_had() {
+        let gone = NameRequest::DropNode {
+            node: "a".into(),
+            incarnation: 1,
+        };
+        assert!(dropped_by(&gone, "a:1"));
+        assert!(!dropped_by(&gone, "a:2") && !dropped_by(&gone, "ab:1"));
+        let started = NameRequest::Started {
+            node: "a".into(),
+            incarnation: 2,
+        };
+        assert!(dropped_by(&started, "a:1"));
+        assert!(!dropped_by(&started, "a:2") && !dropped_by(&started, "b:1"));
+        let release = NameRequest::Release {
+            session: SessionId(1),
+            username: "ann".into(),
+        };
+        assert!(!dropped_by(&release, "a:1"));
+    }
+
+    #[test]
+    fn without_the_buckets_a_login_and_a_join_go_on_and_nothing_else_is_answered() {
+        let claim = NameRequest::Claim {
+            session: SessionId(3),
+            username: "ann".into(),
+        };
+        assert!(matches!(
+            unavailable(claim),
+            Some(FromNats::Claimed {
+                session: SessionId(3),
+                granted: false,
+                revision: 0,
+                ..
+            })
+        ));
+        let join = NameRequest::Reserve {
+            session: SessionId(4),
+            room: "lobby".into(),
+            capacity: 2,
+        };
+        assert!(matches!(
+            unavailable(join),
+            Some(FromNats::Reserved {
+                outcome: Reservation::Unavailable,
+                ..
+            })
+        ));
+        let release = NameRequest::Release {
+            session: SessionId(3),
+            username: "ann".into(),
+        };
+        assert!(unavailable(release).is_none());
     }
 }

@@ -27,7 +27,7 @@ use super::link::{
     holder, FromNats, LinkMetrics, NameRequest, Reservation, INBOUND_QUEUE, NAMES_QUEUE,
     OUTBOUND_QUEUE,
 };
-use super::{inbox, wire, Batch, ALL};
+use super::{inbox, link, wire, Batch, ALL};
 
 /// How long a claim may take before the login goes on without it.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -113,7 +113,7 @@ impl Link {
         {
             let (kv, answers, node) = (kv.clone(), inbound_tx.clone(), node.to_string());
             let up = connected.clone();
-            let me = format!("{node}:{incarnation}");
+            let me = link::member_key(&node, incarnation);
             let bucket = Arc::new(Buckets {
                 names: kv.clone(),
                 rooms: rooms.clone(),
@@ -374,10 +374,9 @@ async fn reserve(
             Ok(None) => (Default::default(), None),
             Err(_) => return Reservation::Unavailable,
         };
-        if counts.values().sum::<u32>() >= capacity {
+        if link::reserve_in(&mut counts, me, capacity) == Reservation::Full {
             return Reservation::Full;
         }
-        *counts.entry(me.to_string()).or_default() += 1;
         let value = counts_value(&counts);
         let written = match revision {
             Some(revision) => kv.update(key, value, revision).await.is_ok(),
@@ -457,18 +456,22 @@ impl Buckets {
             &self.up,
         );
         match request {
+            // Without NATS, at once: the node serves its own players.
+            request @ (NameRequest::Claim { .. } | NameRequest::Reserve { .. })
+                if !up.load(Ordering::Relaxed) =>
+            {
+                if let Some(answer) = link::unavailable(request) {
+                    // A closed queue: the server is stopping, and nobody waits for it.
+                    let _ = answers.send(answer).await;
+                }
+            }
             NameRequest::Claim { session, username } => {
                 let value = holder(node, incarnation, session);
-                // Without NATS, at once: the node serves its own players.
-                let revision = if up.load(Ordering::Relaxed) {
+                let revision =
                     tokio::time::timeout(CLAIM_TIMEOUT, claim(kv, &name_key(&username), value))
                         .await
                         .ok()
-                        .flatten()
-                } else {
-                    None
-                };
-                let username = username.clone();
+                        .flatten();
                 // A closed queue: the server is stopping, and nobody waits for the answer.
                 let _ = answers
                     .send(FromNats::Claimed {
@@ -494,16 +497,12 @@ impl Buckets {
                 room,
                 capacity,
             } => {
-                let outcome = if up.load(Ordering::Relaxed) {
-                    tokio::time::timeout(
-                        CLAIM_TIMEOUT,
-                        reserve(rooms, &name_key(&room), me, capacity),
-                    )
-                    .await
-                    .unwrap_or(Reservation::Unavailable)
-                } else {
-                    Reservation::Unavailable
-                };
+                let outcome = tokio::time::timeout(
+                    CLAIM_TIMEOUT,
+                    reserve(rooms, &name_key(&room), me, capacity),
+                )
+                .await
+                .unwrap_or(Reservation::Unavailable);
                 let answer = FromNats::Reserved {
                     session,
                     room,
@@ -515,28 +514,14 @@ impl Buckets {
                 let key = name_key(&room);
                 let _ = tokio::time::timeout(
                     CLAIM_TIMEOUT,
-                    recount(rooms, &key, |counts| {
-                        if let Some(n) = counts.get_mut(me.as_str()) {
-                            *n = n.saturating_sub(1);
-                        }
-                        counts.retain(|_, n| *n > 0);
-                    }),
+                    recount(rooms, &key, |counts| link::unreserve_in(counts, me)),
                 )
                 .await;
             }
-            NameRequest::DropNode { node, incarnation } => {
-                let gone = format!("{node}:{incarnation}");
+            request @ (NameRequest::DropNode { .. } | NameRequest::Started { .. }) => {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(10),
-                    drop_counts(rooms, |who| who == gone),
-                )
-                .await;
-            }
-            NameRequest::Started { node, incarnation } => {
-                let (prefix, now) = (format!("{node}:"), format!("{node}:{incarnation}"));
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    drop_counts(rooms, |who| who.starts_with(&prefix) && who != now),
+                    drop_counts(rooms, |who| link::dropped_by(&request, who)),
                 )
                 .await;
             }
