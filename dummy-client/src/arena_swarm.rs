@@ -367,10 +367,9 @@ pub async fn run_arena(
     };
     let (service_tx, mut service_rx) = mpsc::channel(4096);
     let connect_stop = CancellationToken::new();
-    let service = ClientService::new(
+    let service = crate::ramp::connector(
+        &swarm.config,
         service_tx,
-        swarm.config.client.connect_concurrency,
-        swarm.config.client.login_timeout(),
         connect_stop.clone(),
         swarm.tracker.clone(),
     );
@@ -441,8 +440,8 @@ pub async fn run_arena(
 impl ArenaSwarm {
     fn start_connects(&mut self, service: &ClientService, now: Instant) {
         let total = self.bots.len() as u64;
-        let elapsed = now.duration_since(self.started_at).as_secs_f64();
-        let target = ((elapsed * self.config.client.ramp_up_per_sec as f64) as u64 + 1).min(total);
+        let per_sec = self.config.client.ramp_up_per_sec;
+        let target = crate::ramp::due(self.started_at, now, per_sec, total);
         while self.started < target {
             let index = self.started as usize;
             self.bots[index].phase = Phase::Connecting;

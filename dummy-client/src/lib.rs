@@ -85,6 +85,7 @@
 //!   and the versioned JSON document (`--json`); [`html`]: the HTML page (`--html`).
 //! - [`names`]: usernames (per run, or per account) and room names; chat content and its
 //!   parsable prefix.
+//! - [`ramp`]: how every scenario starts its bots: one connector, one ramp-up.
 //! - [`tokens`]: the tokens file: parse, merge, atomic write.
 //! - [`transport`]: TCP, TLS, WebSocket: how each bot's session is set up.
 //! - [`wire`]: frames out of a shared arena, and `S2C_Chat` read in place without allocating.
@@ -96,6 +97,7 @@ pub mod html;
 pub mod latency;
 pub mod ledger;
 pub mod names;
+pub mod ramp;
 pub mod record;
 pub mod report;
 pub mod swarm;

@@ -477,10 +477,9 @@ impl Swarm {
     ) -> (Report, Tokens) {
         let (service_tx, mut service_rx) = mpsc::channel(SERVICE_EVENT_QUEUE);
         let connect_stop = CancellationToken::new();
-        let service = ClientService::new(
+        let service = crate::ramp::connector(
+            &self.config,
             service_tx,
-            self.config.client.connect_concurrency,
-            self.config.client.login_timeout(),
             connect_stop.clone(),
             self.tracker.clone(),
         );
@@ -550,9 +549,8 @@ impl Swarm {
         if self.counters.started >= total || self.cancelled {
             return;
         }
-        let elapsed = now.duration_since(self.started_at).as_secs_f64();
-        let rate = self.config.client.ramp_up_per_sec as f64;
-        let target = ((elapsed * rate) as u64).saturating_add(1).min(total);
+        let per_sec = self.config.client.ramp_up_per_sec;
+        let target = crate::ramp::due(self.started_at, now, per_sec, total);
         while self.counters.started < target {
             let index = self.counters.started as u32;
             let bot = &mut self.bots[index as usize];
