@@ -180,8 +180,9 @@ struct Connection {
 
 /// The server's behaviour, driven by [`Core::tick`], for a world of the game `G`.
 pub struct Core<G: Game> {
-    /// The world the handlers change.
-    pub world: World<G>,
+    /// The world the handlers change: only the core changes it (the engine's driver reads
+    /// its metrics and stats); outside the engine it is read through [`Core::world`].
+    pub(crate) world: World<G>,
     dispatcher: MessageDispatcher<World<G>>,
     connections: Map<SessionId, Connection>,
     queue: MessageQueue,
@@ -214,6 +215,11 @@ impl<G: Game> Core<G> {
     /// tick instead of new ones.
     pub fn recycle(&mut self, output: Output) {
         self.out = output;
+    }
+
+    /// The world, to read.
+    pub fn world(&self) -> &World<G> {
+        &self.world
     }
 
     /// When the core next needs a tick: one tick length (`server.tick_ms`) after the last
