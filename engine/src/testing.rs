@@ -844,6 +844,56 @@ mod tests {
         assert_eq!(sim.take::<S2cAuthResult>(ann).len(), 1);
     }
 
+    /// The rooms and chat modules through the core, parking included: a join waits for the
+    /// room's history (held in the database here), and a line the same client sends right
+    /// after waits behind it, so its answers keep the order of its requests.
+    #[test]
+    fn a_line_sent_behind_a_join_waiting_for_history_waits_too_and_keeps_its_order() {
+        let mut sim = Sim::holding_db(ServerConfig::default(), Chat::default());
+        let ann = sim.connect();
+        let login = C2sLogin {
+            username: "ann".into(),
+            password: String::new(),
+        };
+        sim.send(ann, &login);
+        sim.step();
+        sim.run_db();
+        sim.step();
+        assert_eq!(sim.take::<S2cAuthResult>(ann).len(), 1);
+        sim.clear(ann);
+        sim.send(
+            ann,
+            &C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
+        sim.send(
+            ann,
+            &C2sChat {
+                room: "lobby".into(),
+                content: "first words".into(),
+                sent_at_us: 1,
+            },
+        );
+        sim.run_for(Duration::from_millis(500));
+        assert_eq!(
+            sim.pending(ann),
+            Vec::<u16>::new(),
+            "nothing while the join waits"
+        );
+        sim.run_db();
+        sim.step();
+        let ids = sim.pending(ann);
+        use protocol::MessageType;
+        let joined = ids.iter().position(|&id| id == S2cRoomJoined::ID);
+        let echoed = ids.iter().position(|&id| id == S2cChat::ID);
+        assert!(
+            joined.is_some() && joined < echoed,
+            "joined, then the line: {ids:?}"
+        );
+        assert_eq!(sim.take::<S2cChat>(ann)[0].content, "first words");
+    }
+
     #[test]
     fn guests_join_a_room_and_chat_through_the_core() {
         let mut sim = Sim::new(Chat::default());
