@@ -335,8 +335,32 @@ impl<G: Game> Core<G> {
         for (session, peer) in left {
             self.end_session(session, &DisconnectReason::Shutdown, peer, now);
         }
+        // The last session records go with the writes still waiting.
+        self.world.flush_writes();
         self.out.take_cluster(&mut self.world, now);
         &mut self.out
+    }
+
+    /// After [`Core::finish`]: offers the writes that wait for a full write queue to the DB
+    /// worker again; whether some still wait. A driver calls it until none do, for as long
+    /// as it can wait for the disk, then [`Core::close`].
+    pub fn flush_writes(&mut self) -> bool {
+        self.world.flush_writes();
+        self.world.has_pending_writes()
+    }
+
+    /// The end: the writes still waiting are given up (said in the log, with how many
+    /// session records were among them), and the DB worker finishes what it was given and
+    /// stops. Returns the world's counters.
+    pub fn close(&mut self) -> crate::world::Stats {
+        if self.world.has_pending_writes() {
+            spdlog::error!(
+                "storage: shutdown: writes still waiting for the DB worker were lost ({} session log entries among them)",
+                self.world.pending_sessions.len()
+            );
+        }
+        self.world.db.close();
+        self.world.stats.clone()
     }
 
     fn input(&mut self, input: Input, now: Instant) {
@@ -1010,13 +1034,22 @@ mod tests {
         );
         assert_eq!(sim.core.connections(), 0);
         assert!(sim.core.world.clients.is_empty());
-        let ended = sim
+        // Both ends are in the session log's last write, handed to the DB worker.
+        let ended: usize = sim
             .core
             .world
-            .pending_sessions
-            .iter()
-            .filter(|e| matches!(e, crate::storage::SessionLogEntry::Closed(_)))
-            .count();
+            .db
+            .queued()
+            .into_iter()
+            .map(|job| match job {
+                crate::db::DbJob::RecordSessions(entries) => entries
+                    .iter()
+                    .filter(|e| matches!(e, crate::storage::SessionLogEntry::Closed(_)))
+                    .count(),
+                _ => 0,
+            })
+            .sum();
         assert_eq!(ended, 2, "both are in the session log");
+        assert!(!sim.core.flush_writes(), "nothing waits");
     }
 }

@@ -521,24 +521,15 @@ pub async fn run_bound<G: Game>(
     {
         spdlog::warn!("cluster: NATS did not take the last batches within 2 s");
     }
-    let world = &mut server.core.world;
-    // The last session records, then let the worker finish every queued write. A full write
-    // queue is offered the rest again while the worker drains it, for a few seconds at most.
+    // Let the worker finish every queued write: a full write queue is offered the rest again
+    // while the worker drains it, for a few seconds at most.
     let deadline = Instant::now() + Duration::from_secs(5);
-    world.flush_writes();
-    while world.has_pending_writes() && Instant::now() < deadline {
+    while server.core.flush_writes() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        world.flush_writes();
     }
-    if world.has_pending_writes() {
-        spdlog::error!(
-            "storage: shutdown: writes still waiting for the DB worker were lost ({} session log entries among them)",
-            world.pending_sessions.len()
-        );
-    }
-    world.db.close();
-    spdlog::info!("server: stopped after {} ticks", world.stats.ticks);
-    Ok(world.stats.clone())
+    let stats = server.core.close();
+    spdlog::info!("server: stopped after {} ticks", stats.ticks);
+    Ok(stats)
 }
 
 impl<G: Game> Server<G> {
