@@ -10,37 +10,17 @@ use std::process::{Command, Output};
 
 mod common;
 
-/// The files of the README's hello game: (path, contents).
-fn files() -> Vec<(String, String)> {
+/// The README's blocks marked `<!-- MARKER HEADER -->`: (header, text), each text without
+/// the indentation of its fence (a block in a list is indented), ending in one newline.
+fn marked_blocks(marker: &str) -> Vec<(String, String)> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("read README.md");
-    let mut files = Vec::new();
+    let open = format!("<!-- {marker} ");
+    let mut blocks = Vec::new();
     let mut rest = readme.as_str();
-    while let Some(at) = rest.find("<!-- hello: ") {
-        rest = &rest[at + "<!-- hello: ".len()..];
-        let (path, after) = rest.split_once(" -->").expect("a closed marker");
-        let after = after.trim_start();
-        let body_start = after.find('\n').expect("a fence line") + 1;
-        let body = &after[body_start..];
-        let end = body.find("\n```").expect("a closing fence");
-        files.push((path.to_string(), format!("{}\n", &body[..end])));
-        rest = &body[end..];
-    }
-    files
-}
-
-/// The README's steps to add a message to the game: (path, where, text), `where` being
-/// empty (at the end of the file, or a new file), `inside enum MessageId`, or `replacing
-/// LINE`. Each block loses the indentation of its fence (it sits in a list).
-fn additions() -> Vec<(String, String, String)> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("read README.md");
-    let mut steps = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(at) = rest.find("<!-- hello-add: ") {
-        rest = &rest[at + "<!-- hello-add: ".len()..];
+    while let Some(at) = rest.find(&open) {
+        rest = &rest[at + open.len()..];
         let (header, after) = rest.split_once(" -->").expect("a closed marker");
-        let (path, place) = header.split_once(' ').unwrap_or((header, ""));
         let after = after.trim_start_matches('\n');
         let fence = after.lines().next().expect("a fence line");
         let indent = fence.len() - fence.trim_start().len();
@@ -49,13 +29,29 @@ fn additions() -> Vec<(String, String, String)> {
         let text: String = body[..end]
             .lines()
             .map(|line| format!("{}\n", line.get(indent..).unwrap_or("")))
-            .collect::<String>()
-            .trim_end()
-            .to_string();
-        steps.push((path.to_string(), place.to_string(), format!("{text}\n")));
+            .collect();
+        blocks.push((header.to_string(), format!("{}\n", text.trim_end())));
         rest = &body[end..];
     }
-    steps
+    blocks
+}
+
+/// The files of the README's hello game: (path, contents).
+fn files() -> Vec<(String, String)> {
+    marked_blocks("hello:")
+}
+
+/// The README's steps to add a message to the game: (path, where, text), `where` being
+/// empty (at the end of the file, or a new file), `inside enum MessageId`, or `replacing
+/// LINE`.
+fn additions() -> Vec<(String, String, String)> {
+    marked_blocks("hello-add:")
+        .into_iter()
+        .map(|(header, text)| {
+            let (path, place) = header.split_once(' ').unwrap_or((&header, ""));
+            (path.to_string(), place.to_string(), text)
+        })
+        .collect()
 }
 
 /// Carries out one step of [`additions`] in the game at `dir`.
