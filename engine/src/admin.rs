@@ -490,7 +490,7 @@ mod tests {
             h.send(session, C2sRoomJoin { room: room.into() });
         }
         let _anonymous = h.connect();
-        let t0 = h.now;
+        let t0 = h.now();
         let mut series = Series::new(t0);
         let second = |n: u64| t0 + Duration::from_secs(n);
         let rooms_of = |json: &str| -> Vec<Option<u64>> {
@@ -501,17 +501,17 @@ mod tests {
 
         // Seconds 1 and 2 are read, 3 is not, 4 is.
         series.sample(second(1), 4, 3, 0);
-        let json = state_json(&h.world, &series, second(1), &[]);
+        let json = state_json(h.world(), &series, second(1), &[]);
         assert_eq!(
             rooms_of(&json),
             [Some(2)],
             "the newest sample has them at once"
         );
         series.sample(second(2), 4, 3, 0);
-        state_json(&h.world, &series, second(2), &[]);
+        state_json(h.world(), &series, second(2), &[]);
         series.sample(second(3), 4, 3, 0);
         series.sample(second(4), 4, 3, 0);
-        let json = state_json(&h.world, &series, second(4), &[]);
+        let json = state_json(h.world(), &series, second(4), &[]);
         assert_eq!(rooms_of(&json), [Some(2), Some(2), None, Some(2)]);
         let state: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(state["series"][3]["sessions"], 4);

@@ -2,9 +2,10 @@
 //! and no clock of its own.
 //!
 //! [`Core::tick`] takes the time and what happened since the last tick ([`Input`]: connections
-//! accepted, frames received, connections closed, a peer that stopped reading) and returns what
-//! to do ([`Output`]: sessions to start or refuse, one batch of frames per session, closes,
-//! inbound credit to give back). In one tick it
+//! accepted, frames received, connections closed, a peer that stopped reading, what NATS
+//! brought, what the DB worker did) and returns what to do ([`Output`]: sessions to start or
+//! refuse, one batch of frames per session, closes, inbound credit to give back, jobs for the
+//! DB worker, requests and batches for the cluster). In one tick it
 //!
 //! 1. admits or refuses new connections (server full, too many from one address), and starts
 //!    the taken ones with S2C_Welcome;
@@ -14,13 +15,14 @@
 //!    handlers; a session waiting for the DB worker has its later requests parked, so that its
 //!    replies keep the order of its requests;
 //! 4. runs due timers;
-//! 5. hands out every session's frames of the tick as one batch, then the closes, and the tick's
-//!    writes to the DB worker;
+//! 5. hands out every session's frames of the tick as one batch, then the closes, the tick's
+//!    jobs for the DB worker and what goes to the cluster;
 //! 6. gives back the inbound credit of every frame it has finished with.
 //!
-//! The DB worker is the world's [`Db`](crate::db::Db) handle: a thread in the server, and in
-//! tests a handle that runs jobs at once ([`Db::inline`](crate::db::Db::inline)) or only when
-//! told ([`Db::deferred`](crate::db::Db::deferred)), which makes its jobs and answers explicit.
+//! The DB worker is on the other side of [`Output::db`] and [`Input::Db`]: a thread in the
+//! server ([`crate::db::DbThread`]), and in the test kit a worker run at once or when told
+//! ([`crate::testing::Sim::holding_db`]). The core keeps each of its queues within its
+//! capacity ([`crate::db::DbQueue`]), so the driver's queues never fill.
 //!
 //! The tokio driver ([`crate::server`]) only moves bytes and events between sockets, queues
 //! and the core, and sleeps to the next tick. Tests drive the core with simulated time.
@@ -81,6 +83,11 @@ pub enum Input {
     /// What NATS brought: a batch from another node of the cluster, or what the names
     /// bucket says.
     Cluster(crate::cluster::link::FromNats),
+    /// The DB worker did a job of [`Output::db`]: its answer, if it has one.
+    Db(crate::db::DbDone),
+    /// The DB worker has died (after every [`Input::Db`] it sent): what waits for it is
+    /// answered with an error, and later jobs are refused.
+    DbDied,
 }
 
 /// A connection the world does not take.
@@ -115,6 +122,10 @@ pub struct Output {
     pub bucket: Vec<crate::cluster::link::NameRequest>,
     /// On a cluster: the batches for the other nodes, (subject, batch), in order.
     pub cluster: Vec<(String, crate::cluster::Batch)>,
+    /// Jobs for the DB worker, in order; each comes back as an [`Input::Db`]. The core keeps
+    /// to the lanes' capacities ([`crate::db::DbQueue`]), so queues of those capacities
+    /// always have room for them.
+    pub db: Vec<crate::db::DbJob>,
 }
 
 impl Output {
@@ -126,6 +137,7 @@ impl Output {
         self.credits.clear();
         self.bucket.clear();
         self.cluster.clear();
+        self.db.clear();
     }
 
     /// What the world has for the cluster at `now`: its bucket requests and its batches.
@@ -180,9 +192,9 @@ struct Connection {
 
 /// The server's behaviour, driven by [`Core::tick`], for a world of the game `G`.
 pub struct Core<G: Game> {
-    /// The world the handlers change: only the core changes it (the engine's driver reads
-    /// its metrics and stats); outside the engine it is read through [`Core::world`].
-    pub(crate) world: World<G>,
+    /// The world the handlers change: only the core changes it; others read it through
+    /// [`Core::world`] (the test kit changes it between steps too).
+    world: World<G>,
     dispatcher: MessageDispatcher<World<G>>,
     connections: Map<SessionId, Connection>,
     queue: MessageQueue,
@@ -220,6 +232,37 @@ impl<G: Game> Core<G> {
     /// The world, to read.
     pub fn world(&self) -> &World<G> {
         &self.world
+    }
+
+    /// The world, for the test kit to change between steps.
+    pub(crate) fn world_mut(&mut self) -> &mut World<G> {
+        &mut self.world
+    }
+
+    /// The driver measured the last tick: it took `took` of its `budget`. Counted in the
+    /// stats and metrics; whether it went over the budget.
+    pub fn tick_took(&mut self, took: Duration, budget: Duration) -> bool {
+        let metrics = &self.world.metrics;
+        metrics.tick.observe(took.as_secs_f64());
+        let over = took > budget;
+        if over {
+            metrics.over_budget.inc();
+        }
+        let stats = &mut self.world.stats;
+        stats.ticks += 1;
+        stats.ticks_in_window += 1;
+        let us = took.as_micros() as u64;
+        stats.tick_us_sum += us;
+        stats.max_tick_us = stats.max_tick_us.max(us);
+        if over {
+            stats.ticks_over_budget += 1;
+        }
+        over
+    }
+
+    /// The driver dropped `count` batches for the cluster: NATS did not take them.
+    pub fn cluster_dropped(&mut self, count: u64) {
+        self.world.metrics.cluster_dropped.inc_by(count);
     }
 
     /// When the core next needs a tick: one tick length (`server.tick_ms`) after the last
@@ -283,7 +326,8 @@ impl<G: Game> Core<G> {
         let world = &self.world;
         world.metrics.sessions.set(world.clients.len() as i64);
         world.metrics.logged_in.set(world.users.len() as i64);
-        world.metrics.db_queues(world.db.queue_lens());
+        world.metrics.db_queues(world.db.in_flight());
+        self.world.db.take_jobs(&mut self.out.db);
         self.out.take_cluster(&mut self.world, now);
         lap(3, &self.world);
         &mut self.out
@@ -337,21 +381,40 @@ impl<G: Game> Core<G> {
         }
         // The last session records go with the writes still waiting.
         self.world.flush_writes();
+        self.world.db.take_jobs(&mut self.out.db);
         self.out.take_cluster(&mut self.world, now);
         &mut self.out
     }
 
-    /// After [`Core::finish`]: offers the writes that wait for a full write queue to the DB
-    /// worker again; whether some still wait. A driver calls it until none do, for as long
-    /// as it can wait for the disk, then [`Core::close`].
-    pub fn flush_writes(&mut self) -> bool {
+    /// After [`Core::finish`]: takes what the DB worker did (`done`: [`Input::Db`] and
+    /// [`Input::DbDied`]; nothing else is taken now) and offers the writes that wait for a
+    /// full write queue again, in [`Output::db`]. A driver calls it while
+    /// [`Core::has_pending_writes`], for as long as it can wait for the disk, then
+    /// [`Core::close`].
+    pub fn flush_writes(&mut self, done: impl IntoIterator<Item = Input>) -> &mut Output {
+        self.out.clear();
+        for input in done {
+            match input {
+                Input::Db(done) => self.world.db.done(done),
+                Input::DbDied => self.world.db.died(),
+                _ => {}
+            }
+        }
+        // Answers are for sessions that are gone.
+        while self.world.db.poll().is_some() {}
         self.world.flush_writes();
+        self.world.db.take_jobs(&mut self.out.db);
+        &mut self.out
+    }
+
+    /// Whether writes wait for room in the DB worker's write queue.
+    pub fn has_pending_writes(&self) -> bool {
         self.world.has_pending_writes()
     }
 
     /// The end: the writes still waiting are given up (said in the log, with how many
-    /// session records were among them), and the DB worker finishes what it was given and
-    /// stops. Returns the world's counters.
+    /// session records were among them). Returns the world's counters. The driver then lets
+    /// the DB worker finish what it was given, and stops it.
     pub fn close(&mut self) -> crate::world::Stats {
         if self.world.has_pending_writes() {
             spdlog::error!(
@@ -359,7 +422,6 @@ impl<G: Game> Core<G> {
                 self.world.pending_sessions.len()
             );
         }
-        self.world.db.close();
         self.world.stats.clone()
     }
 
@@ -399,6 +461,8 @@ impl<G: Game> Core<G> {
                 self.world.kick(session, DisconnectReason::SlowConsumer);
             }
             Input::Cluster(from_nats) => crate::nodes::input(&mut self.world, from_nats, now),
+            Input::Db(done) => self.world.db.done(done),
+            Input::DbDied => self.world.db.died(),
         }
     }
 
@@ -631,62 +695,47 @@ mod tests {
     //! The core in simulated time: no sockets, no threads, no sleeping.
 
     use super::*;
-    use crate::db::{Db, DbWorker};
-    use crate::handlers::testkit::test_auth_settings;
-    use crate::storage::MemoryStorage;
+    use crate::handlers::testkit::{test_auth_settings, Chat};
     use crate::world::WorldConfig;
     use protocol::world::{C2sChat, C2sLogin, C2sPing, C2sRoomJoin};
     use protocol::{ClientToServer, S2cMessage};
 
-    /// A core whose DB worker runs its jobs only when told, at simulated time `now`.
+    /// The test kit's sim with time held still (tests move it) and the database held until
+    /// told, so that each test reads each tick's output as the core gives it.
     struct Sim {
-        core: Core<crate::handlers::testkit::Chat>,
-        now: Instant,
-        next_token: u64,
+        kit: crate::testing::Sim<Chat>,
     }
 
     impl Sim {
         fn new(config: WorldConfig) -> Sim {
-            let storage = MemoryStorage::new();
-            let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
-            let now = Instant::now();
-            let (dispatcher, hooks) = crate::handlers::setup().unwrap();
-            let world = World::new(
-                config,
-                crate::handlers::testkit::Chat::default(),
-                hooks,
-                db,
-                now,
-            );
-            Sim {
-                core: Core::new(world, dispatcher),
-                now,
-                next_token: 0,
-            }
+            let auth = test_auth_settings();
+            let mut kit = crate::testing::Sim::assemble(config, auth, 64, Chat::default(), true);
+            kit.set_tick(Duration::ZERO);
+            Sim { kit }
         }
 
         fn tick(&mut self, inputs: Vec<Input>) -> Output {
-            let now = Now {
-                at: self.now,
-                unix_us: 0,
-            };
-            let output = std::mem::take(self.core.tick(now, inputs));
-            output
+            self.kit.tick(inputs)
+        }
+
+        fn core(&mut self) -> &mut Core<Chat> {
+            self.kit.core_mut()
+        }
+
+        fn world(&self) -> &World<Chat> {
+            self.kit.world()
         }
 
         /// A connection from `ip` taken by the core; its welcome is read off.
         fn connect(&mut self, ip: [u8; 4]) -> SessionId {
-            let token = self.next_token;
-            self.next_token += 1;
-            let output = self.tick(vec![Input::Accepted {
-                token,
-                peer: SocketAddr::from((ip, 9)),
-            }]);
-            let (t, session) = output.opened[0];
-            assert_eq!(t, token);
+            let session = self
+                .kit
+                .try_connect_from(SocketAddr::from((ip, 9)))
+                .expect("taken");
+            let welcome = self.kit.take_all(session);
             assert!(matches!(
-                decode(&output, session).as_slice(),
-                [S2cMessage::S2cWelcome(_)]
+                welcome.as_slice(),
+                [(id, _)] if *id == <protocol::world::S2cWelcome as protocol::MessageType>::ID
             ));
             session
         }
@@ -694,7 +743,7 @@ mod tests {
         fn guest(&mut self, name: &str) -> SessionId {
             let session = self.connect([10, 0, 0, 1]);
             self.tick(vec![frame(session, &guest(name))]);
-            self.core.world.db.run_queued();
+            self.kit.run_db();
             let output = self.tick(vec![]);
             assert!(matches!(
                 decode(&output, session).as_slice(),
@@ -779,7 +828,7 @@ mod tests {
             "the parked requests keep their credit"
         );
         // The guest check answers; the join then waits for the room's history.
-        sim.core.world.db.run_queued();
+        sim.kit.run_db();
         let output = sim.tick(vec![]);
         assert!(matches!(
             decode(&output, s).as_slice(),
@@ -790,7 +839,7 @@ mod tests {
             1,
             "the join, now waiting for the history"
         );
-        sim.core.world.db.run_queued();
+        sim.kit.run_db();
         let output = sim.tick(vec![]);
         let replies = decode(&output, s);
         assert!(
@@ -877,11 +926,14 @@ mod tests {
             tick_ms: 50,
             ..WorldConfig::default()
         });
-        let created = sim.core.poll_timeout();
-        assert_eq!(created, sim.now + Duration::from_millis(50));
-        sim.now += Duration::from_millis(70);
+        let created = sim.core().poll_timeout();
+        assert_eq!(created, sim.kit.now() + Duration::from_millis(50));
+        sim.kit.skip(Duration::from_millis(70));
         sim.tick(vec![]);
-        assert_eq!(sim.core.poll_timeout(), sim.now + Duration::from_millis(50));
+        assert_eq!(
+            sim.core().poll_timeout(),
+            sim.kit.now() + Duration::from_millis(50)
+        );
     }
 
     #[test]
@@ -893,7 +945,7 @@ mod tests {
         let silent = sim.guest("ann");
         let pinging = sim.guest("bob");
         for second in 1..=6 {
-            sim.now += Duration::from_secs(1);
+            sim.kit.skip(Duration::from_secs(1));
             let output = sim.tick(vec![frame(
                 pinging,
                 &C2sPing {
@@ -916,7 +968,7 @@ mod tests {
         let bob = sim.guest("bob");
         for s in [ann, bob] {
             sim.tick(vec![frame(s, &join("lobby"))]);
-            sim.core.world.db.run_queued();
+            sim.kit.run_db();
             sim.tick(vec![]);
         }
         let output = sim.tick(vec![
@@ -930,7 +982,7 @@ mod tests {
         );
         assert!(decode(&output, bob).is_empty());
         assert_eq!(output.closes, [(bob, DisconnectReason::SlowConsumer)]);
-        assert_eq!(sim.core.world.session_of("bob"), None);
+        assert_eq!(sim.world().session_of("bob"), None);
     }
 
     #[test]
@@ -952,8 +1004,8 @@ mod tests {
         assert!(
             matches!(error, S2cMessage::S2cError(e) if e.code() == ErrorCode::ServerFull && e.request_id == 0)
         );
-        assert_eq!(sim.core.connections(), 1);
-        assert_eq!(sim.core.world.stats.refused_server_full, 1);
+        assert_eq!(sim.core().connections(), 1);
+        assert_eq!(sim.world().stats.refused_server_full, 1);
     }
 
     #[test]
@@ -963,7 +1015,7 @@ mod tests {
         let bob = sim.guest("bob");
         for s in [ann, bob] {
             sim.tick(vec![frame(s, &join("lobby"))]);
-            sim.core.world.db.run_queued();
+            sim.kit.run_db();
             sim.tick(vec![]);
         }
         let output = sim.tick(vec![
@@ -983,7 +1035,7 @@ mod tests {
             "{to_ann:?}"
         );
         assert!(output.batches.iter().all(|(s, _)| *s != bob), "bob is gone");
-        assert_eq!(sim.core.connections(), 1);
+        assert_eq!(sim.core().connections(), 1);
     }
 
     #[test]
@@ -1001,7 +1053,7 @@ mod tests {
                 reason: DisconnectReason::Io(std::io::ErrorKind::TimedOut),
             },
         ]);
-        let stats = &sim.core.world.stats;
+        let stats = &sim.world().stats;
         assert_eq!(stats.connects, 2);
         assert_eq!(
             stats.disconnects_in_window.iter().collect::<Vec<_>>(),
@@ -1014,7 +1066,7 @@ mod tests {
         let mut sim = Sim::new(WorldConfig::default());
         let ann = sim.guest("ann");
         let bob = sim.guest("bob");
-        let output = std::mem::take(sim.core.shutdown());
+        let output = std::mem::take(sim.core().shutdown());
         let mut closed: Vec<SessionId> = output.closes.iter().map(|(s, _)| *s).collect();
         closed.sort();
         assert_eq!(closed, [ann, bob]);
@@ -1022,25 +1074,20 @@ mod tests {
             .closes
             .iter()
             .all(|(_, r)| *r == DisconnectReason::Shutdown));
-        sim.core.finish(
-            Now {
-                at: sim.now,
-                unix_us: 0,
-            },
+        let at = sim.kit.now();
+        let output = std::mem::take(sim.core().finish(
+            Now { at, unix_us: 0 },
             vec![Input::Closed {
                 session: ann,
                 reason: DisconnectReason::Shutdown,
             }],
-        );
-        assert_eq!(sim.core.connections(), 0);
-        assert!(sim.core.world.clients.is_empty());
+        ));
+        assert_eq!(sim.core().connections(), 0);
+        assert!(sim.world().clients.is_empty());
         // Both ends are in the session log's last write, handed to the DB worker.
-        let ended: usize = sim
-            .core
-            .world
+        let ended: usize = output
             .db
-            .queued()
-            .into_iter()
+            .iter()
             .map(|job| match job {
                 crate::db::DbJob::RecordSessions(entries) => entries
                     .iter()
@@ -1050,6 +1097,6 @@ mod tests {
             })
             .sum();
         assert_eq!(ended, 2, "both are in the session log");
-        assert!(!sim.core.flush_writes(), "nothing waits");
+        assert!(!sim.core().has_pending_writes(), "nothing waits");
     }
 }

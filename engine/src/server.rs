@@ -29,7 +29,7 @@ use crate::admin::{self, Demand, Published, Series};
 use crate::cluster::link::{unavailable, Link, LinkMetrics};
 use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
-use crate::db::{AuthSettings, Db, DbWorker};
+use crate::db::{AuthSettings, DbQueue, DbThread, DbWorker};
 use crate::metrics::{Metrics, Registry};
 use crate::ports::Ports;
 use crate::storage::{MemoryStorage, Storage, StorageError};
@@ -112,17 +112,17 @@ pub fn open_storage(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerErr
 }
 
 /// Closes what the last run on `storage` left open, and starts the DB worker on it.
-pub fn start_db(config: &ServerConfig, storage: Box<dyn Storage>) -> Result<Db, ServerError> {
+pub fn start_db(config: &ServerConfig, storage: Box<dyn Storage>) -> Result<DbThread, ServerError> {
     start_db_timed(config, storage, None)
 }
 
 /// [`start_db`], with the DB worker timing each job into `job_times` (see
-/// [`Db::spawn_timed`]).
+/// [`DbThread::spawn_timed`]).
 fn start_db_timed(
     config: &ServerConfig,
     mut storage: Box<dyn Storage>,
     job_times: Option<Vec<prometheus_client::metrics::histogram::Histogram>>,
-) -> Result<Db, ServerError> {
+) -> Result<DbThread, ServerError> {
     // On a thread of its own: a storage may run a runtime of its own (PostgreSQL's client
     // does), which cannot be driven from this async one. A storage that fails is dropped
     // there too, for the same reason.
@@ -144,7 +144,7 @@ fn start_db_timed(
         );
     }
     let worker = DbWorker::new(storage, AuthSettings::from(config)).map_err(ServerError::Worker)?;
-    Db::spawn_timed(worker, config.storage.queue, job_times)
+    DbThread::spawn_timed(worker, config.storage.queue, job_times)
         .map_err(|e| ServerError::Worker(e.to_string()))
 }
 
@@ -218,6 +218,9 @@ struct Server<G: Game> {
     /// [`WEB_PORT`], [`TLS_PORT`].
     session_configs: [SessionConfig; 3],
     core: Core<G>,
+    /// The DB worker's thread: the core's [`Output::db`] goes to it, and what it did comes
+    /// back as [`Input::Db`].
+    db: DbThread,
     sessions: HashMap<SessionId, Session>,
     /// Streams accepted this tick, by token, with their port's tag, until the core decides.
     accepted: HashMap<u64, (TcpStream, usize)>,
@@ -388,7 +391,8 @@ pub async fn run_bound<G: Game>(
     drop(service_tx);
 
     let started = Instant::now();
-    let mut world = World::new(WorldConfig::from(&config), game, hooks, db, started);
+    let queue = DbQueue::new(config.storage.queue);
+    let mut world = World::new(WorldConfig::from(&config), game, hooks, queue, started);
     world.metrics = metrics;
     if link.is_some() {
         world.cluster = Some(Cluster::with_incarnation(node, incarnation));
@@ -437,6 +441,7 @@ pub async fn run_bound<G: Game>(
             session_config(tls_negotiation),
         ],
         core: Core::new(world, dispatcher),
+        db,
         sessions: HashMap::new(),
         accepted: HashMap::new(),
         next_token: 0,
@@ -521,13 +526,18 @@ pub async fn run_bound<G: Game>(
     {
         spdlog::warn!("cluster: NATS did not take the last batches within 2 s");
     }
+    server.send_db(&mut last);
     // Let the worker finish every queued write: a full write queue is offered the rest again
     // while the worker drains it, for a few seconds at most.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.core.flush_writes() && Instant::now() < deadline {
+    while server.core.has_pending_writes() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let done = server.db_inputs();
+        let mut output = std::mem::take(server.core.flush_writes(done));
+        server.send_db(&mut output);
     }
     let stats = server.core.close();
+    server.db.close();
     spdlog::info!("server: stopped after {} ticks", stats.ticks);
     Ok(stats)
 }
@@ -579,6 +589,9 @@ impl<G: Game> Server<G> {
                 }
             }
         }
+        // What the DB worker did.
+        let done = self.db_inputs();
+        self.inputs.extend(done);
         let inputs = std::mem::take(&mut self.inputs);
         // The wall clock is read here, with the monotonic time the loop read: the core reads
         // neither.
@@ -587,8 +600,27 @@ impl<G: Game> Server<G> {
             unix_us: protocol::now_us(),
         };
         let mut output = std::mem::take(self.core.tick(clock, inputs));
+        self.send_db(&mut output);
         self.publish_cluster(&mut output, now);
         self.apply(output);
+    }
+
+    /// The jobs the DB worker did since the last call, then its death if it died.
+    fn db_inputs(&mut self) -> Vec<Input> {
+        let mut done: Vec<Input> = std::iter::from_fn(|| self.db.poll())
+            .map(Input::Db)
+            .collect();
+        if self.db.take_death() {
+            done.push(Input::DbDied);
+        }
+        done
+    }
+
+    /// Hands the core's jobs to the DB worker: the core keeps within the queues' room.
+    fn send_db(&mut self, output: &mut Output) {
+        for job in output.db.drain(..) {
+            self.db.send(job);
+        }
     }
 
     /// Hands this tick's cluster batches to the publisher. A full queue drops them (counted,
@@ -611,7 +643,7 @@ impl<G: Game> Server<G> {
             }
         }
         if dropped > 0 {
-            self.core.world.metrics.cluster_dropped.inc_by(dropped);
+            self.core.cluster_dropped(dropped);
             if self
                 .cluster_warned
                 .is_none_or(|at| now.duration_since(at) >= OVER_BUDGET_WARN_EVERY)
@@ -686,7 +718,7 @@ impl<G: Game> Server<G> {
 
     /// Once a second: the series' sample, and the state published for the admin listener.
     fn every_second(&mut self, now: Instant, events: &mpsc::Receiver<SessionEvent>) {
-        let world = &self.core.world;
+        let world = self.core.world();
         world.metrics.event_queue.set(events.len() as i64);
         if now < self.next_sample {
             return;
@@ -702,9 +734,9 @@ impl<G: Game> Server<G> {
             return; // no admin listener
         }
         let mut not_ready = admin::not_ready(
-            world.db.is_alive(),
-            world.db.queue_lens(),
-            world.db.queue_caps(),
+            self.db.is_alive() && world.db.is_alive(),
+            world.db.in_flight(),
+            world.db.caps(),
             events.capacity() == 0,
         );
         if self.link.as_ref().is_some_and(|link| !link.is_connected()) {
@@ -724,19 +756,7 @@ impl<G: Game> Server<G> {
     fn record_tick(&mut self, started: Instant, budget: Duration) {
         let took = started.elapsed();
         self.series.tick(took);
-        let metrics = &self.core.world.metrics;
-        metrics.tick.observe(took.as_secs_f64());
-        if took > budget {
-            metrics.over_budget.inc();
-        }
-        let stats = &mut self.core.world.stats;
-        stats.ticks += 1;
-        stats.ticks_in_window += 1;
-        let us = took.as_micros() as u64;
-        stats.tick_us_sum += us;
-        stats.max_tick_us = stats.max_tick_us.max(us);
-        if took > budget {
-            stats.ticks_over_budget += 1;
+        if self.core.tick_took(took, budget) {
             self.over_budget_since_warn += 1;
             let due = self
                 .last_warn

@@ -24,8 +24,9 @@
 //! in-memory link carries between ticks ([`Bucket`] keeps the names and rooms buckets as NATS
 //! does), so a game tests what crosses between nodes without NATS.
 //!
-//! The storage is in memory ([`MemoryStorage`]) and its jobs are answered within the tick
-//! that asks; password hashing is made cheap (tests check behaviour, not hashing cost). Each
+//! The storage is in memory ([`MemoryStorage`]); the DB worker's jobs of a tick are done
+//! after it and answered at the next (or held until [`Sim::run_db`], with
+//! [`Sim::holding_db`]); password hashing is made cheap (tests check behaviour, not hashing cost). Each
 //! client connects from an address of its own (`10.x.y.z`), so per-address limits do not
 //! meet unless a test means them to.
 
@@ -44,7 +45,7 @@ use crate::cluster::link::{
 };
 use crate::cluster::{Batch, Cluster, ALL};
 use crate::core::{Core, Input, Output};
-use crate::db::{AuthSettings, Db, DbWorker};
+use crate::db::{AuthSettings, DbDone, DbJob, DbQueue, DbWorker};
 use crate::storage::MemoryStorage;
 use crate::world::{Game, Now, World, WorldConfig};
 
@@ -65,6 +66,12 @@ pub fn clock(start: Instant, now: Instant) -> Now {
 /// A game run by the engine's core at simulated time; see the [module](self).
 pub struct Sim<G: Game> {
     core: Core<G>,
+    /// The DB worker, run on the test's thread.
+    worker: DbWorker,
+    /// Whether jobs wait for [`Sim::run_db`].
+    holding: bool,
+    /// The jobs held, oldest first.
+    held: VecDeque<DbJob>,
     start: Instant,
     now: Instant,
     tick: Duration,
@@ -89,37 +96,89 @@ impl<G: Game> Sim<G> {
 
     /// `game` on the settings of `config` (password hashing made cheap).
     pub fn with_config(config: ServerConfig, game: G) -> Sim<G> {
-        Sim::build(config, game, Db::inline)
+        Sim::build(config, game, false)
     }
 
     /// [`Sim::with_config`], with a database that holds every job until [`Sim::run_db`]: to
     /// test what a game does while requests are in flight (logins, a room's history).
     pub fn holding_db(config: ServerConfig, game: G) -> Sim<G> {
-        Sim::build(config, game, Db::deferred)
+        Sim::build(config, game, true)
     }
 
     /// Runs the jobs a database held by [`Sim::holding_db`] has, in the order they came; the
     /// world takes their answers at the next step. Returns how many ran.
     pub fn run_db(&mut self) -> usize {
-        self.core.world.db.run_queued()
+        let ran = self.held.len();
+        while let Some(job) = self.held.pop_front() {
+            self.execute(job);
+        }
+        ran
     }
 
-    fn build(mut config: ServerConfig, game: G, db: fn(DbWorker) -> Db) -> Sim<G> {
+    /// From now on, the database holds every job until [`Sim::run_db`] (`true`), or does
+    /// each at once (`false`; what it holds already waits for [`Sim::run_db`]).
+    pub fn hold_db(&mut self, hold: bool) {
+        self.holding = hold;
+    }
+
+    /// The jobs a database held by [`Sim::holding_db`] has, oldest first.
+    pub fn held_db(&self) -> impl Iterator<Item = &DbJob> {
+        self.held.iter()
+    }
+
+    /// Takes the jobs a database held by [`Sim::holding_db`] has, for a test that runs them
+    /// elsewhere.
+    #[cfg(test)]
+    pub(crate) fn take_held_db(&mut self) -> Vec<DbJob> {
+        self.held.drain(..).collect()
+    }
+
+    /// Does `job` now, as the database does a job; its answer comes at the next step.
+    #[cfg(test)]
+    pub(crate) fn run_job(&mut self, job: DbJob) {
+        self.execute(job);
+    }
+
+    fn execute(&mut self, job: DbJob) {
+        let lane = job.lane();
+        let event = self.worker.execute(job);
+        self.inputs.push(Input::Db(DbDone { lane, event }));
+    }
+
+    fn build(mut config: ServerConfig, game: G, holding: bool) -> Sim<G> {
         config.apply_game_defaults(G::NAME, "memory");
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;
         config.auth.argon2_parallelism = 1;
-        let worker = DbWorker::new(Box::new(MemoryStorage::new()), AuthSettings::from(&config))
+        let auth = AuthSettings::from(&config);
+        let world = WorldConfig::from(&config);
+        Sim::assemble(world, auth, config.storage.queue, game, holding)
+    }
+
+    /// A sim of `game` under `config` with a DB worker under `auth` whose lanes hold `queue`
+    /// jobs each; `holding`: as [`Sim::holding_db`].
+    pub(crate) fn assemble(
+        config: WorldConfig,
+        auth: AuthSettings,
+        queue: usize,
+        game: G,
+        holding: bool,
+    ) -> Sim<G> {
+        let worker = DbWorker::new(Box::new(MemoryStorage::new()), auth)
             .expect("the argon2 parameters above are valid");
         let now = Instant::now();
         let (dispatcher, hooks) = crate::handlers::setup()
             .unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
-        let world = World::new(WorldConfig::from(&config), game, hooks, db(worker), now);
+        let tick = Duration::from_millis(u64::from(config.tick_ms));
+        let world = World::new(config, game, hooks, DbQueue::new(queue), now);
         Sim {
             core: Core::new(world, dispatcher),
+            worker,
+            holding,
+            held: VecDeque::new(),
             start: now,
             now,
-            tick: config.server.tick(),
+            tick,
             next_token: 0,
             inputs: Vec::new(),
             inbox: BTreeMap::new(),
@@ -131,7 +190,7 @@ impl<G: Game> Sim<G> {
 
     /// The world: the game's state is `world().game`.
     pub fn world(&self) -> &World<G> {
-        &self.core.world
+        self.core.world()
     }
 
     /// From now on, keeps everything the world sends, byte for byte and in the order the
@@ -155,12 +214,30 @@ impl<G: Game> Sim<G> {
 
     /// The world, to change it between steps.
     pub fn world_mut(&mut self) -> &mut World<G> {
-        &mut self.core.world
+        self.core.world_mut()
     }
 
     /// The simulated time now.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The clock moves on by `by` with no tick, as when a server's loop was held up: the next
+    /// step sees all that time gone by at once.
+    pub fn skip(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Sets how far each step moves the clock (`server.tick_ms` until then); zero holds it
+    /// still, so that only [`Sim::skip`] moves it.
+    pub fn set_tick(&mut self, tick: Duration) {
+        self.tick = tick;
+    }
+
+    /// The core itself, for the engine's own tests of what the kit does not wrap (shutdown).
+    #[cfg(test)]
+    pub(crate) fn core_mut(&mut self) -> &mut Core<G> {
+        &mut self.core
     }
 
     /// One tick: the time moves on by `server.tick_ms`, the core takes what was sent since
@@ -189,6 +266,15 @@ impl<G: Game> Sim<G> {
         }
         self.to_cluster.0.append(&mut output.bucket);
         self.to_cluster.1.append(&mut output.cluster);
+        for job in output.db.drain(..) {
+            if self.holding {
+                self.held.push_back(job);
+            } else {
+                let lane = job.lane();
+                let event = self.worker.execute(job);
+                self.inputs.push(Input::Db(DbDone { lane, event }));
+            }
+        }
         for (session, reason) in &output.closes {
             // The connection ends after its last frames, as a server's does: the world hears
             // of it at the next step.
@@ -230,17 +316,33 @@ impl<G: Game> Sim<G> {
     /// `count` clients connect in one step: each one's session, or `None` where the world
     /// refused it.
     fn connect_many(&mut self, count: usize) -> Vec<Option<SessionId>> {
-        let tokens: Vec<u64> = (0..count as u64).map(|i| self.next_token + i).collect();
-        self.next_token += count as u64;
-        for &token in &tokens {
-            let peer = SocketAddr::from((
-                [10, (token >> 16) as u8, (token >> 8) as u8, token as u8],
-                40_000,
-            ));
+        let peers: Vec<SocketAddr> = (0..count as u64)
+            .map(|i| {
+                let n = self.next_token + i;
+                SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40_000))
+            })
+            .collect();
+        self.connect_peers(&peers)
+    }
+
+    /// Clients connect from `peers` in one step: each one's session, or `None` where the
+    /// world refused it.
+    fn connect_peers(&mut self, peers: &[SocketAddr]) -> Vec<Option<SessionId>> {
+        let tokens: Vec<u64> = (0..peers.len() as u64)
+            .map(|i| self.next_token + i)
+            .collect();
+        self.next_token += peers.len() as u64;
+        for (&token, &peer) in tokens.iter().zip(peers) {
             self.inputs.push(Input::Accepted { token, peer });
         }
         let opened: BTreeMap<u64, SessionId> = self.tick_once().into_iter().collect();
         tokens.iter().map(|t| opened.get(t).copied()).collect()
+    }
+
+    /// A client connects from `peer` (to test limits per address); `None` when the world
+    /// refused it.
+    pub fn try_connect_from(&mut self, peer: SocketAddr) -> Option<SessionId> {
+        self.connect_peers(&[peer]).pop().flatten()
     }
 
     /// A client connects; panics when the world refuses it.
@@ -298,13 +400,29 @@ impl<G: Game> Sim<G> {
 
     /// `session` sends `message`; the world takes it at the next step.
     pub fn send<M: ClientToServer>(&mut self, session: SessionId, message: &M) {
+        let payload = Bytes::from(prost::Message::encode_to_vec(message));
+        self.send_frame(session, M::ID, payload);
+    }
+
+    /// `session` sends a frame of `id` with `payload`, which need not decode (to test what a
+    /// game does with bad input); the world takes it at the next step.
+    pub fn send_frame(&mut self, session: SessionId, id: u16, payload: Bytes) {
         self.inputs.push(Input::Received {
             session,
-            packet: Packet {
-                id: M::ID,
-                payload: Bytes::from(prost::Message::encode_to_vec(message)),
-            },
+            packet: Packet { id, payload },
         });
+    }
+
+    /// Queues `input` for the next step, as a driver would: what NATS brought, a peer that
+    /// stopped reading, or anything else [`Sim::send`] and the like do not say.
+    pub fn input(&mut self, input: Input) {
+        self.inputs.push(input);
+    }
+
+    /// Whether inputs wait for the next step: frames sent, the DB worker's answers, the ends
+    /// of connections the world closed.
+    pub fn has_inputs(&self) -> bool {
+        !self.inputs.is_empty()
     }
 
     /// `session`'s connection ends (the client went away); the world sees it at the next
@@ -334,6 +452,11 @@ impl<G: Game> Sim<G> {
             false
         });
         taken
+    }
+
+    /// Everything `session` was sent since it was last taken, as (id, payload), in order.
+    pub fn take_all(&mut self, session: SessionId) -> Vec<(u16, Bytes)> {
+        self.inbox.remove(&session).unwrap_or_default()
     }
 
     /// The ids of everything in `session`'s inbox, in order, leaving it there: what a test
@@ -602,7 +725,7 @@ impl<G: Game> Nodes<G> {
         for sim in &mut self.sims {
             let cluster = sim
                 .core
-                .world
+                .world()
                 .cluster
                 .as_ref()
                 .expect("a node of the cluster");

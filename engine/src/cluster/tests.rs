@@ -6,15 +6,58 @@ use protocol::world::{C2sChat, C2sRoomJoin, C2sRoomList, C2sWhisper};
 use protocol::{ErrorCode, S2cMessage};
 
 use super::*;
+use crate::core::Input;
 use crate::handlers::testkit::Harness;
-use crate::nodes::{advance, input, receive};
+use link::FromNats;
 
-fn node(name: &str) -> Harness {
+/// A node: the chat world in the test kit, and the batches it sent that are not carried yet.
+struct Node {
+    h: Harness,
+    sent: Vec<(String, Batch)>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.h
+    }
+}
+
+impl Node {
+    fn cluster(&self) -> &Cluster {
+        self.world().cluster.as_ref().unwrap()
+    }
+
+    /// What NATS brings this node: the core takes it before this returns.
+    fn bring(&mut self, from_nats: FromNats) {
+        self.h.sim.input(Input::Cluster(from_nats));
+        self.h.settle();
+    }
+
+    /// The batches sent since they were last taken, in order.
+    fn take_sent(&mut self) -> Vec<(String, Batch)> {
+        let (requests, batches) = self.h.sim.take_cluster();
+        assert!(requests.is_empty(), "names() carries the requests");
+        self.sent.extend(batches);
+        std::mem::take(&mut self.sent)
+    }
+}
+
+fn node(name: &str) -> Node {
     let mut h = Harness::new();
     let cluster = Cluster::new(name.to_string());
     BUCKET.with(|b| b.borrow_mut().join(cluster.incarnation()));
-    h.world.cluster = Some(cluster);
-    h
+    h.world_mut().cluster = Some(cluster);
+    Node {
+        h,
+        sent: Vec::new(),
+    }
 }
 
 thread_local! {
@@ -23,27 +66,33 @@ thread_local! {
         std::cell::RefCell::new(crate::testing::Bucket::default());
 }
 
-/// Carries `h`'s claims and releases to the bucket, and what the bucket says to `h`.
-fn names(h: &mut Harness) {
-    let cluster = h.world.cluster.as_mut().unwrap();
-    let (node, incarnation) = (cluster.node().to_string(), cluster.incarnation());
-    let requests = cluster.take_name_requests();
-    let told = BUCKET.with(|b| {
-        let mut b = b.borrow_mut();
-        for request in requests {
-            b.request(&node, incarnation, request);
+/// A tick of `h`, then its claims and releases carried to the bucket, and what the bucket says
+/// to `h`, until both are quiet.
+fn names(h: &mut Node) {
+    h.h.settle();
+    for _ in 0..4 {
+        let (requests, batches) = h.h.sim.take_cluster();
+        h.sent.extend(batches);
+        let (node, incarnation) = (h.cluster().node().to_string(), h.cluster().incarnation());
+        let told = BUCKET.with(|b| {
+            let mut b = b.borrow_mut();
+            for request in requests {
+                b.request(&node, incarnation, request);
+            }
+            b.told(incarnation)
+        });
+        if told.is_empty() {
+            return;
         }
-        b.told(incarnation)
-    });
-    for event in told {
-        input(&mut h.world, event, h.now);
+        for event in told {
+            h.h.sim.input(Input::Cluster(event));
+        }
+        h.h.settle();
     }
-    // What that started of the DB worker's (a room's history to load) is answered at once.
-    crate::logins::poll_db(&mut h.world, h.now);
 }
 
 /// A guest logged in as `name` on node `h`, its name claimed through the bucket.
-fn guest(h: &mut Harness, name: &str) -> net::SessionId {
+fn guest(h: &mut Node, name: &str) -> net::SessionId {
     let id = h.connect();
     h.send(
         id,
@@ -67,23 +116,23 @@ fn guest(h: &mut Harness, name: &str) -> net::SessionId {
 
 /// Carries what `from` sends this tick to `to`, after what both have for the bucket and it
 /// for them; returns the batches carried.
-fn pump(from: &mut Harness, to: &mut Harness) -> Vec<Batch> {
+fn pump(from: &mut Node, to: &mut Node) -> Vec<Batch> {
     names(from);
     names(to);
-    let to_node = to.world.cluster.as_ref().unwrap().node().to_string();
+    let to_node = to.cluster().node().to_string();
     let mut carried = Vec::new();
-    for (subject, batch) in from.world.cluster.as_mut().unwrap().take_batches(from.now) {
+    for (subject, batch) in from.take_sent() {
         if subject == ALL || subject == inbox(&to_node) {
             let batch = wire::decode(&batch.encode_to_vec()).unwrap();
             carried.push(batch.clone());
-            receive(&mut to.world, batch, to.now);
+            to.bring(FromNats::Batch(batch));
         }
     }
     carried
 }
 
 /// Both ways, until nothing more is said (heartbeats aside).
-fn settle(a: &mut Harness, b: &mut Harness) {
+fn settle(a: &mut Node, b: &mut Node) {
     for _ in 0..4 {
         pump(a, b);
         pump(b, a);
@@ -91,7 +140,7 @@ fn settle(a: &mut Harness, b: &mut Harness) {
 }
 
 /// `session` of node `h` joins `room`, the rooms bucket counting it.
-fn join(h: &mut Harness, session: net::SessionId, room: &str) -> Vec<S2cMessage> {
+fn join(h: &mut Node, session: net::SessionId, room: &str) -> Vec<S2cMessage> {
     h.send(session, C2sRoomJoin { room: room.into() });
     names(h);
     h.take(session)
@@ -102,16 +151,16 @@ fn counted(room: &str) -> u32 {
     BUCKET.with(|b| b.borrow().counted(room))
 }
 
-fn pair() -> (Harness, Harness) {
+fn pair() -> (Node, Node) {
     let (mut a, mut b) = (node("a"), node("b"));
     settle(&mut a, &mut b);
-    assert_eq!(a.world.cluster.as_ref().unwrap().peers(), ["b"]);
-    assert_eq!(b.world.cluster.as_ref().unwrap().peers(), ["a"]);
+    assert_eq!(a.cluster().peers(), ["b"]);
+    assert_eq!(b.cluster().peers(), ["a"]);
     (a, b)
 }
 
 /// Two nodes, alice on a and bob on b, both in the lobby and known to each other.
-fn lobby_on_both() -> (Harness, Harness, net::SessionId, net::SessionId) {
+fn lobby_on_both() -> (Node, Node, net::SessionId, net::SessionId) {
     let (mut a, mut b) = pair();
     let alice = guest(&mut a, "alice");
     join(&mut a, alice, "lobby");
@@ -251,9 +300,9 @@ fn the_name_goes_to_the_login_the_bucket_granted_last_and_the_older_session_is_r
         matches!(replaced.as_slice(), [S2cMessage::S2cError(e)] if e.code == ErrorCode::Replaced as i32),
         "{replaced:?}"
     );
-    assert!(a.world.session_of("ann").is_none());
-    assert_eq!(b.world.session_of("ann"), Some(second));
-    assert_eq!(a.world.cluster.as_ref().unwrap().node_of("ann"), Some("b"));
+    assert!(a.world().session_of("ann").is_none());
+    assert_eq!(b.world().session_of("ann"), Some(second));
+    assert_eq!(a.cluster().node_of("ann"), Some("b"));
 }
 
 #[test]
@@ -262,18 +311,17 @@ fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
     a.take(alice);
     b.take(bob);
     // b says nothing for the timeout.
-    a.now += NODE_TIMEOUT;
-    advance(&mut a.world, a.now);
+    a.advance(NODE_TIMEOUT);
     match a.take(alice).as_slice() {
         [S2cMessage::S2cRoomPresence(p)] => {
             assert_eq!((p.username.as_str(), p.joined), ("bob", false))
         }
         other => panic!("{other:?}"),
     }
-    assert!(a.world.cluster.as_ref().unwrap().peers().is_empty());
-    assert_eq!(a.world.game.rooms.remote_count("lobby"), 0);
+    assert!(a.cluster().peers().is_empty());
+    assert_eq!(a.world().game.rooms.remote_count("lobby"), 0);
     // b speaks again (its heartbeat): a asks for its state, and bob is back.
-    b.now += NODE_TIMEOUT;
+    b.sim.skip(NODE_TIMEOUT);
     settle(&mut a, &mut b);
     match a.take(alice).as_slice() {
         [S2cMessage::S2cRoomPresence(p)] => {
@@ -281,7 +329,7 @@ fn a_silent_node_is_gone_with_its_members_and_welcomed_back_when_it_speaks() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(a.world.cluster.as_ref().unwrap().node_of("bob"), Some("b"));
+    assert_eq!(a.cluster().node_of("bob"), Some("b"));
 }
 
 #[test]
@@ -298,7 +346,7 @@ fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
     );
     let carried = pump(&mut a, &mut b);
     for batch in carried {
-        receive(&mut b.world, batch, b.now);
+        b.bring(FromNats::Batch(batch));
     }
     assert_eq!(b.take(bob).len(), 1, "the repeat is dropped");
     // A batch lost on the way: the next one says so.
@@ -310,7 +358,8 @@ fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
             sent_at_us: 2,
         },
     );
-    let _ = a.world.cluster.as_mut().unwrap().take_batches(a.now);
+    names(&mut a);
+    let _ = a.take_sent();
     a.send(
         alice,
         C2sChat {
@@ -320,7 +369,7 @@ fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
         },
     );
     pump(&mut a, &mut b);
-    assert!(b.world.cluster.as_ref().unwrap().gaps >= 1);
+    assert!(b.cluster().gaps >= 1);
     // And b asks a for its state again, which it may have missed a change of.
     let asked = pump(&mut b, &mut a).iter().any(|batch| {
         batch.direct
@@ -343,7 +392,7 @@ fn failed_logins_on_one_node_count_on_the_others() {
         username: "ann".into(),
         password: password.into(),
     };
-    let limit = a.world.config.throttle.max_failures_per_user;
+    let limit = a.world().config.throttle.max_failures_per_user;
     for _ in 0..limit {
         let guesser = a.connect_from([10, 0, 0, 1]);
         a.send(guesser, login("wrong password"));
@@ -392,7 +441,7 @@ fn a_node_restarted_under_its_name_is_a_new_one() {
         seen,
         [("bob".to_string(), false), ("carol".to_string(), true)]
     );
-    assert_eq!(a.world.cluster.as_ref().unwrap().node_of("bob"), None);
+    assert_eq!(a.cluster().node_of("bob"), None);
 }
 
 #[test]
@@ -425,14 +474,14 @@ fn a_second_node_with_the_same_name_is_named_in_the_log_and_ignored() {
     let bob = guest(&mut twin, "bob");
     join(&mut twin, bob, "lobby");
     pump(&mut twin, &mut a);
-    assert!(a.world.cluster.as_ref().unwrap().warned_twin);
+    assert!(a.cluster().warned_twin);
     assert!(a.take(alice).is_empty(), "nothing of the twin is taken");
 }
 
 #[test]
 fn a_room_is_full_at_its_capacity_counting_every_node_and_leaving_frees_a_place() {
     let (mut a, mut b) = pair();
-    let capacity = a.world.game.rooms.config.room_capacity;
+    let capacity = a.world().game.rooms.config.room_capacity;
     let mut on_a = Vec::new();
     for i in 0..capacity - 1 {
         let id = guest(&mut a, &format!("a{i:03}"));
@@ -470,8 +519,7 @@ fn a_room_is_full_at_its_capacity_counting_every_node_and_leaving_frees_a_place(
         [S2cMessage::S2cRoomJoined(_)]
     ));
     // A node that is gone stops counting.
-    a.now += NODE_TIMEOUT;
-    advance(&mut a.world, a.now);
+    a.advance(NODE_TIMEOUT);
     names(&mut a);
     assert_eq!(counted("hall"), capacity - 2, "b's two members");
 }
@@ -500,8 +548,9 @@ fn a_message_sent_to_a_room_reaches_its_members_on_every_node_once_and_is_kept_n
         content: "waves".into(),
         ..Default::default()
     };
-    crate::modules::rooms::send_to_room(&mut a.world, "lobby", &wave).unwrap();
-    crate::modules::rooms::send_to_room(&mut a.world, "nowhere", &wave).unwrap();
+    crate::modules::rooms::send_to_room(a.world_mut(), "lobby", &wave).unwrap();
+    crate::modules::rooms::send_to_room(a.world_mut(), "nowhere", &wave).unwrap();
+    a.settle();
     assert_eq!(a.take(alice), [S2cMessage::S2cChat(wave.clone())]);
     let carried = pump(&mut a, &mut b);
     let frames: usize = carried
@@ -515,7 +564,7 @@ fn a_message_sent_to_a_room_reaches_its_members_on_every_node_once_and_is_kept_n
     assert!(b.take(bob).is_empty(), "once");
     for h in [&a, &b] {
         assert!(
-            h.world.game.rooms.rooms["lobby"].history.is_empty(),
+            h.world().game.rooms.rooms["lobby"].history.is_empty(),
             "kept in no history"
         );
     }

@@ -1,7 +1,9 @@
 //! The DB worker: all database and password-hashing work, on a thread of its own.
 //!
-//! The tick loop hands it [`DbJob`]s on bounded queues and never waits for it; the answers come
-//! back as [`DbEvent`]s that the loop drains once per tick. Four queues, taken in this order:
+//! The world queues [`DbJob`]s in its [`DbQueue`], which leave through the core's output; the
+//! driver hands them to the worker's thread ([`DbThread`]) and never waits for it; each job
+//! comes back as a [`DbDone`] (with its [`DbEvent`] answer, if it has one) in the core's inputs
+//! of the next tick. Four queues (lanes), taken in this order:
 //!
 //! 1. writes: batches of chat history and session records, token revocations (at most a few
 //!    per tick, from the world itself);
@@ -13,8 +15,11 @@
 //! before a history load is always done before it, and a flood of registrations takes at most
 //! every other hash from the password logins of existing accounts.
 //!
-//! When a queue is full the job is refused at once: a request is answered RATE_LIMITED (the
-//! server is busy), a batch of writes stays with the world to be offered again next tick.
+//! Each lane holds at most its capacity of jobs given out and not yet done, counted by the
+//! [`DbQueue`] in the core, so the thread's queues (of the same capacities) never fill: when a
+//! lane is full the job is refused at once, where it is made: a request is answered
+//! RATE_LIMITED (the server is busy), a batch of writes stays with the world to be offered
+//! again next tick.
 
 mod errors;
 mod worker;
@@ -23,7 +28,7 @@ use std::collections::VecDeque;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError};
 use net::SessionId;
 use sha2::{Digest, Sha256};
 
@@ -152,7 +157,8 @@ pub enum DbJob {
 }
 
 impl DbJob {
-    fn lane(&self) -> Lane {
+    /// The queue the job goes to.
+    pub fn lane(&self) -> Lane {
         match self {
             DbJob::Revoke(_)
             | DbJob::Prune
@@ -169,11 +175,16 @@ impl DbJob {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lane {
+/// The DB worker's queues, in the order it takes them: see the [module](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Writes of history, session records and tokens.
     Write,
+    /// History loads, token resumes, guest checks.
     Quick,
+    /// Password logins (a hash each).
     Login,
+    /// Registrations (a hash each).
     Register,
 }
 
@@ -240,11 +251,125 @@ pub enum SubmitError {
 
 /// Capacity of the write queue, in batches: the world sends at most a few per tick, so this is
 /// minutes of writes waiting behind a stalled disk.
-const WRITE_QUEUE: usize = 4096;
+pub const WRITE_QUEUE: usize = 4096;
 
-/// The tick loop's handle on the DB worker.
-pub struct Db {
-    mode: Mode,
+impl Lane {
+    /// The lane's place in [`crate::metrics::LANES`] order.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the DB worker did with one job: the job's lane, and its answer if it has one. Every
+/// job comes back as one, which gives its place in the lane back ([`DbQueue::done`]).
+#[derive(Debug)]
+pub struct DbDone {
+    /// The job's lane.
+    pub lane: Lane,
+    /// The answer, if the job has one.
+    pub event: Option<DbEvent>,
+}
+
+/// The world's side of the DB worker, with no thread and no channel: jobs are queued here
+/// and leave through the core's output ([`crate::core::Output::db`]); what the worker did
+/// comes back as [`crate::core::Input::Db`].
+///
+/// Each lane holds at most its capacity of jobs given out and not yet done, so the driver's
+/// queues to the worker (of the same capacities) always have room, and a job is refused at
+/// once when its lane is full ([`SubmitError::Full`]): a request is answered RATE_LIMITED,
+/// a batch of writes stays with the world to be offered again next tick.
+#[derive(Debug)]
+pub struct DbQueue {
+    caps: [usize; 4],
+    in_flight: [usize; 4],
+    jobs: Vec<DbJob>,
+    answers: VecDeque<DbEvent>,
+    stopped: bool,
+    died: bool,
+}
+
+impl DbQueue {
+    /// Lanes of `queue` jobs each for quick requests, password logins and registrations, and
+    /// [`WRITE_QUEUE`] batches of writes.
+    pub fn new(queue: usize) -> DbQueue {
+        let queue = queue.max(1);
+        DbQueue {
+            caps: [WRITE_QUEUE, queue, queue, queue],
+            in_flight: [0; 4],
+            jobs: Vec::new(),
+            answers: VecDeque::new(),
+            stopped: false,
+            died: false,
+        }
+    }
+
+    /// Queues a job for the worker, or refuses it at once: its lane is full, or the worker
+    /// has stopped.
+    pub fn submit(&mut self, job: DbJob) -> Result<(), SubmitError> {
+        if self.stopped {
+            return Err(SubmitError::Stopped(job));
+        }
+        let lane = job.lane().index();
+        if self.in_flight[lane] >= self.caps[lane] {
+            return Err(SubmitError::Full(job));
+        }
+        self.in_flight[lane] += 1;
+        self.jobs.push(job);
+        Ok(())
+    }
+
+    /// The jobs queued since this was last called, in order: what the driver hands the
+    /// worker.
+    pub fn take_jobs(&mut self, into: &mut Vec<DbJob>) {
+        into.append(&mut self.jobs);
+    }
+
+    /// The worker did a job: its place in the lane is free, and its answer waits for
+    /// [`DbQueue::poll`].
+    pub fn done(&mut self, done: DbDone) {
+        let lane = done.lane.index();
+        self.in_flight[lane] = self.in_flight[lane].saturating_sub(1);
+        self.answers.extend(done.event);
+    }
+
+    /// The next answer, oldest first.
+    pub fn poll(&mut self) -> Option<DbEvent> {
+        self.answers.pop_front()
+    }
+
+    /// The worker has died (a panic): every later job is refused with
+    /// [`SubmitError::Stopped`], and [`DbQueue::take_death`] says so once.
+    pub fn died(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.died = true;
+        }
+    }
+
+    /// True once, after [`DbQueue::died`], when every answer that came before has been
+    /// taken: the caller must answer whatever still waits for the worker.
+    pub fn take_death(&mut self) -> bool {
+        let dead = self.died && self.answers.is_empty();
+        if dead {
+            self.died = false;
+        }
+        dead
+    }
+
+    /// Whether the worker takes jobs.
+    pub fn is_alive(&self) -> bool {
+        !self.stopped
+    }
+
+    /// Jobs given out and not yet done, per lane ([`crate::metrics::LANES`] order).
+    pub fn in_flight(&self) -> [usize; 4] {
+        self.in_flight
+    }
+
+    /// Each lane's capacity, [`DbQueue::in_flight`] order.
+    pub fn caps(&self) -> [usize; 4] {
+        self.caps
+    }
 }
 
 struct Queues {
@@ -254,52 +379,38 @@ struct Queues {
     register: Sender<DbJob>,
 }
 
-enum Mode {
-    Thread {
-        queues: Option<Queues>,
-        events: Receiver<DbEvent>,
-        thread: Option<JoinHandle<()>>,
-    },
-    Inline {
-        worker: Box<DbWorker>,
-        events: VecDeque<DbEvent>,
-    },
-    Deferred {
-        worker: Box<DbWorker>,
-        jobs: VecDeque<DbJob>,
-        events: VecDeque<DbEvent>,
-    },
+/// The DB worker's thread, as the driver holds it: jobs go in by lane, and each comes back as
+/// a [`DbDone`]. The queues have [`DbQueue`]'s capacities, which keeps them from filling.
+pub struct DbThread {
+    queues: Option<Queues>,
+    done: Receiver<DbDone>,
+    thread: Option<JoinHandle<()>>,
 }
 
-impl Db {
+impl DbThread {
     /// Starts the worker thread; `queue` bounds the quick requests, the password logins and the
-    /// registrations waiting for it, each.
-    pub fn spawn(worker: DbWorker, queue: usize) -> std::io::Result<Db> {
-        Db::spawn_timed(worker, queue, None)
+    /// registrations given to it, each (as [`DbQueue::new`] with the same `queue`).
+    pub fn spawn(worker: DbWorker, queue: usize) -> std::io::Result<DbThread> {
+        DbThread::spawn_timed(worker, queue, None)
     }
 
-    /// [`Db::spawn`], recording each job's time in `job_times` (one histogram per queue, in
-    /// [`crate::metrics::LANES`] order).
+    /// [`DbThread::spawn`], recording each job's time in `job_times` (one histogram per
+    /// queue, in [`crate::metrics::LANES`] order).
     pub fn spawn_timed(
         mut worker: DbWorker,
         queue: usize,
         job_times: Option<Vec<prometheus_client::metrics::histogram::Histogram>>,
-    ) -> std::io::Result<Db> {
-        let queue = queue.max(1);
-        let (write_tx, write_rx) = bounded::<DbJob>(WRITE_QUEUE);
-        let (quick_tx, quick_rx) = bounded::<DbJob>(queue);
-        let (login_tx, login_rx) = bounded::<DbJob>(queue);
-        let (register_tx, register_rx) = bounded::<DbJob>(queue);
-        // Bounded like the requests; if the answers of one tick outgrow it, the worker waits for
-        // the tick loop's next poll, which only delays it.
-        let (event_tx, event_rx) = bounded::<DbEvent>(3 * queue + 1);
+    ) -> std::io::Result<DbThread> {
+        let caps = DbQueue::new(queue).caps();
+        let (write_tx, write_rx) = bounded::<DbJob>(caps[0]);
+        let (quick_tx, quick_rx) = bounded::<DbJob>(caps[1]);
+        let (login_tx, login_rx) = bounded::<DbJob>(caps[2]);
+        let (register_tx, register_rx) = bounded::<DbJob>(caps[3]);
+        // Room for every job the lanes hold: the worker never waits to say it is done.
+        let (done_tx, done_rx) = bounded::<DbDone>(caps.iter().sum::<usize>() + 1);
         let thread = std::thread::Builder::new()
             .name("db-worker".into())
             .spawn(move || {
-                let answer = |event: Option<DbEvent>| match event {
-                    Some(event) => event_tx.send(event).is_ok(),
-                    None => true,
-                };
                 // Waits until some queue has a job (or is closed) without taking it, so that
                 // jobs are always taken in lane order below.
                 let mut ready = Select::new();
@@ -344,177 +455,65 @@ impl Db {
                             }
                         }
                     };
-                    let lane = job.lane() as usize;
+                    let lane = job.lane();
                     let started = std::time::Instant::now();
                     let event = worker.execute(job);
                     if let Some(times) = &job_times {
-                        times[lane].observe(started.elapsed().as_secs_f64());
+                        times[lane.index()].observe(started.elapsed().as_secs_f64());
                     }
                     // The tick loop drains every tick; if it is gone, so is the reader.
-                    if !answer(event) {
+                    if done_tx.send(DbDone { lane, event }).is_err() {
                         break;
                     }
                 }
                 spdlog::info!("storage: DB worker stopped");
             })?;
-        Ok(Db {
-            mode: Mode::Thread {
-                queues: Some(Queues {
-                    write: write_tx,
-                    quick: quick_tx,
-                    login: login_tx,
-                    register: register_tx,
-                }),
-                events: event_rx,
-                thread: Some(thread),
-            },
+        Ok(DbThread {
+            queues: Some(Queues {
+                write: write_tx,
+                quick: quick_tx,
+                login: login_tx,
+                register: register_tx,
+            }),
+            done: done_rx,
+            thread: Some(thread),
         })
     }
 
-    /// Runs every job at once on the caller's thread: for tests without threads.
-    pub fn inline(worker: DbWorker) -> Db {
-        Db {
-            mode: Mode::Inline {
-                worker: Box::new(worker),
-                events: VecDeque::new(),
-            },
-        }
-    }
-
-    /// Holds every job until [`Db::run_queued`]: for tests of requests in flight at once.
-    pub fn deferred(worker: DbWorker) -> Db {
-        Db {
-            mode: Mode::Deferred {
-                worker: Box::new(worker),
-                jobs: VecDeque::new(),
-                events: VecDeque::new(),
-            },
-        }
-    }
-
-    /// The jobs a deferred worker holds, in the order they were submitted (empty otherwise).
-    pub fn queued(&self) -> Vec<&DbJob> {
-        match &self.mode {
-            Mode::Deferred { jobs, .. } => jobs.iter().collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// Runs the jobs a deferred worker holds, in order; returns how many ran.
-    pub fn run_queued(&mut self) -> usize {
-        let Mode::Deferred {
-            worker,
-            jobs,
-            events,
-        } = &mut self.mode
-        else {
-            return 0;
+    /// Hands `job` to the worker. It never waits when the jobs come from a [`DbQueue`] of the
+    /// same `queue` whose [`DbDone`]s are given back to it; a job for a worker that has
+    /// stopped is dropped (its [`DbQueue`] refuses jobs once told).
+    pub fn send(&self, job: DbJob) {
+        let Some(queues) = &self.queues else {
+            return;
         };
-        let ran = jobs.len();
-        while let Some(job) = jobs.pop_front() {
-            events.extend(worker.execute(job));
-        }
-        ran
+        let queue = match job.lane() {
+            Lane::Write => &queues.write,
+            Lane::Quick => &queues.quick,
+            Lane::Login => &queues.login,
+            Lane::Register => &queues.register,
+        };
+        let _ = queue.send(job);
     }
 
-    /// Queues a job without waiting.
-    pub fn submit(&mut self, job: DbJob) -> Result<(), SubmitError> {
-        match &mut self.mode {
-            Mode::Thread { queues, .. } => {
-                let Some(queues) = queues else {
-                    return Err(SubmitError::Stopped(job));
-                };
-                let queue = match job.lane() {
-                    Lane::Write => &queues.write,
-                    Lane::Quick => &queues.quick,
-                    Lane::Login => &queues.login,
-                    Lane::Register => &queues.register,
-                };
-                queue.try_send(job).map_err(|e| match e {
-                    TrySendError::Full(job) => SubmitError::Full(job),
-                    TrySendError::Disconnected(job) => SubmitError::Stopped(job),
-                })
-            }
-            Mode::Inline { worker, events } => {
-                if let Some(event) = worker.execute(job) {
-                    events.push_back(event);
-                }
-                Ok(())
-            }
-            Mode::Deferred { jobs, .. } => {
-                jobs.push_back(job);
-                Ok(())
-            }
-        }
+    /// The next job done, if one is.
+    pub fn poll(&mut self) -> Option<DbDone> {
+        self.done.try_recv().ok()
     }
 
-    /// The next answer, if one is ready.
-    pub fn poll(&mut self) -> Option<DbEvent> {
-        match &mut self.mode {
-            Mode::Thread { events, .. } => events.try_recv().ok(),
-            Mode::Inline { events, .. } | Mode::Deferred { events, .. } => events.pop_front(),
-        }
-    }
-
-    /// Whether the worker takes jobs: its thread runs (always true of inline and deferred
-    /// workers).
+    /// Whether the worker takes jobs: its thread runs.
     pub fn is_alive(&self) -> bool {
-        match &self.mode {
-            Mode::Thread { queues, thread, .. } => {
-                queues.is_some() && thread.as_ref().is_some_and(|t| !t.is_finished())
-            }
-            _ => true,
-        }
+        self.queues.is_some() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// The capacity of each queue, [`Db::queue_lens`] order.
-    pub fn queue_caps(&self) -> [usize; 4] {
-        match &self.mode {
-            Mode::Thread {
-                queues: Some(q), ..
-            } => [
-                q.write.capacity().unwrap_or(usize::MAX),
-                q.quick.capacity().unwrap_or(usize::MAX),
-                q.login.capacity().unwrap_or(usize::MAX),
-                q.register.capacity().unwrap_or(usize::MAX),
-            ],
-            _ => [usize::MAX; 4],
-        }
-    }
-
-    /// Jobs waiting in each queue: write, quick, login, register (see [`crate::metrics::LANES`]).
-    pub fn queue_lens(&self) -> [usize; 4] {
-        match &self.mode {
-            Mode::Thread {
-                queues: Some(q), ..
-            } => [
-                q.write.len(),
-                q.quick.len(),
-                q.login.len(),
-                q.register.len(),
-            ],
-            Mode::Deferred { jobs, .. } => [0, 0, 0, jobs.len()],
-            _ => [0; 4],
-        }
-    }
-
-    /// True once, when the worker thread has died while it was still wanted (a panic): every
-    /// later submit fails with [`SubmitError::Stopped`], and the caller must answer whatever
-    /// still waits for the worker.
+    /// True once, when the worker thread has died while it was still wanted (a panic) and
+    /// every job it did has been polled: tell the core ([`crate::core::Input::DbDied`]).
     pub fn take_death(&mut self) -> bool {
-        let Mode::Thread {
-            queues,
-            events,
-            thread,
-        } = &mut self.mode
-        else {
-            return false;
-        };
-        let dead = queues.is_some()
-            && thread.as_ref().is_some_and(|t| t.is_finished())
-            && events.is_empty();
+        let dead = self.queues.is_some()
+            && self.thread.as_ref().is_some_and(|t| t.is_finished())
+            && self.done.is_empty();
         if dead {
-            queues.take();
+            self.queues.take();
             spdlog::error!("storage: the DB worker has died; logins and history are unavailable");
         }
         dead
@@ -523,26 +522,19 @@ impl Db {
     /// Stops taking jobs, lets the worker finish the queued writes (requests are dropped: the
     /// sessions that made them are closed), and waits for it.
     pub fn close(&mut self) {
-        if let Mode::Thread {
-            queues,
-            events,
-            thread,
-        } = &mut self.mode
-        {
-            queues.take();
-            if let Some(thread) = thread.take() {
-                // Keep draining answers so that the worker never blocks on a full event queue.
-                while !thread.is_finished() {
-                    while events.try_recv().is_ok() {}
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                let _ = thread.join();
+        self.queues.take();
+        if let Some(thread) = self.thread.take() {
+            // Keep draining so that the worker never blocks on a full queue of answers.
+            while !thread.is_finished() {
+                while self.done.try_recv().is_ok() {}
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
+            let _ = thread.join();
         }
     }
 }
 
-impl Drop for Db {
+impl Drop for DbThread {
     fn drop(&mut self) {
         self.close();
     }
@@ -566,10 +558,11 @@ mod tests {
         DbWorker::new(Box::new(MemoryStorage::new()), settings).unwrap()
     }
 
-    fn next_event(db: &mut Db) -> DbEvent {
+    /// The next answer of the worker (jobs without one are skipped).
+    fn next_event(db: &mut DbThread) -> DbEvent {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            if let Some(event) = db.poll() {
+            if let Some(event) = db.poll().and_then(|done| done.event) {
                 return event;
             }
             assert!(
@@ -582,25 +575,22 @@ mod tests {
 
     #[test]
     fn a_module_s_jobs_run_on_the_worker_its_writes_first_and_answer_with_its_name() {
-        let mut db = Db::spawn(worker(64), 64).unwrap();
+        let mut db = DbThread::spawn(worker(64), 64).unwrap();
         // The worker is held by a first write until both jobs below are queued: the write
         // queued after the read still runs first, as writes do.
         let (go, wait) = bounded::<()>(1);
-        db.submit(ModuleJob::write("votes", move |_| {
+        db.send(ModuleJob::write("votes", move |_| {
             wait.recv().unwrap();
             None
-        }))
-        .unwrap();
-        db.submit(ModuleJob::read("votes", |storage| {
+        }));
+        db.send(ModuleJob::read("votes", |storage| {
             let value = storage.module_get("votes", "lobby").unwrap();
             Some(Box::new(value))
-        }))
-        .unwrap();
-        db.submit(ModuleJob::write("votes", |storage| {
+        }));
+        db.send(ModuleJob::write("votes", |storage| {
             storage.module_put("votes", "lobby", b"3").unwrap();
             None
-        }))
-        .unwrap();
+        }));
         go.send(()).unwrap();
         match next_event(&mut db) {
             DbEvent::Module { module, answer } => {
@@ -617,19 +607,17 @@ mod tests {
     fn quick_jobs_are_answered_before_queued_password_hashing() {
         // Hashing with 16 MiB takes long enough that the queue is still full of it when the
         // history load arrives.
-        let mut db = Db::spawn(worker(16 * 1024), 64).unwrap();
+        let mut db = DbThread::spawn(worker(16 * 1024), 64).unwrap();
         for i in 0..6 {
-            db.submit(DbJob::Register {
+            db.send(DbJob::Register {
                 session: SessionId(i),
                 username: format!("user{i}"),
                 password: "password-1".into(),
-            })
-            .unwrap();
+            });
         }
-        db.submit(DbJob::LoadHistory {
+        db.send(DbJob::LoadHistory {
             room: "lobby".into(),
-        })
-        .unwrap();
+        });
         let mut order = Vec::new();
         for _ in 0..7 {
             order.push(match next_event(&mut db) {
@@ -651,31 +639,28 @@ mod tests {
 
     #[test]
     fn password_logins_take_turns_with_a_flood_of_registrations() {
-        let mut db = Db::spawn(worker(2048), 64).unwrap();
-        db.submit(DbJob::Register {
+        let mut db = DbThread::spawn(worker(2048), 64).unwrap();
+        db.send(DbJob::Register {
             session: SessionId(1000),
             username: "victim".into(),
             password: "password-1".into(),
-        })
-        .unwrap();
+        });
         assert!(matches!(
             next_event(&mut db),
             DbEvent::Auth { outcome: Ok(_), .. }
         ));
         for i in 0..40 {
-            db.submit(DbJob::Register {
+            db.send(DbJob::Register {
                 session: SessionId(i),
                 username: format!("farm{i}"),
                 password: "password-1".into(),
-            })
-            .unwrap();
+            });
         }
-        db.submit(DbJob::Login {
+        db.send(DbJob::Login {
             session: SessionId(2000),
             username: "victim".into(),
             password: "password-1".into(),
-        })
-        .unwrap();
+        });
         let mut order = Vec::new();
         for _ in 0..41 {
             match next_event(&mut db) {
@@ -695,27 +680,62 @@ mod tests {
     }
 
     #[test]
-    fn a_full_hashing_queue_refuses_at_once_and_close_finishes_queued_writes() {
-        let mut db = Db::spawn(worker(16 * 1024), 1).unwrap();
+    fn a_full_lane_refuses_at_once_and_a_job_done_makes_room() {
+        let mut queue = DbQueue::new(2);
         let register = |i: u64| DbJob::Register {
             session: SessionId(i),
             username: format!("user{i}"),
             password: "password-1".into(),
         };
-        let refused = (0..10)
-            .map(register)
-            .map(|job| db.submit(job))
-            .filter(|r| r.is_err());
-        assert!(
-            refused.count() > 0,
-            "a queue of one cannot take ten at once"
-        );
-        db.submit(DbJob::RecordSessions(Vec::new())).unwrap();
-        db.close();
+        assert!(queue.submit(register(1)).is_ok());
+        assert!(queue.submit(register(2)).is_ok());
         assert!(matches!(
-            db.submit(register(99)),
+            queue.submit(register(3)),
+            Err(SubmitError::Full(_))
+        ));
+        // Other lanes have their own room.
+        assert!(queue.submit(DbJob::RecordSessions(Vec::new())).is_ok());
+        assert!(queue
+            .submit(DbJob::Guest {
+                session: SessionId(4),
+                username: "guest".into(),
+            })
+            .is_ok());
+        assert_eq!(queue.in_flight(), [1, 1, 0, 2]);
+        let mut jobs = Vec::new();
+        queue.take_jobs(&mut jobs);
+        assert_eq!(jobs.len(), 4);
+        queue.done(DbDone {
+            lane: Lane::Register,
+            event: None,
+        });
+        assert!(queue.submit(register(5)).is_ok());
+        queue.died();
+        assert!(matches!(
+            queue.submit(register(6)),
             Err(SubmitError::Stopped(_))
         ));
+        assert!(queue.take_death());
+        assert!(!queue.take_death(), "said once");
+    }
+
+    #[test]
+    fn close_finishes_the_writes_given_to_the_worker() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let mut db = DbThread::spawn(worker(64), 4).unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            let written = written.clone();
+            db.send(ModuleJob::write("votes", move |_| {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                written.fetch_add(1, Ordering::SeqCst);
+                None
+            }));
+        }
+        db.close();
+        assert_eq!(written.load(Ordering::SeqCst), 100);
+        assert!(!db.is_alive());
     }
 
     #[test]
@@ -750,13 +770,12 @@ mod tests {
 
     #[test]
     fn a_write_queued_before_a_history_load_is_always_done_first() {
-        let mut db = Db::spawn(worker(64), 64).unwrap();
+        let mut db = DbThread::spawn(worker(64), 64).unwrap();
         for i in 0..3000u64 {
             let room = format!("r{i}");
             let line = S2cChatFrame::of(&room, i);
-            db.submit(DbJob::AppendHistory(vec![line])).unwrap();
-            db.submit(DbJob::LoadHistory { room: room.clone() })
-                .unwrap();
+            db.send(DbJob::AppendHistory(vec![line]));
+            db.send(DbJob::LoadHistory { room: room.clone() });
             match next_event(&mut db) {
                 DbEvent::HistoryLoaded {
                     room: loaded,
@@ -807,14 +826,14 @@ mod tests {
             ..AuthSettings::from(&config::ServerConfig::default())
         };
         let storage = SqliteStorage::open(&path, false).unwrap();
-        let mut db = Db::spawn(DbWorker::new(Box::new(storage), settings).unwrap(), 64).unwrap();
+        let mut db =
+            DbThread::spawn(DbWorker::new(Box::new(storage), settings).unwrap(), 64).unwrap();
         for i in 0..64 {
-            db.submit(DbJob::Register {
+            db.send(DbJob::Register {
                 session: SessionId(i),
                 username: format!("user{i}"),
                 password: "password-1".into(),
-            })
-            .unwrap();
+            });
         }
         db.close();
         let mut storage = SqliteStorage::open(&path, false).unwrap();

@@ -249,7 +249,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(h.world.session_of("ALICE"), Some(s));
+        assert_eq!(h.world_mut().session_of("ALICE"), Some(s));
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
             );
             assert!(reason.contains(&format!("{name:?}")), "{reason}");
         }
-        assert!(h.world.login(s).is_none());
+        assert!(h.world_mut().login(s).is_none());
     }
 
     #[test]
@@ -308,7 +308,7 @@ mod tests {
         let s = h.guest("alice");
         h.send(s, guest_login("bob"));
         assert_eq!(h.error(s).0, ErrorCode::AlreadyAuthenticated);
-        assert_eq!(h.world.login(s).unwrap().username, "alice");
+        assert_eq!(h.world_mut().login(s).unwrap().username, "alice");
     }
 
     #[test]
@@ -330,10 +330,10 @@ mod tests {
         ));
         let (code, request, _) = h.error(old);
         assert_eq!((code, request), (ErrorCode::Replaced, 0));
-        assert_eq!(h.world.out.closes(), &[(old, DisconnectReason::Replaced)]);
-        assert_eq!(h.world.session_of("alice"), Some(new));
+        assert_eq!(h.sim.closed(old), Some(&DisconnectReason::Replaced));
+        assert_eq!(h.world_mut().session_of("alice"), Some(new));
         assert!(
-            h.world.game.rooms.rooms.is_empty(),
+            h.world_mut().game.rooms.rooms.is_empty(),
             "the replaced session left its rooms"
         );
         // The replaced session's later messages are ignored.
@@ -363,7 +363,7 @@ mod tests {
         let s = h.guest("alice");
         h.send(s, C2sLogout {});
         assert!(h.take(s).is_empty());
-        assert_eq!(h.world.session_of("alice"), None);
+        assert_eq!(h.world_mut().session_of("alice"), None);
         h.send(
             s,
             C2sRoomJoin {
@@ -411,7 +411,7 @@ mod tests {
         );
         assert_eq!(r.token.len(), 64, "256 random bits, hex");
         assert!(h
-            .world
+            .world()
             .login(s)
             .is_some_and(|l| !l.guest && l.token_hash.is_some()));
     }
@@ -429,7 +429,7 @@ mod tests {
             (code, request),
             (ErrorCode::UsernameTaken, C2sRegister::ID as u32)
         );
-        assert!(h.world.login(t).is_none());
+        assert!(h.world_mut().login(t).is_none());
     }
 
     #[test]
@@ -481,7 +481,7 @@ mod tests {
         h.send(g, guest_login("Alice"));
         assert_eq!(h.error(g).0, ErrorCode::InvalidCredentials);
         assert_eq!(
-            h.world.session_of("alice"),
+            h.world_mut().session_of("alice"),
             Some(s),
             "the account holder is untouched"
         );
@@ -495,7 +495,7 @@ mod tests {
         h.send(s, register("alice", "correct horse"));
         auth_result(&mut h, s);
         assert_eq!(h.error(g).0, ErrorCode::Replaced);
-        assert_eq!(h.world.session_of("alice"), Some(s));
+        assert_eq!(h.world_mut().session_of("alice"), Some(s));
     }
 
     #[test]
@@ -553,7 +553,14 @@ mod tests {
     }
 
     fn throttled(change: impl FnOnce(&mut crate::throttle::ThrottleConfig)) -> WorldConfig {
-        let mut config = WorldConfig::default();
+        // No deadline and no idle timeout: the tests wait out the throttle's windows.
+        let mut config = WorldConfig {
+            login_deadline: None,
+            idle_timeout: None,
+            max_unauthenticated_per_address: 1_000,
+            max_sessions_per_address: 1_000,
+            ..WorldConfig::default()
+        };
         change(&mut config.throttle);
         config
     }
@@ -640,14 +647,14 @@ mod tests {
         assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
         h.send(s, password_login("alice", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::RateLimited);
-        h.now += WorldConfig::default().throttle.failure_window;
+        h.advance(WorldConfig::default().throttle.failure_window);
         h.send(s, password_login("alice", "guess guess"));
         assert_eq!(h.error(s).0, ErrorCode::InvalidCredentials);
     }
 
     #[test]
     fn logins_sent_at_once_count_before_they_are_hashed_so_only_the_limit_gets_through() {
-        let mut h = Harness::deferred(WorldConfig::default());
+        let mut h = Harness::deferred(throttled(|_| {}));
         let owner = h.connect_from([203, 0, 113, 1]);
         h.send(owner, register("bob", "correct horse"));
         h.run_db();
@@ -679,7 +686,7 @@ mod tests {
         h.run_db();
         let logged_in = guessers
             .iter()
-            .filter(|&&g| h.world.login(g).is_some())
+            .filter(|&&g| h.world_mut().login(g).is_some())
             .count();
         assert_eq!(
             logged_in, 0,
@@ -711,7 +718,7 @@ mod tests {
         assert_eq!(h.error(guessers[0]).0, ErrorCode::InvalidCredentials);
         for &g in &guessers[1..9] {
             assert!(h.take(g).is_empty(), "waiting its turn");
-            assert!(h.world.is_waiting(g));
+            assert!(h.world_mut().is_waiting(g));
         }
         assert_eq!(
             h.error(guessers[9]).0,
@@ -723,11 +730,8 @@ mod tests {
         auth_result(&mut h, owner);
         // The waiting guesses are checked one at a time, 250 ms, 500 ms, ... apart.
         let mut answered_at = Vec::new();
-        let start = h.now;
         for step in 1..=400u64 {
-            h.now = start + Duration::from_millis(100 * step);
-            crate::logins::advance(&mut h.world, h.now);
-            crate::logins::poll_db(&mut h.world, h.now);
+            h.advance(Duration::from_millis(100));
             for &g in &guessers[1..9] {
                 if !h.take(g).is_empty() {
                     answered_at.push(100 * step);
@@ -752,17 +756,16 @@ mod tests {
         }
         let s = h.connect_from([198, 51, 100, 2]);
         h.send(s, password_login("bob", "guess guess"));
-        assert_eq!(h.world.delayed_logins.len(), 1);
-        h.world.clients.get_mut(&s).unwrap().gone = true;
-        h.now += Duration::from_secs(10);
-        crate::logins::advance(&mut h.world, h.now);
-        assert!(h.world.delayed_logins.is_empty());
+        assert_eq!(h.world_mut().delayed_logins.len(), 1);
+        h.world_mut().clients.get_mut(&s).unwrap().gone = true;
+        h.advance(Duration::from_secs(10));
+        assert!(h.world_mut().delayed_logins.is_empty());
         assert!(
-            !h.world.throttle.has_in_flight(s),
+            !h.world_mut().throttle.has_in_flight(s),
             "its reservation was released"
         );
         assert!(
-            !h.world.is_waiting(s),
+            !h.world_mut().is_waiting(s),
             "its end, queued behind the login, may go on"
         );
     }
@@ -801,16 +804,26 @@ mod tests {
     }
 
     #[test]
-    fn a_second_login_request_while_one_is_under_way_is_refused() {
-        let mut h = Harness::new();
+    fn a_second_login_request_while_one_is_under_way_waits_for_it_and_is_refused() {
+        let mut h = Harness::deferred(WorldConfig::default());
         let s = h.connect();
-        // Queue the first without letting the harness take the answer.
-        h.world.clients.get_mut(&s).unwrap().pending_auth = Some(PendingAuth {
-            request_id: C2sLogin::ID,
-            username: None,
-        });
-        h.send(s, guest_login("alice"));
-        assert_eq!(h.error(s).0, ErrorCode::AlreadyAuthenticated);
+        // Both in one tick: the second waits behind the first, at the database.
+        h.sim.send(s, &guest_login("alice"));
+        h.sim.send(s, &guest_login("bob"));
+        h.settle();
+        assert!(h.world().is_waiting(s));
+        assert!(h.take(s).is_empty());
+        h.run_db();
+        let replies = h.take(s);
+        assert!(
+            matches!(
+                replies.as_slice(),
+                [S2cMessage::S2cAuthResult(r), S2cMessage::S2cError(e)]
+                    if r.username == "alice" && e.code() == ErrorCode::AlreadyAuthenticated
+            ),
+            "{replies:?}"
+        );
+        assert_eq!(h.world().session_of("alice"), Some(s));
     }
 
     #[test]
@@ -818,7 +831,7 @@ mod tests {
         let mut h = Harness::new();
         let a = h.guest("ann");
         let b = h.connect();
-        let client = h.world.clients.get_mut(&b).unwrap();
+        let client = h.world_mut().clients.get_mut(&b).unwrap();
         client.pending_auth = Some(PendingAuth {
             request_id: C2sLogin::ID,
             username: None,
@@ -830,9 +843,10 @@ mod tests {
             token: String::new(),
             guest: true,
         };
-        finish(&mut h.world, b, Ok(auth), h.now);
-        assert_eq!(h.world.session_of("ann"), Some(a));
+        let now = h.now();
+        finish(h.world_mut(), b, Ok(auth), now);
+        assert_eq!(h.world_mut().session_of("ann"), Some(a));
         assert!(h.take(a).is_empty(), "ann was not told REPLACED");
-        assert!(h.world.login(b).is_none());
+        assert!(h.world_mut().login(b).is_none());
     }
 }

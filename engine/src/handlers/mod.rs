@@ -77,16 +77,16 @@ pub(crate) mod testkit {
     //! A world in memory, fed messages and read back, with no sockets.
 
     use std::net::SocketAddr;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use bytes::Bytes;
     use net::SessionId;
     use protocol::{ClientToServer, S2cMessage};
 
-    use crate::db::{AuthSettings, Db, DbWorker};
-    use crate::dispatcher::{Ctx, DispatchError, MessageDispatcher};
+    use crate::db::{AuthSettings, DbJob};
+    use crate::dispatcher::DispatchError;
     use crate::modules::rooms::{Rooms, RoomsConfig, RoomsGame};
-    use crate::storage::MemoryStorage;
+    use crate::testing::Sim;
     use crate::world::{Game, Setup, WorldConfig};
 
     /// A game with every module, as the chat world has them.
@@ -141,17 +141,12 @@ pub(crate) mod testkit {
         }
     }
 
-    /// A DB worker over a private in-memory storage, running each job at once.
-    pub fn inline_db() -> Db {
-        let storage = MemoryStorage::new();
-        Db::inline(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap())
-    }
-
+    /// The chat world in the test kit's [`Sim`], with time held still (only
+    /// [`Harness::advance`] moves it), each request carried through the core until it is
+    /// answered, and every message a session is sent decoded: for the handlers' tests, which
+    /// check one request's answers at a time.
     pub struct Harness {
-        pub world: World,
-        pub dispatcher: MessageDispatcher<World>,
-        pub now: Instant,
-        next: u64,
+        pub sim: Sim<Chat>,
     }
 
     impl Harness {
@@ -160,51 +155,99 @@ pub(crate) mod testkit {
         }
 
         pub fn with(config: WorldConfig) -> Self {
-            Self::over(config, RoomsConfig::default(), inline_db())
+            Self::over(config, RoomsConfig::default(), false)
         }
 
         /// The chat world with rooms under `rooms`.
         pub fn with_rooms(rooms: RoomsConfig) -> Self {
-            Self::over(WorldConfig::default(), rooms, inline_db())
+            Self::over(WorldConfig::default(), rooms, false)
         }
 
-        /// The chat world under `config` with rooms under `rooms`, over `db`.
-        pub fn over(config: WorldConfig, rooms: RoomsConfig, db: Db) -> Self {
-            let now = Instant::now();
-            let (dispatcher, hooks) = crate::handlers::setup().unwrap();
-            Harness {
-                world: World::new(config, Chat::new(rooms), hooks, db, now),
-                dispatcher,
-                now,
-                next: 0,
+        /// The chat world under `config` with rooms under `rooms`; `holding`: its DB jobs
+        /// wait for [`Harness::run_db`].
+        pub fn over(config: WorldConfig, rooms: RoomsConfig, holding: bool) -> Self {
+            let queue = config::ServerConfig::default().storage.queue;
+            let auth = test_auth_settings();
+            let mut sim = Sim::assemble(config, auth, queue, Chat::new(rooms), holding);
+            sim.set_tick(Duration::ZERO);
+            Harness { sim }
+        }
+
+        /// A world whose DB jobs run only when told ([`Harness::run_db`]), so that tests see
+        /// requests in flight at once.
+        pub fn deferred(config: WorldConfig) -> Self {
+            Self::over(config, RoomsConfig::default(), true)
+        }
+
+        /// The world.
+        pub fn world(&self) -> &World {
+            self.sim.world()
+        }
+
+        /// The world, to change between requests.
+        pub fn world_mut(&mut self) -> &mut World {
+            self.sim.world_mut()
+        }
+
+        /// The time now.
+        pub fn now(&self) -> Instant {
+            self.sim.now()
+        }
+
+        /// The time moves on by `by`, and the core ticks once at the new time.
+        pub fn advance(&mut self, by: Duration) {
+            self.sim.skip(by);
+            self.settle();
+        }
+
+        /// The jobs the held database has (see [`Harness::deferred`]).
+        pub fn held_db(&self) -> Vec<&DbJob> {
+            self.sim.held_db().collect()
+        }
+
+        /// Runs the jobs a held database has, and the core takes the answers.
+        pub fn run_db(&mut self) {
+            self.sim.run_db();
+            self.settle();
+        }
+
+        /// Runs the jobs a held database has, as [`Harness::run_db`], and returns the session
+        /// log entries they wrote, in order.
+        pub fn run_db_logging(&mut self) -> Vec<crate::storage::SessionLogEntry> {
+            let mut entries = Vec::new();
+            for job in self.sim.take_held_db() {
+                if let DbJob::RecordSessions(written) = &job {
+                    entries.extend(written.iter().cloned());
+                }
+                self.sim.run_job(job);
+            }
+            self.settle();
+            entries
+        }
+
+        /// Ticks until the core has taken everything: the answers of the DB jobs a tick gave
+        /// out, the ends of the connections it closed.
+        pub fn settle(&mut self) {
+            self.sim.step();
+            for _ in 0..8 {
+                if !self.sim.has_inputs() {
+                    return;
+                }
+                self.sim.step();
             }
         }
 
-        /// A world whose DB worker runs queued jobs only when told ([`Harness::run_db`]), so
-        /// that tests see requests in flight at once.
-        pub fn deferred(config: WorldConfig) -> Self {
-            let storage = MemoryStorage::new();
-            let db = Db::deferred(DbWorker::new(Box::new(storage), test_auth_settings()).unwrap());
-            Self::over(config, RoomsConfig::default(), db)
-        }
-
-        /// Runs the jobs a deferred DB worker holds, and hands the answers to the world.
-        pub fn run_db(&mut self) {
-            self.world.db.run_queued();
-            crate::logins::poll_db(&mut self.world, self.now);
-        }
-
-        /// A new connected session from 127.0.0.1; its welcome is taken out of the outbox.
+        /// A new connected session from 127.0.0.1; its welcome is taken out of the inbox.
         pub fn connect(&mut self) -> SessionId {
             self.connect_from([127, 0, 0, 1])
         }
 
-        /// A new connected session from `ip`; its welcome is taken out of the outbox.
+        /// A new connected session from `ip`; its welcome is taken out of the inbox.
         pub fn connect_from(&mut self, ip: [u8; 4]) -> SessionId {
-            self.next += 1;
-            let id = SessionId(self.next);
-            let peer = SocketAddr::from((ip, 9));
-            self.world.connect(id, peer, self.now);
+            let id = self
+                .sim
+                .try_connect_from(SocketAddr::from((ip, 9)))
+                .expect("the world took the connection");
             self.take(id);
             id
         }
@@ -232,35 +275,25 @@ pub(crate) mod testkit {
             self.send_raw(from, M::ID, payload);
         }
 
+        /// `from` sends a frame of `id` with `payload`; the core takes it, and whatever it
+        /// leads to, before this returns.
         pub fn send_raw(&mut self, from: SessionId, id: u16, payload: Bytes) {
-            if self.world.admit(from, self.now) != crate::ratelimit::Admission::Admit {
-                return;
-            }
-            let ctx = Ctx {
-                session: from,
-                now: self.now,
-                now_us: protocol::now_us(),
-            };
-            self.dispatcher
-                .dispatch_packet(&mut self.world, &ctx, id, payload);
-            // The inline DB worker has answered already; the next tick would take the answers.
-            crate::logins::poll_db(&mut self.world, self.now);
+            self.sim.send_frame(from, id, payload);
+            self.settle();
         }
 
-        /// Decodes what `session` would receive this tick.
+        /// `session`'s connection ends; the core takes it before this returns.
+        pub fn disconnect(&mut self, session: SessionId) {
+            self.sim.disconnect(session);
+            self.settle();
+        }
+
+        /// Decodes what `session` was sent since it was last taken.
         pub fn take(&mut self, session: SessionId) -> Vec<S2cMessage> {
-            self.world
-                .out
-                .take(session)
+            self.sim
+                .take_all(session)
                 .into_iter()
-                .map(|frame| {
-                    let id = u16::from_le_bytes([frame[2], frame[3]]);
-                    assert_eq!(
-                        u16::from_le_bytes([frame[0], frame[1]]) as usize,
-                        frame.len()
-                    );
-                    S2cMessage::decode(id, frame.slice(4..)).unwrap()
-                })
+                .map(|(id, payload)| S2cMessage::decode(id, payload).unwrap())
                 .collect()
         }
 

@@ -205,7 +205,11 @@ mod tests {
         let mut h = Harness::new();
         let ids = room_of(&mut h, &["alice", "bob", "carol"]);
         h.send(ids[0], chat("lobby", "shared", 1));
-        let frames: Vec<bytes::Bytes> = ids.iter().flat_map(|&id| h.world.out.take(id)).collect();
+        let frames: Vec<bytes::Bytes> = ids
+            .iter()
+            .flat_map(|&id| h.sim.take_all(id))
+            .map(|(_, payload)| payload)
+            .collect();
         assert_eq!(frames.len(), 3);
         assert!(
             frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()),
@@ -371,14 +375,13 @@ mod tests {
         let mut h = Harness::new();
         let ids = room_of(&mut h, &["alice"]);
         h.send(ids[0], chat("lobby", "remember me", 1));
-        h.world.flush_writes();
         h.send(
             ids[0],
             protocol::world::C2sRoomLeave {
                 room: "lobby".into(),
             },
         );
-        assert!(h.world.game.rooms.rooms.is_empty());
+        assert!(h.world_mut().game.rooms.rooms.is_empty());
         let b = h.guest("bob");
         h.send(
             b,
@@ -400,7 +403,6 @@ mod tests {
         });
         let ids = room_of(&mut h, &["alice"]);
         h.send(ids[0], chat("lobby", "gone", 1));
-        h.world.flush_writes();
         let b = h.guest("bob");
         h.send(
             b,
@@ -409,37 +411,57 @@ mod tests {
             },
         );
         assert!(live_and_history(&mut h, b).is_empty());
-        assert!(h.world.game.rooms.pending_history.is_empty());
+        assert!(h.world_mut().game.rooms.pending_history.is_empty());
+    }
+
+    /// The lines of the append jobs the held database has.
+    fn held_lines(h: &Harness) -> Vec<Vec<bytes::Bytes>> {
+        h.held_db()
+            .into_iter()
+            .filter_map(|job| match job {
+                crate::db::DbJob::AppendHistory(lines) => Some(lines.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
     fn chat_lines_of_a_tick_go_to_the_database_as_one_batch() {
         let mut h = Harness::new();
         let ids = room_of(&mut h, &["alice", "bob"]);
+        h.sim.hold_db(true);
         for i in 0..10 {
-            h.send(ids[i % 2], chat("lobby", &format!("l{i}"), i as u64));
+            h.sim
+                .send(ids[i % 2], &chat("lobby", &format!("l{i}"), i as u64));
         }
-        assert_eq!(h.world.game.rooms.pending_history.len(), 10);
-        h.world.flush_writes();
-        assert!(h.world.game.rooms.pending_history.is_empty());
+        h.settle();
+        let batches = held_lines(&h);
+        assert_eq!(batches.len(), 1, "one write for the tick");
+        assert_eq!(batches[0].len(), 10);
+        assert!(h.world().game.rooms.pending_history.is_empty());
     }
 
     #[test]
     fn lines_waiting_to_be_written_hold_no_part_of_the_ticks_frames() {
         let mut h = Harness::new();
         let ids = room_of(&mut h, &["alice", "bob"]);
+        h.sim.hold_db(true);
         h.send(ids[0], chat("lobby", "kept for the disk", 1));
-        let delivered = h.world.out.take(ids[1]);
-        // The arena chunk this tick's frames live in.
-        let chunk = delivered[0].as_ptr() as usize;
-        let waiting = &h.world.game.rooms.pending_history[0];
+        let (_, delivered) = h.sim.take_all(ids[1]).pop().expect("the line");
+        // The arena chunk this tick's frames live in (the payload is the frame's, past its
+        // header).
+        let chunk = delivered.as_ptr() as usize - protocol::HEADER_LEN;
+        let waiting = held_lines(&h)
+            .concat()
+            .pop()
+            .expect("the line, for the disk");
         let start = waiting.as_ptr() as usize;
         assert!(
             start + waiting.len() <= chunk || start >= chunk + 64 * 1024,
             "a line waiting for the disk points into the tick's arena"
         );
-        assert_eq!(&waiting[..], &delivered[0][..]);
-        let room = &h.world.game.rooms.rooms["lobby"];
+        assert_eq!(&waiting[protocol::HEADER_LEN..], &delivered[..]);
+        let room = &h.world().game.rooms.rooms["lobby"];
         assert_eq!(
             room.history.back().map(|f| f.as_ptr()),
             Some(waiting.as_ptr()),

@@ -997,7 +997,7 @@ mod tests {
             h.send(a, join_msg(room));
             assert_eq!(h.error(a).0, ErrorCode::BadRequest, "{room:?}");
         }
-        assert!(h.world.game.rooms.rooms.is_empty());
+        assert!(h.world_mut().game.rooms.rooms.is_empty());
     }
 
     #[test]
@@ -1041,7 +1041,7 @@ mod tests {
             },
         );
         h.take(a);
-        assert!(h.world.game.rooms.rooms.is_empty());
+        assert!(h.world_mut().game.rooms.rooms.is_empty());
     }
 
     #[test]
@@ -1068,7 +1068,7 @@ mod tests {
         }
         h.take(a);
         h.take(b);
-        h.world.disconnect(b, &net::DisconnectReason::PeerClosed);
+        h.disconnect(b);
         let left: Vec<String> = h
             .take(a)
             .into_iter()
@@ -1078,8 +1078,8 @@ mod tests {
             })
             .collect();
         assert_eq!(left, vec!["r1", "r2"]);
-        assert_eq!(h.world.session_of("bob"), None);
-        assert_eq!(h.world.game.rooms.rooms["r1"].members, vec![a]);
+        assert_eq!(h.world_mut().session_of("bob"), None);
+        assert_eq!(h.world_mut().game.rooms.rooms["r1"].members, vec![a]);
     }
 
     #[test]
@@ -1117,7 +1117,7 @@ mod tests {
                 max_rooms_per_session: 1024,
                 ..RoomsConfig::default()
             },
-            crate::handlers::testkit::inline_db(),
+            false,
         );
         let a = h.guest("alice");
         let b = h.guest("bob");
@@ -1128,9 +1128,10 @@ mod tests {
         h.take(a);
         h.take(b);
         h.send(a, C2sRoomList {});
-        let frame = h.world.out.take(a).pop().expect("a reply");
-        assert!(frame.len() <= protocol::MAX_FRAME_LEN);
-        let list = match S2cMessage::decode(S2cRoomList::ID, frame.slice(4..)).unwrap() {
+        let (id, payload) = h.sim.take_all(a).pop().expect("a reply");
+        assert_eq!(id, S2cRoomList::ID);
+        assert!(payload.len() + protocol::HEADER_LEN <= protocol::MAX_FRAME_LEN);
+        let list = match S2cMessage::decode(S2cRoomList::ID, payload).unwrap() {
             S2cMessage::S2cRoomList(l) => l,
             other => panic!("{other:?}"),
         };
@@ -1169,12 +1170,9 @@ mod tests {
                 room: "lobby".into(),
             },
         );
-        h.world.flush_writes();
         let kinds: Vec<String> = h
-            .world
-            .db
-            .queued()
-            .iter()
+            .held_db()
+            .into_iter()
             .map(|job| match job {
                 DbJob::RoomsInUse(rooms) => format!("in use {rooms:?}"),
                 DbJob::LoadHistory { room } => format!("load {room}"),

@@ -38,7 +38,7 @@ use net::{DisconnectReason, SessionId};
 use protocol::world::{S2cError, S2cWelcome};
 use protocol::ErrorCode;
 
-use crate::db::{Db, DbJob, TokenHash};
+use crate::db::{DbJob, DbQueue, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
 use crate::hash::Map;
 use crate::outbox::Outbox;
@@ -205,8 +205,8 @@ pub struct World<G> {
     pub timers: Timers<World<G>>,
     /// Counters.
     pub stats: Stats,
-    /// The DB worker.
-    pub db: Db,
+    /// The DB worker's jobs and answers: jobs leave through the core's output.
+    pub db: DbQueue,
     /// Sessions ended since the last batch, for the session log.
     pub pending_sessions: Vec<SessionLogEntry>,
     /// Failed logins and registrations, counted per address and per account.
@@ -240,9 +240,15 @@ const FAILURE_SWEEP: Duration = Duration::from_secs(60);
 
 impl<G: Game> World<G> {
     /// A world of `game` with no session, with the hooks of its modules ([`crate::handlers::setup`]),
-    /// over the DB worker `db`; schedules its own housekeeping and the modules' timers from
+    /// whose DB jobs queue in `db`; schedules its own housekeeping and the modules' timers from
     /// `now`.
-    pub fn new(config: WorldConfig, game: G, hooks: Hooks<G>, db: Db, now: Instant) -> World<G> {
+    pub fn new(
+        config: WorldConfig,
+        game: G,
+        hooks: Hooks<G>,
+        db: DbQueue,
+        now: Instant,
+    ) -> World<G> {
         let mut world = World {
             clients: Map::default(),
             users: Map::default(),
@@ -619,7 +625,7 @@ mod tests {
             config,
             Ticks(Vec::new()),
             crate::handlers::setup().unwrap().1,
-            crate::handlers::testkit::inline_db(),
+            crate::db::DbQueue::new(64),
             t0,
         );
         let ms = Duration::from_millis;
@@ -653,7 +659,7 @@ mod tests {
         let ip = [198, 51, 100, 7];
         let peer = IpAddr::from(ip);
         let s: Vec<SessionId> = (0..3).map(|_| h.connect_from(ip)).collect();
-        let refused = h.world.admission(peer).unwrap_err();
+        let refused = h.world_mut().admission(peer).unwrap_err();
         assert_eq!(refused.code, ErrorCode::TooManyConnections);
         assert_eq!(refused.disconnect, DisconnectReason::TooManyConnections);
         assert!(
@@ -662,7 +668,9 @@ mod tests {
             refused.reason
         );
         assert!(
-            h.world.admission(IpAddr::from([198, 51, 100, 8])).is_ok(),
+            h.world_mut()
+                .admission(IpAddr::from([198, 51, 100, 8]))
+                .is_ok(),
             "others are served"
         );
         h.send(
@@ -673,14 +681,14 @@ mod tests {
             },
         );
         assert!(
-            h.world.admission(peer).is_ok(),
+            h.world_mut().admission(peer).is_ok(),
             "ann logged in: a slot is free"
         );
         h.connect_from(ip);
-        assert!(h.world.admission(peer).is_err());
+        assert!(h.world_mut().admission(peer).is_err());
         h.send(s[0], protocol::world::C2sLogout {});
         assert_eq!(
-            h.world.addresses[&peer],
+            h.world_mut().addresses[&peer],
             AddressUse {
                 sessions: 4,
                 unauthenticated: 4
@@ -688,10 +696,10 @@ mod tests {
             "a logout makes the session count as not logged in again"
         );
         for session in s {
-            h.world.disconnect(session, &DisconnectReason::PeerClosed);
+            h.disconnect(session);
         }
         assert_eq!(
-            h.world.addresses[&peer],
+            h.world_mut().addresses[&peer],
             AddressUse {
                 sessions: 1,
                 unauthenticated: 1
@@ -714,7 +722,7 @@ mod tests {
                 },
             );
         }
-        let refused = h.world.admission(IpAddr::from(ip)).unwrap_err();
+        let refused = h.world_mut().admission(IpAddr::from(ip)).unwrap_err();
         assert!(
             refused.reason.contains("max_sessions_per_address"),
             "{}",
@@ -724,7 +732,9 @@ mod tests {
             h.connect_from([127, 0, 0, 2]);
         }
         assert!(
-            h.world.admission(IpAddr::from([127, 0, 0, 2])).is_ok(),
+            h.world_mut()
+                .admission(IpAddr::from([127, 0, 0, 2]))
+                .is_ok(),
             "exempt"
         );
     }
@@ -735,7 +745,7 @@ mod tests {
             limited(0, 2),
             chat(),
             chat_hooks(),
-            crate::handlers::testkit::inline_db(),
+            crate::db::DbQueue::new(64),
             Instant::now(),
         );
         let t0 = Instant::now();
@@ -756,7 +766,7 @@ mod tests {
             },
             chat(),
             chat_hooks(),
-            crate::handlers::testkit::inline_db(),
+            crate::db::DbQueue::new(64),
             Instant::now(),
         );
         let t0 = Instant::now();
@@ -780,7 +790,7 @@ mod tests {
         let pinger = h.connect();
         let member = h.guest("ann");
         for _ in 0..11 {
-            h.now += Duration::from_secs(1);
+            h.advance(Duration::from_secs(1));
             h.send(
                 pinger,
                 protocol::world::C2sPing {
@@ -795,34 +805,28 @@ mod tests {
                     client_time_us: 0,
                 },
             );
-            crate::logins::advance(&mut h.world, h.now);
         }
         let replies = h.take(pinger);
         assert!(
             matches!(replies.last(), Some(protocol::S2cMessage::S2cError(e)) if e.code() == ErrorCode::LoginTimeout && e.request_id == 0),
             "{replies:?}"
         );
-        assert_eq!(
-            h.world.out.closes(),
-            &[(pinger, DisconnectReason::LoginTimeout)]
-        );
-        assert_eq!(h.world.stats.login_timeouts, 1);
+        assert_eq!(h.sim.closed(pinger), Some(&DisconnectReason::LoginTimeout));
+        assert_eq!(h.sim.closed(member), None);
+        assert_eq!(h.world_mut().stats.login_timeouts, 1);
     }
 
     #[test]
     fn the_deadline_starts_again_at_a_logout() {
         let mut h = deadline_world(10);
         let s = h.guest("ann");
-        h.now += Duration::from_secs(30);
-        crate::logins::advance(&mut h.world, h.now);
-        assert!(h.world.out.closes().is_empty(), "logged in: no deadline");
+        h.advance(Duration::from_secs(30));
+        assert_eq!(h.sim.closed(s), None, "logged in: no deadline");
         h.send(s, protocol::world::C2sLogout {});
-        h.now += Duration::from_secs(9);
-        crate::logins::advance(&mut h.world, h.now);
-        assert!(h.world.out.closes().is_empty());
-        h.now += Duration::from_secs(1);
-        crate::logins::advance(&mut h.world, h.now);
-        assert_eq!(h.world.out.closes(), &[(s, DisconnectReason::LoginTimeout)]);
+        h.advance(Duration::from_secs(9));
+        assert_eq!(h.sim.closed(s), None);
+        h.advance(Duration::from_secs(1));
+        assert_eq!(h.sim.closed(s), Some(&DisconnectReason::LoginTimeout));
     }
 
     #[test]
@@ -833,7 +837,7 @@ mod tests {
         });
         let ok = h.connect();
         let bad = h.connect();
-        h.now += Duration::from_secs(9);
+        h.advance(Duration::from_secs(9));
         h.send(
             ok,
             protocol::world::C2sLogin {
@@ -848,18 +852,16 @@ mod tests {
                 password: "guess guess".into(),
             },
         );
-        h.now += Duration::from_secs(2);
-        crate::logins::advance(&mut h.world, h.now);
-        assert!(
-            h.world.out.closes().is_empty(),
+        h.advance(Duration::from_secs(2));
+        assert_eq!(
+            (h.sim.closed(ok), h.sim.closed(bad)),
+            (None, None),
             "both are waiting for the database"
         );
         h.run_db();
-        assert!(h.world.login(ok).is_some());
-        assert_eq!(
-            h.world.out.closes(),
-            &[(bad, DisconnectReason::LoginTimeout)]
-        );
+        assert!(h.world().login(ok).is_some());
+        assert_eq!(h.sim.closed(ok), None);
+        assert_eq!(h.sim.closed(bad), Some(&DisconnectReason::LoginTimeout));
     }
 
     #[test]
@@ -873,7 +875,7 @@ mod tests {
             config,
             chat(),
             chat_hooks(),
-            crate::handlers::testkit::inline_db(),
+            crate::db::DbQueue::new(64),
             t0,
         );
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
@@ -897,13 +899,23 @@ mod tests {
 
     #[test]
     fn each_disconnect_is_recorded_with_address_username_reason_and_times() {
-        let mut h = crate::handlers::testkit::Harness::new();
-        let a = h.guest("alice");
+        let mut h = crate::handlers::testkit::Harness::deferred(WorldConfig::default());
+        let a = h.connect();
+        h.send(
+            a,
+            protocol::world::C2sLogin {
+                username: "alice".into(),
+                password: String::new(),
+            },
+        );
+        let mut entries = h.run_db_logging();
         let b = h.connect();
-        h.world.kick(a, DisconnectReason::IdleTimeout);
-        h.world.disconnect(a, &DisconnectReason::IdleTimeout);
-        h.world.disconnect(b, &DisconnectReason::PeerClosed);
-        let entries = &h.world.pending_sessions;
+        // The core closes a for idleness, and b's peer goes.
+        h.world_mut().kick(a, DisconnectReason::IdleTimeout);
+        h.settle();
+        entries.extend(h.run_db_logging());
+        h.disconnect(b);
+        entries.extend(h.run_db_logging());
         assert!(
             matches!(&entries[0], SessionLogEntry::Opened { session_id, peer, .. } if *session_id == a.0 && peer == "127.0.0.1:9")
         );
@@ -932,8 +944,7 @@ mod tests {
         assert!(records[0].connected_at_us <= records[0].disconnected_at_us);
         assert_eq!(records[1].username, None);
         assert_eq!(records[1].reason, "peer closed");
-        h.world.flush_writes();
-        assert!(h.world.pending_sessions.is_empty(), "written as one batch");
+        assert!(h.world().pending_sessions.is_empty(), "all written");
     }
 
     /// A storage whose every call panics, as a bug in a storage implementation would.
@@ -1045,51 +1056,42 @@ mod tests {
 
     #[test]
     fn a_dead_db_worker_is_noticed_and_waiting_logins_are_answered_internal() {
-        use crate::dispatcher::Ctx;
-        use crate::handlers::testkit::test_auth_settings;
-        use protocol::S2cMessage;
+        use crate::core::Input;
+        use crate::handlers::testkit::{test_auth_settings, Harness};
 
         let worker =
             crate::db::DbWorker::new(Box::new(PanickingStorage), test_auth_settings()).unwrap();
-        let db = Db::spawn(worker, 16).unwrap();
-        let t0 = Instant::now();
-        let (dispatcher, hooks) = crate::handlers::setup().unwrap();
-        let mut world = World::new(WorldConfig::default(), chat(), hooks, db, t0);
-        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let session = SessionId(1);
-        world.connect(session, peer, t0);
-        world.out.take(session);
-        let login = protocol::world::C2sLogin {
-            username: "alice".into(),
-            password: String::new(),
-        };
-        let ctx = Ctx {
+        let mut db = crate::db::DbThread::spawn(worker, 16).unwrap();
+        let mut h = Harness::deferred(WorldConfig::default());
+        let session = h.connect();
+        h.send(
             session,
-            now: t0,
-            now_us: 0,
-        };
-        let payload = bytes::Bytes::from(prost::Message::encode_to_vec(&login));
-        let id = <protocol::world::C2sLogin as protocol::MessageType>::ID;
-        dispatcher.dispatch_packet(&mut world, &ctx, id, payload);
-        assert!(world.is_waiting(session));
+            protocol::world::C2sLogin {
+                username: "alice".into(),
+                password: String::new(),
+            },
+        );
+        assert!(h.world().is_waiting(session));
+        // The guest check goes to the worker thread, whose storage panics.
+        for job in h.sim.take_held_db() {
+            db.send(job);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while world.is_waiting(session) {
+        while !db.take_death() {
             assert!(
                 Instant::now() < deadline,
                 "the dead worker was never noticed"
             );
             std::thread::sleep(Duration::from_millis(5));
-            crate::logins::poll_db(&mut world, t0);
+            while let Some(done) = db.poll() {
+                h.sim.input(Input::Db(done));
+            }
         }
-        let replies: Vec<S2cMessage> = world
-            .out
-            .take(session)
-            .into_iter()
-            .map(|f| S2cMessage::decode(u16::from_le_bytes([f[2], f[3]]), f.slice(4..)).unwrap())
-            .collect();
-        assert!(
-            matches!(replies.as_slice(), [S2cMessage::S2cError(e)] if e.code() == ErrorCode::Internal),
-            "{replies:?}"
-        );
+        h.sim.input(Input::DbDied);
+        h.settle();
+        assert!(!h.world().is_waiting(session));
+        let (code, _, _) = h.error(session);
+        assert_eq!(code, ErrorCode::Internal);
+        assert!(!h.world().db.is_alive(), "later jobs are refused");
     }
 }

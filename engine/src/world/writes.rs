@@ -1,6 +1,6 @@
 //! Writes to the DB worker, one batch per kind and tick, held while its write queue is full.
 
-use crate::db::{Db, DbJob, SubmitError};
+use crate::db::{DbJob, DbQueue, SubmitError};
 
 /// Writes waiting for a full write queue, per kind, before the oldest are dropped.
 pub const MAX_PENDING_WRITES: usize = 100_000;
@@ -8,7 +8,7 @@ pub const MAX_PENDING_WRITES: usize = 100_000;
 /// Submits `pending` as one job made by `wrap`; when the write queue is full, `unwrap` takes the
 /// items back to wait for the next tick (all but the newest [`MAX_PENDING_WRITES`] dropped).
 pub fn offer<T>(
-    db: &mut Db,
+    db: &mut DbQueue,
     pending: &mut Vec<T>,
     wrap: fn(Vec<T>) -> DbJob,
     unwrap: fn(DbJob) -> Option<Vec<T>>,
