@@ -27,12 +27,11 @@ mod worker;
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError};
 use net::SessionId;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{HistoryLine, SessionLogEntry, Storage};
+use crate::storage::{SessionLogEntry, Storage};
 
 pub(crate) use errors::report_error;
 pub use worker::{AuthSettings, DbWorker};
@@ -135,23 +134,12 @@ pub enum DbJob {
         /// The username.
         username: String,
     },
-    /// Load a room's history.
-    LoadHistory {
-        /// The room.
-        room: String,
-    },
     /// Revoke a token.
     Revoke(TokenHash),
     /// Delete expired and revoked tokens, and session records older than the retention.
     Prune,
-    /// Append chat lines (encoded S2C_Chat frames) to history, in one transaction.
-    AppendHistory(Vec<Bytes>),
     /// Write session log entries, in one transaction.
     RecordSessions(Vec<SessionLogEntry>),
-    /// Rooms that emptied: their history is kept `history_retention` from now.
-    RoomsEmptied(Vec<String>),
-    /// Rooms in use again: their history is kept while they are.
-    RoomsInUse(Vec<String>),
     /// A module's own job.
     Module(ModuleJob),
 }
@@ -160,17 +148,12 @@ impl DbJob {
     /// The queue the job goes to.
     pub fn lane(&self) -> Lane {
         match self {
-            DbJob::Revoke(_)
-            | DbJob::Prune
-            | DbJob::AppendHistory(_)
-            | DbJob::RecordSessions(_)
-            | DbJob::RoomsEmptied(_)
-            | DbJob::RoomsInUse(_) => Lane::Write,
+            DbJob::Revoke(_) | DbJob::Prune | DbJob::RecordSessions(_) => Lane::Write,
             DbJob::Module(job) if job.write => Lane::Write,
             DbJob::Module(_) => Lane::Quick,
             DbJob::Login { .. } => Lane::Login,
             DbJob::Register { .. } => Lane::Register,
-            DbJob::Resume { .. } | DbJob::Guest { .. } | DbJob::LoadHistory { .. } => Lane::Quick,
+            DbJob::Resume { .. } | DbJob::Guest { .. } => Lane::Quick,
         }
     }
 }
@@ -223,13 +206,6 @@ pub enum DbEvent {
         session: SessionId,
         /// The outcome.
         outcome: Result<Authenticated, AuthFailure>,
-    },
-    /// A room's history, oldest first.
-    HistoryLoaded {
-        /// The room.
-        room: String,
-        /// Its lines.
-        lines: Vec<HistoryLine>,
     },
     /// The answer of a module's job ([`DbJob::Module`]).
     Module {
@@ -354,6 +330,11 @@ impl DbQueue {
             self.died = false;
         }
         dead
+    }
+
+    /// Whether `lane` takes a job now.
+    pub fn has_room(&self, lane: Lane) -> bool {
+        !self.stopped && self.in_flight[lane.index()] < self.caps[lane.index()]
     }
 
     /// Whether the worker takes jobs.
@@ -551,7 +532,6 @@ mod tests {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             token_ttl_us: 3_600_000_000,
-            history_lines: 10,
             session_log_us: None,
             ..AuthSettings::from(&config::ServerConfig::default())
         };
@@ -615,18 +595,15 @@ mod tests {
                 password: "password-1".into(),
             });
         }
-        db.send(DbJob::LoadHistory {
-            room: "lobby".into(),
-        });
+        db.send(crate::modules::rooms::store::load("lobby".into(), 10));
         let mut order = Vec::new();
         for _ in 0..7 {
             order.push(match next_event(&mut db) {
-                DbEvent::HistoryLoaded { .. } => "history",
+                DbEvent::Module { .. } => "history",
                 DbEvent::Auth { outcome, .. } => {
                     assert!(outcome.is_ok(), "{outcome:?}");
                     "register"
                 }
-                DbEvent::Module { .. } => unreachable!("no module job was queued"),
             });
         }
         let position = order.iter().position(|e| *e == "history").unwrap();
@@ -770,19 +747,26 @@ mod tests {
 
     #[test]
     fn a_write_queued_before_a_history_load_is_always_done_first() {
+        use crate::modules::rooms::store;
         let mut db = DbThread::spawn(worker(64), 64).unwrap();
         for i in 0..3000u64 {
             let room = format!("r{i}");
             let line = S2cChatFrame::of(&room, i);
-            db.send(DbJob::AppendHistory(vec![line]));
-            db.send(DbJob::LoadHistory { room: room.clone() });
+            let limits = crate::storage::HistoryLimits {
+                lines: 10,
+                max_rooms: 10_000,
+            };
+            db.send(store::append(vec![line], limits));
+            db.send(store::load(room.clone(), 10));
             match next_event(&mut db) {
-                DbEvent::HistoryLoaded {
-                    room: loaded,
-                    lines,
-                } => {
-                    assert_eq!(loaded, room);
-                    assert_eq!(lines.len(), 1, "the load of {room} ran before its write");
+                DbEvent::Module { answer, .. } => {
+                    let loaded = answer.downcast::<store::Loaded>().unwrap();
+                    assert_eq!(loaded.room, room);
+                    assert_eq!(
+                        loaded.lines.len(),
+                        1,
+                        "the load of {room} ran before its write"
+                    );
                 }
                 other => panic!("{other:?}"),
             }
@@ -794,7 +778,7 @@ mod tests {
     struct S2cChatFrame;
 
     impl S2cChatFrame {
-        fn of(room: &str, n: u64) -> Bytes {
+        fn of(room: &str, n: u64) -> bytes::Bytes {
             let chat = protocol::world::S2cChat {
                 room: room.into(),
                 from: "ann".into(),
@@ -821,7 +805,6 @@ mod tests {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             token_ttl_us: 3_600_000_000,
-            history_lines: 10,
             session_log_us: None,
             ..AuthSettings::from(&config::ServerConfig::default())
         };

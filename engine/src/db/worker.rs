@@ -3,11 +3,10 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use bytes::Bytes;
 use rand::RngCore;
 
 use super::{report_error, token_hash, AuthFailure, Authenticated, DbEvent, DbJob};
-use crate::storage::{HistoryLimits, HistoryLine, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
 
 /// Password hashing and token settings.
 #[derive(Clone, Debug)]
@@ -20,16 +19,10 @@ pub struct AuthSettings {
     pub argon2_parallelism: u32,
     /// How long a token is valid, in microseconds.
     pub token_ttl_us: u64,
-    /// Lines of history kept per room.
-    pub history_lines: usize,
     /// How long session records are kept, in microseconds; `None` forever.
     pub session_log_us: Option<u64>,
     /// Session records kept at most.
     pub session_log_max_rows: u64,
-    /// Rooms with stored history at most.
-    pub max_history_rooms: usize,
-    /// How long the history of an empty room is kept, in microseconds; `None` forever.
-    pub history_retention_us: Option<u64>,
 }
 
 impl From<&config::ServerConfig> for AuthSettings {
@@ -39,16 +32,9 @@ impl From<&config::ServerConfig> for AuthSettings {
             argon2_iterations: c.auth.argon2_iterations,
             argon2_parallelism: c.auth.argon2_parallelism,
             token_ttl_us: c.auth.token_ttl_secs.saturating_mul(1_000_000),
-            history_lines: c.world.history_lines,
             session_log_us: (c.storage.session_log_days > 0)
                 .then(|| c.storage.session_log_days.saturating_mul(86_400_000_000)),
             session_log_max_rows: c.storage.session_log_max_rows,
-            max_history_rooms: c.world.max_history_rooms,
-            history_retention_us: (c.world.history_retention_days > 0).then(|| {
-                c.world
-                    .history_retention_days
-                    .saturating_mul(86_400_000_000)
-            }),
         }
     }
 }
@@ -141,16 +127,6 @@ impl DbWorker {
                     Err(e) => Err(internal(e)),
                 },
             }),
-            DbJob::LoadHistory { room } => {
-                let lines = self
-                    .storage
-                    .history(&room, self.settings.history_lines)
-                    .unwrap_or_else(|e| {
-                        report_error(&format!("cannot load the history of {room:?}"), &e);
-                        Vec::new()
-                    });
-                Some(DbEvent::HistoryLoaded { room, lines })
-            }
             DbJob::Revoke(hash) => {
                 if let Err(e) = self.storage.revoke_token(&hash, now_us) {
                     report_error("cannot revoke a token", &e);
@@ -170,48 +146,12 @@ impl DbWorker {
                         Err(e) => report_error("cannot prune the session log", &e),
                     }
                 }
-                if let Some(keep_us) = self.settings.history_retention_us {
-                    match self.storage.prune_history(now_us.saturating_sub(keep_us)) {
-                        Ok(0) => {}
-                        Ok(n) => spdlog::info!(
-                            "storage: deleted the history of {n} rooms empty for longer than the retention"
-                        ),
-                        Err(e) => report_error("cannot prune history", &e),
-                    }
-                }
-                None
-            }
-            DbJob::AppendHistory(frames) => {
-                let lines: Vec<HistoryLine> = frames.iter().filter_map(history_line).collect();
-                let limits = HistoryLimits {
-                    lines: self.settings.history_lines,
-                    max_rooms: self.settings.max_history_rooms,
-                };
-                match self.storage.append_history(&lines, limits) {
-                    Ok(0) => {}
-                    Ok(n) => spdlog::debug!(
-                        "storage: deleted the history of {n} rooms empty the longest (world.max_history_rooms)"
-                    ),
-                    Err(e) => report_error(&format!("lost {} history lines", lines.len()), &e),
-                }
                 None
             }
             DbJob::RecordSessions(entries) => {
                 let max_rows = self.settings.session_log_max_rows;
                 if let Err(e) = self.storage.record_sessions(&entries, max_rows) {
                     report_error(&format!("lost {} session log entries", entries.len()), &e);
-                }
-                None
-            }
-            DbJob::RoomsInUse(rooms) => {
-                if let Err(e) = self.storage.rooms_in_use(&rooms) {
-                    report_error("cannot mark rooms in use", &e);
-                }
-                None
-            }
-            DbJob::RoomsEmptied(rooms) => {
-                if let Err(e) = self.storage.rooms_emptied(&rooms, now_us) {
-                    report_error("cannot mark rooms empty", &e);
                 }
                 None
             }
@@ -307,17 +247,4 @@ fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The history line carried by an encoded S2C_Chat frame.
-fn history_line(frame: &Bytes) -> Option<HistoryLine> {
-    let payload = frame.get(protocol::HEADER_LEN..)?;
-    let chat = <protocol::world::S2cChat as prost::Message>::decode(payload).ok()?;
-    Some(HistoryLine {
-        room: chat.room,
-        from: chat.from,
-        content: chat.content,
-        sent_at_us: chat.sent_at_us,
-        server_time_us: chat.server_time_us,
-    })
 }

@@ -135,7 +135,6 @@ pub(crate) mod testkit {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             token_ttl_us: 3_600_000_000,
-            history_lines: RoomsConfig::default().history_lines,
             session_log_us: None,
             ..AuthSettings::from(&config::ServerConfig::default())
         }

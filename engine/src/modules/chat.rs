@@ -414,15 +414,14 @@ mod tests {
         assert!(h.world_mut().game.rooms.pending_history.is_empty());
     }
 
-    /// The lines of the append jobs the held database has.
-    fn held_lines(h: &Harness) -> Vec<Vec<bytes::Bytes>> {
+    /// How many write jobs of the rooms module the held database has.
+    fn held_writes(h: &Harness) -> usize {
         h.held_db()
             .into_iter()
-            .filter_map(|job| match job {
-                crate::db::DbJob::AppendHistory(lines) => Some(lines.clone()),
-                _ => None,
-            })
-            .collect()
+            .filter(
+                |job| matches!(job, crate::db::DbJob::Module(m) if m.module == "rooms" && m.write),
+            )
+            .count()
     }
 
     #[test]
@@ -435,38 +434,50 @@ mod tests {
                 .send(ids[i % 2], &chat("lobby", &format!("l{i}"), i as u64));
         }
         h.settle();
-        let batches = held_lines(&h);
-        assert_eq!(batches.len(), 1, "one write for the tick");
-        assert_eq!(batches[0].len(), 10);
+        assert_eq!(held_writes(&h), 1, "one write for the tick");
         assert!(h.world().game.rooms.pending_history.is_empty());
+        // All ten lines were in it: the room empties, and a new member's join reads them back.
+        h.sim.hold_db(false);
+        h.run_db();
+        for &id in &ids {
+            h.send(
+                id,
+                protocol::world::C2sRoomLeave {
+                    room: "lobby".into(),
+                },
+            );
+        }
+        assert!(h.world().game.rooms.rooms.is_empty());
+        let cyd = h.guest("cyd");
+        h.send(
+            cyd,
+            C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
+        assert_eq!(live_and_history(&mut h, cyd).len(), 10);
     }
 
     #[test]
-    fn lines_waiting_to_be_written_hold_no_part_of_the_ticks_frames() {
+    fn lines_kept_for_history_hold_no_part_of_the_ticks_frames() {
         let mut h = Harness::new();
         let ids = room_of(&mut h, &["alice", "bob"]);
         h.sim.hold_db(true);
         h.send(ids[0], chat("lobby", "kept for the disk", 1));
+        assert_eq!(held_writes(&h), 1, "the line goes to the database");
         let (_, delivered) = h.sim.take_all(ids[1]).pop().expect("the line");
         // The arena chunk this tick's frames live in (the payload is the frame's, past its
         // header).
         let chunk = delivered.as_ptr() as usize - protocol::HEADER_LEN;
-        let waiting = held_lines(&h)
-            .concat()
-            .pop()
-            .expect("the line, for the disk");
-        let start = waiting.as_ptr() as usize;
-        assert!(
-            start + waiting.len() <= chunk || start >= chunk + 64 * 1024,
-            "a line waiting for the disk points into the tick's arena"
-        );
-        assert_eq!(&waiting[protocol::HEADER_LEN..], &delivered[..]);
+        // The room's copy, which is also the one given to the database.
         let room = &h.world().game.rooms.rooms["lobby"];
-        assert_eq!(
-            room.history.back().map(|f| f.as_ptr()),
-            Some(waiting.as_ptr()),
-            "the room and the write queue share one copy"
+        let kept = room.history.back().expect("kept in memory");
+        let start = kept.as_ptr() as usize;
+        assert!(
+            start + kept.len() <= chunk || start >= chunk + 64 * 1024,
+            "a line kept for history points into the tick's arena"
         );
+        assert_eq!(&kept[protocol::HEADER_LEN..], &delivered[..]);
     }
 
     #[test]

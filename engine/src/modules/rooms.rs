@@ -14,7 +14,7 @@ use protocol::world::{
 use protocol::{ErrorCode, MessageType};
 
 use crate::cluster::{Event, Kind};
-use crate::db::{DbEvent, DbJob};
+use crate::db::DbEvent;
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError};
 use crate::handlers::check_room_name;
 use crate::hash::{Map, Set};
@@ -24,6 +24,7 @@ use crate::world::Game;
 use crate::world::{dedup_newest, keep_newest, offer, Login, Module, Setup, World};
 
 pub mod cluster;
+pub mod store;
 use prometheus_client::metrics::gauge::Gauge;
 
 /// The rules of rooms and chat, from `[world]`.
@@ -37,6 +38,10 @@ pub struct RoomsConfig {
     pub max_rooms_per_session: usize,
     /// Chat lines each room keeps and replays on join; 0 for none.
     pub history_lines: usize,
+    /// Rooms with stored history at most.
+    pub max_history_rooms: usize,
+    /// How long the history of an empty room is kept; `None` forever.
+    pub history_retention: Option<std::time::Duration>,
 }
 
 impl From<&config::ServerConfig> for RoomsConfig {
@@ -46,9 +51,18 @@ impl From<&config::ServerConfig> for RoomsConfig {
             max_chat_len: c.world.max_chat_len,
             max_rooms_per_session: c.world.max_rooms_per_session,
             history_lines: c.world.history_lines,
+            max_history_rooms: c.world.max_history_rooms,
+            history_retention: (c.world.history_retention_days > 0).then(|| {
+                std::time::Duration::from_secs(
+                    c.world.history_retention_days.saturating_mul(86_400),
+                )
+            }),
         }
     }
 }
+
+/// How often the history of rooms empty past the retention is deleted.
+const HISTORY_PRUNE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Default for RoomsConfig {
     fn default() -> Self {
@@ -206,6 +220,7 @@ impl<G: RoomsGame> Module<G> for RoomsModule {
             .on_logged_out(logged_out)
             .on_disconnected(|world: &mut World<G>, session, _| disconnected(world, session))
             .on_waiting(is_waiting)
+            .every(HISTORY_PRUNE, prune_history)
             .on_db_answer(db_answer)
             .on_db_died(db_died)
             .on_writes(flush_writes, has_pending_writes)
@@ -369,19 +384,46 @@ fn is_waiting<G: RoomsGame>(world: &World<G>, session: SessionId) -> bool {
         .is_some_and(|m| m.joining)
 }
 
-/// Hook: the DB worker's answer to a history load.
+/// Hook: the DB worker's answer to a history load ([`store::load`]).
 fn db_answer<G: RoomsGame>(
     world: &mut World<G>,
     answer: DbEvent,
     _: std::time::Instant,
 ) -> Option<DbEvent> {
     match answer {
-        DbEvent::HistoryLoaded { room, lines } => {
-            history_loaded(world, &room, lines);
-            None
-        }
+        DbEvent::Module {
+            module: store::MODULE,
+            answer,
+        } => match answer.downcast::<store::Loaded>() {
+            Ok(loaded) => {
+                let store::Loaded { room, lines } = *loaded;
+                history_loaded(world, &room, lines);
+                None
+            }
+            Err(answer) => Some(DbEvent::Module {
+                module: store::MODULE,
+                answer,
+            }),
+        },
         other => Some(other),
     }
+}
+
+/// Timer: deletes the history of rooms empty for longer than the retention.
+fn prune_history<G: RoomsGame>(world: &mut World<G>, _: std::time::Instant) {
+    let config = &world.game.rooms().config;
+    let Some(retention) = config.history_retention else {
+        return;
+    };
+    if config.history_lines == 0 {
+        return;
+    }
+    let before_us = world
+        .now()
+        .unix_us
+        .saturating_sub(retention.as_micros() as u64);
+    // A full write queue skips this round; the next one catches up.
+    let _ = world.db.submit(store::prune(before_us));
 }
 
 /// Hook: the DB worker died; rooms waiting for their history start without it.
@@ -401,24 +443,20 @@ fn db_died<G: RoomsGame>(world: &mut World<G>) {
 
 /// Hook: this tick's writes: rooms marked in use, history lines, rooms that emptied.
 fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
+    let now_us = world.now().unix_us;
     let World { db, game, .. } = world;
     let rooms = game.rooms_mut();
+    let limits = crate::storage::HistoryLimits {
+        lines: rooms.config.history_lines,
+        max_rooms: rooms.config.max_history_rooms,
+    };
     if let Some((count, members)) = &rooms.gauges {
         count.set(rooms.rooms.len() as i64);
         members.set(rooms.rooms.values().map(|r| r.members.len() as i64).sum());
     }
     dedup_newest(&mut rooms.pending_in_use, "rooms in use");
     dedup_newest(&mut rooms.pending_emptied, "emptied rooms");
-    offer(
-        db,
-        &mut rooms.pending_in_use,
-        DbJob::RoomsInUse,
-        |job| match job {
-            DbJob::RoomsInUse(rooms) => Some(rooms),
-            _ => None,
-        },
-        "rooms in use",
-    );
+    offer(db, &mut rooms.pending_in_use, store::in_use, "rooms in use");
     if !rooms.pending_in_use.is_empty() {
         // The write queue is full: lines written before the marks could trim those rooms.
         // They wait (at most MAX_PENDING_WRITES of them) for the marks to go first.
@@ -428,11 +466,7 @@ fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
     offer(
         db,
         &mut rooms.pending_history,
-        DbJob::AppendHistory,
-        |job| match job {
-            DbJob::AppendHistory(lines) => Some(lines),
-            _ => None,
-        },
+        |frames| store::append(frames, limits),
         "history lines",
     );
     // After the lines of those rooms (which mark them in use), and only for rooms still
@@ -445,11 +479,7 @@ fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
         offer(
             db,
             &mut rooms.pending_emptied,
-            DbJob::RoomsEmptied,
-            |job| match job {
-                DbJob::RoomsEmptied(rooms) => Some(rooms),
-                _ => None,
-            },
+            |rooms| store::emptied(rooms, now_us),
             "emptied rooms",
         );
     }
@@ -532,9 +562,7 @@ fn admit<G: RoomsGame>(
                 // before the load reads them.
                 rooms.pending_in_use.push(request.room.clone());
                 world.flush_writes();
-                let job = DbJob::LoadHistory {
-                    room: request.room.clone(),
-                };
+                let job = store::load(request.room.clone(), history_lines);
                 // Lines still waiting for a full write queue would reach the database after
                 // the load: the room then starts with them alone rather than without them.
                 let rooms = world.game.rooms();
@@ -1173,15 +1201,20 @@ mod tests {
         let kinds: Vec<String> = h
             .held_db()
             .into_iter()
-            .map(|job| match job {
-                DbJob::RoomsInUse(rooms) => format!("in use {rooms:?}"),
-                DbJob::LoadHistory { room } => format!("load {room}"),
-                DbJob::AppendHistory(_) => "lines".to_string(),
-                DbJob::RecordSessions(_) => "sessions".to_string(),
-                other => format!("{other:?}"),
+            .filter_map(|job| match job {
+                crate::db::DbJob::Module(job) if job.module == store::MODULE => {
+                    Some(if job.write { "mark in use" } else { "load" })
+                }
+                _ => None,
             })
-            .filter(|k| k != "sessions")
+            .map(String::from)
             .collect();
-        assert_eq!(kinds, ["in use [\"lobby\"]", "load lobby"]);
+        // No lines yet: the only write is the mark.
+        assert_eq!(kinds, ["mark in use", "load"]);
+        h.run_db();
+        assert!(matches!(
+            h.take(a).as_slice(),
+            [S2cMessage::S2cRoomJoined(_)]
+        ));
     }
 }

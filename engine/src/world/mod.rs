@@ -294,10 +294,6 @@ impl<G: Game> World<G> {
             &mut self.db,
             &mut self.pending_sessions,
             DbJob::RecordSessions,
-            |job| match job {
-                DbJob::RecordSessions(entries) => Some(entries),
-                _ => None,
-            },
             "session log entries",
         );
         run_hooks!(self, flush_writes);

@@ -1,34 +1,32 @@
 //! Writes to the DB worker, one batch per kind and tick, held while its write queue is full.
 
-use crate::db::{DbJob, DbQueue, SubmitError};
+use crate::db::{DbJob, DbQueue, Lane};
 
 /// Writes waiting for a full write queue, per kind, before the oldest are dropped.
 pub const MAX_PENDING_WRITES: usize = 100_000;
 
-/// Submits `pending` as one job made by `wrap`; when the write queue is full, `unwrap` takes the
-/// items back to wait for the next tick (all but the newest [`MAX_PENDING_WRITES`] dropped).
+/// Submits `pending` as one write job made by `make`; when the write queue is full, the items
+/// wait for the next tick (all but the newest [`MAX_PENDING_WRITES`] dropped).
 pub fn offer<T>(
     db: &mut DbQueue,
     pending: &mut Vec<T>,
-    wrap: fn(Vec<T>) -> DbJob,
-    unwrap: fn(DbJob) -> Option<Vec<T>>,
+    make: impl FnOnce(Vec<T>) -> DbJob,
     what: &str,
 ) {
     if pending.is_empty() {
         return;
     }
-    match db.submit(wrap(std::mem::take(pending))) {
-        Ok(()) => {}
-        Err(SubmitError::Full(job)) => {
-            if let Some(mut items) = unwrap(job) {
-                keep_newest(&mut items, what);
-                *pending = items;
-            }
-        }
-        Err(SubmitError::Stopped(_)) => {
-            spdlog::error!("storage: the DB worker has stopped; {what} lost");
-        }
+    if !db.is_alive() {
+        spdlog::error!("storage: the DB worker has stopped; {what} lost");
+        pending.clear();
+        return;
     }
+    if !db.has_room(Lane::Write) {
+        keep_newest(pending, what);
+        return;
+    }
+    // There is room: this cannot be refused.
+    let _ = db.submit(make(std::mem::take(pending)));
 }
 
 /// Keeps one of each name in `rooms` (the last) and at most [`MAX_PENDING_WRITES`] of them.
