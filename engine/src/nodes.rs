@@ -205,11 +205,6 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
                 world.throttle.count_elsewhere(counted, now);
             }
         }
-        Kind::Whisper(whisper) => {
-            if let Some(session) = world.session_of(&whisper.to) {
-                world.out.push(session, whisper.frame);
-            }
-        }
         other => world.route_cluster_event(from, other, now),
     }
 }

@@ -8,6 +8,7 @@ use protocol::{ErrorCode, S2cMessage};
 use super::*;
 use crate::core::Input;
 use crate::handlers::testkit::Harness;
+use crate::modules::rooms::cluster::{decode as rooms_said, Member, Said};
 use link::FromNats;
 
 /// A node: the chat world in the test kit, and the batches it sent that are not carried yet.
@@ -214,7 +215,7 @@ fn members_of_a_room_on_two_nodes_see_each_other_and_every_line_once_in_order() 
     let chats = carried
         .iter()
         .flat_map(|batch| &batch.events)
-        .filter(|e| matches!(e.kind, Some(Kind::Chat(_))))
+        .filter(|e| matches!(e.kind.as_ref().and_then(rooms_said), Some(Said::Line(_))))
         .count();
     assert_eq!(chats, 20, "once per node, not once per member");
     for &bob in &bobs {
@@ -448,9 +449,12 @@ fn a_node_restarted_under_its_name_is_a_new_one() {
 fn a_large_state_is_cut_into_batches_that_keep_their_order() {
     let events: Vec<Event> = (0..20_000)
         .map(|i| {
-            Event::new(Kind::Joined(wire::Membership {
-                room: format!("room-{}", i % 100),
-                username: format!("user-{i:08}"),
+            Event::new(Kind::Module(wire::ModuleEvent {
+                module: "rooms".into(),
+                payload: crate::modules::rooms::cluster::encode(Said::Joined(Member {
+                    room: format!("room-{}", i % 100),
+                    username: format!("user-{i:08}"),
+                })),
             }))
         })
         .collect();
@@ -556,7 +560,7 @@ fn a_message_sent_to_a_room_reaches_its_members_on_every_node_once_and_is_kept_n
     let frames: usize = carried
         .iter()
         .flat_map(|batch| &batch.events)
-        .filter(|e| matches!(e.kind, Some(Kind::RoomFrame(_))))
+        .filter(|e| matches!(e.kind.as_ref().and_then(rooms_said), Some(Said::Frame(_))))
         .count();
     assert_eq!(frames, 1, "once to the one other node with members");
     assert_eq!(b.take(bob), [S2cMessage::S2cChat(wave)]);

@@ -48,29 +48,11 @@ pub enum Kind {
     /// Still here.
     #[prost(message, tag = "2")]
     Heartbeat(Heartbeat),
-    /// A whisper for a user of the receiving node: the encoded S2C_Whisper frame.
-    #[prost(message, tag = "5")]
-    Whisper(Whisper),
-    /// A member joined a room on the sending node.
-    #[prost(message, tag = "6")]
-    Joined(Membership),
-    /// A member left a room on the sending node.
-    #[prost(message, tag = "7")]
-    Left(Membership),
-    /// A chat line for the receiving node's members of a room: the encoded S2C_Chat frame.
-    #[prost(message, tag = "8")]
-    Chat(Chat),
-    /// Every room of the sending node with its members, replacing what was known of them.
-    #[prost(message, tag = "9")]
-    Rooms(RoomsState),
+    // Tags 5 to 9 and 12 were the rooms' and chat's events: now theirs, as a module's (13).
     // Tag 10 was a game's own event, now a module's (tag 13).
     /// A login, resume or registration the sending node counted against its limits.
     #[prost(message, tag = "11")]
     Counted(Counted),
-    /// A frame for the receiving node's members of a room, kept nowhere (an emote, a game's
-    /// own message to a room): see [`crate::modules::rooms::send_to_room`].
-    #[prost(message, tag = "12")]
-    RoomFrame(Chat),
     /// A module's own event (a game's too): see [`crate::cluster::Cluster::send_module`].
     #[prost(message, tag = "13")]
     Module(ModuleEvent),
@@ -108,58 +90,6 @@ pub struct Hello {}
 /// See [`Kind::Heartbeat`].
 #[derive(Clone, PartialEq, Message)]
 pub struct Heartbeat {}
-
-/// See [`Kind::Whisper`].
-#[derive(Clone, PartialEq, Message)]
-pub struct Whisper {
-    /// The receiver's username.
-    #[prost(string, tag = "1")]
-    pub to: String,
-    /// The frame to deliver as it is.
-    #[prost(bytes = "bytes", tag = "2")]
-    pub frame: bytes::Bytes,
-}
-
-/// A member of a room.
-#[derive(Clone, PartialEq, Message)]
-pub struct Membership {
-    /// The room.
-    #[prost(string, tag = "1")]
-    pub room: String,
-    /// The member's username.
-    #[prost(string, tag = "2")]
-    pub username: String,
-}
-
-/// See [`Kind::Chat`].
-#[derive(Clone, PartialEq, Message)]
-pub struct Chat {
-    /// The room.
-    #[prost(string, tag = "1")]
-    pub room: String,
-    /// The frame to deliver as it is.
-    #[prost(bytes = "bytes", tag = "2")]
-    pub frame: bytes::Bytes,
-}
-
-/// See [`Kind::Rooms`].
-#[derive(Clone, PartialEq, Message)]
-pub struct RoomsState {
-    /// The rooms.
-    #[prost(message, repeated, tag = "1")]
-    pub rooms: Vec<RoomMembers>,
-}
-
-/// One room of a node and its members there.
-#[derive(Clone, PartialEq, Message)]
-pub struct RoomMembers {
-    /// The room.
-    #[prost(string, tag = "1")]
-    pub room: String,
-    /// Its members on that node, in the order they joined.
-    #[prost(string, repeated, tag = "2")]
-    pub usernames: Vec<String>,
-}
 
 /// Decodes a batch as received from NATS.
 pub fn decode(payload: &[u8]) -> Result<Batch, prost::DecodeError> {

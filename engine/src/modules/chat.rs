@@ -5,9 +5,11 @@ use bytes::Bytes;
 use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
 use protocol::ErrorCode;
 
-use crate::cluster::{wire, Event, Kind};
+use crate::cluster::wire::ModuleEvent;
+use crate::cluster::Kind;
 use crate::dispatcher::{Ctx, DispatchError, HandlerError};
 use crate::handlers::{check_content, check_username};
+use crate::modules::rooms::cluster::{RoomFrame, Said};
 use crate::modules::rooms::RoomsGame;
 use crate::world::{Module, Setup, World};
 
@@ -15,11 +17,52 @@ use crate::world::{Module, Setup, World};
 /// history) and C2S_Whisper (a line to one user, on whichever node).
 pub struct ChatModule;
 
+/// The module's name, which its events to other nodes carry.
+pub const MODULE: &str = "chat";
+
 impl<G: RoomsGame> Module<G> for ChatModule {
     fn build(self, setup: &mut Setup<G>) -> Result<(), DispatchError> {
         setup.register::<C2sChat>(say)?;
-        setup.register::<C2sWhisper>(whisper)
+        setup.register::<C2sWhisper>(whisper)?;
+        setup.on_cluster_event(cluster_event);
+        Ok(())
     }
+}
+
+/// A whisper for a user of the receiving node: the payload of the module's events.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Whisper {
+    /// The receiver's username.
+    #[prost(string, tag = "1")]
+    pub to: String,
+    /// The encoded S2C_Whisper frame, delivered as it is.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub frame: Bytes,
+}
+
+/// Hook: a whisper from another node, for a user of this one (any other event is handed
+/// back).
+fn cluster_event<G: RoomsGame>(
+    world: &mut World<G>,
+    from: &str,
+    event: Kind,
+    _: std::time::Instant,
+) -> Option<Kind> {
+    let Kind::Module(ModuleEvent { module, payload }) = event else {
+        return Some(event);
+    };
+    if module != MODULE {
+        return Some(Kind::Module(ModuleEvent { module, payload }));
+    }
+    match <Whisper as prost::Message>::decode(payload) {
+        Ok(whisper) => {
+            if let Some(session) = world.session_of(&whisper.to) {
+                world.out.push(session, whisper.frame);
+            }
+        }
+        Err(e) => spdlog::warn!("cluster: a whisper from node {from} does not decode: {e}"),
+    }
+    None
 }
 
 /// A chat line goes to every member of the room, the sender included, encoded once.
@@ -52,7 +95,7 @@ fn say<G: RoomsGame>(
         ));
     };
     crate::modules::rooms::fan_out(world, &line.room, &frame, |room, frame| {
-        Kind::Chat(wire::Chat { room, frame })
+        Said::Line(RoomFrame { room, frame })
     });
     let rooms = world.game.rooms_mut();
     let keep = rooms.config.history_lines;
@@ -132,11 +175,12 @@ fn whisper<G: RoomsGame>(
         }
         Target::There(node) => {
             if let Some(cluster) = world.cluster.as_mut() {
-                let event = Kind::Whisper(wire::Whisper {
+                let whisper = Whisper {
                     to: request.to,
                     frame: frame.clone(),
-                });
-                cluster.send(&node, Event::new(event));
+                };
+                let payload = Bytes::from(prost::Message::encode_to_vec(&whisper));
+                cluster.send_module(Some(&node), MODULE, payload);
             }
         }
     }

@@ -13,7 +13,6 @@ use protocol::world::{
 };
 use protocol::{ErrorCode, MessageType};
 
-use crate::cluster::{Event, Kind};
 use crate::db::DbEvent;
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError};
 use crate::handlers::check_room_name;
@@ -667,12 +666,14 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
         .push(name.to_string());
     tell_presence(out, &rooms.rooms[name], &username, true, Some(session));
     if let Some(cluster) = world.cluster.as_mut() {
-        cluster.broadcast(crate::cluster::Event::new(crate::cluster::Kind::Joined(
-            crate::cluster::wire::Membership {
+        cluster::tell(
+            cluster,
+            None,
+            cluster::Said::Joined(cluster::Member {
                 room: name.to_string(),
                 username,
-            },
-        )));
+            }),
+        );
     }
     send_joined(world, session, name);
     let World { game, out, .. } = world;
@@ -848,12 +849,14 @@ fn remove_member<G: RoomsGame>(
     entry.waiting.retain(|&m| m != session);
     if was_member {
         if let Some(cluster) = cluster.as_mut() {
-            cluster.broadcast(crate::cluster::Event::new(crate::cluster::Kind::Left(
-                crate::cluster::wire::Membership {
+            self::cluster::tell(
+                cluster,
+                None,
+                self::cluster::Said::Left(self::cluster::Member {
                     room: room.to_string(),
                     username: username.to_string(),
-                },
-            )));
+                }),
+            );
         }
     }
     if rooms.reserved.remove(&(session, room.to_string())) {
@@ -911,26 +914,30 @@ pub fn send_to_room<G: RoomsGame, M: protocol::ServerToClient>(
         ));
     };
     fan_out(world, room, &frame, |room, frame| {
-        Kind::RoomFrame(crate::cluster::wire::Chat { room, frame })
+        cluster::Said::Frame(cluster::RoomFrame { room, frame })
     });
     Ok(())
 }
 
-/// Pushes `frame` to the members of `room` here, and sends it as the event `kind` makes to
-/// each other node with members in it.
+/// Pushes `frame` to the members of `room` here, and sends what `said` makes of it (encoded
+/// once) to each other node with members in it.
 pub(crate) fn fan_out<G: RoomsGame>(
     world: &mut World<G>,
     room: &str,
     frame: &Bytes,
-    kind: impl Fn(String, Bytes) -> Kind,
+    said: impl Fn(String, Bytes) -> cluster::Said,
 ) {
     let World {
         game, out, cluster, ..
     } = world;
     let rooms = game.rooms_mut();
     if let Some(cluster) = cluster.as_mut() {
+        let mut payload = None;
         for node in rooms.remote_nodes(room) {
-            cluster.send(node, Event::new(kind(room.to_string(), frame.clone())));
+            let payload = payload
+                .get_or_insert_with(|| self::cluster::encode(said(room.to_string(), frame.clone())))
+                .clone();
+            cluster.send_module(Some(node), store::MODULE, payload);
         }
     }
     if let Some(room) = rooms.rooms.get(room) {

@@ -2,14 +2,111 @@
 //! ([`Rooms::remote`]), kept from their joins, leaves and room state, and shown to this
 //! node's members as presence; their chat lines, delivered to this node's members and kept
 //! in the room's history here (the node where a line was said writes it to the database).
+//!
+//! What the module says to other nodes is a [`RoomsEvent`], the payload of its module events
+//! ([`Cluster::send_module`] under the name [`MODULE`]), as a game's own module would send.
 
 use bytes::Bytes;
+use prost::Message;
 
+use super::store::MODULE;
 use super::{Rooms, RoomsGame};
-use crate::cluster::wire::{Membership, RoomMembers, RoomsState};
-use crate::cluster::{Event, Kind};
+use crate::cluster::wire::ModuleEvent;
+use crate::cluster::{Cluster, Kind};
 use crate::hash::Map;
 use crate::world::World;
+
+/// What the rooms module of one node tells the others.
+#[derive(Clone, PartialEq, Message)]
+pub struct RoomsEvent {
+    /// What it says.
+    #[prost(oneof = "Said", tags = "1, 2, 3, 4, 5")]
+    pub said: Option<Said>,
+}
+
+/// See [`RoomsEvent`].
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Said {
+    /// A member joined a room on the sending node.
+    #[prost(message, tag = "1")]
+    Joined(Member),
+    /// A member left a room on the sending node.
+    #[prost(message, tag = "2")]
+    Left(Member),
+    /// A chat line for the receiving node's members of a room, which keep it in the room's
+    /// history: the encoded S2C_Chat frame.
+    #[prost(message, tag = "3")]
+    Line(RoomFrame),
+    /// A frame for the receiving node's members of a room, kept nowhere (see
+    /// [`super::send_to_room`]).
+    #[prost(message, tag = "4")]
+    Frame(RoomFrame),
+    /// Every room of the sending node with its members, replacing what was known of them.
+    #[prost(message, tag = "5")]
+    Rooms(RoomsState),
+}
+
+/// A member of a room.
+#[derive(Clone, PartialEq, Message)]
+pub struct Member {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room: String,
+    /// The member's username.
+    #[prost(string, tag = "2")]
+    pub username: String,
+}
+
+/// A frame for a room's members.
+#[derive(Clone, PartialEq, Message)]
+pub struct RoomFrame {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room: String,
+    /// The frame to deliver as it is.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub frame: Bytes,
+}
+
+/// See [`Said::Rooms`].
+#[derive(Clone, PartialEq, Message)]
+pub struct RoomsState {
+    /// The rooms.
+    #[prost(message, repeated, tag = "1")]
+    pub rooms: Vec<RoomMembers>,
+}
+
+/// One room of a node and its members there.
+#[derive(Clone, PartialEq, Message)]
+pub struct RoomMembers {
+    /// The room.
+    #[prost(string, tag = "1")]
+    pub room: String,
+    /// Its members on that node, in the order they joined.
+    #[prost(string, repeated, tag = "2")]
+    pub usernames: Vec<String>,
+}
+
+/// `said`, encoded as the payload of the module's event.
+pub(crate) fn encode(said: Said) -> Bytes {
+    Bytes::from(RoomsEvent { said: Some(said) }.encode_to_vec())
+}
+
+/// Tells node `to` (every other node when `None`) what `said`.
+pub(crate) fn tell(cluster: &mut Cluster, to: Option<&str>, said: Said) {
+    cluster.send_module(to, MODULE, encode(said));
+}
+
+/// What a module event of the rooms module says; `None` for another module's (or one that
+/// does not decode).
+pub fn decode(event: &Kind) -> Option<Said> {
+    match event {
+        Kind::Module(ModuleEvent { module, payload }) if module == MODULE => {
+            RoomsEvent::decode(payload.clone()).ok()?.said
+        }
+        _ => None,
+    }
+}
 
 /// Hook: an event of the rooms module from node `from` (any other is handed back).
 pub(super) fn event<G: RoomsGame>(
@@ -18,8 +115,24 @@ pub(super) fn event<G: RoomsGame>(
     event: Kind,
     _: std::time::Instant,
 ) -> Option<Kind> {
-    match event {
-        Kind::Joined(Membership { room, username }) => {
+    let Kind::Module(ModuleEvent { module, payload }) = event else {
+        return Some(event);
+    };
+    if module != MODULE {
+        return Some(Kind::Module(ModuleEvent { module, payload }));
+    }
+    let said = match RoomsEvent::decode(payload) {
+        Ok(RoomsEvent { said: Some(said) }) => said,
+        Ok(RoomsEvent { said: None }) => return None,
+        Err(e) => {
+            spdlog::warn!(
+                "cluster: an event of the rooms module from node {from} does not decode: {e}"
+            );
+            return None;
+        }
+    };
+    match said {
+        Said::Joined(Member { room, username }) => {
             let names = world
                 .game
                 .rooms_mut()
@@ -33,15 +146,14 @@ pub(super) fn event<G: RoomsGame>(
                 presence(world, &room, &username, true);
             }
         }
-        Kind::Left(Membership { room, username }) => {
+        Said::Left(Member { room, username }) => {
             if forget(world.game.rooms_mut(), &room, from, &username) {
                 presence(world, &room, &username, false);
             }
         }
-        Kind::Chat(chat) => deliver(world, &chat.room, chat.frame, true),
-        Kind::RoomFrame(frame) => deliver(world, &frame.room, frame.frame, false),
-        Kind::Rooms(state) => replace(world, from, state),
-        other => return Some(other),
+        Said::Line(line) => deliver(world, &line.room, line.frame, true),
+        Said::Frame(frame) => deliver(world, &frame.room, frame.frame, false),
+        Said::Rooms(state) => replace(world, from, state),
     }
     None
 }
@@ -64,7 +176,7 @@ pub(super) fn state<G: RoomsGame>(world: &mut World<G>, to: &str) {
         })
         .collect();
     if let Some(cluster) = world.cluster.as_mut() {
-        cluster.send(to, Event::new(Kind::Rooms(RoomsState { rooms })));
+        tell(cluster, Some(to), Said::Rooms(RoomsState { rooms }));
     }
 }
 
