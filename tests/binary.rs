@@ -529,25 +529,23 @@ fn an_unreachable_nats_stops_the_server_in_one_line() {
 
 #[test]
 fn a_corrupt_database_stops_the_server_before_it_listens() {
-    use world_server::storage::{HistoryLine, SqliteStorage, Storage};
+    use world_server::storage::{LogEntry, LogLimits, SqliteStorage, Storage};
     let data = common::fresh_dir();
     let db = data.join("world.db");
     {
         let mut storage = SqliteStorage::open(&db, false).unwrap();
-        let lines: Vec<HistoryLine> = (0..2000)
-            .map(|n| HistoryLine {
-                room: "lobby".into(),
-                from: "ann".into(),
-                content: format!("line {n} of the lobby"),
-                sent_at_us: n,
-                server_time_us: n,
+        let lines: Vec<LogEntry> = (0..2000)
+            .map(|n| LogEntry {
+                key: "lobby".into(),
+                at_us: n,
+                data: format!("line {n} of the lobby").into(),
             })
             .collect();
-        let limits = world_server::storage::HistoryLimits {
-            lines: 5000,
-            max_rooms: 10,
+        let limits = LogLimits {
+            entries: 5000,
+            max_logs: 10,
         };
-        storage.append_history(&lines, limits).unwrap();
+        storage.log_append("rooms", &lines, limits).unwrap();
         storage.create_account("ann", "hash", 1).unwrap();
     }
     // Damage every page after the first; the header and the schema stay valid.

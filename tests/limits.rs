@@ -354,7 +354,8 @@ async fn a_guest_filling_room_after_room_leaves_at_most_max_history_rooms_on_dis
     let kept: Vec<String> = (0..20)
         .map(|i| format!("fill-{i:02}"))
         .filter(|room| {
-            let lines = world_server::storage::Storage::history(&mut storage, room, 50).unwrap();
+            let lines =
+                world_server::storage::Storage::log_tail(&mut storage, "rooms", room, 50).unwrap();
             !lines.is_empty()
         })
         .collect();

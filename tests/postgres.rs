@@ -111,7 +111,8 @@ async fn history_written_on_one_node_is_replayed_on_another() {
     }
     // The lines reach the database with node a's next write batch.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while testkit::Postgres::scalar(&url, "SELECT count(*) FROM history WHERE room = 'lobby'") < 3 {
+    let lines = "SELECT count(*) FROM logs WHERE module = 'rooms' AND key = 'lobby'";
+    while testkit::Postgres::scalar(&url, lines) < 3 {
         assert!(Instant::now() < deadline, "history never written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

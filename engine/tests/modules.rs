@@ -119,13 +119,11 @@ fn counted<G: VisitsGame>(world: &mut World<G>, answer: DbEvent, _: Instant) -> 
 
 /// Another node's event: a login counted there.
 fn told<G: VisitsGame>(world: &mut World<G>, _: &str, event: Kind, _: Instant) -> Option<Kind> {
-    let Kind::Module(event) = event else {
-        return Some(event);
+    let payload = match event.payload_of(VISITS) {
+        Ok(payload) => payload,
+        Err(other) => return Some(other),
     };
-    if event.module != VISITS {
-        return Some(Kind::Module(event));
-    }
-    let text = std::str::from_utf8(&event.payload).expect("utf-8");
+    let text = std::str::from_utf8(&payload).expect("utf-8");
     let (name, count) = text.split_once('=').expect("name=count");
     let count = count.parse().expect("a count");
     world

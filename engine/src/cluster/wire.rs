@@ -58,6 +58,24 @@ pub enum Kind {
     Module(ModuleEvent),
 }
 
+impl Kind {
+    /// The payload of `module`'s own event; any other event is handed back, for a cluster
+    /// hook ([`crate::world::Setup::on_cluster_event`]) to return as it is:
+    ///
+    /// ```ignore
+    /// let payload = match event.payload_of("votes") {
+    ///     Ok(payload) => payload,
+    ///     Err(other) => return Some(other),
+    /// };
+    /// ```
+    pub fn payload_of(self, module: &str) -> Result<bytes::Bytes, Kind> {
+        match self {
+            Kind::Module(event) if event.module == module => Ok(event.payload),
+            other => Err(other),
+        }
+    }
+}
+
 /// See [`Kind::Module`].
 #[derive(Clone, PartialEq, Message)]
 pub struct ModuleEvent {

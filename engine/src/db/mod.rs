@@ -752,9 +752,9 @@ mod tests {
         for i in 0..3000u64 {
             let room = format!("r{i}");
             let line = S2cChatFrame::of(&room, i);
-            let limits = crate::storage::HistoryLimits {
-                lines: 10,
-                max_rooms: 10_000,
+            let limits = crate::storage::LogLimits {
+                entries: 10,
+                max_logs: 10_000,
             };
             db.send(store::append(vec![line], limits));
             db.send(store::load(room.clone(), 10));

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use protocol::world::{C2sChat, C2sWhisper, S2cChat, S2cWhisper};
 use protocol::ErrorCode;
 
-use crate::cluster::wire::ModuleEvent;
 use crate::cluster::Kind;
 use crate::dispatcher::{Ctx, DispatchError, HandlerError};
 use crate::handlers::{check_content, check_username};
@@ -48,12 +47,10 @@ fn cluster_event<G: RoomsGame>(
     event: Kind,
     _: std::time::Instant,
 ) -> Option<Kind> {
-    let Kind::Module(ModuleEvent { module, payload }) = event else {
-        return Some(event);
+    let payload = match event.payload_of(MODULE) {
+        Ok(payload) => payload,
+        Err(other) => return Some(other),
     };
-    if module != MODULE {
-        return Some(Kind::Module(ModuleEvent { module, payload }));
-    }
     match <Whisper as prost::Message>::decode(payload) {
         Ok(whisper) => {
             if let Some(session) = world.session_of(&whisper.to) {

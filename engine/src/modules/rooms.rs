@@ -18,7 +18,6 @@ use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError};
 use crate::handlers::check_room_name;
 use crate::hash::{Map, Set};
 use crate::metrics::Registry;
-use crate::storage::HistoryLine;
 use crate::world::Game;
 use crate::world::{dedup_newest, keep_newest, offer, Login, Module, Setup, World};
 
@@ -445,9 +444,9 @@ fn flush_writes<G: RoomsGame>(world: &mut World<G>) {
     let now_us = world.now().unix_us;
     let World { db, game, .. } = world;
     let rooms = game.rooms_mut();
-    let limits = crate::storage::HistoryLimits {
-        lines: rooms.config.history_lines,
-        max_rooms: rooms.config.max_history_rooms,
+    let limits = crate::storage::LogLimits {
+        entries: rooms.config.history_lines,
+        max_logs: rooms.config.max_history_rooms,
     };
     if let Some((count, members)) = &rooms.gauges {
         count.set(rooms.rooms.len() as i64);
@@ -710,23 +709,10 @@ fn send_joined<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &st
 }
 
 /// The DB worker loaded a room's history: the waiting joins complete, history first.
-fn history_loaded<G: RoomsGame>(world: &mut World<G>, name: &str, lines: Vec<HistoryLine>) {
+fn history_loaded<G: RoomsGame>(world: &mut World<G>, name: &str, lines: Vec<Bytes>) {
     let rooms = world.game.rooms_mut();
     let keep = rooms.config.history_lines;
-    let mut history = VecDeque::with_capacity(lines.len().min(keep));
-    for line in lines {
-        let chat = S2cChat {
-            room: line.room,
-            from: line.from,
-            content: line.content,
-            sent_at_us: line.sent_at_us,
-            server_time_us: line.server_time_us,
-            history: false,
-        };
-        if let Ok(frame) = protocol::frame(&chat) {
-            history.push_back(frame);
-        }
-    }
+    let mut history = VecDeque::from(lines);
     while history.len() > keep {
         history.pop_front();
     }

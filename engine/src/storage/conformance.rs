@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// The module whose logs the cases write.
+const M: &str = "rooms";
+
 /// A fresh, empty storage.
 pub type Make<'a> = &'a dyn Fn() -> Box<dyn Storage>;
 
@@ -16,6 +19,7 @@ pub fn all(make: Make<'_>) {
     history_of_rooms_empty_past_the_retention_is_pruned(&mut *make());
     open_sessions_are_closed_by_the_next_start(&mut *make());
     a_module_keeps_its_own_records_apart_from_the_others(&mut *make());
+    each_module_has_logs_of_its_own(&mut *make());
 }
 
 fn a_module_keeps_its_own_records_apart_from_the_others(s: &mut dyn Storage) {
@@ -42,18 +46,19 @@ fn a_module_keeps_its_own_records_apart_from_the_others(s: &mut dyn Storage) {
     assert!(s.module_get("scores", "lobby").unwrap().is_some());
 }
 
-fn line(room: &str, n: u64) -> HistoryLine {
-    HistoryLine {
-        room: room.into(),
-        from: "ann".into(),
-        content: format!("line {n}"),
-        sent_at_us: n,
-        server_time_us: 1_000 + n,
+fn line(room: &str, n: u64) -> LogEntry {
+    LogEntry {
+        key: room.into(),
+        at_us: 1_000 + n,
+        data: bytes::Bytes::from(format!("line {n}")),
     }
 }
 
-fn limits(lines: usize, max_rooms: usize) -> HistoryLimits {
-    HistoryLimits { lines, max_rooms }
+fn limits(lines: usize, max_rooms: usize) -> LogLimits {
+    LogLimits {
+        entries: lines,
+        max_logs: max_rooms,
+    }
 }
 
 fn usernames_are_unique_ignoring_case(s: &mut dyn Storage) {
@@ -85,55 +90,62 @@ fn tokens_expire_revoke_and_prune(s: &mut dyn Storage) {
 }
 
 fn history_keeps_the_last_lines_per_room_oldest_first(s: &mut dyn Storage) {
-    let lines: Vec<HistoryLine> = (0..8).map(|n| line("lobby", n)).collect();
-    s.append_history(&lines[..5], limits(3, 100)).unwrap();
-    s.append_history(&lines[5..], limits(3, 100)).unwrap();
-    s.append_history(&[line("docks", 100)], limits(3, 100))
+    let lines: Vec<LogEntry> = (0..8).map(|n| line("lobby", n)).collect();
+    s.log_append(M, &lines[..5], limits(3, 100)).unwrap();
+    s.log_append(M, &lines[5..], limits(3, 100)).unwrap();
+    s.log_append(M, &[line("docks", 100)], limits(3, 100))
         .unwrap();
-    assert_eq!(s.history("lobby", 10).unwrap(), lines[5..].to_vec());
-    assert_eq!(s.history("lobby", 2).unwrap(), lines[6..].to_vec());
-    assert_eq!(s.history("docks", 10).unwrap(), vec![line("docks", 100)]);
-    assert_eq!(s.history("empty", 10).unwrap(), vec![]);
+    assert_eq!(s.log_tail(M, "lobby", 10).unwrap(), lines[5..].to_vec());
+    assert_eq!(s.log_tail(M, "lobby", 2).unwrap(), lines[6..].to_vec());
+    assert_eq!(
+        s.log_tail(M, "docks", 10).unwrap(),
+        vec![line("docks", 100)]
+    );
+    assert_eq!(s.log_tail(M, "empty", 10).unwrap(), vec![]);
 }
 
 fn rooms_with_history_are_capped_by_those_empty_the_longest(s: &mut dyn Storage) {
     for (i, room) in ["a", "b", "c"].into_iter().enumerate() {
-        s.append_history(&[line(room, i as u64)], limits(5, 3))
+        s.log_append(M, &[line(room, i as u64)], limits(5, 3))
             .unwrap();
     }
     // a emptied first, then c; b stays in use.
-    s.rooms_emptied(&["a".into()], 100).unwrap();
-    s.rooms_emptied(&["c".into()], 200).unwrap();
+    s.logs_idle(M, &["a".into()], 100).unwrap();
+    s.logs_idle(M, &["c".into()], 200).unwrap();
     assert_eq!(
-        s.append_history(&[line("d", 9)], limits(5, 3)).unwrap(),
+        s.log_append(M, &[line("d", 9)], limits(5, 3)).unwrap(),
         1,
         "one room over"
     );
-    assert!(s.history("a", 5).unwrap().is_empty(), "emptied the longest");
+    assert!(
+        s.log_tail(M, "a", 5).unwrap().is_empty(),
+        "emptied the longest"
+    );
     for kept in ["b", "c", "d"] {
-        assert_eq!(s.history(kept, 5).unwrap().len(), 1, "{kept}");
+        assert_eq!(s.log_tail(M, kept, 5).unwrap().len(), 1, "{kept}");
     }
     // Rooms in use are never trimmed, even past the cap.
-    s.rooms_in_use(&["c".into()]).unwrap();
-    assert_eq!(s.append_history(&[line("e", 10)], limits(5, 3)).unwrap(), 0);
-    assert_eq!(s.history("c", 5).unwrap().len(), 1);
+    s.logs_in_use(M, &["c".into()]).unwrap();
+    assert_eq!(s.log_append(M, &[line("e", 10)], limits(5, 3)).unwrap(), 0);
+    assert_eq!(s.log_tail(M, "c", 5).unwrap().len(), 1);
 }
 
 fn history_of_rooms_empty_past_the_retention_is_pruned(s: &mut dyn Storage) {
-    s.append_history(
+    s.log_append(
+        M,
         &[line("old", 1), line("new", 2), line("busy", 3)],
         limits(5, 10),
     )
     .unwrap();
-    s.rooms_emptied(&["old".into()], 100).unwrap();
-    s.rooms_emptied(&["new".into()], 900).unwrap();
-    assert_eq!(s.prune_history(500).unwrap(), 1);
-    assert!(s.history("old", 5).unwrap().is_empty());
-    assert_eq!(s.history("new", 5).unwrap().len(), 1);
-    assert_eq!(s.history("busy", 5).unwrap().len(), 1, "in use");
+    s.logs_idle(M, &["old".into()], 100).unwrap();
+    s.logs_idle(M, &["new".into()], 900).unwrap();
+    assert_eq!(s.prune_logs(M, 500).unwrap(), 1);
+    assert!(s.log_tail(M, "old", 5).unwrap().is_empty());
+    assert_eq!(s.log_tail(M, "new", 5).unwrap().len(), 1);
+    assert_eq!(s.log_tail(M, "busy", 5).unwrap().len(), 1, "in use");
     // Back in use: kept however old its emptying was.
-    s.rooms_in_use(&["new".into()]).unwrap();
-    assert_eq!(s.prune_history(10_000).unwrap(), 0);
+    s.logs_in_use(M, &["new".into()]).unwrap();
+    assert_eq!(s.prune_logs(M, 10_000).unwrap(), 0);
 }
 
 fn open_sessions_are_closed_by_the_next_start(s: &mut dyn Storage) {
@@ -166,8 +178,7 @@ fn open_sessions_are_closed_by_the_next_start(s: &mut dyn Storage) {
         1_000,
     )
     .unwrap();
-    s.append_history(&[line("lobby", 1)], limits(5, 10))
-        .unwrap();
+    s.log_append(M, &[line("lobby", 1)], limits(5, 10)).unwrap();
     let recovered = s.recover(5_000).unwrap();
     assert_eq!(
         recovered,
@@ -179,6 +190,38 @@ fn open_sessions_are_closed_by_the_next_start(s: &mut dyn Storage) {
     );
     assert_eq!(s.recover(6_000).unwrap(), Recovered::default(), "once");
     // The room counts as emptied at the recovery: pruned once past it.
-    assert_eq!(s.prune_history(5_000).unwrap(), 0);
-    assert_eq!(s.prune_history(5_001).unwrap(), 1);
+    assert_eq!(s.prune_logs(M, 5_000).unwrap(), 0);
+    assert_eq!(s.prune_logs(M, 5_001).unwrap(), 1);
+}
+
+fn each_module_has_logs_of_its_own(s: &mut dyn Storage) {
+    // The same key in two modules: two logs.
+    s.log_append(M, &[line("lobby", 1)], limits(5, 10)).unwrap();
+    s.log_append("mail", &[line("lobby", 2), line("lobby", 3)], limits(5, 10))
+        .unwrap();
+    assert_eq!(s.log_tail(M, "lobby", 10).unwrap(), vec![line("lobby", 1)]);
+    assert_eq!(s.log_tail("mail", "lobby", 10).unwrap().len(), 2);
+    // Idle, pruned and capped each within its module.
+    s.logs_idle("mail", &["lobby".into()], 100).unwrap();
+    assert_eq!(s.prune_logs(M, 1_000).unwrap(), 0, "in use in its module");
+    assert_eq!(s.prune_logs("mail", 1_000).unwrap(), 1);
+    assert!(s.log_tail("mail", "lobby", 10).unwrap().is_empty());
+    assert_eq!(s.log_tail(M, "lobby", 10).unwrap().len(), 1);
+    s.log_append("mail", &[line("a", 1)], limits(5, 1)).unwrap();
+    s.logs_idle("mail", &["a".into()], 100).unwrap();
+    assert_eq!(
+        s.log_append("mail", &[line("b", 1)], limits(5, 1)).unwrap(),
+        1,
+        "a goes: the rooms' log does not count against mail's cap"
+    );
+    assert_eq!(s.log_tail(M, "lobby", 10).unwrap().len(), 1);
+    // Entries keep their bytes as given, whatever they are.
+    let raw = LogEntry {
+        key: "bin".into(),
+        at_us: 7,
+        data: bytes::Bytes::from_static(&[0, 255, 10, 0]),
+    };
+    s.log_append("mail", std::slice::from_ref(&raw), limits(5, 10))
+        .unwrap();
+    assert_eq!(s.log_tail("mail", "bin", 1).unwrap(), vec![raw]);
 }

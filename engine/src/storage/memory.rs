@@ -1,4 +1,5 @@
-//! [`MemoryStorage`]: accounts, tokens, room history and the session log in the process's
+//! [`MemoryStorage`]: accounts, tokens, the session log and the modules' records and logs in
+//! the process's
 //! memory, for a game that needs no database file (`storage.backend = "memory"`): one without
 //! accounts of its own to keep, or whose accounts need not outlive a run. It needs neither
 //! SQLite nor PostgreSQL built in. Everything it holds lasts until the process stops, and goes
@@ -6,16 +7,16 @@
 //!
 //! It keeps the same contract as the databases, by the same suite, down to what their
 //! queries return: accounts unique by [`username_key`] and numbered from 1, tokens by hash
-//! with expiry and revocation, each room's last [`HistoryLimits::lines`] lines, the rooms
-//! with history capped by deleting those empty the longest (ties by name; never a room in
-//! use), and a session log whose records are numbered as SQLite numbers its rows. It never
+//! with expiry and revocation, each log's newest [`LogLimits::entries`] entries, a module's
+//! logs capped by deleting those idle the longest (ties by key; never one in use), and a
+//! session log whose records are numbered as SQLite numbers its rows. It never
 //! returns an error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::{
-    username_key, Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord,
-    Storage, StorageError, UNCLEAN_STOP,
+    username_key, Account, LogEntry, LogLimits, Recovered, SessionLogEntry, SessionRecord, Storage,
+    StorageError, UNCLEAN_STOP,
 };
 
 /// A token as kept: whose, until when, and whether it was revoked.
@@ -26,13 +27,23 @@ struct Token {
     revoked: bool,
 }
 
-/// A room with stored history.
+/// A log of a module.
 #[derive(Debug, Default)]
-struct Room {
-    /// Its last lines, oldest first.
-    lines: VecDeque<HistoryLine>,
-    /// Since when it is empty; `None` while in use.
+struct Log {
+    /// Its newest entries, oldest first.
+    entries: VecDeque<LogEntry>,
+    /// Since when it is idle; `None` while in use.
     emptied_at_us: Option<u64>,
+}
+
+/// The logs of one module.
+#[derive(Debug, Default)]
+struct Logs {
+    /// By key.
+    rooms: HashMap<String, Log>,
+    /// The logs not in use, by when they went idle, then by key: exactly those of `rooms`
+    /// whose `emptied_at_us` is set, under it.
+    emptied: BTreeMap<u64, BTreeSet<String>>,
 }
 
 /// A session open in the log: its peer, when it connected, the name it logged in as.
@@ -62,11 +73,8 @@ pub struct MemoryStorage {
     account_ids: HashMap<String, u64>,
     /// Tokens by hash.
     tokens: HashMap<Vec<u8>, Token>,
-    /// Rooms with history, by name.
-    rooms: HashMap<String, Room>,
-    /// The rooms not in use, by when they were emptied, then by name: exactly those of
-    /// `rooms` whose `emptied_at_us` is set, under it.
-    emptied: BTreeMap<u64, BTreeSet<String>>,
+    /// The modules' logs, by module.
+    logs: HashMap<String, Logs>,
     /// Sessions open in the log, by session id.
     open_sessions: BTreeMap<u64, OpenSession>,
     /// The session log, oldest row first (row numbers increasing).
@@ -86,7 +94,20 @@ impl MemoryStorage {
         self.accounts.get(index)
     }
 
-    /// Marks `name` in use, if it has history.
+    /// Appends a record to the session log.
+    fn push_session(&mut self, record: SessionRecord) {
+        let id = self.sessions.back().map_or(1, |newest| newest.id + 1);
+        self.sessions.push_back(SessionRow { id, record });
+    }
+
+    /// The logs of `module`.
+    fn logs(&mut self, module: &str) -> &mut Logs {
+        self.logs.entry(module.to_string()).or_default()
+    }
+}
+
+impl Logs {
+    /// Marks `name` in use, if it has a log.
     fn mark_in_use(&mut self, name: &str) {
         if let Some(at) = self
             .rooms
@@ -97,7 +118,7 @@ impl MemoryStorage {
         }
     }
 
-    /// Marks `name` empty since `now_us`, if it has history.
+    /// Marks `name` idle since `now_us`, if it has a log.
     fn mark_emptied(&mut self, name: &str, now_us: u64) {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
@@ -111,7 +132,7 @@ impl MemoryStorage {
             .insert(name.to_string());
     }
 
-    /// Deletes the history of `name`; whether it had any.
+    /// Deletes the log of `name`; whether there was one.
     fn delete_room(&mut self, name: &str) -> bool {
         let Some(room) = self.rooms.remove(name) else {
             return false;
@@ -120,12 +141,6 @@ impl MemoryStorage {
             unindex(&mut self.emptied, at, name);
         }
         true
-    }
-
-    /// Appends a record to the session log.
-    fn push_session(&mut self, record: SessionRecord) {
-        let id = self.sessions.back().map_or(1, |newest| newest.id + 1);
-        self.sessions.push_back(SessionRow { id, record });
     }
 }
 
@@ -240,35 +255,37 @@ impl Storage for MemoryStorage {
             .is_some())
     }
 
-    fn append_history(
+    fn log_append(
         &mut self,
-        lines: &[HistoryLine],
-        limits: HistoryLimits,
+        module: &str,
+        entries: &[LogEntry],
+        limits: LogLimits,
     ) -> Result<usize, StorageError> {
-        let mut new_room = false;
-        for line in lines {
-            if let Some(room) = self.rooms.get_mut(&line.room) {
-                if let Some(at) = room.emptied_at_us.take() {
-                    unindex(&mut self.emptied, at, &line.room);
+        let logs = self.logs(module);
+        let mut new_log = false;
+        for entry in entries {
+            if let Some(log) = logs.rooms.get_mut(&entry.key) {
+                if let Some(at) = log.emptied_at_us.take() {
+                    unindex(&mut logs.emptied, at, &entry.key);
                 }
             } else {
-                self.rooms.insert(line.room.clone(), Room::default());
-                new_room = true;
+                logs.rooms.insert(entry.key.clone(), Log::default());
+                new_log = true;
             }
-            let room = self
+            let log = logs
                 .rooms
-                .get_mut(&line.room)
-                .expect("the room was just found or added");
-            room.lines.push_back(line.clone());
-            while room.lines.len() > limits.lines {
-                room.lines.pop_front();
+                .get_mut(&entry.key)
+                .expect("the log was just found or added");
+            log.entries.push_back(entry.clone());
+            while log.entries.len() > limits.entries {
+                log.entries.pop_front();
             }
         }
-        let over = self.rooms.len().saturating_sub(limits.max_rooms);
-        if !new_room || over == 0 {
+        let over = logs.rooms.len().saturating_sub(limits.max_logs);
+        if !new_log || over == 0 {
             return Ok(0);
         }
-        let oldest: Vec<String> = self
+        let oldest: Vec<String> = logs
             .emptied
             .values()
             .flatten()
@@ -276,41 +293,58 @@ impl Storage for MemoryStorage {
             .cloned()
             .collect();
         for name in &oldest {
-            self.delete_room(name);
+            logs.delete_room(name);
         }
         Ok(oldest.len())
     }
 
-    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
-        for name in rooms {
-            self.mark_in_use(name);
+    fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError> {
+        let logs = self.logs(module);
+        for name in keys {
+            logs.mark_in_use(name);
         }
         Ok(())
     }
 
-    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
-        for name in rooms {
-            self.mark_emptied(name, now_us);
+    fn logs_idle(
+        &mut self,
+        module: &str,
+        keys: &[String],
+        now_us: u64,
+    ) -> Result<(), StorageError> {
+        let logs = self.logs(module);
+        for name in keys {
+            logs.mark_emptied(name, now_us);
         }
         Ok(())
     }
 
-    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError> {
-        let kept = self.emptied.split_off(&before_us);
-        let old = std::mem::replace(&mut self.emptied, kept);
+    fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError> {
+        let logs = self.logs(module);
+        let kept = logs.emptied.split_off(&before_us);
+        let old = std::mem::replace(&mut logs.emptied, kept);
         let mut deleted = 0;
         for name in old.into_values().flatten() {
-            self.rooms.remove(&name);
+            logs.rooms.remove(&name);
             deleted += 1;
         }
         Ok(deleted)
     }
 
-    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
-        Ok(self.rooms.get(room).map_or_else(Vec::new, |room| {
-            let skip = room.lines.len().saturating_sub(limit);
-            room.lines.range(skip..).cloned().collect()
-        }))
+    fn log_tail(
+        &mut self,
+        module: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        Ok(self
+            .logs(module)
+            .rooms
+            .get(key)
+            .map_or_else(Vec::new, |log| {
+                let skip = log.entries.len().saturating_sub(limit);
+                log.entries.range(skip..).cloned().collect()
+            }))
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
@@ -388,11 +422,13 @@ impl Storage for MemoryStorage {
             });
         }
         let mut rooms = 0;
-        for (name, room) in &mut self.rooms {
-            if room.emptied_at_us.is_none() {
-                room.emptied_at_us = Some(now_us);
-                self.emptied.entry(now_us).or_default().insert(name.clone());
-                rooms += 1;
+        for logs in self.logs.values_mut() {
+            for (name, log) in &mut logs.rooms {
+                if log.emptied_at_us.is_none() {
+                    log.emptied_at_us = Some(now_us);
+                    logs.emptied.entry(now_us).or_default().insert(name.clone());
+                    rooms += 1;
+                }
             }
         }
         Ok(Recovered { sessions, rooms })
@@ -403,18 +439,19 @@ impl Storage for MemoryStorage {
 mod tests {
     use super::*;
 
+    /// The module whose logs the tests write.
+    const M: &str = "rooms";
+
     #[test]
     fn memory_storage_meets_the_storage_contract() {
         super::super::conformance::all(&|| Box::new(MemoryStorage::new()));
     }
 
-    fn line(room: &str, n: u64) -> HistoryLine {
-        HistoryLine {
-            room: room.into(),
-            from: "ann".into(),
-            content: format!("line {n}"),
-            sent_at_us: n,
-            server_time_us: n + 1,
+    fn line(room: &str, n: u64) -> LogEntry {
+        LogEntry {
+            key: room.into(),
+            at_us: n + 1,
+            data: bytes::Bytes::from(format!("line {n}")),
         }
     }
 
@@ -429,21 +466,26 @@ mod tests {
         })
     }
 
+    /// The rooms module's logs.
+    fn logs(s: &MemoryStorage) -> &Logs {
+        &s.logs[M]
+    }
+
     fn rooms_with_history(s: &MemoryStorage) -> Vec<String> {
-        let mut rooms: Vec<String> = s.rooms.keys().cloned().collect();
+        let mut rooms: Vec<String> = logs(s).rooms.keys().cloned().collect();
         rooms.sort();
         rooms
     }
 
     /// The index of emptied rooms holds exactly the rooms not in use, under when they emptied.
     fn assert_index_consistent(s: &MemoryStorage) {
-        let mut from_rooms: Vec<(u64, String)> = s
+        let mut from_rooms: Vec<(u64, String)> = logs(s)
             .rooms
             .iter()
             .filter_map(|(name, room)| room.emptied_at_us.map(|at| (at, name.clone())))
             .collect();
         from_rooms.sort();
-        let from_index: Vec<(u64, String)> = s
+        let from_index: Vec<(u64, String)> = logs(s)
             .emptied
             .iter()
             .flat_map(|(&at, names)| {
@@ -457,13 +499,13 @@ mod tests {
     #[test]
     fn many_rooms_are_capped_by_those_empty_the_longest_ties_by_name() {
         let mut s = MemoryStorage::new();
-        let cap = HistoryLimits {
-            lines: 2,
-            max_rooms: 1_000,
+        let cap = LogLimits {
+            entries: 2,
+            max_logs: 1_000,
         };
         let names: Vec<String> = (0..1_000).map(|i| format!("r{i:04}")).collect();
         for (i, name) in names.iter().enumerate() {
-            s.append_history(&[line(name, i as u64)], cap).unwrap();
+            s.log_append(M, &[line(name, i as u64)], cap).unwrap();
         }
         // Every tenth room stays in use; the others empty in tens, at the same time.
         let emptied: Vec<String> = names
@@ -473,52 +515,52 @@ mod tests {
             .map(|(_, name)| name.clone())
             .collect();
         for (batch, rooms) in emptied.chunks(10).enumerate() {
-            s.rooms_emptied(rooms, 1_000 - batch as u64).unwrap();
+            s.logs_idle(M, rooms, 1_000 - batch as u64).unwrap();
         }
         assert_index_consistent(&s);
         // 25 new rooms in one batch: 25 over the cap.
-        let new: Vec<HistoryLine> = (0..25).map(|i| line(&format!("new{i:02}"), i)).collect();
-        assert_eq!(s.append_history(&new, cap).unwrap(), 25);
+        let new: Vec<LogEntry> = (0..25).map(|i| line(&format!("new{i:02}"), i)).collect();
+        assert_eq!(s.log_append(M, &new, cap).unwrap(), 25);
         // The last batch emptied first (at 911), then the one before it, each by name.
         let expected: Vec<&String> = emptied.rchunks(10).flatten().take(25).collect();
         for name in &expected {
-            assert!(s.history(name, 5).unwrap().is_empty(), "{name} kept");
+            assert!(s.log_tail(M, name, 5).unwrap().is_empty(), "{name} kept");
         }
-        assert_eq!(s.rooms.len(), 1_000);
+        assert_eq!(logs(&s).rooms.len(), 1_000);
         assert_index_consistent(&s);
         // Only the rooms in use and the new ones left: the cap cannot be kept.
-        s.rooms_emptied(&emptied, 5).unwrap();
-        let more: Vec<HistoryLine> = (0..2_000).map(|i| line(&format!("more{i}"), i)).collect();
-        assert_eq!(s.append_history(&more, cap).unwrap(), 1_000 - 100 - 25);
-        assert_eq!(s.rooms.len(), 100 + 25 + 2_000);
-        assert!(s.emptied.is_empty());
+        s.logs_idle(M, &emptied, 5).unwrap();
+        let more: Vec<LogEntry> = (0..2_000).map(|i| line(&format!("more{i}"), i)).collect();
+        assert_eq!(s.log_append(M, &more, cap).unwrap(), 1_000 - 100 - 25);
+        assert_eq!(logs(&s).rooms.len(), 100 + 25 + 2_000);
+        assert!(logs(&s).emptied.is_empty());
         assert_index_consistent(&s);
     }
 
     #[test]
     fn rooms_emptied_again_move_in_the_order_and_lines_are_trimmed() {
         let mut s = MemoryStorage::new();
-        let cap = HistoryLimits {
-            lines: 3,
-            max_rooms: 2,
+        let cap = LogLimits {
+            entries: 3,
+            max_logs: 2,
         };
-        let lines: Vec<HistoryLine> = (0..10).map(|n| line("a", n)).collect();
-        s.append_history(&lines, cap).unwrap();
-        assert_eq!(s.history("a", 10).unwrap(), lines[7..].to_vec());
-        s.append_history(&[line("b", 1)], cap).unwrap();
-        s.rooms_emptied(&["a".into(), "b".into()], 10).unwrap();
+        let lines: Vec<LogEntry> = (0..10).map(|n| line("a", n)).collect();
+        s.log_append(M, &lines, cap).unwrap();
+        assert_eq!(s.log_tail(M, "a", 10).unwrap(), lines[7..].to_vec());
+        s.log_append(M, &[line("b", 1)], cap).unwrap();
+        s.logs_idle(M, &["a".into(), "b".into()], 10).unwrap();
         // a empties again later: b is now the one empty the longest.
-        s.rooms_emptied(&["a".into()], 20).unwrap();
-        assert_eq!(s.append_history(&[line("c", 1)], cap).unwrap(), 1);
+        s.logs_idle(M, &["a".into()], 20).unwrap();
+        assert_eq!(s.log_append(M, &[line("c", 1)], cap).unwrap(), 1);
         assert_eq!(rooms_with_history(&s), ["a", "c"]);
         assert_index_consistent(&s);
         // No lines kept at all: the room still counts as one with history.
-        let none = HistoryLimits {
-            lines: 0,
-            max_rooms: 2,
+        let none = LogLimits {
+            entries: 0,
+            max_logs: 2,
         };
-        assert_eq!(s.append_history(&[line("c", 2)], none).unwrap(), 0);
-        assert!(s.history("c", 10).unwrap().is_empty());
+        assert_eq!(s.log_append(M, &[line("c", 2)], none).unwrap(), 0);
+        assert!(s.log_tail(M, "c", 10).unwrap().is_empty());
         assert_eq!(rooms_with_history(&s), ["a", "c"]);
     }
 
@@ -637,34 +679,34 @@ mod tests {
                         assert_eq!(m.prune_tokens(now).unwrap(), q.prune_tokens(now).unwrap());
                     }
                     4..=6 => {
-                        let lines: Vec<HistoryLine> = (0..1 + draw.below(6))
+                        let lines: Vec<LogEntry> = (0..1 + draw.below(6))
                             .map(|n| line(&format!("room{}", draw.below(12)), now + n))
                             .collect();
-                        let limits = HistoryLimits {
-                            lines: draw.below(5) as usize,
-                            max_rooms: draw.below(8) as usize,
+                        let limits = LogLimits {
+                            entries: draw.below(5) as usize,
+                            max_logs: draw.below(8) as usize,
                         };
                         assert_eq!(
-                            m.append_history(&lines, limits).unwrap(),
-                            q.append_history(&lines, limits).unwrap(),
+                            m.log_append(M, &lines, limits).unwrap(),
+                            q.log_append(M, &lines, limits).unwrap(),
                             "{at}"
                         );
                     }
                     7 => {
                         let rooms = draw.rooms();
-                        m.rooms_in_use(&rooms).unwrap();
-                        q.rooms_in_use(&rooms).unwrap();
+                        m.logs_in_use(M, &rooms).unwrap();
+                        q.logs_in_use(M, &rooms).unwrap();
                     }
                     8 => {
                         let rooms = draw.rooms();
-                        m.rooms_emptied(&rooms, now).unwrap();
-                        q.rooms_emptied(&rooms, now).unwrap();
+                        m.logs_idle(M, &rooms, now).unwrap();
+                        q.logs_idle(M, &rooms, now).unwrap();
                     }
                     9 => {
                         let before = now.saturating_sub(draw.below(100));
                         assert_eq!(
-                            m.prune_history(before).unwrap(),
-                            q.prune_history(before).unwrap(),
+                            m.prune_logs(M, before).unwrap(),
+                            q.prune_logs(M, before).unwrap(),
                             "{at}"
                         );
                     }
@@ -717,8 +759,8 @@ mod tests {
                 let room = format!("room{}", draw.below(12));
                 let limit = draw.below(6) as usize;
                 assert_eq!(
-                    m.history(&room, limit).unwrap(),
-                    q.history(&room, limit).unwrap(),
+                    m.log_tail(M, &room, limit).unwrap(),
+                    q.log_tail(M, &room, limit).unwrap(),
                     "{at}: {room}"
                 );
             }

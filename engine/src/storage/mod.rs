@@ -1,4 +1,6 @@
-//! Persistence behind one interface: accounts, tokens, room history, the session log.
+//! Persistence behind one interface: accounts, tokens, the session log, and what modules
+//! keep: records by key ([`Storage::module_get`]) and logs, each a bounded list of entries by
+//! key ([`Storage::log_append`]; the rooms module keeps each room's history in one).
 //!
 //! [`Storage`] is what the DB worker calls. [`SqliteStorage`] is the embedded default, one
 //! file for one server (the engine's `sqlite` feature); `PostgresStorage` is one database
@@ -38,19 +40,15 @@ pub struct Account {
     pub password_hash: String,
 }
 
-/// One chat line of a room's history.
+/// One entry of a module's log ([`Storage::log_append`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HistoryLine {
-    /// The room.
-    pub room: String,
-    /// Who said it.
-    pub from: String,
-    /// What was said.
-    pub content: String,
-    /// The sender's clock, as sent.
-    pub sent_at_us: u64,
-    /// The server's clock when it was said.
-    pub server_time_us: u64,
+pub struct LogEntry {
+    /// The log it belongs to (a room, for the rooms module).
+    pub key: String,
+    /// When it was written, in microseconds since the Unix epoch.
+    pub at_us: u64,
+    /// What the module keeps, as it gave it.
+    pub data: bytes::Bytes,
 }
 
 /// One session, from connect to disconnect.
@@ -100,7 +98,8 @@ pub enum SessionLogEntry {
 pub struct Recovered {
     /// Sessions that were open when the server last stopped, now closed in the session log.
     pub sessions: usize,
-    /// Rooms that were in use, now counted as empty since this start.
+    /// Logs that were in use (rooms, for the rooms module), now counted as idle since this
+    /// start.
     pub rooms: usize,
 }
 
@@ -108,14 +107,13 @@ pub struct Recovered {
 /// them.
 pub const UNCLEAN_STOP: &str = "server stopped without closing the session";
 
-/// How history is kept: lines per room, rooms with history, and for how long.
+/// How a module's logs are kept ([`Storage::log_append`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HistoryLimits {
-    /// Lines kept per room.
-    pub lines: usize,
-    /// Rooms with stored history at most; past it the history of the rooms empty the longest
-    /// is deleted.
-    pub max_rooms: usize,
+pub struct LogLimits {
+    /// Entries kept per log: the newest.
+    pub entries: usize,
+    /// Logs of the module at most; past it the logs idle the longest are deleted.
+    pub max_logs: usize,
 }
 
 /// A storage failure. The request that met it is answered INTERNAL.
@@ -241,24 +239,32 @@ pub trait Storage: Send {
     fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError>;
     /// Revokes a token; false when there was no such live token.
     fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError>;
-    /// Appends chat lines in one transaction, keeping at most `limits.lines` lines per room,
-    /// and marks their rooms in use. When a room new to the history table takes the number of
-    /// rooms with history past `limits.max_rooms`, the history of the rooms empty the longest
-    /// is deleted (never of a room in use); returns how many rooms lost their history so.
-    fn append_history(
+    /// Appends `entries` to `module`'s logs (each to the log of its key) in one transaction,
+    /// keeping the newest `limits.entries` of each log, and marks their logs in use. When a log
+    /// new to the module takes its number of logs past `limits.max_logs`, the logs idle the
+    /// longest are deleted (never one in use); returns how many logs were deleted so.
+    fn log_append(
         &mut self,
-        lines: &[HistoryLine],
-        limits: HistoryLimits,
+        module: &str,
+        entries: &[LogEntry],
+        limits: LogLimits,
     ) -> Result<usize, StorageError>;
-    /// Marks `rooms` in use: their history is neither pruned nor trimmed while they are.
-    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError>;
-    /// Marks `rooms` empty since `now_us`: their history is deleted once they stay empty
-    /// longer than the retention.
-    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError>;
-    /// Deletes the history of rooms empty since before `before_us`; returns how many rooms.
-    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError>;
-    /// The last `limit` lines of `room`, oldest first.
-    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError>;
+    /// Marks `module`'s logs of `keys` in use: they are neither pruned nor deleted for room
+    /// while they are (a room with members, for the rooms module).
+    fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError>;
+    /// Marks `module`'s logs of `keys` idle since `now_us` (on PostgreSQL, once no node has
+    /// them in use): [`Storage::prune_logs`] deletes those idle too long.
+    fn logs_idle(&mut self, module: &str, keys: &[String], now_us: u64)
+        -> Result<(), StorageError>;
+    /// Deletes `module`'s logs idle since before `before_us`; returns how many.
+    fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError>;
+    /// The newest `limit` entries of `module`'s log of `key`, oldest first.
+    fn log_tail(
+        &mut self,
+        module: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StorageError>;
     /// Deletes session records of sessions that ended before `before_us`; returns how many.
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError>;
     /// Writes session log entries in one transaction, in order, then deletes the oldest
@@ -279,4 +285,46 @@ pub trait Storage: Send {
     /// left open (it stopped without closing them) are closed with the reason
     /// [`UNCLEAN_STOP`], and rooms it left in use count as empty from now.
     fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError>;
+}
+
+/// The chat lines of `room` in `entries` (as a log of the rooms module holds them): content,
+/// the sender's time, and the entry's time (the server's, when it was said).
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+fn chat_lines(entries: Vec<LogEntry>, room: &str) -> Vec<(String, u64, u64)> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let payload = &e.data[protocol::HEADER_LEN..];
+            let chat = <protocol::world::S2cChat as prost::Message>::decode(payload).unwrap();
+            assert_eq!((chat.room.as_str(), chat.from.as_str()), (room, "ann"));
+            assert_eq!(e.at_us, chat.server_time_us);
+            (chat.content, chat.sent_at_us, e.at_us)
+        })
+        .collect()
+}
+
+/// The module whose logs hold the lines of the history tables of schemas before logs.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const LEGACY_HISTORY_MODULE: &str = "rooms";
+
+/// A chat line of the history tables of schemas before logs, as the rooms module keeps it in
+/// its log: the encoded S2C_Chat frame. For the migrations that move those lines; `None` for
+/// one too long for a frame (never written so).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn legacy_history_frame(
+    room: String,
+    from: String,
+    content: String,
+    sent_at_us: u64,
+    server_time_us: u64,
+) -> Option<Vec<u8>> {
+    let chat = protocol::world::S2cChat {
+        room,
+        from,
+        content,
+        sent_at_us,
+        server_time_us,
+        history: false,
+    };
+    protocol::frame(&chat).ok().map(|frame| frame.to_vec())
 }

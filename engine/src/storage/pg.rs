@@ -2,8 +2,9 @@
 //! applied at start-up under an advisory lock, so that nodes starting together migrate once.
 //!
 //! What is per node is keyed by the node's name: its open sessions (closed by [`recover`]
-//! when that node starts again, never another node's), and which rooms it has in use. A room's
-//! history counts as emptied when the last node using it lets it go.
+//! when that node starts again, never another node's), and which logs it has in use (a room's
+//! history, for the rooms module). A log counts as idle when the last node using it lets it
+//! go.
 //!
 //! The client is `postgres`, the blocking face of `tokio-postgres`: the DB worker is a thread
 //! of its own and the [`Storage`] trait is synchronous. It runs a small runtime of its own, so
@@ -18,8 +19,8 @@ use std::time::Duration;
 use postgres::{Client, NoTls, Transaction};
 
 use super::{
-    username_key, Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord,
-    Storage, StorageError, UNCLEAN_STOP,
+    username_key, Account, LogEntry, LogLimits, Recovered, SessionLogEntry, SessionRecord, Storage,
+    StorageError, UNCLEAN_STOP,
 };
 
 /// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
@@ -86,7 +87,78 @@ const MIGRATIONS: &[&str] = &[
         value  BYTEA NOT NULL,
         PRIMARY KEY (module, key)
     );",
+    // The modules' logs, by module and key; since when each is idle (NULL: in use); which
+    // nodes have each in use. The room history of the tables before is moved into the rooms
+    // module's logs by `move_history` in the same transaction, and those tables dropped.
+    "CREATE TABLE logs (
+        id     BIGSERIAL PRIMARY KEY,
+        module TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        at_us  BIGINT NOT NULL,
+        data   BYTEA NOT NULL
+    );
+    CREATE INDEX logs_by_key ON logs(module, key, id);
+    CREATE TABLE log_keys (
+        module        TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        idle_since_us BIGINT,
+        PRIMARY KEY (module, key)
+    );
+    CREATE INDEX log_keys_by_idle ON log_keys(module, idle_since_us);
+    CREATE TABLE log_nodes (
+        module TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        node   TEXT NOT NULL,
+        PRIMARY KEY (module, key, node)
+    );",
 ];
+
+/// The migration (its index in [`MIGRATIONS`]) after which [`move_history`] runs.
+const LOGS_MIGRATION: usize = 2;
+
+/// Moves the room history of schemas before logs into the rooms module's logs (each line as
+/// its encoded S2C_Chat frame), with the nodes that have its rooms in use, and drops its
+/// tables.
+fn move_history(tx: &mut Transaction<'_>) -> Result<(), StorageError> {
+    let module = super::LEGACY_HISTORY_MODULE;
+    tx.execute(
+        "INSERT INTO log_keys (module, key, idle_since_us)
+         SELECT $1::text, room, emptied_at_us FROM history_rooms",
+        &[&module],
+    )?;
+    tx.execute(
+        "INSERT INTO log_nodes (module, key, node) SELECT $1::text, room, node FROM room_nodes",
+        &[&module],
+    )?;
+    let rows = tx.query(
+        "SELECT room, sender, content, sent_at_us, server_time_us FROM history ORDER BY id",
+        &[],
+    )?;
+    let (mut keys, mut times, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let room: String = row.get(0);
+        let at_us: i64 = row.get(4);
+        let frame = super::legacy_history_frame(
+            room.clone(),
+            row.get(1),
+            row.get(2),
+            row.get::<_, i64>(3) as u64,
+            at_us as u64,
+        );
+        if let Some(frame) = frame {
+            keys.push(room);
+            times.push(at_us);
+            data.push(frame);
+        }
+    }
+    tx.execute(
+        "INSERT INTO logs (module, key, at_us, data)
+         SELECT $1::text, * FROM unnest($2::text[], $3::bigint[], $4::bytea[])",
+        &[&module, &keys, &times, &data],
+    )?;
+    tx.batch_execute("DROP TABLE history; DROP TABLE history_rooms; DROP TABLE room_nodes;")?;
+    Ok(())
+}
 
 /// The advisory lock nodes take to migrate one at a time (any constant of this program's own).
 const MIGRATION_LOCK: i64 = 0x776f_726c_6400;
@@ -192,6 +264,9 @@ impl PostgresStorage {
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             tx.batch_execute(migration)?;
+            if i == LOGS_MIGRATION {
+                move_history(&mut tx)?;
+            }
             tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)])?;
             spdlog::info!("storage: schema migrated to version {}", i + 1);
         }
@@ -336,143 +411,152 @@ impl Storage for PostgresStorage {
         )? > 0)
     }
 
-    fn append_history(
+    fn log_append(
         &mut self,
-        lines: &[HistoryLine],
-        limits: HistoryLimits,
+        module: &str,
+        entries: &[LogEntry],
+        limits: LogLimits,
     ) -> Result<usize, StorageError> {
-        if lines.is_empty() {
+        if entries.is_empty() {
             return Ok(0);
         }
-        // A handful of statements whatever the number of lines and rooms: each is a round
+        // A handful of statements whatever the number of entries and logs: each is a round
         // trip to the database, and the DB worker has the logins to serve too.
         let node = self.node.clone();
         let mut tx = self.db().transaction()?;
-        let column = |f: fn(&HistoryLine) -> &str| lines.iter().map(f).collect::<Vec<&str>>();
-        let (rooms_col, senders, contents) = (
-            column(|l| &l.room),
-            column(|l| &l.from),
-            column(|l| &l.content),
-        );
-        let sent: Vec<i64> = lines.iter().map(|l| big(l.sent_at_us)).collect();
-        let said: Vec<i64> = lines.iter().map(|l| big(l.server_time_us)).collect();
+        let keys_col: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+        let times: Vec<i64> = entries.iter().map(|e| big(e.at_us)).collect();
+        let data: Vec<&[u8]> = entries.iter().map(|e| &e.data[..]).collect();
         tx.execute(
-            "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])",
-            &[&rooms_col, &senders, &contents, &sent, &said],
+            "INSERT INTO logs (module, key, at_us, data)
+             SELECT $1::text, * FROM unnest($2::text[], $3::bigint[], $4::bytea[])",
+            &[&module, &keys_col, &times, &data],
         )?;
-        let mut rooms: Vec<&str> = rooms_col.clone();
-        rooms.sort_unstable();
-        rooms.dedup();
-        let new_rooms = tx.execute(
-            "INSERT INTO history_rooms (room, emptied_at_us)
-             SELECT unnest($1::text[]), NULL ON CONFLICT (room) DO NOTHING",
-            &[&rooms],
+        let mut keys: Vec<&str> = keys_col.clone();
+        keys.sort_unstable();
+        keys.dedup();
+        let new_keys = tx.execute(
+            "INSERT INTO log_keys (module, key, idle_since_us)
+             SELECT $1::text, unnest($2::text[]), NULL ON CONFLICT (module, key) DO NOTHING",
+            &[&module, &keys],
         )?;
-        mark_in_use(&mut tx, &rooms, &node)?;
+        mark_in_use(&mut tx, module, &keys, &node)?;
         let mut trimmed = 0;
-        if new_rooms > 0 {
+        if new_keys > 0 {
             let count: i64 = tx
-                .query_one("SELECT count(*) FROM history_rooms", &[])?
+                .query_one(
+                    "SELECT count(*) FROM log_keys WHERE module = $1",
+                    &[&module],
+                )?
                 .get(0);
-            let over = count - limits.max_rooms as i64;
+            let over = count - limits.max_logs as i64;
             if over > 0 {
                 let oldest: Vec<String> = tx
                     .query(
-                        "SELECT room FROM history_rooms WHERE emptied_at_us IS NOT NULL
-                         ORDER BY emptied_at_us LIMIT $1",
-                        &[&over],
+                        "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us IS NOT NULL
+                         ORDER BY idle_since_us LIMIT $2",
+                        &[&module, &over],
                     )?
                     .iter()
                     .map(|r| r.get(0))
                     .collect();
-                trimmed = delete_rooms(&mut tx, &oldest)?;
+                trimmed = delete_logs(&mut tx, module, &oldest)?;
             }
         }
         tx.commit()?;
-        // Then each room is trimmed to its last lines, in a transaction of its own: nodes
-        // append to the same rooms, and one node's trim must neither wait long on another's
-        // nor take the lines above with it when it fails. A trim that cannot have its rows
-        // within the lock timeout is left to the next batch (the lines are written already).
+        // Then each log is trimmed to its newest entries, in a transaction of its own: nodes
+        // append to the same logs, and one node's trim must neither wait long on another's
+        // nor take the entries above with it when it fails. A trim that cannot have its rows
+        // within the lock timeout is left to the next batch (the entries are written already).
         let trim = (|| -> Result<(), postgres::Error> {
             let mut tx = self.db().transaction()?;
             tx.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
             tx.execute(
-                "DELETE FROM history h USING (
-                     SELECT r.room, (SELECT id FROM history WHERE history.room = r.room
-                                     ORDER BY id DESC OFFSET $2 LIMIT 1) AS cutoff
-                     FROM unnest($1::text[]) AS r(room)) c
-                 WHERE h.room = c.room AND h.id <= c.cutoff",
-                &[&rooms, &big(limits.lines as u64)],
+                "DELETE FROM logs l USING (
+                     SELECT k.key, (SELECT id FROM logs
+                                    WHERE logs.module = $1 AND logs.key = k.key
+                                    ORDER BY id DESC OFFSET $3 LIMIT 1) AS cutoff
+                     FROM unnest($2::text[]) AS k(key)) c
+                 WHERE l.module = $1 AND l.key = c.key AND l.id <= c.cutoff",
+                &[&module, &keys, &big(limits.entries as u64)],
             )?;
             tx.commit()
         })();
         if let Err(error) = trim {
-            spdlog::debug!("storage: history trim left to the next batch: {error}");
+            spdlog::debug!("storage: log trim left to the next batch: {error}");
         }
         Ok(trimmed)
     }
 
-    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
+    fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError> {
         let node = self.node.clone();
         let mut tx = self.db().transaction()?;
-        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        mark_in_use(&mut tx, &rooms, &node)?;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        mark_in_use(&mut tx, module, &keys, &node)?;
         tx.commit()?;
         Ok(())
     }
 
-    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
+    fn logs_idle(
+        &mut self,
+        module: &str,
+        keys: &[String],
+        now_us: u64,
+    ) -> Result<(), StorageError> {
         let node = self.node.clone();
         let mut tx = self.db().transaction()?;
         tx.execute(
-            "DELETE FROM room_nodes WHERE room = ANY($1) AND node = $2",
-            &[&rooms, &node],
+            "DELETE FROM log_nodes WHERE module = $1 AND key = ANY($2) AND node = $3",
+            &[&module, &keys, &node],
         )?;
-        // Emptied when no node has it in use any more.
+        // Idle when no node has it in use any more.
         tx.execute(
-            "UPDATE history_rooms h SET emptied_at_us = $2
-             WHERE room = ANY($1) AND NOT EXISTS (SELECT 1 FROM room_nodes r WHERE r.room = h.room)",
-            &[&rooms, &big(now_us)],
+            "UPDATE log_keys k SET idle_since_us = $3
+             WHERE module = $1 AND key = ANY($2)
+               AND NOT EXISTS (SELECT 1 FROM log_nodes n WHERE n.module = k.module AND n.key = k.key)",
+            &[&module, &keys, &big(now_us)],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError> {
+    fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError> {
         let mut tx = self.db().transaction()?;
         let old: Vec<String> = tx
             .query(
-                "SELECT room FROM history_rooms WHERE emptied_at_us < $1",
-                &[&big(before_us)],
+                "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us < $2",
+                &[&module, &big(before_us)],
             )?
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let deleted = delete_rooms(&mut tx, &old)?;
+        let deleted = delete_logs(&mut tx, module, &old)?;
         tx.commit()?;
         Ok(deleted)
     }
 
-    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
-        let mut lines: Vec<HistoryLine> = self
+    fn log_tail(
+        &mut self,
+        module: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let mut entries: Vec<LogEntry> = self
             .db()
             .query(
-                "SELECT room, sender, content, sent_at_us, server_time_us FROM history
-                 WHERE room = $1 ORDER BY id DESC LIMIT $2",
-                &[&room, &big(limit as u64)],
+                "SELECT key, at_us, data FROM logs
+                 WHERE module = $1 AND key = $2 ORDER BY id DESC LIMIT $3",
+                &[&module, &key, &big(limit as u64)],
             )?
             .iter()
-            .map(|row| HistoryLine {
-                room: row.get(0),
-                from: row.get(1),
-                content: row.get(2),
-                sent_at_us: row.get::<_, i64>(3) as u64,
-                server_time_us: row.get::<_, i64>(4) as u64,
+            .map(|row| LogEntry {
+                key: row.get(0),
+                at_us: row.get::<_, i64>(1) as u64,
+                data: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)),
             })
             .collect();
-        lines.reverse();
-        Ok(lines)
+        entries.reverse();
+        Ok(entries)
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
@@ -577,11 +661,11 @@ impl Storage for PostgresStorage {
         let records: Vec<&SessionRecord> = open.iter().collect();
         insert_sessions(&mut tx, &node, &records)?;
         tx.execute("DELETE FROM open_sessions WHERE node = $1", &[&node])?;
-        tx.execute("DELETE FROM room_nodes WHERE node = $1", &[&node])?;
+        tx.execute("DELETE FROM log_nodes WHERE node = $1", &[&node])?;
         let rooms = tx.execute(
-            "UPDATE history_rooms h SET emptied_at_us = $1
-             WHERE emptied_at_us IS NULL
-               AND NOT EXISTS (SELECT 1 FROM room_nodes r WHERE r.room = h.room)",
+            "UPDATE log_keys k SET idle_since_us = $1
+             WHERE idle_since_us IS NULL
+               AND NOT EXISTS (SELECT 1 FROM log_nodes n WHERE n.module = k.module AND n.key = k.key)",
             &[&big(now_us)],
         )?;
         tx.commit()?;
@@ -592,27 +676,48 @@ impl Storage for PostgresStorage {
     }
 }
 
-/// Marks `rooms` in use by `node`: not emptied, whatever they were.
-fn mark_in_use(tx: &mut Transaction<'_>, rooms: &[&str], node: &str) -> Result<(), StorageError> {
+/// Marks `module`'s logs of `keys` in use by `node`: not idle, whatever they were.
+fn mark_in_use(
+    tx: &mut Transaction<'_>,
+    module: &str,
+    keys: &[&str],
+    node: &str,
+) -> Result<(), StorageError> {
     tx.execute(
-        "INSERT INTO room_nodes (room, node) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
-        &[&rooms, &node],
+        "INSERT INTO log_nodes (module, key, node) SELECT $1::text, unnest($2::text[]), $3::text
+         ON CONFLICT DO NOTHING",
+        &[&module, &keys, &node],
     )?;
     tx.execute(
-        "UPDATE history_rooms SET emptied_at_us = NULL
-         WHERE room = ANY($1) AND emptied_at_us IS NOT NULL",
-        &[&rooms],
+        "UPDATE log_keys SET idle_since_us = NULL
+         WHERE module = $1 AND key = ANY($2) AND idle_since_us IS NOT NULL",
+        &[&module, &keys],
     )?;
     Ok(())
 }
 
-/// Deletes the history of `rooms`, and their rows of `history_rooms`; returns how many rooms.
-fn delete_rooms(tx: &mut Transaction<'_>, rooms: &[String]) -> Result<usize, StorageError> {
-    for room in rooms {
-        tx.execute("DELETE FROM history WHERE room = $1", &[room])?;
-        tx.execute("DELETE FROM history_rooms WHERE room = $1", &[room])?;
+/// Deletes `module`'s logs of `keys`, with their rows of `log_keys` and `log_nodes`; returns
+/// how many.
+fn delete_logs(
+    tx: &mut Transaction<'_>,
+    module: &str,
+    keys: &[String],
+) -> Result<usize, StorageError> {
+    for key in keys {
+        tx.execute(
+            "DELETE FROM logs WHERE module = $1 AND key = $2",
+            &[&module, key],
+        )?;
+        tx.execute(
+            "DELETE FROM log_keys WHERE module = $1 AND key = $2",
+            &[&module, key],
+        )?;
+        tx.execute(
+            "DELETE FROM log_nodes WHERE module = $1 AND key = $2",
+            &[&module, key],
+        )?;
     }
-    Ok(rooms.len())
+    Ok(keys.len())
 }
 
 /// Writes `records` to the session log as node `node`, in one statement.
@@ -643,6 +748,9 @@ fn insert_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The module whose logs the tests write.
+    const M: &str = "rooms";
 
     /// The test's PostgreSQL server, or `None` after saying in one line why there is none.
     fn server(test: &str) -> Option<&'static testkit::Postgres> {
@@ -681,29 +789,27 @@ mod tests {
         // Both nodes number their sessions from 1.
         a.record_sessions(&[opened(1)], 100).unwrap();
         b.record_sessions(&[opened(1), opened(2)], 100).unwrap();
-        let line = HistoryLine {
-            room: "lobby".into(),
-            from: "ann".into(),
-            content: "hi".into(),
-            sent_at_us: 1,
-            server_time_us: 2,
+        let line = LogEntry {
+            key: "lobby".into(),
+            at_us: 2,
+            data: bytes::Bytes::from_static(b"hi"),
         };
-        let limits = HistoryLimits {
-            lines: 10,
-            max_rooms: 10,
+        let limits = LogLimits {
+            entries: 10,
+            max_logs: 10,
         };
-        a.append_history(std::slice::from_ref(&line), limits)
+        a.log_append(M, std::slice::from_ref(&line), limits)
             .unwrap();
-        b.rooms_in_use(&["lobby".into()]).unwrap();
+        b.logs_in_use(M, &["lobby".into()]).unwrap();
         // A node restarting closes its own sessions, and lets go of its rooms only.
         let recovered = a.recover(50).unwrap();
         assert_eq!(recovered.sessions, 1);
         assert_eq!(recovered.rooms, 0, "b still has lobby in use");
-        assert_eq!(b.prune_history(1_000).unwrap(), 0);
-        b.rooms_emptied(&["lobby".into()], 60).unwrap();
+        assert_eq!(b.prune_logs(M, 1_000).unwrap(), 0);
+        b.logs_idle(M, &["lobby".into()], 60).unwrap();
         assert_eq!(b.recover(70).unwrap().sessions, 2);
-        assert_eq!(a.history("lobby", 10).unwrap(), vec![line]);
-        assert_eq!(a.prune_history(61).unwrap(), 1, "emptied when b let go");
+        assert_eq!(a.log_tail(M, "lobby", 10).unwrap(), vec![line]);
+        assert_eq!(a.prune_logs(M, 61).unwrap(), 1, "emptied when b let go");
         // An account made through one node is there for the other.
         let ann = a.create_account("Ann", "hash", 1).unwrap().unwrap();
         assert_eq!(b.account("ann").unwrap(), Some(ann.clone()));
@@ -740,6 +846,49 @@ mod tests {
             }
             other => panic!("{:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn room_history_of_the_schema_before_logs_moves_into_the_rooms_logs() {
+        let Some(pg) = server("room_history_of_the_schema_before_logs_moves_into_the_rooms_logs")
+        else {
+            return;
+        };
+        let url = pg.fresh_database();
+        {
+            // A database of schema 2, with history in its tables.
+            let mut client = Client::connect(&url, NoTls).unwrap();
+            let mut sql = String::from(
+                "CREATE TABLE schema_version (version BIGINT NOT NULL);
+                 INSERT INTO schema_version VALUES (2);",
+            );
+            for migration in &MIGRATIONS[..LOGS_MIGRATION] {
+                sql.push_str(migration);
+                sql.push(';');
+            }
+            sql.push_str(
+                "INSERT INTO history (room, sender, content, sent_at_us, server_time_us) VALUES
+                     ('lobby', 'ann', 'line 0', 0, 100), ('lobby', 'ann', 'line 1', 1, 101),
+                     ('docks', 'ann', 'ahoy', 7, 107);
+                 INSERT INTO history_rooms VALUES ('lobby', NULL), ('docks', 500);
+                 INSERT INTO room_nodes VALUES ('lobby', 'b');",
+            );
+            client.batch_execute(&sql).unwrap();
+        }
+        let mut a = PostgresStorage::connect(&url, "a").unwrap();
+        assert_eq!(a.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let lines = |s: &mut PostgresStorage, room: &str| {
+            super::super::chat_lines(s.log_tail(M, room, 10).unwrap(), room)
+        };
+        assert_eq!(
+            lines(&mut a, "lobby"),
+            [("line 0".into(), 0, 100), ("line 1".into(), 1, 101)]
+        );
+        assert_eq!(lines(&mut a, "docks"), [("ahoy".into(), 7, 107)]);
+        // Node b still has the lobby in use: a letting it go leaves it in use.
+        a.logs_idle(M, &["lobby".into()], 600).unwrap();
+        assert_eq!(a.prune_logs(M, 1_000).unwrap(), 1, "the docks only");
+        assert_eq!(lines(&mut a, "lobby").len(), 2);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    username_key, Account, HistoryLimits, HistoryLine, Recovered, SessionLogEntry, SessionRecord,
-    Storage, StorageError, UNCLEAN_STOP,
+    username_key, Account, LogEntry, LogLimits, Recovered, SessionLogEntry, SessionRecord, Storage,
+    StorageError, UNCLEAN_STOP,
 };
 
 /// Schema migrations, in order; migration `i` brings the schema to version `i + 1`.
@@ -71,7 +71,63 @@ const MIGRATIONS: &[&str] = &[
         value  BLOB NOT NULL,
         PRIMARY KEY (module, key)
     ) WITHOUT ROWID;",
+    // 5: the modules' logs, by module and key, and since when each is idle (NULL: in use).
+    // The room history of the tables before is moved into the rooms module's logs by
+    // `move_history` in the same transaction, and those tables dropped.
+    "CREATE TABLE logs (
+        id     INTEGER PRIMARY KEY,
+        module TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        at_us  INTEGER NOT NULL,
+        data   BLOB NOT NULL
+    );
+    CREATE INDEX logs_by_key ON logs(module, key, id);
+    CREATE TABLE log_keys (
+        module        TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        idle_since_us INTEGER,
+        PRIMARY KEY (module, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX log_keys_by_idle ON log_keys(module, idle_since_us);",
 ];
+
+/// The migration (its index in [`MIGRATIONS`]) after which [`move_history`] runs.
+const LOGS_MIGRATION: usize = 4;
+
+/// Moves the room history of schemas before logs into the rooms module's logs (each line as
+/// its encoded S2C_Chat frame), and drops its tables.
+fn move_history(tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
+    let module = super::LEGACY_HISTORY_MODULE;
+    tx.execute(
+        "INSERT INTO log_keys (module, key, idle_since_us)
+         SELECT ?1, room, emptied_at_us FROM history_rooms",
+        [module],
+    )?;
+    {
+        let mut lines = tx.prepare(
+            "SELECT room, sender, content, sent_at_us, server_time_us FROM history ORDER BY id",
+        )?;
+        let mut insert =
+            tx.prepare("INSERT INTO logs (module, key, at_us, data) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut rows = lines.query([])?;
+        while let Some(row) = rows.next()? {
+            let room: String = row.get(0)?;
+            let at_us = row.get::<_, i64>(4)?;
+            let frame = super::legacy_history_frame(
+                room.clone(),
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, i64>(3)? as u64,
+                at_us as u64,
+            );
+            if let Some(frame) = frame {
+                insert.execute(params![module, room, at_us, frame])?;
+            }
+        }
+    }
+    tx.execute_batch("DROP TABLE history; DROP TABLE history_rooms;")?;
+    Ok(())
+}
 
 /// Storage in one SQLite file.
 pub struct SqliteStorage {
@@ -145,6 +201,9 @@ impl SqliteStorage {
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
+            if index == LOGS_MIGRATION {
+                move_history(&tx)?;
+            }
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;
             spdlog::info!("storage: schema migrated to version {}", index + 1);
@@ -411,65 +470,69 @@ impl Storage for SqliteStorage {
         Ok(deleted > 0)
     }
 
-    fn append_history(
+    fn log_append(
         &mut self,
-        lines: &[HistoryLine],
-        limits: HistoryLimits,
+        module: &str,
+        entries: &[LogEntry],
+        limits: LogLimits,
     ) -> Result<usize, StorageError> {
-        if lines.is_empty() {
+        if entries.is_empty() {
             return Ok(0);
         }
         let tx = self.conn.transaction()?;
         let mut trimmed = 0;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO logs (module, key, at_us, data) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for line in lines {
+            for entry in entries {
                 insert.execute(params![
-                    line.room,
-                    line.from,
-                    line.content,
-                    line.sent_at_us as i64,
-                    line.server_time_us as i64
+                    module,
+                    entry.key,
+                    entry.at_us as i64,
+                    &entry.data[..]
                 ])?;
             }
-            // Trim each room written to, to its last `lines` lines, and mark it in use.
+            // Trim each log written to, to its newest entries, and mark it in use.
             let mut trim = tx.prepare_cached(
-                "DELETE FROM history WHERE room = ?1 AND id <= (
-                     SELECT id FROM history WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                "DELETE FROM logs WHERE module = ?1 AND key = ?2 AND id <= (
+                     SELECT id FROM logs WHERE module = ?1 AND key = ?2
+                     ORDER BY id DESC LIMIT 1 OFFSET ?3)",
             )?;
-            let mut add_room = tx.prepare_cached(
-                "INSERT INTO history_rooms (room, emptied_at_us) VALUES (?1, NULL)
-                 ON CONFLICT (room) DO NOTHING",
+            let mut add_key = tx.prepare_cached(
+                "INSERT INTO log_keys (module, key, idle_since_us) VALUES (?1, ?2, NULL)
+                 ON CONFLICT (module, key) DO NOTHING",
             )?;
             let mut in_use = tx.prepare_cached(
-                "UPDATE history_rooms SET emptied_at_us = NULL
-                 WHERE room = ?1 AND emptied_at_us IS NOT NULL",
+                "UPDATE log_keys SET idle_since_us = NULL
+                 WHERE module = ?1 AND key = ?2 AND idle_since_us IS NOT NULL",
             )?;
-            let mut rooms: Vec<&str> = lines.iter().map(|l| l.room.as_str()).collect();
-            rooms.sort_unstable();
-            rooms.dedup();
-            let mut new_rooms = 0;
-            for room in rooms {
-                trim.execute(params![room, limits.lines as i64])?;
-                new_rooms += add_room.execute([room])?;
-                in_use.execute([room])?;
+            let mut keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut new_keys = 0;
+            for key in keys {
+                trim.execute(params![module, key, limits.entries as i64])?;
+                new_keys += add_key.execute([module, key])?;
+                in_use.execute([module, key])?;
             }
-            if new_rooms > 0 {
-                let count: i64 =
-                    tx.query_row("SELECT count(*) FROM history_rooms", [], |r| r.get(0))?;
-                let over = count - limits.max_rooms as i64;
+            if new_keys > 0 {
+                let count: i64 = tx.query_row(
+                    "SELECT count(*) FROM log_keys WHERE module = ?1",
+                    [module],
+                    |r| r.get(0),
+                )?;
+                let over = count - limits.max_logs as i64;
                 if over > 0 {
                     let oldest: Vec<String> = tx
                         .prepare_cached(
-                            "SELECT room FROM history_rooms WHERE emptied_at_us IS NOT NULL
-                             ORDER BY emptied_at_us LIMIT ?1",
+                            "SELECT key FROM log_keys
+                             WHERE module = ?1 AND idle_since_us IS NOT NULL
+                             ORDER BY idle_since_us LIMIT ?2",
                         )?
-                        .query_map([over], |r| r.get(0))?
+                        .query_map(params![module, over], |r| r.get(0))?
                         .collect::<Result<_, _>>()?;
-                    trimmed = delete_rooms(&tx, &oldest)?;
+                    trimmed = delete_logs(&tx, module, &oldest)?;
                 }
             }
         }
@@ -477,64 +540,73 @@ impl Storage for SqliteStorage {
         Ok(trimmed)
     }
 
-    fn rooms_in_use(&mut self, rooms: &[String]) -> Result<(), StorageError> {
+    fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
         {
             let mut in_use = tx.prepare_cached(
-                "UPDATE history_rooms SET emptied_at_us = NULL
-                 WHERE room = ?1 AND emptied_at_us IS NOT NULL",
+                "UPDATE log_keys SET idle_since_us = NULL
+                 WHERE module = ?1 AND key = ?2 AND idle_since_us IS NOT NULL",
             )?;
-            for room in rooms {
-                in_use.execute([room])?;
+            for key in keys {
+                in_use.execute([module, key])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn rooms_emptied(&mut self, rooms: &[String], now_us: u64) -> Result<(), StorageError> {
+    fn logs_idle(
+        &mut self,
+        module: &str,
+        keys: &[String],
+        now_us: u64,
+    ) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
         {
-            let mut emptied =
-                tx.prepare_cached("UPDATE history_rooms SET emptied_at_us = ?2 WHERE room = ?1")?;
-            for room in rooms {
-                emptied.execute(params![room, now_us as i64])?;
+            let mut idle = tx.prepare_cached(
+                "UPDATE log_keys SET idle_since_us = ?3 WHERE module = ?1 AND key = ?2",
+            )?;
+            for key in keys {
+                idle.execute(params![module, key, now_us as i64])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn prune_history(&mut self, before_us: u64) -> Result<usize, StorageError> {
+    fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError> {
         let tx = self.conn.transaction()?;
         let old: Vec<String> = tx
-            .prepare_cached("SELECT room FROM history_rooms WHERE emptied_at_us < ?1")?
-            .query_map([before_us as i64], |r| r.get(0))?
+            .prepare_cached("SELECT key FROM log_keys WHERE module = ?1 AND idle_since_us < ?2")?
+            .query_map(params![module, before_us as i64], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        let deleted = delete_rooms(&tx, &old)?;
+        let deleted = delete_logs(&tx, module, &old)?;
         tx.commit()?;
         Ok(deleted)
     }
 
-    fn history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryLine>, StorageError> {
-        let mut lines = self
+    fn log_tail(
+        &mut self,
+        module: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let mut entries = self
             .conn
             .prepare_cached(
-                "SELECT room, sender, content, sent_at_us, server_time_us FROM history
-                 WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT key, at_us, data FROM logs
+                 WHERE module = ?1 AND key = ?2 ORDER BY id DESC LIMIT ?3",
             )?
-            .query_map(params![room, limit as i64], |row| {
-                Ok(HistoryLine {
-                    room: row.get(0)?,
-                    from: row.get(1)?,
-                    content: row.get(2)?,
-                    sent_at_us: row.get::<_, i64>(3)? as u64,
-                    server_time_us: row.get::<_, i64>(4)? as u64,
+            .query_map(params![module, key, limit as i64], |row| {
+                Ok(LogEntry {
+                    key: row.get(0)?,
+                    at_us: row.get::<_, i64>(1)? as u64,
+                    data: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        lines.reverse();
-        Ok(lines)
+        entries.reverse();
+        Ok(entries)
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
@@ -620,7 +692,7 @@ impl Storage for SqliteStorage {
         }
         tx.execute("DELETE FROM open_sessions", [])?;
         let rooms = tx.execute(
-            "UPDATE history_rooms SET emptied_at_us = ?1 WHERE emptied_at_us IS NULL",
+            "UPDATE log_keys SET idle_since_us = ?1 WHERE idle_since_us IS NULL",
             [now_us as i64],
         )?;
         tx.commit()?;
@@ -631,15 +703,19 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// Deletes the history of `rooms`, and their rows of `history_rooms`; returns how many rooms.
-fn delete_rooms(tx: &rusqlite::Transaction<'_>, rooms: &[String]) -> Result<usize, StorageError> {
-    let mut lines = tx.prepare_cached("DELETE FROM history WHERE room = ?1")?;
-    let mut room_row = tx.prepare_cached("DELETE FROM history_rooms WHERE room = ?1")?;
-    for room in rooms {
-        lines.execute([room])?;
-        room_row.execute([room])?;
+/// Deletes `module`'s logs of `keys`, and their rows of `log_keys`; returns how many.
+fn delete_logs(
+    tx: &rusqlite::Transaction<'_>,
+    module: &str,
+    keys: &[String],
+) -> Result<usize, StorageError> {
+    let mut entries = tx.prepare_cached("DELETE FROM logs WHERE module = ?1 AND key = ?2")?;
+    let mut key_row = tx.prepare_cached("DELETE FROM log_keys WHERE module = ?1 AND key = ?2")?;
+    for key in keys {
+        entries.execute([module, key])?;
+        key_row.execute([module, key])?;
     }
-    Ok(rooms.len())
+    Ok(keys.len())
 }
 
 fn insert_session(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<(), StorageError> {
@@ -663,18 +739,19 @@ fn insert_session(tx: &rusqlite::Transaction<'_>, r: &SessionRecord) -> Result<(
 mod tests {
     use super::*;
 
+    /// The module whose logs the tests write.
+    const M: &str = "rooms";
+
     #[test]
     fn sqlite_meets_the_storage_contract() {
         super::super::conformance::all(&|| Box::new(SqliteStorage::in_memory().unwrap()));
     }
 
-    fn line(room: &str, n: u64) -> HistoryLine {
-        HistoryLine {
-            room: room.into(),
-            from: "ann".into(),
-            content: format!("line {n}"),
-            sent_at_us: n,
-            server_time_us: n + 1,
+    fn line(room: &str, n: u64) -> LogEntry {
+        LogEntry {
+            key: room.into(),
+            at_us: n + 1,
+            data: bytes::Bytes::from(format!("line {n}")),
         }
     }
 
@@ -698,6 +775,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn room_history_of_the_schema_before_logs_moves_into_the_rooms_logs() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v4.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            // A database of schema 4, with history in its tables.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..LOGS_MIGRATION] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", LOGS_MIGRATION as i64)
+                .unwrap();
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO history (room, sender, content, sent_at_us, server_time_us)
+                     VALUES (?1, 'ann', ?2, ?3, ?4)",
+                )
+                .unwrap();
+            for n in 0..3i64 {
+                insert
+                    .execute(params!["lobby", format!("line {n}"), n, 100 + n])
+                    .unwrap();
+            }
+            insert.execute(params!["docks", "ahoy", 7, 107]).unwrap();
+            conn.execute_batch("INSERT INTO history_rooms VALUES ('lobby', NULL), ('docks', 500);")
+                .unwrap();
+        }
+        let mut s = SqliteStorage::open(&path, false).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let lines = |s: &mut SqliteStorage, room: &str| {
+            super::super::chat_lines(s.log_tail(M, room, 10).unwrap(), room)
+        };
+        assert_eq!(
+            lines(&mut s, "lobby"),
+            [
+                ("line 0".into(), 0, 100),
+                ("line 1".into(), 1, 101),
+                ("line 2".into(), 2, 102)
+            ]
+        );
+        assert_eq!(lines(&mut s, "docks"), [("ahoy".into(), 7, 107)]);
+        // In use and idle as they were: the docks, idle since 500, go; the lobby stays.
+        assert_eq!(s.prune_logs(M, 1_000).unwrap(), 1);
+        assert_eq!(lines(&mut s, "lobby").len(), 3);
+        let old_tables: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('history', 'history_rooms')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_tables, 0, "the old tables are dropped");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Overwrites the middle of every page but the first (which holds the header and the
     /// schema), as a disk or a careless copy might.
     fn damage_pages_after_the_first(path: &Path) {
@@ -718,8 +854,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         {
             let mut s = SqliteStorage::open(&path, false).unwrap();
-            let lines: Vec<HistoryLine> = (0..2000).map(|n| line("a", n)).collect();
-            s.append_history(&lines, limits(5000)).unwrap();
+            let lines: Vec<LogEntry> = (0..2000).map(|n| line("a", n)).collect();
+            s.log_append(M, &lines, limits(5000)).unwrap();
         }
         damage_pages_after_the_first(&path);
         let err = SqliteStorage::open(&path, false).err().unwrap();
@@ -862,16 +998,16 @@ mod tests {
         assert_eq!(err.to_string(), format!("{file:?} is not a directory"));
     }
 
-    fn limits(lines: usize) -> HistoryLimits {
-        HistoryLimits {
-            lines,
-            max_rooms: 10_000,
+    fn limits(entries: usize) -> LogLimits {
+        LogLimits {
+            entries,
+            max_logs: 10_000,
         }
     }
 
     fn rooms_with_history(s: &SqliteStorage) -> Vec<String> {
         s.conn
-            .prepare("SELECT DISTINCT room FROM history ORDER BY room")
+            .prepare("SELECT DISTINCT key FROM logs WHERE module = 'rooms' ORDER BY key")
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
@@ -883,40 +1019,39 @@ mod tests {
     fn history_of_rooms_empty_longer_than_the_retention_is_deleted_and_rooms_in_use_are_kept() {
         let mut s = SqliteStorage::in_memory().unwrap();
         for room in ["old", "recent", "busy"] {
-            s.append_history(&[line(room, 1)], limits(10)).unwrap();
+            s.log_append(M, &[line(room, 1)], limits(10)).unwrap();
         }
-        s.rooms_emptied(&["old".into()], 1_000).unwrap();
-        s.rooms_emptied(&["recent".into()], 5_000).unwrap();
+        s.logs_idle(M, &["old".into()], 1_000).unwrap();
+        s.logs_idle(M, &["recent".into()], 5_000).unwrap();
         // "busy" still has members: never pruned, however old its lines.
-        assert_eq!(s.prune_history(2_000).unwrap(), 1);
+        assert_eq!(s.prune_logs(M, 2_000).unwrap(), 1);
         assert_eq!(rooms_with_history(&s), ["busy", "recent"]);
         // A room joined again is in use: its history is kept until it empties again.
-        s.rooms_in_use(&["recent".into()]).unwrap();
-        assert_eq!(s.prune_history(u64::MAX / 2).unwrap(), 0);
+        s.logs_in_use(M, &["recent".into()]).unwrap();
+        assert_eq!(s.prune_logs(M, u64::MAX / 2).unwrap(), 0);
         assert_eq!(rooms_with_history(&s), ["busy", "recent"]);
     }
 
     #[test]
     fn rooms_with_history_are_capped_by_deleting_those_empty_the_longest() {
         let mut s = SqliteStorage::in_memory().unwrap();
-        let cap = HistoryLimits {
-            lines: 10,
-            max_rooms: 3,
+        let cap = LogLimits {
+            entries: 10,
+            max_logs: 3,
         };
         for (i, room) in ["a", "b", "c"].into_iter().enumerate() {
-            s.append_history(&[line(room, 1)], cap).unwrap();
-            s.rooms_emptied(&[room.to_string()], 100 - i as u64)
-                .unwrap();
+            s.log_append(M, &[line(room, 1)], cap).unwrap();
+            s.logs_idle(M, &[room.to_string()], 100 - i as u64).unwrap();
         }
         // "c" emptied first (at 98), then "b", then "a".
-        assert_eq!(s.append_history(&[line("d", 1)], cap).unwrap(), 1);
+        assert_eq!(s.log_append(M, &[line("d", 1)], cap).unwrap(), 1);
         assert_eq!(rooms_with_history(&s), ["a", "b", "d"]);
         // Rooms in use are never trimmed, even past the cap.
-        s.rooms_in_use(&["a".into(), "b".into()]).unwrap();
-        assert_eq!(s.append_history(&[line("e", 1)], cap).unwrap(), 0);
+        s.logs_in_use(M, &["a".into(), "b".into()]).unwrap();
+        assert_eq!(s.log_append(M, &[line("e", 1)], cap).unwrap(), 0);
         assert_eq!(rooms_with_history(&s), ["a", "b", "d", "e"]);
         // More lines of a room already there add no room: nothing is trimmed.
-        assert_eq!(s.append_history(&[line("e", 2)], cap).unwrap(), 0);
+        assert_eq!(s.log_append(M, &[line("e", 2)], cap).unwrap(), 0);
     }
 
     #[test]
@@ -977,7 +1112,7 @@ mod tests {
             1000,
         )
         .unwrap();
-        s.append_history(&[line("lobby", 1)], limits(10)).unwrap();
+        s.log_append(M, &[line("lobby", 1)], limits(10)).unwrap();
         // The server is killed here; the next start recovers.
         let recovered = s.recover(99).unwrap();
         assert_eq!(
@@ -1031,7 +1166,7 @@ mod tests {
         );
         assert_eq!(s.recover(100).unwrap(), Recovered::default(), "once only");
         // The room left in use counts as empty from the start.
-        assert_eq!(s.prune_history(100).unwrap(), 1);
+        assert_eq!(s.prune_logs(M, 100).unwrap(), 1);
     }
 
     #[test]

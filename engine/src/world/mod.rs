@@ -986,14 +986,19 @@ mod tests {
         fn revoke_token(&mut self, _: &[u8], _: u64) -> Result<bool, crate::storage::StorageError> {
             panic!("storage bug")
         }
-        fn append_history(
+        fn log_append(
             &mut self,
-            _: &[crate::storage::HistoryLine],
-            _: crate::storage::HistoryLimits,
+            _: &str,
+            _: &[crate::storage::LogEntry],
+            _: crate::storage::LogLimits,
         ) -> Result<usize, crate::storage::StorageError> {
             panic!("storage bug")
         }
-        fn rooms_in_use(&mut self, _: &[String]) -> Result<(), crate::storage::StorageError> {
+        fn logs_in_use(
+            &mut self,
+            _: &str,
+            _: &[String],
+        ) -> Result<(), crate::storage::StorageError> {
             panic!("storage bug")
         }
         fn module_get(
@@ -1018,21 +1023,23 @@ mod tests {
         ) -> Result<bool, crate::storage::StorageError> {
             panic!("storage bug")
         }
-        fn rooms_emptied(
+        fn logs_idle(
             &mut self,
+            _: &str,
             _: &[String],
             _: u64,
         ) -> Result<(), crate::storage::StorageError> {
             panic!("storage bug")
         }
-        fn prune_history(&mut self, _: u64) -> Result<usize, crate::storage::StorageError> {
+        fn prune_logs(&mut self, _: &str, _: u64) -> Result<usize, crate::storage::StorageError> {
             panic!("storage bug")
         }
-        fn history(
+        fn log_tail(
             &mut self,
             _: &str,
+            _: &str,
             _: usize,
-        ) -> Result<Vec<crate::storage::HistoryLine>, crate::storage::StorageError> {
+        ) -> Result<Vec<crate::storage::LogEntry>, crate::storage::StorageError> {
             panic!("storage bug")
         }
         fn record_sessions(

@@ -11,7 +11,6 @@ use prost::Message;
 
 use super::store::MODULE;
 use super::{Rooms, RoomsGame};
-use crate::cluster::wire::ModuleEvent;
 use crate::cluster::{Cluster, Kind};
 use crate::hash::Map;
 use crate::world::World;
@@ -100,12 +99,8 @@ pub(crate) fn tell(cluster: &mut Cluster, to: Option<&str>, said: Said) {
 /// What a module event of the rooms module says; `None` for another module's (or one that
 /// does not decode).
 pub fn decode(event: &Kind) -> Option<Said> {
-    match event {
-        Kind::Module(ModuleEvent { module, payload }) if module == MODULE => {
-            RoomsEvent::decode(payload.clone()).ok()?.said
-        }
-        _ => None,
-    }
+    let payload = event.clone().payload_of(MODULE).ok()?;
+    RoomsEvent::decode(payload).ok()?.said
 }
 
 /// Hook: an event of the rooms module from node `from` (any other is handed back).
@@ -115,12 +110,10 @@ pub(super) fn event<G: RoomsGame>(
     event: Kind,
     _: std::time::Instant,
 ) -> Option<Kind> {
-    let Kind::Module(ModuleEvent { module, payload }) = event else {
-        return Some(event);
+    let payload = match event.payload_of(MODULE) {
+        Ok(payload) => payload,
+        Err(other) => return Some(other),
     };
-    if module != MODULE {
-        return Some(Kind::Module(ModuleEvent { module, payload }));
-    }
     let said = match RoomsEvent::decode(payload) {
         Ok(RoomsEvent { said: Some(said) }) => said,
         Ok(RoomsEvent { said: None }) => return None,
