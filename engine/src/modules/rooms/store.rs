@@ -88,13 +88,80 @@ pub fn prune(before_us: u64) -> DbJob {
 }
 
 /// The log entry of an encoded S2C_Chat frame: in its room's log, at the server's time it
-/// was said. Decoded here, on the DB worker's thread, rather than kept beside the frame.
+/// was said. Read here, on the DB worker's thread, rather than kept beside the frame; only the
+/// room (field 1) and the server's time (field 5) are read, and nothing else is copied.
 fn entry(frame: Bytes) -> Option<LogEntry> {
-    let payload = frame.get(protocol::HEADER_LEN..)?;
-    let chat = <protocol::world::S2cChat as prost::Message>::decode(payload).ok()?;
+    let (room, at_us) = room_and_time(frame.get(protocol::HEADER_LEN..)?)?;
     Some(LogEntry {
-        key: chat.room,
-        at_us: chat.server_time_us,
+        key: room.to_string(),
+        at_us,
         data: frame,
     })
+}
+
+/// Fields 1 (`room`) and 5 (`server_time_us`) of an encoded S2C_Chat.
+fn room_and_time(mut payload: &[u8]) -> Option<(&str, u64)> {
+    use prost::encoding::decode_varint;
+    let (mut room, mut at_us) = (None, 0);
+    while !payload.is_empty() {
+        let key = decode_varint(&mut payload).ok()?;
+        let (tag, wire_type) = (key >> 3, key & 7);
+        match wire_type {
+            0 => {
+                let value = decode_varint(&mut payload).ok()?;
+                if tag == 5 {
+                    at_us = value;
+                }
+            }
+            2 => {
+                let len = usize::try_from(decode_varint(&mut payload).ok()?).ok()?;
+                let bytes = payload.get(..len)?;
+                payload = &payload[len..];
+                if tag == 1 {
+                    room = Some(std::str::from_utf8(bytes).ok()?);
+                }
+            }
+            // S2C_Chat has no other wire types.
+            _ => return None,
+        }
+    }
+    Some((room?, at_us))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_and_time_of_a_line_are_read_as_prost_would() {
+        let chat = protocol::world::S2cChat {
+            room: "lobby".into(),
+            from: "ann".into(),
+            content: "é".repeat(300),
+            sent_at_us: 7,
+            server_time_us: 1_767_225_600_000_000,
+            history: true,
+        };
+        let frame = protocol::frame(&chat).unwrap();
+        let entry = entry(frame.clone()).unwrap();
+        assert_eq!(
+            (entry.key.as_str(), entry.at_us),
+            ("lobby", chat.server_time_us)
+        );
+        assert_eq!(entry.data, frame, "kept as it is");
+        // Not a chat line, or cut short: nothing.
+        assert!(entry_of(&[0x0a, 0x05, b'l']).is_none());
+        assert!(entry_of(&[0x0b]).is_none());
+        assert!(entry_of(&[]).is_none(), "no room");
+    }
+
+    /// The entry of a frame with `payload`.
+    fn entry_of(payload: &[u8]) -> Option<LogEntry> {
+        let mut frame = ((payload.len() + protocol::HEADER_LEN) as u16)
+            .to_le_bytes()
+            .to_vec();
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(payload);
+        entry(Bytes::from(frame))
+    }
 }
