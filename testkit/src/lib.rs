@@ -7,6 +7,9 @@
 //! a thread that lives as long as the process. Where the binaries are missing, the caller gets
 //! the reason instead, to skip in one line.
 //!
+//! [`OwnPostgres`] is a PostgreSQL server of one test's own, which the test stops (as a crash
+//! would) and starts again.
+//!
 //! [`Nats`] starts a NATS server for one test; [`browser`] drives a headless Chromium over
 //! the DevTools protocol, for tests of web pages.
 
@@ -131,103 +134,134 @@ pub fn free_port() -> u16 {
 }
 
 fn start_postgres() -> Result<Postgres, String> {
-    let bin = postgres_bin().ok_or("PostgreSQL is not installed (no initdb and postgres on the PATH or in /usr/lib/postgresql/*/bin; Debian: apt-get install postgresql)")?;
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        return Err("setpriv (util-linux) is missing".into());
-    }
-    // Data directories of test processes that are gone.
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("world-pg-") {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
+    let cluster = Cluster::init(format!("world-pg-{}", std::process::id()))?;
+    let port = free_port();
+    let child = cluster.launch(port)?;
+    // The server of the whole process: it stops when the process ends.
+    std::mem::forget(child);
+    let server = Postgres {
+        port,
+        dir: cluster.dir.clone(),
+    };
+    wait_ready(&server)?;
+    Ok(server)
+}
+
+/// A PostgreSQL data directory made by `initdb`, and how to run its server.
+#[derive(Debug)]
+struct Cluster {
+    bin: PathBuf,
+    root: bool,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// A new data directory under the temporary directory, in `name`.
+    fn init(name: String) -> Result<Cluster, String> {
+        let bin = postgres_bin().ok_or("PostgreSQL is not installed (no initdb and postgres on the PATH or in /usr/lib/postgresql/*/bin; Debian: apt-get install postgresql)")?;
+        let root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            return Err("setpriv (util-linux) is missing".into());
+        }
+        // Data directories of test processes that are gone.
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in entries.flatten() {
+                let dir = entry.file_name().to_string_lossy().into_owned();
+                let pid = dir
+                    .strip_prefix("world-pg-")
+                    .map(|rest| rest.split('-').next().unwrap_or(rest).to_string());
+                if let Some(pid) = pid {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
                 }
             }
         }
-    }
-    let dir = std::env::temp_dir().join(format!("world-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    // PostgreSQL refuses to run as root: as root, it runs as Debian's `postgres` user.
-    let as_user = |command: &mut Command| {
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         if root {
-            command.args(["--reuid=postgres", "--regid=postgres", "--clear-groups"]);
+            let chown = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !chown.success() {
+                return Err("cannot give the data directory to the postgres user".into());
+            }
         }
-    };
-    if root {
-        let chown = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .map_err(|e| format!("chown: {e}"))?;
-        if !chown.success() {
-            return Err("cannot give the data directory to the postgres user".into());
-        }
-    }
-    let data = dir.join("data");
-    let mut initdb = Command::new("setpriv");
-    as_user(&mut initdb);
-    let out = initdb
-        .arg("--")
-        .arg(bin.join("initdb"))
-        .arg("-D")
-        .arg(&data)
-        .args(["-U", "world", "--auth=trust", "-E", "UTF8", "--no-sync"])
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    let mut server = Command::new("setpriv");
-    server.arg("--pdeathsig=INT");
-    as_user(&mut server);
-    server
-        .arg("--")
-        .arg(bin.join("postgres"))
-        .arg("-D")
-        .arg(&data)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-k")
-        .arg(&dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=200",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("postgres: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
+        let cluster = Cluster { bin, root, dir };
+        let mut initdb = Command::new("setpriv");
+        cluster.as_user(&mut initdb);
+        let out = initdb
+            .arg("--")
+            .arg(cluster.bin.join("initdb"))
+            .arg("-D")
+            .arg(cluster.dir.join("data"))
+            .args(["-U", "world", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
             return Err(format!(
-                "PostgreSQL did not start on port {port} within 30 s (log: {})",
-                dir.join("server.log").display()
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        Ok(cluster)
     }
-    let server = Postgres { port, dir };
-    // Accepting connections on the port is not yet accepting queries: wait for a query.
+
+    /// PostgreSQL refuses to run as root: as root, it runs as Debian's `postgres` user.
+    fn as_user(&self, command: &mut Command) {
+        if self.root {
+            command.args(["--reuid=postgres", "--regid=postgres", "--clear-groups"]);
+        }
+    }
+
+    /// Starts the server on `port`, with a parent-death signal from the calling thread; it
+    /// logs to `server.log` (appended).
+    fn launch(&self, port: u16) -> Result<std::process::Child, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .map_err(|e| e.to_string())?;
+        let mut server = Command::new("setpriv");
+        server.arg("--pdeathsig=INT");
+        self.as_user(&mut server);
+        server
+            .arg("--")
+            .arg(self.bin.join("postgres"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("postgres: {e}"))
+    }
+}
+
+/// Waits until `server` answers a query, for 30 s at most.
+fn wait_ready(server: &Postgres) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let url = server.url("postgres");
         let ready = std::thread::spawn(move || {
@@ -238,12 +272,89 @@ fn start_postgres() -> Result<Postgres, String> {
         .join()
         .unwrap_or(false);
         if ready {
-            return Ok(server);
+            return Ok(());
         }
         if Instant::now() > deadline {
-            return Err("PostgreSQL did not answer within 30 s".into());
+            return Err(format!(
+                "PostgreSQL did not answer on port {} within 30 s (log: {})",
+                server.port,
+                server.dir.join("server.log").display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A PostgreSQL server of one test's own, which the test stops and starts again (as an
+/// operator or a crash would). It stops when dropped, or when the thread that started it ends.
+#[derive(Debug)]
+pub struct OwnPostgres {
+    server: Postgres,
+    cluster: Cluster,
+    child: Option<std::process::Child>,
+}
+
+impl OwnPostgres {
+    /// Initialises a data directory and starts the server on a free port; `Err` says why
+    /// there is none (to skip the test in one line).
+    pub fn start() -> Result<OwnPostgres, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "world-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let cluster = Cluster::init(name)?;
+        let port = free_port();
+        let child = cluster.launch(port)?;
+        let own = OwnPostgres {
+            server: Postgres {
+                port,
+                dir: cluster.dir.clone(),
+            },
+            cluster,
+            child: Some(child),
+        };
+        wait_ready(&own.server)?;
+        Ok(own)
+    }
+
+    /// The server, for its URLs and databases.
+    pub fn server(&self) -> &Postgres {
+        &self.server
+    }
+
+    /// Stops the server as `pg_ctl stop -m immediate` does (SIGQUIT: no checkpoint, every
+    /// connection cut), and waits for it to exit.
+    pub fn stop_immediate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: a signal to a process this value started and has not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGQUIT);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data, and waits until it answers.
+    pub fn start_again(&mut self) -> Result<(), String> {
+        if self.child.is_none() {
+            self.child = Some(self.cluster.launch(self.server.port)?);
+        }
+        wait_ready(&self.server)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: as in stop_immediate.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.cluster.dir);
     }
 }
 

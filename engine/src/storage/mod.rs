@@ -123,6 +123,10 @@ pub enum StorageError {
     /// types, so that another database can implement [`Storage`] without touching its users.)
     #[error("database: {0}")]
     Database(String),
+    /// The database cannot be reached now (its server restarted, the network failed); the
+    /// storage connects again by itself, and the request may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The database file was written by a newer server.
     #[error("database schema version {found} is newer than this server's {supported}")]
     SchemaTooNew {

@@ -14,7 +14,7 @@
 //! [`recover`]: Storage::recover
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, Transaction};
 
@@ -168,10 +168,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Storage in a PostgreSQL database, as one node of those sharing it.
 pub struct PostgresStorage {
-    /// Always `Some` until dropped (see the `Drop` impl).
+    /// `Some` while connected (see the `Drop` impl); `None` after a failed reconnect.
     client: Option<Client>,
+    /// How to connect again when the connection is lost.
+    config: postgres::Config,
     node: String,
+    /// While the connection is lost: when the next attempt is due, and the wait after it.
+    retry: Option<(Instant, Duration)>,
 }
+
+/// The first wait before connecting again after a failed attempt; it doubles up to
+/// [`RECONNECT_MAX`].
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+
+/// The longest wait between attempts to connect again.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// How long an attempt to connect again may take: the DB worker waits for it.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Drop for PostgresStorage {
     fn drop(&mut self) {
@@ -220,16 +234,14 @@ impl PostgresStorage {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name(&format!("world-server {node}"));
-        let client = config.connect(NoTls).map_err(|e| {
-            // "error connecting to server: Connection refused (os error 111)"
-            let cause = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| e.to_string());
-            StorageError::Connect(cause)
-        })?;
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| StorageError::Connect(connect_cause(&e)))?;
         let mut storage = PostgresStorage {
             client: Some(client),
+            config,
             node,
+            retry: None,
         };
         storage.migrate()?;
         Ok(storage)
@@ -237,11 +249,52 @@ impl PostgresStorage {
 
     /// The schema version of the database.
     pub fn schema_version(&mut self) -> Result<i64, StorageError> {
-        schema_version(&mut self.db().transaction()?)
+        schema_version(&mut self.db()?.transaction()?)
     }
 
-    fn db(&mut self) -> &mut Client {
-        self.client.as_mut().expect("a client until dropped")
+    /// The connection, connected again first if it was lost (the server restarted, or the
+    /// network failed): at once the first time, then at most every [`RECONNECT_MIN`],
+    /// doubling to [`RECONNECT_MAX`]. Between attempts, and when one fails, the answer is
+    /// [`StorageError::Unavailable`] at once, so that a request waits for nothing.
+    fn db(&mut self) -> Result<&mut Client, StorageError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.reconnect()?;
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| StorageError::Unavailable("not connected".into()))
+    }
+
+    fn reconnect(&mut self) -> Result<(), StorageError> {
+        let now = Instant::now();
+        if let Some((due, _)) = self.retry {
+            if now < due {
+                return Err(StorageError::Unavailable(
+                    "connection lost; connecting again".into(),
+                ));
+            }
+        } else {
+            spdlog::warn!("storage: the connection to PostgreSQL was lost; connecting again");
+        }
+        // The closed client is dropped here, on the DB worker's thread.
+        self.client = None;
+        let mut config = self.config.clone();
+        config.connect_timeout(RECONNECT_TIMEOUT);
+        match config.connect(NoTls) {
+            Ok(client) => {
+                self.client = Some(client);
+                self.retry = None;
+                spdlog::info!("storage: connected to PostgreSQL again");
+                Ok(())
+            }
+            Err(e) => {
+                let wait = self
+                    .retry
+                    .map_or(RECONNECT_MIN, |(_, wait)| (wait * 2).min(RECONNECT_MAX));
+                self.retry = Some((now + wait, wait));
+                Err(StorageError::Unavailable(connect_cause(&e)))
+            }
+        }
     }
 
     /// The node this storage writes as.
@@ -250,7 +303,7 @@ impl PostgresStorage {
     }
 
     fn migrate(&mut self) -> Result<(), StorageError> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
@@ -273,6 +326,14 @@ impl PostgresStorage {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// What a failed connect says, without the driver's preamble: "Connection refused (os error
+/// 111)" rather than "error connecting to server: ...".
+fn connect_cause(e: &postgres::Error) -> String {
+    std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string())
 }
 
 fn schema_version(tx: &mut Transaction<'_>) -> Result<i64, StorageError> {
@@ -302,7 +363,7 @@ fn big(value: u64) -> i64 {
 impl Storage for PostgresStorage {
     fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError> {
         Ok(self
-            .db()
+            .db()?
             .query_opt(
                 "SELECT id, username, password_hash FROM accounts WHERE username_key = $1",
                 &[&username_key(username)],
@@ -317,7 +378,7 @@ impl Storage for PostgresStorage {
         password_hash: &str,
         now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
-        let row = self.db().query_opt(
+        let row = self.db()?.query_opt(
             "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
              VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
             &[
@@ -341,7 +402,7 @@ impl Storage for PostgresStorage {
         now_us: u64,
         expires_at_us: u64,
     ) -> Result<(), StorageError> {
-        self.db().execute(
+        self.db()?.execute(
             "INSERT INTO tokens (token_hash, account_id, created_at_us, expires_at_us)
              VALUES ($1, $2, $3, $4)",
             &[
@@ -360,7 +421,7 @@ impl Storage for PostgresStorage {
         now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
         Ok(self
-            .db()
+            .db()?
             .query_opt(
                 "SELECT a.id, a.username, a.password_hash FROM tokens t
                  JOIN accounts a ON a.id = t.account_id
@@ -372,14 +433,14 @@ impl Storage for PostgresStorage {
     }
 
     fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError> {
-        Ok(self.db().execute(
+        Ok(self.db()?.execute(
             "DELETE FROM tokens WHERE expires_at_us <= $1 OR revoked_at_us IS NOT NULL",
             &[&big(now_us)],
         )? as usize)
     }
 
     fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError> {
-        Ok(self.db().execute(
+        Ok(self.db()?.execute(
             "UPDATE tokens SET revoked_at_us = $2 WHERE token_hash = $1 AND revoked_at_us IS NULL",
             &[&token_hash, &big(now_us)],
         )? > 0)
@@ -387,7 +448,7 @@ impl Storage for PostgresStorage {
 
     fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self
-            .db()
+            .db()?
             .query_opt(
                 "SELECT value FROM module_data WHERE module = $1 AND key = $2",
                 &[&module, &key],
@@ -396,7 +457,7 @@ impl Storage for PostgresStorage {
     }
 
     fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        self.db().execute(
+        self.db()?.execute(
             "INSERT INTO module_data (module, key, value) VALUES ($1, $2, $3)
              ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
             &[&module, &key, &value],
@@ -405,7 +466,7 @@ impl Storage for PostgresStorage {
     }
 
     fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError> {
-        Ok(self.db().execute(
+        Ok(self.db()?.execute(
             "DELETE FROM module_data WHERE module = $1 AND key = $2",
             &[&module, &key],
         )? > 0)
@@ -423,7 +484,7 @@ impl Storage for PostgresStorage {
         // A handful of statements whatever the number of entries and logs: each is a round
         // trip to the database, and the DB worker has the logins to serve too.
         let node = self.node.clone();
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         let keys_col: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
         let times: Vec<i64> = entries.iter().map(|e| big(e.at_us)).collect();
         let data: Vec<&[u8]> = entries.iter().map(|e| &e.data[..]).collect();
@@ -468,8 +529,11 @@ impl Storage for PostgresStorage {
         // append to the same logs, and one node's trim must neither wait long on another's
         // nor take the entries above with it when it fails. A trim that cannot have its rows
         // within the lock timeout is left to the next batch (the entries are written already).
+        let Ok(client) = self.db() else {
+            return Ok(trimmed); // connection lost: the next batch trims
+        };
         let trim = (|| -> Result<(), postgres::Error> {
-            let mut tx = self.db().transaction()?;
+            let mut tx = client.transaction()?;
             tx.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
             tx.execute(
                 "DELETE FROM logs l USING (
@@ -490,7 +554,7 @@ impl Storage for PostgresStorage {
 
     fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError> {
         let node = self.node.clone();
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         mark_in_use(&mut tx, module, &keys, &node)?;
         tx.commit()?;
@@ -504,7 +568,7 @@ impl Storage for PostgresStorage {
         now_us: u64,
     ) -> Result<(), StorageError> {
         let node = self.node.clone();
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         tx.execute(
             "DELETE FROM log_nodes WHERE module = $1 AND key = ANY($2) AND node = $3",
             &[&module, &keys, &node],
@@ -521,7 +585,7 @@ impl Storage for PostgresStorage {
     }
 
     fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError> {
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         let old: Vec<String> = tx
             .query(
                 "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us < $2",
@@ -542,7 +606,7 @@ impl Storage for PostgresStorage {
         limit: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
         let mut entries: Vec<LogEntry> = self
-            .db()
+            .db()?
             .query(
                 "SELECT key, at_us, data FROM logs
                  WHERE module = $1 AND key = $2 ORDER BY id DESC LIMIT $3",
@@ -560,7 +624,7 @@ impl Storage for PostgresStorage {
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
-        Ok(self.db().execute(
+        Ok(self.db()?.execute(
             "DELETE FROM sessions WHERE disconnected_at_us < $1",
             &[&big(before_us)],
         )? as usize)
@@ -601,7 +665,7 @@ impl Storage for PostgresStorage {
             }
         }
         let node = self.node.clone();
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         if !opened.0.is_empty() {
             tx.execute(
                 "INSERT INTO open_sessions (node, session_id, peer, username, connected_at_us)
@@ -641,7 +705,7 @@ impl Storage for PostgresStorage {
 
     fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError> {
         let node = self.node.clone();
-        let mut tx = self.db().transaction()?;
+        let mut tx = self.db()?.transaction()?;
         let open: Vec<SessionRecord> = tx
             .query(
                 "SELECT session_id, peer, username, connected_at_us FROM open_sessions
@@ -838,6 +902,7 @@ mod tests {
         let mut storage = PostgresStorage::connect(&url, "n0").unwrap();
         storage
             .db()
+            .unwrap()
             .execute("UPDATE schema_version SET version = 99", &[])
             .unwrap();
         match PostgresStorage::connect(&url, "n0") {
@@ -889,6 +954,55 @@ mod tests {
         a.logs_idle(M, &["lobby".into()], 600).unwrap();
         assert_eq!(a.prune_logs(M, 1_000).unwrap(), 1, "the docks only");
         assert_eq!(lines(&mut a, "lobby").len(), 2);
+    }
+
+    #[test]
+    fn a_server_restarted_is_connected_again_and_what_was_written_is_there() {
+        let test = "a_server_restarted_is_connected_again_and_what_was_written_is_there";
+        let mut pg = match testkit::OwnPostgres::start() {
+            Ok(pg) => pg,
+            Err(why) => {
+                eprintln!("skipped {test}: {why}");
+                return;
+            }
+        };
+        let url = pg.server().fresh_database();
+        let mut s = PostgresStorage::connect(&url, "n1").unwrap();
+        s.create_account("ann", "h", 1).unwrap().unwrap();
+        // The WAL writer has it (the test server does not wait for it at commit).
+        std::thread::sleep(Duration::from_secs(1));
+        pg.stop_immediate();
+        // Gone: every call fails at once, and says so, rather than waiting.
+        let started = Instant::now();
+        let _ = s.account("ann");
+        for _ in 0..3 {
+            match s.account("ann") {
+                Err(StorageError::Unavailable(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        pg.start_again().unwrap();
+        // Back within a few seconds, by itself, with what was written before.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match s.account("ann") {
+                Ok(found) => {
+                    assert!(found.is_some(), "the account survived the restart");
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "not connected again: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        assert!(s.create_account("bob", "h", 2).unwrap().is_some());
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
     }
 
     #[test]
