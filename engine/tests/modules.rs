@@ -87,14 +87,11 @@ fn count_login<G: VisitsGame>(world: &mut World<G>, session: SessionId) {
     let name = world.login(session).expect("logged in").username.clone();
     let job: DbJob = ModuleJob::write(VISITS, move |storage| {
         let before = storage
-            .module_get(VISITS, &name)
-            .expect("memory storage")
+            .module_get(VISITS, &name)?
             .map_or(0, |v| u64::from_le_bytes(v.try_into().expect("8 bytes")));
         let now = before + 1;
-        storage
-            .module_put(VISITS, &name, &now.to_le_bytes())
-            .expect("memory storage");
-        Some(Box::new((name, now)))
+        storage.module_put(VISITS, &name, &now.to_le_bytes())?;
+        Ok(Some(Box::new((name.clone(), now))))
     });
     world.db.submit(job).expect("the write queue has room");
 }

@@ -26,12 +26,13 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError};
 use net::SessionId;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{SessionLogEntry, Storage};
+use crate::storage::{SessionLogEntry, Storage, StorageError};
 
 pub(crate) use errors::report_error;
 pub use worker::{AuthSettings, DbWorker};
@@ -47,13 +48,20 @@ pub fn token_hash(token: &str) -> TokenHash {
 /// The answer of a module's job to the module, if it has one.
 pub type ModuleAnswer = Option<Box<dyn std::any::Any + Send>>;
 
-/// The work of a module's job: it gets the storage and returns its answer.
-pub type ModuleWork = Box<dyn FnOnce(&mut dyn Storage) -> ModuleAnswer + Send>;
+/// The work of a module's job: it gets the storage and returns its answer, or the storage's
+/// error.
+pub type ModuleWork = Box<dyn FnMut(&mut dyn Storage) -> Result<ModuleAnswer, StorageError> + Send>;
 
 /// A module's own work for the DB worker ([`DbJob::Module`]): `run` gets the storage (where
-/// the module's own records are, by [`Storage::module_get`] and the like) and returns the
-/// answer, which comes back to the module's [`crate::world::Setup::on_db_answer`] hook as
-/// [`DbEvent::Module`] with the module's name.
+/// the module's own records and logs are, by [`Storage::module_get`], [`Storage::log_append`]
+/// and the like) and returns the answer, which comes back to the module's
+/// [`crate::world::Setup::on_db_answer`] hook as [`DbEvent::Module`] with the module's name.
+///
+/// An error it returns is logged and the job has no answer, except that a write whose
+/// storage is unavailable ([`StorageError::Unavailable`]: its database restarting, the
+/// network cut) is run again, in order, until it is written: so `run` may run more than once,
+/// and a write must give the same result when it does. A job that must always be answered
+/// (a read something waits for) handles its own errors and returns `Ok`.
 pub struct ModuleJob {
     /// The module's name, which its answer carries.
     pub module: &'static str,
@@ -68,7 +76,7 @@ impl ModuleJob {
     /// A read (or any quick request) of `module`.
     pub fn read(
         module: &'static str,
-        run: impl FnOnce(&mut dyn Storage) -> ModuleAnswer + Send + 'static,
+        run: impl FnMut(&mut dyn Storage) -> Result<ModuleAnswer, StorageError> + Send + 'static,
     ) -> DbJob {
         DbJob::Module(ModuleJob {
             module,
@@ -80,7 +88,7 @@ impl ModuleJob {
     /// A write of `module`, done before any read queued after it.
     pub fn write(
         module: &'static str,
-        run: impl FnOnce(&mut dyn Storage) -> ModuleAnswer + Send + 'static,
+        run: impl FnMut(&mut dyn Storage) -> Result<ModuleAnswer, StorageError> + Send + 'static,
     ) -> DbJob {
         DbJob::Module(ModuleJob {
             module,
@@ -224,6 +232,12 @@ pub enum SubmitError {
     /// The worker has stopped.
     Stopped(DbJob),
 }
+
+/// How often a write the storage could not take (unavailable) is tried again.
+const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long the worker keeps trying a write at shutdown while the storage is unavailable.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Capacity of the write queue, in batches: the world sends at most a few per tick, so this is
 /// minutes of writes waiting behind a stalled disk.
@@ -399,46 +413,110 @@ impl DbThread {
                 ready.recv(&quick_rx);
                 ready.recv(&login_rx);
                 ready.recv(&register_rx);
+                // The request queues alone: what is waited on while a write waits.
+                let mut requests = Select::new();
+                requests.recv(&quick_rx);
+                requests.recv(&login_rx);
+                requests.recv(&register_rx);
                 // The hashing queues take turns: this one goes first next time.
                 let mut register_first = false;
+                // A quick request, else one hash, the hashing queues in turn.
+                let mut take_request = || -> Result<DbJob, TryRecvError> {
+                    if let Ok(job) = quick_rx.try_recv() {
+                        return Ok(job);
+                    }
+                    let (first, second) = if register_first {
+                        (&register_rx, &login_rx)
+                    } else {
+                        (&login_rx, &register_rx)
+                    };
+                    match first.try_recv() {
+                        Ok(job) => {
+                            // The queue not served goes first next time.
+                            register_first = !register_first;
+                            Ok(job)
+                        }
+                        Err(_) => second.try_recv(),
+                    }
+                };
+                // A write the storage could not take (unavailable), and when to run it
+                // again: the writes queued after it wait behind it, in order, while requests
+                // go on (answered at once while the storage is away).
+                let mut held: Option<(DbJob, Instant)> = None;
+                // Since when the queues are closed (the server stopping) while a write waits.
+                let mut closed_at: Option<Instant> = None;
                 loop {
-                    // In lane order: writes, then quick requests, then one hash.
-                    let job = match write_rx.try_recv() {
-                        Ok(job) => job,
-                        // Closed (all queues close together) and every write done: requests
-                        // are dropped, their sessions are gone with the server.
-                        Err(TryRecvError::Disconnected) => break,
-                        Err(TryRecvError::Empty) => {
-                            let (first, second) = if register_first {
-                                (&register_rx, &login_rx)
-                            } else {
-                                (&login_rx, &register_rx)
-                            };
-                            let hash = || match first.try_recv() {
-                                Ok(job) => Ok((job, true)),
-                                Err(_) => second.try_recv().map(|job| (job, false)),
-                            };
-                            match quick_rx.try_recv() {
-                                Ok(job) => job,
-                                Err(_) => match hash() {
-                                    Ok((job, took_first)) => {
-                                        // The queue not served goes first next time.
-                                        if took_first {
-                                            register_first = !register_first;
-                                        }
-                                        job
+                    if let Some((job, due)) = held.take() {
+                        let now = Instant::now();
+                        if now < due {
+                            held = Some((job, due));
+                        } else {
+                            match worker.try_execute(job) {
+                                Ok(event) => {
+                                    spdlog::info!("storage: available again; writes resume");
+                                    let lane = Lane::Write;
+                                    if done_tx.send(DbDone { lane, event }).is_err() {
+                                        break;
                                     }
-                                    Err(_) => {
-                                        ready.ready();
-                                        continue;
+                                }
+                                Err(job) => {
+                                    let since = closed_at.map(|at| now.duration_since(at));
+                                    if since.is_some_and(|since| since >= CLOSE_WAIT) {
+                                        spdlog::error!(
+                                            "storage: still unavailable at shutdown after {} s; the writes waiting for it are lost",
+                                            CLOSE_WAIT.as_secs()
+                                        );
+                                        break;
                                     }
-                                },
+                                    held = Some((job, now + WRITE_RETRY));
+                                }
                             }
+                        }
+                    }
+                    let job = if let Some((_, due)) = &held {
+                        match take_request() {
+                            Ok(job) => job,
+                            Err(TryRecvError::Empty) => {
+                                let wait = due.saturating_duration_since(Instant::now());
+                                let _ = requests.ready_timeout(wait);
+                                continue;
+                            }
+                            Err(TryRecvError::Disconnected) => {
+                                // Closing: only the held write is left to try, for a while.
+                                closed_at.get_or_insert_with(Instant::now);
+                                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                                continue;
+                            }
+                        }
+                    } else {
+                        // In lane order: writes, then quick requests, then one hash.
+                        match write_rx.try_recv() {
+                            Ok(job) => job,
+                            // Closed (all queues close together) and every write done:
+                            // requests are dropped, their sessions are gone with the server.
+                            Err(TryRecvError::Disconnected) => break,
+                            Err(TryRecvError::Empty) => match take_request() {
+                                Ok(job) => job,
+                                Err(_) => {
+                                    ready.ready();
+                                    continue;
+                                }
+                            },
                         }
                     };
                     let lane = job.lane();
-                    let started = std::time::Instant::now();
-                    let event = worker.execute(job);
+                    let started = Instant::now();
+                    let event = match worker.try_execute(job) {
+                        Ok(event) => event,
+                        Err(job) => {
+                            spdlog::warn!(
+                                "storage: unavailable; writes wait for it, and are tried again every {} ms",
+                                WRITE_RETRY.as_millis()
+                            );
+                            held = Some((job, started + WRITE_RETRY));
+                            continue;
+                        }
+                    };
                     if let Some(times) = &job_times {
                         times[lane.index()].observe(started.elapsed().as_secs_f64());
                     }
@@ -561,15 +639,15 @@ mod tests {
         let (go, wait) = bounded::<()>(1);
         db.send(ModuleJob::write("votes", move |_| {
             wait.recv().unwrap();
-            None
+            Ok(None)
         }));
         db.send(ModuleJob::read("votes", |storage| {
-            let value = storage.module_get("votes", "lobby").unwrap();
-            Some(Box::new(value))
+            let value = storage.module_get("votes", "lobby")?;
+            Ok(Some(Box::new(value)))
         }));
         db.send(ModuleJob::write("votes", |storage| {
-            storage.module_put("votes", "lobby", b"3").unwrap();
-            None
+            storage.module_put("votes", "lobby", b"3")?;
+            Ok(None)
         }));
         go.send(()).unwrap();
         match next_event(&mut db) {
@@ -707,12 +785,88 @@ mod tests {
             db.send(ModuleJob::write("votes", move |_| {
                 std::thread::sleep(std::time::Duration::from_micros(200));
                 written.fetch_add(1, Ordering::SeqCst);
-                None
+                Ok(None)
             }));
         }
         db.close();
         assert_eq!(written.load(Ordering::SeqCst), 100);
         assert!(!db.is_alive());
+    }
+
+    /// Writes made while PostgreSQL is down wait, in order, and are written once it is back;
+    /// requests meanwhile are answered at once.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn writes_wait_for_a_database_that_went_away_and_requests_do_not() {
+        use crate::storage::PostgresStorage;
+        use std::time::Duration;
+
+        let test = "writes_wait_for_a_database_that_went_away_and_requests_do_not";
+        let mut pg = match testkit::OwnPostgres::start() {
+            Ok(pg) => pg,
+            Err(why) => {
+                eprintln!("skipped {test}: {why}");
+                return;
+            }
+        };
+        let url = pg.server().fresh_database();
+        let storage = PostgresStorage::connect(&url, "n1").unwrap();
+        let settings = AuthSettings {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            ..AuthSettings::from(&config::ServerConfig::default())
+        };
+        let mut db =
+            DbThread::spawn(DbWorker::new(Box::new(storage), settings).unwrap(), 64).unwrap();
+        pg.stop_immediate();
+        // Two writes, the second depending on the first having gone before it.
+        db.send(ModuleJob::write("votes", |storage| {
+            storage.module_put("votes", "lobby", b"1")?;
+            Ok(Some(Box::new("first")))
+        }));
+        db.send(ModuleJob::write("votes", |storage| {
+            let first = storage.module_get("votes", "lobby")?;
+            assert_eq!(first.as_deref(), Some(&b"1"[..]), "in order");
+            storage.module_put("votes", "lobby", b"2")?;
+            Ok(Some(Box::new("second")))
+        }));
+        // A login meanwhile is answered, with an error, and soon.
+        let asked = std::time::Instant::now();
+        db.send(DbJob::Guest {
+            session: SessionId(1),
+            username: "ann".into(),
+        });
+        match next_event(&mut db) {
+            DbEvent::Auth {
+                outcome: Err(AuthFailure::Internal(why)),
+                ..
+            } => assert!(why.contains("unavailable"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        pg.start_again().unwrap();
+        let mut written = Vec::new();
+        while written.len() < 2 {
+            match next_event(&mut db) {
+                DbEvent::Module { answer, .. } => {
+                    written.push(*answer.downcast::<&str>().unwrap());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(written, ["first", "second"]);
+        let value = testkit::Postgres::scalar(
+            &url,
+            "SELECT count(*) FROM module_data WHERE module = 'votes' AND value = convert_to('2', 'UTF8')",
+        );
+        assert_eq!(value, 1, "the second write is in the database");
+        db.close();
     }
 
     #[test]

@@ -90,10 +90,26 @@ impl DbWorker {
             .unwrap_or(false)
     }
 
-    /// Runs one job; returns the answer for the tick loop, if the job has one.
+    /// Runs one job; returns the answer for the tick loop, if the job has one. A write the
+    /// storage could not take because it is unavailable is given up, and said so in the log
+    /// (the worker's thread uses [`DbWorker::try_execute`], which hands it back instead).
     pub fn execute(&mut self, job: DbJob) -> Option<DbEvent> {
+        match self.try_execute(job) {
+            Ok(answer) => answer,
+            Err(job) => {
+                let _ = job;
+                spdlog::error!("storage: unavailable; a write was given up");
+                None
+            }
+        }
+    }
+
+    /// [`DbWorker::execute`], except that a write whose storage is unavailable
+    /// ([`StorageError::Unavailable`]) is handed back, to be run again once it is back:
+    /// writes of the session log, token revocations and modules' writes.
+    pub fn try_execute(&mut self, job: DbJob) -> Result<Option<DbEvent>, DbJob> {
         let now_us = protocol::now_us();
-        match job {
+        Ok(match job {
             DbJob::Register {
                 session,
                 username,
@@ -128,8 +144,10 @@ impl DbWorker {
                 },
             }),
             DbJob::Revoke(hash) => {
-                if let Err(e) = self.storage.revoke_token(&hash, now_us) {
-                    report_error("cannot revoke a token", &e);
+                match self.storage.revoke_token(&hash, now_us) {
+                    Err(StorageError::Unavailable(_)) => return Err(DbJob::Revoke(hash)),
+                    Err(e) => report_error("cannot revoke a token", &e),
+                    Ok(_) => {}
                 }
                 None
             }
@@ -150,16 +168,31 @@ impl DbWorker {
             }
             DbJob::RecordSessions(entries) => {
                 let max_rows = self.settings.session_log_max_rows;
-                if let Err(e) = self.storage.record_sessions(&entries, max_rows) {
-                    report_error(&format!("lost {} session log entries", entries.len()), &e);
+                match self.storage.record_sessions(&entries, max_rows) {
+                    Err(StorageError::Unavailable(_)) => {
+                        return Err(DbJob::RecordSessions(entries))
+                    }
+                    Err(e) => {
+                        report_error(&format!("lost {} session log entries", entries.len()), &e)
+                    }
+                    Ok(()) => {}
                 }
                 None
             }
-            DbJob::Module(job) => {
+            DbJob::Module(mut job) => {
                 let module = job.module;
-                (job.run)(self.storage.as_mut()).map(|answer| DbEvent::Module { module, answer })
+                match (job.run)(self.storage.as_mut()) {
+                    Ok(answer) => answer.map(|answer| DbEvent::Module { module, answer }),
+                    Err(StorageError::Unavailable(_)) if job.write => {
+                        return Err(DbJob::Module(job))
+                    }
+                    Err(e) => {
+                        report_error(&format!("a job of the {module} module failed"), &e);
+                        None
+                    }
+                }
             }
-        }
+        })
     }
 
     fn register(

@@ -205,7 +205,18 @@ impl From<postgres::Error> for StorageError {
         // The driver's Display of a server error is only "db error": the server's own message
         // says what happened.
         match error.as_db_error() {
+            // Class 08 (connection exception) and 57 (operator intervention: the server shutting
+            // down or starting): the database is away, not the request at fault.
+            Some(db) if ["08", "57"].contains(&&db.code().code()[..2]) => {
+                StorageError::Unavailable(db.message().to_string())
+            }
             Some(db) => StorageError::Database(db.message().to_string()),
+            // The connection closed, or its socket failed.
+            None if error.is_closed()
+                || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>()) =>
+            {
+                StorageError::Unavailable(error.to_string())
+            }
             None => StorageError::Database(error.to_string()),
         }
     }

@@ -24,8 +24,9 @@ pub struct Loaded {
 
 /// Reads the last `limit` lines of `room`. A storage failure is logged, and the room starts
 /// with no history.
-pub fn load(room: String, limit: usize) -> DbJob {
+pub fn load(mut room: String, limit: usize) -> DbJob {
     ModuleJob::read(MODULE, move |storage| {
+        // Always answered: the room's joins wait for it.
         let lines = match storage.log_tail(MODULE, &room, limit) {
             Ok(entries) => entries.into_iter().map(|e| e.data).collect(),
             Err(e) => {
@@ -33,7 +34,8 @@ pub fn load(room: String, limit: usize) -> DbJob {
                 Vec::new()
             }
         };
-        Some(Box::new(Loaded { room, lines }))
+        let room = std::mem::take(&mut room);
+        Ok(Some(Box::new(Loaded { room, lines })))
     })
 }
 
@@ -41,49 +43,43 @@ pub fn load(room: String, limit: usize) -> DbJob {
 /// keeping `limits`.
 pub fn append(frames: Vec<Bytes>, limits: LogLimits) -> DbJob {
     ModuleJob::write(MODULE, move |storage| {
-        let lines: Vec<LogEntry> = frames.into_iter().filter_map(entry).collect();
-        match storage.log_append(MODULE, &lines, limits) {
-            Ok(0) => {}
-            Ok(n) => spdlog::debug!(
-                "storage: deleted the history of {n} rooms empty the longest (world.max_history_rooms)"
-            ),
-            Err(e) => report_error(&format!("lost {} history lines", lines.len()), &e),
+        let lines: Vec<LogEntry> = frames.iter().cloned().filter_map(entry).collect();
+        let deleted = storage.log_append(MODULE, &lines, limits)?;
+        if deleted > 0 {
+            spdlog::debug!(
+                "storage: deleted the history of {deleted} rooms empty the longest (world.max_history_rooms)"
+            );
         }
-        None
+        Ok(None)
     })
 }
 
 /// Rooms in use again: their history is kept while they are.
 pub fn in_use(rooms: Vec<String>) -> DbJob {
     ModuleJob::write(MODULE, move |storage| {
-        if let Err(e) = storage.logs_in_use(MODULE, &rooms) {
-            report_error("cannot mark rooms in use", &e);
-        }
-        None
+        storage.logs_in_use(MODULE, &rooms)?;
+        Ok(None)
     })
 }
 
 /// Rooms that emptied at `now_us`: their history is kept the retention from then.
 pub fn emptied(rooms: Vec<String>, now_us: u64) -> DbJob {
     ModuleJob::write(MODULE, move |storage| {
-        if let Err(e) = storage.logs_idle(MODULE, &rooms, now_us) {
-            report_error("cannot mark rooms empty", &e);
-        }
-        None
+        storage.logs_idle(MODULE, &rooms, now_us)?;
+        Ok(None)
     })
 }
 
 /// Deletes the history of rooms empty since before `before_us`.
 pub fn prune(before_us: u64) -> DbJob {
     ModuleJob::write(MODULE, move |storage| {
-        match storage.prune_logs(MODULE, before_us) {
-            Ok(0) => {}
-            Ok(n) => spdlog::info!(
-                "storage: deleted the history of {n} rooms empty for longer than the retention"
-            ),
-            Err(e) => report_error("cannot prune history", &e),
+        let deleted = storage.prune_logs(MODULE, before_us)?;
+        if deleted > 0 {
+            spdlog::info!(
+                "storage: deleted the history of {deleted} rooms empty for longer than the retention"
+            );
         }
-        None
+        Ok(None)
     })
 }
 
