@@ -280,11 +280,13 @@ fn codec_in_chromium() {
         code: ErrorCode::RoomFull as i32,
         reason: "room \"attic\" is full (3 members)".into(),
         request_id: C2sRoomJoin::ID as u32,
+        retry_after_ms: 1500,
     };
     assert_eq!(
         js_decode(&page, &frame(&error)),
         json!([{"name": "S2C_Error", "id": 1003, "msg": {
-            "code": 9, "reason": "room \"attic\" is full (3 members)", "request_id": 2030
+            "code": 9, "reason": "room \"attic\" is full (3 members)", "request_id": 2030,
+            "retry_after_ms": 1500
         }}])
     );
     for code in ["'ROOM_FULL'", "9"] {
@@ -293,7 +295,7 @@ fn codec_in_chromium() {
                 &page,
                 "S2C_Error",
                 &format!(
-                    "{{code: {code}, reason: 'room \"attic\" is full (3 members)', request_id: 2030}}"
+                    "{{code: {code}, reason: 'room \"attic\" is full (3 members)', request_id: 2030, retry_after_ms: 1500}}"
                 )
             ),
             hex(&frame(&error))

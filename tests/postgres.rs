@@ -9,8 +9,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{start_server, test_config, TestServer};
-use protocol::world::{C2sLogin, C2sRegister, C2sResume, S2cAuthResult, S2cChat, S2cRoomJoined};
+use protocol::world::{
+    C2sChat, C2sLogin, C2sRegister, C2sResume, C2sRoomJoin, S2cAuthResult, S2cChat, S2cError,
+    S2cRoomJoined,
+};
 use protocol::ErrorCode;
+use protocol::S2cMessage;
 
 /// The test process's PostgreSQL server, or `None` after saying why there is none.
 fn postgres(test: &str) -> Option<&'static testkit::Postgres> {
@@ -140,4 +144,85 @@ async fn history_written_on_one_node_is_replayed_on_another() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// PostgreSQL stopped hard (`pg_ctl stop -m immediate`) under a running server, then started
+/// again: players stay connected, a request that needs the database is answered UNAVAILABLE
+/// with a retry hint, a line echoed meanwhile reaches the history, and registrations go
+/// through again within seconds, by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
+    let test = "a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept";
+    let mut pg = match testkit::OwnPostgres::start() {
+        Ok(pg) => pg,
+        Err(why) => {
+            common::skip(test, &why);
+            return;
+        }
+    };
+    let url = pg.server().fresh_database();
+    let server = node(&url, "a").await;
+    let mut ann = server.client().await;
+    ann.register("ann", "correct horse").await;
+    ann.send(&C2sRoomJoin {
+        room: "lobby".into(),
+    })
+    .await;
+    ann.expect::<S2cRoomJoined>().await;
+    // The WAL writer has it all (the test server does not wait for it at commit).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    pg.stop_immediate();
+    let mut bob = server.client().await;
+    let register = C2sRegister {
+        username: "bob".into(),
+        password: "correct horse".into(),
+    };
+    bob.send(&register).await;
+    let error = bob.expect::<S2cError>().await;
+    assert_eq!(error.code(), ErrorCode::Unavailable, "{error:?}");
+    assert_eq!(error.retry_after_ms, 1_000);
+    // The players are still there, and what needs no database works.
+    ann.send(&C2sChat {
+        room: "lobby".into(),
+        content: "said while the database was away".into(),
+        sent_at_us: 1,
+    })
+    .await;
+    let echo = ann.expect::<S2cChat>().await;
+    assert_eq!(echo.content, "said while the database was away");
+
+    pg.start_again().unwrap();
+    let back = Instant::now();
+    loop {
+        bob.send(&register).await;
+        match bob.recv().await {
+            S2cMessage::S2cAuthResult(r) => {
+                assert_eq!(r.username, "bob");
+                break;
+            }
+            S2cMessage::S2cError(e) if e.code() == ErrorCode::Unavailable => {
+                assert!(back.elapsed() < Duration::from_secs(10), "still {e:?}");
+                tokio::time::sleep(Duration::from_millis(u64::from(e.retry_after_ms))).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The line echoed during the outage was written once the database came back.
+    let lines = "SELECT count(*) FROM logs WHERE module = 'rooms' AND key = 'lobby'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while testkit::Postgres::scalar(&url, lines) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the line never reached the history"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((ann, bob));
+    server.shutdown().await;
+    // Both accounts, and every session, are in the database.
+    assert_eq!(
+        testkit::Postgres::scalar(&url, "SELECT count(*) FROM accounts"),
+        2
+    );
 }

@@ -153,6 +153,7 @@ impl FakeServer {
                         code: ErrorCode::RateLimited as i32,
                         reason: "slow down".into(),
                         request_id: u32::from(C2sChat::ID),
+                        retry_after_ms: 0,
                     };
                     self.send(session, &error);
                     return;

@@ -483,6 +483,7 @@ impl<G: Game> Core<G> {
                 code: refused.code as i32,
                 reason: refused.reason,
                 request_id: 0,
+                retry_after_ms: 0,
             };
             if let Ok(frame) = protocol::frame(&error) {
                 self.out.refused.push(Refusal {

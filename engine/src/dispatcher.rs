@@ -33,6 +33,9 @@ pub struct HandlerError {
     pub code: ErrorCode,
     /// One line: what was wrong, with which value.
     pub reason: String,
+    /// When not 0: the request may succeed if sent again after this many milliseconds
+    /// (S2C_Error's `retry_after_ms`).
+    pub retry_after_ms: u32,
 }
 
 impl HandlerError {
@@ -41,6 +44,15 @@ impl HandlerError {
         HandlerError {
             code,
             reason: reason.into(),
+            retry_after_ms: 0,
+        }
+    }
+
+    /// An `UNAVAILABLE` with `reason`: send the request again after `retry_after_ms`.
+    pub fn unavailable(reason: impl Into<String>, retry_after_ms: u32) -> Self {
+        HandlerError {
+            retry_after_ms,
+            ..HandlerError::new(ErrorCode::Unavailable, reason)
         }
     }
 

@@ -15,6 +15,10 @@ use crate::dispatcher::{DispatchState, HandlerError};
 use crate::throttle::Outcome;
 use crate::world::{DelayedLogin, Game, Login, World};
 
+/// How long a client is told to wait before it sends again a login the database could not
+/// take for being away: the storage tries to connect again at least this often.
+const UNAVAILABLE_RETRY_MS: u32 = 1_000;
+
 /// What a tick runs before the world's timers: the logins whose delay is over go to the DB
 /// worker, then [`World::tick`].
 pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
@@ -149,7 +153,9 @@ pub fn finish<G: Game>(
     let counted = match &outcome {
         Ok(_) => Outcome::Succeeded,
         Err(AuthFailure::InvalidCredentials | AuthFailure::InvalidToken) => Outcome::Failed,
-        Err(AuthFailure::UsernameTaken | AuthFailure::Internal(_)) => Outcome::Dropped,
+        Err(
+            AuthFailure::UsernameTaken | AuthFailure::Internal(_) | AuthFailure::Unavailable(_),
+        ) => Outcome::Dropped,
     };
     if let Some(counted) = world.throttle.end(session, counted, now) {
         if let Some(cluster) = world.cluster.as_mut() {
@@ -213,6 +219,10 @@ pub fn finish<G: Game>(
         Err(AuthFailure::Internal(_)) => {
             HandlerError::new(ErrorCode::Internal, "the database failed; try again")
         }
+        Err(AuthFailure::Unavailable(_)) => HandlerError::unavailable(
+            "the database is unavailable for now; the server is connecting to it again",
+            UNAVAILABLE_RETRY_MS,
+        ),
     };
     world.send_error(session, request_id, error);
     if world.clients.get(&session).is_some_and(|c| c.overdue) {

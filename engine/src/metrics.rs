@@ -92,6 +92,8 @@ pub struct Metrics {
     pub over_budget: Count,
     /// Session events waiting for the tick loop.
     pub event_queue: Gauge,
+    /// 1 while the storage answers, 0 while it is unavailable (its database away).
+    pub storage_available: Gauge,
     db_queues: Vec<Gauge>,
     db_jobs: Vec<Histogram>,
     /// Other nodes of the cluster heard from.
@@ -263,6 +265,12 @@ impl Metrics {
             "world_session_event_queue",
             "Session events (frames in, closes) waiting for the tick loop",
         );
+        let storage_available = gauge(
+            registry,
+            "world_storage_available",
+            "1 while the storage answers, 0 while its database is away (the server connects again by itself)",
+        );
+        storage_available.set(1);
         let (_, db_queues) = labelled(
             registry,
             "world_db_queue",
@@ -330,6 +338,7 @@ impl Metrics {
             phases,
             over_budget,
             event_queue,
+            storage_available,
             db_queues,
             db_jobs,
         }

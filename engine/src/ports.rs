@@ -42,6 +42,7 @@ fn wrong_port(reason: String) -> Bytes {
         code: ErrorCode::BadRequest as i32,
         reason,
         request_id: 0,
+        retry_after_ms: 0,
     };
     protocol::frame(&error).unwrap_or_default()
 }

@@ -724,6 +724,11 @@ impl<G: Game> Server<G> {
             return;
         }
         self.next_sample += Duration::from_secs(1);
+        let storage_available = self.db.storage_available();
+        world
+            .metrics
+            .storage_available
+            .set(i64::from(storage_available));
         self.series.sample(
             now,
             world.clients.len(),
@@ -741,6 +746,12 @@ impl<G: Game> Server<G> {
         );
         if self.link.as_ref().is_some_and(|link| !link.is_connected()) {
             not_ready.push("not connected to NATS (cluster.nats_url)".to_string());
+        }
+        if !storage_available {
+            not_ready.push(
+                "the database is unavailable (storage); connecting again, requests answered UNAVAILABLE"
+                    .to_string(),
+            );
         }
         if self.demand.recent(now) {
             let json = admin::state_json(world, &self.series, now, &not_ready);

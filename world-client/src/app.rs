@@ -1379,6 +1379,7 @@ mod tests {
             code: code as i32,
             reason: reason.into(),
             request_id: u32::from(request),
+            retry_after_ms: 0,
         })
     }
 

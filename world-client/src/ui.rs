@@ -527,6 +527,7 @@ mod tests {
                 code: ErrorCode::RoomFull as i32,
                 reason: "room \"dev\" is full".into(),
                 request_id: 2030,
+                retry_after_ms: 0,
             }),
             Instant::now(),
         );

@@ -65,6 +65,9 @@ pub fn code_meaning(code: ErrorCode) -> &'static str {
         ErrorCode::LoginTimeout => {
             "you did not log in in time, so the server closed the connection"
         }
+        ErrorCode::Unavailable => {
+            "the server's database is away for a moment: try again in a few seconds"
+        }
     }
 }
 
@@ -171,11 +174,12 @@ mod tests {
         (ErrorCode::Internal, "server failed"),
         (ErrorCode::TooManyConnections, "as many connections"),
         (ErrorCode::LoginTimeout, "did not log in in time"),
+        (ErrorCode::Unavailable, "database is away"),
     ];
 
     #[test]
     fn every_error_code_has_a_sentence() {
-        for code in 1..=15 {
+        for code in 1..=16 {
             let code = ErrorCode::try_from(code).unwrap();
             let (_, word) = EXPECTED
                 .iter()

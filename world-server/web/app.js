@@ -51,7 +51,8 @@
     SERVER_FULL: "The server is full: try again later",
     INTERNAL: "The server failed: try again",
     TOO_MANY_CONNECTIONS: "Too many connections from your address",
-    LOGIN_TIMEOUT: "You did not log in in time"
+    LOGIN_TIMEOUT: "You did not log in in time",
+    UNAVAILABLE: "The server's database is away for a moment; try again in a few seconds"
   };
 
   var LOGIN_IDS = {};

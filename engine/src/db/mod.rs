@@ -203,6 +203,9 @@ pub enum AuthFailure {
     InvalidToken,
     /// The storage failed.
     Internal(String),
+    /// The storage is unavailable for now (its database restarting, the network cut); it
+    /// connects again by itself.
+    Unavailable(String),
 }
 
 /// An answer from the DB worker.
@@ -380,6 +383,8 @@ pub struct DbThread {
     queues: Option<Queues>,
     done: Receiver<DbDone>,
     thread: Option<JoinHandle<()>>,
+    /// Whether the storage answers, as the worker last found.
+    available: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DbThread {
@@ -403,6 +408,7 @@ impl DbThread {
         let (register_tx, register_rx) = bounded::<DbJob>(caps[3]);
         // Room for every job the lanes hold: the worker never waits to say it is done.
         let (done_tx, done_rx) = bounded::<DbDone>(caps.iter().sum::<usize>() + 1);
+        let available = worker.availability();
         let thread = std::thread::Builder::new()
             .name("db-worker".into())
             .spawn(move || {
@@ -453,7 +459,8 @@ impl DbThread {
                         } else {
                             match worker.try_execute(job) {
                                 Ok(event) => {
-                                    spdlog::info!("storage: available again; writes resume");
+                                    spdlog::info!("storage: writes resume");
+                                    worker.check();
                                     let lane = Lane::Write;
                                     if done_tx.send(DbDone { lane, event }).is_err() {
                                         break;
@@ -498,7 +505,14 @@ impl DbThread {
                             Err(TryRecvError::Empty) => match take_request() {
                                 Ok(job) => job,
                                 Err(_) => {
-                                    ready.ready();
+                                    if worker.is_available() {
+                                        ready.ready();
+                                    } else {
+                                        // Idle while the storage is away: ask it now and
+                                        // then, to notice its return.
+                                        let _ = ready.ready_timeout(WRITE_RETRY);
+                                        worker.check();
+                                    }
                                     continue;
                                 }
                             },
@@ -520,6 +534,11 @@ impl DbThread {
                     if let Some(times) = &job_times {
                         times[lane.index()].observe(started.elapsed().as_secs_f64());
                     }
+                    if !worker.is_available() {
+                        // Answered: maybe the storage is back (between attempts to connect
+                        // again, this costs nothing).
+                        worker.check();
+                    }
                     // The tick loop drains every tick; if it is gone, so is the reader.
                     if done_tx.send(DbDone { lane, event }).is_err() {
                         break;
@@ -536,6 +555,7 @@ impl DbThread {
             }),
             done: done_rx,
             thread: Some(thread),
+            available,
         })
     }
 
@@ -558,6 +578,12 @@ impl DbThread {
     /// The next job done, if one is.
     pub fn poll(&mut self) -> Option<DbDone> {
         self.done.try_recv().ok()
+    }
+
+    /// Whether the storage answers: false while its database is away (the worker connects
+    /// again by itself, and requests are answered UNAVAILABLE meanwhile).
+    pub fn storage_available(&self) -> bool {
+        self.available.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the worker takes jobs: its thread runs.

@@ -47,6 +47,10 @@ pub struct DbWorker {
     /// an unknown name costs as much time as a wrong password.
     decoy_hash: String,
     settings: AuthSettings,
+    /// Whether the storage answered its last job: false from a job that met
+    /// [`StorageError::Unavailable`] until [`DbWorker::check`] succeeds. Shared with the
+    /// driver, for `/readyz` and the metrics.
+    available: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DbWorker {
@@ -65,6 +69,7 @@ impl DbWorker {
             argon2,
             decoy_hash: String::new(),
             settings,
+            available: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         worker.decoy_hash = worker.hash_password(&random_token())?;
         Ok(worker)
@@ -90,6 +95,32 @@ impl DbWorker {
             .unwrap_or(false)
     }
 
+    /// Whether the storage answers (see [`DbWorker::available`]), as the driver reads it.
+    pub fn availability(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.available.clone()
+    }
+
+    /// Whether the last job met an unavailable storage, and [`DbWorker::check`] has not
+    /// succeeded since.
+    pub fn is_available(&self) -> bool {
+        self.available.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Asks the storage whether it answers again; true when it does.
+    pub fn check(&mut self) -> bool {
+        let ok = self.storage.check().is_ok();
+        if ok && !self.is_available() {
+            spdlog::info!("storage: available again");
+        }
+        self.set_available(ok);
+        ok
+    }
+
+    fn set_available(&self, available: bool) {
+        self.available
+            .store(available, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Runs one job; returns the answer for the tick loop, if the job has one. A write the
     /// storage could not take because it is unavailable is given up, and said so in the log
     /// (the worker's thread uses [`DbWorker::try_execute`], which hands it back instead).
@@ -108,6 +139,25 @@ impl DbWorker {
     /// ([`StorageError::Unavailable`]) is handed back, to be run again once it is back:
     /// writes of the session log, token revocations and modules' writes.
     pub fn try_execute(&mut self, job: DbJob) -> Result<Option<DbEvent>, DbJob> {
+        let outcome = self.run(job);
+        let unavailable = match &outcome {
+            Err(_) => true,
+            Ok(Some(DbEvent::Auth {
+                outcome: Err(AuthFailure::Unavailable(_)),
+                ..
+            })) => true,
+            Ok(_) => false,
+        };
+        if unavailable && self.is_available() {
+            spdlog::warn!("storage: unavailable; connecting again, and requests are answered UNAVAILABLE meanwhile");
+        }
+        if unavailable {
+            self.set_available(false);
+        }
+        outcome
+    }
+
+    fn run(&mut self, job: DbJob) -> Result<Option<DbEvent>, DbJob> {
         let now_us = protocol::now_us();
         Ok(match job {
             DbJob::Register {
@@ -271,6 +321,9 @@ impl DbWorker {
 }
 
 fn internal(e: StorageError) -> AuthFailure {
+    if let StorageError::Unavailable(why) = e {
+        return AuthFailure::Unavailable(why);
+    }
     report_error("a login failed", &e);
     AuthFailure::Internal(e.to_string())
 }

@@ -849,4 +849,42 @@ mod tests {
         assert!(h.take(a).is_empty(), "ann was not told REPLACED");
         assert!(h.world_mut().login(b).is_none());
     }
+
+    #[test]
+    fn a_login_the_database_could_not_take_is_unavailable_with_a_retry_hint_and_keeps_the_session()
+    {
+        use crate::core::Input;
+        use crate::db::{AuthFailure, DbDone, DbEvent, Lane};
+        let mut h = Harness::deferred(WorldConfig::default());
+        let s = h.connect();
+        h.send(s, guest_login("ann"));
+        let held = h.sim.take_held_db();
+        assert!(
+            held.iter().any(|job| matches!(job, DbJob::Guest { .. })),
+            "{held:?}"
+        );
+        // The storage answers that its database is away.
+        h.sim.input(Input::Db(DbDone {
+            lane: Lane::Quick,
+            event: Some(DbEvent::Auth {
+                session: s,
+                outcome: Err(AuthFailure::Unavailable("connection refused".into())),
+            }),
+        }));
+        h.settle();
+        match h.take(s).as_slice() {
+            [S2cMessage::S2cError(e)] => {
+                assert_eq!(e.code(), ErrorCode::Unavailable);
+                assert_eq!(e.request_id, u32::from(C2sLogin::ID));
+                assert_eq!(e.retry_after_ms, 1_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(h.sim.closed(s), None, "the session stays");
+        assert!(!h.world().is_waiting(s));
+        // Sent again once the database is back, it logs in.
+        h.send(s, guest_login("ann"));
+        h.run_db();
+        assert_eq!(auth_result(&mut h, s).username, "ann");
+    }
 }

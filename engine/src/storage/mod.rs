@@ -289,6 +289,11 @@ pub trait Storage: Send {
     /// left open (it stopped without closing them) are closed with the reason
     /// [`UNCLEAN_STOP`], and rooms it left in use count as empty from now.
     fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError>;
+    /// Whether the storage answers now: called while it is unavailable, to notice its return
+    /// without waiting for a request. A storage that cannot go away keeps this default.
+    fn check(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// The chat lines of `room` in `entries` (as a log of the rooms module holds them): content,

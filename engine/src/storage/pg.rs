@@ -714,6 +714,11 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
+    fn check(&mut self) -> Result<(), StorageError> {
+        self.db()?.simple_query("SELECT 1")?;
+        Ok(())
+    }
+
     fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError> {
         let node = self.node.clone();
         let mut tx = self.db()?.transaction()?;

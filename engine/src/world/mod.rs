@@ -588,6 +588,7 @@ impl<G: Game> DispatchState for World<G> {
             code: error.code as i32,
             reason: error.reason,
             request_id: request_id as u32,
+            retry_after_ms: error.retry_after_ms,
         };
         self.out.send(session, &message);
     }
