@@ -95,7 +95,7 @@ impl DbWorker {
             .unwrap_or(false)
     }
 
-    /// Whether the storage answers (see [`DbWorker::available`]), as the driver reads it.
+    /// Whether the storage answers (see [`DbWorker::is_available`]), shared with the driver.
     pub fn availability(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         self.available.clone()
     }
