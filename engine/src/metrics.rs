@@ -443,12 +443,13 @@ mod tests {
             "world_connections_set_up_total{transport=\"tcp\"} 0",
             "world_disconnects_total{reason=\"websocket_error\"} 0",
             "world_tls_certificate_expiry_timestamp_seconds 0",
+            "world_storage_available 1",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 27, "one TYPE and one HELP line per metric");
+        assert_eq!(types, 28, "one TYPE and one HELP line per metric");
     }
 }
