@@ -875,6 +875,7 @@ mod tests {
             "{:?}",
             asked.elapsed()
         );
+        assert!(!db.storage_available(), "said to the driver");
         std::thread::sleep(Duration::from_secs(1));
         pg.start_again().unwrap();
         let mut written = Vec::new();
@@ -887,6 +888,7 @@ mod tests {
             }
         }
         assert_eq!(written, ["first", "second"]);
+        assert!(db.storage_available(), "available again");
         let value = testkit::Postgres::scalar(
             &url,
             "SELECT count(*) FROM module_data WHERE module = 'votes' AND value = convert_to('2', 'UTF8')",
