@@ -161,7 +161,40 @@ async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
         }
     };
     let url = pg.server().fresh_database();
-    let server = node(&url, "a").await;
+    let mut config = test_config();
+    config.storage.backend = "postgres".into();
+    config.storage.postgres_url = url.clone();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", testkit::free_port())
+        .parse()
+        .unwrap();
+    config.admin.listen = admin.to_string();
+    let server = start_server(config).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(admin).await.is_err() {
+        assert!(Instant::now() < deadline, "no admin listener on {admin}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What /readyz and /metrics say, once both say the database is `available` or not (they
+    // are published once a second).
+    let said = |available: bool| async move {
+        let (status, want) = if available {
+            (200, "world_storage_available 1")
+        } else {
+            (503, "world_storage_available 0")
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = common::http_get(admin, "/readyz").await;
+            let metrics = common::http_get(admin, "/metrics").await.body;
+            let state = format!("{} {} {}", ready.status, ready.body, metrics);
+            if ready.status == status && state.contains(want) {
+                return state;
+            }
+            assert!(Instant::now() < deadline, "never said {want:?}: {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    said(true).await;
     let mut ann = server.client().await;
     ann.register("ann", "correct horse").await;
     ann.send(&C2sRoomJoin {
@@ -191,6 +224,8 @@ async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
     .await;
     let echo = ann.expect::<S2cChat>().await;
     assert_eq!(echo.content, "said while the database was away");
+    let state = said(false).await;
+    assert!(state.contains("the database is unavailable"), "{state}");
 
     pg.start_again().unwrap();
     let back = Instant::now();
@@ -208,6 +243,7 @@ async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
             other => panic!("{other:?}"),
         }
     }
+    said(true).await;
     // The line echoed during the outage was written once the database came back.
     let lines = "SELECT count(*) FROM logs WHERE module = 'rooms' AND key = 'lobby'";
     let deadline = Instant::now() + Duration::from_secs(10);
