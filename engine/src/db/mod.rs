@@ -534,9 +534,10 @@ impl DbThread {
                     if let Some(times) = &job_times {
                         times[lane.index()].observe(started.elapsed().as_secs_f64());
                     }
-                    if !worker.is_available() {
+                    if !worker.is_available() && held.is_none() {
                         // Answered: maybe the storage is back (between attempts to connect
-                        // again, this costs nothing).
+                        // again, this costs nothing). While a write waits, its own retries
+                        // say when it is.
                         worker.check();
                     }
                     // The tick loop drains every tick; if it is gone, so is the reader.
@@ -640,6 +641,18 @@ mod tests {
             ..AuthSettings::from(&config::ServerConfig::default())
         };
         DbWorker::new(Box::new(MemoryStorage::new()), settings).unwrap()
+    }
+
+    /// A worker over `storage`, with the cheapest password hashing.
+    #[cfg(feature = "sqlite")]
+    fn worker_over(storage: Box<dyn Storage>) -> DbWorker {
+        let settings = AuthSettings {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            ..AuthSettings::from(&config::ServerConfig::default())
+        };
+        DbWorker::new(storage, settings).unwrap()
     }
 
     /// The next answer of the worker (jobs without one are skipped).
@@ -817,6 +830,78 @@ mod tests {
         db.close();
         assert_eq!(written.load(Ordering::SeqCst), 100);
         assert!(!db.is_alive());
+    }
+
+    /// A write that meets a full disk waits, and is written once there is room again; the
+    /// database is said to be unavailable meanwhile. On a small tmpfs of the test's own (needs
+    /// root to mount; skipped, saying so, elsewhere).
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn a_write_that_meets_a_full_disk_waits_for_room() {
+        use crate::storage::SqliteStorage;
+        use std::io::Write;
+        use std::process::Command;
+        use std::time::Duration;
+
+        let test = "a_write_that_meets_a_full_disk_waits_for_room";
+        let dir = std::env::temp_dir().join(format!("world-full-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped {test}: cannot mount a tmpfs here (needs root)");
+            let _ = std::fs::remove_dir(&dir);
+            return;
+        }
+        struct Unmount(std::path::PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg(&self.0).status();
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let _unmount = Unmount(dir.clone());
+        let storage = SqliteStorage::open(&dir.join("world.db"), false).unwrap();
+        let mut db = DbThread::spawn(worker_over(Box::new(storage)), 64).unwrap();
+        // Fill the disk.
+        let filler = dir.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[7u8; 16 * 1024]).is_ok() {}
+        drop(file);
+        db.send(ModuleJob::write("votes", |storage| {
+            storage.module_put("votes", "big", &vec![1u8; 256 * 1024])?;
+            Ok(Some(Box::new("written")))
+        }));
+        // Requests are still answered; the write waits, and the database is said to be away.
+        db.send(DbJob::Guest {
+            session: SessionId(1),
+            username: "ann".into(),
+        });
+        assert!(matches!(next_event(&mut db), DbEvent::Auth { .. }));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while db.storage_available() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never said unavailable"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(db.poll().is_none(), "not written while the disk is full");
+        // Room again: it is written.
+        std::fs::remove_file(&filler).unwrap();
+        match next_event(&mut db) {
+            DbEvent::Module { answer, .. } => {
+                assert_eq!(*answer.downcast::<&str>().unwrap(), "written");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(db.storage_available());
+        db.close();
     }
 
     /// Writes made while PostgreSQL is down wait, in order, and are written once it is back;

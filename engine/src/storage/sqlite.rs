@@ -333,6 +333,13 @@ impl From<rusqlite::Error> for StorageError {
                     StorageError::Corrupt(message.unwrap_or_else(|| e.to_string()))
                 }
                 rusqlite::ErrorCode::NotADatabase => StorageError::NotADatabase,
+                // The disk is full or failing: it may come back (space freed, the device
+                // back), and what was to be written waits for it.
+                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure => {
+                    StorageError::Unavailable(
+                        rusqlite::Error::SqliteFailure(e, message).to_string(),
+                    )
+                }
                 _ => StorageError::Database(rusqlite::Error::SqliteFailure(e, message).to_string()),
             },
             other => StorageError::Database(other.to_string()),
