@@ -38,6 +38,8 @@ struct Faults {
     /// At the n-th chat line, every node but the first dies: its listener closes (connects
     /// are refused) and its sessions end at once.
     kill_nodes_at: Option<u64>,
+    /// Answer the first n logins UNAVAILABLE, with a retry hint of 200 ms.
+    unavailable_logins: u64,
 }
 
 struct Member {
@@ -57,6 +59,7 @@ struct FakeServer {
     rooms: HashMap<String, Vec<SessionId>>,
     deliveries: u64,
     chats: u64,
+    logins: u64,
 }
 
 impl FakeServer {
@@ -76,6 +79,17 @@ impl FakeServer {
         }
         match message {
             C2sMessage::C2sLogin(login) => {
+                self.logins += 1;
+                if self.logins <= self.faults.unavailable_logins {
+                    let error = S2cError {
+                        code: ErrorCode::Unavailable as i32,
+                        reason: "the database is unavailable for now".into(),
+                        request_id: u32::from(<protocol::world::C2sLogin as MessageType>::ID),
+                        retry_after_ms: 200,
+                    };
+                    self.send(session, &error);
+                    return;
+                }
                 self.members.get_mut(&session).unwrap().name = login.username.clone();
                 let auth = S2cAuthResult {
                     username: login.username,
@@ -251,6 +265,7 @@ async fn fake_nodes(faults: Faults, nodes: u64, shutdown: CancellationToken) -> 
         rooms: HashMap::new(),
         deliveries: 0,
         chats: 0,
+        logins: 0,
     };
     tokio::spawn(async move {
         let mut next_id = 1;
@@ -375,6 +390,22 @@ async fn lines_the_server_refuses_are_rejected_not_lost() {
     assert_eq!(report.errors.get("RATE_LIMITED"), Some(&report.rejected));
     assert_eq!(report.lost, 0, "{report}");
     assert_eq!(report.received, report.expected);
+    assert!(report.passed(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_told_unavailable_log_in_again_after_the_hint() {
+    let report = run_against(
+        Faults {
+            unavailable_logins: 10,
+            ..Faults::default()
+        },
+        20,
+    )
+    .await;
+    assert_eq!(report.errors.get("UNAVAILABLE"), Some(&10), "{report}");
+    assert_eq!(report.logged_in, 20, "{report}");
+    assert_eq!(report.lost, 0, "{report}");
     assert!(report.passed(), "{report}");
 }
 

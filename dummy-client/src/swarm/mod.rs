@@ -213,6 +213,9 @@ struct Bot {
     connected_at: Instant,
     next_chat: Option<Instant>,
     next_ping: Option<Instant>,
+    /// When to send its login request again: the server answered it UNAVAILABLE, with a
+    /// `retry_after_ms` (its database away for a moment).
+    retry_auth_at: Option<Instant>,
     ping_seq: u32,
     /// Members of its room it knows are in (itself included): from S2C_RoomJoined, then
     /// presence. Its room chats once every member knows every other (on a cluster, every
@@ -245,6 +248,7 @@ impl Bot {
             connected_at: now,
             next_chat: None,
             next_ping: None,
+            retry_auth_at: None,
             ping_seq: 0,
             seen: 0,
         }
@@ -917,6 +921,13 @@ impl Swarm {
             || (request == C2sRoomJoin::ID && phase == Phase::Joining);
         if request == C2sChat::ID {
             self.ledger.reject_oldest(index);
+        } else if code == Some(ErrorCode::Unavailable)
+            && request == auth_id
+            && phase == Phase::LoggingIn
+        {
+            // Sent again when the server said, within the login timeout.
+            let wait = Duration::from_millis(u64::from(error.retry_after_ms.max(100)));
+            self.bots[index as usize].retry_auth_at = Some(Instant::now() + wait);
         } else if refused && failing_over {
             spdlog::debug!(
                 "swarm: bot {index} failing over: {} refused it: {name}: {}",
@@ -986,6 +997,7 @@ impl Swarm {
         let bot = &mut self.bots[index as usize];
         bot.next_chat = None;
         bot.next_ping = None;
+        bot.retry_auth_at = None;
         bot.last_lost = Some(now);
         bot.failover = Some(Failover {
             lost_at: now,
@@ -1068,6 +1080,7 @@ impl Swarm {
         bot.closing = true;
         bot.next_chat = None;
         bot.next_ping = None;
+        bot.retry_auth_at = None;
         if let Some(session) = &mut bot.session {
             session.abort(DisconnectReason::Kicked("failover gave up".to_owned()));
         }
@@ -1162,6 +1175,7 @@ impl Swarm {
         bot.phase = Phase::Gone;
         bot.next_chat = None;
         bot.next_ping = None;
+        bot.retry_auth_at = None;
         self.counters.in_room -= 1;
         let lost = self.ledger.leave(index);
         if lost > 0 {
@@ -1194,6 +1208,7 @@ impl Swarm {
         bot.phase = Phase::Failed;
         bot.closing = true;
         bot.next_ping = None;
+        bot.retry_auth_at = None;
         if let Some(session) = &mut bot.session {
             session.abort(DisconnectReason::Kicked(why));
         }
@@ -1284,6 +1299,10 @@ impl Swarm {
                         );
                         self.fail_login(index, "timed out", why);
                         continue;
+                    }
+                    if bot.retry_auth_at.is_some_and(|at| at <= now) {
+                        bot.retry_auth_at = None;
+                        self.send_auth(index);
                     }
                 }
                 Phase::Joined => {}
