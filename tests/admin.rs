@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, http_raw, start_server, test_config, TestServer};
+use common::{http_get, http_raw, server_with_admin_and, test_config, TestServer};
 use protocol::world::C2sWhisper;
 use protocol::ErrorCode;
 use world_server::serde_json::{self, Value};
@@ -20,21 +20,6 @@ use world_server::serde_json::{self, Value};
 /// A server with its admin listener on a free port of 127.0.0.1.
 async fn server_with_admin() -> (TestServer, SocketAddr) {
     server_with_admin_and(test_config()).await
-}
-
-/// A server of `config` with its admin listener on a free port of 127.0.0.1.
-async fn server_with_admin_and(mut config: config::ServerConfig) -> (TestServer, SocketAddr) {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config.admin.listen = admin.to_string();
-    let server = start_server(config).await;
-    // The listener is bound before the game port is announced, but the test got the game
-    // port from its own bind: wait for the admin one.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(admin).await.is_err() {
-        assert!(Instant::now() < deadline, "no admin listener on {admin}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (server, admin)
 }
 
 /// `/api/state`, once `done` holds for it (it is published once a second).

@@ -152,28 +152,16 @@ async fn history_written_on_one_node_is_replayed_on_another() {
 /// through again within seconds, by themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
-    let test = "a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept";
-    let mut pg = match testkit::OwnPostgres::start() {
-        Ok(pg) => pg,
-        Err(why) => {
-            common::skip(test, &why);
-            return;
-        }
+    let Some(mut pg) = testkit::OwnPostgres::for_test(
+        "a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept",
+    ) else {
+        return;
     };
     let url = pg.server().fresh_database();
     let mut config = test_config();
     config.storage.backend = "postgres".into();
     config.storage.postgres_url = url.clone();
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", testkit::free_port())
-        .parse()
-        .unwrap();
-    config.admin.listen = admin.to_string();
-    let server = start_server(config).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(admin).await.is_err() {
-        assert!(Instant::now() < deadline, "no admin listener on {admin}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (server, admin) = common::server_with_admin_and(config).await;
     // What /readyz and /metrics say, once both say the database is `available` or not (they
     // are published once a second).
     let said = |available: bool| async move {

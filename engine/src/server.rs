@@ -532,7 +532,8 @@ pub async fn run_bound<G: Game>(
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.core.has_pending_writes() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let done = server.db_inputs();
+        let mut done = Vec::new();
+        Server::<G>::db_inputs(&mut server.db, &mut done);
         let mut output = std::mem::take(server.core.flush_writes(done));
         server.send_db(&mut output);
     }
@@ -590,8 +591,7 @@ impl<G: Game> Server<G> {
             }
         }
         // What the DB worker did.
-        let done = self.db_inputs();
-        self.inputs.extend(done);
+        Server::<G>::db_inputs(&mut self.db, &mut self.inputs);
         let inputs = std::mem::take(&mut self.inputs);
         // The wall clock is read here, with the monotonic time the loop read: the core reads
         // neither.
@@ -605,15 +605,12 @@ impl<G: Game> Server<G> {
         self.apply(output);
     }
 
-    /// The jobs the DB worker did since the last call, then its death if it died.
-    fn db_inputs(&mut self) -> Vec<Input> {
-        let mut done: Vec<Input> = std::iter::from_fn(|| self.db.poll())
-            .map(Input::Db)
-            .collect();
-        if self.db.take_death() {
-            done.push(Input::DbDied);
+    /// Appends the jobs the DB worker did since the last call, then its death if it died.
+    fn db_inputs(db: &mut DbThread, into: &mut Vec<Input>) {
+        into.extend(std::iter::from_fn(|| db.poll()).map(Input::Db));
+        if db.take_death() {
+            into.push(Input::DbDied);
         }
-        done
     }
 
     /// Hands the core's jobs to the DB worker: the core keeps within the queues' room.

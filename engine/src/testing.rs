@@ -140,9 +140,7 @@ impl<G: Game> Sim<G> {
     }
 
     fn execute(&mut self, job: DbJob) {
-        let lane = job.lane();
-        let event = self.worker.execute(job);
-        self.inputs.push(Input::Db(DbDone { lane, event }));
+        run_job(&mut self.worker, &mut self.inputs, job);
     }
 
     fn build(mut config: ServerConfig, game: G, holding: bool) -> Sim<G> {
@@ -270,9 +268,7 @@ impl<G: Game> Sim<G> {
             if self.holding {
                 self.held.push_back(job);
             } else {
-                let lane = job.lane();
-                let event = self.worker.execute(job);
-                self.inputs.push(Input::Db(DbDone { lane, event }));
+                run_job(&mut self.worker, &mut self.inputs, job);
             }
         }
         for (session, reason) in &output.closes {
@@ -742,6 +738,14 @@ impl<G: Game> Nodes<G> {
             }
         }
     }
+}
+
+/// Does `job` on `worker`, as the database does a job; what it did is an input of the next
+/// step.
+fn run_job(worker: &mut DbWorker, inputs: &mut Vec<Input>, job: DbJob) {
+    let lane = job.lane();
+    let event = worker.execute(job);
+    inputs.push(Input::Db(DbDone { lane, event }));
 }
 
 /// Appends a tick's output to a transcript: each batch as its session id and its frames, each

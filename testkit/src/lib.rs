@@ -319,6 +319,18 @@ impl OwnPostgres {
         Ok(own)
     }
 
+    /// [`OwnPostgres::start`] for the test named `test`; `None` after saying in one line why
+    /// it is skipped.
+    pub fn for_test(test: &str) -> Option<OwnPostgres> {
+        match OwnPostgres::start() {
+            Ok(pg) => Some(pg),
+            Err(why) => {
+                eprintln!("skipped {test}: {why}");
+                None
+            }
+        }
+    }
+
     /// The server, for its URLs and databases.
     pub fn server(&self) -> &Postgres {
         &self.server

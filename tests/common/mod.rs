@@ -108,6 +108,21 @@ pub async fn wait_for_port(addr: SocketAddr) {
     }
 }
 
+/// A server of `config` with its admin listener on a free port of 127.0.0.1.
+pub async fn server_with_admin_and(mut config: config::ServerConfig) -> (TestServer, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.admin.listen = admin.to_string();
+    let server = start_server(config).await;
+    // The listener is bound before the game port is announced, but the test got the game
+    // port from its own bind: wait for the admin one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(admin).await.is_err() {
+        assert!(Instant::now() < deadline, "no admin listener on {admin}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, admin)
+}
+
 /// Binds `127.0.0.1:0` and spawns `world_server::run` on it; the server stops on
 /// [`TestServer::shutdown`] (or when the handle is dropped).
 pub async fn start_server(config: ServerConfig) -> TestServer {

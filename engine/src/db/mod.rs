@@ -912,13 +912,10 @@ mod tests {
         use crate::storage::PostgresStorage;
         use std::time::Duration;
 
-        let test = "writes_wait_for_a_database_that_went_away_and_requests_do_not";
-        let mut pg = match testkit::OwnPostgres::start() {
-            Ok(pg) => pg,
-            Err(why) => {
-                eprintln!("skipped {test}: {why}");
-                return;
-            }
+        let Some(mut pg) = testkit::OwnPostgres::for_test(
+            "writes_wait_for_a_database_that_went_away_and_requests_do_not",
+        ) else {
+            return;
         };
         let url = pg.server().fresh_database();
         let storage = PostgresStorage::connect(&url, "n1").unwrap();

@@ -127,8 +127,7 @@ impl DbWorker {
     pub fn execute(&mut self, job: DbJob) -> Option<DbEvent> {
         match self.try_execute(job) {
             Ok(answer) => answer,
-            Err(job) => {
-                let _ = job;
+            Err(_) => {
                 spdlog::error!("storage: unavailable; a write was given up");
                 None
             }
