@@ -64,6 +64,22 @@ pub fn with_web(config: &mut ServerConfig) -> SocketAddr {
 /// A new empty directory under the system's temporary directory, unique in this process.
 pub fn fresh_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    // Not every test removes its directory: those of test processes that are gone are.
+    SWEPT.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("world-e2e-")
+                .and_then(|rest| rest.split('-').next());
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
     let dir = std::env::temp_dir().join(format!(
         "world-e2e-{}-{}",
         std::process::id(),

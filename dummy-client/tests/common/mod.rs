@@ -79,6 +79,21 @@ pub fn quiet_logs() {
     });
 }
 
+/// Waits (10 s at most) until the server at `addr` answers a `C2S_Ping`.
+async fn answers_a_ping(addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ping = protocol::frame(&protocol::world::C2sPing::default()).unwrap();
+    let answered = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&ping).await.unwrap();
+        let mut header = [0u8; protocol::HEADER_LEN];
+        stream.read_exact(&mut header).await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(10), answered)
+        .await
+        .unwrap_or_else(|_| panic!("the server on {addr} did not answer a ping within 10 s"));
+}
+
 impl Server {
     pub async fn start(dir: &TempDir) -> Self {
         Server::start_with(dir, |_| {}).await
@@ -92,6 +107,10 @@ impl Server {
         // No web port: tests run many servers at once.
         config.web.listen = String::new();
         config.net.linger_ms = 200;
+        // Accounts and tokens in memory: these tests measure the bots, not the disk, and a
+        // disk busy writing back (a build's output) can hold an SQLite commit, and the
+        // logins queued behind it, for seconds, longer than a run of these tests.
+        config.storage.backend = "memory".into();
         config.storage.path = dir.path("world.db");
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;
@@ -104,6 +123,9 @@ impl Server {
             let _ = stopped.await;
         };
         let handle = tokio::spawn(world_server::run(listener, config, shutdown));
+        // The port is bound before the server has opened its database (which a busy disk can
+        // make take seconds): a run started before it answers would count that as its own.
+        answers_a_ping(addr).await;
         for port in ports.into_iter().flatten() {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while tokio::net::TcpStream::connect(port).await.is_err() {
