@@ -146,15 +146,42 @@ async fn history_written_on_one_node_is_replayed_on_another() {
     b.shutdown().await;
 }
 
+/// How the database goes away under a running server.
+#[derive(Clone, Copy, PartialEq)]
+enum Outage {
+    /// Stopped hard (`pg_ctl stop -m immediate`), then started again.
+    Restart,
+    /// Paused (SIGSTOP), then let go on: the connection stays open and nothing answers, as
+    /// behind a network cut.
+    Pause,
+}
+
 /// PostgreSQL stopped hard (`pg_ctl stop -m immediate`) under a running server, then started
 /// again: players stay connected, a request that needs the database is answered UNAVAILABLE
 /// with a retry hint, a line echoed meanwhile reaches the history, and registrations go
 /// through again within seconds, by themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
-    let Some(mut pg) = testkit::OwnPostgres::for_test(
+    survives(
         "a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept",
-    ) else {
+        Outage::Restart,
+    )
+    .await;
+}
+
+/// The same with PostgreSQL paused, which answers nothing and closes nothing: the server gives
+/// a call up after its query timeout (5 s) and carries on as with a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_is_survived_and_a_line_echoed_meanwhile_is_kept() {
+    survives(
+        "a_database_that_stops_answering_is_survived_and_a_line_echoed_meanwhile_is_kept",
+        Outage::Pause,
+    )
+    .await;
+}
+
+async fn survives(test: &str, outage: Outage) {
+    let Some(mut pg) = testkit::OwnPostgres::for_test(test) else {
         return;
     };
     let url = pg.server().fresh_database();
@@ -193,7 +220,10 @@ async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
     // The WAL writer has it all (the test server does not wait for it at commit).
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    pg.stop_immediate();
+    match outage {
+        Outage::Restart => pg.stop_immediate(),
+        Outage::Pause => pg.pause(),
+    }
     let mut bob = server.client().await;
     let register = C2sRegister {
         username: "bob".into(),
@@ -215,13 +245,20 @@ async fn a_database_restart_is_survived_and_a_line_echoed_meanwhile_is_kept() {
     let state = said(false).await;
     assert!(state.contains("the database is unavailable"), "{state}");
 
-    pg.start_again().unwrap();
+    match outage {
+        Outage::Restart => pg.start_again().unwrap(),
+        Outage::Pause => pg.resume(),
+    }
     let back = Instant::now();
     loop {
         bob.send(&register).await;
         match bob.recv().await {
             S2cMessage::S2cAuthResult(r) => {
                 assert_eq!(r.username, "bob");
+                eprintln!(
+                    "{test}: registered {:.2} s after the database came back",
+                    back.elapsed().as_secs_f64()
+                );
                 break;
             }
             S2cMessage::S2cError(e) if e.code() == ErrorCode::Unavailable => {

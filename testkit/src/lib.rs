@@ -73,7 +73,12 @@ impl Postgres {
     /// Runs `statement` in the `postgres` database (on a thread of its own: the client must not
     /// run inside an async runtime).
     pub fn sql(&self, statement: &str) {
-        let (url, statement) = (self.url("postgres"), statement.to_string());
+        Postgres::sql_in(&self.url("postgres"), statement);
+    }
+
+    /// Runs `statement` in the database at `url`, as [`sql`](Self::sql) does.
+    pub fn sql_in(url: &str, statement: &str) {
+        let (url, statement) = (url.to_string(), statement.to_string());
         std::thread::spawn(move || {
             let mut client = postgres::Client::connect(&url, postgres::NoTls)
                 .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
@@ -348,6 +353,49 @@ impl OwnPostgres {
         }
     }
 
+    /// Pauses the server and every process of it (SIGSTOP): connections stay open, and
+    /// nothing is answered, as behind a network cut that drops packets.
+    pub fn pause(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    /// Lets the server go on after [`OwnPostgres::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    /// Sends `signal` to the server and to each process it started (its backends).
+    fn signal_all(&self, signal: libc::c_int) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        let root = child.id();
+        let mut pids = vec![root];
+        // Its children, from each process's parent in /proc.
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // "pid (name) state ppid ...": the name may hold spaces, not a ')'.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|ppid| ppid.parse::<u32>().ok());
+                if ppid == Some(root) {
+                    pids.push(pid);
+                }
+            }
+        }
+        for pid in pids {
+            // SAFETY: a signal to the server this value started, or to one of its children.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// Starts the server again on the same port and data, and waits until it answers.
     pub fn start_again(&mut self) -> Result<(), String> {
         if self.child.is_none() {
@@ -359,6 +407,8 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
+        // A paused server stops only once it runs.
+        self.resume();
         if let Some(mut child) = self.child.take() {
             // SAFETY: as in stop_immediate.
             unsafe {

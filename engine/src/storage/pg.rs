@@ -6,17 +6,19 @@
 //! history, for the rooms module). A log counts as idle when the last node using it lets it
 //! go.
 //!
-//! The client is `postgres`, the blocking face of `tokio-postgres`: the DB worker is a thread
-//! of its own and the [`Storage`] trait is synchronous. It runs a small runtime of its own, so
-//! it must be used off the server's async threads; [`PostgresStorage::connect`] and
-//! [`crate::server::start_db`] see to that.
+//! The client is `tokio-postgres` on a small runtime of the storage's own: the DB worker is a
+//! thread of its own and the [`Storage`] trait is synchronous, so each call blocks on its
+//! runtime, with a deadline ([`QUERY_TIMEOUT`]): a database that stops answering (a paused
+//! server, a network cut that leaves the connection open) is given up on, and connected to
+//! again, as one that closed the connection. It must be used off the server's async threads;
+//! [`PostgresStorage::connect`] and [`crate::server::start_db`] see to that.
 //!
 //! [`recover`]: Storage::recover
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, NoTls, Transaction};
 
 use super::{
     username_key, Account, LogEntry, LogLimits, Recovered, SessionLogEntry, SessionRecord, Storage,
@@ -119,21 +121,25 @@ const LOGS_MIGRATION: usize = 2;
 /// Moves the room history of schemas before logs into the rooms module's logs (each line as
 /// its encoded S2C_Chat frame), with the nodes that have its rooms in use, and drops its
 /// tables.
-fn move_history(tx: &mut Transaction<'_>) -> Result<(), StorageError> {
+async fn move_history(tx: &Transaction<'_>) -> Result<(), StorageError> {
     let module = super::LEGACY_HISTORY_MODULE;
     tx.execute(
         "INSERT INTO log_keys (module, key, idle_since_us)
          SELECT $1::text, room, emptied_at_us FROM history_rooms",
         &[&module],
-    )?;
+    )
+    .await?;
     tx.execute(
         "INSERT INTO log_nodes (module, key, node) SELECT $1::text, room, node FROM room_nodes",
         &[&module],
-    )?;
-    let rows = tx.query(
-        "SELECT room, sender, content, sent_at_us, server_time_us FROM history ORDER BY id",
-        &[],
-    )?;
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT room, sender, content, sent_at_us, server_time_us FROM history ORDER BY id",
+            &[],
+        )
+        .await?;
     let (mut keys, mut times, mut data) = (Vec::new(), Vec::new(), Vec::new());
     for row in &rows {
         let room: String = row.get(0);
@@ -155,8 +161,10 @@ fn move_history(tx: &mut Transaction<'_>) -> Result<(), StorageError> {
         "INSERT INTO logs (module, key, at_us, data)
          SELECT $1::text, * FROM unnest($2::text[], $3::bigint[], $4::bytea[])",
         &[&module, &keys, &times, &data],
-    )?;
-    tx.batch_execute("DROP TABLE history; DROP TABLE history_rooms; DROP TABLE room_nodes;")?;
+    )
+    .await?;
+    tx.batch_execute("DROP TABLE history; DROP TABLE history_rooms; DROP TABLE room_nodes;")
+        .await?;
     Ok(())
 }
 
@@ -166,15 +174,36 @@ const MIGRATION_LOCK: i64 = 0x776f_726c_6400;
 /// How long a connect may take before the server gives up and says so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one call may wait for the database before it is given up as unavailable, and
+/// the connection dropped and made again: the DB worker waits for nothing longer, so a
+/// database that stops answering holds the logins and writes behind it for this at most.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Storage in a PostgreSQL database, as one node of those sharing it.
 pub struct PostgresStorage {
-    /// `Some` while connected (see the `Drop` impl); `None` after a failed reconnect.
-    client: Option<Client>,
+    /// The client's runtime: the connection runs on it while a call blocks on it. `None` only
+    /// once dropped.
+    rt: Option<tokio::runtime::Runtime>,
+    /// `Some` while connected; `None` after a lost connection that is not made again yet.
+    client: Option<Connected>,
     /// How to connect again when the connection is lost.
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     node: String,
     /// While the connection is lost: when the next attempt is due, and the wait after it.
     retry: Option<(Instant, Duration)>,
+}
+
+/// A client and the task of its connection.
+struct Connected {
+    client: Client,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        // Whatever the connection waits for (a server that stopped answering), it is let go.
+        self.connection.abort();
+    }
 }
 
 /// The first wait before connecting again after a failed attempt; it doubles up to
@@ -189,19 +218,17 @@ const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Drop for PostgresStorage {
     fn drop(&mut self) {
-        // The client's runtime cannot be dropped inside an async runtime: where this storage
-        // is dropped there (a server that failed before its DB worker took it), it goes on
-        // a thread of its own.
-        if let Some(client) = self.client.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                let _ = std::thread::spawn(move || drop(client)).join();
-            }
+        self.client = None;
+        // A runtime cannot be dropped, waiting for its tasks, inside an async runtime (a
+        // server that failed before its DB worker took this storage): nothing is waited for.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
 
-impl From<postgres::Error> for StorageError {
-    fn from(error: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(error: tokio_postgres::Error) -> Self {
         // The driver's Display of a server error is only "db error": the server's own message
         // says what happened.
         match error.as_db_error() {
@@ -238,17 +265,20 @@ impl PostgresStorage {
     }
 
     fn connect_here(url: &str, node: String) -> Result<Self, StorageError> {
-        let mut config: postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e: postgres::Error| StorageError::Connect(e.to_string()))?;
+            .map_err(|e: tokio_postgres::Error| StorageError::Connect(e.to_string()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        config.application_name(&format!("world-server {node}"));
-        let client = config
-            .connect(NoTls)
-            .map_err(|e| StorageError::Connect(connect_cause(&e)))?;
+        config.application_name(format!("world-server {node}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Connect(format!("a runtime for the client: {e}")))?;
+        let client = open(&rt, &config, CONNECT_TIMEOUT).map_err(StorageError::Connect)?;
         let mut storage = PostgresStorage {
+            rt: Some(rt),
             client: Some(client),
             config,
             node,
@@ -260,23 +290,46 @@ impl PostgresStorage {
 
     /// The schema version of the database.
     pub fn schema_version(&mut self) -> Result<i64, StorageError> {
-        schema_version(&mut self.db()?.transaction()?)
+        self.run(async |c| schema_version(&c.transaction().await?).await)
     }
 
-    /// The connection, connected again first if it was lost (the server restarted, or the
+    /// Runs `call` on the connection, connected again first if it was lost, and waits
+    /// [`QUERY_TIMEOUT`] at most for it: past that, the connection is dropped (to be made
+    /// again) and the answer is [`StorageError::Unavailable`].
+    fn run<T>(
+        &mut self,
+        call: impl AsyncFnOnce(&mut Client) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.connected()?;
+        let (Some(rt), Some(connected)) = (&self.rt, &mut self.client) else {
+            return Err(StorageError::Unavailable("not connected".into()));
+        };
+        // The timer is made inside the runtime, which it needs.
+        let call = call(&mut connected.client);
+        match rt.block_on(async { tokio::time::timeout(QUERY_TIMEOUT, call).await }) {
+            Ok(answer) => answer,
+            Err(_) => {
+                spdlog::warn!(
+                    "storage: PostgreSQL did not answer within {} s; connecting again",
+                    QUERY_TIMEOUT.as_secs()
+                );
+                self.client = None;
+                Err(StorageError::Unavailable(format!(
+                    "no answer within {} s",
+                    QUERY_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Makes sure of a connection, made again if it was lost (the server restarted, or the
     /// network failed): at once the first time, then at most every [`RECONNECT_MIN`],
     /// doubling to [`RECONNECT_MAX`]. Between attempts, and when one fails, the answer is
     /// [`StorageError::Unavailable`] at once, so that a request waits for nothing.
-    fn db(&mut self) -> Result<&mut Client, StorageError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.reconnect()?;
+    fn connected(&mut self) -> Result<(), StorageError> {
+        if self.client.as_ref().is_some_and(|c| !c.client.is_closed()) {
+            return Ok(());
         }
-        self.client
-            .as_mut()
-            .ok_or_else(|| StorageError::Unavailable("not connected".into()))
-    }
-
-    fn reconnect(&mut self) -> Result<(), StorageError> {
         let now = Instant::now();
         if let Some((due, _)) = self.retry {
             if now < due {
@@ -287,23 +340,25 @@ impl PostgresStorage {
         } else {
             spdlog::warn!("storage: the connection to PostgreSQL was lost; connecting again");
         }
-        // The closed client is dropped here, on the DB worker's thread.
         self.client = None;
         let mut config = self.config.clone();
         config.connect_timeout(RECONNECT_TIMEOUT);
-        match config.connect(NoTls) {
+        let Some(rt) = &self.rt else {
+            return Err(StorageError::Unavailable("not connected".into()));
+        };
+        match open(rt, &config, RECONNECT_TIMEOUT) {
             Ok(client) => {
                 self.client = Some(client);
                 self.retry = None;
                 spdlog::info!("storage: connected to PostgreSQL again");
                 Ok(())
             }
-            Err(e) => {
+            Err(cause) => {
                 let wait = self
                     .retry
                     .map_or(RECONNECT_MIN, |(_, wait)| (wait * 2).min(RECONNECT_MAX));
                 self.retry = Some((now + wait, wait));
-                Err(StorageError::Unavailable(connect_cause(&e)))
+                Err(StorageError::Unavailable(cause))
             }
         }
     }
@@ -314,50 +369,76 @@ impl PostgresStorage {
     }
 
     fn migrate(&mut self) -> Result<(), StorageError> {
-        let mut tx = self.db()?.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
-             INSERT INTO schema_version (version)
-                 SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_version);",
-        )?;
-        let found = schema_version(&mut tx)?;
-        let supported = MIGRATIONS.len() as i64;
-        if found > supported {
-            return Err(StorageError::SchemaTooNew { found, supported });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.batch_execute(migration)?;
-            if i == LOGS_MIGRATION {
-                move_history(&mut tx)?;
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
+                 INSERT INTO schema_version (version)
+                     SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_version);",
+            )
+            .await?;
+            let found = schema_version(&tx).await?;
+            let supported = MIGRATIONS.len() as i64;
+            if found > supported {
+                return Err(StorageError::SchemaTooNew { found, supported });
             }
-            tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)])?;
-            spdlog::info!("storage: schema migrated to version {}", i + 1);
-        }
-        tx.commit()?;
-        Ok(())
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+                tx.batch_execute(migration).await?;
+                if i == LOGS_MIGRATION {
+                    move_history(&tx).await?;
+                }
+                tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)])
+                    .await?;
+                spdlog::info!("storage: schema migrated to version {}", i + 1);
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
+}
+
+/// Connects with `config`, the connection running on `rt`, waiting `within` at most (the
+/// driver's own timeout covers the TCP connect, not a server that takes it and never answers);
+/// `Err` says why not, without the driver's preamble.
+fn open(
+    rt: &tokio::runtime::Runtime,
+    config: &tokio_postgres::Config,
+    within: Duration,
+) -> Result<Connected, String> {
+    let (client, connection) = rt
+        .block_on(async { tokio::time::timeout(within, config.connect(NoTls)).await })
+        .map_err(|_| format!("no answer within {} s", within.as_secs()))?
+        .map_err(|e| connect_cause(&e))?;
+    let connection = rt.spawn(async move {
+        if let Err(error) = connection.await {
+            spdlog::debug!("storage: the connection to PostgreSQL ended: {error}");
+        }
+    });
+    Ok(Connected { client, connection })
 }
 
 /// What a failed connect says, without the driver's preamble: "Connection refused (os error
 /// 111)" rather than "error connecting to server: ...".
-fn connect_cause(e: &postgres::Error) -> String {
+fn connect_cause(e: &tokio_postgres::Error) -> String {
     std::error::Error::source(e)
         .map(|s| s.to_string())
         .unwrap_or_else(|| e.to_string())
 }
 
-fn schema_version(tx: &mut Transaction<'_>) -> Result<i64, StorageError> {
+async fn schema_version(tx: &Transaction<'_>) -> Result<i64, StorageError> {
     Ok(tx
         .query_opt("SELECT version FROM schema_version", &[])
+        .await
         .or_else(|e| match e.code() {
-            Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+            Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
             _ => Err(e),
         })?
         .map_or(0, |row| row.get(0)))
 }
 
-fn account_row(row: &postgres::Row) -> Account {
+fn account_row(row: &tokio_postgres::Row) -> Account {
     Account {
         id: row.get::<_, i64>(0) as u64,
         username: row.get(1),
@@ -373,14 +454,16 @@ fn big(value: u64) -> i64 {
 
 impl Storage for PostgresStorage {
     fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError> {
-        Ok(self
-            .db()?
-            .query_opt(
+        let key = username_key(username);
+        self.run(async |c| {
+            Ok(c.query_opt(
                 "SELECT id, username, password_hash FROM accounts WHERE username_key = $1",
-                &[&username_key(username)],
-            )?
+                &[&key],
+            )
+            .await?
             .as_ref()
             .map(account_row))
+        })
     }
 
     fn create_account(
@@ -389,16 +472,15 @@ impl Storage for PostgresStorage {
         password_hash: &str,
         now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
-        let row = self.db()?.query_opt(
-            "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
-            &[
-                &username,
-                &username_key(username),
-                &password_hash,
-                &big(now_us),
-            ],
-        )?;
+        let key = username_key(username);
+        let row = self.run(async |c| {
+            Ok(c.query_opt(
+                "INSERT INTO accounts (username, username_key, password_hash, created_at_us)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
+                &[&username, &key, &password_hash, &big(now_us)],
+            )
+            .await?)
+        })?;
         Ok(row.map(|row| Account {
             id: row.get::<_, i64>(0) as u64,
             username: username.to_string(),
@@ -413,17 +495,20 @@ impl Storage for PostgresStorage {
         now_us: u64,
         expires_at_us: u64,
     ) -> Result<(), StorageError> {
-        self.db()?.execute(
-            "INSERT INTO tokens (token_hash, account_id, created_at_us, expires_at_us)
-             VALUES ($1, $2, $3, $4)",
-            &[
-                &token_hash,
-                &big(user_id),
-                &big(now_us),
-                &big(expires_at_us),
-            ],
-        )?;
-        Ok(())
+        self.run(async |c| {
+            c.execute(
+                "INSERT INTO tokens (token_hash, account_id, created_at_us, expires_at_us)
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &token_hash,
+                    &big(user_id),
+                    &big(now_us),
+                    &big(expires_at_us),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     fn token_account(
@@ -431,56 +516,72 @@ impl Storage for PostgresStorage {
         token_hash: &[u8],
         now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
-        Ok(self
-            .db()?
-            .query_opt(
+        self.run(async |c| {
+            Ok(c.query_opt(
                 "SELECT a.id, a.username, a.password_hash FROM tokens t
                  JOIN accounts a ON a.id = t.account_id
                  WHERE t.token_hash = $1 AND t.revoked_at_us IS NULL AND t.expires_at_us > $2",
                 &[&token_hash, &big(now_us)],
-            )?
+            )
+            .await?
             .as_ref()
             .map(account_row))
+        })
     }
 
     fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError> {
-        Ok(self.db()?.execute(
-            "DELETE FROM tokens WHERE expires_at_us <= $1 OR revoked_at_us IS NOT NULL",
-            &[&big(now_us)],
-        )? as usize)
+        self.run(async |c| {
+            Ok(c.execute(
+                "DELETE FROM tokens WHERE expires_at_us <= $1 OR revoked_at_us IS NOT NULL",
+                &[&big(now_us)],
+            )
+            .await? as usize)
+        })
     }
 
     fn revoke_token(&mut self, token_hash: &[u8], now_us: u64) -> Result<bool, StorageError> {
-        Ok(self.db()?.execute(
-            "UPDATE tokens SET revoked_at_us = $2 WHERE token_hash = $1 AND revoked_at_us IS NULL",
-            &[&token_hash, &big(now_us)],
-        )? > 0)
+        self.run(async |c| {
+            Ok(c.execute(
+                "UPDATE tokens SET revoked_at_us = $2 WHERE token_hash = $1 AND revoked_at_us IS NULL",
+                &[&token_hash, &big(now_us)],
+            )
+            .await?
+                > 0)
+        })
     }
 
     fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .db()?
-            .query_opt(
+        self.run(async |c| {
+            Ok(c.query_opt(
                 "SELECT value FROM module_data WHERE module = $1 AND key = $2",
                 &[&module, &key],
-            )?
+            )
+            .await?
             .map(|row| row.get(0)))
+        })
     }
 
     fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        self.db()?.execute(
-            "INSERT INTO module_data (module, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
-            &[&module, &key, &value],
-        )?;
-        Ok(())
+        self.run(async |c| {
+            c.execute(
+                "INSERT INTO module_data (module, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (module, key) DO UPDATE SET value = excluded.value",
+                &[&module, &key, &value],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError> {
-        Ok(self.db()?.execute(
-            "DELETE FROM module_data WHERE module = $1 AND key = $2",
-            &[&module, &key],
-        )? > 0)
+        self.run(async |c| {
+            Ok(c.execute(
+                "DELETE FROM module_data WHERE module = $1 AND key = $2",
+                &[&module, &key],
+            )
+            .await?
+                > 0)
+        })
     }
 
     fn log_append(
@@ -495,57 +596,63 @@ impl Storage for PostgresStorage {
         // A handful of statements whatever the number of entries and logs: each is a round
         // trip to the database, and the DB worker has the logins to serve too.
         let node = self.node.clone();
-        let mut tx = self.db()?.transaction()?;
         let keys_col: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
         let times: Vec<i64> = entries.iter().map(|e| big(e.at_us)).collect();
         let data: Vec<&[u8]> = entries.iter().map(|e| &e.data[..]).collect();
-        tx.execute(
-            "INSERT INTO logs (module, key, at_us, data)
-             SELECT $1::text, * FROM unnest($2::text[], $3::bigint[], $4::bytea[])",
-            &[&module, &keys_col, &times, &data],
-        )?;
         let mut keys: Vec<&str> = keys_col.clone();
         keys.sort_unstable();
         keys.dedup();
-        let new_keys = tx.execute(
-            "INSERT INTO log_keys (module, key, idle_since_us)
-             SELECT $1::text, unnest($2::text[]), NULL ON CONFLICT (module, key) DO NOTHING",
-            &[&module, &keys],
-        )?;
-        mark_in_use(&mut tx, module, &keys, &node)?;
-        let mut trimmed = 0;
-        if new_keys > 0 {
-            let count: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM log_keys WHERE module = $1",
-                    &[&module],
-                )?
-                .get(0);
-            let over = count - limits.max_logs as i64;
-            if over > 0 {
-                let oldest: Vec<String> = tx
-                    .query(
-                        "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us IS NOT NULL
-                         ORDER BY idle_since_us LIMIT $2",
-                        &[&module, &over],
-                    )?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                trimmed = delete_logs(&mut tx, module, &oldest)?;
+        let trimmed = self.run(async |c| {
+            let tx = c.transaction().await?;
+            tx.execute(
+                "INSERT INTO logs (module, key, at_us, data)
+                 SELECT $1::text, * FROM unnest($2::text[], $3::bigint[], $4::bytea[])",
+                &[&module, &keys_col, &times, &data],
+            )
+            .await?;
+            let new_keys = tx
+                .execute(
+                    "INSERT INTO log_keys (module, key, idle_since_us)
+                     SELECT $1::text, unnest($2::text[]), NULL ON CONFLICT (module, key) DO NOTHING",
+                    &[&module, &keys],
+                )
+                .await?;
+            mark_in_use(&tx, module, &keys, &node).await?;
+            let mut trimmed = 0;
+            if new_keys > 0 {
+                let count: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM log_keys WHERE module = $1",
+                        &[&module],
+                    )
+                    .await?
+                    .get(0);
+                let over = count - limits.max_logs as i64;
+                if over > 0 {
+                    let oldest: Vec<String> = tx
+                        .query(
+                            "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us IS NOT NULL
+                             ORDER BY idle_since_us LIMIT $2",
+                            &[&module, &over],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    trimmed = delete_logs(&tx, module, &oldest).await?;
+                }
             }
-        }
-        tx.commit()?;
+            tx.commit().await?;
+            Ok(trimmed)
+        })?;
         // Then each log is trimmed to its newest entries, in a transaction of its own: nodes
         // append to the same logs, and one node's trim must neither wait long on another's
         // nor take the entries above with it when it fails. A trim that cannot have its rows
-        // within the lock timeout is left to the next batch (the entries are written already).
-        let Ok(client) = self.db() else {
-            return Ok(trimmed); // connection lost: the next batch trims
-        };
-        let trim = (|| -> Result<(), postgres::Error> {
-            let mut tx = client.transaction()?;
-            tx.batch_execute("SET LOCAL lock_timeout = '100ms'")?;
+        // within the lock timeout is left to the next batch (the entries are written already,
+        // and a lost connection is the next call's to make again).
+        let trim = self.run(async |c| {
+            let tx = c.transaction().await?;
+            tx.batch_execute("SET LOCAL lock_timeout = '100ms'").await?;
             tx.execute(
                 "DELETE FROM logs l USING (
                      SELECT k.key, (SELECT id FROM logs
@@ -554,9 +661,11 @@ impl Storage for PostgresStorage {
                      FROM unnest($2::text[]) AS k(key)) c
                  WHERE l.module = $1 AND l.key = c.key AND l.id <= c.cutoff",
                 &[&module, &keys, &big(limits.entries as u64)],
-            )?;
-            tx.commit()
-        })();
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        });
         if let Err(error) = trim {
             spdlog::debug!("storage: log trim left to the next batch: {error}");
         }
@@ -565,11 +674,13 @@ impl Storage for PostgresStorage {
 
     fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError> {
         let node = self.node.clone();
-        let mut tx = self.db()?.transaction()?;
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        mark_in_use(&mut tx, module, &keys, &node)?;
-        tx.commit()?;
-        Ok(())
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            mark_in_use(&tx, module, &keys, &node).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn logs_idle(
@@ -579,35 +690,42 @@ impl Storage for PostgresStorage {
         now_us: u64,
     ) -> Result<(), StorageError> {
         let node = self.node.clone();
-        let mut tx = self.db()?.transaction()?;
-        tx.execute(
-            "DELETE FROM log_nodes WHERE module = $1 AND key = ANY($2) AND node = $3",
-            &[&module, &keys, &node],
-        )?;
-        // Idle when no node has it in use any more.
-        tx.execute(
-            "UPDATE log_keys k SET idle_since_us = $3
-             WHERE module = $1 AND key = ANY($2)
-               AND NOT EXISTS (SELECT 1 FROM log_nodes n WHERE n.module = k.module AND n.key = k.key)",
-            &[&module, &keys, &big(now_us)],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            tx.execute(
+                "DELETE FROM log_nodes WHERE module = $1 AND key = ANY($2) AND node = $3",
+                &[&module, &keys, &node],
+            )
+            .await?;
+            // Idle when no node has it in use any more.
+            tx.execute(
+                "UPDATE log_keys k SET idle_since_us = $3
+                 WHERE module = $1 AND key = ANY($2)
+                   AND NOT EXISTS (SELECT 1 FROM log_nodes n WHERE n.module = k.module AND n.key = k.key)",
+                &[&module, &keys, &big(now_us)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError> {
-        let mut tx = self.db()?.transaction()?;
-        let old: Vec<String> = tx
-            .query(
-                "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us < $2",
-                &[&module, &big(before_us)],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let deleted = delete_logs(&mut tx, module, &old)?;
-        tx.commit()?;
-        Ok(deleted)
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            let old: Vec<String> = tx
+                .query(
+                    "SELECT key FROM log_keys WHERE module = $1 AND idle_since_us < $2",
+                    &[&module, &big(before_us)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let deleted = delete_logs(&tx, module, &old).await?;
+            tx.commit().await?;
+            Ok(deleted)
+        })
     }
 
     fn log_tail(
@@ -616,29 +734,33 @@ impl Storage for PostgresStorage {
         key: &str,
         limit: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
-        let mut entries: Vec<LogEntry> = self
-            .db()?
-            .query(
+        let mut entries: Vec<LogEntry> = self.run(async |c| {
+            Ok(c.query(
                 "SELECT key, at_us, data FROM logs
                  WHERE module = $1 AND key = $2 ORDER BY id DESC LIMIT $3",
                 &[&module, &key, &big(limit as u64)],
-            )?
+            )
+            .await?
             .iter()
             .map(|row| LogEntry {
                 key: row.get(0),
                 at_us: row.get::<_, i64>(1) as u64,
                 data: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)),
             })
-            .collect();
+            .collect())
+        })?;
         entries.reverse();
         Ok(entries)
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
-        Ok(self.db()?.execute(
-            "DELETE FROM sessions WHERE disconnected_at_us < $1",
-            &[&big(before_us)],
-        )? as usize)
+        self.run(async |c| {
+            Ok(c.execute(
+                "DELETE FROM sessions WHERE disconnected_at_us < $1",
+                &[&big(before_us)],
+            )
+            .await? as usize)
+        })
     }
 
     fn record_sessions(
@@ -675,90 +797,105 @@ impl Storage for PostgresStorage {
                 SessionLogEntry::Closed(record) => closed.push(record),
             }
         }
+        let (ids, names): (Vec<i64>, Vec<&str>) =
+            logins.iter().map(|(id, name)| (big(*id), *name)).unzip();
+        let closed_ids: Vec<i64> = closed.iter().map(|r| big(r.session_id)).collect();
         let node = self.node.clone();
-        let mut tx = self.db()?.transaction()?;
-        if !opened.0.is_empty() {
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            if !opened.0.is_empty() {
+                tx.execute(
+                    "INSERT INTO open_sessions (node, session_id, peer, username, connected_at_us)
+                     SELECT $1, s, p, NULL, c FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS t(s, p, c)
+                     ON CONFLICT (node, session_id) DO UPDATE
+                     SET peer = EXCLUDED.peer, username = NULL, connected_at_us = EXCLUDED.connected_at_us",
+                    &[&node, &opened.0, &opened.1, &opened.2],
+                )
+                .await?;
+            }
+            if !ids.is_empty() {
+                tx.execute(
+                    "UPDATE open_sessions o SET username = t.u
+                     FROM unnest($2::bigint[], $3::text[]) AS t(s, u)
+                     WHERE o.node = $1 AND o.session_id = t.s",
+                    &[&node, &ids, &names],
+                )
+                .await?;
+            }
+            if !closed.is_empty() {
+                insert_sessions(&tx, &node, &closed).await?;
+                tx.execute(
+                    "DELETE FROM open_sessions WHERE node = $1 AND session_id = ANY($2)",
+                    &[&node, &closed_ids],
+                )
+                .await?;
+            }
+            // Ids grow with every record (with gaps at most): everything more than `max_rows`
+            // below the newest goes.
             tx.execute(
-                "INSERT INTO open_sessions (node, session_id, peer, username, connected_at_us)
-                 SELECT $1, s, p, NULL, c FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS t(s, p, c)
-                 ON CONFLICT (node, session_id) DO UPDATE
-                 SET peer = EXCLUDED.peer, username = NULL, connected_at_us = EXCLUDED.connected_at_us",
-                &[&node, &opened.0, &opened.1, &opened.2],
-            )?;
-        }
-        if !logins.is_empty() {
-            let (ids, names): (Vec<i64>, Vec<&str>) =
-                logins.iter().map(|(id, name)| (big(*id), *name)).unzip();
-            tx.execute(
-                "UPDATE open_sessions o SET username = t.u
-                 FROM unnest($2::bigint[], $3::text[]) AS t(s, u)
-                 WHERE o.node = $1 AND o.session_id = t.s",
-                &[&node, &ids, &names],
-            )?;
-        }
-        if !closed.is_empty() {
-            insert_sessions(&mut tx, &node, &closed)?;
-            let ids: Vec<i64> = closed.iter().map(|r| big(r.session_id)).collect();
-            tx.execute(
-                "DELETE FROM open_sessions WHERE node = $1 AND session_id = ANY($2)",
-                &[&node, &ids],
-            )?;
-        }
-        // Ids grow with every record (with gaps at most): everything more than `max_rows`
-        // below the newest goes.
-        tx.execute(
-            "DELETE FROM sessions WHERE id <= (SELECT max(id) FROM sessions) - $1",
-            &[&big(max_rows)],
-        )?;
-        tx.commit()?;
-        Ok(())
+                "DELETE FROM sessions WHERE id <= (SELECT max(id) FROM sessions) - $1",
+                &[&big(max_rows)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn check(&mut self) -> Result<(), StorageError> {
-        self.db()?.simple_query("SELECT 1")?;
-        Ok(())
+        self.run(async |c| {
+            c.simple_query("SELECT 1").await?;
+            Ok(())
+        })
     }
 
     fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError> {
         let node = self.node.clone();
-        let mut tx = self.db()?.transaction()?;
-        let open: Vec<SessionRecord> = tx
-            .query(
-                "SELECT session_id, peer, username, connected_at_us FROM open_sessions
-                 WHERE node = $1 ORDER BY session_id",
-                &[&node],
-            )?
-            .iter()
-            .map(|row| SessionRecord {
-                session_id: row.get::<_, i64>(0) as u64,
-                peer: row.get(1),
-                username: row.get(2),
-                connected_at_us: row.get::<_, i64>(3) as u64,
-                disconnected_at_us: now_us,
-                reason: UNCLEAN_STOP.to_string(),
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            let open: Vec<SessionRecord> = tx
+                .query(
+                    "SELECT session_id, peer, username, connected_at_us FROM open_sessions
+                     WHERE node = $1 ORDER BY session_id",
+                    &[&node],
+                )
+                .await?
+                .iter()
+                .map(|row| SessionRecord {
+                    session_id: row.get::<_, i64>(0) as u64,
+                    peer: row.get(1),
+                    username: row.get(2),
+                    connected_at_us: row.get::<_, i64>(3) as u64,
+                    disconnected_at_us: now_us,
+                    reason: UNCLEAN_STOP.to_string(),
+                })
+                .collect();
+            let records: Vec<&SessionRecord> = open.iter().collect();
+            insert_sessions(&tx, &node, &records).await?;
+            tx.execute("DELETE FROM open_sessions WHERE node = $1", &[&node])
+                .await?;
+            tx.execute("DELETE FROM log_nodes WHERE node = $1", &[&node])
+                .await?;
+            let rooms = tx
+                .execute(
+                    "UPDATE log_keys k SET idle_since_us = $1
+                     WHERE idle_since_us IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM log_nodes n WHERE n.module = k.module AND n.key = k.key)",
+                    &[&big(now_us)],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(Recovered {
+                sessions: open.len(),
+                rooms: rooms as usize,
             })
-            .collect();
-        let records: Vec<&SessionRecord> = open.iter().collect();
-        insert_sessions(&mut tx, &node, &records)?;
-        tx.execute("DELETE FROM open_sessions WHERE node = $1", &[&node])?;
-        tx.execute("DELETE FROM log_nodes WHERE node = $1", &[&node])?;
-        let rooms = tx.execute(
-            "UPDATE log_keys k SET idle_since_us = $1
-             WHERE idle_since_us IS NULL
-               AND NOT EXISTS (SELECT 1 FROM log_nodes n WHERE n.module = k.module AND n.key = k.key)",
-            &[&big(now_us)],
-        )?;
-        tx.commit()?;
-        Ok(Recovered {
-            sessions: open.len(),
-            rooms: rooms as usize,
         })
     }
 }
 
 /// Marks `module`'s logs of `keys` in use by `node`: not idle, whatever they were.
-fn mark_in_use(
-    tx: &mut Transaction<'_>,
+async fn mark_in_use(
+    tx: &Transaction<'_>,
     module: &str,
     keys: &[&str],
     node: &str,
@@ -767,19 +904,21 @@ fn mark_in_use(
         "INSERT INTO log_nodes (module, key, node) SELECT $1::text, unnest($2::text[]), $3::text
          ON CONFLICT DO NOTHING",
         &[&module, &keys, &node],
-    )?;
+    )
+    .await?;
     tx.execute(
         "UPDATE log_keys SET idle_since_us = NULL
          WHERE module = $1 AND key = ANY($2) AND idle_since_us IS NOT NULL",
         &[&module, &keys],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// Deletes `module`'s logs of `keys`, with their rows of `log_keys` and `log_nodes`; returns
 /// how many.
-fn delete_logs(
-    tx: &mut Transaction<'_>,
+async fn delete_logs(
+    tx: &Transaction<'_>,
     module: &str,
     keys: &[String],
 ) -> Result<usize, StorageError> {
@@ -787,22 +926,25 @@ fn delete_logs(
         tx.execute(
             "DELETE FROM logs WHERE module = $1 AND key = $2",
             &[&module, key],
-        )?;
+        )
+        .await?;
         tx.execute(
             "DELETE FROM log_keys WHERE module = $1 AND key = $2",
             &[&module, key],
-        )?;
+        )
+        .await?;
         tx.execute(
             "DELETE FROM log_nodes WHERE module = $1 AND key = $2",
             &[&module, key],
-        )?;
+        )
+        .await?;
     }
     Ok(keys.len())
 }
 
 /// Writes `records` to the session log as node `node`, in one statement.
-fn insert_sessions(
-    tx: &mut Transaction<'_>,
+async fn insert_sessions(
+    tx: &Transaction<'_>,
     node: &str,
     records: &[&SessionRecord],
 ) -> Result<(), StorageError> {
@@ -821,7 +963,8 @@ fn insert_sessions(
          SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[],
                                   $6::bigint[], $7::text[])",
         &[&node, &ids, &peers, &names, &from, &to, &reasons],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -915,12 +1058,7 @@ mod tests {
             let mut storage = node.join().unwrap().unwrap();
             assert_eq!(storage.schema_version().unwrap(), MIGRATIONS.len() as i64);
         }
-        let mut storage = PostgresStorage::connect(&url, "n0").unwrap();
-        storage
-            .db()
-            .unwrap()
-            .execute("UPDATE schema_version SET version = 99", &[])
-            .unwrap();
+        testkit::Postgres::sql_in(&url, "UPDATE schema_version SET version = 99");
         match PostgresStorage::connect(&url, "n0") {
             Err(StorageError::SchemaTooNew { found, supported }) => {
                 assert_eq!((found, supported), (99, MIGRATIONS.len() as i64));
@@ -938,7 +1076,7 @@ mod tests {
         let url = pg.fresh_database();
         {
             // A database of schema 2, with history in its tables.
-            let mut client = Client::connect(&url, NoTls).unwrap();
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
             let mut sql = String::from(
                 "CREATE TABLE schema_version (version BIGINT NOT NULL);
                  INSERT INTO schema_version VALUES (2);",
@@ -1016,6 +1154,63 @@ mod tests {
         }
         assert!(s.create_account("bob", "h", 2).unwrap().is_some());
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_server_that_stops_answering_is_given_up_on_and_connected_again() {
+        let Some(pg) = testkit::OwnPostgres::for_test(
+            "a_server_that_stops_answering_is_given_up_on_and_connected_again",
+        ) else {
+            return;
+        };
+        let url = pg.server().fresh_database();
+        let mut s = PostgresStorage::connect(&url, "n1").unwrap();
+        s.create_account("ann", "h", 1).unwrap().unwrap();
+        // Paused: the connection stays open and nothing answers.
+        pg.pause();
+        let started = Instant::now();
+        match s.account("ann") {
+            Err(StorageError::Unavailable(why)) => assert!(why.contains("no answer"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= QUERY_TIMEOUT && waited < QUERY_TIMEOUT + Duration::from_secs(2),
+            "{waited:?}"
+        );
+        // Then each call waits for one attempt to connect at most, or for nothing.
+        for _ in 0..3 {
+            let started = Instant::now();
+            match s.account("ann") {
+                Err(StorageError::Unavailable(_)) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                started.elapsed() <= RECONNECT_TIMEOUT + Duration::from_millis(500),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        pg.resume();
+        let resumed = Instant::now();
+        let deadline = resumed + Duration::from_secs(10);
+        loop {
+            match s.account("ann") {
+                Ok(found) => {
+                    assert!(found.is_some());
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "not connected again: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        eprintln!(
+            "answered again {:.2} s after the server went on",
+            resumed.elapsed().as_secs_f64()
+        );
+        assert!(s.create_account("bob", "h", 2).unwrap().is_some());
     }
 
     #[test]
