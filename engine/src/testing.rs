@@ -26,7 +26,10 @@
 //!
 //! The storage is in memory ([`MemoryStorage`]); the DB worker's jobs of a tick are done
 //! after it and answered at the next (or held until [`Sim::run_db`], with
-//! [`Sim::holding_db`]); password hashing is made cheap (tests check behaviour, not hashing cost). Each
+//! [`Sim::holding_db`]), by the worker's own rules ([`Runner`]) at simulated time: with the
+//! database taken away ([`Sim::database_down`]), requests are answered UNAVAILABLE and writes
+//! wait, in order, and are tried again every [`crate::db::WRITE_RETRY`] of simulated time;
+//! password hashing is made cheap (tests check behaviour, not hashing cost). Each
 //! client connects from an address of its own (`10.x.y.z`), so per-address limits do not
 //! meet unless a test means them to.
 
@@ -45,8 +48,8 @@ use crate::cluster::link::{
 };
 use crate::cluster::{Batch, Cluster, ALL};
 use crate::core::{Core, Input, Output};
-use crate::db::{AuthSettings, DbDone, DbJob, DbQueue, DbWorker};
-use crate::storage::MemoryStorage;
+use crate::db::{AuthSettings, DbJob, DbQueue, DbWorker, Lane, Runner};
+use crate::storage::{MemoryStorage, Storage};
 use crate::world::{Game, Now, World, WorldConfig};
 
 /// The wall clock of a simulation when it starts: 2026-01-01 00:00:00 UTC, in microseconds
@@ -67,11 +70,7 @@ pub fn clock(start: Instant, now: Instant) -> Now {
 pub struct Sim<G: Game> {
     core: Core<G>,
     /// The DB worker, run on the test's thread.
-    worker: DbWorker,
-    /// Whether jobs wait for [`Sim::run_db`].
-    holding: bool,
-    /// The jobs held, oldest first.
-    held: VecDeque<DbJob>,
+    db: SimDb,
     start: Instant,
     now: Instant,
     tick: Duration,
@@ -108,9 +107,9 @@ impl<G: Game> Sim<G> {
     /// Runs the jobs a database held by [`Sim::holding_db`] has, in the order they came; the
     /// world takes their answers at the next step. Returns how many ran.
     pub fn run_db(&mut self) -> usize {
-        let ran = self.held.len();
-        while let Some(job) = self.held.pop_front() {
-            self.execute(job);
+        let ran = self.db.held.len();
+        while let Some(job) = self.db.held.pop_front() {
+            self.db.execute(job, self.now, &mut self.inputs);
         }
         ran
     }
@@ -118,29 +117,43 @@ impl<G: Game> Sim<G> {
     /// From now on, the database holds every job until [`Sim::run_db`] (`true`), or does
     /// each at once (`false`; what it holds already waits for [`Sim::run_db`]).
     pub fn hold_db(&mut self, hold: bool) {
-        self.holding = hold;
+        self.db.holding = hold;
     }
 
     /// The jobs a database held by [`Sim::holding_db`] has, oldest first.
     pub fn held_db(&self) -> impl Iterator<Item = &DbJob> {
-        self.held.iter()
+        self.db.held.iter()
     }
 
     /// Takes the jobs a database held by [`Sim::holding_db`] has, for a test that runs them
     /// elsewhere.
     #[cfg(test)]
     pub(crate) fn take_held_db(&mut self) -> Vec<DbJob> {
-        self.held.drain(..).collect()
+        self.db.held.drain(..).collect()
     }
 
     /// Does `job` now, as the database does a job; its answer comes at the next step.
     #[cfg(test)]
     pub(crate) fn run_job(&mut self, job: DbJob) {
-        self.execute(job);
+        self.db.execute(job, self.now, &mut self.inputs);
     }
 
-    fn execute(&mut self, job: DbJob) {
-        run_job(&mut self.worker, &mut self.inputs, job);
+    /// Takes the database away (`true`: every call fails as one that restarts or is cut off
+    /// does) or brings it back (`false`), with nothing it held lost.
+    pub fn database_down(&mut self, down: bool) {
+        self.db
+            .outage
+            .store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the DB worker finds the storage answering, as `/readyz` says on a server.
+    pub fn storage_available(&self) -> bool {
+        self.db.runner.worker().is_available()
+    }
+
+    /// The storage, to read what was written.
+    pub fn storage(&mut self) -> &mut dyn Storage {
+        self.db.runner.worker_mut().storage_mut()
     }
 
     fn build(mut config: ServerConfig, game: G, holding: bool) -> Sim<G> {
@@ -162,8 +175,10 @@ impl<G: Game> Sim<G> {
         game: G,
         holding: bool,
     ) -> Sim<G> {
-        let worker = DbWorker::new(Box::new(MemoryStorage::new()), auth)
-            .expect("the argon2 parameters above are valid");
+        let storage = MemoryStorage::new();
+        let outage = storage.outage_switch();
+        let worker =
+            DbWorker::new(Box::new(storage), auth).expect("the argon2 parameters above are valid");
         let now = Instant::now();
         let (dispatcher, hooks) = crate::handlers::setup()
             .unwrap_or_else(|e| panic!("the game's handlers do not register: {e}"));
@@ -171,9 +186,13 @@ impl<G: Game> Sim<G> {
         let world = World::new(config, game, hooks, DbQueue::new(queue), now);
         Sim {
             core: Core::new(world, dispatcher),
-            worker,
-            holding,
-            held: VecDeque::new(),
+            db: SimDb {
+                runner: Runner::new(worker),
+                waiting: VecDeque::new(),
+                outage,
+                holding,
+                held: VecDeque::new(),
+            },
             start: now,
             now,
             tick,
@@ -257,6 +276,7 @@ impl<G: Game> Sim<G> {
     /// decides are noted, and their ends queued for the next tick.
     fn advance(&mut self) -> &mut Output {
         self.now += self.tick;
+        self.db.poll(self.now, &mut self.inputs);
         let inputs = std::mem::take(&mut self.inputs);
         let output = self.core.tick(clock(self.start, self.now), inputs);
         if let Some(transcript) = self.transcript.as_mut() {
@@ -265,11 +285,7 @@ impl<G: Game> Sim<G> {
         self.to_cluster.0.append(&mut output.bucket);
         self.to_cluster.1.append(&mut output.cluster);
         for job in output.db.drain(..) {
-            if self.holding {
-                self.held.push_back(job);
-            } else {
-                run_job(&mut self.worker, &mut self.inputs, job);
-            }
+            self.db.give(job, self.now, &mut self.inputs);
         }
         for (session, reason) in &output.closes {
             // The connection ends after its last frames, as a server's does: the world hears
@@ -740,12 +756,56 @@ impl<G: Game> Nodes<G> {
     }
 }
 
-/// Does `job` on `worker`, as the database does a job; what it did is an input of the next
-/// step.
-fn run_job(worker: &mut DbWorker, inputs: &mut Vec<Input>, job: DbJob) {
-    let lane = job.lane();
-    let event = worker.execute(job);
-    inputs.push(Input::Db(DbDone { lane, event }));
+/// The DB worker of a [`Sim`]: the worker's rules ([`Runner`]) at simulated time.
+struct SimDb {
+    runner: Runner,
+    /// Writes given while the worker holds one the storage could not take, oldest first.
+    waiting: VecDeque<DbJob>,
+    /// Takes the storage away while on ([`Sim::database_down`]).
+    outage: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether jobs wait for [`Sim::run_db`].
+    holding: bool,
+    /// The jobs held for [`Sim::run_db`], oldest first.
+    held: VecDeque<DbJob>,
+}
+
+impl SimDb {
+    /// A job from the core: held for [`Sim::run_db`], or done now.
+    fn give(&mut self, job: DbJob, now: Instant, inputs: &mut Vec<Input>) {
+        if self.holding {
+            self.held.push_back(job);
+        } else {
+            self.execute(job, now, inputs);
+        }
+    }
+
+    /// Does `job` as the worker does; what it did is an input of the next step. Writes keep
+    /// their order behind one the storage could not take.
+    fn execute(&mut self, job: DbJob, now: Instant, inputs: &mut Vec<Input>) {
+        if job.lane() == Lane::Write && (self.runner.holding() || !self.waiting.is_empty()) {
+            self.waiting.push_back(job);
+            return;
+        }
+        if let Some(done) = self.runner.run(job, now) {
+            inputs.push(Input::Db(done));
+        }
+    }
+
+    /// What the worker has due at `now`: the held write tried again, and once it is written,
+    /// the writes that waited behind it.
+    fn poll(&mut self, now: Instant, inputs: &mut Vec<Input>) {
+        if let Some(done) = self.runner.poll(now) {
+            inputs.push(Input::Db(done));
+        }
+        while !self.runner.holding() {
+            let Some(job) = self.waiting.pop_front() else {
+                break;
+            };
+            if let Some(done) = self.runner.run(job, now) {
+                inputs.push(Input::Db(done));
+            }
+        }
+    }
 }
 
 /// Appends a tick's output to a transcript: each batch as its session id and its frames, each
@@ -1019,6 +1079,74 @@ mod tests {
             "joined, then the line: {ids:?}"
         );
         assert_eq!(sim.take::<S2cChat>(ann)[0].content, "first words");
+    }
+
+    /// The DB worker's rules at simulated time: with the database away, a login is answered
+    /// UNAVAILABLE with a retry hint and its session kept, chat goes on, and the history
+    /// writes wait (tried again every 250 ms) and are written in order once it is back.
+    #[test]
+    fn while_the_database_is_away_requests_are_unavailable_and_writes_wait_in_order() {
+        use prost::Message;
+        let mut sim = Sim::new(Chat::default());
+        let ann = sim.guest("ann");
+        sim.send(
+            ann,
+            &C2sRoomJoin {
+                room: "lobby".into(),
+            },
+        );
+        sim.step();
+        sim.step();
+        assert_eq!(sim.take::<S2cRoomJoined>(ann).len(), 1);
+        sim.database_down(true);
+        for i in 0..3 {
+            sim.send(
+                ann,
+                &C2sChat {
+                    room: "lobby".into(),
+                    content: format!("line {i}"),
+                    sent_at_us: i,
+                },
+            );
+            sim.step();
+            assert_eq!(sim.take::<S2cChat>(ann).len(), 1, "echoed at once");
+        }
+        let bob = sim.connect();
+        let login = C2sLogin {
+            username: "bob".into(),
+            ..Default::default()
+        };
+        sim.send(bob, &login);
+        sim.step();
+        sim.step();
+        let errors = sim.take::<S2cError>(bob);
+        assert_eq!(errors.len(), 1, "{:?}", sim.pending(bob));
+        assert_eq!(errors[0].code(), ErrorCode::Unavailable);
+        assert_eq!(errors[0].retry_after_ms, 1_000);
+        assert!(!sim.storage_available());
+        // Ten seconds away, with the writes tried again all along.
+        sim.run_for(Duration::from_secs(10));
+        assert!(!sim.storage_available());
+        assert!(sim.closed(bob).is_none(), "the session is kept");
+        sim.database_down(false);
+        sim.run_for(crate::db::WRITE_RETRY * 2);
+        assert!(sim.storage_available(), "back by itself");
+        let lines: Vec<String> = sim
+            .storage()
+            .log_tail("rooms", "lobby", 10)
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                S2cChat::decode(&entry.data[protocol::HEADER_LEN..])
+                    .unwrap()
+                    .content
+            })
+            .collect();
+        assert_eq!(lines, ["line 0", "line 1", "line 2"], "all, in order");
+        sim.send(bob, &login);
+        sim.step();
+        sim.step();
+        assert_eq!(sim.take::<S2cAuthResult>(bob)[0].username, "bob");
     }
 
     #[test]

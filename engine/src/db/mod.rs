@@ -22,6 +22,7 @@
 //! again next tick.
 
 mod errors;
+mod runner;
 mod worker;
 
 use std::collections::VecDeque;
@@ -35,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::storage::{SessionLogEntry, Storage, StorageError};
 
 pub(crate) use errors::report_error;
+pub use runner::{Runner, WRITE_RETRY};
 pub use worker::{AuthSettings, DbWorker};
 
 /// SHA-256 of a token: what the database keeps instead of the token.
@@ -236,9 +238,6 @@ pub enum SubmitError {
     Stopped(DbJob),
 }
 
-/// How often a write the storage could not take (unavailable) is tried again.
-const WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// How long the worker keeps trying a write at shutdown while the storage is unavailable.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -397,7 +396,7 @@ impl DbThread {
     /// [`DbThread::spawn`], recording each job's time in `job_times` (one histogram per
     /// queue, in [`crate::metrics::LANES`] order).
     pub fn spawn_timed(
-        mut worker: DbWorker,
+        worker: DbWorker,
         queue: usize,
         job_times: Option<Vec<prometheus_client::metrics::histogram::Histogram>>,
     ) -> std::io::Result<DbThread> {
@@ -445,53 +444,40 @@ impl DbThread {
                         Err(_) => second.try_recv(),
                     }
                 };
-                // A write the storage could not take (unavailable), and when to run it
-                // again: the writes queued after it wait behind it, in order, while requests
-                // go on (answered at once while the storage is away).
-                let mut held: Option<(DbJob, Instant)> = None;
+                let mut runner = Runner::new(worker);
                 // Since when the queues are closed (the server stopping) while a write waits.
                 let mut closed_at: Option<Instant> = None;
                 loop {
-                    if let Some((job, due)) = held.take() {
-                        let now = Instant::now();
-                        if now < due {
-                            held = Some((job, due));
-                        } else {
-                            match worker.try_execute(job) {
-                                Ok(event) => {
-                                    spdlog::info!("storage: writes resume");
-                                    worker.check();
-                                    let lane = Lane::Write;
-                                    if done_tx.send(DbDone { lane, event }).is_err() {
-                                        break;
-                                    }
-                                }
-                                Err(job) => {
-                                    let since = closed_at.map(|at| now.duration_since(at));
-                                    if since.is_some_and(|since| since >= CLOSE_WAIT) {
-                                        spdlog::error!(
-                                            "storage: still unavailable at shutdown after {} s; the writes waiting for it are lost",
-                                            CLOSE_WAIT.as_secs()
-                                        );
-                                        break;
-                                    }
-                                    held = Some((job, now + WRITE_RETRY));
-                                }
-                            }
+                    let now = Instant::now();
+                    if let Some(done) = runner.poll(now) {
+                        if done_tx.send(done).is_err() {
+                            break;
                         }
                     }
-                    let job = if let Some((_, due)) = &held {
+                    if runner.holding()
+                        && closed_at.is_some_and(|at| now.duration_since(at) >= CLOSE_WAIT)
+                    {
+                        runner.give_up();
+                        spdlog::error!(
+                            "storage: still unavailable at shutdown after {} s; the writes waiting for it are lost",
+                            CLOSE_WAIT.as_secs()
+                        );
+                        break;
+                    }
+                    let wait = runner.due().map(|due| due.saturating_duration_since(now));
+                    // While a write is held, the writes after it wait in their queue, in
+                    // order, and requests go on (answered at once while the storage is away).
+                    let job = if runner.holding() {
                         match take_request() {
                             Ok(job) => job,
                             Err(TryRecvError::Empty) => {
-                                let wait = due.saturating_duration_since(Instant::now());
-                                let _ = requests.ready_timeout(wait);
+                                let _ = requests.ready_timeout(wait.unwrap_or_default());
                                 continue;
                             }
                             Err(TryRecvError::Disconnected) => {
                                 // Closing: only the held write is left to try, for a while.
-                                closed_at.get_or_insert_with(Instant::now);
-                                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                                closed_at.get_or_insert(now);
+                                std::thread::sleep(wait.unwrap_or_default());
                                 continue;
                             }
                         }
@@ -505,13 +491,13 @@ impl DbThread {
                             Err(TryRecvError::Empty) => match take_request() {
                                 Ok(job) => job,
                                 Err(_) => {
-                                    if worker.is_available() {
-                                        ready.ready();
-                                    } else {
-                                        // Idle while the storage is away: ask it now and
-                                        // then, to notice its return.
-                                        let _ = ready.ready_timeout(WRITE_RETRY);
-                                        worker.check();
+                                    match wait {
+                                        Some(wait) => {
+                                            let _ = ready.ready_timeout(wait);
+                                        }
+                                        None => {
+                                            ready.ready();
+                                        }
                                     }
                                     continue;
                                 }
@@ -520,28 +506,14 @@ impl DbThread {
                     };
                     let lane = job.lane();
                     let started = Instant::now();
-                    let event = match worker.try_execute(job) {
-                        Ok(event) => event,
-                        Err(job) => {
-                            spdlog::warn!(
-                                "storage: unavailable; writes wait for it, and are tried again every {} ms",
-                                WRITE_RETRY.as_millis()
-                            );
-                            held = Some((job, started + WRITE_RETRY));
-                            continue;
-                        }
+                    let Some(done) = runner.run(job, started) else {
+                        continue;
                     };
                     if let Some(times) = &job_times {
                         times[lane.index()].observe(started.elapsed().as_secs_f64());
                     }
-                    if !worker.is_available() && held.is_none() {
-                        // Answered: maybe the storage is back (between attempts to connect
-                        // again, this costs nothing). While a write waits, its own retries
-                        // say when it is.
-                        worker.check();
-                    }
                     // The tick loop drains every tick; if it is gone, so is the reader.
-                    if done_tx.send(DbDone { lane, event }).is_err() {
+                    if done_tx.send(done).is_err() {
                         break;
                     }
                 }

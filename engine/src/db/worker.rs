@@ -95,6 +95,11 @@ impl DbWorker {
             .unwrap_or(false)
     }
 
+    /// The storage the jobs run against.
+    pub fn storage_mut(&mut self) -> &mut dyn Storage {
+        self.storage.as_mut()
+    }
+
     /// Whether the storage answers (see [`DbWorker::is_available`]), shared with the driver.
     pub fn availability(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         self.available.clone()

@@ -13,6 +13,8 @@
 //! returns an error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{
     username_key, Account, LogEntry, LogLimits, Recovered, SessionLogEntry, SessionRecord, Storage,
@@ -81,12 +83,31 @@ pub struct MemoryStorage {
     sessions: VecDeque<SessionRow>,
     /// The modules' own records, by module and key.
     module_data: HashMap<(String, String), Vec<u8>>,
+    /// While true, every call fails as a database that went away does (see
+    /// [`MemoryStorage::outage_switch`]).
+    down: Arc<AtomicBool>,
 }
 
 impl MemoryStorage {
     /// An empty storage.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A switch that takes this storage away while it is on: every call fails with
+    /// [`StorageError::Unavailable`], as a database that restarts or is cut off, until it is
+    /// off again, with nothing lost. For tests of what a game does meanwhile.
+    pub fn outage_switch(&self) -> Arc<AtomicBool> {
+        self.down.clone()
+    }
+
+    fn up(&self) -> Result<(), StorageError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(StorageError::Unavailable(
+                "the storage is switched off".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn account_by_id(&self, id: u64) -> Option<&Account> {
@@ -156,6 +177,7 @@ fn unindex(emptied: &mut BTreeMap<u64, BTreeSet<String>>, at: u64, name: &str) {
 
 impl Storage for MemoryStorage {
     fn account(&mut self, username: &str) -> Result<Option<Account>, StorageError> {
+        self.up()?;
         Ok(self
             .account_ids
             .get(&username_key(username))
@@ -169,6 +191,7 @@ impl Storage for MemoryStorage {
         password_hash: &str,
         _now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
+        self.up()?;
         let key = username_key(username);
         if self.account_ids.contains_key(&key) {
             return Ok(None);
@@ -192,6 +215,7 @@ impl Storage for MemoryStorage {
         _now_us: u64,
         expires_at_us: u64,
     ) -> Result<(), StorageError> {
+        self.up()?;
         self.tokens.insert(
             token_hash.to_vec(),
             Token {
@@ -208,6 +232,7 @@ impl Storage for MemoryStorage {
         token_hash: &[u8],
         now_us: u64,
     ) -> Result<Option<Account>, StorageError> {
+        self.up()?;
         Ok(self
             .tokens
             .get(token_hash)
@@ -217,6 +242,7 @@ impl Storage for MemoryStorage {
     }
 
     fn prune_tokens(&mut self, now_us: u64) -> Result<usize, StorageError> {
+        self.up()?;
         let before = self.tokens.len();
         self.tokens
             .retain(|_, token| !token.revoked && token.expires_at_us > now_us);
@@ -226,6 +252,7 @@ impl Storage for MemoryStorage {
     /// As the databases do, a token expired but not yet pruned can still be revoked (and
     /// counts as revoked now).
     fn revoke_token(&mut self, token_hash: &[u8], _now_us: u64) -> Result<bool, StorageError> {
+        self.up()?;
         Ok(match self.tokens.get_mut(token_hash) {
             Some(token) if !token.revoked => {
                 token.revoked = true;
@@ -236,6 +263,7 @@ impl Storage for MemoryStorage {
     }
 
     fn module_get(&mut self, module: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.up()?;
         Ok(self
             .module_data
             .get(&(module.to_string(), key.to_string()))
@@ -243,12 +271,14 @@ impl Storage for MemoryStorage {
     }
 
     fn module_put(&mut self, module: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.up()?;
         self.module_data
             .insert((module.to_string(), key.to_string()), value.to_vec());
         Ok(())
     }
 
     fn module_delete(&mut self, module: &str, key: &str) -> Result<bool, StorageError> {
+        self.up()?;
         Ok(self
             .module_data
             .remove(&(module.to_string(), key.to_string()))
@@ -261,6 +291,7 @@ impl Storage for MemoryStorage {
         entries: &[LogEntry],
         limits: LogLimits,
     ) -> Result<usize, StorageError> {
+        self.up()?;
         let logs = self.logs(module);
         let mut new_log = false;
         for entry in entries {
@@ -299,6 +330,7 @@ impl Storage for MemoryStorage {
     }
 
     fn logs_in_use(&mut self, module: &str, keys: &[String]) -> Result<(), StorageError> {
+        self.up()?;
         let logs = self.logs(module);
         for name in keys {
             logs.mark_in_use(name);
@@ -312,6 +344,7 @@ impl Storage for MemoryStorage {
         keys: &[String],
         now_us: u64,
     ) -> Result<(), StorageError> {
+        self.up()?;
         let logs = self.logs(module);
         for name in keys {
             logs.mark_emptied(name, now_us);
@@ -320,6 +353,7 @@ impl Storage for MemoryStorage {
     }
 
     fn prune_logs(&mut self, module: &str, before_us: u64) -> Result<usize, StorageError> {
+        self.up()?;
         let logs = self.logs(module);
         let kept = logs.emptied.split_off(&before_us);
         let old = std::mem::replace(&mut logs.emptied, kept);
@@ -337,6 +371,7 @@ impl Storage for MemoryStorage {
         key: &str,
         limit: usize,
     ) -> Result<Vec<LogEntry>, StorageError> {
+        self.up()?;
         Ok(self
             .logs(module)
             .rooms
@@ -348,6 +383,7 @@ impl Storage for MemoryStorage {
     }
 
     fn prune_sessions(&mut self, before_us: u64) -> Result<usize, StorageError> {
+        self.up()?;
         let before = self.sessions.len();
         self.sessions
             .retain(|row| row.record.disconnected_at_us >= before_us);
@@ -362,6 +398,7 @@ impl Storage for MemoryStorage {
         entries: &[SessionLogEntry],
         max_rows: u64,
     ) -> Result<(), StorageError> {
+        self.up()?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -409,6 +446,7 @@ impl Storage for MemoryStorage {
     }
 
     fn recover(&mut self, now_us: u64) -> Result<Recovered, StorageError> {
+        self.up()?;
         let open = std::mem::take(&mut self.open_sessions);
         let sessions = open.len();
         for (session_id, open) in open {
@@ -432,6 +470,10 @@ impl Storage for MemoryStorage {
             }
         }
         Ok(Recovered { sessions, rooms })
+    }
+
+    fn check(&mut self) -> Result<(), StorageError> {
+        self.up()
     }
 }
 
