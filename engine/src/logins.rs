@@ -189,11 +189,12 @@ pub fn finish<G: Game>(
             if world.cluster.is_some() {
                 // On a cluster, the name is the session's once the names bucket says so.
                 let username = login.username.clone();
+                let at_us = world.now().unix_us;
                 if let Some(client) = world.clients.get_mut(&session) {
                     client.claiming = Some(Box::new((reply, login)));
                 }
                 if let Some(cluster) = world.cluster.as_mut() {
-                    cluster.claim(session, &username);
+                    cluster.claim(session, &username, at_us);
                 }
                 return;
             }

@@ -41,8 +41,10 @@ pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Inst
                     "cluster: session {session} logs in as {username} without the names bucket (NATS unavailable)"
                 );
             }
-            if !crate::logins::claimed(world, session, now) && granted {
-                // The session went away meanwhile: the name it was given goes back.
+            let completed = crate::logins::claimed(world, session, now);
+            if granted && !completed && world.session_of(&username) != Some(session) {
+                // The session went away meanwhile: the name it was given goes back. (A
+                // session logged in already was claiming it again: it keeps it.)
                 if let Some(cluster) = world.cluster.as_mut() {
                     cluster.release(session, &username);
                 }
@@ -53,6 +55,26 @@ pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Inst
             holder,
             revision,
         } => held(world, username, &holder, revision),
+        link::FromNats::Outranked {
+            session,
+            username,
+            holder,
+        } => {
+            let node = holder.split(' ').next().unwrap_or("").to_string();
+            if world.session_of(&username) == Some(session) {
+                spdlog::info!(
+                    "cluster: {username} logged in on node {node} later, while the nodes were apart: session {session} gives the name up"
+                );
+                replace(world, session, &username, &node);
+            }
+        }
+        link::FromNats::Connected => {
+            spdlog::info!("cluster: NATS is back: this node's names and room counts are put right");
+            if let Some(cluster) = world.cluster.as_mut() {
+                cluster.reclaim_all();
+            }
+            crate::world::run_hooks!(world, reconnected);
+        }
         link::FromNats::Reserved {
             session,
             room,
@@ -96,6 +118,14 @@ fn held<G: Game>(world: &mut World<G>, username: String, holder: &str, revision:
         return; // older than what is known
     }
     let ours = node == cluster.node && incarnation == cluster.incarnation;
+    // A login of this node the bucket has not confirmed (made while NATS was away) that
+    // outranks the holder keeps the name, and claims it again: the other node gives way.
+    let unconfirmed = !cluster.confirmed(&username);
+    let keeps = !ours
+        && unconfirmed
+        && cluster
+            .own_holder(&username)
+            .is_some_and(|mine| link::outranks(&mine, holder));
     cluster.holders.insert(
         username.clone(),
         Holder {
@@ -107,17 +137,26 @@ fn held<G: Game>(world: &mut World<G>, username: String, holder: &str, revision:
     if ours {
         return; // this node's own claim: its sessions sort it out themselves
     }
-    if let Some(session) = world.session_of(&username) {
-        world.send_error(
-            session,
-            0,
-            HandlerError::new(
-                protocol::ErrorCode::Replaced,
-                format!("{username} logged in on node {node}"),
-            ),
-        );
-        world.kick(session, DisconnectReason::Replaced);
+    if keeps {
+        cluster.reclaim(&username);
+        return;
     }
+    if let Some(session) = world.session_of(&username) {
+        replace(world, session, &username, node);
+    }
+}
+
+/// `session` loses `username` to a login on node `node`: told REPLACED, and closed.
+fn replace<G: Game>(world: &mut World<G>, session: net::SessionId, username: &str, node: &str) {
+    world.send_error(
+        session,
+        0,
+        HandlerError::new(
+            protocol::ErrorCode::Replaced,
+            format!("{username} logged in on node {node}"),
+        ),
+    );
+    world.kick(session, DisconnectReason::Replaced);
 }
 
 /// A batch from another node.

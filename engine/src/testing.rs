@@ -44,7 +44,8 @@ use protocol::world::{C2sLogin, S2cAuthResult, S2cError};
 use protocol::{ClientToServer, ServerToClient};
 
 use crate::cluster::link::{
-    dropped_by, holder, member_key, reserve_in, unreserve_in, FromNats, NameRequest, RoomCounts,
+    dropped_by, holder, member_key, outranks, reserve_in, unavailable, unreserve_in, FromNats,
+    NameRequest, RoomCounts,
 };
 use crate::cluster::{Batch, Cluster, ALL};
 use crate::core::{Core, Input, Output};
@@ -526,28 +527,41 @@ impl Bucket {
     pub fn request(&mut self, node: &str, incarnation: u64, request: NameRequest) {
         let me = member_key(node, incarnation);
         match request {
-            NameRequest::Claim { session, username } => {
-                self.revision += 1;
-                let (revision, holder) = (self.revision, holder(node, incarnation, session));
-                self.names.insert(username.clone(), holder.clone());
-                for (&whom, queue) in &mut self.pending {
-                    if whom == incarnation {
-                        queue.push_back(FromNats::Claimed {
-                            session,
-                            username: username.clone(),
-                            granted: true,
-                            revision,
-                        });
+            NameRequest::Claim {
+                session,
+                username,
+                at_us,
+            } => {
+                let value = holder(node, incarnation, session, at_us);
+                self.put(incarnation, session, username, value);
+            }
+            NameRequest::Reclaim {
+                session,
+                username,
+                at_us,
+            } => {
+                let value = holder(node, incarnation, session, at_us);
+                match self.names.get(&username) {
+                    Some(there) if outranks(there, &value) => {
+                        let holder = there.clone();
+                        self.tell(
+                            incarnation,
+                            FromNats::Outranked {
+                                session,
+                                username,
+                                holder,
+                            },
+                        );
                     }
-                    queue.push_back(FromNats::Held {
-                        username: username.clone(),
-                        holder: holder.clone(),
-                        revision,
-                    });
+                    _ => self.put(incarnation, session, username, value),
                 }
             }
-            NameRequest::Release { session, username } => {
-                if self.names.get(&username) == Some(&holder(node, incarnation, session)) {
+            NameRequest::Release {
+                session,
+                username,
+                at_us,
+            } => {
+                if self.names.get(&username) == Some(&holder(node, incarnation, session, at_us)) {
                     self.revision += 1;
                     self.names.remove(&username);
                     let revision = self.revision;
@@ -557,6 +571,14 @@ impl Bucket {
                             revision,
                         });
                     }
+                }
+            }
+            NameRequest::Recount { room, members } => {
+                let counts = self.rooms.entry(room).or_default();
+                if members == 0 {
+                    counts.remove(&me);
+                } else {
+                    counts.insert(me, members);
                 }
             }
             NameRequest::Reserve {
@@ -586,6 +608,34 @@ impl Bucket {
                 }
             }
         }
+    }
+
+    /// Makes `value` (of `session` of node `incarnation`) the holder of `username`; every
+    /// node hears of it.
+    fn put(&mut self, incarnation: u64, session: SessionId, username: String, value: String) {
+        self.revision += 1;
+        let revision = self.revision;
+        self.names.insert(username.clone(), value.clone());
+        for (&whom, queue) in &mut self.pending {
+            if whom == incarnation {
+                queue.push_back(FromNats::Claimed {
+                    session,
+                    username: username.clone(),
+                    granted: true,
+                    revision,
+                });
+            }
+            queue.push_back(FromNats::Held {
+                username: username.clone(),
+                holder: value.clone(),
+                revision,
+            });
+        }
+    }
+
+    /// Tells node `incarnation` `what`.
+    fn tell(&mut self, incarnation: u64, what: FromNats) {
+        self.pending.entry(incarnation).or_default().push_back(what);
     }
 
     /// What node `incarnation` has yet to be told, oldest first.
@@ -633,6 +683,8 @@ impl Bucket {
 pub struct Nodes<G: Game> {
     sims: Vec<Sim<G>>,
     bucket: Bucket,
+    /// Which nodes are cut off from NATS ([`Nodes::cut`]).
+    cut: Vec<bool>,
 }
 
 impl<G: Game> Nodes<G> {
@@ -642,6 +694,7 @@ impl<G: Game> Nodes<G> {
         let mut nodes = Nodes {
             sims: Vec::new(),
             bucket: Bucket::default(),
+            cut: Vec::new(),
         };
         for game in games {
             let mut sim = Sim::new(game);
@@ -649,6 +702,7 @@ impl<G: Game> Nodes<G> {
             nodes.bucket.join(cluster.incarnation());
             sim.world_mut().cluster = Some(cluster);
             nodes.sims.push(sim);
+            nodes.cut.push(false);
         }
         nodes.settle();
         nodes
@@ -662,6 +716,24 @@ impl<G: Game> Nodes<G> {
     /// The world of node `index`.
     pub fn world(&self, index: usize) -> &World<G> {
         self.sims[index].world()
+    }
+
+    /// Cuts node `index` off from NATS, as a network cut or NATS stopping does: what it asks
+    /// of the buckets is answered as a server without NATS answers itself (logins and joins
+    /// go on, decided by the node alone), what it sends is lost, and it hears nothing until
+    /// [`Nodes::heal`].
+    pub fn cut(&mut self, index: usize) {
+        self.cut[index] = true;
+    }
+
+    /// Node `index` reaches NATS again: it hears what the buckets said meanwhile, and that it
+    /// is connected again ([`FromNats::Connected`]), as a server does.
+    pub fn heal(&mut self, index: usize) {
+        if std::mem::replace(&mut self.cut[index], false) {
+            self.sims[index]
+                .inputs
+                .push(Input::Cluster(FromNats::Connected));
+        }
     }
 
     /// The buckets as the link keeps them.
@@ -721,10 +793,18 @@ impl<G: Game> Nodes<G> {
     /// Carries each node's bucket requests and batches, and queues what each is brought.
     fn carry(&mut self) {
         let mut batches = Vec::new();
-        for sim in &mut self.sims {
+        for (sim, &cut) in self.sims.iter_mut().zip(&self.cut) {
             let cluster = sim.world().cluster.as_ref().expect("a node of the cluster");
             let (node, incarnation) = (cluster.node().to_string(), cluster.incarnation());
             let (requests, sent) = sim.take_cluster();
+            if cut {
+                for request in requests {
+                    if let Some(answer) = unavailable(request) {
+                        sim.inputs.push(Input::Cluster(answer));
+                    }
+                }
+                continue;
+            }
             for request in requests {
                 self.bucket.request(&node, incarnation, request);
             }
@@ -734,7 +814,7 @@ impl<G: Game> Nodes<G> {
                 batches.push((subject, carried));
             }
         }
-        for sim in &mut self.sims {
+        for (sim, _) in self.sims.iter_mut().zip(&self.cut).filter(|(_, &cut)| !cut) {
             let cluster = sim
                 .core
                 .world()
@@ -1147,6 +1227,80 @@ mod tests {
         sim.step();
         sim.step();
         assert_eq!(sim.take::<S2cAuthResult>(bob)[0].username, "bob");
+    }
+
+    /// Two nodes cut off from NATS each let a player log in as `ann` (the second later) and
+    /// into the lobby; once they reach NATS again, in either order, the later login holds the
+    /// name on both nodes, the other is told REPLACED, whispers reach the holder, and the rooms
+    /// bucket counts the lobby's members as they are.
+    #[test]
+    fn a_name_taken_on_two_nodes_apart_goes_to_the_later_login_once_they_meet_again() {
+        use protocol::world::{C2sWhisper, S2cWhisper};
+        for heal_first in [0, 1] {
+            let mut nodes = Nodes::new((0..2).map(|_| Chat::default()));
+            nodes.cut(0);
+            nodes.cut(1);
+            let early = nodes.guest(0, "ann");
+            nodes.run_for(Duration::from_millis(100));
+            let late = nodes.guest(1, "ann");
+            for (node, who) in [(0, early), (1, late)] {
+                nodes.node(node).send(
+                    who,
+                    &C2sRoomJoin {
+                        room: "lobby".into(),
+                    },
+                );
+            }
+            nodes.settle();
+            assert!(nodes.node(0).closed(early).is_none() && nodes.node(1).closed(late).is_none());
+            assert_eq!(
+                nodes.bucket().holder("ann"),
+                None,
+                "nobody asked the bucket"
+            );
+            nodes.heal(heal_first);
+            nodes.settle();
+            nodes.heal(1 - heal_first);
+            nodes.run_for(Duration::from_secs(1));
+            let errors = nodes.node(0).take::<S2cError>(early);
+            assert_eq!(
+                errors.iter().map(S2cError::code).collect::<Vec<_>>(),
+                [ErrorCode::Replaced],
+                "healed {heal_first} first"
+            );
+            assert_eq!(
+                nodes.node(0).closed(early),
+                Some(&DisconnectReason::Replaced)
+            );
+            assert!(
+                nodes.node(1).closed(late).is_none(),
+                "the later login keeps it"
+            );
+            assert!(nodes.node(1).take::<S2cError>(late).is_empty());
+            let holder = nodes.bucket().holder("ann").unwrap().to_string();
+            assert!(
+                holder.starts_with(&format!(
+                    "node2 {} {} ",
+                    nodes.world(1).cluster.as_ref().unwrap().incarnation(),
+                    late.0
+                )),
+                "{holder}"
+            );
+            assert_eq!(nodes.bucket().counted("lobby"), 1, "ann on node 2 only");
+            let cyd = nodes.guest(0, "cyd");
+            nodes.node(0).send(
+                cyd,
+                &C2sWhisper {
+                    to: "ann".into(),
+                    content: "which ann?".into(),
+                    sent_at_us: 1,
+                },
+            );
+            nodes.settle();
+            let got = nodes.node(1).take::<S2cWhisper>(late);
+            assert_eq!(got.len(), 1, "{:?}", nodes.node(0).take::<S2cError>(cyd));
+            assert_eq!(got[0].content, "which ann?");
+        }
     }
 
     #[test]

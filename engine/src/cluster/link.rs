@@ -71,6 +71,19 @@ pub enum FromNats {
         /// What the bucket said.
         outcome: Reservation,
     },
+    /// A name claimed without the bucket (NATS was away) is held by a login that outranks
+    /// this node's ([`outranks`]): the session gives it up.
+    Outranked {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+        /// The holder that outranks it, as [`holder`] writes it.
+        holder: String,
+    },
+    /// NATS is connected again after it was lost: what this node decided alone meanwhile
+    /// (names, room counts) is put right in the buckets.
+    Connected,
     /// The bucket says nobody holds `username` now.
     Freed {
         /// The username, folded to lowercase.
@@ -83,13 +96,15 @@ pub enum FromNats {
 /// What the tick loop asks of the bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NameRequest {
-    /// `session` logged in as `username`: make it the holder (compare-and-set on the
-    /// revision it saw, so that of two claims at once one comes strictly after the other).
+    /// `session` logged in as `username` at `at_us`: make it the holder (compare-and-set on
+    /// the revision it saw, so that of two claims at once one comes strictly after the other).
     Claim {
         /// The session.
         session: SessionId,
         /// The username, folded to lowercase.
         username: String,
+        /// When it logged in (wall clock, microseconds since 1970).
+        at_us: u64,
     },
     /// `session` logged out of `username`: free it, if it still holds it.
     Release {
@@ -97,6 +112,28 @@ pub enum NameRequest {
         session: SessionId,
         /// The username, folded to lowercase.
         username: String,
+        /// When it logged in, as claimed.
+        at_us: u64,
+    },
+    /// `session` logged in as `username` at `at_us` while the bucket could not be asked
+    /// (NATS away), or holds it by a claim the bucket has not confirmed: make it the holder
+    /// unless the holder there [`outranks`] it, in which case the answer is
+    /// [`FromNats::Outranked`].
+    Reclaim {
+        /// The session.
+        session: SessionId,
+        /// The username, folded to lowercase.
+        username: String,
+        /// When it logged in.
+        at_us: u64,
+    },
+    /// Members of this node in `room` are `members` (the rooms bucket counts what the node
+    /// decided alone while NATS was away).
+    Recount {
+        /// The room.
+        room: String,
+        /// Members of this node in it.
+        members: u32,
     },
     /// `session` would join `room`: count it, if the room's members on every node are fewer
     /// than `capacity` (compare-and-set, so two joins at once cannot both take the last place).
@@ -130,9 +167,33 @@ pub enum NameRequest {
     },
 }
 
-/// The holder value of `session` of this node.
-pub fn holder(node: &str, incarnation: u64, session: SessionId) -> String {
-    format!("{node} {incarnation} {}", session.0)
+/// The holder value of `session` of this node, logged in at `at_us`:
+/// `node incarnation session at_us`.
+pub fn holder(node: &str, incarnation: u64, session: SessionId, at_us: u64) -> String {
+    format!("{node} {incarnation} {} {at_us}", session.0)
+}
+
+/// Whether the login of holder value `a` outranks that of `b` when both claim a name they
+/// took apart (NATS away, or a node cut off): the later login wins, as when the same name
+/// logs in twice while connected (the newer session replaces the older); equal times go to
+/// the greater node name, then incarnation, then session. Every node computes it the same way
+/// from the two values alone. A value of an older server (no time) counts as the earliest.
+pub fn outranks(a: &str, b: &str) -> bool {
+    rank(a) > rank(b)
+}
+
+/// What [`outranks`] compares: the login time, then the node, incarnation and session.
+fn rank(value: &str) -> (u64, &str, u64, u64) {
+    let mut parts = value.split(' ');
+    let node = parts.next().unwrap_or("");
+    let mut number = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (incarnation, session, at_us) = (number(), number(), number());
+    (at_us, node, incarnation, session)
 }
 
 // The rules of the buckets, as pure code: the NATS side applies them to JetStream's key-value
@@ -184,10 +245,13 @@ pub fn dropped_by(request: &NameRequest, who: &str) -> bool {
 /// The answer the node gives itself when the buckets cannot be asked (NATS away, or the
 /// queue to it full): it fails open, serving its own players. A login goes on without the
 /// claim (`granted: false`; the next claim of the name wins), a join is decided by this node
-/// alone ([`Reservation::Unavailable`]); nothing waits for the other requests.
+/// alone ([`Reservation::Unavailable`]); nothing waits for the other requests (a reclaim and a
+/// recount are made again when NATS is back, [`FromNats::Connected`]).
 pub fn unavailable(request: NameRequest) -> Option<FromNats> {
     match request {
-        NameRequest::Claim { session, username } => Some(FromNats::Claimed {
+        NameRequest::Claim {
+            session, username, ..
+        } => Some(FromNats::Claimed {
             session,
             username,
             granted: false,
@@ -270,6 +334,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn of_two_logins_made_apart_the_later_outranks_whichever_node_asks() {
+        let early = holder("node2", 9, SessionId(4), 1_000);
+        let late = holder("node1", 3, SessionId(7), 2_000);
+        assert!(outranks(&late, &early) && !outranks(&early, &late));
+        // The same time: the greater node name, then incarnation, then session.
+        let a = holder("node1", 3, SessionId(7), 1_000);
+        assert!(outranks(&early, &a) && !outranks(&a, &early));
+        let b = holder("node1", 3, SessionId(8), 1_000);
+        assert!(outranks(&b, &a));
+        assert!(!outranks(&a, &a), "nothing outranks itself");
+        // An older server's value, with no time: the earliest.
+        assert!(outranks(&a, "node9 1 1"));
+    }
+
+    #[test]
     fn a_room_counts_every_node_s_members_against_its_capacity() {
         let mut counts = RoomCounts::new();
         let (a, b) = (member_key("a", 1), member_key("b", 7));
@@ -306,6 +385,7 @@ mod tests {
         let release = NameRequest::Release {
             session: SessionId(1),
             username: "ann".into(),
+            at_us: 0,
         };
         assert!(!dropped_by(&release, "a:1"));
     }
@@ -315,6 +395,7 @@ mod tests {
         let claim = NameRequest::Claim {
             session: SessionId(3),
             username: "ann".into(),
+            at_us: 0,
         };
         assert!(matches!(
             unavailable(claim),
@@ -340,6 +421,7 @@ mod tests {
         let release = NameRequest::Release {
             session: SessionId(3),
             username: "ann".into(),
+            at_us: 0,
         };
         assert!(unavailable(release).is_none());
     }

@@ -79,6 +79,9 @@ pub struct Cluster {
     pub(crate) holders: Map<String, Holder>,
     /// Claims and releases for the names bucket, taken by the driver each tick.
     pub(crate) name_requests: Vec<link::NameRequest>,
+    /// The names this node's sessions logged in as (folded to lowercase): the session, and
+    /// when it logged in.
+    pub(crate) claims: Map<String, (net::SessionId, u64)>,
     broadcast: Vec<Event>,
     direct: Map<String, Vec<Event>>,
     seq_all: u64,
@@ -108,6 +111,7 @@ impl Cluster {
             peers: Map::default(),
             holders: Map::default(),
             name_requests: vec![started],
+            claims: Map::default(),
             broadcast: vec![Event::new(Kind::Hello(wire::Hello {}))],
             direct: Map::default(),
             seq_all: 0,
@@ -165,21 +169,83 @@ impl Cluster {
         });
     }
 
-    /// A login of `session` as `username` is ready: it waits for the bucket to make the
-    /// session the name's holder (the answer completes it, [`crate::nodes::input`]).
-    pub fn claim(&mut self, session: net::SessionId, username: &str) {
+    /// A login of `session` as `username` at `at_us` (wall clock) is ready: it waits for the
+    /// bucket to make the session the name's holder (the answer completes it,
+    /// [`crate::nodes::input`]).
+    pub fn claim(&mut self, session: net::SessionId, username: &str, at_us: u64) {
+        let username = username.to_ascii_lowercase();
+        self.claims.insert(username.clone(), (session, at_us));
         self.name_requests.push(link::NameRequest::Claim {
             session,
-            username: username.to_ascii_lowercase(),
+            username,
+            at_us,
         });
     }
 
     /// `session` of this node logged out of `username`: the bucket frees the name if the
     /// session still holds it.
     pub fn release(&mut self, session: net::SessionId, username: &str) {
+        let username = username.to_ascii_lowercase();
+        let Some(&(claimant, at_us)) = self.claims.get(&username) else {
+            return;
+        };
+        if claimant != session {
+            return; // a newer login of this node has the name
+        }
+        self.claims.remove(&username);
         self.name_requests.push(link::NameRequest::Release {
             session,
-            username: username.to_ascii_lowercase(),
+            username,
+            at_us,
+        });
+    }
+
+    /// The holder value of this node's login of `username`, if it has one.
+    pub(crate) fn own_holder(&self, username: &str) -> Option<String> {
+        let &(session, at_us) = self.claims.get(username)?;
+        Some(link::holder(&self.node, self.incarnation, session, at_us))
+    }
+
+    /// Whether the bucket, as last heard, says this node holds `username`.
+    pub(crate) fn confirmed(&self, username: &str) -> bool {
+        self.holders
+            .get(username)
+            .is_some_and(|h| h.node == self.node && h.incarnation == self.incarnation)
+    }
+
+    /// `session` of this node holds `username` by a claim the bucket has not confirmed: it
+    /// claims it again, by the rule of logins made apart ([`link::outranks`]).
+    pub(crate) fn reclaim(&mut self, username: &str) {
+        if let Some(&(session, at_us)) = self.claims.get(username) {
+            self.name_requests.push(link::NameRequest::Reclaim {
+                session,
+                username: username.to_string(),
+                at_us,
+            });
+        }
+    }
+
+    /// NATS is back: every name of this node that the bucket does not say it holds is
+    /// claimed again.
+    pub(crate) fn reclaim_all(&mut self) {
+        let mut names: Vec<String> = self
+            .claims
+            .keys()
+            .filter(|name| !self.confirmed(name))
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        for name in names {
+            self.reclaim(&name);
+        }
+    }
+
+    /// This node has `members` in `room`: the rooms bucket counts that many of it, whatever
+    /// it counted before (NATS was away while the node decided alone).
+    pub fn recount(&mut self, room: &str, members: u32) {
+        self.name_requests.push(link::NameRequest::Recount {
+            room: room.to_string(),
+            members,
         });
     }
 

@@ -59,6 +59,9 @@ pub struct Link {
     names: Option<mpsc::Sender<NameRequest>>,
     outbound: Option<mpsc::Sender<(String, Batch)>>,
     connected: Arc<AtomicBool>,
+    /// Set when NATS is connected again after it was lost; told once as
+    /// [`FromNats::Connected`].
+    reconnected: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -73,21 +76,27 @@ impl Link {
         tracker: &TaskTracker,
     ) -> Result<Link, String> {
         let connected = Arc::new(AtomicBool::new(false));
-        let state = connected.clone();
+        let reconnected = Arc::new(AtomicBool::new(false));
+        let (state, again) = (connected.clone(), reconnected.clone());
+        let lost = Arc::new(AtomicBool::new(false));
         let options = async_nats::ConnectOptions::new()
             .name(format!("world-server {node}"))
             .connection_timeout(CONNECT_TIMEOUT)
             .event_callback(move |event| {
-                let state = state.clone();
+                let (state, again, lost) = (state.clone(), again.clone(), lost.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             if !state.swap(true, Ordering::Relaxed) {
                                 spdlog::info!("cluster: connected to NATS");
                             }
+                            if lost.swap(false, Ordering::Relaxed) {
+                                again.store(true, Ordering::Relaxed);
+                            }
                         }
                         async_nats::Event::Disconnected => {
                             state.store(false, Ordering::Relaxed);
+                            lost.store(true, Ordering::Relaxed);
                             spdlog::warn!(
                                 "cluster: lost NATS; serving this node's players alone until it is back"
                             );
@@ -192,11 +201,15 @@ impl Link {
             names: Some(names_tx),
             outbound: Some(outbound_tx),
             connected,
+            reconnected,
         })
     }
 
     /// What NATS brought since the last call, one at a time; `None` when nothing waits.
     pub fn try_recv(&mut self) -> Option<FromNats> {
+        if self.reconnected.swap(false, Ordering::Relaxed) {
+            return Some(FromNats::Connected);
+        }
         self.inbound.try_recv().ok()
     }
 
@@ -276,6 +289,77 @@ async fn claim(kv: &async_nats::jetstream::kv::Store, key: &str, value: String) 
         }
     }
     None
+}
+
+/// How long a reclaim keeps trying while the buckets do not answer yet (NATS just back).
+const RECLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes `value` the holder of `key` unless the holder there outranks it
+/// ([`link::outranks`]): `Ok` with the revision, or `Err` with that holder; compare-and-set,
+/// again when another claim came in between, and again every 200 ms while the bucket does not
+/// answer, for [`RECLAIM_TIMEOUT`] at most (`None` then).
+async fn reclaim(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+    value: String,
+) -> Option<Result<u64, String>> {
+    let deadline = tokio::time::Instant::now() + RECLAIM_TIMEOUT;
+    let bytes = Bytes::from(value.clone());
+    while tokio::time::Instant::now() < deadline {
+        let entry = tokio::time::timeout(CLAIM_TIMEOUT, kv.entry(key)).await;
+        let written = match entry {
+            Ok(Ok(Some(entry))) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
+                let there = String::from_utf8_lossy(&entry.value).into_owned();
+                if there == value {
+                    return Some(Ok(entry.revision));
+                }
+                if link::outranks(&there, &value) {
+                    return Some(Err(there));
+                }
+                kv.update(key, bytes.clone(), entry.revision).await.ok()
+            }
+            Ok(Ok(Some(entry))) => kv.update(key, bytes.clone(), entry.revision).await.ok(),
+            Ok(Ok(None)) => kv.create(key, bytes.clone()).await.ok(),
+            _ => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if let Some(revision) = written {
+            return Some(Ok(revision));
+        }
+    }
+    None
+}
+
+/// Sets the count of `me` in the room of `key` to `members`, compare-and-set.
+async fn set_count(kv: &async_nats::jetstream::kv::Store, key: &str, me: &str, members: u32) {
+    for _ in 0..16 {
+        let (mut counts, revision) = match kv.entry(key).await {
+            Ok(Some(entry)) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
+                (counts_of(&entry.value), Some(entry.revision))
+            }
+            Ok(Some(entry)) => (Default::default(), Some(entry.revision)),
+            Ok(None) => (Default::default(), None),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if members == 0 {
+            counts.remove(me);
+        } else {
+            counts.insert(me.to_string(), members);
+        }
+        let value = counts_value(&counts);
+        let written = match revision {
+            Some(revision) => kv.update(key, value, revision).await.is_ok(),
+            None => kv.create(key, value).await.is_ok(),
+        };
+        if written {
+            return;
+        }
+    }
 }
 
 /// Frees `key` if `value` still holds it.
@@ -457,7 +541,10 @@ impl Buckets {
         );
         match request {
             // Without NATS, at once: the node serves its own players.
-            request @ (NameRequest::Claim { .. } | NameRequest::Reserve { .. })
+            request @ (NameRequest::Claim { .. }
+            | NameRequest::Reserve { .. }
+            | NameRequest::Reclaim { .. }
+            | NameRequest::Recount { .. })
                 if !up.load(Ordering::Relaxed) =>
             {
                 if let Some(answer) = link::unavailable(request) {
@@ -465,8 +552,12 @@ impl Buckets {
                     let _ = answers.send(answer).await;
                 }
             }
-            NameRequest::Claim { session, username } => {
-                let value = holder(node, incarnation, session);
+            NameRequest::Claim {
+                session,
+                username,
+                at_us,
+            } => {
+                let value = holder(node, incarnation, session, at_us);
                 let revision =
                     tokio::time::timeout(CLAIM_TIMEOUT, claim(kv, &name_key(&username), value))
                         .await
@@ -482,8 +573,40 @@ impl Buckets {
                     })
                     .await;
             }
-            NameRequest::Release { session, username } => {
-                let value = holder(node, incarnation, session);
+            NameRequest::Reclaim {
+                session,
+                username,
+                at_us,
+            } => {
+                let value = holder(node, incarnation, session, at_us);
+                let answer = match reclaim(kv, &name_key(&username), value).await {
+                    Some(Ok(revision)) => FromNats::Claimed {
+                        session,
+                        username,
+                        granted: true,
+                        revision,
+                    },
+                    Some(Err(holder)) => FromNats::Outranked {
+                        session,
+                        username,
+                        holder,
+                    },
+                    // Still unreachable: the next reconnection claims it again.
+                    None => return,
+                };
+                let _ = answers.send(answer).await;
+            }
+            NameRequest::Recount { room, members } => {
+                let key = name_key(&room);
+                let _ = tokio::time::timeout(RECLAIM_TIMEOUT, set_count(rooms, &key, me, members))
+                    .await;
+            }
+            NameRequest::Release {
+                session,
+                username,
+                at_us,
+            } => {
+                let value = holder(node, incarnation, session, at_us);
                 if up.load(Ordering::Relaxed) {
                     let _ = tokio::time::timeout(
                         CLAIM_TIMEOUT,

@@ -226,6 +226,7 @@ impl<G: RoomsGame> Module<G> for RoomsModule {
             .on_cluster_state(cluster::state)
             .on_node_lost(cluster::node_lost)
             .on_reserved(reserved)
+            .on_reconnected(recount)
             .metrics(register_metrics)
             .admin(admin)
             .stats(stats);
@@ -369,6 +370,28 @@ fn reserved<G: RoomsGame>(
             }
         }
         world.send_error(session, C2sRoomJoin::ID, error);
+    }
+}
+
+/// Hook: NATS is back: the rooms bucket counts this node's members of each room as they are
+/// (joins decided alone while it was away were not counted), and every one of them counts from
+/// now on (its leave uncounts it). Members over a room's capacity stay; joins are refused
+/// until the room is below it again.
+fn recount<G: RoomsGame>(world: &mut World<G>) {
+    let rooms = world.game.rooms_mut();
+    let mut counts: Vec<(String, u32)> = Vec::new();
+    for (name, room) in &rooms.rooms {
+        let here = room.members.iter().chain(&room.waiting);
+        counts.push((name.clone(), here.clone().count() as u32));
+        for &session in here {
+            rooms.reserved.insert((session, name.clone()));
+        }
+    }
+    counts.sort_unstable();
+    if let Some(cluster) = world.cluster.as_mut() {
+        for (room, members) in counts {
+            cluster.recount(&room, members);
+        }
     }
 }
 

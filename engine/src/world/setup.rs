@@ -93,6 +93,7 @@ pub struct Hooks<G> {
     pub(crate) cluster_event: Vec<ClusterHook<G>>,
     pub(crate) cluster_state: Vec<NodeHook<G>>,
     pub(crate) node_lost: Vec<NodeHook<G>>,
+    pub(crate) reconnected: Vec<WorldHook<G>>,
     pub(crate) reserved: Vec<ReservedHook<G>>,
     pub(crate) metrics: Vec<MetricsHook<G>>,
     pub(crate) admin: Vec<AdminHook<G>>,
@@ -116,6 +117,7 @@ impl<G> Default for Hooks<G> {
             cluster_event: Vec::new(),
             cluster_state: Vec::new(),
             node_lost: Vec::new(),
+            reconnected: Vec::new(),
             reserved: Vec::new(),
             metrics: Vec::new(),
             admin: Vec::new(),
@@ -260,6 +262,14 @@ impl<G: Game> Setup<G> {
     /// [`crate::cluster::NODE_TIMEOUT`]): the module forgets what it had of it.
     pub fn on_node_lost(&mut self, hook: NodeHook<G>) -> &mut Self {
         self.hooks.node_lost.push(hook);
+        self
+    }
+
+    /// Runs `hook` when NATS is connected again after it was lost: the module puts right in
+    /// the cluster's buckets what the node decided alone meanwhile (the rooms module recounts
+    /// its members, [`crate::cluster::Cluster::recount`]).
+    pub fn on_reconnected(&mut self, hook: WorldHook<G>) -> &mut Self {
+        self.hooks.reconnected.push(hook);
         self
     }
 
