@@ -242,6 +242,65 @@ async fn the_nodes_survive_a_nats_outage_and_are_one_world_again_after_it() {
     b.shutdown().await;
 }
 
+/// The same guest name logged in on two nodes while NATS is away: once it is back, the later
+/// login holds the name on both nodes (the earlier is told REPLACED within 5 s), and a
+/// whisper to the name reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_on_two_nodes_during_a_nats_outage_has_one_holder_after_it() {
+    let Some(mut nats) =
+        nats("a_name_taken_on_two_nodes_during_a_nats_outage_has_one_holder_after_it")
+    else {
+        return;
+    };
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let a = node_with(&nats, "a", |c| c.admin.listen = admin.to_string()).await;
+    let b = node(&nats, "b").await;
+    let mut cyd = a.guest("cyd").await;
+    nats.kill();
+    admin_until(admin, "/readyz", |status, _| status == 503).await;
+    let mut early = a.guest("ann").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut late = b.guest("ann").await;
+    nats.resume().unwrap();
+    admin_until(admin, "/readyz", |status, _| status == 200).await;
+    let back = Instant::now();
+    let closed = early.expect_closed_within(Duration::from_secs(5)).await;
+    assert!(
+        closed
+            .iter()
+            .any(|m| matches!(m, S2cMessage::S2cError(e) if e.code == ErrorCode::Replaced as i32)),
+        "{closed:?}"
+    );
+    eprintln!(
+        "one holder {:.2} s after NATS answered again",
+        back.elapsed().as_secs_f64()
+    );
+    // The whisper may cross before node a has heard who holds the name: sent until it lands.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        cyd.send(&C2sWhisper {
+            to: "ann".into(),
+            content: "which ann?".into(),
+            sent_at_us: 1,
+        })
+        .await;
+        let landed = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                if let S2cMessage::S2cWhisper(w) = late.recv().await {
+                    return w.content;
+                }
+            }
+        })
+        .await;
+        if landed.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no whisper reached the holder");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Node `name` as a `world-server` process of its own (to be killed), on `nats` and, with
 /// `postgres_url`, on that database (else an SQLite file of its own); returns the process,
 /// a client connected to it, its directory and its address.
