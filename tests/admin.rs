@@ -276,57 +276,134 @@ async fn readyz_is_503_while_a_db_queue_is_full_and_200_once_it_drains() {
     server.shutdown().await;
 }
 
+/// A connection to `admin` from `ip`.
+async fn connect_from(ip: [u8; 4], admin: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((ip, 0)))?;
+    socket.connect(admin).await
+}
+
+/// Whether `stream` is closed by the other end within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(within, tokio::io::AsyncReadExt::read(stream, &mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_listener_holds_32_requests_at_once_from_many_addresses_and_no_more() {
+async fn the_admin_listener_bounds_connections_per_address_and_in_all() {
     let (server, admin) = server_with_admin().await;
-    // 40 connections from 40 addresses that send nothing: the first 32 are held (each for at
-    // most 5 s), the others closed at once.
-    let mut holders = Vec::new();
-    for i in 0..40u8 {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::from(([127, 0, 0, 2 + i], 0)))
-            .unwrap();
-        holders.push(socket.connect(admin).await.unwrap());
-        // In order: the listener takes them one by one.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // From one address, 8 at once are held; the 9th is closed at once.
+    let mut one = Vec::new();
+    for _ in 0..world_server::admin::PER_ADDRESS {
+        one.push(connect_from([127, 0, 0, 2], admin).await.unwrap());
     }
-    let mut closed = 0;
-    for stream in &mut holders[32..] {
-        let mut buf = [0u8; 16];
-        let read = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::io::AsyncReadExt::read(stream, &mut buf),
-        )
-        .await;
-        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
-            closed += 1;
+    let mut ninth = connect_from([127, 0, 0, 2], admin).await.unwrap();
+    assert!(closed_within(&mut ninth, Duration::from_secs(1)).await);
+    // A head that does not come within the deadline is closed.
+    let started = Instant::now();
+    assert!(closed_within(&mut one[0], Duration::from_secs(4)).await);
+    let took = started.elapsed();
+    assert!(
+        took >= world_server::admin::HEAD_TIMEOUT - Duration::from_millis(200),
+        "{took:?}"
+    );
+    drop(one);
+    // From many addresses, 256 in all; the others are closed at once.
+    let mut held = Vec::new();
+    for i in 0..33u8 {
+        for _ in 0..world_server::admin::PER_ADDRESS {
+            held.push(connect_from([127, 0, 1, i], admin).await.unwrap());
         }
     }
-    assert_eq!(closed, 8, "the connections past 32 are closed at once");
+    // Well within the head deadline: those closed are those refused.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closed = held
+        .iter()
+        .filter(|stream| match stream.try_read(&mut [0u8; 16]) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        })
+        .count();
+    assert_eq!(closed, held.len() - world_server::admin::MAX_CONNECTIONS);
     // The game is not held up by it.
     let mut ann = server.guest("ann").await;
     ann.ping(1).await;
-    drop(holders);
-    // Once they are gone, the listener answers again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(answer) = http_raw(admin, b"GET /healthz HTTP/1.1\r\n\r\n").await {
-            assert_eq!(answer.status, 200);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the admin listener did not recover"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drop(held);
     // A request head longer than 8 KiB is closed unanswered.
     let mut long = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
     long.extend(std::iter::repeat_n(b'a', 9000));
     long.extend_from_slice(b"\r\n\r\n");
     assert!(http_raw(admin, &long).await.is_none());
     assert_eq!(http_get(admin, "/healthz").await.status, 200);
+    server.shutdown().await;
+}
+
+/// 4 addresses keep 160 connections at the admin listener with half a request each, and
+/// reconnect as soon as one is closed (a slowloris); meanwhile every health check, readiness
+/// check and scrape of another address is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_are_answered_through_a_slowloris_from_a_few_addresses() {
+    let (server, admin) = server_with_admin().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut attackers = Vec::new();
+    for i in 0..4u8 {
+        for _ in 0..40 {
+            let mut stopped = stopped.clone();
+            attackers.push(tokio::spawn(async move {
+                let mut opened = 0u32;
+                while !*stopped.borrow() {
+                    let Ok(mut stream) = connect_from([127, 0, 0, 10 + i], admin).await else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    opened += 1;
+                    let _ = tokio::io::AsyncWriteExt::write_all(
+                        &mut stream,
+                        b"GET /metrics HTTP/1.1\r\nX-Slow: ",
+                    )
+                    .await;
+                    tokio::select! {
+                        _ = stopped.changed() => {}
+                        _ = closed_within(&mut stream, Duration::from_secs(30)) => {}
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                opened
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut answered, asked) = (0, 45);
+    for i in 0..asked {
+        let path = ["/healthz", "/readyz", "/metrics"][i % 3];
+        let asked_at = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            http_raw(admin, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()),
+        )
+        .await;
+        if let Ok(Some(answer)) = answer {
+            assert_eq!(answer.status, 200, "{path}: {answer:?}");
+            assert!(
+                asked_at.elapsed() < Duration::from_secs(1),
+                "{path}: {:?}",
+                asked_at.elapsed()
+            );
+            answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    let mut opened = 0;
+    for attacker in attackers {
+        opened += attacker.await.unwrap();
+    }
+    eprintln!(
+        "{answered} of {asked} health checks answered; the slowloris opened {opened} connections"
+    );
+    assert!(opened > 160, "the attack reconnected: {opened}");
+    assert_eq!(answered, asked);
     server.shutdown().await;
 }
 

@@ -12,12 +12,20 @@
 //! someone has asked for `/api/state` in the last [`DEMAND_WINDOW`], a copy of [`State`] as
 //! JSON (a few milliseconds of the tick loop for 5,000 sessions, so it is not built while
 //! nobody looks). A request that finds the copy older than a second and a half waits for the
-//! next one. The listener's tasks only read what was published and the metrics' atomics: a
-//! scrape never touches the world. At most [`MAX_REQUESTS`] requests are served at once,
-//! each of at most 8 KiB and 5 seconds; more connections are closed at once.
+//! next one, and every request is answered from that one copy. The listener's tasks only read
+//! what was published and the metrics' atomics: a scrape never touches the world.
+//!
+//! Against a slowloris or a flood: a request's head (at most 8 KiB) must arrive within
+//! [`HEAD_TIMEOUT`], and the whole request take 5 s at most; one address holds at most
+//! [`PER_ADDRESS`] connections at once and all together at most [`MAX_CONNECTIONS`]; a
+//! connection past either is closed at once. So a few addresses that hold connections open
+//! (or reconnect as soon as they are closed) take a few slots, and the health checks of
+//! another address are answered; taking them all needs [`MAX_CONNECTIONS`] /
+//! [`PER_ADDRESS`] addresses.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +40,14 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Registry;
 use crate::world::{Game, World};
 
-/// Requests served at once at most.
-pub const MAX_REQUESTS: usize = 32;
+/// Connections served at once at most, from every address together.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once at most from one address.
+pub const PER_ADDRESS: u32 = 8;
 /// Bytes of one request at most.
 const MAX_REQUEST: usize = 8 * 1024;
+/// Time a request's head may take to arrive.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds of history in [`State::series`].
@@ -345,7 +357,8 @@ pub fn spawn(
     stop: CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_REQUESTS));
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let addresses = Arc::new(Addresses::default());
     let inner = tracker.clone();
     tracker.spawn(async move {
         loop {
@@ -353,12 +366,16 @@ pub fn spawn(
                 _ = stop.cancelled() => return,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((stream, _)) = accepted else {
+            let Ok((stream, peer)) = accepted else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            // Past the bound, the connection is closed unanswered: the admin listener cannot be
-            // made to hold more than MAX_REQUESTS tasks.
+            // Past either bound, the connection is closed unanswered: the admin listener
+            // cannot be made to hold more than MAX_CONNECTIONS tasks, nor one address more
+            // than PER_ADDRESS of them.
+            let Some(slot) = addresses.take(peer.ip()) else {
+                continue;
+            };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 continue;
             };
@@ -366,12 +383,62 @@ pub fn spawn(
             let state = state.clone();
             let demand = demand.clone();
             inner.spawn(async move {
-                let _permit = permit;
+                let _held = (permit, slot);
                 let served = serve(stream, &registry, state, &demand);
                 let _ = tokio::time::timeout(REQUEST_TIMEOUT, served).await;
             });
         }
     });
+}
+
+/// Connections being served, by address.
+#[derive(Default)]
+struct Addresses(std::sync::Mutex<HashMap<IpAddr, u32>>);
+
+impl Addresses {
+    /// One more connection from `ip`, unless it has [`PER_ADDRESS`] already; given back
+    /// when the slot is dropped.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(ip).or_default();
+        if *n >= PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(self.clone(), ip))
+    }
+}
+
+/// A connection's place in [`Addresses`].
+struct Slot(Arc<Addresses>, IpAddr);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// A response's body: the published state is shared, not copied.
+enum Body {
+    Static(&'static str),
+    Owned(String),
+    Shared(Arc<str>),
+}
+
+impl Body {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Static(s) => s.as_bytes(),
+            Body::Owned(s) => s.as_bytes(),
+            Body::Shared(s) => s.as_bytes(),
+        }
+    }
 }
 
 async fn serve(
@@ -381,13 +448,20 @@ async fn serve(
     demand: &Demand,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || request.len() + n > MAX_REQUEST {
-            return Ok(());
+    let head = async {
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 || request.len() + n > MAX_REQUEST {
+                return Ok(false);
+            }
+            request.extend_from_slice(&buf[..n]);
         }
-        request.extend_from_slice(&buf[..n]);
+        Ok::<bool, std::io::Error>(true)
+    };
+    // A head that does not come within HEAD_TIMEOUT (a slowloris) is closed unanswered.
+    if !matches!(tokio::time::timeout(HEAD_TIMEOUT, head).await, Ok(Ok(true))) {
+        return Ok(());
     }
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
@@ -398,14 +472,14 @@ async fn serve(
         (
             "405 Method Not Allowed",
             "text/plain",
-            "only GET\n".to_string(),
+            Body::Static("only GET\n"),
         )
     } else {
         route(path, registry, state, demand).await
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
+        body.as_bytes().len()
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
@@ -417,26 +491,26 @@ async fn route(
     registry: &Registry,
     mut state: watch::Receiver<Arc<Published>>,
     demand: &Demand,
-) -> (&'static str, &'static str, String) {
+) -> (&'static str, &'static str, Body) {
     match path {
-        "/" => ("200 OK", "text/html; charset=utf-8", PAGE.to_string()),
+        "/" => ("200 OK", "text/html; charset=utf-8", Body::Static(PAGE)),
         "/metrics" => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::metrics::encode(registry),
+            Body::Owned(crate::metrics::encode(registry)),
         ),
-        "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/healthz" => ("200 OK", "text/plain", Body::Static("ok\n")),
         // Browsers ask for it; there is none, and saying so is not an error.
-        "/favicon.ico" => ("204 No Content", "text/plain", String::new()),
+        "/favicon.ico" => ("204 No Content", "text/plain", Body::Static("")),
         "/readyz" => {
             let published = state.borrow().clone();
             if published.not_ready.is_empty() {
-                ("200 OK", "text/plain", "ready\n".to_string())
+                ("200 OK", "text/plain", Body::Static("ready\n"))
             } else {
                 (
                     "503 Service Unavailable",
                     "text/plain",
-                    format!("not ready: {}\n", published.not_ready.join("; ")),
+                    Body::Owned(format!("not ready: {}\n", published.not_ready.join("; "))),
                 )
             }
         }
@@ -447,10 +521,10 @@ async fn route(
                 // Not built while nobody asked: the tick loop builds it within a second.
                 let _ = tokio::time::timeout(FRESH_WAIT, state.wait_for(|p| fresh(p))).await;
             }
-            let json = state.borrow().json.to_string();
-            ("200 OK", "application/json", json)
+            let json = state.borrow().json.clone();
+            ("200 OK", "application/json", Body::Shared(json))
         }
-        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => ("404 Not Found", "text/plain", Body::Static("not found\n")),
     }
 }
 
