@@ -75,7 +75,12 @@ async fn connect_once_freed(addr: std::net::SocketAddr, source: IpAddr) -> TestC
                 next.welcome = welcome;
                 return next;
             }
-            S2cMessage::S2cError(e) if e.code() == ErrorCode::TooManyConnections => {
+            S2cMessage::S2cError(e)
+                if matches!(
+                    e.code(),
+                    ErrorCode::TooManyConnections | ErrorCode::ServerFull
+                ) =>
+            {
                 assert!(
                     Instant::now() < deadline,
                     "no slot freed after a disconnect"
@@ -435,5 +440,77 @@ async fn guesses_at_one_account_sent_at_once_from_many_addresses_are_paced() {
         last >= Duration::from_secs(4),
         "the paced guesses were checked one spacing apart, not at once: {checked:?}"
     );
+    server.shutdown().await;
+}
+
+/// A guest from `source` that connects to `addr` and logs in as `name`: `Ok` with its client
+/// when it holds a place, the error code that refused it otherwise (at connect or at login).
+async fn guest_from(
+    addr: std::net::SocketAddr,
+    source: IpAddr,
+    name: String,
+) -> Result<TestClient, ErrorCode> {
+    let mut client = TestClient::connect_raw_from(addr, source).await;
+    match client.recv().await {
+        S2cMessage::S2cWelcome(welcome) => client.welcome = welcome,
+        S2cMessage::S2cError(e) => return Err(e.code()),
+        other => panic!("{other:?}"),
+    }
+    client.send(&login(&name, "")).await;
+    login_answer(&mut client).await.map(|_| client)
+}
+
+/// Guests from 500 loopback addresses at once, 200 of them in one /24 network: that network
+/// gets `limits.max_sessions_per_prefix` places, the guests together at most what
+/// `limits.account_reserve_percent` leaves them, and a player with an account gets in while
+/// they hold every other place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_from_many_addresses_leave_places_for_players_with_accounts() {
+    let mut config = unexempt();
+    config.server.max_sessions = 400;
+    config.limits.max_sessions_per_prefix = 100;
+    config.limits.account_reserve_percent = 10;
+    let server = start_server(config).await;
+    let addr = server.addr;
+    drop(register_from(addr, ip("127.9.0.1"), "owner").await);
+    // One network, 200 addresses, one guest each.
+    let one_network = (1..=200u32).map(|i| (ip(&format!("127.1.0.{i}")), format!("net-{i}")));
+    // 300 networks, one guest each.
+    let many = (0..300u32).map(|i| {
+        let source = ip(&format!("127.{}.{}.1", 2 + i / 200, i % 200));
+        (source, format!("many-{i}"))
+    });
+    let tasks: Vec<_> = one_network
+        .chain(many)
+        .map(|(source, name)| {
+            tokio::spawn(async move { (source, guest_from(addr, source, name).await) })
+        })
+        .collect();
+    let (mut held, mut refused) = (Vec::new(), std::collections::BTreeMap::new());
+    let mut from_one = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (source, Ok(client)) => {
+                from_one += usize::from(source.to_string().starts_with("127.1."));
+                held.push(client);
+            }
+            (_, Err(code)) => *refused.entry(format!("{code:?}")).or_insert(0) += 1,
+        }
+    }
+    assert!(from_one <= 100, "{from_one} guests of one /24");
+    assert_eq!(held.len(), 360, "refused: {refused:?}");
+    eprintln!(
+        "guests held {} places ({from_one} from one network); refused {refused:?}",
+        held.len()
+    );
+    // The owner gets in while they hold.
+    let mut owner = connect_once_freed(addr, ip("127.9.0.1")).await;
+    owner.send(&login("owner", "correct horse")).await;
+    assert_eq!(login_answer(&mut owner).await.unwrap().username, "owner");
+    // And a guest more does not.
+    assert!(guest_from(addr, ip("127.3.0.1"), "late".into())
+        .await
+        .is_err());
+    drop(held);
     server.shutdown().await;
 }

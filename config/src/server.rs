@@ -456,6 +456,15 @@ pub struct LimitsSection {
     /// TOO_MANY_CONNECTIONS and closed. 0 disables. Default 64: a household or an office
     /// behind one address is served, one host cannot take every slot.
     pub max_sessions_per_address: usize,
+    /// Connections from one network (an IPv4 /24, an IPv6 /48), logged in or not,
+    /// 0..=1_000_000; more are sent TOO_MANY_CONNECTIONS and closed. 0 disables. Default 256:
+    /// four hosts at the per-address limit, so that one network (a rented range, a botnet's
+    /// subnet) cannot take every slot with an address per connection.
+    pub max_sessions_per_prefix: usize,
+    /// The share of `server.max_sessions`, in percent, 0..=100, that guests cannot take: once
+    /// guests hold the rest, a guest login is answered SERVER_FULL, and a player with an
+    /// account still gets in. Default 10.
+    pub account_reserve_percent: u8,
     /// Addresses and CIDR ranges that the per-address limits skip: these two, and
     /// `auth.max_registrations_per_address`, `auth.max_failures_per_addr` and
     /// `auth.max_bad_resumes_per_addr` (the limits per name and per account still apply). Default loopback, `["127.0.0.0/8",
@@ -470,6 +479,8 @@ impl Default for LimitsSection {
             login_deadline_secs: 30,
             max_unauthenticated_per_address: 16,
             max_sessions_per_address: 64,
+            max_sessions_per_prefix: 256,
+            account_reserve_percent: 10,
             exempt_addresses: vec!["127.0.0.0/8".to_owned(), "::1".to_owned()],
         }
     }
@@ -763,6 +774,16 @@ impl ServerConfig {
             "limits.max_sessions_per_address",
             limits.max_sessions_per_address,
             0..=1_000_000,
+        )?;
+        rules.range(
+            "limits.max_sessions_per_prefix",
+            limits.max_sessions_per_prefix,
+            0..=1_000_000,
+        )?;
+        rules.range(
+            "limits.account_reserve_percent",
+            limits.account_reserve_percent,
+            0..=100,
         )?;
         for (i, entry) in limits.exempt_addresses.iter().enumerate() {
             if let Err(rule) = entry.parse::<AddrRange>() {

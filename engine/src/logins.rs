@@ -134,6 +134,9 @@ pub fn claimed<G: Game>(world: &mut World<G>, session: SessionId, _now: Instant)
         return false;
     };
     if client.closing || client.gone || client.login.is_some() {
+        if claiming.1.guest {
+            world.guests = world.guests.saturating_sub(1);
+        }
         return false;
     }
     let (reply, login) = *claiming;
@@ -172,8 +175,15 @@ pub fn finish<G: Game>(
         return; // a connection that has ended takes no name over
     }
     let request_id = pending.request_id;
-    let error = match outcome {
-        Ok(auth) => {
+    // A guest takes its place here, where the login binds (or starts claiming its name), so
+    // that logins finishing in one tick cannot take more places than there are.
+    let full = match &outcome {
+        Ok(auth) if auth.guest => world.take_guest_place().err(),
+        _ => None,
+    };
+    let error = match (full, outcome) {
+        (Some(full), _) => full,
+        (None, Ok(auth)) => {
             let reply = S2cAuthResult {
                 username: auth.username.clone(),
                 user_id: auth.user_id,
@@ -203,29 +213,38 @@ pub fn finish<G: Game>(
             world.bind_login(session, login);
             return;
         }
-        Err(AuthFailure::UsernameTaken) => {
+        (None, Err(AuthFailure::UsernameTaken)) => {
             HandlerError::new(ErrorCode::UsernameTaken, "that username is taken")
         }
-        Err(AuthFailure::InvalidCredentials) if pending.username.is_none() => HandlerError::new(
-            ErrorCode::InvalidCredentials,
-            "that username belongs to an account: log in with its password",
-        ),
-        Err(AuthFailure::InvalidCredentials) => HandlerError::new(
+        (None, Err(AuthFailure::InvalidCredentials)) if pending.username.is_none() => {
+            HandlerError::new(
+                ErrorCode::InvalidCredentials,
+                "that username belongs to an account: log in with its password",
+            )
+        }
+        (None, Err(AuthFailure::InvalidCredentials)) => HandlerError::new(
             ErrorCode::InvalidCredentials,
             "unknown username or wrong password",
         ),
-        Err(AuthFailure::InvalidToken) => {
+        (None, Err(AuthFailure::InvalidToken)) => {
             HandlerError::new(ErrorCode::InvalidToken, "unknown, expired or revoked token")
         }
-        Err(AuthFailure::Internal(_)) => {
+        (None, Err(AuthFailure::Internal(_))) => {
             HandlerError::new(ErrorCode::Internal, "the database failed; try again")
         }
-        Err(AuthFailure::Unavailable(_)) => HandlerError::unavailable(
+        (None, Err(AuthFailure::Unavailable(_))) => HandlerError::unavailable(
             "the database is unavailable for now; the server is connecting to it again",
             UNAVAILABLE_RETRY_MS,
         ),
     };
+    let guests_full = error.code == ErrorCode::ServerFull;
     world.send_error(session, request_id, error);
+    if guests_full {
+        // As a connection past max_sessions: told, and closed, so that a flood of guests
+        // holds no place waiting for its login deadline.
+        world.kick(session, net::DisconnectReason::ServerFull);
+        return;
+    }
     if world.clients.get(&session).is_some_and(|c| c.overdue) {
         // Its login deadline passed while this login was under way.
         world.close_for_login_timeout(session);

@@ -166,7 +166,7 @@ pub async fn bind_port(
     key: &'static str,
     addr: std::net::SocketAddr,
 ) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| {
+    net::listen(addr).map_err(|source| {
         let hint = match (source.kind(), key) {
             (std::io::ErrorKind::AddrInUse, "server.listen") => {
                 " (another server on this machine? give each its own: --listen ADDR:PORT)"

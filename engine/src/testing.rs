@@ -331,8 +331,9 @@ impl<G: Game> Sim<G> {
     fn connect_many(&mut self, count: usize) -> Vec<Option<SessionId>> {
         let peers: Vec<SocketAddr> = (0..count as u64)
             .map(|i| {
+                // Networks (/24) change fastest: at most 256 clients share one.
                 let n = self.next_token + i;
-                SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40_000))
+                SocketAddr::from(([10, (n >> 16) as u8, n as u8, (n >> 8) as u8], 40_000))
             })
             .collect();
         self.connect_peers(&peers)

@@ -36,7 +36,7 @@ pub use tokio_rustls;
 
 pub use codec::{CodecError, FrameCodec, FrameError, Packet, WsError, HEADER_LEN};
 pub use refuse::{Refusal, Refuser};
-pub use service::{ClientService, ServerService, ServiceEvent};
+pub use service::{listen, ClientService, ServerService, ServiceEvent, LISTEN_BACKLOG};
 pub use session::{
     close_code, DisconnectReason, SendError, Session, SessionConfig, SessionEvent, SessionId,
 };

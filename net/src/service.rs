@@ -39,6 +39,25 @@ pub enum ServiceEvent {
     },
 }
 
+/// Connections a listener made by [`listen`] holds waiting to be accepted: a burst of
+/// clients (a swarm starting, the players of a lost node reconnecting) waits in the kernel
+/// rather than being dropped to retry the handshake a second later. The kernel caps it at
+/// `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog of [`LISTEN_BACKLOG`] (the standard library's and
+/// tokio's `bind` ask for 128), and `SO_REUSEADDR` as theirs have.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Accepts connections on a listener until shut down.
 pub struct ServerService;
 

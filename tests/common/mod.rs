@@ -22,7 +22,7 @@ use protocol::world::{
 };
 use protocol::{ClientToServer, ErrorCode, S2cMessage, ServerToClient, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use world_server::{ServerError, Stats};
@@ -143,9 +143,7 @@ pub async fn server_with_admin_and(mut config: config::ServerConfig) -> (TestSer
 /// [`TestServer::shutdown`] (or when the handle is dropped).
 pub async fn start_server(config: ServerConfig) -> TestServer {
     quiet_logs();
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = net::listen("127.0.0.1:0".parse().unwrap()).expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("listener address");
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {

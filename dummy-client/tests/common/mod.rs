@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use config::ServerConfig;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -116,7 +115,7 @@ impl Server {
         config.auth.argon2_iterations = 1;
         change(&mut config);
         let ports = [config.web.address(), config.tls.address()];
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {

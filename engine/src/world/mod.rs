@@ -73,6 +73,11 @@ pub struct WorldConfig {
     /// Sessions from one address at most; 0 for no limit. The addresses that skip these two
     /// limits are `throttle.exempt_addresses`.
     pub max_sessions_per_address: usize,
+    /// Sessions from one network (an IPv4 /24, an IPv6 /48) at most; 0 for no limit.
+    pub max_sessions_per_prefix: usize,
+    /// Guests logged in at once at most (the rest of `max_sessions` is kept for players
+    /// with accounts); more guest logins get SERVER_FULL.
+    pub max_guests: usize,
 }
 
 impl From<&config::ServerConfig> for WorldConfig {
@@ -90,6 +95,10 @@ impl From<&config::ServerConfig> for WorldConfig {
             login_deadline: c.limits.login_deadline(),
             max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
             max_sessions_per_address: c.limits.max_sessions_per_address,
+            max_sessions_per_prefix: c.limits.max_sessions_per_prefix,
+            max_guests: c.server.max_sessions
+                - c.server.max_sessions * usize::from(c.limits.account_reserve_percent.min(100))
+                    / 100,
         }
     }
 }
@@ -213,6 +222,10 @@ pub struct World<G> {
     pub throttle: LoginThrottle,
     /// Sessions per client address (see [`addr_key`]).
     pub addresses: Map<IpAddr, AddressUse>,
+    /// Sessions of each network (IPv4 /24, IPv6 /48; [`admission::prefix_key`]).
+    pub prefixes: Map<IpAddr, usize>,
+    /// Guest logins held, and under way (their names being claimed on a cluster).
+    pub guests: usize,
     /// Password logins waiting out an account's delay, in the order they were made.
     pub delayed_logins: VecDeque<DelayedLogin>,
     /// The engine's metrics (unregistered unless a server runs the world).
@@ -259,6 +272,8 @@ impl<G: Game> World<G> {
             pending_sessions: Vec::new(),
             throttle: LoginThrottle::new(config.throttle.clone()),
             addresses: Map::default(),
+            prefixes: Map::default(),
+            guests: 0,
             delayed_logins: VecDeque::new(),
             metrics: crate::metrics::Metrics::unregistered(),
             cluster: None,
@@ -350,6 +365,10 @@ impl<G: Game> World<G> {
         let used = self.address_use(peer);
         used.sessions += 1;
         used.unauthenticated += 1;
+        *self
+            .prefixes
+            .entry(admission::prefix_key(peer.ip()))
+            .or_default() += 1;
         let connected_at_us = self.clients[&session].connected_at_us;
         self.pending_sessions.push(SessionLogEntry::Opened {
             session_id: session.0,
@@ -377,6 +396,21 @@ impl<G: Game> World<G> {
             G::disconnected(self, session, reason);
         }
         let client = self.clients.remove(&session)?;
+        if client
+            .claiming
+            .as_ref()
+            .is_some_and(|claiming| claiming.1.guest)
+        {
+            // A guest login whose name was being claimed: it is not going to be.
+            self.guests = self.guests.saturating_sub(1);
+        }
+        let prefix = admission::prefix_key(client.peer.ip());
+        if let Some(n) = self.prefixes.get_mut(&prefix) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.prefixes.remove(&prefix);
+            }
+        }
         let key = addr_key(client.peer.ip());
         if let Some(used) = self.addresses.get_mut(&key) {
             used.sessions = used.sessions.saturating_sub(1);
@@ -417,6 +451,10 @@ impl<G: Game> World<G> {
         let client = self.clients.get_mut(&session)?;
         client.pending_auth = None;
         let login = client.login.take()?;
+        if login.guest {
+            self.guests = self.guests.saturating_sub(1);
+        }
+        let client = self.clients.get_mut(&session)?;
         client.unauthenticated_since = Some(client.last_seen);
         let peer = client.peer;
         self.address_use(peer).unauthenticated += 1;
@@ -752,6 +790,113 @@ mod tests {
             .admission("2001:db8:1:2:abcd::7".parse().unwrap())
             .is_err());
         assert!(world.admission("2001:db8:1:3::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_network_gets_its_share_of_sessions_and_other_networks_are_served() {
+        let mut world = World::new(
+            WorldConfig {
+                max_sessions_per_prefix: 3,
+                ..limited(10, 10)
+            },
+            chat(),
+            chat_hooks(),
+            crate::db::DbQueue::new(64),
+            Instant::now(),
+        );
+        let t0 = Instant::now();
+        for (i, peer) in ["198.51.100.1:9", "198.51.100.2:9", "198.51.100.200:9"]
+            .into_iter()
+            .enumerate()
+        {
+            world.connect(SessionId(i as u64 + 1), peer.parse().unwrap(), t0);
+        }
+        let refused = world
+            .admission(IpAddr::from([198, 51, 100, 77]))
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooManyConnections);
+        assert!(
+            refused.reason.contains("limits.max_sessions_per_prefix")
+                && refused.reason.contains("/24"),
+            "{}",
+            refused.reason
+        );
+        assert!(world.admission(IpAddr::from([198, 51, 101, 1])).is_ok());
+        assert!(
+            world.admission(IpAddr::from([127, 0, 0, 1])).is_ok(),
+            "exempt"
+        );
+        // One gone: a place in the network is free again.
+        world.disconnect(SessionId(2), &DisconnectReason::PeerClosed);
+        assert!(world.admission(IpAddr::from([198, 51, 100, 77])).is_ok());
+        // IPv6 counts per /48.
+        for (i, peer) in [
+            "[2001:db8:1:2::1]:9",
+            "[2001:db8:1:ffff::1]:9",
+            "[2001:db8:1:7::7]:9",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            world.connect(SessionId(10 + i as u64), peer.parse().unwrap(), t0);
+        }
+        assert!(world
+            .admission("2001:db8:1:abcd::1".parse().unwrap())
+            .is_err());
+        assert!(world.admission("2001:db8:2::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn guests_cannot_take_the_places_kept_for_players_with_accounts() {
+        let mut h = crate::handlers::testkit::Harness::with(WorldConfig {
+            max_sessions: 10,
+            max_guests: 8,
+            ..WorldConfig::default()
+        });
+        let guests: Vec<SessionId> = (0..8).map(|i| h.guest(&format!("guest{i}"))).collect();
+        let late = h.connect();
+        h.send(
+            late,
+            protocol::world::C2sLogin {
+                username: "guest8".into(),
+                password: String::new(),
+            },
+        );
+        let (code, _, reason) = h.error(late);
+        assert_eq!(code, ErrorCode::ServerFull);
+        assert!(
+            reason.contains("kept for players with accounts"),
+            "{reason}"
+        );
+        assert_eq!(h.world().guests, 8);
+        // A player with an account gets in on a kept place.
+        let ann = h.connect();
+        h.send(
+            ann,
+            protocol::world::C2sRegister {
+                username: "ann".into(),
+                password: "correct horse".into(),
+            },
+        );
+        assert!(h.world().clients[&ann].login.is_some(), "{:?}", h.take(ann));
+        // A guest gone leaves a place for another.
+        h.send(guests[0], protocol::world::C2sLogout {});
+        assert_eq!(h.world().guests, 7);
+        h.send(
+            late,
+            protocol::world::C2sLogin {
+                username: "guest8".into(),
+                password: String::new(),
+            },
+        );
+        assert!(
+            h.world().clients[&late].login.is_some(),
+            "{:?}",
+            h.take(late)
+        );
+        assert_eq!(h.world().guests, 8);
+        h.disconnect(late);
+        assert_eq!(h.world().guests, 7);
     }
 
     #[test]
