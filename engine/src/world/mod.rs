@@ -222,7 +222,7 @@ pub struct World<G> {
     pub throttle: LoginThrottle,
     /// Sessions per client address (see [`addr_key`]).
     pub addresses: Map<IpAddr, AddressUse>,
-    /// Sessions of each network (IPv4 /24, IPv6 /48; [`admission::prefix_key`]).
+    /// Sessions of each network (an IPv4 /24, an IPv6 /48).
     pub prefixes: Map<IpAddr, usize>,
     /// Guest logins held, and under way (their names being claimed on a cluster).
     pub guests: usize,
