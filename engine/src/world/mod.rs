@@ -868,6 +868,10 @@ mod tests {
             reason.contains("kept for players with accounts"),
             "{reason}"
         );
+        assert!(
+            h.world().clients.get(&late).is_none_or(|c| c.closing),
+            "refused, and closed"
+        );
         assert_eq!(h.world().guests, 8);
         // A player with an account gets in on a kept place.
         let ann = h.connect();
@@ -882,6 +886,7 @@ mod tests {
         // A guest gone leaves a place for another.
         h.send(guests[0], protocol::world::C2sLogout {});
         assert_eq!(h.world().guests, 7);
+        let late = h.connect();
         h.send(
             late,
             protocol::world::C2sLogin {
