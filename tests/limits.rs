@@ -413,7 +413,7 @@ async fn guesses_at_one_account_sent_at_once_from_many_addresses_are_paced() {
     register_from(server.addr, ip("127.0.0.2"), "bob").await;
     let mut guessers = Vec::new();
     for a in 0..60u8 {
-        let source = ip(&format!("127.0.9.{}", a + 1));
+        let source = ip(&format!("127.0.{}.9", a + 10));
         guessers.extend(connect_many(server.addr, source, 5).await);
     }
     let started = Instant::now();
