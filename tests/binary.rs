@@ -448,6 +448,110 @@ async fn acknowledged_accounts_and_tokens_survive_sigkill() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// What a crash may lose of chat, as the protocol page says: lines go to the history in one
+/// batch per tick, so a SIGKILL loses only lines echoed in the last two ticks (0.1 s) before
+/// it. A client says a line every few milliseconds; the server is killed mid-stream and
+/// started again; the history it replays ends where the loss allows.
+#[cfg(unix)]
+#[tokio::test]
+async fn chat_lines_lost_to_a_sigkill_are_at_most_those_echoed_in_the_last_two_ticks() {
+    use protocol::world::{C2sRoomJoin, S2cChat};
+    let data = common::fresh_dir();
+    let db = data.join("chat.db");
+    let config = TempConfig::new(
+        "chat-crash",
+        &format!(
+            "[storage]\npath = {:?}\nsynchronous = \"normal\"\n[world]\nhistory_lines = 1000\n",
+            db.to_str().unwrap()
+        ),
+    );
+    let config_path = config.0.to_str().unwrap().to_string();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = addr.to_string();
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--config", &config_path]);
+    let mut talker = server.connect(addr).await;
+    talker.login_guest("talker").await;
+    talker.join("lobby").await;
+    // Lines every 4 ms for a second, each echo's arrival noted.
+    let mut echoed: Vec<(u64, Instant)> = Vec::new();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        talker.say("lobby", &format!("line {n}"), n).await;
+        n += 1;
+        while let Some(Ok(message)) = talker.next_within(Duration::from_millis(4)).await {
+            if let protocol::S2cMessage::S2cChat(c) = message {
+                echoed.push((c.sent_at_us, Instant::now()));
+            }
+        }
+    }
+    // Killed the moment an echo arrives: its tick's batch has just gone to the database.
+    talker.say("lobby", &format!("line {n}"), n).await;
+    loop {
+        if let protocol::S2cMessage::S2cChat(c) = talker.recv().await {
+            echoed.push((c.sent_at_us, Instant::now()));
+            break;
+        }
+    }
+    server.signal("KILL");
+    let killed = Instant::now();
+    // Echoes already on their way are read: they were echoed before the kill.
+    while let Some(Ok(message)) = talker.next_within(Duration::from_millis(200)).await {
+        if let protocol::S2cMessage::S2cChat(c) = message {
+            echoed.push((c.sent_at_us, killed));
+        }
+    }
+    let _ = server.wait(Duration::from_secs(10)).await;
+    drop(server);
+
+    let mut server = ServerProcess::spawn(&["--listen", &listen, "--config", &config_path]);
+    let mut reader = server.connect(addr).await;
+    reader.login_guest("reader").await;
+    reader
+        .send(&C2sRoomJoin {
+            room: "lobby".into(),
+        })
+        .await;
+    let mut kept = Vec::new();
+    while let Some(Ok(message)) = reader.next_within(Duration::from_millis(500)).await {
+        if let protocol::S2cMessage::S2cChat(S2cChat {
+            history: true,
+            sent_at_us,
+            ..
+        }) = message
+        {
+            kept.push(sent_at_us);
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    assert!(echoed.len() > 100, "{} lines echoed", echoed.len());
+    let last_kept = *kept.last().expect("the history survived");
+    assert_eq!(
+        kept,
+        (0..=last_kept).collect::<Vec<_>>(),
+        "in order, none missing"
+    );
+    let lost: Vec<&(u64, Instant)> = echoed.iter().filter(|(n, _)| *n > last_kept).collect();
+    let window = Duration::from_millis(100);
+    let too_old: Vec<_> = lost
+        .iter()
+        .filter(|(_, at)| killed.duration_since(*at) > window)
+        .map(|(n, at)| (n, killed.duration_since(*at)))
+        .collect();
+    eprintln!(
+        "{} lines echoed, {} kept, {} lost (echoed within {:?} of the kill)",
+        echoed.len(),
+        kept.len(),
+        lost.len(),
+        lost.first().map(|(_, at)| killed.duration_since(*at))
+    );
+    assert!(
+        too_old.is_empty(),
+        "lines echoed earlier than two ticks before the kill were lost: {too_old:?}"
+    );
+}
+
 /// The one non-empty line of `stderr`; panics when there are more or none.
 fn one_line(stderr: &str) -> &str {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -566,7 +670,7 @@ fn a_corrupt_database_stops_the_server_before_it_listens() {
     assert!(!line.contains("listening"), "{line}");
     assert!(
         line.starts_with(&format!(
-            "world-server: storage.path {:?}: the database is corrupt (quick_check: ",
+            "world-server: storage.path {:?}: the database is corrupt (integrity_check: ",
             db.to_str().unwrap()
         )),
         "{line}"

@@ -90,9 +90,12 @@ pub fn open_storage(config: &ServerConfig) -> Result<Box<dyn Storage>, ServerErr
         #[cfg(feature = "sqlite")]
         "sqlite" => {
             let path = &config.storage.path;
-            let storage =
-                crate::storage::SqliteStorage::open(path, config.storage.synchronous == "full")
-                    .map_err(|source| storage_error(config, source))?;
+            let storage = crate::storage::SqliteStorage::open_checked(
+                path,
+                config.storage.synchronous == "full",
+                crate::storage::StartupCheck::named(&config.storage.startup_check),
+            )
+            .map_err(|source| storage_error(config, source))?;
             spdlog::info!("storage: database {}", path.display());
             Box::new(storage)
         }

@@ -22,7 +22,7 @@ pub use memory::MemoryStorage;
 #[cfg(feature = "postgres")]
 pub use pg::PostgresStorage;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStorage;
+pub use sqlite::{SqliteStorage, StartupCheck};
 
 /// The key usernames are unique by: the name folded to lowercase (ASCII; usernames are).
 fn username_key(username: &str) -> String {
@@ -185,7 +185,7 @@ pub enum StorageError {
     #[error("cannot connect: {0}")]
     Connect(String),
     /// The database failed its integrity check.
-    #[error("the database is corrupt (quick_check: {0}); restore it from a backup")]
+    #[error("the database is corrupt ({0}); restore it from a backup")]
     Corrupt(String),
 }
 

@@ -148,11 +148,24 @@ impl SqliteStorage {
     ///
     /// The file is checked and created here rather than by SQLite, which says only "unable to
     /// open database file" whatever went wrong.
+    ///
+    /// The file is checked in full first ([`StartupCheck::Full`]); see
+    /// [`SqliteStorage::open_checked`].
     pub fn open(path: &Path, synchronous_full: bool) -> Result<Self, StorageError> {
+        Self::open_checked(path, synchronous_full, StartupCheck::Full)
+    }
+
+    /// [`SqliteStorage::open`], checking the file as `check` says before anything is written:
+    /// a damaged one is refused with [`StorageError::Corrupt`].
+    pub fn open_checked(
+        path: &Path,
+        synchronous_full: bool,
+        check: StartupCheck,
+    ) -> Result<Self, StorageError> {
         create_or_check(path)?;
         let lock = lock(path)?;
         let conn = Connection::open(path)?;
-        let mut storage = Self::init(conn, synchronous_full)?;
+        let mut storage = Self::init_checked(conn, synchronous_full, check)?;
         storage._lock = Some(lock);
         Ok(storage)
     }
@@ -163,12 +176,16 @@ impl SqliteStorage {
     }
 
     fn init(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
-        Self::init_checked(conn, synchronous_full)
+        Self::init_checked(conn, synchronous_full, StartupCheck::Full)
     }
 
-    fn init_checked(conn: Connection, synchronous_full: bool) -> Result<Self, StorageError> {
+    fn init_checked(
+        conn: Connection,
+        synchronous_full: bool,
+        check: StartupCheck,
+    ) -> Result<Self, StorageError> {
         // Before anything is written: a damaged file must not be migrated or served.
-        quick_check(&conn)?;
+        integrity(&conn, check)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
             None,
@@ -299,14 +316,46 @@ fn lock(path: &Path) -> Result<File, StorageError> {
     Ok(file)
 }
 
-/// SQLite's quick integrity check (every page and b-tree, not the indexes' contents): a
-/// corrupt file otherwise opens fine and fails request after request.
-fn quick_check(conn: &Connection) -> Result<(), StorageError> {
-    let report: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
+/// How a database file is checked when it is opened (`storage.startup_check`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartupCheck {
+    /// SQLite's `integrity_check`: every page and b-tree, and every index against its table,
+    /// so that damaged row contents are found too.
+    Full,
+    /// SQLite's `quick_check`: every page and b-tree, not the indexes against the tables.
+    Quick,
+    /// None.
+    Off,
+}
+
+impl StartupCheck {
+    /// The check named `name` in the config (`full`, `quick`, `off`); `full` for anything
+    /// else (the config refuses other names).
+    pub fn named(name: &str) -> StartupCheck {
+        match name {
+            "quick" => StartupCheck::Quick,
+            "off" => StartupCheck::Off,
+            _ => StartupCheck::Full,
+        }
+    }
+}
+
+/// SQLite's integrity check of the file, as `check` says: a corrupt file otherwise opens fine
+/// and fails request after request.
+fn integrity(conn: &Connection, check: StartupCheck) -> Result<(), StorageError> {
+    let pragma = match check {
+        StartupCheck::Full => "integrity_check",
+        StartupCheck::Quick => "quick_check",
+        StartupCheck::Off => return Ok(()),
+    };
+    let report: String = conn.query_row(&format!("PRAGMA {pragma}(1)"), [], |row| row.get(0))?;
     if report == "ok" {
         return Ok(());
     }
-    Err(StorageError::Corrupt(first_problem(&report)))
+    Err(StorageError::Corrupt(format!(
+        "{pragma}: {}",
+        first_problem(&report)
+    )))
 }
 
 /// The first line of a quick_check report that says what is wrong (not the
@@ -853,6 +902,44 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// A row's contents damaged (a key's bytes changed in place, as a bad sector or a stray
+    /// write might): the file's structure is intact, so `quick_check` passes it, and the
+    /// full check finds the row and its index entry no longer agree.
+    #[test]
+    fn damaged_row_contents_are_found_by_the_full_check_at_start() {
+        let dir = std::env::temp_dir().join(format!("world-sqlite-rows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = SqliteStorage::open(&path, false).unwrap();
+            let lines: Vec<LogEntry> = (0..200).map(|n| line("unique-key-7q", n)).collect();
+            s.log_append(M, &lines, limits(5000)).unwrap();
+        }
+        // The key is in the log_keys table and its index: change its first copy.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(13)
+            .position(|w| w == b"unique-key-7q")
+            .expect("the key is in the file");
+        bytes[at + 12] = b'z';
+        std::fs::write(&path, bytes).unwrap();
+        let quick = SqliteStorage::open_checked(&path, false, StartupCheck::Quick);
+        assert!(
+            quick.is_ok(),
+            "quick_check cannot see it: {:?}",
+            quick.err()
+        );
+        drop(quick);
+        let err = SqliteStorage::open(&path, false).err().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            err.to_string()
+                .starts_with("the database is corrupt (integrity_check: "),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_database_with_damaged_pages_is_refused_when_opened() {
         let dir = std::env::temp_dir().join(format!("world-sqlite-corrupt-{}", std::process::id()));
@@ -874,7 +961,7 @@ mod tests {
         assert!(!problem.contains("*** in database"), "{problem:?}");
         assert!(err
             .to_string()
-            .starts_with("the database is corrupt (quick_check: "));
+            .starts_with("the database is corrupt (integrity_check: "));
     }
 
     #[test]
