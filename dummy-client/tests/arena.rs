@@ -37,6 +37,7 @@ async fn walking_bots_see_exactly_the_bots_near_them_and_the_run_passes() {
         world_size: 120.0,
         view_radius: 25.0,
         speed: 30.0,
+        ..ArenaConfig::default()
     });
     let stop = CancellationToken::new();
     let stopped = stop.clone();

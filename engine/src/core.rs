@@ -327,6 +327,7 @@ impl<G: Game> Core<G> {
         world.metrics.sessions.set(world.clients.len() as i64);
         world.metrics.logged_in.set(world.users.len() as i64);
         world.metrics.db_queues(world.db.in_flight());
+        self.world.report_unencodable(now);
         self.world.db.take_jobs(&mut self.out.db);
         self.out.take_cluster(&mut self.world, now);
         lap(3, &self.world);

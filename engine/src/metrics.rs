@@ -106,6 +106,7 @@ pub struct Metrics {
     pub cluster_dropped: Count,
     /// Batches of other nodes that never arrived (gaps in their sequence numbers).
     pub cluster_missing: Count,
+    unencodable: Family<Labels, Count>,
 }
 
 /// A histogram of durations in seconds, from 50 µs to about 6.5 s.
@@ -141,6 +142,11 @@ where
 }
 
 impl Metrics {
+    /// Counts `count` frames of `message` that could not be encoded.
+    pub fn unencodable(&self, message: &'static str, count: u64) {
+        one(&self.unencodable, "message", message).inc_by(count);
+    }
+
     /// The engine's metrics, registered in `registry` under `world_`; `messages` are the
     /// message types (id, name) the dispatcher takes.
     pub fn new(registry: &mut Registry, messages: &[(u16, &'static str)]) -> Metrics {
@@ -310,7 +316,14 @@ impl Metrics {
             "world_cluster_batches_missing",
             "Batches of other nodes that never arrived",
         );
+        let unencodable = Family::<Labels, Count>::default();
+        registry.register(
+            "world_frames_unencodable",
+            "Frames the world could not send because they did not fit in a frame (65,535 bytes), by message type",
+            unencodable.clone(),
+        );
         Metrics {
+            unencodable,
             cluster_nodes,
             cluster_sent_bytes,
             cluster_received_bytes,

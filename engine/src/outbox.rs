@@ -37,6 +37,9 @@ pub struct Outbox {
     closes: Vec<(SessionId, DisconnectReason)>,
     /// Frames too large to encode, dropped (a bug or a config the protocol cannot carry).
     pub oversized: u64,
+    /// Of those, since [`Outbox::take_unencodable`]: how many of each message type, and the
+    /// largest frame each needed.
+    unencodable: Vec<(&'static str, u64, usize)>,
     /// Frames queued, all sessions together.
     pub frames_queued: u64,
 }
@@ -51,19 +54,36 @@ impl Outbox {
         }
         match protocol::encode_frame(message, &mut self.arena) {
             Ok(()) => Some(self.arena.split().freeze()),
-            Err(error) => {
+            Err(_) => {
+                // Logged by the world at most once an interval per message type: a game that
+                // makes such frames every tick must not flood the log.
                 self.oversized += 1;
-                spdlog::error!("world: dropped a frame: {error}");
+                match self.unencodable.iter_mut().find(|u| u.0 == M::NAME) {
+                    Some(u) => {
+                        u.1 += 1;
+                        u.2 = u.2.max(len);
+                    }
+                    None => self.unencodable.push((M::NAME, 1, len)),
+                }
                 None
             }
         }
     }
 
-    /// Queues `message` to `to`.
-    pub fn send<M: ServerToClient>(&mut self, to: SessionId, message: &M) {
-        if let Some(frame) = self.encode(message) {
-            self.push(to, frame);
-        }
+    /// The frames that could not be encoded since the last call: (message type, how many,
+    /// the largest frame one needed).
+    pub fn take_unencodable(&mut self) -> Vec<(&'static str, u64, usize)> {
+        std::mem::take(&mut self.unencodable)
+    }
+
+    /// Queues `message` to `to`; false when it could not be encoded (too large for a frame:
+    /// counted, and dropped), so that a game knows the client did not get it.
+    pub fn send<M: ServerToClient>(&mut self, to: SessionId, message: &M) -> bool {
+        let Some(frame) = self.encode(message) else {
+            return false;
+        };
+        self.push(to, frame);
+        true
     }
 
     /// Queues an encoded frame to `to`.
@@ -117,5 +137,36 @@ impl Outbox {
     /// The closes queued so far.
     pub fn closes(&self) -> &[(SessionId, DisconnectReason)] {
         &self.closes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::world::{RoomInfo, S2cPong, S2cRoomList};
+
+    #[test]
+    fn frames_too_large_are_dropped_and_counted_by_message_type() {
+        let mut out = Outbox::default();
+        let huge = S2cRoomList {
+            rooms: (0..5000)
+                .map(|i| RoomInfo {
+                    name: format!("room-{i:0>40}"),
+                    members: 1,
+                    capacity: 100,
+                })
+                .collect(),
+        };
+        assert!(!out.send(SessionId(1), &huge));
+        assert!(!out.send(SessionId(2), &huge));
+        assert!(out.send(SessionId(1), &S2cPong::default()));
+        let dropped = out.take_unencodable();
+        assert_eq!(dropped.len(), 1);
+        let (name, count, largest) = dropped[0];
+        assert_eq!((name, count), ("S2C_RoomList", 2));
+        assert!(largest > 65_535, "{largest}");
+        assert_eq!(out.oversized, 2);
+        assert!(out.take_unencodable().is_empty(), "taken");
+        assert_eq!(out.take(SessionId(1)).len(), 1, "only the pong");
     }
 }

@@ -200,6 +200,17 @@ impl Now {
     }
 }
 
+/// How often the log says, per message type, that frames could not be encoded.
+pub const UNENCODABLE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Frames of one message type that could not be encoded and are not in the log yet.
+#[derive(Debug, Default)]
+struct Unencodable {
+    logged_at: Option<Instant>,
+    count: u64,
+    largest: usize,
+}
+
 /// All world state: the engine's, and the game's in [`World::game`].
 pub struct World<G> {
     /// The settings.
@@ -210,6 +221,9 @@ pub struct World<G> {
     pub users: Map<String, SessionId>,
     /// What this tick sends.
     pub out: Outbox,
+    /// Frames that could not be encoded, by message type, for the log (at most a line per
+    /// type every [`UNENCODABLE_LOG_EVERY`]).
+    unencodable: Map<&'static str, Unencodable>,
     /// Scheduled work.
     pub timers: Timers<World<G>>,
     /// Counters.
@@ -270,6 +284,7 @@ impl<G: Game> World<G> {
             stats: Stats::default(),
             db,
             pending_sessions: Vec::new(),
+            unencodable: Map::default(),
             throttle: LoginThrottle::new(config.throttle.clone()),
             addresses: Map::default(),
             prefixes: Map::default(),
@@ -512,6 +527,33 @@ impl<G: Game> World<G> {
     /// The session logged in as `username` (any case).
     pub fn session_of(&self, username: &str) -> Option<SessionId> {
         self.users.get(&username.to_ascii_lowercase()).copied()
+    }
+
+    /// Counts the frames this tick could not encode (the metric, by message type) and says so
+    /// in the log at most once every [`UNENCODABLE_LOG_EVERY`] per message type.
+    pub(crate) fn report_unencodable(&mut self, now: Instant) {
+        for (name, count, largest) in self.out.take_unencodable() {
+            self.metrics.unencodable(name, count);
+            let entry = self.unencodable.entry(name).or_default();
+            entry.count += count;
+            entry.largest = entry.largest.max(largest);
+        }
+        for (name, u) in &mut self.unencodable {
+            let due = u
+                .logged_at
+                .is_none_or(|at| now.duration_since(at) >= UNENCODABLE_LOG_EVERY);
+            if u.count > 0 && due {
+                spdlog::error!(
+                    "world: {} {name} frames dropped since the last report: each needs more than the 65,535 bytes of a frame (the largest {} bytes)",
+                    u.count,
+                    u.largest
+                );
+                *u = Unencodable {
+                    logged_at: Some(now),
+                    ..Unencodable::default()
+                };
+            }
+        }
     }
 
     /// Logs `session` in as `login`. A session already holding the username is replaced: it

@@ -26,12 +26,14 @@ fn main() {
     for n in [1000usize, 2000, 4000, 8000, 16000] {
         let defaults = ArenaConfig::default();
         let world_size = (n as f32 / 5000.0).sqrt() * defaults.world_size;
-        let mut sim = Sim::new(Arena::new(ArenaConfig {
-            world_size,
-            ..defaults
-        }));
-        let names: Vec<String> = (0..n).map(|i| format!("bot{i:05}")).collect();
-        let sessions = sim.guests(&names);
+        let mut sim = Sim::with_config(
+            room_for_all(),
+            Arena::new(ArenaConfig {
+                world_size,
+                ..defaults
+            }),
+        );
+        let sessions = log_in(&mut sim, n);
         let mut times = Vec::with_capacity(ticks);
         let mut bytes = 0usize;
         let mut in_view = 0usize;
@@ -82,4 +84,53 @@ fn main() {
             p50.as_secs_f64() * 1e6 / n as f64
         );
     }
+    // Crowds: every player on one spot, each seeing the `view_max` nearest.
+    println!();
+    println!("crowd on one spot  tick p50     tick p99     largest update");
+    for n in [1300usize, 5000] {
+        let mut sim = Sim::with_config(room_for_all(), Arena::new(ArenaConfig::default()));
+        let sessions = log_in(&mut sim, n);
+        for &s in &sessions {
+            sim.world_mut().game.place(s, 500.0, 500.0);
+        }
+        let mut times = Vec::with_capacity(ticks);
+        let mut largest = 0;
+        for _ in 0..ticks {
+            let started = Instant::now();
+            let output = sim.tick(vec![]);
+            times.push(started.elapsed());
+            largest = output
+                .batches
+                .iter()
+                .flat_map(|(_, f)| f.iter())
+                .map(|f| f.len())
+                .max()
+                .unwrap_or(0)
+                .max(largest);
+        }
+        times.sort();
+        println!(
+            "{n:>17}  {:>8.2} ms  {:>8.2} ms  {largest:>8} bytes",
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            times[times.len() * 99 / 100].as_secs_f64() * 1000.0,
+        );
+    }
+}
+
+/// A server with room for the largest run, every place open to guests.
+fn room_for_all() -> config::ServerConfig {
+    let mut config = config::ServerConfig::default();
+    config.server.max_sessions = 20_000;
+    config.limits.account_reserve_percent = 0;
+    config
+}
+
+/// `n` guests with names of 32 characters, logged in a thousand at a time (the logins one
+/// tick may have waiting for the database).
+fn log_in(sim: &mut Sim, n: usize) -> Vec<engine::net::SessionId> {
+    let names: Vec<String> = (0..n).map(|i| format!("{i:0>32}")).collect();
+    names
+        .chunks(1000)
+        .flat_map(|chunk| sim.guests(chunk))
+        .collect()
 }

@@ -9,6 +9,12 @@
 //! or went out of view since the last one. Who is near whom comes from a [`grid::Grid`] of
 //! cells as wide as the view radius, so a tick costs time linear in the number of entities.
 //!
+//! A view holds the [`ArenaConfig::view_max`] nearest entities at most, nearest first: what
+//! is farther is out of view until it comes nearer. So an update fits in a frame and a tick's
+//! cost stays linear however many players crowd one spot (the grid finds the nearest of a
+//! crowd without looking at all of it). An update that cannot be sent changes nothing of what
+//! the player is known to see, so the next one says again what came into view.
+//!
 //! # Layout
 //!
 //! - `proto/arena.proto`: the game's messages, compiled by `protocol-build` from `build.rs`
@@ -57,16 +63,21 @@ pub struct ArenaConfig {
     pub view_radius: f32,
     /// Units a second an entity moves at full intent.
     pub speed: f32,
+    /// Entities in one update at most, the nearest: a crowd's update stays within a frame
+    /// and its tick within budget.
+    pub view_max: usize,
 }
 
 impl Default for ArenaConfig {
     /// A world of 1000 × 1000 units, a view of 40 units, 10 units a second: 5,000 players see
-    /// about 25 others each.
+    /// about 25 others each. Views of 64 entities at most: an update of about 1 KB, 4 KB with
+    /// every one of them new (names of 32 characters), and more than a screen shows.
     fn default() -> Self {
         ArenaConfig {
             world_size: 1000.0,
             view_radius: 40.0,
             speed: 10.0,
+            view_max: 64,
         }
     }
 }
@@ -116,6 +127,7 @@ pub struct Arena {
     // Buffers kept from tick to tick, so that an update costs no allocation of its own.
     in_view: Vec<Entity>,
     ids: Vec<u64>,
+    nearest: Vec<(f32, u64, f32, f32)>,
 }
 
 impl Arena {
@@ -130,6 +142,7 @@ impl Arena {
             metrics: ArenaMetrics::default(),
             in_view: Vec::new(),
             ids: Vec::new(),
+            nearest: Vec::new(),
         }
     }
 
@@ -168,6 +181,7 @@ impl Arena {
             player.y = (player.y + player.dy * step).clamp(0.0, max);
             self.grid.insert(player.id, player.x, player.y);
         }
+        self.grid.index();
     }
 }
 
@@ -175,7 +189,8 @@ impl config::GameConfig for ArenaConfig {
     fn check(&self, rules: &config::Rules) -> Result<(), config::ConfigError> {
         rules.range("game.world_size", self.world_size, 10.0..=1_000_000.0)?;
         rules.range("game.view_radius", self.view_radius, 1.0..=self.world_size)?;
-        rules.range("game.speed", self.speed, 0.01..=1_000_000.0)
+        rules.range("game.speed", self.speed, 0.01..=1_000_000.0)?;
+        rules.range("game.view_max", self.view_max, 1..=1000)
     }
 }
 
@@ -190,10 +205,18 @@ fn on_move(world: &mut World<Arena>, ctx: &Ctx, m: C2sMove) -> Result<(), Handle
     let Some(player) = world.game.players.get_mut(&ctx.session) else {
         return Ok(()); // logged in a moment ago, not spawned yet: nothing to move
     };
-    let length = (m.dx * m.dx + m.dy * m.dy).sqrt();
+    // Brought within [-1, 1] first: the square of a finite move of 1e20 or more overflows to
+    // infinity, and would stop the entity instead of moving it at full speed.
+    let big = m.dx.abs().max(m.dy.abs());
+    let (dx, dy) = if big > 1.0 {
+        (m.dx / big, m.dy / big)
+    } else {
+        (m.dx, m.dy)
+    };
+    let length = dx.hypot(dy);
     let scale = if length > 1.0 { 1.0 / length } else { 1.0 };
-    player.dx = m.dx * scale;
-    player.dy = m.dy * scale;
+    player.dx = dx * scale;
+    player.dy = dy * scale;
     player.move_sent_at_us = m.sent_at_us;
     Ok(())
 }
@@ -266,17 +289,22 @@ impl Game for Arena {
             metrics,
             in_view,
             ids,
+            nearest,
         } = game;
         metrics.entities.set(players.len() as i64);
         let mut sent = 0;
         for (&session, player) in players.iter_mut() {
-            in_view.clear();
             let me = player.id;
-            grid.near(player.x, player.y, config.view_radius, |id, x, y| {
-                if id != me {
-                    in_view.push(Entity { id, x, y });
-                }
-            });
+            grid.nearest(
+                player.x,
+                player.y,
+                config.view_radius,
+                config.view_max,
+                me,
+                nearest,
+            );
+            in_view.clear();
+            in_view.extend(nearest.iter().map(|&(_, id, x, y)| Entity { id, x, y }));
             in_view.sort_unstable_by_key(|e| e.id);
             ids.clear();
             ids.extend(in_view.iter().map(|e| e.id));
@@ -298,9 +326,11 @@ impl Game for Arena {
                 move_sent_at_us: player.move_sent_at_us,
                 server_time_us: now_us,
             };
-            out.send(session, &update);
+            let sent_it = out.send(session, &update);
             *in_view = update.entities;
-            std::mem::swap(&mut player.visible, ids);
+            if sent_it {
+                std::mem::swap(&mut player.visible, ids);
+            }
         }
         metrics.entities_sent.inc_by(sent);
     }

@@ -113,6 +113,7 @@ async fn players_over_sockets_see_each_other_move_and_go() {
         world_size: 30.0,
         view_radius: 50.0,
         speed: 100.0,
+        ..ArenaConfig::default()
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(engine::run_game(listener, config, game, storage, async {

@@ -12,6 +12,7 @@ fn small() -> ArenaConfig {
         world_size: 200.0,
         view_radius: 20.0,
         speed: 10.0,
+        ..ArenaConfig::default()
     }
 }
 
@@ -209,6 +210,7 @@ fn every_update_lists_exactly_the_entities_within_the_view_radius_of_the_true_po
         world_size: 150.0,
         view_radius: 15.0,
         speed: 30.0,
+        ..ArenaConfig::default()
     }));
     let names: Vec<String> = (0..300).map(|i| format!("bot{i:03}")).collect();
     let sessions = sim.guests(&names);
@@ -284,4 +286,116 @@ fn the_arena_counts_its_entities_and_what_it_sends_in_its_own_metrics() {
         text.contains(&format!("\narena_entities_sent_total {sent}\n")),
         "{text}"
     );
+}
+
+/// `n` guests with names of 32 characters, logged in a thousand at a time (the logins one
+/// tick may have waiting for the database).
+fn crowd(sim: &mut Sim, n: usize) -> Vec<engine::net::SessionId> {
+    let names: Vec<String> = (0..n).map(|i| format!("{i:0>32}")).collect();
+    names
+        .chunks(1000)
+        .flat_map(|chunk| sim.guests(chunk))
+        .collect()
+}
+
+/// 5,000 players on one spot: each is sent one update every tick, of the `view_max` nearest,
+/// every one of them named the first time it comes into view; the frame stays small.
+#[test]
+fn a_crowd_of_five_thousand_on_one_spot_keeps_every_player_updated_within_a_frame() {
+    let mut sim = Sim::new(Arena::new(ArenaConfig::default()));
+    let sessions = crowd(&mut sim, 5000);
+    for &s in &sessions {
+        sim.world_mut().game.place(s, 500.0, 500.0);
+    }
+    let view_max = ArenaConfig::default().view_max;
+    for t in 0..3 {
+        // What each player was told it sees before this tick.
+        let before: Vec<Vec<u64>> = sessions
+            .iter()
+            .map(|s| sim.world().game.players[s].visible.clone())
+            .collect();
+        let output = sim.tick(vec![]);
+        for (i, &s) in sessions.iter().enumerate() {
+            let u = update(&output, s).unwrap_or_else(|| panic!("tick {t}: no update for {s}"));
+            assert_eq!(u.entities.len(), view_max, "tick {t}");
+            // Every entity new to it is named in this update, and only those.
+            let mut new: Vec<u64> = u
+                .entities
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| !before[i].contains(id))
+                .collect();
+            new.sort();
+            let mut entered: Vec<u64> = u.entered.iter().map(|e| e.id).collect();
+            entered.sort();
+            assert_eq!(entered, new, "tick {t}, player {s}");
+            assert!(u.entered.iter().all(|e| e.name.len() == 32));
+        }
+        let largest = output
+            .batches
+            .iter()
+            .flat_map(|(_, frames)| frames.iter())
+            .map(|f| f.len())
+            .max()
+            .unwrap();
+        assert!(largest < 8192, "{largest} bytes");
+    }
+    assert_eq!(sim.world().game.players.len(), 5000);
+}
+
+/// An update too large to be sent leaves what the player is known to see as it was: the next
+/// one names every entity it has not been told of.
+#[test]
+fn a_player_whose_update_could_not_be_sent_is_told_the_names_it_missed() {
+    let mut sim = Sim::new(Arena::new(ArenaConfig {
+        view_max: 5000,
+        ..ArenaConfig::default()
+    }));
+    let sessions = crowd(&mut sim, 1400);
+    for &s in &sessions {
+        sim.world_mut().game.place(s, 500.0, 500.0);
+    }
+    // 1,399 entities, each named: more than a frame's 65,535 bytes.
+    let told = sim.world().game.players[&sessions[0]].visible.clone();
+    let output = sim.tick(vec![]);
+    assert!(update(&output, sessions[0]).is_none(), "too large to send");
+    assert_eq!(
+        sim.world().game.players[&sessions[0]].visible,
+        told,
+        "what it is known to see is what it was last told"
+    );
+    sim.world_mut().game.config.view_max = 100;
+    let output = sim.tick(vec![]);
+    let u = update(&output, sessions[0]).unwrap();
+    assert_eq!(u.entities.len(), 100);
+    // Every entity it was never told of is named, however many updates it missed.
+    let mut untold: Vec<u64> = u
+        .entities
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| !told.contains(id))
+        .collect();
+    untold.sort();
+    let mut entered: Vec<u64> = u.entered.iter().map(|e| e.id).collect();
+    entered.sort();
+    assert_eq!(entered, untold);
+    assert!(entered.len() > 50, "{} named", entered.len());
+}
+
+#[test]
+fn a_move_of_any_finite_size_moves_at_full_speed() {
+    for (dx, dy) in [(1e30, 0.0), (f32::MAX, f32::MAX), (-3e38, 1.0)] {
+        let mut sim = Sim::new(Arena::new(small()));
+        let ann = sim.guest("ann");
+        sim.world_mut().game.place(ann, 100.0, 100.0);
+        sim.tick(vec![frame(ann, &walk(dx, dy, 1))]);
+        let before = update(&sim.tick(vec![]), ann).unwrap();
+        for _ in 0..9 {
+            sim.tick(vec![]);
+        }
+        let after = update(&sim.tick(vec![]), ann).unwrap();
+        let moved = (after.x - before.x).hypot(after.y - before.y);
+        // 10 ticks of 50 ms at 10 units a second.
+        assert!((moved - 5.0).abs() < 0.01, "({dx}, {dy}): moved {moved}");
+    }
 }
