@@ -812,42 +812,10 @@ fn a_storage_path_in_a_missing_directory_exits_2_naming_the_directory() {
     assert!(!missing.exists(), "the directory is not created");
 }
 
-/// A read-only tmpfs, unmounted on drop.
-#[cfg(target_os = "linux")]
-struct ReadOnlyMount(PathBuf);
-
-#[cfg(target_os = "linux")]
-impl ReadOnlyMount {
-    /// `None` when this process may not mount (not root, or in a container that forbids it).
-    fn new() -> Option<ReadOnlyMount> {
-        let dir = common::fresh_dir();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if mounted {
-            Some(ReadOnlyMount(dir))
-        } else {
-            let _ = std::fs::remove_dir(&dir);
-            None
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for ReadOnlyMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn a_storage_path_on_a_read_only_file_system_exits_2_with_the_system_s_reason() {
-    let Some(mount) = ReadOnlyMount::new() else {
+    let Some(mount) = common::Tmpfs::mount("ro,size=64k") else {
         println!("skipped: cannot mount a read-only tmpfs here (needs root)");
         return;
     };

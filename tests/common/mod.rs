@@ -1090,3 +1090,36 @@ fn is_fresh(binary: &Path, dep_info: &Path) -> bool {
                 .is_ok_and(|modified: SystemTime| modified <= built)
         })
 }
+
+/// A tmpfs of the test's own (a small disk to fill, or a read-only one), unmounted on drop.
+#[cfg(target_os = "linux")]
+pub struct Tmpfs(pub PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Tmpfs {
+    /// A tmpfs mounted with `options` (`size=2m`, `ro,size=64k`); `None` when this process may
+    /// not mount (not root, or in a container that forbids it).
+    pub fn mount(options: &str) -> Option<Tmpfs> {
+        let dir = fresh_dir();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            Some(Tmpfs(dir))
+        } else {
+            let _ = std::fs::remove_dir(&dir);
+            None
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
