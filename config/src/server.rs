@@ -236,7 +236,7 @@ pub fn redact_password(url: &str) -> String {
 
 /// `[cluster]`: this server as one node of several: one world over NATS, sharing one
 /// PostgreSQL database.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSection {
     /// The NATS server the nodes talk through, as `nats://HOST:PORT`. Empty (the default):
@@ -247,6 +247,22 @@ pub struct ClusterSection {
     /// `_` and `.`, at most 64. Empty (the default): the host name and the listen port, as
     /// in `myhost-7000`, so that nodes on one machine differ.
     pub node: String,
+    /// MiB of batches for the other nodes a node keeps while NATS is away, 1..=4096, and
+    /// sends in order when it is back; past it, batches are dropped (counted in
+    /// `world_cluster_batches_dropped_total`, and the other nodes log the gap). Default 64:
+    /// tens of seconds of a busy node's chat (a line crosses once per node, about 100 bytes),
+    /// at a bounded cost in memory.
+    pub outage_buffer_mib: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            nats_url: String::new(),
+            node: String::new(),
+            outage_buffer_mib: 64,
+        }
+    }
 }
 
 impl ClusterSection {
@@ -918,6 +934,11 @@ impl ServerConfig {
                 crate::error::quoted(&redact_password(nats)),
             ));
         }
+        rules.range(
+            "cluster.outage_buffer_mib",
+            self.cluster.outage_buffer_mib,
+            1..=4096,
+        )?;
         let node = &self.cluster.node;
         if node.len() > 64 || !node.chars().all(node_char) {
             return Err(rules.fail(

@@ -68,9 +68,19 @@ pub fn input<G: Game>(world: &mut World<G>, from_nats: link::FromNats, now: Inst
                 replace(world, session, &username, &node);
             }
         }
+        link::FromNats::Disconnected => {
+            if let Some(cluster) = world.cluster.as_mut() {
+                cluster.link_up = false;
+            }
+        }
         link::FromNats::Connected => {
             spdlog::info!("cluster: NATS is back: this node's names and room counts are put right");
             if let Some(cluster) = world.cluster.as_mut() {
+                cluster.link_up = true;
+                // Silent because this node could not hear them: they count from now.
+                for peer in cluster.peers.values_mut() {
+                    peer.last_seen = now;
+                }
                 cluster.reclaim_all();
             }
             crate::world::run_hooks!(world, reconnected);
@@ -188,11 +198,16 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         return;
     };
     let known = cluster.peers.contains_key(&from);
+    // Back from being counted gone, in the same run: it goes on from where it was.
+    let before = cluster
+        .gone
+        .remove(&from)
+        .filter(|p| p.incarnation == batch.incarnation);
     let peer = cluster.peers.entry(from.clone()).or_insert(Peer {
         incarnation: batch.incarnation,
         last_seen: now,
-        seq_all: 0,
-        seq_direct: 0,
+        seq_all: before.as_ref().map_or(0, |p| p.seq_all),
+        seq_direct: before.as_ref().map_or(0, |p| p.seq_direct),
     });
     peer.last_seen = now;
     let last = if batch.direct {
@@ -259,6 +274,9 @@ pub fn advance<G: Game>(world: &mut World<G>, now: Instant) {
     let Some(cluster) = world.cluster.as_mut() else {
         return;
     };
+    if !cluster.link_up {
+        return; // their silence is this node's own outage
+    }
     let gone: Vec<String> = cluster
         .peers
         .iter()
@@ -285,6 +303,7 @@ fn forget_node<G: Game>(world: &mut World<G>, node: &str) {
             node: node.to_string(),
             incarnation: peer.incarnation,
         });
+        cluster.gone.insert(node.to_string(), peer);
     }
     world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
     crate::world::run_hooks!(world, node_lost, node);

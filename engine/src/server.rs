@@ -340,6 +340,7 @@ pub async fn run_bound<G: Game>(
             &config.cluster.nats_url,
             &node,
             incarnation,
+            (config.cluster.outage_buffer_mib as usize).saturating_mul(1 << 20),
             link_metrics,
             stop_accepting.clone(),
             &link_tracker,

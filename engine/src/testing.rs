@@ -724,7 +724,11 @@ impl<G: Game> Nodes<G> {
     /// go on, decided by the node alone), what it sends is lost, and it hears nothing until
     /// [`Nodes::heal`].
     pub fn cut(&mut self, index: usize) {
-        self.cut[index] = true;
+        if !std::mem::replace(&mut self.cut[index], true) {
+            self.sims[index]
+                .inputs
+                .push(Input::Cluster(FromNats::Disconnected));
+        }
     }
 
     /// Node `index` reaches NATS again: it hears what the buckets said meanwhile, and that it

@@ -84,6 +84,9 @@ pub enum FromNats {
     /// NATS is connected again after it was lost: what this node decided alone meanwhile
     /// (names, room counts) is put right in the buckets.
     Connected,
+    /// NATS was lost: the other nodes' silence from now on is this node's, not theirs, and
+    /// does not count them gone (what this node sends them is held until NATS is back).
+    Disconnected,
     /// The bucket says nobody holds `username` now.
     Freed {
         /// The username, folded to lowercase.
@@ -291,10 +294,12 @@ mod absent {
 
     impl Link {
         /// Fails: this build has no NATS client.
+        #[allow(clippy::too_many_arguments)]
         pub async fn connect(
             _url: &str,
             _node: &str,
             _incarnation: u64,
+            _outage_buffer: usize,
             _metrics: LinkMetrics,
             _stop: CancellationToken,
             _tracker: &TaskTracker,

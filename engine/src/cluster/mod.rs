@@ -75,6 +75,12 @@ pub struct Cluster {
     pub(crate) node: String,
     pub(crate) incarnation: u64,
     pub(crate) peers: Map<String, Peer>,
+    /// Nodes counted gone (silent too long, NATS away), as they were: when one comes back in
+    /// the same incarnation, its batches go on from the sequence numbers it had, so that what
+    /// it sends again is known as a repeat.
+    pub(crate) gone: Map<String, Peer>,
+    /// Whether NATS is connected, as last told: while it is not, no node is counted gone.
+    pub(crate) link_up: bool,
     /// Usernames (folded to lowercase) held anywhere, and by whom.
     pub(crate) holders: Map<String, Holder>,
     /// Claims and releases for the names bucket, taken by the driver each tick.
@@ -109,6 +115,8 @@ impl Cluster {
             node,
             incarnation,
             peers: Map::default(),
+            gone: Map::default(),
+            link_up: true,
             holders: Map::default(),
             name_requests: vec![started],
             claims: Map::default(),

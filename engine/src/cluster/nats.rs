@@ -4,11 +4,16 @@
 //! Both queues are bounded. Inbound, batches wait for the tick loop in a queue of
 //! [`INBOUND_QUEUE`]; when it is full (the tick loop is far behind) a batch is dropped, and the
 //! receiver's sequence check says so in the log. Outbound, the tick loop hands each batch to
-//! the publisher task without waiting; when its queue of [`OUTBOUND_QUEUE`] is full (NATS is
-//! down or slow and the client's own buffer is full too) the batch is dropped and counted, and
-//! the other nodes see the gap. NATS itself reconnects without end; while it is away the node
-//! serves its own players, says so in its log and in `/readyz`, and when it is back the other
-//! nodes, which counted it gone, ask for its state again.
+//! the publisher task without waiting (a queue of [`OUTBOUND_QUEUE`] that the task drains at
+//! once). The publisher keeps every batch until NATS has taken it: it publishes what it holds,
+//! then a marker to a subject of its own, and lets the batches go when the marker comes back
+//! (NATS handles one connection's messages in order). While NATS is away it keeps them, up to
+//! `cluster.outage_buffer_mib`, and publishes them in order when NATS is back; past the bound a
+//! batch is dropped and counted, and the other nodes see the gap. A batch published twice
+//! (its marker lost with the connection) is one the receivers have by its sequence number, and
+//! they drop it. NATS itself reconnects without end; while it is away the node serves its own
+//! players, says so in its log and in `/readyz`, and when it is back the other nodes, which
+//! counted it gone, ask for its state again.
 //!
 //! Built with the engine's `nats` feature (on by default); what crosses between this side and
 //! the tick loop is in [`super::link`].
@@ -34,6 +39,13 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the first connect may take before the server gives up and says so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the publisher waits for its marker to come back before it counts what it
+/// published as not taken (to be published again).
+const MARKER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a closing publisher waits for NATS to come back with batches still held.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The JetStream key-value bucket that says which session holds each username.
 pub const NAMES_BUCKET: &str = "world_names";
@@ -62,28 +74,34 @@ pub struct Link {
     /// Set when NATS is connected again after it was lost; told once as
     /// [`FromNats::Connected`].
     reconnected: Arc<AtomicBool>,
+    /// Set when NATS is lost; told once as [`FromNats::Disconnected`].
+    went_away: Arc<AtomicBool>,
 }
 
 impl Link {
     /// Connects to `url` as node `node` and subscribes. Fails, saying why in the driver's
     /// words, when NATS cannot be reached within 5 s.
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         url: &str,
         node: &str,
         incarnation: u64,
+        outage_buffer: usize,
         metrics: LinkMetrics,
         stop: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Link, String> {
         let connected = Arc::new(AtomicBool::new(false));
         let reconnected = Arc::new(AtomicBool::new(false));
-        let (state, again) = (connected.clone(), reconnected.clone());
+        let went_away = Arc::new(AtomicBool::new(false));
+        let (state, again, away) = (connected.clone(), reconnected.clone(), went_away.clone());
         let lost = Arc::new(AtomicBool::new(false));
         let options = async_nats::ConnectOptions::new()
             .name(format!("world-server {node}"))
             .connection_timeout(CONNECT_TIMEOUT)
             .event_callback(move |event| {
-                let (state, again, lost) = (state.clone(), again.clone(), lost.clone());
+                let (state, again, lost, away) =
+                    (state.clone(), again.clone(), lost.clone(), away.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -97,6 +115,7 @@ impl Link {
                         async_nats::Event::Disconnected => {
                             state.store(false, Ordering::Relaxed);
                             lost.store(true, Ordering::Relaxed);
+                            away.store(true, Ordering::Relaxed);
                             spdlog::warn!(
                                 "cluster: lost NATS; serving this node's players alone until it is back"
                             );
@@ -154,7 +173,7 @@ impl Link {
             let (kv, events, stop) = (kv.clone(), inbound_tx.clone(), stop.clone());
             tracker.spawn(async move { watch_names(kv, events, stop).await });
         }
-        let (outbound_tx, mut outbound_rx) = mpsc::channel::<(String, Batch)>(OUTBOUND_QUEUE);
+        let (outbound_tx, outbound_rx) = mpsc::channel::<(String, Batch)>(OUTBOUND_QUEUE);
 
         let received = metrics.clone();
         tracker.spawn(async move {
@@ -181,32 +200,38 @@ impl Link {
                 }
             }
         });
-        let publisher = client.clone();
-        tracker.spawn(async move {
-            while let Some((subject, batch)) = outbound_rx.recv().await {
-                // Encoded here, off the tick loop.
-                let payload = Bytes::from(prost::Message::encode_to_vec(&batch));
-                let len = payload.len() as u64;
-                if let Err(error) = publisher.publish(subject, payload).await {
-                    spdlog::warn!("cluster: cannot publish: {error}");
-                    continue;
-                }
-                metrics.sent_bytes.inc_by(len);
-            }
-            // The tick loop is done: what it handed over goes out before the server stops.
-            let _ = publisher.flush().await;
-        });
+        let markers = client
+            .subscribe(format!("world.marker.{node}.{incarnation}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let publisher = Publisher {
+            client: client.clone(),
+            connected: connected.clone(),
+            markers,
+            subject: format!("world.marker.{node}.{incarnation}"),
+            marker: 0,
+            held: std::collections::VecDeque::new(),
+            held_bytes: 0,
+            bound: outage_buffer,
+            metrics,
+            warned: None,
+        };
+        tracker.spawn(publisher.run(outbound_rx));
         Ok(Link {
             inbound,
             names: Some(names_tx),
             outbound: Some(outbound_tx),
             connected,
             reconnected,
+            went_away,
         })
     }
 
     /// What NATS brought since the last call, one at a time; `None` when nothing waits.
     pub fn try_recv(&mut self) -> Option<FromNats> {
+        if self.went_away.swap(false, Ordering::Relaxed) {
+            return Some(FromNats::Disconnected);
+        }
         if self.reconnected.swap(false, Ordering::Relaxed) {
             return Some(FromNats::Connected);
         }
@@ -242,6 +267,136 @@ impl Link {
         self.outbound = None;
         // The bucket task ends once it has carried out what it has (the last releases).
         self.names = None;
+    }
+}
+
+/// The publisher task: batches from the tick loop, held until NATS has taken them.
+struct Publisher {
+    client: async_nats::Client,
+    connected: Arc<AtomicBool>,
+    /// This node's markers, back from NATS.
+    markers: async_nats::Subscriber,
+    subject: String,
+    marker: u64,
+    /// Encoded batches not yet taken by NATS, oldest first, and their bytes.
+    held: std::collections::VecDeque<(String, Bytes)>,
+    held_bytes: usize,
+    bound: usize,
+    metrics: LinkMetrics,
+    /// When the last warning of a batch dropped over the bound was logged.
+    warned: Option<std::time::Instant>,
+}
+
+impl Publisher {
+    async fn run(mut self, mut outbound: mpsc::Receiver<(String, Batch)>) {
+        let mut closed_at: Option<tokio::time::Instant> = None;
+        loop {
+            if closed_at.is_none() {
+                if self.held.is_empty() {
+                    match outbound.recv().await {
+                        Some(batch) => self.hold(batch),
+                        None => closed_at = Some(tokio::time::Instant::now()),
+                    }
+                } else if !self.connected.load(Ordering::Relaxed) {
+                    // Away: take what comes, and look again now and then.
+                    tokio::select! {
+                        got = outbound.recv() => match got {
+                            Some(batch) => self.hold(batch),
+                            None => closed_at = Some(tokio::time::Instant::now()),
+                        },
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                while let Ok(batch) = outbound.try_recv() {
+                    self.hold(batch);
+                }
+            }
+            if let Some(at) = closed_at {
+                if self.held.is_empty() {
+                    break;
+                }
+                if at.elapsed() >= CLOSE_WAIT {
+                    spdlog::warn!(
+                        "cluster: stopping with {} batches NATS has not taken; they are lost",
+                        self.held.len()
+                    );
+                    break;
+                }
+                if !self.connected.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+            if !self.connected.load(Ordering::Relaxed) || self.held.is_empty() {
+                continue;
+            }
+            self.send_held().await;
+        }
+    }
+
+    /// Encodes `batch` (off the tick loop) and holds it, unless the held bytes would pass the
+    /// bound: then it is dropped, counted, and said at most every 5 s.
+    fn hold(&mut self, (subject, batch): (String, Batch)) {
+        let payload = Bytes::from(prost::Message::encode_to_vec(&batch));
+        if self.held_bytes + payload.len() > self.bound {
+            self.metrics.dropped.inc();
+            if self
+                .warned
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(5))
+            {
+                self.warned = Some(std::time::Instant::now());
+                spdlog::warn!(
+                    "cluster: {} bytes held for NATS, the most cluster.outage_buffer_mib allows: batches are dropped, and the other nodes will miss them",
+                    self.held_bytes
+                );
+            }
+            return;
+        }
+        self.held_bytes += payload.len();
+        self.held.push_back((subject, payload));
+    }
+
+    /// Publishes what is held, in order, then a marker; what was published is let go once
+    /// the marker is back, else kept to be published again.
+    async fn send_held(&mut self) {
+        let count = self.held.len();
+        for (subject, payload) in self.held.iter() {
+            if self
+                .client
+                .publish(subject.clone(), payload.clone())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        self.marker += 1;
+        let marker = Bytes::copy_from_slice(&self.marker.to_le_bytes());
+        if self
+            .client
+            .publish(self.subject.clone(), marker.clone())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let markers = &mut self.markers;
+        let back = tokio::time::timeout(MARKER_TIMEOUT, async {
+            while let Some(message) = markers.next().await {
+                if message.payload == marker {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if back != Ok(true) {
+            return; // published again once NATS answers
+        }
+        for (_, payload) in self.held.drain(..count) {
+            self.held_bytes -= payload.len();
+            self.metrics.sent_bytes.inc_by(payload.len() as u64);
+        }
     }
 }
 
