@@ -360,6 +360,9 @@ fn codec_in_chromium() {
             username: "bob".into(),
             joined: true,
         }),
+        frame(&protocol::world::S2cRoomMissed {
+            room: "lobby".into(),
+        }),
     ];
     let ids: Vec<u16> = s2c
         .iter()

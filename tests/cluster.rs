@@ -392,6 +392,114 @@ async fn chat_across_three_nodes_loses_nothing_to_a_ten_second_nats_outage() {
     }
 }
 
+/// Two nodes, the sending one holding at most 1 MiB for NATS: a member on node a says 2 MiB of
+/// lines while nats-server is away. When NATS is back, the member on node b hears the lines
+/// that were held, in order, then one S2C_RoomMissed for the lobby, then the lines said after;
+/// node a counts the batches it dropped and node b the room it told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_outage_buffer_the_members_of_a_room_are_told_once_that_they_missed_lines() {
+    let test = "past_the_outage_buffer_the_members_of_a_room_are_told_once_that_they_missed_lines";
+    let Some(mut nats) = nats(test) else {
+        return;
+    };
+    let limits = |config: &mut config::ServerConfig| {
+        config.cluster.nats_url = nats.url();
+        config.world.max_chat_len = 7000;
+        config.net.max_requests_per_sec = 1000;
+    };
+    let mut config = test_config();
+    limits(&mut config);
+    config.cluster.node = "a".into();
+    config.cluster.outage_buffer_mib = 1;
+    let (a, a_admin) = common::server_with_admin_and(config).await;
+    let mut config = test_config();
+    limits(&mut config);
+    config.cluster.node = "b".into();
+    let (b, b_admin) = common::server_with_admin_and(config).await;
+    let mut talker = a.member("talker", "lobby").await;
+    let mut listener = b.member("listener", "lobby").await;
+    until_listed(&mut listener, "lobby", 2).await;
+    talker.say("lobby", "before", 0).await;
+    listener.expect_chat("lobby", "talker", "before").await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 300 lines of 7,000 bytes: twice what a holds.
+    let line = "x".repeat(6990);
+    for n in 1..=300u64 {
+        talker.say("lobby", &format!("{n:>9} {line}"), n).await;
+        if n % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Every line echoed to the talker: said, as far as node a is concerned.
+    let mut echoed = 0;
+    while echoed < 300 {
+        if let S2cMessage::S2cChat(c) = talker.recv().await {
+            if c.from == "talker" && c.sent_at_us > 0 {
+                echoed += 1;
+            }
+        }
+    }
+    admin_until(a_admin, "/metrics", |_, body| {
+        metric(body, "world_cluster_batches_dropped_total") > 0.0
+    })
+    .await;
+    nats.resume().unwrap();
+    talker.say("lobby", "after", 301).await;
+    // What the listener hears: lines held, in order, then the notice, then the line after.
+    let mut heard = Vec::new();
+    let mut notices = 0;
+    loop {
+        match listener.recv().await {
+            S2cMessage::S2cChat(c) if c.content == "after" => break,
+            S2cMessage::S2cChat(c) => {
+                assert_eq!(notices, 0, "a line after the notice: {}", c.sent_at_us);
+                heard.push(c.sent_at_us);
+            }
+            S2cMessage::S2cRoomMissed(m) => {
+                assert_eq!(m.room, "lobby");
+                notices += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(notices, 1, "told once");
+    assert!(
+        !heard.is_empty() && heard.len() < 300,
+        "{} lines heard",
+        heard.len()
+    );
+    assert_eq!(
+        heard,
+        (1..=heard.len() as u64).collect::<Vec<_>>(),
+        "in order"
+    );
+    admin_until(b_admin, "/metrics", |_, body| {
+        metric(body, "world_room_missed_total") == 1.0
+    })
+    .await;
+    eprintln!(
+        "{test}: 300 lines said during the outage, {} held and heard, then one notice",
+        heard.len()
+    );
+    drop((talker, listener));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The value of the metric `name` (without labels) in a Prometheus text page; 0 when absent.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 /// Node `name` as a `world-server` process of its own (to be killed), on `nats` and, with
 /// `postgres_url`, on that database (else an SQLite file of its own); returns the process,
 /// a client connected to it, its directory and its address.

@@ -126,6 +126,10 @@ pub struct Report {
     pub rejected: u64,
     /// History lines (`history = true`) replayed on join; not part of the accounting.
     pub history_received: u64,
+    /// `S2C_RoomMissed` received: a bot's node said lines of another node may not have
+    /// reached it (the nodes lost touch longer than they could hold). Lost lines it
+    /// explains are still counted in `lost`.
+    pub missed_notices: u64,
     /// Pings sent.
     pub pings_sent: u64,
     /// Pongs received.
@@ -327,14 +331,15 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  accounting  expected {}  received {}  lost {}  missed in failover {}  unexpected {}  rejected {}  history {}",
+            "  accounting  expected {}  received {}  lost {}  missed in failover {}  unexpected {}  rejected {}  history {}  told missed {}",
             self.expected,
             self.received,
             self.lost,
             self.missed_in_failover,
             self.unexpected,
             self.rejected,
-            self.history_received
+            self.history_received,
+            self.missed_notices
         )?;
         let l = &self.latency_us;
         if l.count == 0 {
@@ -625,6 +630,7 @@ mod tests {
             "lost",
             "unexpected",
             "history_received",
+            "missed_notices",
             "errors",
             "duration_ms",
             "drain_ms",

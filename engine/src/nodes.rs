@@ -242,6 +242,13 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         // asks when it hears us.)
         cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
     }
+    if missed {
+        // Lines for this node's members may have been among them (they travel on the stream
+        // to this node, and a gap in the stream to all is what shows a node that stopped
+        // sending here: one that counted this node gone while it was cut off): the modules
+        // tell who may have missed them.
+        crate::world::run_hooks!(world, missed_from, &from);
+    }
     for event in batch.events {
         apply(world, &from, event, now);
     }

@@ -211,6 +211,12 @@ impl<G: Game> Sim<G> {
         self.core.world()
     }
 
+    /// The core, to read: its invariants ([`Core::check_invariants`]) cover what it keeps
+    /// beside the world (connections, parked requests, credits).
+    pub fn core(&self) -> &Core<G> {
+        &self.core
+    }
+
     /// From now on, keeps everything the world sends, byte for byte and in the order the
     /// core hands it out (each tick's batches, session after session, then its closes): a
     /// test runs the same inputs twice and compares the two [`Sim::transcript`]s to show its
@@ -1306,6 +1312,62 @@ mod tests {
             assert_eq!(got.len(), 1, "{:?}", nodes.node(0).take::<S2cError>(cyd));
             assert_eq!(got[0].content, "which ann?");
         }
+    }
+
+    /// A node cut off from NATS alone for longer than the others wait for it: they count it
+    /// gone and the lines said meanwhile never reach it. Once it is back, its member of the
+    /// lobby is told so in one S2C_RoomMissed, and hears the lines said after.
+    #[test]
+    fn a_member_of_a_node_cut_off_alone_is_told_it_missed_lines_once_it_is_back() {
+        use protocol::world::S2cRoomMissed;
+        let mut nodes = Nodes::new((0..2).map(|_| Chat::default()));
+        let ann = nodes.guest(0, "ann");
+        let bob = nodes.guest(1, "bob");
+        for (node, who) in [(0, ann), (1, bob)] {
+            nodes.node(node).send(
+                who,
+                &C2sRoomJoin {
+                    room: "lobby".into(),
+                },
+            );
+        }
+        nodes.settle();
+        let say = |nodes: &mut Nodes<Chat>, content: &str| {
+            nodes.node(0).send(
+                ann,
+                &C2sChat {
+                    room: "lobby".into(),
+                    content: content.into(),
+                    sent_at_us: 0,
+                },
+            );
+        };
+        say(&mut nodes, "before");
+        nodes.settle();
+        nodes.cut(1);
+        say(&mut nodes, "lost early");
+        nodes.run_for(crate::cluster::NODE_TIMEOUT + Duration::from_secs(1));
+        say(&mut nodes, "lost late");
+        nodes.settle();
+        let _ = nodes.node(1).take::<S2cChat>(bob);
+        assert!(nodes.node(1).take::<S2cRoomMissed>(bob).is_empty());
+        nodes.heal(1);
+        nodes.run_for(Duration::from_secs(1));
+        say(&mut nodes, "after");
+        nodes.settle();
+        let missed = nodes.node(1).take::<S2cRoomMissed>(bob);
+        assert_eq!(
+            missed.iter().map(|m| m.room.as_str()).collect::<Vec<_>>(),
+            ["lobby"],
+            "told once"
+        );
+        let heard: Vec<String> = nodes
+            .node(1)
+            .take::<S2cChat>(bob)
+            .into_iter()
+            .map(|c| c.content)
+            .collect();
+        assert_eq!(heard, ["after"]);
     }
 
     #[test]

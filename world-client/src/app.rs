@@ -678,6 +678,18 @@ impl App {
                 self.presence(presence);
                 Vec::new()
             }
+            S2cMessage::S2cRoomMissed(missed) => {
+                if let Some(i) = self.tab_index(&missed.room) {
+                    self.tabs[i].push(Line {
+                        at_us: protocol::now_us(),
+                        kind: LineKind::Info(format!(
+                            "Some lines said in #{} on another server of this world did not reach you.",
+                            missed.room
+                        )),
+                    });
+                }
+                Vec::new()
+            }
             S2cMessage::S2cChat(chat) => {
                 self.chat(chat);
                 Vec::new()
@@ -1653,6 +1665,23 @@ mod tests {
                 username: "bob".into(),
                 joined: false
             }
+        );
+    }
+
+    #[test]
+    fn lines_that_never_came_from_another_node_are_said_in_their_room() {
+        let now = Instant::now();
+        let mut app = ann_in_lobby(now);
+        app.on_server(
+            S2cMessage::S2cRoomMissed(protocol::world::S2cRoomMissed {
+                room: "lobby".into(),
+            }),
+            now,
+        );
+        assert!(
+            matches!(last_line(&app), LineKind::Info(i) if i.starts_with("Some lines said in #lobby")),
+            "{:?}",
+            last_line(&app)
         );
     }
 

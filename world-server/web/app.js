@@ -373,6 +373,11 @@
       if (current === msg.room) showMembers();
     },
 
+    S2C_RoomMissed: function (msg) {
+      if (!rooms.get(msg.room)) return;
+      addLine(msg.room, "presence", "", "some lines said in this room on another server of the world did not reach you");
+    },
+
     S2C_Chat: function (msg) {
       var room = rooms.get(msg.room);
       if (!room) return;

@@ -282,6 +282,7 @@ struct Counters {
     disconnects: u64,
     disconnect_reasons: BTreeMap<String, u64>,
     history_received: u64,
+    missed_notices: u64,
     pings_sent: u64,
     pongs_received: u64,
     errors: BTreeMap<String, u64>,
@@ -867,6 +868,13 @@ impl Swarm {
                 report::record(&mut self.rtt, rtt);
             }
             S2cMessage::S2cError(error) => self.on_error(index, error),
+            S2cMessage::S2cRoomMissed(missed) => {
+                self.counters.missed_notices += 1;
+                spdlog::debug!(
+                    "swarm: bot {index}: told that lines of room {} did not reach it",
+                    missed.room
+                );
+            }
             _ => {}
         }
     }

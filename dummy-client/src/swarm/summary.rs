@@ -76,6 +76,7 @@ impl Swarm {
             unexpected: counts.unexpected,
             rejected: counts.rejected,
             history_received: c.history_received,
+            missed_notices: c.missed_notices,
             pings_sent: c.pings_sent,
             pongs_received: c.pongs_received,
             errors: c.errors.clone(),

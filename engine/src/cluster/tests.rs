@@ -380,8 +380,80 @@ fn a_repeated_batch_is_dropped_and_a_missing_one_is_counted() {
                 .any(|e| matches!(e.kind, Some(Kind::Hello(_))))
     });
     assert!(asked);
+    // Bob is told, once, that lines of the lobby did not reach him, before the line after.
     match b.take(bob).as_slice() {
-        [S2cMessage::S2cChat(c)] => assert_eq!(c.content, "after"),
+        [S2cMessage::S2cRoomMissed(m), S2cMessage::S2cChat(c)] => {
+            assert_eq!(m.room, "lobby");
+            assert_eq!(c.content, "after");
+        }
+        other => panic!("{other:?}"),
+    }
+    // a's state comes: the lobby was told already.
+    settle(&mut a, &mut b);
+    assert_eq!(b.take(bob), []);
+}
+
+#[test]
+fn a_room_joined_in_lost_batches_is_told_it_missed_lines_when_the_nodes_state_comes() {
+    let (mut a, mut b, alice, bob) = lobby_on_both();
+    let bea = guest(&mut b, "bea");
+    join(&mut b, bea, "den");
+    settle(&mut a, &mut b);
+    b.take(bob);
+    b.take(bea);
+    // Carol joins the den on a and speaks there, and none of it reaches b.
+    let carol = guest(&mut a, "carol");
+    join(&mut a, carol, "den");
+    a.send(
+        carol,
+        C2sChat {
+            room: "den".into(),
+            content: "lost".into(),
+            sent_at_us: 1,
+        },
+    );
+    names(&mut a);
+    let lost = a.take_sent();
+    assert!(lost.iter().any(|(_, batch)| batch.direct), "{lost:?}");
+    // Then alice speaks in the lobby, and that reaches b.
+    a.send(
+        alice,
+        C2sChat {
+            room: "lobby".into(),
+            content: "after".into(),
+            sent_at_us: 2,
+        },
+    );
+    pump(&mut a, &mut b);
+    match b.take(bob).as_slice() {
+        [S2cMessage::S2cRoomMissed(m), S2cMessage::S2cChat(c)] => {
+            assert_eq!((m.room.as_str(), c.content.as_str()), ("lobby", "after"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nobody here was known to be in the den with a's members: bea hears of it with a's state.
+    assert_eq!(b.take(bea), []);
+    settle(&mut a, &mut b);
+    match b.take(bea).as_slice() {
+        [S2cMessage::S2cRoomMissed(m), S2cMessage::S2cRoomPresence(p)] => {
+            assert_eq!(m.room, "den");
+            assert_eq!((p.username.as_str(), p.joined), ("carol", true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(b.take(bob), [], "the lobby is not told twice");
+    // Once the state has come, what follows is whole again: no notice for a later line.
+    a.send(
+        carol,
+        C2sChat {
+            room: "den".into(),
+            content: "heard".into(),
+            sent_at_us: 3,
+        },
+    );
+    settle(&mut a, &mut b);
+    match b.take(bea).as_slice() {
+        [S2cMessage::S2cChat(c)] => assert_eq!(c.content, "heard"),
         other => panic!("{other:?}"),
     }
 }

@@ -129,8 +129,14 @@ pub struct Rooms {
     /// On a cluster: (session, room) the rooms bucket counts, from the reservation until the
     /// session leaves the room.
     pub reserved: Set<(SessionId, String)>,
+    /// On a cluster: nodes whose batches to this one were lost, and the rooms whose members
+    /// were told so (S2C_RoomMissed), until the node's state comes again (rooms it has members
+    /// in by then are told too, once).
+    pub missed: Map<String, Set<String>>,
     /// `world_rooms` and `world_room_members`, once registered.
     gauges: Option<(Gauge, Gauge)>,
+    /// `world_room_missed_total`: rooms told they missed lines of another node.
+    missed_total: crate::metrics::Count,
 }
 
 impl Rooms {
@@ -146,7 +152,9 @@ impl Rooms {
             remote: Map::default(),
             reserving: Map::default(),
             reserved: Set::default(),
+            missed: Map::default(),
             gauges: None,
+            missed_total: crate::metrics::Count::default(),
         }
     }
 
@@ -225,6 +233,7 @@ impl<G: RoomsGame> Module<G> for RoomsModule {
             .on_cluster_event(cluster::event)
             .on_cluster_state(cluster::state)
             .on_node_lost(cluster::node_lost)
+            .on_missed_from(cluster::missed_from)
             .on_reserved(reserved)
             .on_reconnected(recount)
             .metrics(register_metrics)
@@ -245,7 +254,13 @@ fn register_metrics<G: RoomsGame>(world: &mut World<G>, registry: &mut Registry)
         "Members of rooms, all rooms together",
         members.clone(),
     );
-    world.game.rooms_mut().gauges = Some((rooms, members));
+    let game = world.game.rooms_mut();
+    registry.register(
+        "world_room_missed",
+        "Rooms whose members were told (S2C_RoomMissed) that lines of another node did not reach them",
+        game.missed_total.clone(),
+    );
+    game.gauges = Some((rooms, members));
 }
 
 /// Rooms listed on the admin page at most, the fullest first, and members of each.

@@ -93,6 +93,7 @@ pub struct Hooks<G> {
     pub(crate) cluster_event: Vec<ClusterHook<G>>,
     pub(crate) cluster_state: Vec<NodeHook<G>>,
     pub(crate) node_lost: Vec<NodeHook<G>>,
+    pub(crate) missed_from: Vec<NodeHook<G>>,
     pub(crate) reconnected: Vec<WorldHook<G>>,
     pub(crate) reserved: Vec<ReservedHook<G>>,
     pub(crate) metrics: Vec<MetricsHook<G>>,
@@ -117,6 +118,7 @@ impl<G> Default for Hooks<G> {
             cluster_event: Vec::new(),
             cluster_state: Vec::new(),
             node_lost: Vec::new(),
+            missed_from: Vec::new(),
             reconnected: Vec::new(),
             reserved: Vec::new(),
             metrics: Vec::new(),
@@ -262,6 +264,18 @@ impl<G: Game> Setup<G> {
     /// [`crate::cluster::NODE_TIMEOUT`]): the module forgets what it had of it.
     pub fn on_node_lost(&mut self, hook: NodeHook<G>) -> &mut Self {
         self.hooks.node_lost.push(hook);
+        self
+    }
+
+    /// Runs `hook` when batches of a node of the cluster were lost on their way to this one
+    /// (a gap in their sequence numbers: this node was cut off from NATS while the other was
+    /// not, or the sending node held more than
+    /// `cluster.outage_buffer_mib` while NATS was away, or this node fell far behind): what
+    /// the node said in them never arrives, and its state is asked for again. The rooms
+    /// module tells the members of each room concerned that lines may have been lost
+    /// (S2C_RoomMissed).
+    pub fn on_missed_from(&mut self, hook: NodeHook<G>) -> &mut Self {
+        self.hooks.missed_from.push(hook);
         self
     }
 

@@ -178,9 +178,67 @@ pub(super) fn node_lost<G: RoomsGame>(world: &mut World<G>, node: &str) {
     replace(world, node, RoomsState { rooms: Vec::new() });
 }
 
+/// Hook: batches of node `node` were lost on their way here, and chat lines of its members
+/// with them: the members here of each room it has members in are told, in one
+/// S2C_RoomMissed per room. Its state is asked for again; rooms it turns out to have members
+/// in as well (joined in what was lost) are told when it comes ([`replace`]).
+pub(super) fn missed_from<G: RoomsGame>(world: &mut World<G>, node: &str) {
+    let rooms = world.game.rooms();
+    let mut concerned: Vec<String> = rooms
+        .remote
+        .iter()
+        .filter(|(_, nodes)| nodes.contains_key(node))
+        .map(|(room, _)| room.clone())
+        .collect();
+    concerned.sort_unstable();
+    let mut told = rooms.missed.get(node).cloned().unwrap_or_default();
+    for room in concerned {
+        if told.insert(room.clone()) {
+            tell_missed(world, &room);
+        }
+    }
+    world.game.rooms_mut().missed.insert(node.to_string(), told);
+}
+
+/// Tells this node's members of `room` that lines said in it on another node did not reach
+/// them.
+fn tell_missed<G: RoomsGame>(world: &mut World<G>, room: &str) {
+    let World { game, out, .. } = world;
+    let rooms = game.rooms_mut();
+    let Some(entry) = rooms.rooms.get(room) else {
+        return;
+    };
+    if entry.members.is_empty() {
+        return;
+    }
+    let missed = protocol::world::S2cRoomMissed {
+        room: room.to_string(),
+    };
+    let Some(frame) = out.encode(&missed) else {
+        return;
+    };
+    for &member in &entry.members {
+        out.push(member, frame.clone());
+    }
+    rooms.missed_total.inc();
+}
+
 /// What node `from` has in rooms is now `state`: members it no longer has leave, new ones
 /// join, each seen by this node's members.
 fn replace<G: RoomsGame>(world: &mut World<G>, from: &str, state: RoomsState) {
+    // After lost batches: rooms it has members in that were not known then are told now.
+    if let Some(told) = world.game.rooms_mut().missed.remove(from) {
+        let mut late: Vec<&str> = state
+            .rooms
+            .iter()
+            .filter(|r| !r.usernames.is_empty() && !told.contains(&r.room))
+            .map(|r| r.room.as_str())
+            .collect();
+        late.sort_unstable();
+        for room in late {
+            tell_missed(world, room);
+        }
+    }
     let mut now: Map<String, Vec<String>> = state
         .rooms
         .into_iter()
