@@ -42,6 +42,10 @@ use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
 use crate::ratelimit::Admission;
 use crate::world::{Game, Now, World};
 
+/// What must hold between ticks, for the fuzzer and the tests.
+#[doc(hidden)]
+pub mod invariants;
+
 /// What happened since the last tick.
 #[derive(Debug)]
 pub enum Input {
