@@ -16,8 +16,12 @@
 //! `--listen ADDR:PORT` (overrides `server.listen`), `--web ADDR:PORT|off` (overrides
 //! `web.listen`: the page and WebSocket), `--tls-listen ADDR:PORT`, `--tls-cert PATH` and
 //! `--tls-key PATH` (override `tls.*`), `--admin ADDR:PORT` (overrides `admin.listen`:
-//! metrics, health and the admin page), `--log-level LEVEL` (overrides `log.level`). The storage is the game's (`Game::STORAGE`)
-//! unless `storage.backend` names another. It stops gracefully on SIGINT or
+//! metrics, health and the admin page), `--log-level LEVEL` (overrides `log.level`),
+//! `--record DIR` and `--record-max-mib MIB` (every input of the world recorded:
+//! [`crate::record`]). The storage is the game's (`Game::STORAGE`) unless `storage.backend`
+//! names another. `replay DIR` (with `--config PATH`, under another configuration) runs a
+//! recording through the world again instead of serving: exit 0 when every tick's output is
+//! the recorded one, 1 otherwise. It stops gracefully on SIGINT or
 //! SIGTERM and exits 0; a configuration it cannot use exits 2 with one line saying why, and a
 //! failure at run time exits 1.
 
@@ -28,15 +32,26 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use config::{GameConfig, NoSettings, ServerConfig};
 
-use crate::server::{bind, bind_port, open_storage, run_bound, ServerError};
+use crate::server::{bind, bind_port, open_storage, run_recording, ServerError};
 use crate::world::Game;
 
 /// The options.
 #[derive(Parser, Debug)]
 struct Args {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file; without it the embedded defaults are used (see config/world-server.toml).
-    #[arg(long, value_name = "PATH")]
+    /// With `replay`: the configuration to replay under, instead of the recorded one.
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
+    /// Records every input of the world, with its tick and time, to segment files in DIR
+    /// (made if missing; it must hold no recording yet), for `replay`.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// The most MiB a recording takes, all segments together: it stops there (1-1048576).
+    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "record")]
+    record_max_mib: u64,
     /// Address to listen on, overriding server.listen (a host name is resolved).
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
@@ -66,6 +81,19 @@ struct Args {
     /// Log level, overriding log.level: trace, debug, info, warn, error, critical, off.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+}
+
+/// What the binary does instead of serving.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Runs a recording made with --record through the world again, tick by tick, and stops
+    /// at the first tick whose output differs from the recorded one, saying what differs.
+    /// Exits 0 when every tick matched, 1 otherwise.
+    Replay {
+        /// The recording's directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// Parses the command line and runs the game `make_game` builds from the configuration,
@@ -120,6 +148,20 @@ pub fn main_with<G: Game, C: GameConfig>(
         Ok(args) => args,
         Err(error) => error.exit(),
     };
+    if let Some(Command::Replay { dir }) = &args.command {
+        return replay(program, dir, &args, make_game);
+    }
+    if !(1..=1 << 20).contains(&args.record_max_mib) {
+        eprintln!(
+            "{program}: --record-max-mib must be 1-1048576 (got {})",
+            args.record_max_mib
+        );
+        return ExitCode::from(2);
+    }
+    let record = args.record.clone().map(|dir| crate::record::RecordTo {
+        dir,
+        max_bytes: args.record_max_mib << 20,
+    });
     let mut config = match ServerConfig::load(args.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -191,12 +233,68 @@ pub fn main_with<G: Game, C: GameConfig>(
             let listeners = bind::<G>(listener, &config).await?;
             let storage = open_storage(&config)?;
             let game = make_game(&config, settings);
-            run_bound(listeners, config, game, storage, shutdown_signal()).await
+            run_recording(listeners, config, game, storage, record, shutdown_signal()).await
         };
         exit_code(program, run).await
     });
     config::logging::flush();
     code
+}
+
+/// `replay DIR`: the recording through the world of `make_game`; what it found on stdout.
+fn replay<G: Game, C: GameConfig>(
+    program: &str,
+    dir: &std::path::Path,
+    args: &Args,
+    make_game: impl FnOnce(&ServerConfig, C) -> G,
+) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match ServerConfig::load(Some(path)) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                eprintln!("{program}: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    // What the world logs as it runs again is the run's, not news: warnings and worse only.
+    let level = args.log_level.as_deref().unwrap_or("warn");
+    if let Err(error) = config::logging::init(&config::LogConfig::default(), Some(level), program) {
+        eprintln!("{program}: {error}");
+        return ExitCode::from(2);
+    }
+    let started = std::time::Instant::now();
+    let mut stdout = std::io::stdout();
+    let result = crate::record::replay::<G>(
+        dir,
+        config,
+        |config| {
+            let settings: C = config.game_config().map_err(|e| e.to_string())?;
+            Ok(make_game(config, settings))
+        },
+        &mut stdout,
+    );
+    config::logging::flush();
+    match result {
+        Ok(replayed) => {
+            println!(
+                "replay: {} ticks and {} inputs in {:.2} s: every tick's output is the recorded one; {}",
+                replayed.ticks,
+                replayed.inputs,
+                started.elapsed().as_secs_f64(),
+                match &replayed.end {
+                    Some(why) => format!("the recording ended: {why}"),
+                    None => "the recording has no end record (the server was killed)".to_string(),
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("replay: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn exit_code<T>(

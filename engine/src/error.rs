@@ -55,6 +55,12 @@ pub enum ServerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `--record DIR` cannot record: `--record: /tmp/x holds a recording already: ...`.
+    #[error("--record: {reason}")]
+    Record {
+        /// Why.
+        reason: String,
+    },
     /// A port could not be bound.
     #[error("cannot listen on {key} {addr}: {source}{hint}")]
     Listen {
@@ -78,6 +84,7 @@ impl ServerError {
             ServerError::Storage { source, .. } if source.is_path_error() => 2,
             ServerError::Certificate { .. } => 2,
             ServerError::NotBuilt { .. } => 2,
+            ServerError::Record { .. } => 2,
             _ => 1,
         }
     }

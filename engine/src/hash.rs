@@ -1,16 +1,18 @@
 //! The hash maps of the world's state ([`Map`], [`Set`]): SipHash under this process's secret
 //! keys, as std's maps are, so that names a client chooses cannot be made to collide; but the
 //! same keys for every map of the process, so that the same operations on two maps leave them
-//! in the same order. That is what makes a world run twice on the same inputs, in one process,
-//! send the same bytes in the same order: whatever iterates a map (a sweep, a fan-out, a list)
-//! visits its entries in the same order both times.
+//! in the same order. That is what makes a world run twice on the same inputs send the same
+//! bytes in the same order: whatever iterates a map (a sweep, a fan-out, a list) visits its
+//! entries in the same order both times. A recording ([`crate::record`]) keeps the keys, and
+//! its replay, in another process, takes them ([`use_keys`]) before any map is made.
 //!
 //! A game keeps its own state in these too, where it iterates it into what it sends.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
+
+use siphasher::sip::SipHasher13;
 
 /// A hash map of world state; see the [module](self).
 pub type Map<K, V> = HashMap<K, V, State>;
@@ -18,22 +20,37 @@ pub type Map<K, V> = HashMap<K, V, State>;
 /// A hash set of world state; see the [module](self).
 pub type Set<K> = HashSet<K, State>;
 
-/// The hasher of [`Map`] and [`Set`]: SipHash under the process's keys, drawn at random once.
+/// The process's keys: drawn at random when first needed, unless [`use_keys`] set them first.
+static KEYS: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// The keys of every [`Map`] and [`Set`] of this process (drawn now if none were yet).
+pub fn keys() -> (u64, u64) {
+    *KEYS.get_or_init(rand::random)
+}
+
+/// Makes `keys` the process's keys, as a replay must before any map exists; whether they are
+/// (false: keys were drawn or set already, and differ).
+pub fn use_keys(keys: (u64, u64)) -> bool {
+    *KEYS.get_or_init(|| keys) == keys
+}
+
+/// The hasher of [`Map`] and [`Set`]: SipHash-1-3 (std's) under the process's keys.
 #[derive(Clone, Debug)]
-pub struct State(RandomState);
+pub struct State {
+    keys: (u64, u64),
+}
 
 impl Default for State {
     fn default() -> Self {
-        static KEYS: OnceLock<RandomState> = OnceLock::new();
-        State(KEYS.get_or_init(RandomState::new).clone())
+        State { keys: keys() }
     }
 }
 
 impl BuildHasher for State {
-    type Hasher = <RandomState as BuildHasher>::Hasher;
+    type Hasher = SipHasher13;
 
     fn build_hasher(&self) -> Self::Hasher {
-        self.0.build_hasher()
+        SipHasher13::new_with_keys(self.keys.0, self.keys.1)
     }
 }
 

@@ -74,6 +74,7 @@ pub mod nodes;
 pub mod outbox;
 mod ports;
 pub mod ratelimit;
+pub mod record;
 pub mod server;
 pub mod storage;
 pub mod testing;

@@ -30,8 +30,10 @@ use crate::cluster::link::{unavailable, Link, LinkMetrics};
 use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
 use crate::db::{AuthSettings, DbQueue, DbThread, DbWorker};
+use crate::dispatcher::MessageDispatcher;
 use crate::metrics::{Metrics, Registry};
 use crate::ports::Ports;
+use crate::record::{RecordTo, Recorder};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use crate::world::Game;
 use crate::world::{Now, Stats, World, WorldConfig};
@@ -221,6 +223,8 @@ struct Server<G: Game> {
     /// [`WEB_PORT`], [`TLS_PORT`].
     session_configs: [SessionConfig; 3],
     core: Core<G>,
+    /// Where every tick's inputs are recorded, with `--record`.
+    recorder: Option<Recorder>,
     /// The DB worker's thread: the core's [`Output::db`] goes to it, and what it did comes
     /// back as [`Input::Db`].
     db: DbThread,
@@ -298,9 +302,71 @@ pub async fn run_game<G: Game>(
 /// [`run_game`] on ports bound already ([`bind`]).
 pub async fn run_bound<G: Game>(
     listeners: Listeners,
+    config: ServerConfig,
+    game: G,
+    storage: Box<dyn Storage>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stats, ServerError> {
+    run_recording(listeners, config, game, storage, None, shutdown).await
+}
+
+/// What a world is made of before it is made: its handlers and hooks, and its metrics.
+pub(crate) struct Parts<G: Game> {
+    dispatcher: MessageDispatcher<World<G>>,
+    hooks: crate::world::Hooks<G>,
+    pub(crate) registry: Registry,
+    pub(crate) metrics: Metrics,
+}
+
+impl<G: Game> Parts<G> {
+    /// The game's handlers and hooks, and its metrics in a registry of their own.
+    pub(crate) fn new() -> Result<Parts<G>, ServerError> {
+        let (dispatcher, hooks) = crate::handlers::setup::<G>()?;
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry, &dispatcher.registered());
+        Ok(Parts {
+            dispatcher,
+            hooks,
+            registry,
+            metrics,
+        })
+    }
+
+    /// The world of `game` made at `started` (a node of a cluster when `node` names it and
+    /// its incarnation), in its core, as a server makes it and a replay makes it again.
+    pub(crate) fn core(
+        self,
+        config: &ServerConfig,
+        game: G,
+        started: Instant,
+        node: Option<(String, u64)>,
+    ) -> (Core<G>, Registry) {
+        let Parts {
+            dispatcher,
+            hooks,
+            mut registry,
+            metrics,
+        } = self;
+        let queue = DbQueue::new(config.storage.queue);
+        let mut world = World::new(WorldConfig::from(config), game, hooks, queue, started);
+        world.metrics = metrics;
+        if let Some((node, incarnation)) = node {
+            world.cluster = Some(Cluster::with_incarnation(node, incarnation));
+        }
+        world.register_metrics(&mut registry);
+        crate::world::schedule_stats(&mut world, started);
+        (Core::new(world, dispatcher), registry)
+    }
+}
+
+/// [`run_bound`], recording every input of the world when `record` says where
+/// ([`crate::record`]).
+pub async fn run_recording<G: Game>(
+    listeners: Listeners,
     mut config: ServerConfig,
     game: G,
     storage: Box<dyn Storage>,
+    record: Option<RecordTo>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
     let Listeners {
@@ -311,9 +377,8 @@ pub async fn run_bound<G: Game>(
         ports,
     } = listeners;
     config.apply_game_defaults(G::NAME, G::STORAGE);
-    let (dispatcher, hooks) = crate::handlers::setup::<G>()?;
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry, &dispatcher.registered());
+    let parts = Parts::<G>::new()?;
+    let metrics = &parts.metrics;
     let db = start_db_timed(&config, storage, Some(metrics.db_jobs()))?;
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
@@ -395,13 +460,28 @@ pub async fn run_bound<G: Game>(
     drop(service_tx);
 
     let started = Instant::now();
-    let queue = DbQueue::new(config.storage.queue);
-    let mut world = World::new(WorldConfig::from(&config), game, hooks, queue, started);
-    world.metrics = metrics;
-    if link.is_some() {
-        world.cluster = Some(Cluster::with_incarnation(node, incarnation));
-    }
-    world.register_metrics(&mut registry);
+    let node = link.is_some().then_some((node, incarnation));
+    let recorder = match record {
+        Some(to) => {
+            let header = crate::record::Header {
+                game: G::NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                config: toml::to_string(&config).map_err(|e| ServerError::Record {
+                    reason: format!("the configuration cannot be written down: {e}"),
+                })?,
+                keys: crate::hash::keys(),
+                node: node.clone(),
+                started_unix_us: protocol::now_us(),
+            };
+            Some(
+                Recorder::start(&to, &header, started)
+                    .map_err(|reason| ServerError::Record { reason })?,
+            )
+        }
+        None => None,
+    };
+    let (core, registry) = parts.core(&config, game, started, node);
+    let world = core.world();
     if let Some((_, slot)) = &ports.tls {
         crate::ports::spawn_reload(
             slot.clone(),
@@ -411,7 +491,6 @@ pub async fn run_bound<G: Game>(
             &tracker,
         );
     }
-    crate::world::schedule_stats(&mut world, started);
     let (publish, published) = watch::channel(Arc::new(Published::default()));
     let demand = Arc::new(Demand::new(started));
     if let Some((addr, admin)) = admin {
@@ -444,7 +523,8 @@ pub async fn run_bound<G: Game>(
             session_config(web_negotiation),
             session_config(tls_negotiation),
         ],
-        core: Core::new(world, dispatcher),
+        core,
+        recorder,
         db,
         sessions: HashMap::new(),
         accepted: HashMap::new(),
@@ -490,6 +570,10 @@ pub async fn run_bound<G: Game>(
     service_rx.close();
     // Streams accepted but not yet decided on are dropped: the server is going.
     server.accepted.clear();
+    // The recording ends with the last tick: a replay runs the ticks.
+    if let Some(recorder) = server.recorder.take() {
+        recorder.finish();
+    }
     let output = std::mem::take(server.core.shutdown());
     server.apply(output);
     tracker.close();
@@ -603,7 +687,15 @@ impl<G: Game> Server<G> {
             at: now,
             unix_us: protocol::now_us(),
         };
-        let mut output = std::mem::take(self.core.tick(clock, inputs));
+        let mut output = match self.recorder.as_mut() {
+            Some(recorder) => {
+                recorder.inputs(clock, &inputs, self.core.world());
+                let output = std::mem::take(self.core.tick(clock, inputs));
+                recorder.output(&output);
+                output
+            }
+            None => std::mem::take(self.core.tick(clock, inputs)),
+        };
         self.send_db(&mut output);
         self.publish_cluster(&mut output, now);
         self.apply(output);

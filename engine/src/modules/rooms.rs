@@ -228,6 +228,7 @@ impl<G: RoomsGame> Module<G> for RoomsModule {
             .on_waiting(is_waiting)
             .every(HISTORY_PRUNE, prune_history)
             .on_db_answer(db_answer)
+            .record_answers(store::ANSWER_CODEC)
             .on_db_died(db_died)
             .on_writes(flush_writes, has_pending_writes)
             .on_cluster_event(cluster::event)

@@ -94,6 +94,7 @@ pub struct Hooks<G> {
     pub(crate) cluster_state: Vec<NodeHook<G>>,
     pub(crate) node_lost: Vec<NodeHook<G>>,
     pub(crate) missed_from: Vec<NodeHook<G>>,
+    pub(crate) answer_codecs: Vec<crate::record::codec::AnswerCodec>,
     pub(crate) reconnected: Vec<WorldHook<G>>,
     pub(crate) reserved: Vec<ReservedHook<G>>,
     pub(crate) metrics: Vec<MetricsHook<G>>,
@@ -119,6 +120,7 @@ impl<G> Default for Hooks<G> {
             cluster_state: Vec::new(),
             node_lost: Vec::new(),
             missed_from: Vec::new(),
+            answer_codecs: Vec::new(),
             reconnected: Vec::new(),
             reserved: Vec::new(),
             metrics: Vec::new(),
@@ -225,6 +227,14 @@ impl<G: Game> Setup<G> {
     /// it took, or hands the answer back.
     pub fn on_db_answer(&mut self, hook: DbAnswerHook<G>) -> &mut Self {
         self.hooks.db_answer.push(hook);
+        self
+    }
+
+    /// How a recording ([`crate::record`]) writes and reads the answers of the module's own
+    /// DB jobs ([`DbEvent::Module`]): a server recording a game whose module answers without
+    /// one stops recording, with a line naming the module.
+    pub fn record_answers(&mut self, codec: crate::record::codec::AnswerCodec) -> &mut Self {
+        self.hooks.answer_codecs.push(codec);
         self
     }
 

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 use crate::db::{report_error, DbJob, ModuleJob};
+use crate::record::codec::{put_bytes, put_str, put_var, AnswerCodec};
 use crate::storage::{LogEntry, LogLimits};
 
 /// The module's name, which its jobs and their answers carry.
@@ -21,6 +22,28 @@ pub struct Loaded {
     /// Its lines, as encoded S2C_Chat frames.
     pub lines: Vec<Bytes>,
 }
+
+/// How a recording carries a [`Loaded`] ([`crate::record`]): the room, then each line.
+pub const ANSWER_CODEC: AnswerCodec = AnswerCodec {
+    module: MODULE,
+    encode: |answer, out| {
+        let Some(loaded) = answer.downcast_ref::<Loaded>() else {
+            return false;
+        };
+        put_str(out, &loaded.room);
+        put_var(out, loaded.lines.len() as u64);
+        for line in &loaded.lines {
+            put_bytes(out, line);
+        }
+        true
+    },
+    decode: |r| {
+        let room = r.string()?;
+        let count = r.var()?;
+        let lines = (0..count).map(|_| r.bytes()).collect::<Result<_, _>>()?;
+        Ok(Box::new(Loaded { room, lines }))
+    },
+};
 
 /// Reads the last `limit` lines of `room`. A storage failure is logged, and the room starts
 /// with no history.
