@@ -13,6 +13,7 @@ Start the server with a config that does not exempt loopback from the per-addres
   scripts/attacks.py farm    --server 127.0.0.1:7400 --secs 60
   scripts/attacks.py fill    --server 127.0.0.1:7400 --rooms 520 --db world.db
   scripts/attacks.py idle    --server 127.0.0.1:7400 --conns 5000 --pid PID
+  scripts/attacks.py state   --admin 127.0.0.1:9100 --secs 20   # /api/state flood, the tick
 
 Each prints what got through and how long the legitimate client took. Every address of
 127.0.0.0/8 reaches the server as a host of its own.
@@ -471,6 +472,70 @@ async def idle(args):
         client.close()
 
 
+async def http_get(admin, path):
+    """One GET on a connection of its own: (status, body), or None when refused or closed."""
+    host, port = admin.rsplit(":", 1)
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+    except OSError:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        return int(head.split(b" ")[1]), body
+    except (IndexError, ValueError):
+        return None
+
+
+async def tick_totals(admin):
+    """(sum of tick seconds, ticks) from the admin listener's /metrics."""
+    got = await http_get(admin, "/metrics")
+    total = count = 0.0
+    for line in (got[1].decode() if got else "").splitlines():
+        if line.startswith("world_tick_duration_seconds_sum "):
+            total = float(line.split()[1])
+        elif line.startswith("world_tick_duration_seconds_count "):
+            count = float(line.split()[1])
+    return total, count
+
+
+async def state(args):
+    """Floods /api/state from `--conns` connections at once for `--secs`, after as long a
+    quiet window, then /healthz as long: the average tick of each window, and the requests
+    answered."""
+    async def window(secs, flood, path):
+        before = await tick_totals(args.admin)
+        answered = 0
+        end = time.monotonic() + secs
+
+        async def one():
+            nonlocal answered
+            while time.monotonic() < end:
+                got = await http_get(args.admin, path)
+                if got and got[0] == 200:
+                    answered += 1
+
+        if flood:
+            await asyncio.gather(*(one() for _ in range(args.conns)))
+        else:
+            await asyncio.sleep(secs)
+        after = await tick_totals(args.admin)
+        ticks = max(after[1] - before[1], 1)
+        return 1000 * (after[0] - before[0]) / ticks, answered / secs
+
+    quiet, _ = await window(args.secs, False, "")
+    flooded, rate = await window(args.secs, True, "/api/state")
+    # The same flood on /healthz, which reads nothing of the world: what the flood costs the
+    # machine (the flooder, the HTTP work, on two cores) rather than the world.
+    control, control_rate = await window(args.secs, True, "/healthz")
+    print(f"state: average tick {quiet:.2f} ms quiet; {flooded:.2f} ms while /api/state was "
+          f"answered {rate:.0f} times a second; {control:.2f} ms while /healthz was answered "
+          f"{control_rate:.0f} times a second ({args.conns} connections)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="127.0.0.1:7400")
@@ -507,9 +572,13 @@ def main():
     p.add_argument("--conns", type=int, default=5000)
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--settle", type=float, default=3)
+    p = sub.add_parser("state")
+    p.add_argument("--admin", default="127.0.0.1:9100")
+    p.add_argument("--secs", type=float, default=20)
+    p.add_argument("--conns", type=int, default=16)
     args = parser.parse_args()
     attack = {"guess": guess, "lockout": lockout, "spread": spread, "hog": hog, "farm": farm,
-              "fill": fill, "idle": idle}[args.attack]
+              "fill": fill, "idle": idle, "state": state}[args.attack]
     asyncio.run(attack(args))
 
 

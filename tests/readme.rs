@@ -278,6 +278,16 @@ fn every_command_of_the_readme_runs_as_written() {
         ],
     ));
     covered.push("arena");
+    scenarios.push((
+        "a run recorded and replayed",
+        vec!["record"],
+        vec![
+            "record: recording every input of the world to recording",
+            "result      PASSED",
+            "every tick's output is the recorded one; the recording ended: the server stopped",
+        ],
+    ));
+    covered.push("record");
     if has("openssl") {
         scenarios.push(("TLS", vec!["tls"], vec![" over tls,", " over wss,"]));
     } else {
