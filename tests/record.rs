@@ -24,11 +24,16 @@ struct Recording {
 impl Recording {
     /// Starts one with `args` added, and waits until it serves.
     async fn start(args: &[&str]) -> Recording {
+        Recording::start_binary(world_server_binary(), args).await
+    }
+
+    /// [`Recording::start`] of the server binary `binary`.
+    async fn start_binary(binary: &Path, args: &[&str]) -> Recording {
         let dir = common::fresh_dir();
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(world_server_binary())
+        let child = Command::new(binary)
             .current_dir(&dir)
             .args(["--listen", &addr.to_string(), "--web", "off"])
             .arg("--record")
@@ -77,7 +82,12 @@ impl Drop for Recording {
 
 /// `world-server replay DIR` with `args` added.
 fn replay(dir: &Path, args: &[&str]) -> Output {
-    Command::new(world_server_binary())
+    replay_with(world_server_binary(), dir, args)
+}
+
+/// `BINARY replay DIR` with `args` added.
+fn replay_with(binary: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(binary)
         .arg("replay")
         .arg(dir)
         .args(args)
@@ -246,4 +256,26 @@ async fn the_nodes_of_a_cluster_each_replay_their_recording_nats_inputs_and_all(
             "{out}"
         );
     }
+}
+
+/// Another game on the engine records and replays the same way: the arena, its bots walking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_arena_recorded_under_its_bots_replays_tick_for_tick() {
+    let arena = common::binary("arena", "arena");
+    let mut server = Recording::start_binary(&arena, &[]).await;
+    let bots = Command::new(common::binary("dummy-client", "dummy-client"))
+        .args(["--server", &server.addr.to_string(), "--scenario", "arena"])
+        .args(["--bots", "100", "--duration", "3", "--log-level", "warn"])
+        .output()
+        .unwrap();
+    assert!(bots.status.success(), "{}", text(&bots.stdout));
+    server.stop();
+    let replayed = replay_with(&arena, &server.rec(), &[]);
+    let out = text(&replayed.stdout);
+    assert!(replayed.status.success(), "{out}{}", text(&replayed.stderr));
+    assert!(
+        out.contains("every tick's output is the recorded one"),
+        "{out}"
+    );
+    assert!(count_before(&out, "ticks") > 50, "{out}");
 }

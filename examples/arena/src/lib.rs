@@ -276,7 +276,9 @@ impl Game for Arena {
         // quarter of a second, so that a stalled server does not throw entities across the
         // world in one step.
         let dt = dt.min(MAX_STEP).as_secs_f32();
-        let now_us = protocol::now_us();
+        // The tick's time, as the core gives it: never a clock of the game's own, so that a
+        // run replays the same ([`engine::record`]).
+        let now_us = world.now().unix_us;
         let World { game, out, .. } = world;
         game.tick += 1;
         game.step(dt);

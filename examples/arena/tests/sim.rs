@@ -399,3 +399,32 @@ fn a_move_of_any_finite_size_moves_at_full_speed() {
         assert!((moved - 5.0).abs() < 0.01, "({dx}, {dy}): moved {moved}");
     }
 }
+
+/// The same inputs at the same (simulated) times give the same bytes, a run apart: the arena
+/// takes its time from the core, as a recording's replay needs ([`engine::record`]).
+#[test]
+fn the_same_inputs_give_the_same_updates_byte_for_byte_whenever_they_run() {
+    let run = || {
+        let mut sim = Sim::new(Arena::new(small()));
+        let players = sim.guests(&["ann".to_string(), "bob".to_string(), "cid".to_string()]);
+        let mut bytes = Vec::new();
+        for step in 0..20u64 {
+            let moves: Vec<Input> = players
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| frame(p, &walk(i as f32 - 1.0, 1.0, step)))
+                .collect();
+            let output = sim.tick(moves);
+            for (session, frames) in &output.batches {
+                bytes.extend_from_slice(&session.0.to_le_bytes());
+                for frame in frames {
+                    bytes.extend_from_slice(frame);
+                }
+            }
+        }
+        bytes
+    };
+    let first = run();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(first == run(), "the second run sent other bytes");
+}
