@@ -352,6 +352,11 @@ fn validity(cert: &CertificateDer<'_>) -> Option<(i64, i64)> {
 /// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as Unix seconds.
 fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    if !text.is_ascii() {
+        // A time is digits; the fields below are cut at byte offsets, which in other text
+        // could fall inside a character.
+        return None;
+    }
     let (year, rest) = match (tag, text.len()) {
         (0x17, 12) => {
             let yy: i64 = text[..2].parse().ok()?;
@@ -393,6 +398,40 @@ mod tests {
         assert_eq!(der_time(0x18, b"20991231235959Z"), Some(4_102_444_799));
         assert_eq!(der_time(0x18, b"2099123123595Z"), None);
         assert_eq!(der_time(0x17, b"991331000000Z"), None);
+    }
+
+    #[test]
+    fn a_time_with_characters_of_several_bytes_is_not_a_time_instead_of_a_panic() {
+        // Found by fuzz/fuzz_targets/tls_front.rs: a field's byte offset inside a character.
+        assert_eq!(der_time(0x17, "€123456789Z".as_bytes()), None);
+        let four_byte_chars = "\u{f605d}\u{f8d40}\u{88d8c}Z";
+        assert_eq!(der_time(0x17, four_byte_chars.as_bytes()), None);
+        assert_eq!(der_time(0x18, "123€12345678Z".as_bytes()), None);
+        // The same through a whole certificate, as load_certified_key and expiry read it.
+        assert_eq!(
+            validity(&certificate("491231235959Z")),
+            Some((2_524_607_999, 2_524_607_999))
+        );
+        assert_eq!(validity(&certificate("€123456789Z")), None);
+    }
+
+    /// A certificate whose validity starts at the UTCTime `not_before` and ends on
+    /// 2049-12-31, with empty fields before it.
+    fn certificate(not_before: &str) -> CertificateDer<'static> {
+        let der = |tag: u8, contents: &[u8]| [&[tag, contents.len() as u8][..], contents].concat();
+        let validity = [
+            der(0x17, not_before.as_bytes()),
+            der(0x17, b"491231235959Z"),
+        ]
+        .concat();
+        let tbs = [
+            der(0x02, &[1]),
+            der(0x30, &[0x06, 0x00]),
+            der(0x30, &[]),
+            der(0x30, &validity),
+        ]
+        .concat();
+        CertificateDer::from(der(0x30, &der(0x30, &tbs)))
     }
 
     #[test]
