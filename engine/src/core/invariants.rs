@@ -258,11 +258,6 @@ pub fn check_rooms<G: RoomsGame>(world: &World<G>) -> Result<(), String> {
         if room.name != *name {
             return Err(format!("room {name:?} is named {:?}", room.name));
         }
-        if room.members.is_empty() && !room.loading {
-            return Err(format!(
-                "room {name:?} has no member and is kept though its history is not loading"
-            ));
-        }
         if !room.waiting.is_empty() && !room.loading {
             return Err(format!(
                 "room {name:?} has joins waiting for a history that is not loading: {:?}",
@@ -395,6 +390,14 @@ pub fn check_rooms<G: RoomsGame>(world: &World<G>) -> Result<(), String> {
         if !waiting.is_empty() && !rooms.members.get(&session).is_some_and(|m| m.joining) {
             return Err(format!(
                 "session {session} waits to join {waiting:?} and is not marked joining"
+            ));
+        }
+    }
+    // Last, so that every other check has passed when this one fails.
+    for (name, room) in &rooms.rooms {
+        if room.members.is_empty() && !room.loading {
+            return Err(format!(
+                "room {name:?} has no member and is kept though its history is not loading"
             ));
         }
     }
