@@ -8,9 +8,11 @@
 //! member's rooms. A check answers with the first thing that does not hold, in words, naming
 //! the session, name or room.
 //!
-//! - [`Core::check_invariants`]: the engine's own state (the core's and the world's);
-//! - [`check_world`]: the world's part of it alone;
-//! - [`check_rooms`]: the rooms module's, for a game with rooms.
+//! - [`Core::check_invariants`](crate::core::Core::check_invariants): the engine's own
+//!   state (the core's and the world's);
+//! - [`check_world`](crate::core::invariants::check_world): the world's part of it alone;
+//! - [`check_rooms`](crate::core::invariants::check_rooms): the rooms module's, for a game
+//!   with rooms.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
