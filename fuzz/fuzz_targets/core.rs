@@ -75,14 +75,6 @@ impl Game for Chat {
     }
 }
 
-/// What `check_rooms` says last (every other check of rooms has passed then) of a known bug
-/// of the rooms module on a cluster, tolerated here until it is fixed: a join the rooms
-/// bucket counted (`rooms::reserved`) for a session closed meanwhile (replaced by a newer
-/// login of its name, say), of a room that is new and keeps no history, creates the room and
-/// leaves it empty: `enter` returns early for a closing session, and nothing removes the room
-/// until someone joins and leaves it. Remove this once `reserved` drops such a join.
-const KNOWN_EMPTY_ROOM: &str = "has no member and is kept though its history is not loading";
-
 /// Usernames: a few valid ones (two that differ in case only), and invalid ones.
 const NAMES: [&str; 9] = [
     "ann",
@@ -505,10 +497,7 @@ impl Harness {
                 panic!("node {index}: {e}");
             }
             if let Err(e) = check_rooms(node.sim.world()) {
-                let clustered = node.sim.world().cluster.is_some();
-                if !(clustered && e.contains(KNOWN_EMPTY_ROOM)) {
-                    panic!("node {index}: {e}");
-                }
+                panic!("node {index}: {e}");
             }
             assert!(node.sim.core().connections() <= self.max_sessions);
             assert_eq!(

@@ -28,7 +28,7 @@ pub struct Batch {
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
     /// What.
-    #[prost(oneof = "Kind", tags = "1, 2, 5, 6, 7, 8, 9, 11, 12, 13")]
+    #[prost(oneof = "Kind", tags = "1, 2, 11, 13")]
     pub kind: Option<Kind>,
 }
 

@@ -349,7 +349,19 @@ fn reserved<G: RoomsGame>(
     outcome: crate::cluster::link::Reservation,
 ) {
     use crate::cluster::link::Reservation;
+    // A session closing (replaced by a newer login, say), gone or logged out meanwhile does
+    // not join: the room would be made for nobody.
+    let joinable = world
+        .clients
+        .get(&session)
+        .is_some_and(|c| !c.closing && c.login.is_some());
     let rooms = world.game.rooms_mut();
+    if !joinable && rooms.reserving.get(&session) == Some(&room) {
+        rooms.reserving.remove(&session);
+        if let Some(membership) = rooms.members.get_mut(&session) {
+            membership.joining = false;
+        }
+    }
     if rooms.reserving.get(&session) != Some(&room) {
         // The session went away meanwhile (or this is not its join any more).
         if outcome == Reservation::Granted {
