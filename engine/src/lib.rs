@@ -59,8 +59,10 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod assemble;
 pub mod cli;
 pub mod cluster;
+pub mod codec;
 pub mod core;
 pub mod db;
 pub mod dispatcher;

@@ -26,17 +26,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Demand, Published, Series};
+use crate::assemble::Parts;
 use crate::cluster::link::{unavailable, Link, LinkMetrics};
-use crate::cluster::Cluster;
 use crate::core::{Core, Input, Output};
-use crate::db::{AuthSettings, DbQueue, DbThread, DbWorker};
-use crate::dispatcher::MessageDispatcher;
-use crate::metrics::{Metrics, Registry};
+use crate::db::{AuthSettings, DbThread, DbWorker};
 use crate::ports::Ports;
 use crate::record::{RecordTo, Recorder};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use crate::world::Game;
-use crate::world::{Now, Stats, World, WorldConfig};
+use crate::world::{Now, Stats};
 
 pub use crate::error::ServerError;
 
@@ -308,55 +306,6 @@ pub async fn run_bound<G: Game>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stats, ServerError> {
     run_recording(listeners, config, game, storage, None, shutdown).await
-}
-
-/// What a world is made of before it is made: its handlers and hooks, and its metrics.
-pub(crate) struct Parts<G: Game> {
-    dispatcher: MessageDispatcher<World<G>>,
-    hooks: crate::world::Hooks<G>,
-    pub(crate) registry: Registry,
-    pub(crate) metrics: Metrics,
-}
-
-impl<G: Game> Parts<G> {
-    /// The game's handlers and hooks, and its metrics in a registry of their own.
-    pub(crate) fn new() -> Result<Parts<G>, ServerError> {
-        let (dispatcher, hooks) = crate::handlers::setup::<G>()?;
-        let mut registry = Registry::default();
-        let metrics = Metrics::new(&mut registry, &dispatcher.registered());
-        Ok(Parts {
-            dispatcher,
-            hooks,
-            registry,
-            metrics,
-        })
-    }
-
-    /// The world of `game` made at `started` (a node of a cluster when `node` names it and
-    /// its incarnation), in its core, as a server makes it and a replay makes it again.
-    pub(crate) fn core(
-        self,
-        config: &ServerConfig,
-        game: G,
-        started: Instant,
-        node: Option<(String, u64)>,
-    ) -> (Core<G>, Registry) {
-        let Parts {
-            dispatcher,
-            hooks,
-            mut registry,
-            metrics,
-        } = self;
-        let queue = DbQueue::new(config.storage.queue);
-        let mut world = World::new(WorldConfig::from(config), game, hooks, queue, started);
-        world.metrics = metrics;
-        if let Some((node, incarnation)) = node {
-            world.cluster = Some(Cluster::with_incarnation(node, incarnation));
-        }
-        world.register_metrics(&mut registry);
-        crate::world::schedule_stats(&mut world, started);
-        (Core::new(world, dispatcher), registry)
-    }
 }
 
 /// [`run_bound`], recording every input of the world when `record` says where

@@ -11,8 +11,8 @@ use std::time::Instant;
 use config::ServerConfig;
 
 use super::{Digest, Record, RecordingReader, OUTPUTS};
+use crate::assemble::Parts;
 use crate::core::Output;
-use crate::server::Parts;
 use crate::world::{Game, Now};
 
 /// What a replay went through.

@@ -94,7 +94,7 @@ pub struct Hooks<G> {
     pub(crate) cluster_state: Vec<NodeHook<G>>,
     pub(crate) node_lost: Vec<NodeHook<G>>,
     pub(crate) missed_from: Vec<NodeHook<G>>,
-    pub(crate) answer_codecs: Vec<crate::record::codec::AnswerCodec>,
+    pub(crate) answer_codecs: Vec<crate::codec::AnswerCodec>,
     pub(crate) reconnected: Vec<WorldHook<G>>,
     pub(crate) reserved: Vec<ReservedHook<G>>,
     pub(crate) metrics: Vec<MetricsHook<G>>,
@@ -233,7 +233,7 @@ impl<G: Game> Setup<G> {
     /// How a recording ([`crate::record`]) writes and reads the answers of the module's own
     /// DB jobs ([`DbEvent::Module`]): a server recording a game whose module answers without
     /// one stops recording, with a line naming the module.
-    pub fn record_answers(&mut self, codec: crate::record::codec::AnswerCodec) -> &mut Self {
+    pub fn record_answers(&mut self, codec: crate::codec::AnswerCodec) -> &mut Self {
         self.hooks.answer_codecs.push(codec);
         self
     }

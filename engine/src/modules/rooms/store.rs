@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 
+use crate::codec::{put_bytes, put_str, put_var, AnswerCodec};
 use crate::db::{report_error, DbJob, ModuleJob};
-use crate::record::codec::{put_bytes, put_str, put_var, AnswerCodec};
 use crate::storage::{LogEntry, LogLimits};
 
 /// The module's name, which its jobs and their answers carry.
