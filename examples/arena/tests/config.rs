@@ -78,41 +78,55 @@ fn a_bad_game_key_or_value_stops_the_arena_with_one_line() {
 
 #[test]
 fn the_arena_starts_on_good_rules_and_stops_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     let path = config_file("good", "[game]\nworld_size = 2000.0\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arena"))
-        .arg("--config")
-        .arg(&path)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--web", "off"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run arena");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            break stream;
+    // A port chosen here and freed may be taken meanwhile by another test's arena (they listen
+    // on port 0): then the connection reaches that one, which ends it; the run starts again on
+    // another port.
+    for _attempt in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arena"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--web", "off"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run arena");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stream = loop {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                break stream;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("arena exited with {status} before listening");
+            }
+            assert!(Instant::now() < deadline, "arena did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // S2C_Welcome's header: the tick loop runs, with its signal handlers in place.
+        let mut header = [0u8; 4];
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        if std::io::Read::read_exact(&mut stream, &mut header).is_err()
+            || u16::from_le_bytes([header[2], header[3]]) != 1002
+        {
+            // Not this arena's welcome: another process had the port.
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("arena exited with {status} before listening");
-        }
-        assert!(Instant::now() < deadline, "arena did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // S2C_Welcome's header: the tick loop runs, with its signal handlers in place.
-    let mut header = [0u8; 4];
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    std::io::Read::read_exact(&mut stream, &mut header).expect("the welcome");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let status = child.wait().expect("wait for arena");
-    let _ = std::fs::remove_file(&path);
-    assert_eq!(status.code(), Some(0));
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let status = child.wait().expect("wait for arena");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(status.code(), Some(0));
+        return;
+    }
+    panic!("no arena of this test could be reached on a port of its own in 5 tries");
 }
