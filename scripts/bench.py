@@ -6,6 +6,8 @@ bots on this machine for each scenario and writes one markdown table and one JSO
   scripts/bench.py --secs 20 --scenarios chat-1000,idle
   scripts/bench.py --other /path/to/old/world-server    # the same runs against another build,
                                                         # alternated with this one's
+  scripts/bench.py --scenarios chat-5000 --perf          # and where the server's time went:
+                                                        # perf record -g for 10 s mid-run
 
 Scenarios (rooms of 20 and a line every 250 ms unless said):
   chat-1000, chat-5000, chat-10000   that many bots chatting
@@ -99,7 +101,20 @@ def server_config(path, scenario):
         )
 
 
-def run(label, server_bin, client_bin, scenario, secs, out):
+def profile(pid, work, secs):
+    """Samples the server's stacks for `secs` with perf; returns the report's path."""
+    data = os.path.join(work, "perf.data")
+    subprocess.run(["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid), "-o", data, "--",
+                    "sleep", str(secs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.path.join(work, "perf.txt")
+    with open(path, "w") as f:
+        subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
+                        "--stdio", "--percent-limit", "0.7", "-g", "none"],
+                       stdout=f, stderr=subprocess.DEVNULL)
+    return path
+
+
+def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
     """One run: the server, the bots against it; the figures."""
     s = SCENARIOS[scenario]
     port = free_port()
@@ -129,6 +144,11 @@ def run(label, server_bin, client_bin, scenario, secs, out):
          "--log-level", "warn"],
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss_loaded = 0
+    perf_report = None
+    if perf and not s.get("idle"):
+        # Past the ramp-up, in the steady window.
+        time.sleep(min(secs / 3, s["bots"] / 2000 + 5))
+        perf_report = profile(server.pid, work, min(10, secs / 3))
     if s.get("idle"):
         # Every bot in, then silent for a while: the server's memory per idle connection.
         time.sleep(min(secs, s["bots"] / 2000 + 10))
@@ -169,6 +189,8 @@ def run(label, server_bin, client_bin, scenario, secs, out):
         "bots_cpu_percent": round(100 * (usage.ru_utime + usage.ru_stime) / wall, 1),
         "wall_secs": round(wall, 1),
     }
+    if perf_report:
+        figures["profile"] = perf_report
     if s.get("idle"):
         figures["server_rss_empty_mib"] = round(rss_empty / 1024, 1)
         figures["server_rss_idle_mib"] = round(rss_loaded / 1024, 1)
@@ -206,6 +228,8 @@ def main():
     parser.add_argument("--secs", type=int, default=60, help="seconds of chat per run")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--other", help="another world-server binary, run alternately")
+    parser.add_argument("--perf", action="store_true",
+                        help="profile the server with perf for 10 s of each chat run")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -223,7 +247,9 @@ def main():
     for scenario in scenarios:
         for label, server in servers:
             print(f"bench: {scenario} against {label} ({server}) ...", file=sys.stderr, flush=True)
-            rows.append(run(label, server, client, scenario, args.secs, out))
+            rows.append(run(label, server, client, scenario, args.secs, out, args.perf))
+            if rows[-1].get("profile"):
+                print(f"bench: profile in {rows[-1]['profile']}", file=sys.stderr)
     with open(os.path.join(out, "bench.json"), "w") as f:
         json.dump({"secs": args.secs, "runs": rows}, f, indent=2)
     text = table(rows)

@@ -647,8 +647,7 @@ impl ArenaSwarm {
                 continue;
             };
             if !bot.out.is_empty() {
-                let frames = std::mem::take(&mut bot.out);
-                if let Err(SendError::SlowConsumer { .. }) = session.send(frames) {
+                if let Err(SendError::SlowConsumer { .. }) = session.send(&mut bot.out) {
                     session.abort(DisconnectReason::SlowConsumer);
                 }
             }

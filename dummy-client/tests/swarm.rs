@@ -69,7 +69,7 @@ impl FakeServer {
 
     fn send_frame(&self, to: SessionId, frame: Bytes) {
         if let Some(member) = self.members.get(&to) {
-            let _ = member.session.send(vec![frame]);
+            let _ = member.session.send(&mut vec![frame]);
         }
     }
 

@@ -29,7 +29,7 @@
 
 use std::collections::VecDeque;
 
-use crate::hash::Map;
+use crate::hash::SessionMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -200,12 +200,12 @@ pub struct Core<G: Game> {
     /// [`Core::world`] (the test kit changes it between steps too).
     world: World<G>,
     dispatcher: MessageDispatcher<World<G>>,
-    connections: Map<SessionId, Connection>,
+    connections: SessionMap<Connection>,
     queue: MessageQueue,
     /// Messages of sessions waiting for the DB worker, in arrival order. Their credit is not
     /// given back until they are processed, so a waiting session's reader stops after
     /// `inbound_credit` frames: this is bounded by the same credit as the queue.
-    parked: Map<SessionId, MessageQueue>,
+    parked: SessionMap<MessageQueue>,
     owed: Vec<SessionId>,
     next_session: u64,
     out: Output,
@@ -218,9 +218,9 @@ impl<G: Game> Core<G> {
         Core {
             world,
             dispatcher,
-            connections: Map::default(),
+            connections: SessionMap::default(),
             queue: MessageQueue::new(),
-            parked: Map::default(),
+            parked: SessionMap::default(),
             owed: Vec::new(),
             next_session: 1,
             out: Output::default(),
@@ -229,7 +229,10 @@ impl<G: Game> Core<G> {
 
     /// Gives back an [`Output`] taken from [`Core::tick`], so that its buffers serve the next
     /// tick instead of new ones.
-    pub fn recycle(&mut self, output: Output) {
+    pub fn recycle(&mut self, mut output: Output) {
+        for (_, batch) in output.batches.drain(..) {
+            self.world.out.recycle(batch);
+        }
         self.out = output;
     }
 

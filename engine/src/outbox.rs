@@ -24,16 +24,24 @@ use bytes::{Bytes, BytesMut};
 use net::{DisconnectReason, SessionId};
 use protocol::ServerToClient;
 
-use crate::hash::Map;
+use crate::hash::SessionMap;
 
 /// Arena chunk size: one allocation serves many frames.
 const ARENA_CHUNK: usize = 64 * 1024;
+
+/// Batch buffers kept for the next ticks at most, and the frames one may hold to be kept: a
+/// tick that reached every session once does not keep a buffer per session for ever.
+const SPARE_BATCHES: usize = 4096;
+const SPARE_BATCH_FRAMES: usize = 64;
 
 /// Frames and closes of one tick.
 #[derive(Default)]
 pub struct Outbox {
     arena: BytesMut,
-    frames: Map<SessionId, Vec<Bytes>>,
+    frames: SessionMap<Vec<Bytes>>,
+    /// Emptied batch buffers given back ([`Outbox::recycle`]), taken before making new ones:
+    /// a tick's batches cost no allocation once the buffers are there.
+    spare: Vec<Vec<Bytes>>,
     closes: Vec<(SessionId, DisconnectReason)>,
     /// Frames too large to encode, dropped (a bug or a config the protocol cannot carry).
     pub oversized: u64,
@@ -89,7 +97,23 @@ impl Outbox {
     /// Queues an encoded frame to `to`.
     pub fn push(&mut self, to: SessionId, frame: Bytes) {
         self.frames_queued += 1;
-        self.frames.entry(to).or_default().push(frame);
+        let spare = &mut self.spare;
+        self.frames
+            .entry(to)
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push(frame);
+    }
+
+    /// Gives back a batch buffer taken with [`Outbox::drain_frames`], emptied or not, to serve
+    /// again.
+    pub fn recycle(&mut self, mut batch: Vec<Bytes>) {
+        if batch.capacity() > 0
+            && batch.capacity() <= SPARE_BATCH_FRAMES
+            && self.spare.len() < SPARE_BATCHES
+        {
+            batch.clear();
+            self.spare.push(batch);
+        }
     }
 
     /// Queues to `to` a copy of a stored S2C_Chat frame marked `history = true`.

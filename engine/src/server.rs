@@ -731,7 +731,9 @@ impl<G: Game> Server<G> {
                 }
             );
         }
-        for (id, frames) in output.batches.drain(..) {
+        // Each batch is taken out of its buffer, which goes back to the core for the next tick.
+        for (id, frames) in output.batches.iter_mut() {
+            let id = *id;
             let Some(session) = self.sessions.get_mut(&id) else {
                 continue;
             };

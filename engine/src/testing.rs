@@ -279,6 +279,12 @@ impl<G: Game> Sim<G> {
         std::mem::take(self.advance())
     }
 
+    /// Gives back an output taken from [`Sim::tick`], so that its buffers (and its batches')
+    /// serve the next ticks, as a server's do.
+    pub fn recycle(&mut self, output: Output) {
+        self.core.recycle(output);
+    }
+
     /// The time moves on by a tick and the core takes the queued inputs; the closes it
     /// decides are noted, and their ends queued for the next tick.
     fn advance(&mut self) -> &mut Output {

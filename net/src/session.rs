@@ -27,8 +27,9 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -37,7 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{Decoder, FramedRead};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{CodecError, FrameCodec, FrameError, Packet};
@@ -143,9 +144,32 @@ struct Shared {
     /// The writer has written everything and closed its side (after a graceful close).
     flushed: CancellationToken,
     reason: Mutex<Option<DisconnectReason>>,
+    /// A plain TCP socket, once set up: the owner writes a batch to it directly while nothing
+    /// waits for the write task.
+    direct: OnceLock<Arc<TcpStream>>,
 }
 
 impl Shared {
+    fn new(credit: usize) -> Shared {
+        let cancel = CancellationToken::new();
+        Shared {
+            queued_bytes: AtomicUsize::new(0),
+            credit: Semaphore::new(credit.max(1)),
+            // Cancelling ends the closing too: the reader waits on `closing` alone.
+            closing: cancel.child_token(),
+            cancel,
+            flushed: CancellationToken::new(),
+            reason: Mutex::new(None),
+            direct: OnceLock::new(),
+        }
+    }
+
+    /// Ends the session on a failed write.
+    fn write_failed(&self, error: &io::Error) {
+        self.set_reason(io_reason(error));
+        self.cancel.cancel();
+    }
+
     /// Records `reason` unless one is recorded already: the first cause is the one reported.
     fn set_reason(&self, reason: DisconnectReason) {
         let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,14 +207,7 @@ impl Session {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
-        let shared = Arc::new(Shared {
-            queued_bytes: AtomicUsize::new(0),
-            credit: Semaphore::new(config.inbound_credit.max(1)),
-            cancel: CancellationToken::new(),
-            closing: CancellationToken::new(),
-            flushed: CancellationToken::new(),
-            reason: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(config.inbound_credit));
         let (tx, rx) = mpsc::channel(config.outbound_batches.max(1));
         tracker.spawn(drive(
             id,
@@ -230,14 +247,39 @@ impl Session {
         self.outbound.is_none() || self.shared.cancel.is_cancelled()
     }
 
-    /// Queues one batch of frames, to be written with vectored writes. Never waits: a batch
-    /// that would take the bytes not yet written past `max_outbound_bytes` (or the batches
-    /// past `outbound_batches`) is refused with [`SendError::SlowConsumer`], and the owner is
-    /// expected to [`abort`](Session::abort) the session. A batch sent when nothing is
-    /// waiting to be written is always taken, however large.
-    pub fn send(&self, frames: Vec<Bytes>) -> Result<(), SendError> {
+    /// Sends one batch of frames with vectored writes, taking them out of `frames` (which
+    /// keeps its capacity, for the next batch). Never waits: over plain TCP, while nothing
+    /// waits to be written, the batch is written at once, and only what the socket does not
+    /// take now goes to the write task. A batch that would take the bytes not yet written past
+    /// `max_outbound_bytes` (or the batches past `outbound_batches`) is refused with
+    /// [`SendError::SlowConsumer`], and the owner is expected to [`abort`](Session::abort)
+    /// the session. A batch sent when nothing is waiting to be written is always taken,
+    /// however large.
+    pub fn send(&self, frames: &mut Vec<Bytes>) -> Result<(), SendError> {
         let Some(outbound) = &self.outbound else {
+            frames.clear();
             return Err(SendError::Closed);
+        };
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let frames: Vec<Bytes> = match self.shared.direct.get() {
+            // Nothing is queued, so nothing the write task holds can come after this.
+            Some(socket) if self.shared.queued_bytes.load(Ordering::Acquire) == 0 => {
+                match write_now(socket, frames) {
+                    Ok(written) if written == frames.len() => {
+                        frames.clear();
+                        return Ok(());
+                    }
+                    Ok(written) => frames.drain(written..).collect(),
+                    Err(error) => {
+                        frames.clear();
+                        self.shared.write_failed(&error);
+                        return Err(SendError::Closed);
+                    }
+                }
+            }
+            _ => std::mem::take(frames),
         };
         let len: usize = frames.iter().map(Bytes::len).sum();
         let queued = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
@@ -319,6 +361,7 @@ async fn drive(
             writer,
             framing,
             buffered,
+            socket,
         })) => {
             if negotiated_at_all {
                 let ready = SessionEvent::Ready {
@@ -342,6 +385,29 @@ async fn drive(
                 shared.clone(),
             ));
             let frames = FrameCodec::new(config.max_packet_size);
+            let reading = Reading {
+                id,
+                linger: config.linger,
+                events: &events,
+                shared: &shared,
+                control: control_tx,
+            };
+            if let Some(socket) = socket {
+                // Plain TCP: read on readiness, holding no buffer while idle; the owner
+                // writes batches straight to the socket.
+                drop(reader);
+                let _ = shared.direct.set(socket.clone());
+                let source = Source::Tcp(TcpSource {
+                    socket,
+                    deframer: Deframer::Raw(frames, false),
+                    pending: buffered,
+                    eof: false,
+                });
+                if !reading.run(source).await {
+                    return;
+                }
+                return finish(id, &events, &shared, None).await;
+            }
             let deframer = match (framing, &config.negotiation) {
                 (Framing::WebSocket(role), Negotiation::Accept(side)) => {
                     let max = side.web.as_ref().map_or(0, |w| w.max_message);
@@ -358,17 +424,8 @@ async fn drive(
             } else {
                 Box::pin(AsyncReadExt::chain(std::io::Cursor::new(buffered), reader))
             };
-            let reading = Reading {
-                id,
-                linger: config.linger,
-                events: &events,
-                shared: &shared,
-                control: control_tx,
-            };
-            if !reading
-                .run(FramedRead::with_capacity(reader, deframer, 8 * 1024))
-                .await
-            {
+            let framed = FramedRead::with_capacity(reader, deframer, READ_CHUNK);
+            if !reading.run(Source::Framed(framed)).await {
                 return;
             }
             None
@@ -385,6 +442,17 @@ async fn drive(
         // The owner closed it first: its reason stands.
         None => None,
     };
+    finish(id, &events, &shared, reason).await;
+}
+
+/// Ends the session: records `reason` (unless one was first), stops both tasks, and tells the
+/// owner.
+async fn finish(
+    id: SessionId,
+    events: &mpsc::Sender<SessionEvent>,
+    shared: &Shared,
+    reason: Option<DisconnectReason>,
+) {
     if let Some(reason) = reason {
         shared.set_reason(reason);
     }
@@ -395,6 +463,103 @@ async fn drive(
             reason: shared.reason(),
         })
         .await;
+}
+
+/// Bytes read from a socket at most at once: a frame at its largest.
+const READ_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// Where plain TCP sessions read into, one per thread: a session keeps only what it read
+    /// (a copy of exactly those bytes), and nothing while idle.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// What a session reads frames from.
+enum Source {
+    /// A stream through its decoder (TLS, WebSocket).
+    Framed(FramedRead<BoxRead, Deframer>),
+    /// A plain TCP socket.
+    Tcp(TcpSource),
+}
+
+/// A plain TCP socket read on readiness: what is there is read into the thread's scratch
+/// buffer, and the session keeps a copy of only those bytes until they are whole frames, so an
+/// idle session holds no buffer.
+struct TcpSource {
+    socket: Arc<TcpStream>,
+    deframer: Deframer,
+    /// Bytes read and not yet a whole frame; empty (no allocation) between frames.
+    pending: BytesMut,
+    eof: bool,
+}
+
+impl TcpSource {
+    /// The next frame (or the end, or an error) if it can be had without waiting.
+    fn try_next(&mut self) -> Option<Option<Result<Incoming, CodecError>>> {
+        loop {
+            if !self.pending.is_empty() {
+                match self.deframer.decode(&mut self.pending) {
+                    Ok(Some(item)) => {
+                        if self.pending.is_empty() {
+                            // Let go of the buffer the frame is a view of.
+                            self.pending = BytesMut::new();
+                        }
+                        return Some(Some(Ok(item)));
+                    }
+                    Ok(None) => {}
+                    Err(error) => return Some(Some(Err(error))),
+                }
+            }
+            if self.eof {
+                return Some(match self.pending.len() {
+                    0 => None,
+                    left => Some(Err(FrameError::Truncated(left).into())),
+                });
+            }
+            let read = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let n = self.socket.try_read(&mut scratch)?;
+                self.pending.extend_from_slice(&scratch[..n]);
+                Ok::<usize, io::Error>(n)
+            });
+            match read {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Some(Some(Err(CodecError::Io(error)))),
+            }
+        }
+    }
+}
+
+impl Source {
+    /// The next frame (or the end, or an error) if it can be had without waiting.
+    fn try_next(&mut self) -> Option<Option<Result<Incoming, CodecError>>> {
+        match self {
+            Source::Framed(_) => None,
+            Source::Tcp(tcp) => tcp.try_next(),
+        }
+    }
+
+    /// The next frame, the end, or an error, waiting for it.
+    async fn next(&mut self) -> Option<Result<Incoming, CodecError>> {
+        match self {
+            Source::Framed(framed) => framed.next().await,
+            Source::Tcp(tcp) => loop {
+                if let Some(next) = tcp.try_next() {
+                    return next;
+                }
+                if let Err(error) = tcp.socket.readable().await {
+                    return Some(Err(CodecError::Io(error)));
+                }
+            },
+        }
+    }
+
+    fn is_websocket(&self) -> bool {
+        matches!(self, Source::Framed(framed) if matches!(framed.decoder(), Deframer::WebSocket(_)))
+    }
 }
 
 /// Runs a negotiation for at most `timeout`; `None` when the owner closes the session first.
@@ -476,31 +641,41 @@ struct Reading<'a> {
 impl Reading<'_> {
     /// Reads until the session ends; `false` when the owner is gone and nobody is left to
     /// tell.
-    async fn run(self, mut frames: FramedRead<BoxRead, Deframer>) -> bool {
+    async fn run(self, mut frames: Source) -> bool {
         let shared = self.shared;
-        let websocket = matches!(frames.decoder(), Deframer::WebSocket(_));
+        let websocket = frames.is_websocket();
         let mut credit = false;
+        // Made once: the end (or a graceful close; an abort cancels both) is waited on only
+        // when the socket has nothing to give.
+        let stop: WaitForCancellationFuture<'_> = shared.closing.cancelled();
+        tokio::pin!(stop);
         let ending = loop {
             // A credit first: without one the socket is not read and TCP pushes back on the
             // peer.
             if !credit {
-                let permit = tokio::select! {
-                    biased;
-                    _ = shared.cancel.cancelled() => break None,
-                    _ = shared.closing.cancelled() => break None,
-                    permit = shared.credit.acquire() => permit,
-                };
-                match permit {
+                match shared.credit.try_acquire() {
                     Ok(permit) => permit.forget(),
-                    Err(_) => break None,
+                    Err(_) => {
+                        let permit = tokio::select! {
+                            biased;
+                            _ = &mut stop => break None,
+                            permit = shared.credit.acquire() => permit,
+                        };
+                        match permit {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => break None,
+                        }
+                    }
                 }
                 credit = true;
             }
-            let next = tokio::select! {
-                biased;
-                _ = shared.cancel.cancelled() => break None,
-                _ = shared.closing.cancelled() => break None,
-                next = frames.next() => next,
+            let next = match frames.try_next() {
+                Some(next) => next,
+                None => tokio::select! {
+                    biased;
+                    _ = &mut stop => break None,
+                    next = frames.next() => next,
+                },
             };
             match next {
                 Some(Ok(Incoming::Packet(packet))) => {
@@ -552,7 +727,7 @@ impl Reading<'_> {
     /// A graceful close. Input is still read, and dropped, until the writer has flushed and
     /// the peer has closed its side (or the linger time is up): closing a socket with unread
     /// input would send a reset, which can destroy the last frames in flight.
-    async fn linger(&self, frames: &mut FramedRead<BoxRead, Deframer>) {
+    async fn linger(&self, frames: &mut Source) {
         let shared = self.shared;
         let deadline = tokio::time::sleep(self.linger);
         tokio::pin!(deadline);
@@ -644,7 +819,8 @@ async fn write_loop(
             }
         }
         let result = write_or_end(&mut writer, &mut frames, &shared, flush).await;
-        shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        // Release: an owner that then sees nothing queued may write to the socket itself.
+        shared.queued_bytes.fetch_sub(len, Ordering::Release);
         // The written frames are views into the owner's arena chunks: holding them until the
         // next batch would keep an idle session's last chunk alive.
         frames.clear();
@@ -701,37 +877,78 @@ async fn write_or_end(
             Ok::<(), io::Error>(())
         } => result,
     };
-    result.map_err(|error| {
-        shared.set_reason(io_reason(&error));
-        shared.cancel.cancel();
-    })
+    result.map_err(|error| shared.write_failed(&error))
 }
 
 /// Writes every byte of `frames` with as few vectored writes as the socket allows.
 async fn write_all_vectored(writer: &mut BoxWrite, frames: &mut [Bytes]) -> io::Result<()> {
-    let mut first = 0;
+    let mut first = skip_empty(frames, 0);
     while first < frames.len() {
-        let end = frames.len().min(first + MAX_SLICES);
-        let slices: Vec<IoSlice<'_>> = frames[first..end].iter().map(|f| IoSlice::new(f)).collect();
-        let mut written = writer.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        drop(slices);
-        while written > 0 && first < frames.len() {
-            let frame = &mut frames[first];
-            let take = written.min(frame.len());
-            frame.advance(take);
-            written -= take;
-            if frame.is_empty() {
-                first += 1;
+        let written = {
+            let mut slices = [IoSlice::new(&[]); SLICES_AT_ONCE];
+            let n = fill_slices(&mut slices, &frames[first..]);
+            writer.write_vectored(&slices[..n]).await?
+        };
+        first = advance(frames, first, written)?;
+    }
+    Ok(())
+}
+
+/// Frames written by one call at most (the slices live on the stack); a batch of more takes
+/// more calls.
+const SLICES_AT_ONCE: usize = 64;
+
+/// Writes what the socket takes of `frames` now, without waiting: how many frames were written
+/// whole (the next one is advanced past what of it was written).
+fn write_now(socket: &TcpStream, frames: &mut [Bytes]) -> io::Result<usize> {
+    let mut first = skip_empty(frames, 0);
+    while first < frames.len() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); SLICES_AT_ONCE];
+            let n = fill_slices(&mut slices, &frames[first..]);
+            match socket.try_write_vectored(&slices[..n]) {
+                Ok(written) => written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(first),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
             }
-        }
-        while first < frames.len() && frames[first].is_empty() {
+        };
+        first = advance(frames, first, written)?;
+    }
+    Ok(first)
+}
+
+/// Points `slices` at the first frames; how many it holds.
+fn fill_slices<'a>(slices: &mut [IoSlice<'a>], frames: &'a [Bytes]) -> usize {
+    let n = slices.len().min(frames.len());
+    for (slice, frame) in slices.iter_mut().zip(frames) {
+        *slice = IoSlice::new(frame);
+    }
+    n
+}
+
+/// Takes `written` bytes off the frames from `first` on: the first frame not written whole.
+fn advance(frames: &mut [Bytes], mut first: usize, mut written: usize) -> io::Result<usize> {
+    if written == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    while written > 0 && first < frames.len() {
+        let frame = &mut frames[first];
+        let take = written.min(frame.len());
+        frame.advance(take);
+        written -= take;
+        if frame.is_empty() {
             first += 1;
         }
     }
-    Ok(())
+    Ok(skip_empty(frames, first))
+}
+
+fn skip_empty(frames: &[Bytes], mut first: usize) -> usize {
+    while first < frames.len() && frames[first].is_empty() {
+        first += 1;
+    }
+    first
 }
 
 #[cfg(test)]
@@ -748,14 +965,7 @@ mod tests {
             .unwrap();
         let (events, _) = mpsc::channel(1);
         let (_, outbound) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
-            queued_bytes: AtomicUsize::new(0),
-            credit: Semaphore::new(1),
-            cancel: CancellationToken::new(),
-            closing: CancellationToken::new(),
-            flushed: CancellationToken::new(),
-            reason: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(1));
         let config = SessionConfig::default();
         let task = drive(
             SessionId(1),

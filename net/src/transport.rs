@@ -225,6 +225,10 @@ pub(crate) enum Negotiated {
         framing: Framing,
         /// Bytes read during the negotiation that belong to the frames.
         buffered: BytesMut,
+        /// Plain TCP: the socket itself, which the session reads on readiness and its owner
+        /// writes to directly (`reader` and `writer` are views of it, for those who want
+        /// streams).
+        socket: Option<Arc<TcpStream>>,
     },
     /// An HTTP exchange was answered; the connection is closed.
     Answered {
@@ -236,14 +240,87 @@ pub(crate) enum Negotiated {
 impl Negotiated {
     /// Plain TCP frames.
     pub(crate) fn frames(stream: TcpStream) -> Negotiated {
-        let (reader, writer) = stream.into_split();
+        let socket = Arc::new(stream);
         Negotiated::Frames {
             transport: Transport::Tcp,
-            reader: Box::pin(reader),
-            writer: Box::pin(writer),
+            reader: Box::pin(SharedTcp(socket.clone())),
+            writer: Box::pin(SharedTcp(socket.clone())),
             framing: Framing::Raw,
             buffered: BytesMut::new(),
+            socket: Some(socket),
         }
+    }
+}
+
+/// A TCP socket shared by those who read it and write it: the session's reader, its write
+/// task, and its owner, who writes to it directly while nothing waits to be written. Reads
+/// and writes wait on the socket's readiness, then try it without blocking.
+pub(crate) struct SharedTcp(pub(crate) Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                done => return std::task::Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let socket = socket2::SockRef::from(&*self.0);
+        std::task::Poll::Ready(match socket.shutdown(std::net::Shutdown::Write) {
+            // The peer is gone already: this side is as closed as it can be.
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            done => done,
+        })
     }
 }
 
@@ -423,6 +500,7 @@ fn split<S: AsyncRead + AsyncWrite + Send + 'static>(
         writer: Box::pin(writer),
         framing,
         buffered,
+        socket: None,
     }
 }
 

@@ -82,9 +82,9 @@ async fn received_frames_arrive_in_order_as_zero_copy_packets() {
 #[tokio::test]
 async fn a_batch_is_written_whole_and_in_order() {
     let (session, mut peer, _rx, _t) = pair(SessionConfig::default()).await;
-    let frames: Vec<Bytes> = (0..100u16).map(|i| frame(1000 + i, b"abc")).collect();
+    let mut frames: Vec<Bytes> = (0..100u16).map(|i| frame(1000 + i, b"abc")).collect();
     let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
-    session.send(frames).unwrap();
+    session.send(&mut frames).unwrap();
     let mut got = vec![0u8; expected.len()];
     timeout(WAIT, peer.read_exact(&mut got))
         .await
@@ -130,7 +130,7 @@ async fn peer_that_never_reads_makes_send_refuse_as_slow_consumer() {
     let big = frame(1000, &[7u8; 8000]);
     let mut refused = None;
     for _ in 0..10_000 {
-        match session.send(vec![big.clone()]) {
+        match session.send(&mut vec![big.clone()]) {
             Ok(()) => tokio::task::yield_now().await,
             Err(e) => {
                 refused = Some(e);
@@ -150,7 +150,7 @@ async fn peer_that_never_reads_makes_send_refuse_as_slow_consumer() {
 #[tokio::test]
 async fn graceful_close_writes_what_is_queued_then_closes() {
     let (mut session, mut peer, mut rx, _t) = pair(SessionConfig::default()).await;
-    session.send(vec![frame(1003, b"bye")]).unwrap();
+    session.send(&mut vec![frame(1003, b"bye")]).unwrap();
     session.close(DisconnectReason::Replaced);
     let mut got = Vec::new();
     timeout(WAIT, peer.read_to_end(&mut got))
@@ -161,7 +161,7 @@ async fn graceful_close_writes_what_is_queued_then_closes() {
     drop(peer);
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Replaced);
     assert!(matches!(
-        session.send(vec![frame(1, b"")]),
+        session.send(&mut vec![frame(1, b"")]),
         Err(SendError::Closed)
     ));
 }
@@ -178,7 +178,7 @@ async fn graceful_close_reads_what_the_peer_still_sends_so_it_is_not_reset() {
         .flat_map(|_| frame(2001, b"still here").to_vec())
         .collect();
     peer.write_all(&chatter).await.unwrap();
-    session.send(vec![frame(1003, b"last words")]).unwrap();
+    session.send(&mut vec![frame(1003, b"last words")]).unwrap();
     session.close(DisconnectReason::Replaced);
     let mut got = Vec::new();
     timeout(WAIT, peer.read_to_end(&mut got))
@@ -263,7 +263,7 @@ async fn an_idle_session_keeps_no_reference_to_the_frames_it_has_written() {
     let (session, mut peer, _rx, _t) = pair(SessionConfig::default()).await;
     let (tracked, dropped) = tracked_frame(1000, b"last words");
     let len = tracked.len();
-    session.send(vec![tracked]).unwrap();
+    session.send(&mut vec![tracked]).unwrap();
     let mut buf = vec![0u8; len];
     timeout(WAIT, peer.read_exact(&mut buf))
         .await

@@ -189,7 +189,7 @@ impl Network {
     /// Sends `request` on the current connection.
     pub fn send(&self, request: &C2sMessage) -> Result<(), SendError> {
         let session = self.session.as_ref().ok_or(SendError::NotConnected)?;
-        session.send(vec![frame(request)?])?;
+        session.send(&mut vec![frame(request)?])?;
         Ok(())
     }
 

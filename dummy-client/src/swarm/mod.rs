@@ -1390,7 +1390,7 @@ impl Swarm {
             if bot.out.is_empty() {
                 continue;
             }
-            match session.send(std::mem::take(&mut bot.out)) {
+            match session.send(&mut bot.out) {
                 Ok(()) => {}
                 Err(SendError::Closed) => {}
                 Err(SendError::SlowConsumer { queued }) => {

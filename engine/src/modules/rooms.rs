@@ -16,7 +16,7 @@ use protocol::{ErrorCode, MessageType};
 use crate::db::DbEvent;
 use crate::dispatcher::{Ctx, DispatchError, DispatchState, HandlerError};
 use crate::handlers::check_room_name;
-use crate::hash::{Map, Set};
+use crate::hash::{Map, SessionMap, Set};
 use crate::metrics::Registry;
 use crate::world::Game;
 use crate::world::{dedup_newest, keep_newest, offer, Login, Module, Setup, World};
@@ -113,7 +113,7 @@ pub struct Rooms {
     /// Rooms that have members (or joins waiting for their history), by name.
     pub rooms: Map<String, Room>,
     /// What each session is in.
-    pub members: Map<SessionId, Membership>,
+    pub members: SessionMap<Membership>,
     /// Chat lines of this tick to append to the history table.
     pub pending_history: Vec<Bytes>,
     /// Rooms with history that emptied since the last batch.
@@ -145,7 +145,7 @@ impl Rooms {
         Rooms {
             config,
             rooms: Map::default(),
-            members: Map::default(),
+            members: SessionMap::default(),
             pending_history: Vec::new(),
             pending_emptied: Vec::new(),
             pending_in_use: Vec::new(),

@@ -40,7 +40,7 @@ use protocol::ErrorCode;
 
 use crate::db::{DbJob, DbQueue, TokenHash};
 use crate::dispatcher::{DispatchState, HandlerError};
-use crate::hash::Map;
+use crate::hash::{Map, SessionMap};
 use crate::outbox::Outbox;
 use crate::ratelimit::{Admission, TokenBucket};
 use crate::storage::{SessionLogEntry, SessionRecord};
@@ -216,7 +216,7 @@ pub struct World<G> {
     /// The settings.
     pub config: WorldConfig,
     /// Connected sessions.
-    pub clients: Map<SessionId, Client>,
+    pub clients: SessionMap<Client>,
     /// Logged-in sessions by username folded to lowercase.
     pub users: Map<String, SessionId>,
     /// What this tick sends.
@@ -277,7 +277,7 @@ impl<G: Game> World<G> {
         now: Instant,
     ) -> World<G> {
         let mut world = World {
-            clients: Map::default(),
+            clients: SessionMap::default(),
             users: Map::default(),
             out: Outbox::default(),
             timers: Timers::default(),
