@@ -24,10 +24,10 @@
 //! A session ends exactly once, with one [`SessionEvent::Closed`] carrying the first
 //! [`DisconnectReason`] recorded: the peer's, the socket's, or the owner's.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -42,7 +42,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{CodecError, FrameCodec, FrameError, Packet};
-use crate::transport::{self, BoxRead, BoxWrite, Framing, Negotiated, Negotiation, Transport};
+use crate::transport::{
+    self, BoxRead, BoxWrite, Framing, Negotiated, Negotiation, SharedTcp, Transport,
+};
 use crate::ws::{self, Incoming, Role, WsDecoder};
 
 /// Identifies a session for as long as its owner runs; never reused.
@@ -189,9 +191,26 @@ impl Shared {
 pub struct Session {
     id: SessionId,
     peer: SocketAddr,
-    outbound: Option<mpsc::Sender<Vec<Bytes>>>,
+    outbound: Outbound,
     max_outbound_bytes: usize,
     shared: Arc<Shared>,
+}
+
+/// Where a session's batches go.
+enum Outbound {
+    /// To the write task (TLS, WebSocket: what the negotiation made).
+    Queue(mpsc::Sender<Vec<Bytes>>),
+    /// Straight to the plain TCP socket (`Shared::direct`) from the owner's thread. What the
+    /// socket does not take at once goes to a write task, spawned on `tracker` the first time
+    /// it is needed: an idle session, or one whose peer reads as fast as it is sent to, has
+    /// no write task and no queue.
+    Direct {
+        writer: OnceLock<mpsc::Sender<Vec<Bytes>>>,
+        tracker: TaskTracker,
+        batches: usize,
+    },
+    /// Closing or closed: nothing more is sent.
+    Closed,
 }
 
 impl Session {
@@ -208,20 +227,39 @@ impl Session {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
         let shared = Arc::new(Shared::new(config.inbound_credit));
-        let (tx, rx) = mpsc::channel(config.outbound_batches.max(1));
-        tracker.spawn(drive(
-            id,
-            stream,
-            config.clone(),
-            events,
-            shared.clone(),
-            rx,
-            tracker.clone(),
-        ));
+        let outbound = if config.negotiation.is_plain() {
+            // Frames from the first byte: no negotiation, and the socket is shared at once.
+            let socket = Arc::new(stream);
+            let _ = shared.direct.set(socket.clone());
+            let plain = Plain {
+                id,
+                max_packet_size: config.max_packet_size,
+                linger: config.linger,
+                ready: !matches!(config.negotiation, Negotiation::Frames),
+            };
+            tracker.spawn(plain.read(socket, events, shared.clone()));
+            Outbound::Direct {
+                writer: OnceLock::new(),
+                tracker: tracker.clone(),
+                batches: config.outbound_batches,
+            }
+        } else {
+            let (tx, rx) = mpsc::channel(config.outbound_batches.max(1));
+            tracker.spawn(drive(
+                id,
+                stream,
+                config.clone(),
+                events,
+                shared.clone(),
+                rx,
+                tracker.clone(),
+            ));
+            Outbound::Queue(tx)
+        };
         Session {
             id,
             peer,
-            outbound: Some(tx),
+            outbound,
             max_outbound_bytes: config.max_outbound_bytes,
             shared,
         }
@@ -244,7 +282,7 @@ impl Session {
 
     /// Whether the session has been asked to close or has ended.
     pub fn is_closing(&self) -> bool {
-        self.outbound.is_none() || self.shared.cancel.is_cancelled()
+        matches!(self.outbound, Outbound::Closed) || self.shared.cancel.is_cancelled()
     }
 
     /// Sends one batch of frames with vectored writes, taking them out of `frames` (which
@@ -256,15 +294,15 @@ impl Session {
     /// the session. A batch sent when nothing is waiting to be written is always taken,
     /// however large.
     pub fn send(&self, frames: &mut Vec<Bytes>) -> Result<(), SendError> {
-        let Some(outbound) = &self.outbound else {
+        if matches!(self.outbound, Outbound::Closed) {
             frames.clear();
             return Err(SendError::Closed);
-        };
+        }
         if frames.is_empty() {
             return Ok(());
         }
         let frames: Vec<Bytes> = match self.shared.direct.get() {
-            // Nothing is queued, so nothing the write task holds can come after this.
+            // Nothing is queued, so nothing a write task holds can come after this.
             Some(socket) if self.shared.queued_bytes.load(Ordering::Acquire) == 0 => {
                 match write_now(socket, frames) {
                     Ok(written) if written == frames.len() => {
@@ -280,6 +318,15 @@ impl Session {
                 }
             }
             _ => std::mem::take(frames),
+        };
+        let outbound = match &self.outbound {
+            Outbound::Queue(queue) => queue,
+            Outbound::Direct {
+                writer,
+                tracker,
+                batches,
+            } => writer.get_or_init(|| self.spawn_writer(tracker, *batches)),
+            Outbound::Closed => return Err(SendError::Closed),
         };
         let len: usize = frames.iter().map(Bytes::len).sum();
         let queued = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
@@ -301,6 +348,38 @@ impl Session {
         }
     }
 
+    /// The write task of a plain TCP session, for what its socket did not take at once.
+    fn spawn_writer(&self, tracker: &TaskTracker, batches: usize) -> mpsc::Sender<Vec<Bytes>> {
+        let (tx, rx) = mpsc::channel(batches.max(1));
+        let socket = self
+            .shared
+            .direct
+            .get()
+            .expect("a direct session has its socket");
+        tracker.spawn(write_loop(
+            Box::pin(SharedTcp(socket.clone())),
+            rx,
+            None,
+            (Framing::Raw, false),
+            self.shared.clone(),
+        ));
+        tx
+    }
+
+    /// No more batches: a write task writes what it holds, then closes the sending side (as
+    /// this does at once when nothing is held).
+    fn end_sending(&mut self) {
+        if let Outbound::Direct { writer, .. } = &self.outbound {
+            if writer.get().is_none() {
+                if let Some(socket) = self.shared.direct.get() {
+                    let _ = SharedTcp::shutdown(socket);
+                }
+                self.shared.flushed.cancel();
+            }
+        }
+        self.outbound = Outbound::Closed;
+    }
+
     /// Gives back `n` inbound credits: the owner has processed `n` frames of this session.
     pub fn release_credit(&self, n: usize) {
         if n > 0 {
@@ -312,21 +391,72 @@ impl Session {
     /// then closes the socket. `reason` is reported unless the session ended already.
     pub fn close(&mut self, reason: DisconnectReason) {
         self.shared.set_reason(reason);
-        self.outbound = None;
+        if !matches!(self.outbound, Outbound::Closed) {
+            self.end_sending();
+        }
         self.shared.closing.cancel();
     }
 
     /// Closes at once, dropping whatever is queued.
     pub fn abort(&mut self, reason: DisconnectReason) {
         self.shared.set_reason(reason);
-        self.outbound = None;
+        self.outbound = Outbound::Closed;
         self.shared.cancel.cancel();
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if !matches!(self.outbound, Outbound::Closed) {
+            self.end_sending();
+        }
         self.shared.closing.cancel();
+    }
+}
+
+/// The read task of a plain TCP session: what a session is while it is idle, so it holds no
+/// buffer and nothing of a negotiation.
+struct Plain {
+    id: SessionId,
+    max_packet_size: usize,
+    linger: Duration,
+    /// Whether to report [`SessionEvent::Ready`] (a port that could have negotiated).
+    ready: bool,
+}
+
+impl Plain {
+    async fn read(
+        self,
+        socket: Arc<TcpStream>,
+        events: mpsc::Sender<SessionEvent>,
+        shared: Arc<Shared>,
+    ) {
+        if self.ready {
+            let ready = SessionEvent::Ready {
+                session: self.id,
+                transport: Transport::Tcp,
+            };
+            if events.send(ready).await.is_err() {
+                shared.cancel.cancel();
+                return;
+            }
+        }
+        let reading = Reading {
+            id: self.id,
+            linger: self.linger,
+            events: &events,
+            shared: &shared,
+            control: None,
+        };
+        let source = Source::Tcp(TcpSource {
+            socket,
+            deframer: Deframer::Raw(FrameCodec::new(self.max_packet_size), false),
+            pending: BytesMut::new(),
+            eof: false,
+        });
+        if reading.run(source).await {
+            finish(self.id, &events, &shared, None).await;
+        }
     }
 }
 
@@ -361,7 +491,6 @@ async fn drive(
             writer,
             framing,
             buffered,
-            socket,
         })) => {
             if negotiated_at_all {
                 let ready = SessionEvent::Ready {
@@ -373,7 +502,14 @@ async fn drive(
                     return;
                 }
             }
-            let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+            // Pongs, which only the WebSocket's reader asks for.
+            let (control_tx, control_rx) = match framing {
+                Framing::WebSocket(_) => {
+                    let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+                    (Some(tx), Some(rx))
+                }
+                Framing::Raw => (None, None),
+            };
             // A socket of its own writes through at once; TLS keeps what it is given until
             // flushed.
             let flush = !matches!(transport, Transport::Tcp | Transport::Ws);
@@ -392,22 +528,6 @@ async fn drive(
                 shared: &shared,
                 control: control_tx,
             };
-            if let Some(socket) = socket {
-                // Plain TCP: read on readiness, holding no buffer while idle; the owner
-                // writes batches straight to the socket.
-                drop(reader);
-                let _ = shared.direct.set(socket.clone());
-                let source = Source::Tcp(TcpSource {
-                    socket,
-                    deframer: Deframer::Raw(frames, false),
-                    pending: buffered,
-                    eof: false,
-                });
-                if !reading.run(source).await {
-                    return;
-                }
-                return finish(id, &events, &shared, None).await;
-            }
             let deframer = match (framing, &config.negotiation) {
                 (Framing::WebSocket(role), Negotiation::Accept(side)) => {
                     let max = side.web.as_ref().map_or(0, |w| w.max_message);
@@ -635,7 +755,7 @@ struct Reading<'a> {
     linger: Duration,
     events: &'a mpsc::Sender<SessionEvent>,
     shared: &'a Shared,
-    control: mpsc::Sender<Control>,
+    control: Option<mpsc::Sender<Control>>,
 }
 
 impl Reading<'_> {
@@ -691,7 +811,9 @@ impl Reading<'_> {
                     }
                 }
                 Some(Ok(Incoming::Ping(payload))) => {
-                    let _ = self.control.try_send(Control::Pong(payload));
+                    if let Some(control) = &self.control {
+                        let _ = control.try_send(Control::Pong(payload));
+                    }
                 }
                 Some(Ok(Incoming::Pong)) => {}
                 // The peer's close is answered with ours, gracefully.
@@ -752,7 +874,7 @@ const MAX_SLICES: usize = 512;
 async fn write_loop(
     mut writer: BoxWrite,
     mut outbound: mpsc::Receiver<Vec<Bytes>>,
-    mut control: mpsc::Receiver<Control>,
+    mut control: Option<mpsc::Receiver<Control>>,
     (framing, flush): (Framing, bool),
     shared: Arc<Shared>,
 ) {
@@ -772,7 +894,7 @@ async fn write_loop(
             tokio::select! {
                 biased;
                 _ = shared.cancel.cancelled() => return,
-                Some(Control::Pong(payload)) = control.recv(), if websocket => {
+                Some(Control::Pong(payload)) = next_control(&mut control), if websocket => {
                     scratch.clear();
                     ws::encode_control(role(framing), ws::opcode::PONG, &payload, &mut scratch);
                     let pong = scratch.split().freeze();
@@ -849,6 +971,14 @@ async fn write_loop(
     shared.flushed.cancel();
     // Keep the write half (dropping it is harmless after shutdown) until the session ends.
     shared.cancel.cancelled().await;
+}
+
+/// The next control frame asked for; never, without a control queue.
+async fn next_control(control: &mut Option<mpsc::Receiver<Control>>) -> Option<Control> {
+    match control {
+        Some(control) => control.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn role(framing: Framing) -> Role {

@@ -206,6 +206,17 @@ pub enum Negotiation {
     Connect(Arc<ConnectSide>),
 }
 
+impl Negotiation {
+    /// Whether frames flow over the bare socket from the first byte: no TLS, no HTTP.
+    pub(crate) fn is_plain(&self) -> bool {
+        match self {
+            Negotiation::Frames => true,
+            Negotiation::Accept(side) => side.tls.is_none() && side.web.is_none(),
+            Negotiation::Connect(side) => side.tls.is_none() && side.websocket.is_none(),
+        }
+    }
+}
+
 /// How frames travel once negotiated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -225,10 +236,6 @@ pub(crate) enum Negotiated {
         framing: Framing,
         /// Bytes read during the negotiation that belong to the frames.
         buffered: BytesMut,
-        /// Plain TCP: the socket itself, which the session reads on readiness and its owner
-        /// writes to directly (`reader` and `writer` are views of it, for those who want
-        /// streams).
-        socket: Option<Arc<TcpStream>>,
     },
     /// An HTTP exchange was answered; the connection is closed.
     Answered {
@@ -240,39 +247,29 @@ pub(crate) enum Negotiated {
 impl Negotiated {
     /// Plain TCP frames.
     pub(crate) fn frames(stream: TcpStream) -> Negotiated {
-        let socket = Arc::new(stream);
+        let (reader, writer) = stream.into_split();
         Negotiated::Frames {
             transport: Transport::Tcp,
-            reader: Box::pin(SharedTcp(socket.clone())),
-            writer: Box::pin(SharedTcp(socket.clone())),
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
             framing: Framing::Raw,
             buffered: BytesMut::new(),
-            socket: Some(socket),
         }
     }
 }
 
-/// A TCP socket shared by those who read it and write it: the session's reader, its write
-/// task, and its owner, who writes to it directly while nothing waits to be written. Reads
-/// and writes wait on the socket's readiness, then try it without blocking.
+/// A plain TCP socket shared by the session's reader, its owner, who writes to it directly
+/// while nothing waits to be written, and its write task (when it needs one): this is the
+/// write task's view. Writes wait on the socket's readiness, then try it without blocking.
 pub(crate) struct SharedTcp(pub(crate) Arc<TcpStream>);
 
-impl AsyncRead for SharedTcp {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        loop {
-            std::task::ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return std::task::Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return std::task::Poll::Ready(Err(e)),
-            }
+impl SharedTcp {
+    /// Closes the sending side: the peer reads the end after what was written.
+    pub(crate) fn shutdown(socket: &TcpStream) -> std::io::Result<()> {
+        match socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Write) {
+            // The peer is gone already: this side is as closed as it can be.
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            done => done,
         }
     }
 }
@@ -315,12 +312,7 @@ impl AsyncWrite for SharedTcp {
         self: Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let socket = socket2::SockRef::from(&*self.0);
-        std::task::Poll::Ready(match socket.shutdown(std::net::Shutdown::Write) {
-            // The peer is gone already: this side is as closed as it can be.
-            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
-            done => done,
-        })
+        std::task::Poll::Ready(SharedTcp::shutdown(&self.0))
     }
 }
 
@@ -500,7 +492,6 @@ fn split<S: AsyncRead + AsyncWrite + Send + 'static>(
         writer: Box::pin(writer),
         framing,
         buffered,
-        socket: None,
     }
 }
 

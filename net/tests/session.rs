@@ -279,3 +279,69 @@ async fn an_idle_session_keeps_no_reference_to_the_frames_it_has_written() {
     }
     assert_eq!(session.queued_bytes(), 0);
 }
+
+/// Over plain TCP the owner writes to the socket itself while nothing is queued; what the
+/// socket does not take waits for a write task. A peer that stops reading, then reads again,
+/// gets every byte in order: those that waited, then those written directly once the queue
+/// was empty again, then the end.
+#[tokio::test]
+async fn batches_that_find_the_socket_full_wait_in_order_and_later_ones_go_straight_out() {
+    let config = SessionConfig {
+        max_outbound_bytes: 64 << 20,
+        outbound_batches: 4096,
+        ..SessionConfig::default()
+    };
+    let (mut session, mut peer, mut rx, _t) = pair(config).await;
+    let payload = vec![7u8; 4000];
+    let mut expected = Vec::new();
+    let mut sent = 0u16;
+    let mut batch = |count: u16, expected: &mut Vec<u8>| {
+        let frames: Vec<Bytes> = (0..count)
+            .map(|_| {
+                sent = sent.wrapping_add(1);
+                frame(sent, &payload)
+            })
+            .collect();
+        for f in &frames {
+            expected.extend_from_slice(f);
+        }
+        frames
+    };
+    // Far more than the socket's buffers hold: most of it waits for the write task.
+    for _ in 0..300 {
+        session.send(&mut batch(10, &mut expected)).unwrap();
+    }
+    assert!(session.queued_bytes() > 0, "the socket did not take it all");
+    let mut got = vec![0u8; expected.len()];
+    timeout(WAIT, peer.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got == expected,
+        "the first batches arrive whole and in order"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while session.queued_bytes() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Nothing queued now: these go straight to the socket.
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        let mut frames = batch(3, &mut later);
+        session.send(&mut frames).unwrap();
+        assert!(
+            frames.is_empty() && frames.capacity() >= 3,
+            "the buffer is kept"
+        );
+    }
+    session.close(DisconnectReason::Shutdown);
+    let mut rest = Vec::new();
+    timeout(WAIT, peer.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest == later, "the later batches follow, then the end");
+    drop(peer);
+    assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Shutdown);
+}

@@ -103,7 +103,11 @@ fn one_line(members: usize) -> (u64, usize) {
 fn a_chat_line_allocates_nothing_per_delivery() {
     let (small, to_small) = one_line(20);
     let (large, to_large) = one_line(100);
-    assert_eq!((to_small, to_large), (20, 100), "every member is sent the line");
+    assert_eq!(
+        (to_small, to_large),
+        (20, 100),
+        "every member is sent the line"
+    );
     assert_eq!(
         small, large,
         "a line to 100 members allocates as often as one to 20 ({small} allocations)"
