@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use config::ServerConfig;
 use net::{
     DisconnectReason, Refusal, Refuser, SendError, ServerService, ServiceEvent, Session,
-    SessionConfig, SessionEvent, SessionId,
+    SessionConfig, SessionEvent,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -226,7 +226,7 @@ struct Server<G: Game> {
     /// The DB worker's thread: the core's [`Output::db`] goes to it, and what it did comes
     /// back as [`Input::Db`].
     db: DbThread,
-    sessions: HashMap<SessionId, Session>,
+    sessions: crate::hash::SessionMap<Session>,
     /// Streams accepted this tick, by token, with their port's tag, until the core decides.
     accepted: HashMap<u64, (TcpStream, usize)>,
     next_token: u64,
@@ -475,7 +475,7 @@ pub async fn run_recording<G: Game>(
         core,
         recorder,
         db,
-        sessions: HashMap::new(),
+        sessions: crate::hash::SessionMap::default(),
         accepted: HashMap::new(),
         next_token: 0,
         inputs: Vec::new(),

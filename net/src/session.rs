@@ -1,10 +1,19 @@
-//! One connection, driven by two tasks, whatever carries its frames: TCP, TLS, WebSocket.
+//! One connection, whatever carries its frames: TCP, TLS, WebSocket.
 //!
-//! First the connection is set up as [`SessionConfig::negotiation`] says (see
-//! [`crate::transport`]): nothing for plain TCP; a TLS handshake, the detection of what the
-//! client speaks, a WebSocket upgrade or an HTTP answer for a server's port; a TLS handshake
-//! and an upgrade for a client. Batches the owner sends meanwhile wait in the outbound queue.
-//! A negotiated session reports [`SessionEvent::Ready`] with its [`Transport`].
+//! A connection of plain frames over TCP (no TLS, no HTTP to tell apart) is the common case
+//! and the cheapest: one read task, which reads the socket when it is readable into a buffer
+//! of its thread and keeps only the bytes of a frame not yet whole, so an idle session holds
+//! no buffer; and its owner writes each batch to the socket itself, with one non-blocking
+//! vectored write, while nothing waits to be written. Only what the socket does not take at
+//! once goes to a write task, spawned the first time it is needed, and later batches queue
+//! behind it until it has written everything (order is kept).
+//!
+//! Any other connection is first set up as [`SessionConfig::negotiation`] says (see
+//! [`crate::transport`]): a TLS handshake, the detection of what the client speaks, a
+//! WebSocket upgrade or an HTTP answer for a server's port; a TLS handshake and an upgrade for
+//! a client. Batches the owner sends meanwhile wait in the outbound queue, and a write task
+//! writes every batch. A negotiated session reports [`SessionEvent::Ready`] with its
+//! [`Transport`].
 //!
 //! The read task decodes frames and hands them to the owner as [`SessionEvent::Received`] on
 //! a queue shared by all sessions. Inbound is bounded twice: the shared queue has a capacity,
@@ -13,10 +22,10 @@
 //! reading, so a peer that sends faster than the owner processes meets TCP backpressure and
 //! cannot take more than its share of a tick.
 //!
-//! The write task takes whole batches (all the frames of one tick) and writes each batch with
-//! vectored writes. Outbound is bounded in batches and in bytes; the owner's [`Session::send`]
-//! refuses a batch that would pass either bound, and the owner then disconnects the slow
-//! consumer, so a client that stops reading never grows the owner's memory.
+//! Batches are written with vectored writes. Outbound is bounded in batches and in bytes
+//! waiting for the write task; the owner's [`Session::send`] refuses a batch that would pass
+//! either bound, and the owner then disconnects the slow consumer, so a client that stops
+//! reading never grows the owner's memory.
 //!
 //! Over WebSocket, each batch is one binary message; pings are answered, and a close is a
 //! close frame with a code saying why ([`close_code`]), both ways.

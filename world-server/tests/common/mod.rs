@@ -1,0 +1,3 @@
+//! What the chat world's tests and benches share.
+
+pub mod room;
