@@ -445,7 +445,7 @@ impl Plain {
                 session: self.id,
                 transport: Transport::Tcp,
             };
-            if events.send(ready).await.is_err() {
+            if deliver(&events, ready).await.is_err() {
                 shared.cancel.cancel();
                 return;
             }
@@ -464,7 +464,9 @@ impl Plain {
             eof: false,
         });
         if reading.run(source).await {
-            finish(self.id, &events, &shared, None).await;
+            // Boxed, as every rare wait of this task is: its state is on the heap while it
+            // lasts, not in every session's task for its whole life.
+            Box::pin(finish(self.id, &events, &shared, None)).await;
         }
     }
 }
@@ -540,11 +542,11 @@ async fn drive(
             let deframer = match (framing, &config.negotiation) {
                 (Framing::WebSocket(role), Negotiation::Accept(side)) => {
                     let max = side.web.as_ref().map_or(0, |w| w.max_message);
-                    Deframer::WebSocket(WsDecoder::new(role, max, frames))
+                    Deframer::WebSocket(Box::new(WsDecoder::new(role, max, frames)))
                 }
                 (Framing::WebSocket(role), Negotiation::Connect(side)) => {
                     let max = side.websocket.as_ref().map_or(0, |w| w.max_message);
-                    Deframer::WebSocket(WsDecoder::new(role, max, frames))
+                    Deframer::WebSocket(Box::new(WsDecoder::new(role, max, frames)))
                 }
                 _ => Deframer::Raw(frames, false),
             };
@@ -554,7 +556,7 @@ async fn drive(
                 Box::pin(AsyncReadExt::chain(std::io::Cursor::new(buffered), reader))
             };
             let framed = FramedRead::with_capacity(reader, deframer, READ_CHUNK);
-            if !reading.run(Source::Framed(framed)).await {
+            if !reading.run(Source::Framed(Box::new(framed))).await {
                 return;
             }
             None
@@ -594,6 +596,19 @@ async fn finish(
         .await;
 }
 
+/// Hands `event` to the owner: at once while the queue has room, else waiting for room (a
+/// boxed wait: see [`Plain::read`]).
+async fn deliver(
+    events: &mpsc::Sender<SessionEvent>,
+    event: SessionEvent,
+) -> Result<(), mpsc::error::SendError<SessionEvent>> {
+    match events.try_send(event) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(event)) => Box::pin(events.send(event)).await,
+        Err(mpsc::error::TrySendError::Closed(event)) => Err(mpsc::error::SendError(event)),
+    }
+}
+
 /// Bytes read from a socket at most at once: a frame at its largest.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -605,8 +620,9 @@ thread_local! {
 
 /// What a session reads frames from.
 enum Source {
-    /// A stream through its decoder (TLS, WebSocket).
-    Framed(FramedRead<BoxRead, Deframer>),
+    /// A stream through its decoder (TLS, WebSocket); boxed, so that a plain session's task
+    /// is not as large as this.
+    Framed(Box<FramedRead<BoxRead, Deframer>>),
     /// A plain TCP socket.
     Tcp(TcpSource),
 }
@@ -725,7 +741,7 @@ const CONTROL_QUEUE: usize = 4;
 /// checked for a TLS ClientHello), or in WebSocket messages.
 enum Deframer {
     Raw(FrameCodec, bool),
-    WebSocket(WsDecoder),
+    WebSocket(Box<WsDecoder>),
 }
 
 impl Decoder for Deframer {
@@ -788,7 +804,7 @@ impl Reading<'_> {
                         let permit = tokio::select! {
                             biased;
                             _ = &mut stop => break None,
-                            permit = shared.credit.acquire() => permit,
+                            permit = Box::pin(shared.credit.acquire()) => permit,
                         };
                         match permit {
                             Ok(permit) => permit.forget(),
@@ -814,7 +830,7 @@ impl Reading<'_> {
                         packet,
                         at: Instant::now(),
                     };
-                    if self.events.send(event).await.is_err() {
+                    if deliver(self.events, event).await.is_err() {
                         shared.cancel.cancel();
                         return false;
                     }
@@ -843,13 +859,13 @@ impl Reading<'_> {
             Some((reason, true)) => {
                 shared.set_reason(reason);
                 shared.closing.cancel();
-                self.linger(&mut frames).await;
+                Box::pin(self.linger(&mut frames)).await;
             }
             Some((reason, false)) => {
                 shared.set_reason(reason);
                 shared.cancel.cancel();
             }
-            None if !shared.cancel.is_cancelled() => self.linger(&mut frames).await,
+            None if !shared.cancel.is_cancelled() => Box::pin(self.linger(&mut frames)).await,
             None => {}
         }
         true
@@ -1117,5 +1133,31 @@ mod tests {
         );
         let size = std::mem::size_of_val(&task);
         assert!(size < 2048, "a session's task takes {size} bytes");
+    }
+}
+
+#[cfg(test)]
+mod plain {
+    use super::*;
+
+    /// A plain session's task is what an idle connection costs: its rare waits (a full event
+    /// queue, no credit, the linger of a close) are boxed while they last, and the decoders
+    /// of TLS and WebSocket are not in it.
+    #[tokio::test]
+    async fn a_plain_sessions_task_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (events, _) = mpsc::channel(1);
+        let plain = Plain {
+            id: SessionId(1),
+            max_packet_size: 8192,
+            linger: Duration::from_secs(1),
+            ready: true,
+        };
+        let task = plain.read(Arc::new(stream), events, Arc::new(Shared::new(1)));
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 800, "a plain session's task takes {size} bytes");
     }
 }
