@@ -663,9 +663,27 @@ impl TcpSource {
             }
             let read = SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let n = self.socket.try_read(&mut scratch)?;
-                self.pending.extend_from_slice(&scratch[..n]);
-                Ok::<usize, io::Error>(n)
+                let mut short = false;
+                let read = self.socket.try_io(tokio::io::Interest::READABLE, || {
+                    use std::io::Read;
+                    let n = (&*socket2::SockRef::from(&*self.socket)).read(&mut scratch)?;
+                    short = n > 0 && n < scratch.len();
+                    if short {
+                        // The socket is drained: say so, so that the next read waits for
+                        // readiness instead of asking the kernel again for nothing.
+                        self.pending.extend_from_slice(&scratch[..n]);
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                });
+                match read {
+                    Ok(n) => {
+                        self.pending.extend_from_slice(&scratch[..n]);
+                        Ok(n)
+                    }
+                    Err(_) if short => Ok(self.pending.len().max(1)),
+                    Err(error) => Err(error),
+                }
             });
             match read {
                 Ok(0) => self.eof = true,
