@@ -629,22 +629,20 @@ impl<G: Game> Server<G> {
         }
         // What the DB worker did.
         Server::<G>::db_inputs(&mut self.db, &mut self.inputs);
-        let inputs = std::mem::take(&mut self.inputs);
         // The wall clock is read here, with the monotonic time the loop read: the core reads
         // neither.
         let clock = Now {
             at: now,
             unix_us: protocol::now_us(),
         };
-        let mut output = match self.recorder.as_mut() {
-            Some(recorder) => {
-                recorder.inputs(clock, &inputs, self.core.world());
-                let output = std::mem::take(self.core.tick(clock, inputs));
-                recorder.output(&output);
-                output
-            }
-            None => std::mem::take(self.core.tick(clock, inputs)),
-        };
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.inputs(clock, &self.inputs, self.core.world());
+        }
+        // Drained, not taken: the buffer serves every tick.
+        let mut output = std::mem::take(self.core.tick(clock, self.inputs.drain(..)));
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.output(&output);
+        }
         self.send_db(&mut output);
         self.publish_cluster(&mut output, now);
         self.apply(output);

@@ -155,9 +155,6 @@ struct Shared {
     /// The writer has written everything and closed its side (after a graceful close).
     flushed: CancellationToken,
     reason: Mutex<Option<DisconnectReason>>,
-    /// A plain TCP socket, once set up: the owner writes a batch to it directly while nothing
-    /// waits for the write task.
-    direct: OnceLock<Arc<TcpStream>>,
 }
 
 impl Shared {
@@ -171,7 +168,6 @@ impl Shared {
             cancel,
             flushed: CancellationToken::new(),
             reason: Mutex::new(None),
-            direct: OnceLock::new(),
         }
     }
 
@@ -209,11 +205,12 @@ pub struct Session {
 enum Outbound {
     /// To the write task (TLS, WebSocket: what the negotiation made).
     Queue(mpsc::Sender<Vec<Bytes>>),
-    /// Straight to the plain TCP socket (`Shared::direct`) from the owner's thread. What the
-    /// socket does not take at once goes to a write task, spawned on `tracker` the first time
-    /// it is needed: an idle session, or one whose peer reads as fast as it is sent to, has
-    /// no write task and no queue.
+    /// Straight to the plain TCP socket from the owner's thread, while nothing waits to be
+    /// written. What the socket does not take at once goes to a write task, spawned on
+    /// `tracker` the first time it is needed: an idle session, or one whose peer reads as fast
+    /// as it is sent to, has no write task and no queue.
     Direct {
+        socket: Arc<TcpStream>,
         writer: OnceLock<mpsc::Sender<Vec<Bytes>>>,
         tracker: TaskTracker,
         batches: usize,
@@ -239,15 +236,15 @@ impl Session {
         let outbound = if config.negotiation.is_plain() {
             // Frames from the first byte: no negotiation, and the socket is shared at once.
             let socket = Arc::new(stream);
-            let _ = shared.direct.set(socket.clone());
             let plain = Plain {
                 id,
                 max_packet_size: config.max_packet_size,
                 linger: config.linger,
                 ready: !matches!(config.negotiation, Negotiation::Frames),
             };
-            tracker.spawn(plain.read(socket, events, shared.clone()));
+            tracker.spawn(plain.read(socket.clone(), events, shared.clone()));
             Outbound::Direct {
+                socket,
                 writer: OnceLock::new(),
                 tracker: tracker.clone(),
                 batches: config.outbound_batches,
@@ -303,16 +300,18 @@ impl Session {
     /// the session. A batch sent when nothing is waiting to be written is always taken,
     /// however large.
     pub fn send(&self, frames: &mut Vec<Bytes>) -> Result<(), SendError> {
-        if matches!(self.outbound, Outbound::Closed) {
-            frames.clear();
-            return Err(SendError::Closed);
-        }
-        if frames.is_empty() {
+        if frames.is_empty() && !matches!(self.outbound, Outbound::Closed) {
             return Ok(());
         }
-        let frames: Vec<Bytes> = match self.shared.direct.get() {
+        let frames: Vec<Bytes> = match &self.outbound {
+            Outbound::Closed => {
+                frames.clear();
+                return Err(SendError::Closed);
+            }
             // Nothing is queued, so nothing a write task holds can come after this.
-            Some(socket) if self.shared.queued_bytes.load(Ordering::Acquire) == 0 => {
+            Outbound::Direct { socket, .. }
+                if self.shared.queued_bytes.load(Ordering::Acquire) == 0 =>
+            {
                 match write_now(socket, frames) {
                     Ok(written) if written == frames.len() => {
                         frames.clear();
@@ -331,11 +330,12 @@ impl Session {
         let outbound = match &self.outbound {
             Outbound::Queue(queue) => queue,
             Outbound::Direct {
+                socket,
                 writer,
                 tracker,
                 batches,
-            } => writer.get_or_init(|| self.spawn_writer(tracker, *batches)),
-            Outbound::Closed => return Err(SendError::Closed),
+            } => writer.get_or_init(|| self.spawn_writer(socket, tracker, *batches)),
+            Outbound::Closed => unreachable!("a closed session returned above"),
         };
         let len: usize = frames.iter().map(Bytes::len).sum();
         let queued = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
@@ -358,13 +358,13 @@ impl Session {
     }
 
     /// The write task of a plain TCP session, for what its socket did not take at once.
-    fn spawn_writer(&self, tracker: &TaskTracker, batches: usize) -> mpsc::Sender<Vec<Bytes>> {
+    fn spawn_writer(
+        &self,
+        socket: &Arc<TcpStream>,
+        tracker: &TaskTracker,
+        batches: usize,
+    ) -> mpsc::Sender<Vec<Bytes>> {
         let (tx, rx) = mpsc::channel(batches.max(1));
-        let socket = self
-            .shared
-            .direct
-            .get()
-            .expect("a direct session has its socket");
         tracker.spawn(write_loop(
             Box::pin(SharedTcp(socket.clone())),
             rx,
@@ -378,11 +378,9 @@ impl Session {
     /// No more batches: a write task writes what it holds, then closes the sending side (as
     /// this does at once when nothing is held).
     fn end_sending(&mut self) {
-        if let Outbound::Direct { writer, .. } = &self.outbound {
+        if let Outbound::Direct { socket, writer, .. } = &self.outbound {
             if writer.get().is_none() {
-                if let Some(socket) = self.shared.direct.get() {
-                    let _ = SharedTcp::shutdown(socket);
-                }
+                let _ = SharedTcp::shutdown(socket);
                 self.shared.flushed.cancel();
             }
         }
@@ -663,26 +661,22 @@ impl TcpSource {
             }
             let read = SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let mut short = false;
+                let mut got = 0;
                 let read = self.socket.try_io(tokio::io::Interest::READABLE, || {
                     use std::io::Read;
-                    let n = (&*socket2::SockRef::from(&*self.socket)).read(&mut scratch)?;
-                    short = n > 0 && n < scratch.len();
-                    if short {
+                    got = (&*socket2::SockRef::from(&*self.socket)).read(&mut scratch)?;
+                    self.pending.extend_from_slice(&scratch[..got]);
+                    if got > 0 && got < scratch.len() {
                         // The socket is drained: say so, so that the next read waits for
                         // readiness instead of asking the kernel again for nothing.
-                        self.pending.extend_from_slice(&scratch[..n]);
                         return Err(io::ErrorKind::WouldBlock.into());
                     }
-                    Ok(n)
+                    Ok(got)
                 });
-                match read {
-                    Ok(n) => {
-                        self.pending.extend_from_slice(&scratch[..n]);
-                        Ok(n)
-                    }
-                    Err(_) if short => Ok(self.pending.len().max(1)),
-                    Err(error) => Err(error),
+                if got > 0 {
+                    Ok(got)
+                } else {
+                    read
                 }
             });
             match read {
