@@ -661,23 +661,8 @@ async fn a_swarm_spread_over_three_nodes_loses_and_duplicates_nothing() {
         node(&nats, "b").await,
         node(&nats, "c").await,
     ];
-    let mut config = dummy_client::ClientConfig::default();
-    config.client.servers = nodes.iter().map(|n| n.addr).collect();
-    config.client.bots = 150;
-    config.client.duration_secs = 4;
-    config.client.drain_secs = 5;
-    config.client.ramp_up_per_sec = 1000;
-    config.bots.bots_per_room = 10;
-    config.bots.chat_interval_ms = 250;
-    config.validate("cluster swarm test").unwrap();
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        dummy_client::run(config, Default::default()),
-    )
-    .await
-    .expect("the swarm did not finish within 60 s")
-    .expect("the swarm could not start");
-    assert!(report.passed(), "{:?}\n{report}", report.failures());
+    let servers = nodes.iter().map(|n| n.addr).collect();
+    let report = common::swarm(servers, 150, 4, Duration::from_secs(60)).await;
     assert_eq!(report.joined, 150, "{report}");
     assert_eq!((report.lost, report.unexpected), (0, 0), "{report}");
     assert_eq!(report.received, report.expected, "{report}");

@@ -97,24 +97,7 @@ fn replay_with(binary: &Path, dir: &Path, args: &[&str]) -> Output {
 
 /// A swarm of `bots` bots on `servers` for `secs` seconds, which must pass.
 async fn swarm(servers: Vec<SocketAddr>, bots: usize, secs: u64) -> dummy_client::Report {
-    let mut config = dummy_client::ClientConfig::default();
-    config.client.servers = servers;
-    config.client.bots = bots;
-    config.client.duration_secs = secs;
-    config.client.drain_secs = 5;
-    config.client.ramp_up_per_sec = 1000;
-    config.bots.bots_per_room = 10;
-    config.bots.chat_interval_ms = 250;
-    config.validate("record test swarm").unwrap();
-    let report = tokio::time::timeout(
-        Duration::from_secs(90),
-        dummy_client::run(config, Default::default()),
-    )
-    .await
-    .expect("the swarm did not finish")
-    .expect("the swarm could not start");
-    assert!(report.passed(), "{:?}\n{report}", report.failures());
-    report
+    common::swarm(servers, bots, secs, Duration::from_secs(90)).await
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -24,13 +24,9 @@ pub struct AnswerCodec {
     pub decode: AnswerDecode,
 }
 
-/// Appends `value` as a LEB128 varint.
-pub fn put_var(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
+/// Appends `value` as a LEB128 varint (protobuf's).
+pub fn put_var(out: &mut Vec<u8>, value: u64) {
+    prost::encoding::encode_varint(value, out);
 }
 
 /// Appends `bytes`, length first.

@@ -1123,3 +1123,28 @@ impl Drop for Tmpfs {
         let _ = std::fs::remove_dir(&self.0);
     }
 }
+
+/// A swarm of `bots` bots on `servers` for `secs` seconds (rooms of 10, a line every 250 ms),
+/// which must finish within `within` and pass.
+pub async fn swarm(
+    servers: Vec<SocketAddr>,
+    bots: usize,
+    secs: u64,
+    within: Duration,
+) -> dummy_client::Report {
+    let mut config = dummy_client::ClientConfig::default();
+    config.client.servers = servers;
+    config.client.bots = bots;
+    config.client.duration_secs = secs;
+    config.client.drain_secs = 5;
+    config.client.ramp_up_per_sec = 1000;
+    config.bots.bots_per_room = 10;
+    config.bots.chat_interval_ms = 250;
+    config.validate("test swarm").unwrap();
+    let report = tokio::time::timeout(within, dummy_client::run(config, Default::default()))
+        .await
+        .unwrap_or_else(|_| panic!("the swarm did not finish within {within:?}"))
+        .expect("the swarm could not start");
+    assert!(report.passed(), "{:?}\n{report}", report.failures());
+    report
+}

@@ -303,9 +303,12 @@ fn stats<G: RoomsGame>(world: &World<G>) -> String {
     format!(", {} rooms", world.game.rooms().rooms.len())
 }
 
-/// Hook: a login ended; the session leaves its rooms (the others see it go).
+/// Hook: a login ended; the session leaves its rooms (the others see it go), and a join
+/// waiting for the rooms bucket is void (its answer finds the session gone from it).
 fn logged_out<G: RoomsGame>(world: &mut World<G>, session: SessionId, login: &Login) {
-    let Some(membership) = world.game.rooms_mut().members.get_mut(&session) else {
+    let rooms = world.game.rooms_mut();
+    rooms.reserving.remove(&session);
+    let Some(membership) = rooms.members.get_mut(&session) else {
         return;
     };
     let rooms = std::mem::take(&mut membership.rooms);
@@ -349,21 +352,10 @@ fn reserved<G: RoomsGame>(
     outcome: crate::cluster::link::Reservation,
 ) {
     use crate::cluster::link::Reservation;
-    // A session closing (replaced by a newer login, say), gone or logged out meanwhile does
-    // not join: the room would be made for nobody.
-    let joinable = world
-        .clients
-        .get(&session)
-        .is_some_and(|c| !c.closing && c.login.is_some());
     let rooms = world.game.rooms_mut();
-    if !joinable && rooms.reserving.get(&session) == Some(&room) {
-        rooms.reserving.remove(&session);
-        if let Some(membership) = rooms.members.get_mut(&session) {
-            membership.joining = false;
-        }
-    }
     if rooms.reserving.get(&session) != Some(&room) {
-        // The session went away meanwhile (or this is not its join any more).
+        // The session went away or was logged out meanwhile (replaced by a newer login, say),
+        // or this is not its join any more: the room would be made for nobody.
         if outcome == Reservation::Granted {
             if let Some(cluster) = world.cluster.as_mut() {
                 cluster.unreserve(&room);

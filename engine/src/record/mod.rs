@@ -64,6 +64,23 @@ const HEADER: u8 = 1;
 const TICK: u8 = 2;
 const END: u8 = 3;
 
+/// Room kept under the bound for the end record (its reason cut to [`END_REASON_MAX`]), and
+/// a segment header if it opens one: the bound holds with the end said.
+const END_ROOM: u64 = 256;
+const END_REASON_MAX: usize = 200;
+
+/// The end record: after `ticks` ticks, because `why`.
+fn end_record(ticks: u64, why: &str) -> Vec<u8> {
+    let mut cut = why.len().min(END_REASON_MAX);
+    while !why.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut end = vec![END];
+    put_var(&mut end, ticks);
+    put_str(&mut end, &why[..cut]);
+    end
+}
+
 /// The kinds of output a [`Digest`] counts and hashes, in its order.
 pub const OUTPUTS: [&str; 8] = [
     "opened", "refused", "batches", "closes", "credits", "bucket", "cluster", "db",
@@ -260,6 +277,7 @@ impl Recorder {
             written: 0,
             total: 0,
             max_total: to.max_bytes,
+            ticks: 0,
         };
         writer.write(&first)?;
         let (queue, ticks) = crossbeam_channel::unbounded::<Vec<u8>>();
@@ -321,8 +339,9 @@ impl Recorder {
         }
         Digest::of(output).put(&mut self.record);
         self.tick += 1;
-        let record = std::mem::take(&mut self.record);
-        let size = record.len();
+        let size = self.record.len();
+        // The next tick's buffer is as large as this one's: it does not grow from nothing.
+        let record = std::mem::replace(&mut self.record, Vec::with_capacity(size));
         if self.queued.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
             self.stop("the disk does not keep up: more than 64 MiB of ticks wait to be written");
             return;
@@ -338,20 +357,14 @@ impl Recorder {
     fn stop(&mut self, why: &str) {
         if let Some(queue) = self.queue.take() {
             spdlog::error!("record: recording stopped at tick {}: {why}", self.tick);
-            let mut end = vec![END];
-            put_var(&mut end, self.tick);
-            put_str(&mut end, why);
-            let _ = queue.send(end);
+            let _ = queue.send(end_record(self.tick, why));
         }
     }
 
     /// The end of the run: the last record says so, and the writer finishes.
     pub fn finish(mut self) {
         if let Some(queue) = self.queue.take() {
-            let mut end = vec![END];
-            put_var(&mut end, self.tick);
-            put_str(&mut end, "the server stopped");
-            let _ = queue.send(end);
+            let _ = queue.send(end_record(self.tick, "the server stopped"));
         }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -367,6 +380,8 @@ struct SegmentWriter {
     written: u64,
     total: u64,
     max_total: u64,
+    /// Tick records written.
+    ticks: u64,
 }
 
 impl SegmentWriter {
@@ -382,12 +397,8 @@ impl SegmentWriter {
             if let Err(why) = self.write(&record) {
                 stopped.store(true, Ordering::Relaxed);
                 spdlog::error!("record: recording stopped: {why}");
-                let mut last = vec![END];
-                put_var(&mut last, 0);
-                put_str(&mut last, &why);
-                // Into the segment if there is room for a few bytes: the reader says why.
-                self.max_total = u64::MAX;
-                let _ = self.write(&last);
+                // Into the room kept for it: the reader says why.
+                let _ = self.write(&end_record(self.ticks, &why));
                 let _ = self.flush();
                 return;
             }
@@ -409,7 +420,9 @@ impl SegmentWriter {
 
     fn write(&mut self, record: &[u8]) -> Result<(), String> {
         let size = 8 + record.len() as u64;
-        if self.total + size > self.max_total {
+        let end = record.first() == Some(&END);
+        let kept = if end { 0 } else { END_ROOM };
+        if self.total + size + kept > self.max_total {
             return Err(format!(
                 "the recording reached its bound of {} MiB (--record-max-mib)",
                 self.max_total >> 20
@@ -446,6 +459,7 @@ impl SegmentWriter {
             .map_err(|e| format!("cannot write segment {:06}.rec: {e}", self.number))?;
         self.written += size;
         self.total += size;
+        self.ticks += u64::from(record.first() == Some(&TICK));
         Ok(())
     }
 

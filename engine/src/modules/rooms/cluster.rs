@@ -191,7 +191,12 @@ pub(super) fn missed_from<G: RoomsGame>(world: &mut World<G>, node: &str) {
         .map(|(room, _)| room.clone())
         .collect();
     concerned.sort_unstable();
-    let mut told = rooms.missed.get(node).cloned().unwrap_or_default();
+    let mut told = world
+        .game
+        .rooms_mut()
+        .missed
+        .remove(node)
+        .unwrap_or_default();
     for room in concerned {
         if told.insert(room.clone()) {
             tell_missed(world, &room);
