@@ -42,10 +42,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
@@ -147,7 +148,10 @@ pub enum SendError {
 /// State shared by the owner's handle and the two tasks.
 struct Shared {
     queued_bytes: AtomicUsize,
-    credit: Semaphore,
+    /// Frames the reader may still hand over: it takes one per frame, the owner gives them
+    /// back; the reader, out of them, waits on `credit_given`.
+    credit: AtomicUsize,
+    credit_given: AtomicWaker,
     /// Both tasks stop at once.
     cancel: CancellationToken,
     /// The owner asked for a graceful close: the writer flushes, the reader discards input.
@@ -162,13 +166,37 @@ impl Shared {
         let cancel = CancellationToken::new();
         Shared {
             queued_bytes: AtomicUsize::new(0),
-            credit: Semaphore::new(credit.max(1)),
+            credit: AtomicUsize::new(credit.max(1)),
+            credit_given: AtomicWaker::new(),
             // Cancelling ends the closing too: the reader waits on `closing` alone.
             closing: cancel.child_token(),
             cancel,
             flushed: CancellationToken::new(),
             reason: Mutex::new(None),
         }
+    }
+
+    /// Takes a credit if there is one.
+    fn take_credit(&self) -> bool {
+        self.credit
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Takes a credit, waiting for the owner to give one back.
+    async fn wait_credit(&self) {
+        std::future::poll_fn(|cx| {
+            if self.take_credit() {
+                return std::task::Poll::Ready(());
+            }
+            self.credit_given.register(cx.waker());
+            // Given back between the first look and the registration: not missed.
+            match self.take_credit() {
+                true => std::task::Poll::Ready(()),
+                false => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Ends the session on a failed write.
@@ -390,7 +418,8 @@ impl Session {
     /// Gives back `n` inbound credits: the owner has processed `n` frames of this session.
     pub fn release_credit(&self, n: usize) {
         if n > 0 {
-            self.shared.credit.add_permits(n);
+            self.shared.credit.fetch_add(n, Ordering::Release);
+            self.shared.credit_given.wake();
         }
     }
 
@@ -810,18 +839,11 @@ impl Reading<'_> {
             // A credit first: without one the socket is not read and TCP pushes back on the
             // peer.
             if !credit {
-                match shared.credit.try_acquire() {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => {
-                        let permit = tokio::select! {
-                            biased;
-                            _ = &mut stop => break None,
-                            permit = Box::pin(shared.credit.acquire()) => permit,
-                        };
-                        match permit {
-                            Ok(permit) => permit.forget(),
-                            Err(_) => break None,
-                        }
+                if !shared.take_credit() {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop => break None,
+                        () = shared.wait_credit() => {}
                     }
                 }
                 credit = true;
