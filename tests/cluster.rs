@@ -258,6 +258,8 @@ async fn a_name_taken_on_two_nodes_during_a_nats_outage_has_one_holder_after_it(
     let a = node_with(&nats, "a", |c| c.admin.listen = admin.to_string()).await;
     let b = node(&nats, "b").await;
     let mut cyd = a.guest("cyd").await;
+    // Node b serves once it has met NATS: up before NATS goes, or it would not start at all.
+    let _bea = b.guest("bea").await;
     nats.kill();
     admin_until(admin, "/readyz", |status, _| status == 503).await;
     let mut early = a.guest("ann").await;

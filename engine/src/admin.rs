@@ -298,7 +298,7 @@ pub fn state_json<G: Game>(
     let mut order: Vec<(bool, u64, &crate::world::Client)> = world
         .clients
         .iter()
-        .map(|(session, c)| (c.login.is_none(), session.0, c))
+        .map(|(session, c)| (c.login.is_none(), session.0, &**c))
         .collect();
     let key = |e: &(bool, u64, &crate::world::Client)| (e.0, e.1);
     if order.len() > MAX_PLAYERS {

@@ -230,9 +230,11 @@ impl<G: Game> Core<G> {
     /// Gives back an [`Output`] taken from [`Core::tick`], so that its buffers serve the next
     /// tick instead of new ones.
     pub fn recycle(&mut self, mut output: Output) {
+        let made = output.batches.len();
         for (_, batch) in output.batches.drain(..) {
             self.world.out.recycle(batch);
         }
+        self.world.out.trim(made);
         self.out = output;
     }
 

@@ -33,6 +33,8 @@ const ARENA_CHUNK: usize = 64 * 1024;
 /// tick that reached every session once does not keep a buffer per session for ever.
 const SPARE_BATCHES: usize = 4096;
 const SPARE_BATCH_FRAMES: usize = 64;
+/// Batch buffers kept however few the last tick made.
+const MIN_SPARE_BATCHES: usize = 64;
 
 /// Frames and closes of one tick.
 #[derive(Default)]
@@ -116,6 +118,18 @@ impl Outbox {
         }
     }
 
+    /// The tick's batches are back ([`Outbox::recycle`]), `made` of them: spare buffers past
+    /// that many are let go, and so is the room of the map of batches past four times that
+    /// many, so that a server gives back what a burst (every session logging in at once) made
+    /// it take, while one under steady load keeps what it uses.
+    pub fn trim(&mut self, made: usize) {
+        let keep = made.max(MIN_SPARE_BATCHES);
+        self.spare.truncate(keep);
+        if self.frames.is_empty() && self.frames.capacity() > 4 * keep {
+            self.frames.shrink_to(keep);
+        }
+    }
+
     /// Queues to `to` a copy of a stored S2C_Chat frame marked `history = true`.
     ///
     /// Stored lines are kept as their live frames; the copy appends field 6 (`history`) set to
@@ -192,5 +206,43 @@ mod tests {
         assert_eq!(out.oversized, 2);
         assert!(out.take_unencodable().is_empty(), "taken");
         assert_eq!(out.take(SessionId(1)).len(), 1, "only the pong");
+    }
+
+    /// One tick's batches, made, taken and given back as the server does.
+    fn tick(out: &mut Outbox, sessions: u64) {
+        for id in 0..sessions {
+            out.send(SessionId(id), &S2cPong::default());
+        }
+        let batches: Vec<_> = out.drain_frames().collect();
+        let made = batches.len();
+        for (_, batch) in batches {
+            out.recycle(batch);
+        }
+        out.trim(made);
+    }
+
+    #[test]
+    fn spare_batches_are_kept_under_a_steady_load_and_let_go_after_a_burst() {
+        let mut out = Outbox::default();
+        tick(&mut out, 3000);
+        assert_eq!(out.spare.len(), 3000, "a steady load keeps what it uses");
+        let room = out.frames.capacity();
+        assert!(room >= 3000, "{room}");
+        tick(&mut out, 3000);
+        assert_eq!(out.spare.len(), 3000);
+        assert_eq!(
+            out.frames.capacity(),
+            room,
+            "not made again under a steady load"
+        );
+        tick(&mut out, 5);
+        assert_eq!(out.spare.len(), MIN_SPARE_BATCHES);
+        assert!(
+            out.frames.capacity() < 4 * MIN_SPARE_BATCHES,
+            "{}",
+            out.frames.capacity()
+        );
+        tick(&mut out, 10_000);
+        assert_eq!(out.spare.len(), SPARE_BATCHES, "bounded");
     }
 }

@@ -35,10 +35,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -46,9 +48,8 @@ use futures_util::task::AtomicWaker;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::{Decoder, FramedRead};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{CodecError, FrameCodec, FrameError, Packet};
@@ -149,30 +150,96 @@ pub enum SendError {
 struct Shared {
     queued_bytes: AtomicUsize,
     /// Frames the reader may still hand over: it takes one per frame, the owner gives them
-    /// back; the reader, out of them, waits on `credit_given`.
+    /// back.
     credit: AtomicUsize,
-    credit_given: AtomicWaker,
-    /// Both tasks stop at once.
-    cancel: CancellationToken,
-    /// The owner asked for a graceful close: the writer flushes, the reader discards input.
-    closing: CancellationToken,
-    /// The writer has written everything and closed its side (after a graceful close).
-    flushed: CancellationToken,
+    /// The read task, waiting for a credit or the end: woken when credits are given back and
+    /// when the session closes or ends.
+    reader: AtomicWaker,
+    /// Whether the session is cancelled, closing, flushed.
+    signals: Signals,
     reason: Mutex<Option<DisconnectReason>>,
+}
+
+/// A session's flags: set once, never cleared, waited on by its tasks. One waiter list for
+/// all three (a waiter looks at its own flag when woken): what cancellation tokens would do,
+/// without their tree and its allocations.
+struct Signals {
+    set: AtomicU8,
+    notify: Notify,
+}
+
+/// One of a session's [`Signals`].
+#[derive(Clone, Copy)]
+enum Flag {
+    /// Both tasks stop at once.
+    Cancel = 1,
+    /// The owner asked for a graceful close (or the session ended): the writer flushes, the
+    /// reader discards input.
+    Closing = 2,
+    /// The writer has written everything and closed its side (after a graceful close).
+    Flushed = 4,
+}
+
+impl Signals {
+    fn is_set(&self, flag: Flag) -> bool {
+        self.set.load(Ordering::Acquire) & flag as u8 != 0
+    }
+
+    /// Sets `flags` and wakes whoever waits on any flag.
+    fn set(&self, flags: u8) {
+        if self.set.fetch_or(flags, Ordering::AcqRel) & flags != flags {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until `flag` is set.
+    async fn wait(&self, flag: Flag) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the look: a `set` in between wakes it.
+            notified.as_mut().enable();
+            if self.is_set(flag) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Shared {
     fn new(credit: usize) -> Shared {
-        let cancel = CancellationToken::new();
         Shared {
             queued_bytes: AtomicUsize::new(0),
             credit: AtomicUsize::new(credit.max(1)),
-            credit_given: AtomicWaker::new(),
-            // Cancelling ends the closing too: the reader waits on `closing` alone.
-            closing: cancel.child_token(),
-            cancel,
-            flushed: CancellationToken::new(),
+            reader: AtomicWaker::new(),
+            signals: Signals {
+                set: AtomicU8::new(0),
+                notify: Notify::new(),
+            },
             reason: Mutex::new(None),
+        }
+    }
+
+    /// Ends the session: both tasks stop (cancelling closes too).
+    fn cancel(&self) {
+        self.signals.set(Flag::Cancel as u8 | Flag::Closing as u8);
+        self.reader.wake();
+    }
+
+    /// A graceful close: the reader stops taking frames, the writer flushes.
+    fn close(&self) {
+        self.signals.set(Flag::Closing as u8);
+        self.reader.wake();
+    }
+
+    /// Ready once the session is closing (or has ended), for the read task: no waiter is
+    /// queued, its waker is kept in `reader`.
+    fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.reader.register(cx.waker());
+        match self.signals.is_set(Flag::Closing) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
         }
     }
 
@@ -183,26 +250,27 @@ impl Shared {
             .is_ok()
     }
 
-    /// Takes a credit, waiting for the owner to give one back.
-    async fn wait_credit(&self) {
-        std::future::poll_fn(|cx| {
-            if self.take_credit() {
-                return std::task::Poll::Ready(());
-            }
-            self.credit_given.register(cx.waker());
-            // Given back between the first look and the registration: not missed.
-            match self.take_credit() {
-                true => std::task::Poll::Ready(()),
-                false => std::task::Poll::Pending,
-            }
-        })
-        .await
+    /// Takes a credit, waiting for the owner to give one back; `false` if the session closes
+    /// first.
+    fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        if self.take_credit() {
+            return Poll::Ready(true);
+        }
+        self.reader.register(cx.waker());
+        // Given back (or closed) between the first look and the registration: not missed.
+        if self.take_credit() {
+            Poll::Ready(true)
+        } else if self.signals.is_set(Flag::Closing) {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Ends the session on a failed write.
     fn write_failed(&self, error: &io::Error) {
         self.set_reason(io_reason(error));
-        self.cancel.cancel();
+        self.cancel();
     }
 
     /// Records `reason` unless one is recorded already: the first cause is the one reported.
@@ -223,7 +291,6 @@ impl Shared {
 /// closes the session gracefully.
 pub struct Session {
     id: SessionId,
-    peer: SocketAddr,
     outbound: Outbound,
     max_outbound_bytes: usize,
     shared: Arc<Shared>,
@@ -256,9 +323,6 @@ impl Session {
         events: mpsc::Sender<SessionEvent>,
         tracker: &TaskTracker,
     ) -> Session {
-        let peer = stream
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
         let shared = Arc::new(Shared::new(config.inbound_credit));
         let outbound = if config.negotiation.is_plain() {
@@ -292,7 +356,6 @@ impl Session {
         };
         Session {
             id,
-            peer,
             outbound,
             max_outbound_bytes: config.max_outbound_bytes,
             shared,
@@ -304,11 +367,6 @@ impl Session {
         self.id
     }
 
-    /// The peer's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
     /// Bytes handed to the write task and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued_bytes.load(Ordering::Relaxed)
@@ -316,7 +374,7 @@ impl Session {
 
     /// Whether the session has been asked to close or has ended.
     pub fn is_closing(&self) -> bool {
-        matches!(self.outbound, Outbound::Closed) || self.shared.cancel.is_cancelled()
+        matches!(self.outbound, Outbound::Closed) || self.shared.signals.is_set(Flag::Cancel)
     }
 
     /// Sends one batch of frames with vectored writes, taking them out of `frames` (which
@@ -409,7 +467,7 @@ impl Session {
         if let Outbound::Direct { socket, writer, .. } = &self.outbound {
             if writer.get().is_none() {
                 let _ = SharedTcp::shutdown(socket);
-                self.shared.flushed.cancel();
+                self.shared.signals.set(Flag::Flushed as u8);
             }
         }
         self.outbound = Outbound::Closed;
@@ -419,7 +477,7 @@ impl Session {
     pub fn release_credit(&self, n: usize) {
         if n > 0 {
             self.shared.credit.fetch_add(n, Ordering::Release);
-            self.shared.credit_given.wake();
+            self.shared.reader.wake();
         }
     }
 
@@ -430,14 +488,14 @@ impl Session {
         if !matches!(self.outbound, Outbound::Closed) {
             self.end_sending();
         }
-        self.shared.closing.cancel();
+        self.shared.close();
     }
 
     /// Closes at once, dropping whatever is queued.
     pub fn abort(&mut self, reason: DisconnectReason) {
         self.shared.set_reason(reason);
         self.outbound = Outbound::Closed;
-        self.shared.cancel.cancel();
+        self.shared.cancel();
     }
 }
 
@@ -446,7 +504,7 @@ impl Drop for Session {
         if !matches!(self.outbound, Outbound::Closed) {
             self.end_sending();
         }
-        self.shared.closing.cancel();
+        self.shared.close();
     }
 }
 
@@ -461,40 +519,140 @@ struct Plain {
 }
 
 impl Plain {
-    async fn read(
+    /// The read task of `socket`.
+    fn read(
         self,
         socket: Arc<TcpStream>,
         events: mpsc::Sender<SessionEvent>,
         shared: Arc<Shared>,
-    ) {
-        if self.ready {
-            let ready = SessionEvent::Ready {
-                session: self.id,
-                transport: Transport::Tcp,
-            };
-            if deliver(&events, ready).await.is_err() {
-                shared.cancel.cancel();
-                return;
+    ) -> PlainRead {
+        PlainRead::Reading(PlainReader {
+            id: self.id,
+            linger: self.linger,
+            events,
+            shared,
+            source: Source::Tcp(TcpSource {
+                socket,
+                deframer: Deframer::Raw(FrameCodec::new(self.max_packet_size), false),
+                pending: BytesMut::new(),
+                eof: false,
+            }),
+            credit: false,
+            ready: self.ready,
+            delivering: None,
+        })
+    }
+}
+
+/// The read task of a plain TCP session, written as a future of its own rather than an `async
+/// fn` (which keeps copies of its arguments, and room for the largest of its waits, in every
+/// state): it is what a session is while idle, so it is kept as small as it can be. Its rare
+/// waits (for room in the owner's queue, and the end) are on the heap while they last.
+enum PlainRead {
+    Reading(PlainReader),
+    /// The end: a graceful close's linger, then the owner is told.
+    Ending(Wait<()>),
+    Done,
+}
+
+struct PlainReader {
+    id: SessionId,
+    linger: Duration,
+    events: mpsc::Sender<SessionEvent>,
+    shared: Arc<Shared>,
+    source: Source,
+    /// Whether a credit is held for the next frame.
+    credit: bool,
+    /// Whether [`SessionEvent::Ready`] is still to be reported.
+    ready: bool,
+    /// An event waiting for room in the owner's queue.
+    delivering: Option<Wait<Result<(), Gone>>>,
+}
+
+/// A rare wait of a plain session's read task, on the heap while it lasts.
+type Wait<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The owner is gone: nobody is left to hand events to.
+struct Gone;
+
+impl Future for PlainRead {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let ending = match this {
+            PlainRead::Reading(reader) => match ready!(reader.poll_read(cx)) {
+                Ok(ending) => ending,
+                Err(Gone) => {
+                    reader.shared.cancel();
+                    return Poll::Ready(());
+                }
+            },
+            PlainRead::Ending(end) => return end.as_mut().poll(cx),
+            PlainRead::Done => return Poll::Ready(()),
+        };
+        if let PlainRead::Reading(reader) = std::mem::replace(this, PlainRead::Done) {
+            *this = PlainRead::Ending(Box::pin(reader.end(ending)));
+        }
+        self.poll(cx)
+    }
+}
+
+impl PlainReader {
+    /// Reads until the session ends, handing frames to the owner; how it ended.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ending, Gone>> {
+        loop {
+            if let Some(wait) = &mut self.delivering {
+                ready!(wait.as_mut().poll(cx))?;
+                self.delivering = None;
+            }
+            if self.ready {
+                self.ready = false;
+                let ready = SessionEvent::Ready {
+                    session: self.id,
+                    transport: Transport::Tcp,
+                };
+                self.deliver(ready)?;
+                continue;
+            }
+            match ready!(poll_step(
+                &self.shared,
+                &mut self.source,
+                &mut self.credit,
+                cx
+            )) {
+                Step::Packet(packet) => self.deliver(received(self.id, packet))?,
+                Step::Ping(_) => {}
+                Step::End(ending) => return Poll::Ready(Ok(ending)),
             }
         }
+    }
+
+    /// Hands `event` to the owner, or starts waiting for room in its queue.
+    fn deliver(&mut self, event: SessionEvent) -> Result<(), Gone> {
+        match self.events.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                let events = self.events.clone();
+                self.delivering = Some(Box::pin(async move {
+                    events.send(event).await.map_err(|_| Gone)
+                }));
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Gone),
+        }
+    }
+
+    async fn end(mut self, ending: Ending) {
         let reading = Reading {
             id: self.id,
             linger: self.linger,
-            events: &events,
-            shared: &shared,
+            events: &self.events,
+            shared: &self.shared,
             control: None,
         };
-        let source = Source::Tcp(TcpSource {
-            socket,
-            deframer: Deframer::Raw(FrameCodec::new(self.max_packet_size), false),
-            pending: BytesMut::new(),
-            eof: false,
-        });
-        if reading.run(source).await {
-            // Boxed, as every rare wait of this task is: its state is on the heap while it
-            // lasts, not in every session's task for its whole life.
-            Box::pin(finish(self.id, &events, &shared, None)).await;
-        }
+        reading.end(&mut self.source, ending).await;
+        finish(self.id, &self.events, &self.shared, None).await;
     }
 }
 
@@ -536,7 +694,7 @@ async fn drive(
                     transport,
                 };
                 if events.send(ready).await.is_err() {
-                    shared.cancel.cancel();
+                    shared.cancel();
                     return;
                 }
             }
@@ -614,7 +772,7 @@ async fn finish(
     if let Some(reason) = reason {
         shared.set_reason(reason);
     }
-    shared.cancel.cancel();
+    shared.cancel();
     let _ = events
         .send(SessionEvent::Closed {
             session: id,
@@ -728,19 +886,28 @@ impl Source {
         }
     }
 
-    /// The next frame, the end, or an error, waiting for it.
-    async fn next(&mut self) -> Option<Result<Incoming, CodecError>> {
+    /// The next frame, the end, or an error, once there is one.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Incoming, CodecError>>> {
         match self {
-            Source::Framed(framed) => framed.next().await,
+            Source::Framed(framed) => framed.poll_next_unpin(cx),
             Source::Tcp(tcp) => loop {
                 if let Some(next) = tcp.try_next() {
-                    return next;
+                    return Poll::Ready(next);
                 }
-                if let Err(error) = tcp.socket.readable().await {
-                    return Some(Err(CodecError::Io(error)));
+                match tcp.socket.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(Some(Err(CodecError::Io(error))))
+                    }
+                    Poll::Pending => return Poll::Pending,
                 }
             },
         }
+    }
+
+    /// The next frame, the end, or an error, waiting for it.
+    async fn next(&mut self) -> Option<Result<Incoming, CodecError>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     fn is_websocket(&self) -> bool {
@@ -756,8 +923,8 @@ async fn bounded(
 ) -> Option<Result<Negotiated, DisconnectReason>> {
     tokio::select! {
         biased;
-        _ = shared.cancel.cancelled() => None,
-        _ = shared.closing.cancelled() => None,
+        _ = shared.signals.wait(Flag::Cancel) => None,
+        _ = shared.signals.wait(Flag::Closing) => None,
         done = tokio::time::timeout(timeout, negotiation) => Some(done.unwrap_or_else(|_| {
             Err(DisconnectReason::Handshake(format!(
                 "the connection was not set up within {} s",
@@ -815,6 +982,75 @@ impl Decoder for Deframer {
     }
 }
 
+/// How a read loop ended: why, and whether the close is graceful (the writer sends what is
+/// queued first); `None` when the owner closed the session.
+type Ending = Option<(DisconnectReason, bool)>;
+
+/// What a read loop comes to next.
+enum Step {
+    /// A frame for the owner (its credit is spent).
+    Packet(Packet),
+    /// A ping to answer (WebSocket).
+    Ping(Bytes),
+    /// The loop is over.
+    End(Ending),
+}
+
+/// One step of a read loop: a credit first (without one the socket is not read, and TCP
+/// pushes back on the peer), then the next frame, unless the session closes first. Both waits
+/// keep their waker in the shared state and the socket: an idle session's task holds no
+/// waiter of its own.
+fn poll_step(
+    shared: &Shared,
+    frames: &mut Source,
+    credit: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Step> {
+    loop {
+        if !*credit {
+            if !ready!(shared.poll_credit(cx)) {
+                return Poll::Ready(Step::End(None));
+            }
+            *credit = true;
+        }
+        let next = match frames.try_next() {
+            Some(next) => next,
+            None => {
+                if shared.poll_closing(cx).is_ready() {
+                    return Poll::Ready(Step::End(None));
+                }
+                ready!(frames.poll_next(cx))
+            }
+        };
+        let ending = match next {
+            Some(Ok(Incoming::Packet(packet))) => {
+                *credit = false;
+                return Poll::Ready(Step::Packet(packet));
+            }
+            Some(Ok(Incoming::Ping(payload))) => return Poll::Ready(Step::Ping(payload)),
+            Some(Ok(Incoming::Pong)) => continue,
+            // The peer's close is answered with ours, gracefully.
+            Some(Ok(Incoming::Close(_))) => (DisconnectReason::PeerClosed, true),
+            Some(Err(CodecError::WebSocket(error))) => (DisconnectReason::WebSocket(error), true),
+            Some(Err(CodecError::Frame(error))) => {
+                (DisconnectReason::Protocol(error), frames.is_websocket())
+            }
+            Some(Err(CodecError::Io(error))) => (io_reason(&error), false),
+            None => (DisconnectReason::PeerClosed, false),
+        };
+        return Poll::Ready(Step::End(Some(ending)));
+    }
+}
+
+/// The event of a frame `packet` of session `id`, read now.
+fn received(id: SessionId, packet: Packet) -> SessionEvent {
+    SessionEvent::Received {
+        session: id,
+        packet,
+        at: Instant::now(),
+    }
+}
+
 /// The read task of a set-up session.
 struct Reading<'a> {
     id: SessionId,
@@ -828,81 +1064,50 @@ impl Reading<'_> {
     /// Reads until the session ends; `false` when the owner is gone and nobody is left to
     /// tell.
     async fn run(self, mut frames: Source) -> bool {
-        let shared = self.shared;
-        let websocket = frames.is_websocket();
         let mut credit = false;
-        // Made once: the end (or a graceful close; an abort cancels both) is waited on only
-        // when the socket has nothing to give.
-        let stop: WaitForCancellationFuture<'_> = shared.closing.cancelled();
-        tokio::pin!(stop);
         let ending = loop {
-            // A credit first: without one the socket is not read and TCP pushes back on the
-            // peer.
-            if !credit {
-                if !shared.take_credit() {
-                    tokio::select! {
-                        biased;
-                        _ = &mut stop => break None,
-                        () = shared.wait_credit() => {}
-                    }
-                }
-                credit = true;
-            }
-            let next = match frames.try_next() {
-                Some(next) => next,
-                None => tokio::select! {
-                    biased;
-                    _ = &mut stop => break None,
-                    next = frames.next() => next,
-                },
-            };
-            match next {
-                Some(Ok(Incoming::Packet(packet))) => {
-                    credit = false;
-                    let event = SessionEvent::Received {
-                        session: self.id,
-                        packet,
-                        at: Instant::now(),
-                    };
-                    if deliver(self.events, event).await.is_err() {
-                        shared.cancel.cancel();
+            let step =
+                std::future::poll_fn(|cx| poll_step(self.shared, &mut frames, &mut credit, cx));
+            match step.await {
+                Step::Packet(packet) => {
+                    if deliver(self.events, received(self.id, packet))
+                        .await
+                        .is_err()
+                    {
+                        self.shared.cancel();
                         return false;
                     }
                 }
-                Some(Ok(Incoming::Ping(payload))) => {
+                Step::Ping(payload) => {
                     if let Some(control) = &self.control {
                         let _ = control.try_send(Control::Pong(payload));
                     }
                 }
-                Some(Ok(Incoming::Pong)) => {}
-                // The peer's close is answered with ours, gracefully.
-                Some(Ok(Incoming::Close(_))) => break Some((DisconnectReason::PeerClosed, true)),
-                Some(Err(CodecError::WebSocket(error))) => {
-                    break Some((DisconnectReason::WebSocket(error), true))
-                }
-                Some(Err(CodecError::Frame(error))) => {
-                    break Some((DisconnectReason::Protocol(error), websocket))
-                }
-                Some(Err(CodecError::Io(error))) => break Some((io_reason(&error), false)),
-                None => break Some((DisconnectReason::PeerClosed, false)),
+                Step::End(ending) => break ending,
             }
         };
+        self.end(&mut frames, ending).await;
+        true
+    }
+
+    /// The read loop is over: a graceful close lingers, anything else ends the session.
+    async fn end(&self, frames: &mut Source, ending: Ending) {
+        let shared = self.shared;
         match ending {
             // Over WebSocket, a protocol error or the peer's close gets a close frame: the
             // writer sends it after what is queued, as in a close by the owner.
             Some((reason, true)) => {
                 shared.set_reason(reason);
-                shared.closing.cancel();
-                Box::pin(self.linger(&mut frames)).await;
+                shared.close();
+                Box::pin(self.linger(frames)).await;
             }
             Some((reason, false)) => {
                 shared.set_reason(reason);
-                shared.cancel.cancel();
+                shared.cancel();
             }
-            None if !shared.cancel.is_cancelled() => Box::pin(self.linger(&mut frames)).await,
+            None if !shared.signals.is_set(Flag::Cancel) => Box::pin(self.linger(frames)).await,
             None => {}
         }
-        true
     }
 
     /// A graceful close. Input is still read, and dropped, until the writer has flushed and
@@ -913,15 +1118,15 @@ impl Reading<'_> {
         let deadline = tokio::time::sleep(self.linger);
         tokio::pin!(deadline);
         let mut eof = false;
-        while !(eof && shared.flushed.is_cancelled()) {
+        while !(eof && shared.signals.is_set(Flag::Flushed)) {
             tokio::select! {
                 _ = &mut deadline => break,
-                _ = shared.cancel.cancelled() => break,
-                _ = shared.flushed.cancelled(), if !shared.flushed.is_cancelled() => {}
+                _ = shared.signals.wait(Flag::Cancel) => break,
+                _ = shared.signals.wait(Flag::Flushed), if !shared.signals.is_set(Flag::Flushed) => {}
                 next = frames.next(), if !eof => eof = !matches!(next, Some(Ok(_))),
             }
         }
-        shared.cancel.cancel();
+        shared.cancel();
     }
 }
 
@@ -952,7 +1157,7 @@ async fn write_loop(
         } else {
             tokio::select! {
                 biased;
-                _ = shared.cancel.cancelled() => return,
+                _ = shared.signals.wait(Flag::Cancel) => return,
                 Some(Control::Pong(payload)) = next_control(&mut control), if websocket => {
                     scratch.clear();
                     ws::encode_control(role(framing), ws::opcode::PONG, &payload, &mut scratch);
@@ -963,7 +1168,7 @@ async fn write_loop(
                     continue;
                 }
                 batch = outbound.recv() => batch,
-                _ = shared.closing.cancelled(), if websocket => {
+                _ = shared.signals.wait(Flag::Closing), if websocket => {
                     closing = true;
                     continue;
                 }
@@ -1024,12 +1229,12 @@ async fn write_loop(
         }
     }
     tokio::select! {
-        _ = shared.cancel.cancelled() => {}
+        _ = shared.signals.wait(Flag::Cancel) => {}
         _ = writer.shutdown() => {}
     }
-    shared.flushed.cancel();
+    shared.signals.set(Flag::Flushed as u8);
     // Keep the write half (dropping it is harmless after shutdown) until the session ends.
-    shared.cancel.cancelled().await;
+    shared.signals.wait(Flag::Cancel).await;
 }
 
 /// The next control frame asked for; never, without a control queue.
@@ -1057,7 +1262,7 @@ async fn write_or_end(
 ) -> Result<(), ()> {
     let result = tokio::select! {
         biased;
-        _ = shared.cancel.cancelled() => return Err(()),
+        _ = shared.signals.wait(Flag::Cancel) => return Err(()),
         result = async {
             write_all_vectored(writer, frames).await?;
             if flush {
@@ -1192,6 +1397,11 @@ mod plain {
         };
         let task = plain.read(Arc::new(stream), events, Arc::new(Shared::new(1)));
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 800, "a plain session's task takes {size} bytes");
+        assert!(size <= 160, "a plain session's task takes {size} bytes");
+        let shared = std::mem::size_of::<Shared>();
+        assert!(
+            shared <= 128,
+            "a session's shared state takes {shared} bytes"
+        );
     }
 }

@@ -156,7 +156,8 @@ pub struct Client {
     pub overdue: bool,
     /// Its connection has ended; what it sent before is still being processed.
     pub gone: bool,
-    /// The last username it was logged in as, for the session log.
+    /// The username of its last login, once that login has ended (while logged in, see
+    /// `login`), for the session log.
     pub last_username: Option<String>,
     /// A login the names bucket of the cluster has yet to grant: the answer and the login
     /// ([`crate::logins::claimed`] completes it).
@@ -215,8 +216,9 @@ struct Unencodable {
 pub struct World<G> {
     /// The settings.
     pub config: WorldConfig,
-    /// Connected sessions.
-    pub clients: SessionMap<Client>,
+    /// Connected sessions. Each is boxed: the map's spare room (up to half its slots, after
+    /// it grows) costs a pointer a slot, not a whole client.
+    pub clients: SessionMap<Box<Client>>,
     /// Logged-in sessions by username folded to lowercase.
     pub users: Map<String, SessionId>,
     /// What this tick sends.
@@ -360,7 +362,7 @@ impl<G: Game> World<G> {
     pub fn connect(&mut self, session: SessionId, peer: SocketAddr, now: Instant) {
         self.clients.insert(
             session,
-            Client {
+            Box::new(Client {
                 peer,
                 transport: net::Transport::Tcp,
                 connected_at: now,
@@ -375,7 +377,7 @@ impl<G: Game> World<G> {
                 claiming: None,
                 closing: false,
                 bucket: TokenBucket::new(self.config.max_requests_per_sec, now),
-            },
+            }),
         );
         let used = self.address_use(peer);
         used.sessions += 1;
@@ -443,7 +445,7 @@ impl<G: Game> World<G> {
                 disconnected_at_us: self.now.unix_us,
                 reason: reason.to_string(),
             }));
-        Some(client)
+        Some(*client)
     }
 
     /// Closes a session from the server's side: it is logged out now, and its connection
@@ -482,6 +484,10 @@ impl<G: Game> World<G> {
         }
         run_hooks!(self, logged_out, session, &login);
         G::logged_out(self, session, &login);
+        if let Some(client) = self.clients.get_mut(&session) {
+            // Kept from here, not copied at each login: what an idle session holds is less.
+            client.last_username = Some(login.username.clone());
+        }
         Some(login)
     }
 
@@ -580,7 +586,6 @@ impl<G: Game> World<G> {
                 login.username,
                 if login.guest { "guest" } else { "account" }
             );
-            client.last_username = Some(login.username.clone());
             self.pending_sessions.push(SessionLogEntry::LoggedIn {
                 session_id: session.0,
                 username: login.username.clone(),
