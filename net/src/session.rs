@@ -475,8 +475,9 @@ impl Session {
 
     /// Gives back `n` inbound credits: the owner has processed `n` frames of this session.
     pub fn release_credit(&self, n: usize) {
-        if n > 0 {
-            self.shared.credit.fetch_add(n, Ordering::Release);
+        // The reader waits for a credit only when it has none: credits given back while it
+        // has some do not wake it (it may be waiting for input, with the same waker).
+        if n > 0 && self.shared.credit.fetch_add(n, Ordering::AcqRel) == 0 {
             self.shared.reader.wake();
         }
     }
