@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 use crate::names::new_run_id;
 use crate::record::{self, Document, RunRecord, Series, Settings, Totals};
 use crate::report::{fmt_us, join_counts, new_histogram, record, LatencySummary};
-use crate::swarm::{Clock, SESSION_EVENT_QUEUE};
+use crate::swarm::{session_event_queue, Clock};
 
 /// Frames a session may hand over before the loop gives their credits back (per tick).
 const INBOUND_CREDIT: usize = 256;
@@ -310,7 +310,7 @@ pub async fn run_arena(
     shutdown: CancellationToken,
 ) -> Result<ArenaReport, crate::RunError> {
     let run_id = new_run_id();
-    let (session_tx, mut session_rx) = mpsc::channel(SESSION_EVENT_QUEUE);
+    let (session_tx, mut session_rx) = mpsc::channel(session_event_queue(config.client.bots));
     let now = Instant::now();
     let bots = (0..config.client.bots)
         .map(|i| Bot {

@@ -143,7 +143,7 @@ pub enum RunError {
 pub async fn run(config: ClientConfig, shutdown: CancellationToken) -> Result<Report, RunError> {
     let run_id = names::new_run_id();
     let tokens_file = config.bots.tokens_file.clone();
-    let (session_tx, session_rx) = mpsc::channel(swarm::SESSION_EVENT_QUEUE);
+    let (session_tx, session_rx) = mpsc::channel(swarm::session_event_queue(config.client.bots));
     let mut swarm = swarm::Swarm::new(config, &run_id, session_tx, TaskTracker::new())?;
     let auth = swarm.auth();
     match auth {

@@ -70,8 +70,17 @@ use crate::report::{self, LatencySummary, LoginSummary, Report};
 use crate::tokens::Tokens;
 use crate::wire::{ChatView, Encoder};
 
-/// Capacity of the queue of session events shared by all sessions.
-pub const SESSION_EVENT_QUEUE: usize = 65_536;
+/// Capacity of the queue of session events shared by all sessions: room for what `bots` bots
+/// receive in about 400 ms at the defaults (or 65,536), so that a tick loop that falls behind
+/// on a busy machine does not make the read tasks wait for room one event at a time, each
+/// woken in turn, which costs the machine more than the events themselves (what a bot may hand
+/// over is bounded by its credits anyway). Only what is queued takes memory.
+pub fn session_event_queue(bots: usize) -> usize {
+    bots.saturating_mul(EVENTS_PER_BOT).max(65_536)
+}
+
+/// Events a bot's share of the session queue holds.
+const EVENTS_PER_BOT: usize = 32;
 /// Capacity of the queue of connect outcomes.
 const SERVICE_EVENT_QUEUE: usize = 4_096;
 /// Frames a session may hand over before the tick loop gives their credits back. Credits come
@@ -1541,6 +1550,22 @@ fn next_due(due: Instant, interval: Duration, now: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_queue_holds_what_every_bot_hears_in_400_ms() {
+        // At the defaults (rooms of 20, a line every 250 ms) a bot receives 80 lines a second.
+        let defaults = ClientConfig::default();
+        let per_sec = defaults.bots.bots_per_room as u64 * 1000 / defaults.bots.chat_interval_ms;
+        assert_eq!(per_sec, 80);
+        for bots in [1, 400, 2_000, 10_000, 19_000] {
+            let room = session_event_queue(bots) as u64;
+            assert!(
+                room >= bots as u64 * per_sec * 4 / 10,
+                "{bots} bots: {room}"
+            );
+            assert!(room >= 65_536, "{bots} bots: {room}");
+        }
+    }
 
     #[test]
     fn the_clock_converts_instants_around_its_base() {
