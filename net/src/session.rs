@@ -631,17 +631,8 @@ impl PlainReader {
 
     /// Hands `event` to the owner, or starts waiting for room in its queue.
     fn deliver(&mut self, event: SessionEvent) -> Result<(), Gone> {
-        match self.events.try_send(event) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                let events = self.events.clone();
-                self.delivering = Some(Box::pin(async move {
-                    events.send(event).await.map_err(|_| Gone)
-                }));
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Gone),
-        }
+        self.delivering = hand_over(&self.events, event)?;
+        Ok(())
     }
 
     async fn end(mut self, ending: Ending) {
@@ -782,16 +773,29 @@ async fn finish(
         .await;
 }
 
-/// Hands `event` to the owner: at once while the queue has room, else waiting for room (a
-/// boxed wait: see [`Plain::read`]).
-async fn deliver(
+/// Hands `event` to the owner at once while its queue has room; else the wait for room, on the
+/// heap while it lasts (a read task does not carry room for it all its life).
+fn hand_over(
     events: &mpsc::Sender<SessionEvent>,
     event: SessionEvent,
-) -> Result<(), mpsc::error::SendError<SessionEvent>> {
+) -> Result<Option<Wait<Result<(), Gone>>>, Gone> {
     match events.try_send(event) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(event)) => Box::pin(events.send(event)).await,
-        Err(mpsc::error::TrySendError::Closed(event)) => Err(mpsc::error::SendError(event)),
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(event)) => {
+            let events = events.clone();
+            Ok(Some(Box::pin(async move {
+                events.send(event).await.map_err(|_| Gone)
+            })))
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(Gone),
+    }
+}
+
+/// Hands `event` to the owner, waiting for room if need be.
+async fn deliver(events: &mpsc::Sender<SessionEvent>, event: SessionEvent) -> Result<(), Gone> {
+    match hand_over(events, event)? {
+        None => Ok(()),
+        Some(wait) => wait.await,
     }
 }
 
@@ -924,7 +928,7 @@ async fn bounded(
 ) -> Option<Result<Negotiated, DisconnectReason>> {
     tokio::select! {
         biased;
-        _ = shared.signals.wait(Flag::Cancel) => None,
+        // Cancelling closes too.
         _ = shared.signals.wait(Flag::Closing) => None,
         done = tokio::time::timeout(timeout, negotiation) => Some(done.unwrap_or_else(|_| {
             Err(DisconnectReason::Handshake(format!(
@@ -1350,21 +1354,25 @@ fn skip_empty(frames: &[Bytes], mut first: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// One end of a TCP connection on loopback.
+    async fn connected() -> TcpStream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap()
+    }
+
     /// Every session's task lives as long as its connection: the negotiations (TLS state,
     /// HTTP buffers, some kilobytes) must not sit in it once they are done.
     #[tokio::test]
     async fn a_sessions_task_holds_no_negotiation_state() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
         let (events, _) = mpsc::channel(1);
         let (_, outbound) = mpsc::channel(1);
         let shared = Arc::new(Shared::new(1));
         let config = SessionConfig::default();
         let task = drive(
             SessionId(1),
-            stream,
+            connected().await,
             config,
             events,
             shared,
@@ -1374,21 +1382,12 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size < 2048, "a session's task takes {size} bytes");
     }
-}
 
-#[cfg(test)]
-mod plain {
-    use super::*;
-
-    /// A plain session's task is what an idle connection costs: its rare waits (a full event
-    /// queue, no credit, the linger of a close) are boxed while they last, and the decoders
-    /// of TLS and WebSocket are not in it.
+    /// A plain session's task is what an idle connection costs: its waits keep their wakers
+    /// in the shared state and the socket, its rare ones (a full event queue, the linger of a
+    /// close) are boxed while they last, and the decoders of TLS and WebSocket are not in it.
     #[tokio::test]
     async fn a_plain_sessions_task_is_small() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
         let (events, _) = mpsc::channel(1);
         let plain = Plain {
             id: SessionId(1),
@@ -1396,7 +1395,11 @@ mod plain {
             linger: Duration::from_secs(1),
             ready: true,
         };
-        let task = plain.read(Arc::new(stream), events, Arc::new(Shared::new(1)));
+        let task = plain.read(
+            Arc::new(connected().await),
+            events,
+            Arc::new(Shared::new(1)),
+        );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 160, "a plain session's task takes {size} bytes");
         let shared = std::mem::size_of::<Shared>();

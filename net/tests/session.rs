@@ -48,6 +48,16 @@ async fn next(rx: &mut mpsc::Receiver<SessionEvent>) -> SessionEvent {
         .expect("event queue closed")
 }
 
+/// Everything the peer gets until the session's end of stream (a reset fails the test).
+async fn read_to_end(peer: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    timeout(WAIT, peer.read_to_end(&mut got))
+        .await
+        .expect("no end of stream in time")
+        .expect("a clean end of stream, not a reset");
+    got
+}
+
 async fn closed_reason(rx: &mut mpsc::Receiver<SessionEvent>) -> DisconnectReason {
     loop {
         if let SessionEvent::Closed { reason, .. } = next(rx).await {
@@ -152,12 +162,7 @@ async fn graceful_close_writes_what_is_queued_then_closes() {
     let (mut session, mut peer, mut rx, _t) = pair(SessionConfig::default()).await;
     session.send(&mut vec![frame(1003, b"bye")]).unwrap();
     session.close(DisconnectReason::Replaced);
-    let mut got = Vec::new();
-    timeout(WAIT, peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, frame(1003, b"bye").to_vec());
+    assert_eq!(read_to_end(&mut peer).await, frame(1003, b"bye").to_vec());
     drop(peer);
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Replaced);
     assert!(matches!(
@@ -180,12 +185,10 @@ async fn graceful_close_reads_what_the_peer_still_sends_so_it_is_not_reset() {
     peer.write_all(&chatter).await.unwrap();
     session.send(&mut vec![frame(1003, b"last words")]).unwrap();
     session.close(DisconnectReason::Replaced);
-    let mut got = Vec::new();
-    timeout(WAIT, peer.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .expect("a clean end of stream, not a reset");
-    assert_eq!(got, frame(1003, b"last words").to_vec());
+    assert_eq!(
+        read_to_end(&mut peer).await,
+        frame(1003, b"last words").to_vec()
+    );
     // The server has closed its side but still reads: more input is taken, not answered with
     // a reset (a reset would make the second write fail).
     for _ in 0..2 {
@@ -336,11 +339,7 @@ async fn batches_that_find_the_socket_full_wait_in_order_and_later_ones_go_strai
         );
     }
     session.close(DisconnectReason::Shutdown);
-    let mut rest = Vec::new();
-    timeout(WAIT, peer.read_to_end(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
+    let rest = read_to_end(&mut peer).await;
     assert!(rest == later, "the later batches follow, then the end");
     drop(peer);
     assert_eq!(closed_reason(&mut rx).await, DisconnectReason::Shutdown);
