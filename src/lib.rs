@@ -184,6 +184,7 @@ mod tests {
         let login = world::C2sLogin {
             username: "ann".into(),
             password: String::new(),
+            ..Default::default()
         };
         let encoded = frame(&login).unwrap();
         let page = protocol_page();

@@ -12,6 +12,7 @@ fn register(name: &str, password: &str) -> C2sRegister {
     C2sRegister {
         username: name.to_string(),
         password: password.to_string(),
+        ..Default::default()
     }
 }
 
@@ -19,6 +20,7 @@ fn login(name: &str, password: &str) -> C2sLogin {
     C2sLogin {
         username: name.to_string(),
         password: password.to_string(),
+        ..Default::default()
     }
 }
 
@@ -122,6 +124,7 @@ async fn resume_with_a_token_logs_in_again_and_logout_revokes_it() {
     second
         .send(&C2sResume {
             token: issued.token.clone(),
+            ..Default::default()
         })
         .await;
     let resumed = second.expect::<S2cAuthResult>().await;
@@ -137,6 +140,7 @@ async fn resume_with_a_token_logs_in_again_and_logout_revokes_it() {
     third
         .send(&C2sResume {
             token: issued.token.clone(),
+            ..Default::default()
         })
         .await;
     let error = third.expect_error(ErrorCode::InvalidToken).await;
@@ -145,6 +149,7 @@ async fn resume_with_a_token_logs_in_again_and_logout_revokes_it() {
     third
         .send(&C2sResume {
             token: "00".repeat(32),
+            ..Default::default()
         })
         .await;
     third.expect_error(ErrorCode::InvalidToken).await;
@@ -235,6 +240,7 @@ async fn accounts_and_room_history_survive_a_restart_on_the_same_database() {
     alice
         .send(&C2sResume {
             token: before.token.clone(),
+            ..Default::default()
         })
         .await;
     let resumed = alice.expect::<S2cAuthResult>().await;
@@ -273,6 +279,7 @@ async fn logout_sent_just_before_closing_still_revokes_the_token() {
     second
         .send(&C2sResume {
             token: issued.token.clone(),
+            ..Default::default()
         })
         .await;
     second.expect_error(ErrorCode::InvalidToken).await;

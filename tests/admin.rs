@@ -226,6 +226,7 @@ async fn readyz_is_503_while_a_db_queue_is_full_and_200_once_it_drains() {
                         .send(&protocol::world::C2sRegister {
                             username: format!("reg{}", clients.len()),
                             password: "correct horse".into(),
+                            ..Default::default()
                         })
                         .await;
                     clients.push(client);

@@ -11,6 +11,7 @@ fn guest(name: &str) -> C2sLogin {
     C2sLogin {
         username: name.to_string(),
         password: String::new(),
+        ..Default::default()
     }
 }
 

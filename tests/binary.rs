@@ -375,6 +375,7 @@ async fn register(process: &mut ServerProcess, addr: SocketAddr, name: &str) -> 
         .send(&protocol::world::C2sRegister {
             username: name.into(),
             password: format!("{name}-password"),
+            ..Default::default()
         })
         .await;
     let result: protocol::world::S2cAuthResult = client.expect().await;
@@ -414,6 +415,7 @@ async fn acknowledged_accounts_and_tokens_survive_sigkill() {
         .send(&protocol::world::C2sRegister {
             username: "crash-late".into(),
             password: "crash-late-password".into(),
+            ..Default::default()
         })
         .await;
     server.signal("KILL");
@@ -431,6 +433,7 @@ async fn acknowledged_accounts_and_tokens_survive_sigkill() {
             .send(&protocol::world::C2sLogin {
                 username: name.clone(),
                 password: format!("{name}-password"),
+                ..Default::default()
             })
             .await;
         let result: protocol::world::S2cAuthResult = by_password.expect().await;
@@ -439,6 +442,7 @@ async fn acknowledged_accounts_and_tokens_survive_sigkill() {
         by_token
             .send(&protocol::world::C2sResume {
                 token: token.clone(),
+                ..Default::default()
             })
             .await;
         let result: protocol::world::S2cAuthResult = by_token.expect().await;

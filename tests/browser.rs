@@ -178,6 +178,7 @@ fn codec_in_chromium() {
     let login = C2sLogin {
         username: "ann".into(),
         password: String::new(),
+        ..Default::default()
     };
     assert_eq!(hex(&frame(&login)), "0900db070a03616e6e");
     assert_eq!(
@@ -325,6 +326,7 @@ fn codec_in_chromium() {
             seq: 7,
             client_time_us: 1,
             server_time_us: 2,
+            ..Default::default()
         }),
         frame(&S2cWelcome {
             session_id: 1,
@@ -339,6 +341,7 @@ fn codec_in_chromium() {
             user_id: 12,
             token: "ab".repeat(32),
             guest: false,
+            ..Default::default()
         }),
         frame(&S2cWhisper {
             from: "bob".into(),
@@ -407,6 +410,7 @@ fn codec_in_chromium() {
             C2sMessage::C2sPing(C2sPing {
                 seq: u32::MAX,
                 client_time_us: u64::MAX,
+                ..Default::default()
             }),
         ),
         (
@@ -415,6 +419,7 @@ fn codec_in_chromium() {
             C2sMessage::C2sRegister(C2sRegister {
                 username: "ann".into(),
                 password: "correct horse".into(),
+                ..Default::default()
             }),
         ),
         (
@@ -423,6 +428,7 @@ fn codec_in_chromium() {
             C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
                 password: "pässword".into(),
+                ..Default::default()
             }),
         ),
         (
@@ -430,6 +436,7 @@ fn codec_in_chromium() {
             "{token: 'ab'.repeat(32)}",
             C2sMessage::C2sResume(C2sResume {
                 token: "ab".repeat(32),
+                ..Default::default()
             }),
         ),
         ("C2S_Logout", "{}", C2sMessage::C2sLogout(C2sLogout {})),

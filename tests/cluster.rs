@@ -643,6 +643,7 @@ async fn the_players_of_a_killed_node_resume_on_another_with_their_token() {
     let mut back = a.client().await;
     back.send(&protocol::world::C2sResume {
         token: registered.token,
+        ..Default::default()
     })
     .await;
     let resumed = back.expect::<protocol::world::S2cAuthResult>().await;

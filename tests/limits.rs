@@ -45,6 +45,7 @@ fn login(name: &str, password: &str) -> C2sLogin {
     C2sLogin {
         username: name.into(),
         password: password.into(),
+        ..Default::default()
     }
 }
 
@@ -159,6 +160,7 @@ async fn bad_resumes_from_an_address_do_not_lock_out_its_password_logins() {
         client
             .send(&C2sResume {
                 token: "ab".repeat(32),
+                ..Default::default()
             })
             .await;
         assert_eq!(
@@ -169,6 +171,7 @@ async fn bad_resumes_from_an_address_do_not_lock_out_its_password_logins() {
     client
         .send(&C2sResume {
             token: "ab".repeat(32),
+            ..Default::default()
         })
         .await;
     assert_eq!(
@@ -222,6 +225,7 @@ async fn one_host_cannot_hold_every_slot_with_connections_that_never_log_in() {
             .send(&C2sPing {
                 seq: seq as u32,
                 client_time_us: 0,
+                ..Default::default()
             })
             .await;
     }
@@ -276,6 +280,7 @@ async fn registrations_sent_at_once_from_one_address_stop_at_the_limit() {
             .send(&C2sRegister {
                 username: format!("farm{i}"),
                 password: "correct horse".into(),
+                ..Default::default()
             })
             .await;
     }
@@ -322,6 +327,7 @@ async fn loopback_is_exempt_by_default_so_local_bots_are_not_limited() {
         by_token
             .send(&C2sResume {
                 token: token.clone(),
+                ..Default::default()
             })
             .await;
         clients.push(by_password);

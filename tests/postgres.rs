@@ -51,6 +51,7 @@ async fn an_account_registered_on_one_node_logs_in_and_resumes_on_another() {
     on_b.send(&C2sLogin {
         username: "ann".into(),
         password: "correct horse".into(),
+        ..Default::default()
     })
     .await;
     let logged_in = on_b.expect::<S2cAuthResult>().await;
@@ -64,6 +65,7 @@ async fn an_account_registered_on_one_node_logs_in_and_resumes_on_another() {
         .send(&C2sLogin {
             username: "ann".into(),
             password: "wrong".into(),
+            ..Default::default()
         })
         .await;
     wrong.expect_error(ErrorCode::InvalidCredentials).await;
@@ -72,6 +74,7 @@ async fn an_account_registered_on_one_node_logs_in_and_resumes_on_another() {
     resumed
         .send(&C2sResume {
             token: registered.token.clone(),
+            ..Default::default()
         })
         .await;
     let resumed = resumed.expect::<S2cAuthResult>().await;
@@ -85,6 +88,7 @@ async fn an_account_registered_on_one_node_logs_in_and_resumes_on_another() {
         .send(&C2sRegister {
             username: "ANN".into(),
             password: "another horse".into(),
+            ..Default::default()
         })
         .await;
     taker.expect_error(ErrorCode::UsernameTaken).await;
@@ -228,6 +232,7 @@ async fn survives(test: &str, outage: Outage) {
     let register = C2sRegister {
         username: "bob".into(),
         password: "correct horse".into(),
+        ..Default::default()
     };
     bob.send(&register).await;
     let error = bob.expect::<S2cError>().await;

@@ -78,6 +78,7 @@ async fn random_garbage_after_a_valid_frame_closes_only_that_session() {
     let mut bytes = protocol::frame(&C2sPing {
         seq: 1,
         client_time_us: 1,
+        ..Default::default()
     })
     .unwrap()
     .to_vec();
@@ -175,6 +176,7 @@ async fn frame_split_into_single_bytes_is_reassembled() {
         &C2sPing {
             seq: 5,
             client_time_us: 6,
+            ..Default::default()
         },
         &mut frames,
     )
@@ -310,6 +312,7 @@ async fn client_that_floods_pings_without_reading_does_not_starve_another_client
             &C2sPing {
                 seq,
                 client_time_us: 1,
+                ..Default::default()
             },
             &mut chunk,
         )
@@ -365,6 +368,7 @@ async fn burst_over_the_rate_limit_is_answered_rate_limited_once_and_the_session
         .map(|seq| C2sPing {
             seq,
             client_time_us: 0,
+            ..Default::default()
         })
         .collect();
     client.send_all(&pings).await;
@@ -374,6 +378,7 @@ async fn burst_over_the_rate_limit_is_answered_rate_limited_once_and_the_session
         .send(&C2sPing {
             seq: 10_000,
             client_time_us: 0,
+            ..Default::default()
         })
         .await;
     let mut pongs = Vec::new();
@@ -421,6 +426,7 @@ async fn client_that_floods_far_above_the_rate_limit_is_disconnected_alone() {
             &C2sPing {
                 seq,
                 client_time_us: 0,
+                ..Default::default()
             },
             &mut chunk,
         )

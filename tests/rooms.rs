@@ -353,6 +353,7 @@ async fn join_and_chat_sent_back_to_back_are_handled_in_order() {
         &protocol::frame(&protocol::world::C2sPing {
             seq: 3,
             client_time_us: 0,
+            ..Default::default()
         })
         .unwrap(),
     );

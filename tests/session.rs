@@ -62,6 +62,7 @@ async fn ping_before_and_after_login_answers_pong_with_seq_and_client_time() {
         .send(&C2sPing {
             seq: 7,
             client_time_us: 123_456_789,
+            ..Default::default()
         })
         .await;
     let pong = client.expect::<S2cPong>().await;
@@ -77,6 +78,7 @@ async fn ping_before_and_after_login_answers_pong_with_seq_and_client_time() {
         .send(&C2sPing {
             seq: u32::MAX,
             client_time_us: u64::MAX,
+            ..Default::default()
         })
         .await;
     let pong = client.expect::<S2cPong>().await;
@@ -97,6 +99,7 @@ async fn pongs_come_back_in_the_order_of_the_pings() {
         .map(|seq| C2sPing {
             seq,
             client_time_us: seq as u64 * 10,
+            ..Default::default()
         })
         .collect();
     client.send_all(&pings).await;
@@ -257,6 +260,7 @@ async fn bad_requests_are_answered_in_arrival_order_among_good_ones() {
         &protocol::frame(&C2sPing {
             seq: 1,
             client_time_us: 0,
+            ..Default::default()
         })
         .unwrap(),
     );
@@ -265,6 +269,7 @@ async fn bad_requests_are_answered_in_arrival_order_among_good_ones() {
         &protocol::frame(&C2sPing {
             seq: 2,
             client_time_us: 0,
+            ..Default::default()
         })
         .unwrap(),
     );
@@ -273,6 +278,7 @@ async fn bad_requests_are_answered_in_arrival_order_among_good_ones() {
         &protocol::frame(&C2sPing {
             seq: 3,
             client_time_us: 0,
+            ..Default::default()
         })
         .unwrap(),
     );

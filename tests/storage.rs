@@ -54,6 +54,7 @@ async fn a_disk_that_fills_is_survived_and_the_lines_said_meanwhile_are_written_
     let register = C2sRegister {
         username: "bob".into(),
         password: "correct horse".into(),
+        ..Default::default()
     };
     bob.send(&register).await;
     let error = bob.expect::<S2cError>().await;

@@ -138,6 +138,7 @@ async fn each_port_serves_its_own_and_tells_the_others_where_to_go() {
     lost.send(&C2sLogin {
         username: "lost".into(),
         password: String::new(),
+        ..Default::default()
     })
     .await;
     let seen = lost.expect_closed().await;
@@ -323,6 +324,7 @@ async fn plain_bytes_on_the_tls_port_are_told_where_to_go() {
         .send(&C2sLogin {
             username: "lost".into(),
             password: String::new(),
+            ..Default::default()
         })
         .await;
     let seen = frames.expect_closed().await;
@@ -613,6 +615,7 @@ async fn websocket_pings_get_pongs_a_close_gets_a_close_and_messages_carry_sever
         &prost::Message::encode_to_vec(&C2sLogin {
             username: "several".into(),
             password: String::new(),
+            ..Default::default()
         }),
     );
     both.extend(common::raw_frame(
@@ -629,6 +632,7 @@ async fn websocket_pings_get_pongs_a_close_gets_a_close_and_messages_carry_sever
         &prost::Message::encode_to_vec(&C2sPing {
             seq: 5,
             client_time_us: 0,
+            ..Default::default()
         }),
     );
     client.send_ws_frame(false, 2, &ping[..4], true).await;

@@ -374,6 +374,20 @@ pub struct NetSection {
     /// for a second is disconnected as flooding. Default 200: far above what a person or a
     /// game client sends, far below what costs the server a share of its tick.
     pub max_requests_per_sec: u64,
+    /// Seconds a resumable session (one whose login asked for it) stays in the world after
+    /// its connection drops, waiting for the client to take it back with C2S_SessionResume,
+    /// 0..=3600; 0 turns resuming off (logins are then never resumable). Default 30.
+    pub resume_grace_secs: u64,
+    /// Bytes of frames a resumable session keeps for a replay (sent, and not yet acknowledged
+    /// by the client's pings), 4096..=16_777_216. Past it the session can no longer be
+    /// resumed (and one that is away ends). Default 262144 (256 KiB).
+    pub resume_buffer_bytes: usize,
+    /// Frames a resumable session keeps for a replay, 16..=1_000_000; past it, as past
+    /// `resume_buffer_bytes`. Default 4096.
+    pub resume_buffer_frames: usize,
+    /// MiB of replay buffers held by all the sessions together, 1..=65536: a frame that
+    /// would pass it overflows the buffer of the session it is for. Default 256.
+    pub resume_total_mib: usize,
 }
 
 impl Default for NetSection {
@@ -388,6 +402,10 @@ impl Default for NetSection {
             max_messages_per_tick: 65_536,
             handshake_timeout_secs: 10,
             max_requests_per_sec: 200,
+            resume_grace_secs: 30,
+            resume_buffer_bytes: 262_144,
+            resume_buffer_frames: 4096,
+            resume_total_mib: 256,
         }
     }
 }
@@ -756,6 +774,18 @@ impl ServerConfig {
             net.max_requests_per_sec,
             0..=1_000_000,
         )?;
+        rules.range("net.resume_grace_secs", net.resume_grace_secs, 0..=3600)?;
+        rules.range(
+            "net.resume_buffer_bytes",
+            net.resume_buffer_bytes,
+            4096..=16_777_216,
+        )?;
+        rules.range(
+            "net.resume_buffer_frames",
+            net.resume_buffer_frames,
+            16..=1_000_000,
+        )?;
+        rules.range("net.resume_total_mib", net.resume_total_mib, 1..=65536)?;
 
         let world = &self.world;
         rules.range("world.room_capacity", world.room_capacity, 1..=1800)?;

@@ -482,6 +482,7 @@ impl ArenaSwarm {
                 let login = C2sLogin {
                     username: bot.name.clone(),
                     password: String::new(),
+                    ..Default::default()
                 };
                 if let Ok(frame) = protocol::frame(&login) {
                     bot.out.push(frame);

@@ -138,6 +138,7 @@ impl FakeServer {
                     seq: ping.seq,
                     client_time_us: ping.client_time_us,
                     server_time_us: protocol::now_us(),
+                    ..Default::default()
                 };
                 self.send(session, &pong);
             }

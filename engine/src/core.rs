@@ -35,11 +35,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use net::{DisconnectReason, Packet, SessionId, Transport};
-use protocol::world::S2cError;
+use protocol::world::{C2sSessionResume, S2cError, S2cSessionResumed};
 use protocol::ErrorCode;
+use protocol::MessageType;
 
 use crate::dispatcher::{Ctx, DispatchState, HandlerError, MessageDispatcher};
 use crate::ratelimit::Admission;
+use crate::resume::{Outbound, Refused};
 use crate::world::{Game, Now, World};
 
 /// What must hold between ticks, for the fuzzer and the tests.
@@ -166,6 +168,9 @@ pub enum Item {
     },
     /// A frame refused with this error (unknown id, undecodable, rate limited).
     Refused(u16, HandlerError),
+    /// A frame of a resumable session dropped without an answer (rate limited): counted among
+    /// its requests in its turn.
+    Dropped,
     /// The connection ended.
     Closed {
         /// Why.
@@ -175,10 +180,11 @@ pub enum Item {
     },
 }
 
-/// One item of a session, queued for the handlers.
+/// One item of a connection, queued for the handlers.
 #[derive(Debug)]
 pub struct Queued {
-    /// The session.
+    /// The connection it came from: the session of that id, unless the connection took an
+    /// earlier session back ([`crate::resume`]).
     pub session: SessionId,
     /// What it is.
     pub item: Item,
@@ -310,7 +316,7 @@ impl<G: Game> Core<G> {
         crate::logins::poll_db(&mut self.world, now);
         self.resume_parked(now, now_us);
         while let Some(queued) = self.queue.pop_front() {
-            if self.parked.contains_key(&queued.session) || self.world.is_waiting(queued.session) {
+            if self.parked.contains_key(&queued.session) || self.is_waiting(queued.session) {
                 self.parked
                     .entry(queued.session)
                     .or_default()
@@ -319,6 +325,7 @@ impl<G: Game> Core<G> {
             }
             self.process(queued, now, now_us);
         }
+        self.end_expired(now);
         lap(1, &self.world);
         crate::logins::advance(&mut self.world, now);
         crate::nodes::advance(&mut self.world, now);
@@ -335,6 +342,11 @@ impl<G: Game> Core<G> {
         let world = &self.world;
         world.metrics.sessions.set(world.clients.len() as i64);
         world.metrics.logged_in.set(world.users.len() as i64);
+        world.metrics.sessions_away.set(world.resume.away() as i64);
+        world
+            .metrics
+            .resume_buffer_bytes
+            .set(world.resume.held_bytes() as i64);
         world.metrics.db_queues(world.db.in_flight());
         self.world.report_unencodable(now);
         self.world.db.take_jobs(&mut self.out.db);
@@ -347,7 +359,20 @@ impl<G: Game> Core<G> {
     /// the ends of the connections to [`Core::finish`].
     pub fn shutdown(&mut self) -> &mut Output {
         self.out.clear();
-        let sessions: Vec<SessionId> = self.connections.keys().copied().collect();
+        let resume = &self.world.resume;
+        let mut sessions: Vec<SessionId> = self
+            .connections
+            .keys()
+            .filter_map(|&connection| resume.route(connection))
+            .collect();
+        // Away sessions end too (at the flush: they have no connection to close).
+        sessions.extend(
+            self.world
+                .clients
+                .iter()
+                .filter(|(_, c)| c.away)
+                .map(|(&s, _)| s),
+        );
         for session in sessions {
             self.world.kick(session, DisconnectReason::Shutdown);
         }
@@ -381,11 +406,19 @@ impl<G: Game> Core<G> {
         while let Some(queued) = self.queue.pop_front() {
             self.process(queued, now, now_us);
         }
-        let left: Vec<(SessionId, SocketAddr)> = self
+        let resume = &self.world.resume;
+        let mut left: Vec<(SessionId, SocketAddr)> = self
             .connections
             .drain()
-            .map(|(session, c)| (session, c.peer))
+            .filter_map(|(connection, c)| Some((resume.route(connection)?, c.peer)))
             .collect();
+        left.extend(
+            self.world
+                .clients
+                .iter()
+                .filter(|(_, c)| c.away)
+                .map(|(&s, c)| (s, c.peer)),
+        );
         for (session, peer) in left {
             self.end_session(session, &DisconnectReason::Shutdown, peer, now);
         }
@@ -440,6 +473,7 @@ impl<G: Game> Core<G> {
             Input::Accepted { token, peer } => self.accept(token, peer, now),
             Input::Ready { session, transport } => {
                 self.world.metrics.set_up(transport);
+                let session = self.world.resume.session_of(session);
                 if let Some(client) = self.world.clients.get_mut(&session) {
                     client.transport = transport;
                 }
@@ -449,8 +483,10 @@ impl<G: Game> Core<G> {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
-                // A login still under way for it must not take a name over for nobody.
-                if let Some(client) = self.world.clients.get_mut(&session) {
+                // A login still under way for it must not take a name over for nobody. (A
+                // resumable session, logged in, goes away instead: see `closed`.)
+                let carried = self.route(session);
+                if let Some(client) = carried.and_then(|s| self.world.clients.get_mut(&s)) {
                     client.gone = true;
                 }
                 // Behind whatever the session sent before it closed: a Chat or a Logout sent
@@ -461,11 +497,17 @@ impl<G: Game> Core<G> {
                 };
                 self.queue.push_back(Queued { session, item });
             }
-            Input::SlowConsumer { session } => {
-                if let Some(connection) = self.connections.get(&session) {
+            Input::SlowConsumer {
+                session: connection,
+            } => {
+                // A connection taken over by a resume is being closed already.
+                let Some(session) = self.route(connection) else {
+                    return;
+                };
+                if let Some(c) = self.connections.get(&connection) {
                     spdlog::warn!(
                         "net: session {session} ({}) is not reading; disconnecting",
-                        connection.peer
+                        c.peer
                     );
                 }
                 self.world.kick(session, DisconnectReason::SlowConsumer);
@@ -521,10 +563,15 @@ impl<G: Game> Core<G> {
         );
     }
 
-    fn receive(&mut self, session: SessionId, packet: Packet, now: Instant) {
-        if !self.connections.contains_key(&session) {
+    fn receive(&mut self, connection: SessionId, packet: Packet, now: Instant) {
+        if !self.connections.contains_key(&connection) {
             return;
         }
+        let Some(session) = self.route(connection) else {
+            // Taken over by a resume: what it still sends is not the session's.
+            self.owe_credit(connection);
+            return;
+        };
         let id = packet.id;
         let metrics = &self.world.metrics;
         metrics.frames_in.inc();
@@ -553,36 +600,58 @@ impl<G: Game> Core<G> {
             }
             Admission::Limited { reply: false } => {
                 self.world.metrics.rate_limited.inc();
-                self.owe_credit(session);
-                return;
+                if !self.world.resume.is_resumable(session) {
+                    self.owe_credit(connection);
+                    return;
+                }
+                // Counted among the session's requests in its turn.
+                Item::Dropped
             }
             Admission::Ignore => {
-                self.owe_credit(session);
+                self.owe_credit(connection);
                 return;
             }
             Admission::Flooding => {
-                self.owe_credit(session);
+                self.owe_credit(connection);
                 self.world.kick(session, DisconnectReason::Flooding);
                 return;
             }
         };
-        self.queue.push_back(Queued { session, item });
+        self.queue.push_back(Queued {
+            session: connection,
+            item,
+        });
     }
 
     /// Dispatches one queued message (or answers its error) and owes its credit back; or, for
     /// the end of a session, cleans up after it.
     fn process(&mut self, queued: Queued, now: Instant, now_us: u64) {
-        let Queued { session, item } = queued;
+        let Queued {
+            session: connection,
+            item,
+        } = queued;
+        let routed = self.route(connection);
         if let Item::Closed { reason, peer } = item {
-            self.end_session(session, &reason, peer, now);
+            match routed {
+                // Taken over by a resume: the session goes on elsewhere.
+                None => self.world.resume.unlink(connection),
+                Some(session) => self.closed(connection, session, reason, peer, now),
+            }
             return;
         }
-        self.owe_credit(session);
+        self.owe_credit(connection);
+        let Some(session) = routed else {
+            return; // sent before a resume took the session over: the client sends it again
+        };
         if self.world.clients.get(&session).is_none_or(|c| c.closing) {
             return; // closed by the server while the message waited
         }
+        self.world.resume.processed(session);
         self.world.stats.messages_in += 1;
         match item {
+            Item::Message { id, payload } if id == C2sSessionResume::ID => {
+                self.resume(connection, session, payload, now);
+            }
             Item::Message { id, payload } => {
                 self.world.metrics.message_in(id);
                 spdlog::debug!(
@@ -605,6 +674,7 @@ impl<G: Game> Core<G> {
                 );
                 self.world.send_error(session, id, error);
             }
+            Item::Dropped => {}
             Item::Closed { .. } => unreachable!("handled above"),
         }
     }
@@ -620,6 +690,7 @@ impl<G: Game> Core<G> {
     ) {
         self.world.metrics.disconnect(reason);
         let client = self.world.disconnect(session, reason);
+        self.world.resume.end(session);
         let (user, lived) = client.map_or(("-".to_string(), Duration::ZERO), |c| {
             (
                 c.last_username.unwrap_or_else(|| "-".to_string()),
@@ -647,22 +718,198 @@ impl<G: Game> Core<G> {
         let ready: Vec<SessionId> = self
             .parked
             .keys()
-            .filter(|s| !self.world.is_waiting(**s))
+            .filter(|c| !self.is_waiting(**c))
             .copied()
             .collect();
-        for session in ready {
-            let Some(mut waiting) = self.parked.remove(&session) else {
+        for connection in ready {
+            let Some(mut waiting) = self.parked.remove(&connection) else {
                 continue;
             };
             while let Some(queued) = waiting.pop_front() {
                 self.process(queued, now, now_us);
-                if self.world.is_waiting(session) {
+                if self.is_waiting(connection) {
                     if !waiting.is_empty() {
-                        self.parked.insert(session, waiting);
+                        self.parked.insert(connection, waiting);
                     }
                     break;
                 }
             }
+        }
+    }
+
+    /// The session `connection` carries, or `None` when a resume took it over (or it went
+    /// away from it): what the connection still sends is not the session's.
+    fn route(&self, connection: SessionId) -> Option<SessionId> {
+        if self.world.resume.is_idle() {
+            return Some(connection);
+        }
+        self.world.resume.route(connection)
+    }
+
+    /// Whether the session `connection` carries waits for the DB worker.
+    fn is_waiting(&self, connection: SessionId) -> bool {
+        self.route(connection)
+            .is_some_and(|session| self.world.is_waiting(session))
+    }
+
+    /// `connection`, carrying `session`, ended, and everything it sent before is processed: a
+    /// resumable session goes away (for its grace window), any other ends.
+    fn closed(
+        &mut self,
+        connection: SessionId,
+        session: SessionId,
+        reason: DisconnectReason,
+        peer: SocketAddr,
+        now: Instant,
+    ) {
+        let open = self.world.clients.get(&session).is_some_and(|c| !c.closing);
+        if open && self.world.resume.go_away(session, reason.clone(), now) {
+            if let Some(client) = self.world.clients.get_mut(&session) {
+                client.away = true;
+                client.gone = false;
+            }
+            self.world.metrics.resume_away.inc();
+            spdlog::debug!(
+                "net: session {session} ({peer}) is away: {reason}; it may come back within {} s",
+                self.world.resume.config().grace.as_secs()
+            );
+            return;
+        }
+        self.world.resume.unlink(connection);
+        self.end_session(session, &reason, peer, now);
+    }
+
+    /// Ends the away sessions whose grace window is over, as their connection's end would have.
+    fn end_expired(&mut self, now: Instant) {
+        for (session, reason) in self.world.resume.expired(now) {
+            let Some(peer) = self.world.clients.get(&session).map(|c| c.peer) else {
+                continue;
+            };
+            self.world.metrics.resume_expired.inc();
+            spdlog::debug!(
+                "net: session {session} ({peer}) did not come back within {} s",
+                self.world.resume.config().grace.as_secs()
+            );
+            self.end_session(session, &reason, peer, now);
+        }
+    }
+
+    /// C2S_SessionResume on `connection` (carrying `session`, its own unless it took one back
+    /// already): takes the session of the token back, or says why not.
+    fn resume(&mut self, connection: SessionId, session: SessionId, payload: Bytes, now: Instant) {
+        const ID: u16 = C2sSessionResume::ID;
+        let request = match <C2sSessionResume as prost::Message>::decode(payload) {
+            Ok(request) => request,
+            Err(error) => {
+                let error = HandlerError::bad_request(format!("C2S_SessionResume: {error}"));
+                self.world.send_error(session, ID, error);
+                return;
+            }
+        };
+        let world = &mut self.world;
+        let client = world
+            .clients
+            .get(&session)
+            .expect("processed for a session");
+        if session != connection || client.login.is_some() || client.pending_auth.is_some() {
+            let error = HandlerError::new(
+                ErrorCode::AlreadyAuthenticated,
+                "this connection is logged in already: resume on a new connection",
+            );
+            world.send_error(session, ID, error);
+            return;
+        }
+        let peer = client.peer;
+        if let Err(reason) = world.throttle.begin_resume(connection, peer.ip(), now) {
+            let error = HandlerError::new(ErrorCode::RateLimited, reason);
+            world.send_error(session, ID, error);
+            return;
+        }
+        let clients = &world.clients;
+        let taken =
+            world
+                .resume
+                .resume(connection, &request.session_token, request.received, |s| {
+                    clients.get(&s).is_some_and(|c| !c.closing)
+                });
+        let (resumed, older) = match taken {
+            Ok(taken) => taken,
+            Err(refused) => {
+                let outcome = match refused {
+                    Refused::Malformed | Refused::Unknown => crate::throttle::Outcome::Failed,
+                    _ => crate::throttle::Outcome::Dropped,
+                };
+                if let Some(counted) = world.throttle.end(connection, outcome, now) {
+                    if let Some(cluster) = world.cluster.as_mut() {
+                        cluster.count(&counted);
+                    }
+                }
+                world.resume.refused();
+                world.metrics.resume_refused.inc();
+                let error = refusal(refused, world.resume.config().grace);
+                world.send_error(session, ID, error);
+                return;
+            }
+        };
+        world
+            .throttle
+            .end(connection, crate::throttle::Outcome::Succeeded, now);
+        let taken = resumed.session;
+        if let Some(older) = older {
+            // Its requests not yet processed are the client's to send again; its end, if it
+            // was waiting among them, is done with here.
+            let parked = self.parked.remove(&older);
+            if parked.is_some_and(|q| q.iter().any(|q| matches!(q.item, Item::Closed { .. }))) {
+                self.world.resume.unlink(older);
+            }
+        }
+        if let Some(older) = older.filter(|c| self.connections.contains_key(c)) {
+            // The client gave that connection up before the server noticed: it closes.
+            let error = S2cError {
+                code: ErrorCode::Replaced as i32,
+                reason: "the session was taken back on another connection".into(),
+                request_id: 0,
+                retry_after_ms: 0,
+            };
+            if let Ok(frame) = protocol::frame(&error) {
+                self.out.batches.push((older, vec![frame]));
+            }
+            self.out.closes.push((older, DisconnectReason::Replaced));
+        }
+        let world = &mut self.world;
+        // The connection carries the session from now on: its own place in the world goes,
+        // and the session is counted against the connection's address.
+        let preamble = world.out.take(connection);
+        world.metrics.disconnect(&DisconnectReason::Resumed);
+        world.disconnect(connection, &DisconnectReason::Resumed);
+        world.rehome(taken, peer);
+        let Some(client) = world.clients.get_mut(&taken) else {
+            return;
+        };
+        client.away = false;
+        client.gone = false;
+        client.last_seen = now;
+        let login = client
+            .login
+            .as_ref()
+            .expect("a resumable session is logged in");
+        let answer = S2cSessionResumed {
+            username: login.username.clone(),
+            user_id: login.user_id,
+            guest: login.guest,
+            processed: resumed.processed,
+            sent: resumed.sent,
+        };
+        spdlog::debug!(
+            "net: session {taken} ({}) is back on connection {connection} from {peer}: {} frames to send again",
+            login.username,
+            resumed.missed
+        );
+        world.metrics.resume_resumed.inc();
+        world.metrics.resume_replayed.inc_by(resumed.missed);
+        world.resume.preamble(taken, preamble);
+        if let Ok(frame) = protocol::frame(&answer) {
+            world.resume.preamble(taken, [frame]);
         }
     }
 
@@ -680,24 +927,92 @@ impl<G: Game> Core<G> {
     fn flush(&mut self) {
         let start = self.out.batches.len();
         let connections = &self.connections;
-        self.out.batches.extend(
-            self.world
-                .out
-                .drain_frames()
-                .filter(|(session, _)| connections.contains_key(session)),
-        );
+        let mut ended = Vec::new();
+        if self.world.resume.is_idle() {
+            self.out.batches.extend(
+                self.world
+                    .out
+                    .drain_frames()
+                    .filter(|(session, _)| connections.contains_key(session)),
+            );
+        } else {
+            // Resumable sessions keep what they are sent; away ones are sent nothing; a session
+            // taken back is sent its replay; a connection that took one back carries its frames.
+            let World { out, resume, .. } = &mut self.world;
+            let overflowed = resume.stats.overflowed;
+            for (session, mut batch) in out.drain_frames() {
+                match resume.outbound(session, &mut batch) {
+                    Outbound::Send(connection) if connections.contains_key(&connection) => {
+                        self.out.batches.push((connection, batch));
+                    }
+                    Outbound::Send(_) | Outbound::Kept => {}
+                    Outbound::Overflowed(reason) => ended.push((session, reason)),
+                }
+            }
+            for session in resume.take_replays() {
+                let mut batch = Vec::new();
+                if let Outbound::Send(connection) = resume.outbound(session, &mut batch) {
+                    if !batch.is_empty() && connections.contains_key(&connection) {
+                        self.out.batches.push((connection, batch));
+                    }
+                }
+            }
+            let overflowed = resume.stats.overflowed - overflowed;
+            self.world.metrics.resume_overflowed.inc_by(overflowed);
+        }
         let (frames, bytes) = self.out.batches[start..]
             .iter()
             .flat_map(|(_, frames)| frames.iter())
             .fold((0u64, 0u64), |(n, b), f| (n + 1, b + f.len() as u64));
         self.world.metrics.frames_out.inc_by(frames);
         self.world.metrics.bytes_out.inc_by(bytes);
-        self.out.closes.extend(
-            self.world
-                .out
-                .drain_closes()
-                .filter(|(session, _)| connections.contains_key(session)),
-        );
+        let World {
+            out,
+            resume,
+            clients,
+            ..
+        } = &mut self.world;
+        for (session, reason) in out.drain_closes() {
+            let connection = resume.connection_of(session);
+            if connections.contains_key(&connection) {
+                self.out.closes.push((connection, reason));
+            } else if clients.get(&session).is_some_and(|c| c.away) {
+                // Closed by the server while away (replaced, shut down): it ends now.
+                ended.push((session, reason));
+            }
+        }
+        let now = self.world.now().at;
+        for (session, reason) in ended {
+            if let Some(peer) = self.world.clients.get(&session).map(|c| c.peer) {
+                self.end_session(session, &reason, peer, now);
+            }
+        }
+    }
+}
+
+/// What a client whose resume was refused is told.
+fn refusal(refused: Refused, grace: Duration) -> HandlerError {
+    match refused {
+        Refused::Off => HandlerError::new(
+            ErrorCode::SessionLost,
+            "this server does not keep sessions after a dropped connection: log in again",
+        ),
+        Refused::Unknown => HandlerError::new(
+            ErrorCode::SessionLost,
+            format!(
+                "no session to take back with this token: it ended (not back within {} s, more missed than the server keeps, logged out or replaced); log in again",
+                grace.as_secs()
+            ),
+        ),
+        Refused::Malformed => {
+            HandlerError::bad_request("session_token must be 32 hexadecimal characters")
+        }
+        Refused::Ahead { received, sent } => HandlerError::bad_request(format!(
+            "received {received} is more than the {sent} frames this session was sent"
+        )),
+        Refused::Behind { received, acked } => HandlerError::bad_request(format!(
+            "received {received} is less than the {acked} frames already acknowledged"
+        )),
     }
 }
 
@@ -778,6 +1093,7 @@ mod tests {
         C2sLogin {
             username: name.into(),
             password: String::new(),
+            ..Default::default()
         }
     }
 
@@ -826,6 +1142,7 @@ mod tests {
                 &C2sPing {
                     seq: 9,
                     client_time_us: 0,
+                    ..Default::default()
                 },
             ),
         ]);
@@ -882,6 +1199,7 @@ mod tests {
                     &C2sPing {
                         seq,
                         client_time_us: 0,
+                        ..Default::default()
                     },
                 )
             })
@@ -909,6 +1227,7 @@ mod tests {
                 &C2sPing {
                     seq,
                     client_time_us: 0,
+                    ..Default::default()
                 },
             )
         };
@@ -962,6 +1281,7 @@ mod tests {
                 &C2sPing {
                     seq: second,
                     client_time_us: 0,
+                    ..Default::default()
                 },
             )]);
             if second < 5 {

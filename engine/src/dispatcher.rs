@@ -306,6 +306,7 @@ mod tests {
         let m = C2sPing {
             seq: 7,
             client_time_us: 1,
+            ..Default::default()
         };
         d.dispatch_packet(&mut s, &ctx(), C2sPing::ID, payload(&m));
         assert_eq!(s.pings, vec![7]);

@@ -77,6 +77,7 @@ pub mod outbox;
 mod ports;
 pub mod ratelimit;
 pub mod record;
+pub mod resume;
 pub mod server;
 pub mod storage;
 pub mod testing;

@@ -140,9 +140,26 @@ pub fn claimed<G: Game>(world: &mut World<G>, session: SessionId, _now: Instant)
         return false;
     }
     let (reply, login) = *claiming;
+    answer(world, session, reply, login);
+    true
+}
+
+/// Sends the login's answer (with a session token when it asked to be resumable and the
+/// server keeps sessions), then logs the session in: what the game sends on a login (its
+/// logged_in hook) follows the answer.
+fn answer<G: Game>(
+    world: &mut World<G>,
+    session: SessionId,
+    mut reply: S2cAuthResult,
+    login: Login,
+) {
+    if login.resumable && world.resume.enabled() {
+        // The count starts after the answer: the frames queued before it, and it.
+        let skip = world.out.queued_to(session) + 1;
+        reply.session_token = world.resume.start(session, skip);
+    }
     world.out.send(session, &reply);
     world.bind_login(session, login);
-    true
 }
 
 /// Completes a login with the DB worker's answer.
@@ -189,12 +206,14 @@ pub fn finish<G: Game>(
                 user_id: auth.user_id,
                 token: auth.token.clone(),
                 guest: auth.guest,
+                session_token: String::new(),
             };
             let login = Login {
                 username: auth.username,
                 user_id: auth.user_id,
                 guest: auth.guest,
                 token_hash: (!auth.guest).then(|| token_hash(&auth.token)),
+                resumable: pending.resumable,
             };
             if world.cluster.is_some() {
                 // On a cluster, the name is the session's once the names bucket says so.
@@ -208,9 +227,7 @@ pub fn finish<G: Game>(
                 }
                 return;
             }
-            // The answer first: what the game sends on a login (its logged_in hook) follows it.
-            world.out.send(session, &reply);
-            world.bind_login(session, login);
+            answer(world, session, reply, login);
             return;
         }
         (None, Err(AuthFailure::UsernameTaken)) => {

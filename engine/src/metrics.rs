@@ -27,7 +27,7 @@ pub const PHASES: [&str; 4] = ["events", "dispatch", "timers", "flush"];
 pub const LANES: [&str; 4] = ["write", "quick", "login", "register"];
 
 /// The error codes, by number (0 is unused).
-const ERROR_CODES: [&str; 16] = [
+const ERROR_CODES: [&str; 18] = [
     "unspecified",
     "bad_request",
     "not_authenticated",
@@ -44,7 +44,12 @@ const ERROR_CODES: [&str; 16] = [
     "internal",
     "too_many_connections",
     "login_timeout",
+    "unavailable",
+    "session_lost",
 ];
+
+/// What became of resumable sessions, in the order of [`Metrics`]'s handles.
+const RESUME_OUTCOMES: [&str; 4] = ["resumed", "refused", "expired", "overflowed"];
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -106,6 +111,22 @@ pub struct Metrics {
     pub cluster_dropped: Count,
     /// Batches of other nodes that never arrived (gaps in their sequence numbers).
     pub cluster_missing: Count,
+    /// Resumable sessions whose connection dropped: they went away, for the grace window.
+    pub resume_away: Count,
+    /// Sessions taken back by a resume.
+    pub resume_resumed: Count,
+    /// Resumes refused.
+    pub resume_refused: Count,
+    /// Away sessions whose client did not come back within the grace window.
+    pub resume_expired: Count,
+    /// Replay buffers that overflowed.
+    pub resume_overflowed: Count,
+    /// Frames sent again by resumes.
+    pub resume_replayed: Count,
+    /// Sessions away now.
+    pub sessions_away: Gauge,
+    /// Bytes held in replay buffers.
+    pub resume_buffer_bytes: Gauge,
     unencodable: Family<Labels, Count>,
 }
 
@@ -316,6 +337,38 @@ impl Metrics {
             "world_cluster_batches_missing",
             "Batches of other nodes that never arrived",
         );
+        let resume_away = counter(
+            registry,
+            "world_sessions_went_away",
+            "Resumable sessions whose connection dropped: they stay in the world for net.resume_grace_secs, waiting for their client",
+        );
+        let (_, resumes) = labelled(
+            registry,
+            "world_resumes",
+            "What became of resumable sessions: taken back (resumed), resumes refused, not back within the grace window (expired), replay buffer overflowed",
+            Family::<Labels, Count>::default(),
+            ("outcome", &RESUME_OUTCOMES),
+        );
+        let Ok([resume_resumed, resume_refused, resume_expired, resume_overflowed]) =
+            <[Count; 4]>::try_from(resumes)
+        else {
+            unreachable!("four outcomes, four handles");
+        };
+        let resume_replayed = counter(
+            registry,
+            "world_resume_replayed_frames",
+            "Frames sent again to clients that took their session back",
+        );
+        let sessions_away = gauge(
+            registry,
+            "world_sessions_away",
+            "Resumable sessions whose connection dropped, waiting for their client",
+        );
+        let resume_buffer_bytes = gauge(
+            registry,
+            "world_resume_buffer_bytes",
+            "Bytes held in the replay buffers of resumable sessions (at most net.resume_total_mib)",
+        );
         let unencodable = Family::<Labels, Count>::default();
         registry.register(
             "world_frames_unencodable",
@@ -323,6 +376,14 @@ impl Metrics {
             unencodable.clone(),
         );
         Metrics {
+            resume_away,
+            resume_resumed,
+            resume_refused,
+            resume_expired,
+            resume_overflowed,
+            resume_replayed,
+            sessions_away,
+            resume_buffer_bytes,
             unencodable,
             cluster_nodes,
             cluster_sent_bytes,
@@ -457,12 +518,14 @@ mod tests {
             "world_disconnects_total{reason=\"websocket_error\"} 0",
             "world_tls_certificate_expiry_timestamp_seconds 0",
             "world_storage_available 1",
+            "world_resumes_total{outcome=\"expired\"} 0",
+            "world_sessions_away 0",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 28, "one TYPE and one HELP line per metric");
+        assert_eq!(types, 33, "one TYPE and one HELP line per metric");
     }
 }

@@ -106,6 +106,11 @@ impl Outbox {
             .push(frame);
     }
 
+    /// Frames queued to `session` so far this tick.
+    pub fn queued_to(&self, session: SessionId) -> usize {
+        self.frames.get(&session).map_or(0, Vec::len)
+    }
+
     /// Gives back a batch buffer taken with [`Outbox::drain_frames`], emptied or not, to serve
     /// again.
     pub fn recycle(&mut self, mut batch: Vec<Bytes>) {

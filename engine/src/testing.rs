@@ -397,6 +397,7 @@ impl<G: Game> Sim<G> {
             let login = C2sLogin {
                 username: name.as_ref().into(),
                 password: String::new(),
+                ..Default::default()
             };
             self.send(session, &login);
         }
@@ -791,6 +792,7 @@ impl<G: Game> Nodes<G> {
             &C2sLogin {
                 username: name.into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         for _ in 0..10 {
@@ -1007,6 +1009,7 @@ mod tests {
                         &C2sPing {
                             seq: tick as u32,
                             client_time_us: 0,
+                            ..Default::default()
                         },
                     ),
                     _ => sim.send(
@@ -1071,6 +1074,7 @@ mod tests {
                 &C2sPing {
                     seq,
                     client_time_us: 0,
+                    ..Default::default()
                 },
             );
             for _ in 0..4 {
@@ -1113,6 +1117,7 @@ mod tests {
         let login = C2sLogin {
             username: "ann".into(),
             password: String::new(),
+            ..Default::default()
         };
         sim.send(ann, &login);
         sim.run_for(Duration::from_secs(1));
@@ -1138,6 +1143,7 @@ mod tests {
         let login = C2sLogin {
             username: "ann".into(),
             password: String::new(),
+            ..Default::default()
         };
         sim.send(ann, &login);
         sim.step();

@@ -826,6 +826,7 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
             &C2sLogin {
                 username: name(n),
                 password: String::new(),
+                ..Default::default()
             },
         ),
         Request::Login {
@@ -836,6 +837,7 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
             &C2sLogin {
                 username: name(n),
                 password: password(p),
+                ..Default::default()
             },
         ),
         Request::Register {
@@ -846,6 +848,7 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
             &C2sRegister {
                 username: name(n),
                 password: password(p),
+                ..Default::default()
             },
         ),
         Request::Resume { token } => {
@@ -854,7 +857,13 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
             } else {
                 node.tokens[usize::from(token) % node.tokens.len()].clone()
             };
-            node.send(session, &C2sResume { token });
+            node.send(
+                session,
+                &C2sResume {
+                    token,
+                    ..Default::default()
+                },
+            );
         }
         Request::Logout => node.send(session, &C2sLogout {}),
         Request::Join { room: r } => node.send(session, &C2sRoomJoin { room: room(r) }),
@@ -888,6 +897,7 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
             &C2sPing {
                 seq,
                 client_time_us,
+                ..Default::default()
             },
         ),
     }

@@ -40,6 +40,9 @@ pub enum DisconnectReason {
     Http(u16),
     /// The peer broke the WebSocket protocol.
     WebSocket(WsError),
+    /// The connection took an earlier session back: it carries that session from now on, and
+    /// its own ends here.
+    Resumed,
 }
 
 impl DisconnectReason {
@@ -62,11 +65,12 @@ impl DisconnectReason {
             DisconnectReason::Handshake(_) => "handshake_failed",
             DisconnectReason::Http(_) => "http",
             DisconnectReason::WebSocket(_) => "websocket_error",
+            DisconnectReason::Resumed => "resumed",
         }
     }
 
     /// Every label of [`DisconnectReason::label`], for counters made before any disconnect.
-    pub const LABELS: [&'static str; 15] = [
+    pub const LABELS: [&'static str; 16] = [
         "peer_closed",
         "protocol_error",
         "socket_error",
@@ -82,6 +86,7 @@ impl DisconnectReason {
         "handshake_failed",
         "http",
         "websocket_error",
+        "resumed",
     ];
 }
 
@@ -107,6 +112,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Handshake(why) => write!(f, "handshake failed: {why}"),
             DisconnectReason::Http(status) => write!(f, "an HTTP request, answered {status}"),
             DisconnectReason::WebSocket(e) => write!(f, "WebSocket protocol error: {e}"),
+            DisconnectReason::Resumed => f.write_str("took an earlier session back"),
         }
     }
 }

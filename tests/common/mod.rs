@@ -735,6 +735,7 @@ impl TestClient {
         self.send(&C2sLogin {
             username: name.to_string(),
             password: String::new(),
+            ..Default::default()
         })
         .await;
         let result = self.expect::<S2cAuthResult>().await;
@@ -747,6 +748,7 @@ impl TestClient {
         self.send(&protocol::world::C2sRegister {
             username: name.into(),
             password: password.into(),
+            ..Default::default()
         })
         .await;
         self.expect::<S2cAuthResult>().await
@@ -784,6 +786,7 @@ impl TestClient {
         self.send(&C2sPing {
             seq,
             client_time_us,
+            ..Default::default()
         })
         .await;
         match self
@@ -801,6 +804,7 @@ impl TestClient {
         self.send(&C2sPing {
             seq,
             client_time_us: 1,
+            ..Default::default()
         })
         .await;
         let pong = self.expect::<S2cPong>().await;

@@ -524,6 +524,7 @@ impl App {
         Action::Send(C2sMessage::C2sPing(C2sPing {
             seq: self.ping_seq,
             client_time_us: protocol::now_us(),
+            ..Default::default()
         }))
     }
 
@@ -541,6 +542,7 @@ impl App {
                 Some(Identity::Token) => self.saved.as_ref().map(|saved| {
                     C2sMessage::C2sResume(C2sResume {
                         token: saved.token.clone(),
+                        ..Default::default()
                     })
                 }),
                 None => None,
@@ -698,6 +700,8 @@ impl App {
                 self.whisper(whisper);
                 Vec::new()
             }
+            // This client does not ask for resumable sessions.
+            S2cMessage::S2cSessionResumed(_) => Vec::new(),
         }
     }
 
@@ -1017,11 +1021,13 @@ impl App {
                 self.login(C2sMessage::C2sRegister(C2sRegister {
                     username,
                     password: prompt.secret,
+                    ..Default::default()
                 }))
             }
             PromptPurpose::Login { username } => self.login(C2sMessage::C2sLogin(C2sLogin {
                 username,
                 password: prompt.secret,
+                ..Default::default()
             })),
         }
     }
@@ -1058,6 +1064,7 @@ impl App {
                 Some(saved) => {
                     let resume = C2sMessage::C2sResume(C2sResume {
                         token: saved.token.clone(),
+                        ..Default::default()
                     });
                     self.login(resume)
                 }
@@ -1318,6 +1325,7 @@ fn guest_login(name: &str) -> C2sMessage {
     C2sMessage::C2sLogin(C2sLogin {
         username: name.to_string(),
         password: String::new(),
+        ..Default::default()
     })
 }
 
@@ -1364,6 +1372,7 @@ mod tests {
             user_id: u64::from(!guest),
             token: token.into(),
             guest,
+            ..Default::default()
         })
     }
 
@@ -1424,7 +1433,8 @@ mod tests {
             app.on_connected(now),
             send(C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
-                password: String::new()
+                password: String::new(),
+                ..Default::default()
             }))
         );
         assert!(matches!(app.auth, Auth::Pending(_)));
@@ -1451,6 +1461,7 @@ mod tests {
                 seq: ping.seq,
                 client_time_us: 0,
                 server_time_us: 0,
+                ..Default::default()
             }),
             now + Duration::from_millis(3),
         );
@@ -1464,7 +1475,8 @@ mod tests {
         assert_eq!(
             app.on_connected(now),
             send(C2sMessage::C2sResume(C2sResume {
-                token: "ab".repeat(32)
+                token: "ab".repeat(32),
+                ..Default::default()
             }))
         );
         let (mut app, _) = App::new(url(), StartLogin::Resume, None);
@@ -1503,7 +1515,8 @@ mod tests {
             enter(&mut app, "secret-pass"),
             send(C2sMessage::C2sRegister(C2sRegister {
                 username: "carol".into(),
-                password: "secret-pass".into()
+                password: "secret-pass".into(),
+                ..Default::default()
             }))
         );
         let token = "cd".repeat(32);
@@ -1835,7 +1848,8 @@ mod tests {
             app.on_connected(at),
             send(C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
-                password: String::new()
+                password: String::new(),
+                ..Default::default()
             }))
         );
         assert_eq!(
@@ -1862,7 +1876,10 @@ mod tests {
         app.on_tick(now + MAX_RETRY);
         assert_eq!(
             app.on_connected(now),
-            send(C2sMessage::C2sResume(C2sResume { token }))
+            send(C2sMessage::C2sResume(C2sResume {
+                token,
+                ..Default::default()
+            }))
         );
     }
 
@@ -1930,7 +1947,8 @@ mod tests {
             app.on_connected(now),
             send(C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
-                password: String::new()
+                password: String::new(),
+                ..Default::default()
             }))
         );
     }

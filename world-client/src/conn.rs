@@ -278,6 +278,7 @@ pub fn frame(request: &C2sMessage) -> Result<Bytes, FrameTooLarge> {
         C2sMessage::C2sRoomJoin(m) => protocol::frame(m),
         C2sMessage::C2sRoomLeave(m) => protocol::frame(m),
         C2sMessage::C2sRoomList(m) => protocol::frame(m),
+        C2sMessage::C2sSessionResume(m) => protocol::frame(m),
     }
 }
 
@@ -291,6 +292,7 @@ mod tests {
         let login = C2sMessage::C2sLogin(C2sLogin {
             username: "ann".into(),
             password: String::new(),
+            ..Default::default()
         });
         assert_eq!(
             frame(&login).unwrap().as_ref(),

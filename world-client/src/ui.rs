@@ -447,6 +447,7 @@ mod tests {
                 user_id: 0,
                 token: String::new(),
                 guest: true,
+                ..Default::default()
             }),
             now,
         );

@@ -68,6 +68,7 @@ pub fn code_meaning(code: ErrorCode) -> &'static str {
         ErrorCode::Unavailable => {
             "the server's database is away for a moment: try again in a few seconds"
         }
+        ErrorCode::SessionLost => "the session could not be taken back: log in again",
     }
 }
 

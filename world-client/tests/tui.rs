@@ -184,6 +184,7 @@ impl Peer {
         peer.send(&C2sLogin {
             username: name.to_string(),
             password: String::new(),
+            ..Default::default()
         })
         .await;
         peer.recv_until(|m| matches!(m, S2cMessage::S2cAuthResult(_)))

@@ -44,6 +44,7 @@ fn dispatch_ping(bencher: Bencher) {
             &C2sPing {
                 seq,
                 client_time_us: 0,
+                ..Default::default()
             },
         );
         let output = sim.tick([]);

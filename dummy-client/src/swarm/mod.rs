@@ -653,17 +653,37 @@ impl Swarm {
                 (Some(token), _) => {
                     let token = token.to_string();
                     bot.auth_id = C2sResume::ID;
-                    self.queue(index, &C2sResume { token });
+                    self.queue(
+                        index,
+                        &C2sResume {
+                            token,
+                            ..Default::default()
+                        },
+                    );
                 }
                 (None, AuthMode::Guest) => {
                     bot.auth_id = C2sLogin::ID;
                     let password = String::new();
-                    self.queue(index, &C2sLogin { username, password });
+                    self.queue(
+                        index,
+                        &C2sLogin {
+                            username,
+                            password,
+                            ..Default::default()
+                        },
+                    );
                 }
                 (None, _) => {
                     bot.auth_id = C2sLogin::ID;
                     let password = self.config.bots.password.clone();
-                    self.queue(index, &C2sLogin { username, password });
+                    self.queue(
+                        index,
+                        &C2sLogin {
+                            username,
+                            password,
+                            ..Default::default()
+                        },
+                    );
                 }
             }
             return;
@@ -674,20 +694,47 @@ impl Swarm {
         match self.auth {
             AuthMode::Guest => {
                 let password = String::new();
-                self.queue(index, &C2sLogin { username, password });
+                self.queue(
+                    index,
+                    &C2sLogin {
+                        username,
+                        password,
+                        ..Default::default()
+                    },
+                );
             }
             AuthMode::Login => {
                 let password = self.config.bots.password.clone();
-                self.queue(index, &C2sLogin { username, password });
+                self.queue(
+                    index,
+                    &C2sLogin {
+                        username,
+                        password,
+                        ..Default::default()
+                    },
+                );
             }
             AuthMode::Register => {
                 let password = self.config.bots.password.clone();
-                self.queue(index, &C2sRegister { username, password });
+                self.queue(
+                    index,
+                    &C2sRegister {
+                        username,
+                        password,
+                        ..Default::default()
+                    },
+                );
             }
             AuthMode::Resume => match &bot.token {
                 Some(token) => {
                     let token = token.to_string();
-                    self.queue(index, &C2sResume { token });
+                    self.queue(
+                        index,
+                        &C2sResume {
+                            token,
+                            ..Default::default()
+                        },
+                    );
                 }
                 None => self.fail_login(
                     index,
@@ -1343,6 +1390,7 @@ impl Swarm {
                 let ping = C2sPing {
                     seq,
                     client_time_us: self.clock.now_us(),
+                    ..Default::default()
                 };
                 self.counters.pings_sent += 1;
                 self.queue(index, &ping);

@@ -100,6 +100,7 @@ fn guest(h: &mut Node, name: &str) -> net::SessionId {
         protocol::world::C2sLogin {
             username: name.into(),
             password: String::new(),
+            ..Default::default()
         },
     );
     assert!(
@@ -464,6 +465,7 @@ fn failed_logins_on_one_node_count_on_the_others() {
     let login = |password: &str| protocol::world::C2sLogin {
         username: "ann".into(),
         password: password.into(),
+        ..Default::default()
     };
     let limit = a.world().config.throttle.max_failures_per_user;
     for _ in 0..limit {

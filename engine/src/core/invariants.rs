@@ -51,12 +51,17 @@ impl<G: Game> Core<G> {
                 self.connections.len()
             ));
         }
-        for (&session, connection) in &self.connections {
-            if session.0 >= self.next_session {
+        let resume = &self.world.resume;
+        for (&id, connection) in &self.connections {
+            if id.0 >= self.next_session {
                 return Err(format!(
-                    "connection of session {session}, an id not given out yet"
+                    "connection of session {id}, an id not given out yet"
                 ));
             }
+            // A connection a resume took the session from is being closed.
+            let Some(session) = resume.route(id) else {
+                continue;
+            };
             let Some(client) = self.world.clients.get(&session) else {
                 return Err(format!(
                     "connection of session {session}, which is not a session of the world"
@@ -81,7 +86,7 @@ impl<G: Game> Core<G> {
             }
         }
         for (&session, parked) in &self.parked {
-            if !self.world.clients.contains_key(&session) {
+            if !self.world.clients.contains_key(&resume.session_of(session)) {
                 return Err(format!(
                     "requests of session {session} are parked, and it is not a session"
                 ));
@@ -107,7 +112,25 @@ impl<G: Game> Core<G> {
             }
         }
         for (&session, client) in &self.world.clients {
-            if self.connections.contains_key(&session) {
+            let connection = resume.connection_of(session);
+            if client.away != resume.away_of(session).is_some() {
+                return Err(format!(
+                    "session {session} is away in the world ({}) and not in its resume state",
+                    client.away
+                ));
+            }
+            if resume.is_resumable(session) && (client.login.is_none() || client.closing) {
+                return Err(format!(
+                    "session {session} is resumable and not logged in, or closing"
+                ));
+            }
+            if client.away {
+                if self.connections.contains_key(&connection) {
+                    return Err(format!("session {session} is away with a connection"));
+                }
+                continue;
+            }
+            if self.connections.contains_key(&connection) {
                 continue;
             }
             if !client.gone {
@@ -117,7 +140,7 @@ impl<G: Game> Core<G> {
             }
             let end_parked = self
                 .parked
-                .get(&session)
+                .get(&connection)
                 .and_then(|q| q.back())
                 .is_some_and(|q| matches!(q.item, Item::Closed { .. }));
             if !end_parked {
@@ -461,6 +484,7 @@ mod tests {
                 &C2sLogin {
                     username: format!("user{}", i % 3),
                     password: String::new(),
+                    ..Default::default()
                 },
             );
             sim.send(

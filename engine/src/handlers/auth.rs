@@ -95,6 +95,7 @@ fn register_account<G: Game>(
     let pending = PendingAuth {
         request_id: C2sRegister::ID,
         username: None,
+        resumable: request.resumable,
     };
     submit(world, ctx.session, job, pending)
 }
@@ -117,6 +118,7 @@ fn login<G: Game>(world: &mut World<G>, ctx: &Ctx, request: C2sLogin) -> Result<
         let pending = PendingAuth {
             request_id: C2sLogin::ID,
             username: None,
+            resumable: request.resumable,
         };
         return submit(world, ctx.session, job, pending);
     }
@@ -136,6 +138,7 @@ fn login<G: Game>(world: &mut World<G>, ctx: &Ctx, request: C2sLogin) -> Result<
     let pending = PendingAuth {
         request_id: C2sLogin::ID,
         username: Some(request.username),
+        resumable: request.resumable,
     };
     if delay.is_zero() {
         return submit(world, ctx.session, job, pending);
@@ -187,6 +190,7 @@ fn resume<G: Game>(
     let pending = PendingAuth {
         request_id: C2sResume::ID,
         username: None,
+        resumable: request.resumable,
     };
     submit(world, ctx.session, job, pending)
 }
@@ -232,6 +236,7 @@ mod tests {
         C2sLogin {
             username: name.into(),
             password: String::new(),
+            ..Default::default()
         }
     }
 
@@ -382,6 +387,7 @@ mod tests {
         C2sRegister {
             username: name.into(),
             password: password.into(),
+            ..Default::default()
         }
     }
 
@@ -389,6 +395,7 @@ mod tests {
         C2sLogin {
             username: name.into(),
             password: password.into(),
+            ..Default::default()
         }
     }
 
@@ -509,6 +516,7 @@ mod tests {
             t,
             C2sResume {
                 token: token.clone(),
+                ..Default::default()
             },
         );
         let r = auth_result(&mut h, t);
@@ -524,7 +532,13 @@ mod tests {
         h.send(t, C2sLogout {});
         assert!(h.take(t).is_empty());
         let u = h.connect();
-        h.send(u, C2sResume { token });
+        h.send(
+            u,
+            C2sResume {
+                token,
+                ..Default::default()
+            },
+        );
         let (code, request, _) = h.error(u);
         assert_eq!(
             (code, request),
@@ -540,6 +554,7 @@ mod tests {
             s,
             C2sResume {
                 token: "00".repeat(32),
+                ..Default::default()
             },
         );
         assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
@@ -547,6 +562,7 @@ mod tests {
             s,
             C2sResume {
                 token: String::new(),
+                ..Default::default()
             },
         );
         assert_eq!(h.error(s).0, ErrorCode::BadRequest);
@@ -606,6 +622,7 @@ mod tests {
             s,
             C2sResume {
                 token: "ab".repeat(32),
+                ..Default::default()
             },
         );
         assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
@@ -624,6 +641,7 @@ mod tests {
                 s,
                 C2sResume {
                     token: "ab".repeat(32),
+                    ..Default::default()
                 },
             );
             assert_eq!(h.error(s).0, ErrorCode::InvalidToken);
@@ -632,6 +650,7 @@ mod tests {
             s,
             C2sResume {
                 token: "ab".repeat(32),
+                ..Default::default()
             },
         );
         assert_eq!(h.error(s).0, ErrorCode::RateLimited);
@@ -835,6 +854,7 @@ mod tests {
         client.pending_auth = Some(PendingAuth {
             request_id: C2sLogin::ID,
             username: None,
+            resumable: false,
         });
         client.gone = true;
         let auth = Authenticated {

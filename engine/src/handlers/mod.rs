@@ -259,6 +259,7 @@ pub(crate) mod testkit {
                 protocol::world::C2sLogin {
                     username: name.into(),
                     password: String::new(),
+                    ..Default::default()
                 },
             );
             let replies = self.take(id);

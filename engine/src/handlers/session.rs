@@ -11,12 +11,24 @@ pub fn register<G: Game>(d: &mut MessageDispatcher<World<G>>) -> Result<(), Disp
     d.register_public::<C2sPing>(ping)
 }
 
-/// C2S_Ping -> S2C_Pong, at any time.
+/// C2S_Ping -> S2C_Pong, at any time. On a resumable session the ping says how many frames
+/// the client received (the server lets go of them) and the pong how many requests the server
+/// processed.
 fn ping<G: Game>(world: &mut World<G>, ctx: &Ctx, ping: C2sPing) -> Result<(), HandlerError> {
+    let processed = world
+        .resume
+        .acknowledge(ctx.session, ping.received)
+        .map_err(|sent| {
+            HandlerError::bad_request(format!(
+                "received {} is more than the {sent} frames this session was sent",
+                ping.received
+            ))
+        })?;
     let pong = S2cPong {
         seq: ping.seq,
         client_time_us: ping.client_time_us,
         server_time_us: ctx.now_us,
+        processed,
     };
     world.out.send(ctx.session, &pong);
     Ok(())
@@ -37,6 +49,7 @@ mod tests {
             C2sPing {
                 seq: 42,
                 client_time_us: 123,
+                ..Default::default()
             },
         );
         match h.take(s).as_slice() {

@@ -1224,6 +1224,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "ann".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         h.run_db();

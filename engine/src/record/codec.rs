@@ -241,6 +241,7 @@ fn put_reason(out: &mut Vec<u8>, reason: &DisconnectReason) {
                 WsError::BadClose => out.push(10),
             }
         }
+        DisconnectReason::Resumed => out.push(15),
     }
 }
 
@@ -298,6 +299,7 @@ fn reason(r: &mut Reader) -> Result<DisconnectReason, String> {
             10 => WsError::BadClose,
             other => return Err(format!("unknown WebSocket error {other}")),
         }),
+        15 => DisconnectReason::Resumed,
         other => return Err(format!("unknown disconnect reason {other}")),
     })
 }

@@ -78,6 +78,8 @@ pub struct WorldConfig {
     /// Guests logged in at once at most (the rest of `max_sessions` is kept for players
     /// with accounts); more guest logins get SERVER_FULL.
     pub max_guests: usize,
+    /// Resumable sessions: the grace window and the replay buffers' bounds.
+    pub resume: crate::resume::ResumeConfig,
 }
 
 impl From<&config::ServerConfig> for WorldConfig {
@@ -99,6 +101,7 @@ impl From<&config::ServerConfig> for WorldConfig {
             max_guests: c.server.max_sessions
                 - c.server.max_sessions * usize::from(c.limits.account_reserve_percent.min(100))
                     / 100,
+            resume: crate::resume::ResumeConfig::from(&c.net),
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct Login {
     pub guest: bool,
     /// Hash of the token this login was made with or was given; C2S_Logout revokes it.
     pub token_hash: Option<TokenHash>,
+    /// Whether the login asked for a resumable session ([`crate::resume`]).
+    pub resumable: bool,
 }
 
 /// A login, register or resume waiting for the DB worker.
@@ -129,6 +134,8 @@ pub struct PendingAuth {
     pub request_id: u16,
     /// The username a password login is for (failed logins are counted against it).
     pub username: Option<String>,
+    /// Whether the login asked for a resumable session.
+    pub resumable: bool,
 }
 
 /// One connected session.
@@ -156,6 +163,9 @@ pub struct Client {
     pub overdue: bool,
     /// Its connection has ended; what it sent before is still being processed.
     pub gone: bool,
+    /// Its connection dropped and the session waits for its client to take it back
+    /// ([`crate::resume`]): in the world as before, with no connection.
+    pub away: bool,
     /// The username of its last login, once that login has ended (while logged in, see
     /// `login`), for the session log.
     pub last_username: Option<String>,
@@ -248,6 +258,8 @@ pub struct World<G> {
     pub metrics: crate::metrics::Metrics,
     /// The other nodes of the cluster; `None` for a server on its own.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// Resumable sessions: their replay buffers, and the connections that took one back.
+    pub resume: crate::resume::Resumes,
     /// The game's state.
     pub game: G,
     /// The hooks of the game's modules and its own ([`Setup`]).
@@ -294,6 +306,7 @@ impl<G: Game> World<G> {
             delayed_logins: VecDeque::new(),
             metrics: crate::metrics::Metrics::unregistered(),
             cluster: None,
+            resume: crate::resume::Resumes::new(config.resume.clone()),
             game,
             hooks,
             config,
@@ -373,6 +386,7 @@ impl<G: Game> World<G> {
                 unauthenticated_since: Some(now),
                 overdue: false,
                 gone: false,
+                away: false,
                 last_username: None,
                 claiming: None,
                 closing: false,
@@ -462,12 +476,45 @@ impl<G: Game> World<G> {
         self.out.close(session, reason);
     }
 
+    /// `session`'s client is now at `peer` (a connection from there took the session back):
+    /// the session counts against that address and network from now on.
+    pub fn rehome(&mut self, session: SessionId, peer: SocketAddr) {
+        let Some(client) = self.clients.get_mut(&session) else {
+            return;
+        };
+        let old = std::mem::replace(&mut client.peer, peer);
+        let unauthenticated = usize::from(client.login.is_none());
+        let prefix = admission::prefix_key(old.ip());
+        if let Some(n) = self.prefixes.get_mut(&prefix) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.prefixes.remove(&prefix);
+            }
+        }
+        let key = addr_key(old.ip());
+        if let Some(used) = self.addresses.get_mut(&key) {
+            used.sessions = used.sessions.saturating_sub(1);
+            used.unauthenticated = used.unauthenticated.saturating_sub(unauthenticated);
+            if used.sessions == 0 {
+                self.addresses.remove(&key);
+            }
+        }
+        let used = self.address_use(peer);
+        used.sessions += 1;
+        used.unauthenticated += unauthenticated;
+        *self
+            .prefixes
+            .entry(admission::prefix_key(peer.ip()))
+            .or_default() += 1;
+    }
+
     /// Ends the login of `session`: it leaves its rooms (the others see it go) and its username
     /// is free again. Returns the login it had.
     pub fn logout(&mut self, session: SessionId) -> Option<Login> {
         let client = self.clients.get_mut(&session)?;
         client.pending_auth = None;
         let login = client.login.take()?;
+        self.resume.forget(session);
         if login.guest {
             self.guests = self.guests.saturating_sub(1);
         }
@@ -612,7 +659,8 @@ impl<G: Game> World<G> {
         let mut idle = Vec::new();
         let mut late = Vec::new();
         for (&id, client) in &mut self.clients {
-            if client.closing {
+            // An away session's end is its grace window's.
+            if client.closing || client.away {
                 continue;
             }
             if idle_timeout.is_some_and(|t| now.saturating_duration_since(client.last_seen) >= t) {
@@ -760,6 +808,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "ann".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         assert!(
@@ -801,6 +850,7 @@ mod tests {
                 protocol::world::C2sLogin {
                     username: name.into(),
                     password: String::new(),
+                    ..Default::default()
                 },
             );
         }
@@ -907,6 +957,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "guest8".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         let (code, _, reason) = h.error(late);
@@ -927,6 +978,7 @@ mod tests {
             protocol::world::C2sRegister {
                 username: "ann".into(),
                 password: "correct horse".into(),
+                ..Default::default()
             },
         );
         assert!(h.world().clients[&ann].login.is_some(), "{:?}", h.take(ann));
@@ -939,6 +991,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "guest8".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         assert!(
@@ -990,6 +1043,7 @@ mod tests {
                 protocol::world::C2sPing {
                     seq: 1,
                     client_time_us: 0,
+                    ..Default::default()
                 },
             );
             h.send(
@@ -997,6 +1051,7 @@ mod tests {
                 protocol::world::C2sPing {
                     seq: 1,
                     client_time_us: 0,
+                    ..Default::default()
                 },
             );
         }
@@ -1037,6 +1092,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "ann".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         h.send(
@@ -1044,6 +1100,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "bob".into(),
                 password: "guess guess".into(),
+                ..Default::default()
             },
         );
         h.advance(Duration::from_secs(2));
@@ -1100,6 +1157,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "alice".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         let mut entries = h.run_db_logging();
@@ -1270,6 +1328,7 @@ mod tests {
             protocol::world::C2sLogin {
                 username: "alice".into(),
                 password: String::new(),
+                ..Default::default()
             },
         );
         assert!(h.world().is_waiting(session));

@@ -74,6 +74,7 @@ impl Client {
         self.send(&C2sLogin {
             username: name.into(),
             password: String::new(),
+            ..Default::default()
         })
         .await;
         let auth: Option<S2cAuthResult> = match self.next().await {

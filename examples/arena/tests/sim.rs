@@ -36,6 +36,7 @@ fn a_player_logging_in_is_spawned_then_sent_one_update_every_tick() {
         &engine::protocol::world::C2sLogin {
             username: "ann".into(),
             password: String::new(),
+            ..Default::default()
         },
     )]);
     // The guest check is answered by the DB worker, taken at the next tick.
