@@ -23,7 +23,7 @@ pub const CLIENT_EXAMPLE: &str = include_str!("../dummy-client.toml");
 const EMBEDDED_ORIGIN: &str = "embedded dummy-client.toml";
 
 /// Everything `dummy-client` can be told, one field per TOML section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// `[client]`: the target, the size and length of the run, the client's own tick.
@@ -154,7 +154,7 @@ impl ClientSection {
 }
 
 /// `[bots]`: what each bot does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BotsSection {
     /// Bots sharing one room, 1..=100_000; every chat line fans out to this many members.
@@ -190,6 +190,16 @@ pub struct BotsSection {
     /// issued into it, a `resume` run logs in with them. Relative paths are from the working
     /// directory. Default `"bot-tokens.txt"`.
     pub tokens_file: PathBuf,
+    /// Whether bots log in asking for resumable sessions (the protocol page's "Resuming a
+    /// session"): a bot whose connection drops takes its session back, gets every line it
+    /// missed, and sends again the requests the server had not processed. Default false.
+    pub resumable: bool,
+    /// Connections each bot drops per minute on purpose, at random, 0..=600 (fractions
+    /// allowed); 0 turns it off. A drop closes the socket, or stalls it (the bot stops reading
+    /// and writing it, as a dead link does) and comes back on a new connection 2 s later, as
+    /// a client that misses its pong does: the bots resume, and the report counts the resumes, their
+    /// latency, and any line lost or delivered twice. Implies `resumable`. Default 0.
+    pub chaos_per_min: f64,
 }
 
 /// How bots log in: the value of `bots.auth`.
@@ -269,6 +279,8 @@ impl Default for BotsSection {
             auth: AuthMode::Guest.as_str().to_owned(),
             password: "bot-password".to_owned(),
             tokens_file: PathBuf::from("bot-tokens.txt"),
+            resumable: false,
+            chaos_per_min: 0.0,
         }
     }
 }
@@ -387,6 +399,7 @@ impl ClientConfig {
             0..=3_600_000,
         )?;
         rules.range("bots.move_interval_ms", bots.move_interval_ms, 10..=60_000)?;
+        rules.range("bots.chaos_per_min", bots.chaos_per_min, 0.0..=600.0)?;
         if bots.auth_mode().is_err() {
             return Err(rules.fail(
                 "bots.auth",

@@ -58,8 +58,11 @@ pub struct Counts {
     pub lost: u64,
     /// Deliveries in doubt (a failover gap) that did not arrive.
     pub missed_in_failover: u64,
-    /// Chat lines that arrived and were not expected where they arrived.
+    /// Chat lines that arrived and were not expected where they arrived (second copies
+    /// excepted: see `duplicated`).
     pub unexpected: u64,
+    /// Chat lines that arrived a second time where they had arrived already.
+    pub duplicated: u64,
     /// Lines the server refused (answered with `S2C_Error` to the sender).
     pub rejected: u64,
     /// Due deliveries still expected.
@@ -109,7 +112,13 @@ pub struct Ledger {
     unseen: Vec<u64>,
     outboxes: Vec<Outbox>,
     counts: Counts,
+    /// The last line each bot had from each room mate (`receiver * bots_per_room + slot`),
+    /// `u32::MAX` for none; empty unless [`Ledger::track_order`].
+    last: Vec<u32>,
 }
+
+/// Pairs of room mates the ledger keeps the order of at most (64 MiB).
+pub const MAX_ORDER_PAIRS: usize = 16 << 20;
 
 impl Ledger {
     /// A ledger for bots `0..bots` in rooms of `bots_per_room` (at least 1), all rooms empty.
@@ -127,6 +136,7 @@ impl Ledger {
             unseen: Vec::new(),
             outboxes: (0..bots).map(|_| Outbox::default()).collect(),
             counts: Counts::default(),
+            last: Vec::new(),
         }
     }
 
@@ -381,9 +391,44 @@ impl Ledger {
         let found = self.take(receiver, sender, seq);
         match found {
             Some(_) => self.counts.received += 1,
+            None if self.arrived_before(receiver, sender, seq) => self.counts.duplicated += 1,
             None => self.counts.unexpected += 1,
         }
+        if found.is_some() {
+            if let Some(last) = self.last_slot(receiver, sender) {
+                self.last[last] = seq;
+            }
+        }
         found
+    }
+
+    /// Tells second copies apart from other unexpected lines from now on: the ledger keeps
+    /// the last line each bot had from each room mate (4 bytes a pair; not kept when that
+    /// would pass [`MAX_ORDER_PAIRS`] pairs). Lines of one sender reach a receiver in order,
+    /// so one at or before the last it had is a second copy (or out of order).
+    pub fn track_order(&mut self) {
+        let pairs = self.bots as usize * self.bots_per_room as usize;
+        if pairs <= MAX_ORDER_PAIRS {
+            self.last = vec![u32::MAX; pairs];
+        }
+    }
+
+    /// Where the last line `receiver` had from `sender` is kept, when it is.
+    fn last_slot(&self, receiver: u32, sender: u32) -> Option<usize> {
+        if self.last.is_empty() || receiver >= self.bots || sender >= self.bots {
+            return None;
+        }
+        if self.room_of(receiver) != self.room_of(sender) {
+            return None;
+        }
+        let slot = (sender % self.bots_per_room) as usize;
+        Some(receiver as usize * self.bots_per_room as usize + slot)
+    }
+
+    /// Whether `receiver` had line `seq` of `sender`, or a later one, already.
+    fn arrived_before(&self, receiver: u32, sender: u32, seq: u32) -> bool {
+        self.last_slot(receiver, sender)
+            .is_some_and(|at| self.last[at] != u32::MAX && seq <= self.last[at])
     }
 
     /// Counts one unexpected line that could not even be attributed to a sender (unknown
@@ -534,6 +579,26 @@ mod tests {
         let counts = ledger.counts();
         assert_eq!((counts.sent, counts.received, counts.in_flight), (1, 3, 0));
         assert_eq!((counts.lost, counts.unexpected), (0, 0));
+    }
+
+    #[test]
+    fn a_second_copy_of_a_line_is_a_duplicate_when_the_order_is_tracked() {
+        let mut ledger = two_rooms_of_three();
+        ledger.track_order();
+        let a = ledger.send(0, 1).unwrap();
+        let b = ledger.send(0, 2).unwrap();
+        assert!(ledger.receive(2, 0, a).is_some());
+        assert!(
+            ledger.receive(2, 0, a).is_none(),
+            "again, still in flight elsewhere"
+        );
+        for receiver in 0..3 {
+            assert!(ledger.receive(receiver, 0, b).is_some());
+        }
+        assert!(ledger.receive(1, 0, b).is_none(), "again, done everywhere");
+        assert!(ledger.receive(1, 2, 0).is_none(), "bot 2 sent nothing");
+        let c = ledger.counts();
+        assert_eq!((c.duplicated, c.unexpected, c.received), (2, 1, 4), "{c:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!              [--auth guest|register|login|resume] [--tokens PATH]
 //!              [--transport tcp|ws] [--tls] [--ca PATH | --tls-insecure] [--tls-name NAME]
 //!              [--scenario chat|arena] [--json PATH] [--html PATH] [--log-level LEVEL]
+//!              [--resumable] [--chaos RATE]
 //! ```
 //!
 //! Flags override the config file; without `--config` the embedded defaults are used. The
@@ -93,6 +94,15 @@ struct Cli {
     /// "arena" (random walks in the arena game, examples/arena, every bot's view checked).
     #[arg(long, value_name = "NAME", default_value = "chat", value_parser = ["chat", "arena"])]
     scenario: String,
+    /// Log bots in with resumable sessions (bots.resumable): a bot whose connection drops
+    /// takes its session back and gets every line it missed.
+    #[arg(long)]
+    resumable: bool,
+    /// Drop each bot's connection RATE times a minute on purpose, at random (closing the
+    /// socket, or stalling it), overriding bots.chaos_per_min; the bots resume, and the
+    /// report counts resumes, their latency, and lines lost or delivered twice.
+    #[arg(long, value_name = "RATE")]
+    chaos: Option<f64>,
 }
 
 /// Exit code of a bad config or argument.
@@ -163,6 +173,12 @@ fn load_config(cli: &Cli) -> Result<ClientConfig, String> {
     }
     if let Some(tokens) = &cli.tokens {
         config.bots.tokens_file = tokens.clone();
+    }
+    if cli.resumable {
+        config.bots.resumable = true;
+    }
+    if let Some(chaos) = cli.chaos {
+        config.bots.chaos_per_min = chaos;
     }
     if let Some(transport) = &cli.transport {
         config.client.transport = transport.clone();

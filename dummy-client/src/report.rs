@@ -106,6 +106,28 @@ pub struct Report {
     pub failover_connects: u64,
     /// Time to recover: connection ended to room joined again, per failover.
     pub recovery_ms: LoginSummary,
+    /// Resumable runs (`--resumable`, `--chaos`): connections dropped, by how (`closed` and
+    /// `stalled` by chaos, `lost` on their own).
+    pub drops: BTreeMap<String, u64>,
+    /// Sessions taken back after a drop.
+    pub resumes: u64,
+    /// Resumes that failed (`SESSION_LOST`, timed out, run ended first): the bot was out of
+    /// its room for good and what it was owed lost. Any fails the run.
+    pub resume_failures: u64,
+    /// Those failures by cause.
+    pub resume_errors: BTreeMap<String, u64>,
+    /// Frames the server sent again in resumes (what the bots missed).
+    pub replayed_frames: u64,
+    /// Requests the bots sent again after resumes (not processed before the drop).
+    pub resent_requests: u64,
+    /// Time of a resume: its connect started to `S2C_SessionResumed`.
+    pub resume_ms: LoginSummary,
+    /// Time without a working connection: the drop to `S2C_SessionResumed` (for a stall, the
+    /// 2 s the bot takes to notice it are part of it).
+    pub outage_ms: LoginSummary,
+    /// Logins that asked for a resumable session and were given none (a server that keeps
+    /// none).
+    pub not_resumable: u64,
     /// Chat lines sent.
     pub sent: u64,
     /// Expected chat deliveries that arrived (live lines only).
@@ -120,8 +142,12 @@ pub struct Report {
     /// away, or not yet seen back by the sender, or the line was in flight to or from a bot
     /// whose connection ended (see [`crate::ledger`]). Not a loss.
     pub missed_in_failover: u64,
-    /// Live chat lines that arrived where they were not expected (duplicates, strays).
+    /// Live chat lines that arrived where they were not expected (duplicates too, outside
+    /// resumable runs; strays).
     pub unexpected: u64,
+    /// Resumable runs: live chat lines that arrived a second time (or out of order) where
+    /// they had arrived already. Any fails the run.
+    pub duplicated: u64,
     /// Lines the server refused with an `S2C_Error` (also counted in `errors`).
     pub rejected: u64,
     /// History lines (`history = true`) replayed on join; not part of the accounting.
@@ -214,6 +240,17 @@ impl Report {
         }
         if self.unexpected > 0 {
             failures.push(format!("{} unexpected deliveries", self.unexpected));
+        }
+        if self.duplicated > 0 {
+            failures.push(format!("{} deliveries duplicated", self.duplicated));
+        }
+        if self.resume_failures > 0 {
+            failures.push(format!(
+                "{} of {} resumes failed ({})",
+                self.resume_failures,
+                self.resumes + self.resume_failures,
+                join_counts(&self.resume_errors)
+            ));
         }
         if self.disconnects > 0 {
             failures.push(format!(
@@ -385,6 +422,33 @@ impl fmt::Display for Report {
             self.never_recovered,
             self.failover_connects
         )?;
+        if !self.drops.is_empty() || self.resumes > 0 || self.resume_failures > 0 {
+            writeln!(
+                f,
+                "  resumes     {} of {} drops ({}), failed {} ({}), frames replayed {}, requests sent again {}, duplicated {}",
+                self.resumes,
+                self.drops.values().sum::<u64>(),
+                join_counts(&self.drops),
+                self.resume_failures,
+                join_counts(&self.resume_errors),
+                self.replayed_frames,
+                self.resent_requests,
+                self.duplicated
+            )?;
+            let (r, o) = (&self.resume_ms, &self.outage_ms);
+            writeln!(
+                f,
+                "  resume      p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms  (connect to resumed); outage p50 {:.1}ms  p99 {:.1}ms  max {:.1}ms  (dropped to resumed)",
+                r.p50, r.p99, r.max, o.p50, o.p99, o.max
+            )?;
+        }
+        if self.not_resumable > 0 {
+            writeln!(
+                f,
+                "  resumable   {} logins asked for a resumable session and got none (the server keeps none)",
+                self.not_resumable
+            )?;
+        }
         let r = &self.recovery_ms;
         if r.count == 0 {
             writeln!(f, "  recovery    no failovers")?;

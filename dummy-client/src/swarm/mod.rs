@@ -51,7 +51,8 @@ use net::{
     SessionConfig, SessionEvent, SessionId,
 };
 use protocol::world::{
-    C2sChat, C2sLogin, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, S2cAuthResult, S2cChat,
+    C2sChat, C2sLogin, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, C2sSessionResume,
+    S2cAuthResult, S2cChat,
 };
 use protocol::{ErrorCode, MessageType, S2cMessage};
 use rand::Rng;
@@ -61,7 +62,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod progress;
+mod resume;
 mod summary;
+
+use resume::{DropKind, Resumable};
 
 use crate::ledger::Ledger;
 use crate::names::{parse_content, write_content, NameScheme, Names};
@@ -160,6 +164,11 @@ enum Phase {
     /// Failing over: its connection ended, its next connect (to another node) is due at
     /// [`Failover::retry_at`].
     Away,
+    /// Its resumable session's connection dropped: its next connect, to take the session
+    /// back, is due (see `resume.rs`). Still a member of its room.
+    Dropped,
+    /// Connected again, `C2S_SessionResume` sent.
+    Resuming,
 }
 
 /// A bot on its way back to its room through another node (several servers only).
@@ -230,6 +239,8 @@ struct Bot {
     /// presence. Its room chats once every member knows every other (on a cluster, every
     /// node then knows every member, so no line can race a join across nodes).
     seen: u32,
+    /// Its resumable session's counts (`bots.resumable`).
+    resume: Option<Box<Resumable>>,
 }
 
 impl Bot {
@@ -260,6 +271,7 @@ impl Bot {
             retry_auth_at: None,
             ping_seq: 0,
             seen: 0,
+            resume: None,
         }
     }
 }
@@ -307,6 +319,23 @@ struct Counters {
     never_recovered: u64,
     /// Connects started by failovers.
     failover_connects: u64,
+    /// Connections dropped, by how (chaos closed or stalled them, or they were lost).
+    drops: BTreeMap<String, u64>,
+    /// Sessions taken back.
+    resumes: u64,
+    /// Resumes under way.
+    resuming: u64,
+    /// Resumes that failed, and why.
+    resume_failures: u64,
+    resume_errors: BTreeMap<String, u64>,
+    /// Connects started by resumes.
+    resume_connects: u64,
+    /// Frames the server sent again in resumes.
+    replayed: u64,
+    /// Requests the bots sent again after resumes.
+    resent: u64,
+    /// Logins that asked for a resumable session and were given none.
+    not_resumable: u64,
 }
 
 /// Every bot of a run, and the loop that drives them. See the module docs.
@@ -337,6 +366,12 @@ pub struct Swarm {
     auth_time: Histogram<u64>,
     /// Recovery of each failover: connection ended to room joined again.
     recovery: Histogram<u64>,
+    /// Each resume: its connect started to `S2C_SessionResumed`.
+    resume_latency: Histogram<u64>,
+    /// Each drop: the connection dropped to `S2C_SessionResumed`.
+    outage: Histogram<u64>,
+    /// Connections chaos stalled, kept open and unread until then.
+    stalled: std::collections::VecDeque<(Instant, Session)>,
     encoder: Encoder,
     chat: C2sChat,
     dirty: Vec<u32>,
@@ -394,7 +429,11 @@ impl Swarm {
             rule: e.rule,
         })?;
         let now = Instant::now();
-        let ledger = Ledger::new(bots, bots_per_room);
+        let mut ledger = Ledger::new(bots, bots_per_room);
+        if config.bots.resumable || config.bots.chaos_per_min > 0.0 {
+            // A resume that sent a line twice must show as such.
+            ledger.track_order();
+        }
         let rooms = u64::from(ledger.rooms());
         let room_names = (0..ledger.rooms())
             .map(|room| names.room(room * bots_per_room))
@@ -440,6 +479,9 @@ impl Swarm {
             login: report::new_histogram(),
             auth_time: report::new_histogram(),
             recovery: report::new_histogram(),
+            resume_latency: report::new_histogram(),
+            outage: report::new_histogram(),
+            stalled: std::collections::VecDeque::new(),
             encoder: Encoder::new(),
             chat: C2sChat::default(),
             dirty: Vec::new(),
@@ -596,10 +638,15 @@ impl Swarm {
                     &self.tracker,
                 );
                 bot.session = Some(session);
-                bot.phase = Phase::LoggingIn;
                 bot.connected_at = now;
                 bot.closing = false;
                 bot.fatal = None;
+                if self.is_resuming(index) {
+                    self.send_session_resume(index);
+                    return;
+                }
+                let bot = &mut self.bots[index as usize];
+                bot.phase = Phase::LoggingIn;
                 if let Some(ping) = self.config.bots.ping_interval() {
                     bot.next_ping = Some(now + random_phase(ping));
                 }
@@ -617,6 +664,11 @@ impl Swarm {
                     return;
                 };
                 if self.bots[index as usize].phase != Phase::Connecting {
+                    return;
+                }
+                if self.is_resuming(index) {
+                    spdlog::debug!("swarm: bot {index} resuming: could not connect: {error}");
+                    self.resume_later(index, now);
                     return;
                 }
                 if self.bots[index as usize].failover.is_some() {
@@ -645,6 +697,16 @@ impl Swarm {
     /// A bot failing over resumes with its token when it has one, and otherwise logs in as
     /// at first (an account that a register run created, with its password).
     fn send_auth(&mut self, index: u32) {
+        self.send_auth_request(index);
+        if self.resumable() {
+            // The requests after the login request are numbered from 1.
+            self.bots[index as usize].resume = Some(Resumable::numbering());
+        }
+    }
+
+    /// The login request of [`Swarm::send_auth`].
+    fn send_auth_request(&mut self, index: u32) {
+        let resumable = self.resumable();
         let bot = &self.bots[index as usize];
         let username = bot.name.to_string();
         if bot.failover.is_some() {
@@ -653,13 +715,7 @@ impl Swarm {
                 (Some(token), _) => {
                     let token = token.to_string();
                     bot.auth_id = C2sResume::ID;
-                    self.queue(
-                        index,
-                        &C2sResume {
-                            token,
-                            ..Default::default()
-                        },
-                    );
+                    self.queue(index, &C2sResume { token, resumable });
                 }
                 (None, AuthMode::Guest) => {
                     bot.auth_id = C2sLogin::ID;
@@ -669,7 +725,7 @@ impl Swarm {
                         &C2sLogin {
                             username,
                             password,
-                            ..Default::default()
+                            resumable,
                         },
                     );
                 }
@@ -681,7 +737,7 @@ impl Swarm {
                         &C2sLogin {
                             username,
                             password,
-                            ..Default::default()
+                            resumable,
                         },
                     );
                 }
@@ -699,7 +755,7 @@ impl Swarm {
                     &C2sLogin {
                         username,
                         password,
-                        ..Default::default()
+                        resumable,
                     },
                 );
             }
@@ -710,7 +766,7 @@ impl Swarm {
                     &C2sLogin {
                         username,
                         password,
-                        ..Default::default()
+                        resumable,
                     },
                 );
             }
@@ -721,20 +777,14 @@ impl Swarm {
                     &C2sRegister {
                         username,
                         password,
-                        ..Default::default()
+                        resumable,
                     },
                 );
             }
             AuthMode::Resume => match &bot.token {
                 Some(token) => {
                     let token = token.to_string();
-                    self.queue(
-                        index,
-                        &C2sResume {
-                            token,
-                            ..Default::default()
-                        },
-                    );
+                    self.queue(index, &C2sResume { token, resumable });
                 }
                 None => self.fail_login(
                     index,
@@ -796,6 +846,9 @@ impl Swarm {
         }
         if bot.closing {
             return;
+        }
+        if let Some(resume) = bot.resume.as_mut() {
+            resume.count();
         }
         if packet.id == S2cChat::ID {
             self.on_chat(index, &packet.payload, at);
@@ -918,7 +971,13 @@ impl Swarm {
                 self.count_disconnect(index, "removed from its room".to_owned());
                 self.leave(index);
             }
+            S2cMessage::S2cSessionResumed(answer) if phase == Phase::Resuming => {
+                self.resumed(index, answer, at);
+            }
             S2cMessage::S2cPong(pong) => {
+                if let Some(resume) = self.bots[index as usize].resume.as_mut() {
+                    resume.processed(pong.processed);
+                }
                 self.counters.pongs_received += 1;
                 let rtt = self.clock.unix_us(at).saturating_sub(pong.client_time_us);
                 report::record(&mut self.rtt, rtt);
@@ -949,6 +1008,8 @@ impl Swarm {
             bot.token = Some(auth.token.as_str().into());
             self.issued.insert(&auth.username, &auth.token);
         }
+        self.resumable_login(index, &auth.session_token);
+        let bot = &mut self.bots[index as usize];
         if bot.failover.is_none() {
             let took = at.saturating_duration_since(bot.connected_at);
             report::record(&mut self.auth_time, took.as_micros() as u64);
@@ -981,6 +1042,11 @@ impl Swarm {
         let bot = &self.bots[index as usize];
         let (phase, auth_id, failing_over) = (bot.phase, bot.auth_id, bot.failover.is_some());
         let request = u16::try_from(error.request_id).unwrap_or(0);
+        if phase == Phase::Resuming && request == C2sSessionResume::ID {
+            let why = format!("{name}: {}", error.reason);
+            self.resume_failed(index, &name, why);
+            return;
+        }
         let refused = (request == auth_id && phase == Phase::LoggingIn)
             || (request == C2sRoomJoin::ID && phase == Phase::Joining);
         if request == C2sChat::ID {
@@ -1015,6 +1081,19 @@ impl Swarm {
         if bot.closing {
             return;
         }
+        if self.is_resuming(index) {
+            // The connection of a resume ended before its answer: another one.
+            spdlog::debug!("swarm: bot {index} resuming: connection ended: {reason}");
+            self.resume_later(index, now);
+            return;
+        }
+        let bot = &self.bots[index as usize];
+        let resumable = bot.resume.is_some() && bot.phase == Phase::Joined;
+        if resumable && bot.fatal.is_none() && connection_ended(&reason) {
+            self.dropped(index, DropKind::Lost, now);
+            return;
+        }
+        let bot = &mut self.bots[index as usize];
         if bot.failover.is_some() {
             // An attempt of a failover ended before the bot was back: the next node.
             spdlog::debug!("swarm: bot {index} failing over: session ended: {reason}");
@@ -1337,8 +1416,17 @@ impl Swarm {
         let login_timeout = self.config.client.login_timeout();
         let running = self.phase == RunPhase::Running;
         let chat_interval = self.config.bots.chat_interval();
-        let ping_interval = self.config.bots.ping_interval();
+        // A resumable bot acknowledges what it received at least every second.
+        let ping_interval = match self.config.bots.ping_interval() {
+            Some(ping) if self.resumable() => Some(ping.min(resume::ACK_INTERVAL)),
+            ping => ping,
+        };
+        let chaos = self.chaos_per_tick();
+        self.let_go_of_stalled(now);
         for index in 0..self.bots.len() as u32 {
+            if self.is_resuming(index) {
+                self.resume_timers(index, service, now);
+            }
             let bot = &mut self.bots[index as usize];
             if let Some(failover) = bot.failover {
                 if now >= failover.deadline {
@@ -1370,9 +1458,25 @@ impl Swarm {
                     }
                 }
                 Phase::Joined => {}
+                // Still in its room: it goes on chatting, its lines kept until it is back.
+                Phase::Dropped | Phase::Resuming if running => {
+                    if let Some(due) = bot.next_chat.filter(|&due| due <= now) {
+                        bot.next_chat = Some(next_due(due, chat_interval, now));
+                        self.send_chat(index);
+                    }
+                    continue;
+                }
                 _ => continue,
             }
             if !running {
+                continue;
+            }
+            if chaos > 0.0
+                && self.bots[index as usize].resume.is_some()
+                && self.chatting[self.ledger.room_of(index) as usize]
+                && rand::rng().random_bool(chaos)
+            {
+                self.chaos(index, now);
                 continue;
             }
             let bot = &mut self.bots[index as usize];
@@ -1390,7 +1494,7 @@ impl Swarm {
                 let ping = C2sPing {
                     seq,
                     client_time_us: self.clock.now_us(),
-                    ..Default::default()
+                    received: bot.resume.as_ref().map_or(0, |r| r.received),
                 };
                 self.counters.pings_sent += 1;
                 self.queue(index, &ping);
@@ -1425,6 +1529,17 @@ impl Swarm {
             }
         };
         let bot = &mut self.bots[index as usize];
+        if let Some(resume) = bot.resume.as_mut() {
+            if !resume.number(&frame) {
+                spdlog::warn!(
+                    "swarm: bot {index}: too many requests unacknowledged: no longer resumable"
+                );
+                bot.resume = None;
+            } else if resume.is_away() {
+                // Sent when the session is back.
+                return;
+            }
+        }
         bot.out.push(frame);
         if !bot.dirty {
             bot.dirty = true;
@@ -1486,8 +1601,9 @@ impl Swarm {
             }
             RunPhase::Draining { since } => {
                 // Failovers under way complete first: their bots are back, or never recovered.
-                let drained =
-                    self.ledger.counts().in_flight == 0 && self.counters.failing_over == 0;
+                let drained = self.ledger.counts().in_flight == 0
+                    && self.counters.failing_over == 0
+                    && self.counters.resuming == 0;
                 if drained || now.duration_since(since) >= self.config.client.drain() {
                     self.drain_secs = now.duration_since(since).as_secs_f64();
                     let lost = self.ledger.finish();

@@ -8,6 +8,16 @@ impl Swarm {
     /// way never recovered: this is where they are counted, once, before the report.
     fn count_unfinished(&mut self) {
         for index in 0..self.bots.len() {
+            if self.is_resuming(index as u32) {
+                self.counters.resuming -= 1;
+                self.counters.resume_failures += 1;
+                *self
+                    .counters
+                    .resume_errors
+                    .entry("run ended first".to_owned())
+                    .or_default() += 1;
+                continue;
+            }
             if self.bots[index].failover.take().is_some() {
                 self.counters.failing_over -= 1;
                 self.counters.never_recovered += 1;
@@ -68,6 +78,16 @@ impl Swarm {
             never_recovered: c.never_recovered,
             failover_connects: c.failover_connects,
             recovery_ms: LoginSummary::of(&self.recovery),
+            drops: c.drops.clone(),
+            resumes: c.resumes,
+            resume_failures: c.resume_failures,
+            resume_errors: c.resume_errors.clone(),
+            replayed_frames: c.replayed,
+            resent_requests: c.resent,
+            resume_ms: LoginSummary::of(&self.resume_latency),
+            outage_ms: LoginSummary::of(&self.outage),
+            not_resumable: c.not_resumable,
+            duplicated: counts.duplicated,
             sent: counts.sent,
             received: counts.received,
             expected: counts.expected,
