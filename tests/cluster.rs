@@ -678,6 +678,41 @@ async fn a_swarm_spread_over_three_nodes_loses_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_swarm_over_three_nodes_resumes_every_dropped_session_with_nothing_lost_or_doubled()
+{
+    let Some(nats) = nats("a_chaos_swarm_over_three_nodes_resumes_every_dropped_session") else {
+        return;
+    };
+    let nodes = [
+        node(&nats, "a").await,
+        node(&nats, "b").await,
+        node(&nats, "c").await,
+    ];
+    let servers = nodes.iter().map(|n| n.addr).collect();
+    // Each bot drops its connection about once every 5 s, closing or stalling it, and takes
+    // its session back on its node while its room, spread over the three, goes on.
+    let report = common::swarm_with(servers, 150, 6, Duration::from_secs(90), |c| {
+        c.bots.chaos_per_min = 12.0;
+    })
+    .await;
+    assert_eq!(report.joined, 150, "{report}");
+    assert!(report.resumes >= 60, "{report}");
+    assert!(report.drops.contains_key("closed") && report.drops.contains_key("stalled"));
+    assert_eq!(report.resume_failures, 0, "{report}");
+    assert_eq!(
+        (report.lost, report.unexpected, report.duplicated),
+        (0, 0, 0),
+        "{report}"
+    );
+    assert_eq!(report.received, report.expected, "{report}");
+    assert_eq!(report.expected, report.sent * 10, "{report}");
+    assert!(report.replayed_frames > 0, "{report}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bots_of_a_node_killed_mid_run_fail_over_to_the_others_and_nothing_is_really_lost() {
     let test =
         "the_bots_of_a_node_killed_mid_run_fail_over_to_the_others_and_nothing_is_really_lost";

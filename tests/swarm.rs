@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{start_server, test_config};
+use common::{start_server, test_config, with_web};
 use dummy_client::ClientConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,4 +70,80 @@ async fn swarm_of_500_bots_in_rooms_of_20_loses_nothing() {
         "the server accepted {} lines, the swarm sent {}",
         stats.chat_in, report.sent
     );
+}
+
+/// Bots that drop their connections at random (closing or stalling them) take their sessions
+/// back: every line still reaches every member once, and the server processes every line a
+/// bot sent once, however many times the bot had to send it.
+async fn chaos_over(transport: &str, bots: usize) {
+    let mut server_config = test_config();
+    server_config.server.tick_ms = 10;
+    let web = with_web(&mut server_config);
+    let server = start_server(server_config).await;
+
+    let mut config = ClientConfig::default();
+    config.client.server = if transport == "ws" { web } else { server.addr };
+    config.client.transport = transport.to_owned();
+    config.client.bots = bots;
+    config.client.duration_secs = 6;
+    config.client.drain_secs = 10;
+    config.client.ramp_up_per_sec = 1000;
+    config.client.login_timeout_secs = 10;
+    config.bots.bots_per_room = 20;
+    config.bots.chat_interval_ms = 250;
+    config.bots.chaos_per_min = 12.0;
+    config
+        .validate("chaos test")
+        .expect("the swarm config is valid");
+
+    let run = dummy_client::run(config, Default::default());
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the swarm did not finish within 60 s")
+        .expect("the swarm could not start");
+    let stats = server.shutdown().await;
+    assert!(
+        report.passed(),
+        "the swarm failed: {:?}\n{report}",
+        report.failures()
+    );
+    // About one drop per bot in 5 s of chat: each kind many times.
+    for kind in ["closed", "stalled"] {
+        let n = report.drops.get(kind).copied().unwrap_or(0);
+        assert!(n as usize >= bots / 10, "{n} {kind}\n{report}");
+    }
+    assert_eq!(
+        report.resumes,
+        report.drops.values().sum::<u64>(),
+        "{report}"
+    );
+    assert_eq!(report.resume_failures, 0, "{report}");
+    assert_eq!(
+        (
+            report.lost,
+            report.unexpected,
+            report.duplicated,
+            report.disconnects
+        ),
+        (0, 0, 0, 0),
+        "{report}"
+    );
+    assert_eq!(report.received, report.expected, "{report}");
+    assert!(report.replayed_frames > 0, "{report}");
+    assert!(report.resent_requests > 0, "{report}");
+    assert_eq!(
+        stats.chat_in, report.sent,
+        "the server processed {} lines, the swarm said {}: each once",
+        stats.chat_in, report.sent
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_swarm_resumes_every_dropped_session_and_loses_and_doubles_nothing() {
+    chaos_over("tcp", 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_swarm_over_websocket_resumes_every_dropped_session_too() {
+    chaos_over("ws", 60).await;
 }

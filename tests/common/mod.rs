@@ -1136,6 +1136,17 @@ pub async fn swarm(
     secs: u64,
     within: Duration,
 ) -> dummy_client::Report {
+    swarm_with(servers, bots, secs, within, |_| {}).await
+}
+
+/// [`swarm`], with `change` made to its config first.
+pub async fn swarm_with(
+    servers: Vec<SocketAddr>,
+    bots: usize,
+    secs: u64,
+    within: Duration,
+    change: impl FnOnce(&mut dummy_client::ClientConfig),
+) -> dummy_client::Report {
     let mut config = dummy_client::ClientConfig::default();
     config.client.servers = servers;
     config.client.bots = bots;
@@ -1144,6 +1155,7 @@ pub async fn swarm(
     config.client.ramp_up_per_sec = 1000;
     config.bots.bots_per_room = 10;
     config.bots.chat_interval_ms = 250;
+    change(&mut config);
     config.validate("test swarm").unwrap();
     let report = tokio::time::timeout(within, dummy_client::run(config, Default::default()))
         .await
