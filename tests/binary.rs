@@ -514,6 +514,7 @@ async fn chat_lines_lost_to_a_sigkill_are_at_most_those_echoed_in_the_last_two_t
     reader
         .send(&C2sRoomJoin {
             room: "lobby".into(),
+            ..Default::default()
         })
         .await;
     let mut kept = Vec::new();

@@ -454,6 +454,7 @@ fn codec_in_chromium() {
             "{room: 'lobby'}",
             C2sMessage::C2sRoomJoin(C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             }),
         ),
         (

@@ -102,6 +102,7 @@ async fn players_on_two_nodes_share_a_room_its_chat_and_whispers() {
     until_listed(&mut bob, "lobby", 1).await;
     bob.send(&C2sRoomJoin {
         room: "lobby".into(),
+        ..Default::default()
     })
     .await;
     let joined = bob.expect::<S2cRoomJoined>().await;
@@ -626,12 +627,15 @@ async fn the_players_of_a_killed_node_resume_on_another_with_their_token() {
     config.cluster.node = "a".into();
     config.storage.backend = "postgres".into();
     config.storage.postgres_url = url.clone();
+    config.world.history_lines = 3;
     let a = start_server(config).await;
     let (mut b, mut bob, dir, _) = node_process(&nats, "b", Some(&url)).await;
     let registered = bob.register("bob", "correct horse").await;
     bob.join("lobby").await;
     let mut alice = a.member("alice", "lobby").await;
     until_listed(&mut alice, "lobby", 2).await;
+    alice.say("lobby", "before", 1).await;
+    let had = bob.expect_chat("lobby", "alice", "before").await;
     b.kill().unwrap();
     b.wait().unwrap();
     alice
@@ -639,7 +643,15 @@ async fn the_players_of_a_killed_node_resume_on_another_with_their_token() {
             |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "bob" && !p.joined),
         )
         .await;
-    // Bob comes back on node a with the token node b gave him, and is in the lobby again.
+    // Said while bob was away: more than node a keeps (3).
+    for i in 1..=4 {
+        alice.say("lobby", &format!("during {i}"), 1).await;
+        alice
+            .expect_chat("lobby", "alice", &format!("during {i}"))
+            .await;
+    }
+    // Bob comes back on node a with the token node b gave him, and is in the lobby again,
+    // with what he missed of it: told that some is gone, then the 3 lines kept.
     let mut back = a.client().await;
     back.send(&protocol::world::C2sResume {
         token: registered.token,
@@ -648,8 +660,22 @@ async fn the_players_of_a_killed_node_resume_on_another_with_their_token() {
     .await;
     let resumed = back.expect::<protocol::world::S2cAuthResult>().await;
     assert_eq!(resumed.user_id, registered.user_id);
-    back.join("lobby").await;
+    back.send(&protocol::world::C2sRoomJoin {
+        room: "lobby".into(),
+        since_us: had.server_time_us,
+    })
+    .await;
+    back.expect::<protocol::world::S2cRoomJoined>().await;
+    let missed = back.expect::<protocol::world::S2cRoomMissed>().await;
+    assert_eq!(missed.room, "lobby");
+    for i in 2..=4 {
+        let line = back.expect::<protocol::world::S2cChat>().await;
+        assert_eq!((line.content, line.history), (format!("during {i}"), true));
+    }
     alice.await_presence("bob").await;
+    alice.say("lobby", "after", 1).await;
+    let live = back.expect::<protocol::world::S2cChat>().await;
+    assert_eq!((live.content.as_str(), live.history), ("after", false));
     let _ = std::fs::remove_dir_all(&dir);
     a.shutdown().await;
 }
@@ -812,6 +838,7 @@ async fn a_room_holds_its_capacity_across_nodes_when_joins_arrive_at_once() {
         client
             .send(&C2sRoomJoin {
                 room: "hall".into(),
+                ..Default::default()
             })
             .await;
     }
@@ -840,6 +867,7 @@ async fn a_room_holds_its_capacity_across_nodes_when_joins_arrive_at_once() {
         clients[waiting]
             .send(&C2sRoomJoin {
                 room: "hall".into(),
+                ..Default::default()
             })
             .await;
         match clients[waiting]

@@ -129,6 +129,7 @@ async fn history_written_on_one_node_is_replayed_on_another() {
     let mut bob = b.guest("bob").await;
     bob.send(&protocol::world::C2sRoomJoin {
         room: "lobby".into(),
+        ..Default::default()
     })
     .await;
     bob.expect::<S2cRoomJoined>().await;
@@ -218,6 +219,7 @@ async fn survives(test: &str, outage: Outage) {
     ann.register("ann", "correct horse").await;
     ann.send(&C2sRoomJoin {
         room: "lobby".into(),
+        ..Default::default()
     })
     .await;
     ann.expect::<S2cRoomJoined>().await;

@@ -12,6 +12,7 @@ use protocol::{ErrorCode, MessageType};
 fn join(room: &str) -> C2sRoomJoin {
     C2sRoomJoin {
         room: room.to_string(),
+        ..Default::default()
     }
 }
 

@@ -142,6 +142,7 @@ async fn requests_before_login_answer_not_authenticated_with_their_id() {
         &mut client,
         C2sRoomJoin {
             room: "lobby".into(),
+            ..Default::default()
         },
     )
     .await;

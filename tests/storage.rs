@@ -37,6 +37,7 @@ async fn a_disk_that_fills_is_survived_and_the_lines_said_meanwhile_are_written_
     ann.register("ann", "correct horse").await;
     ann.send(&C2sRoomJoin {
         room: "lobby".into(),
+        ..Default::default()
     })
     .await;
     ann.expect::<S2cRoomJoined>().await;
@@ -102,6 +103,7 @@ async fn a_disk_that_fills_is_survived_and_the_lines_said_meanwhile_are_written_
     let mut cyd: TestClient = server.guest("cyd").await;
     cyd.send(&C2sRoomJoin {
         room: "lobby".into(),
+        ..Default::default()
     })
     .await;
     let mut history = Vec::new();

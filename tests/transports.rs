@@ -622,6 +622,7 @@ async fn websocket_pings_get_pongs_a_close_gets_a_close_and_messages_carry_sever
         <protocol::world::C2sRoomJoin as protocol::MessageType>::ID,
         &prost::Message::encode_to_vec(&protocol::world::C2sRoomJoin {
             room: "frames".into(),
+            ..Default::default()
         }),
     ));
     client.send_raw(&both).await;

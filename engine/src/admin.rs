@@ -561,7 +561,13 @@ mod tests {
         let mut h = Harness::new();
         for (name, room) in [("ann", "lobby"), ("bob", "lobby"), ("cyd", "docks")] {
             let session = h.guest(name);
-            h.send(session, C2sRoomJoin { room: room.into() });
+            h.send(
+                session,
+                C2sRoomJoin {
+                    room: room.into(),
+                    ..Default::default()
+                },
+            );
         }
         let _anonymous = h.connect();
         let t0 = h.now();

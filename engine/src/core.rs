@@ -1098,7 +1098,10 @@ mod tests {
     }
 
     fn join(room: &str) -> C2sRoomJoin {
-        C2sRoomJoin { room: room.into() }
+        C2sRoomJoin {
+            room: room.into(),
+            ..Default::default()
+        }
     }
 
     fn chat(room: &str, content: &str) -> C2sChat {

@@ -692,6 +692,7 @@ mod tests {
                 conn,
                 &C2sRoomJoin {
                     room: (*room).into(),
+                    ..Default::default()
                 },
             );
             sim.step();
@@ -709,6 +710,7 @@ mod tests {
                 s,
                 &C2sRoomJoin {
                     room: (*room).into(),
+                    ..Default::default()
                 },
             );
             sim.step();
@@ -774,11 +776,7 @@ mod tests {
             panic!("not resumed: {inbox:?}");
         };
         p.received += inbox.len() as u64;
-        assert_eq!(
-            p.received,
-            answer.sent,
-            "the replay ends at what was sent"
-        );
+        assert_eq!(p.received, answer.sent, "the replay ends at what was sent");
         (answer, inbox)
     }
 

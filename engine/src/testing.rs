@@ -979,6 +979,7 @@ mod tests {
                         who,
                         &C2sRoomJoin {
                             room: room(next(6)),
+                            ..Default::default()
                         },
                     ),
                     2..=4 => sim.send(
@@ -1016,6 +1017,7 @@ mod tests {
                         who,
                         &C2sRoomJoin {
                             room: "bad room!".into(),
+                            ..Default::default()
                         },
                     ),
                 }
@@ -1155,6 +1157,7 @@ mod tests {
             ann,
             &C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         sim.send(
@@ -1196,6 +1199,7 @@ mod tests {
             ann,
             &C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         sim.step();
@@ -1271,6 +1275,7 @@ mod tests {
                     who,
                     &C2sRoomJoin {
                         room: "lobby".into(),
+                        ..Default::default()
                     },
                 );
             }
@@ -1340,6 +1345,7 @@ mod tests {
                 who,
                 &C2sRoomJoin {
                     room: "lobby".into(),
+                    ..Default::default()
                 },
             );
         }
@@ -1392,6 +1398,7 @@ mod tests {
                 who,
                 &C2sRoomJoin {
                     room: "lobby".into(),
+                    ..Default::default()
                 },
             );
             sim.step();

@@ -194,6 +194,7 @@ fn rooms_chat_and_a_module_of_the_game_s_own_serve_one_game() {
             who,
             &C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
     }
@@ -257,12 +258,14 @@ fn a_module_s_events_cross_the_cluster_to_its_hook_on_the_other_node() {
         ann_on_1,
         &C2sRoomJoin {
             room: "lobby".into(),
+            ..Default::default()
         },
     );
     nodes.node(1).send(
         bob,
         &C2sRoomJoin {
             room: "lobby".into(),
+            ..Default::default()
         },
     );
     nodes.settle();

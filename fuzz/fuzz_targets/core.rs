@@ -866,7 +866,13 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
             );
         }
         Request::Logout => node.send(session, &C2sLogout {}),
-        Request::Join { room: r } => node.send(session, &C2sRoomJoin { room: room(r) }),
+        Request::Join { room: r } => node.send(
+            session,
+            &C2sRoomJoin {
+                room: room(r),
+                ..Default::default()
+            },
+        ),
         Request::Leave { room: r } => node.send(session, &C2sRoomLeave { room: room(r) }),
         Request::List => node.send(session, &C2sRoomList {}),
         Request::Chat {

@@ -766,6 +766,7 @@ impl TestClient {
     pub async fn join(&mut self, room: &str) -> S2cRoomJoined {
         self.send(&C2sRoomJoin {
             room: room.to_string(),
+            ..Default::default()
         })
         .await;
         match self

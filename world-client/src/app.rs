@@ -752,7 +752,10 @@ impl App {
             .collect();
         for room in rooms {
             self.rejoining.insert(room.clone());
-            actions.push(Action::Send(C2sMessage::C2sRoomJoin(C2sRoomJoin { room })));
+            actions.push(Action::Send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
+                room,
+                ..Default::default()
+            })));
         }
         actions
     }
@@ -1086,7 +1089,13 @@ impl App {
                     return Vec::new();
                 }
                 self.joining.insert(room.clone());
-                self.send(C2sMessage::C2sRoomJoin(C2sRoomJoin { room }), "not joined")
+                self.send(
+                    C2sMessage::C2sRoomJoin(C2sRoomJoin {
+                        room,
+                        ..Default::default()
+                    }),
+                    "not joined",
+                )
             }
             Command::Leave(room) => {
                 let room = match room.or_else(|| self.current_tab().room.clone()) {
@@ -1416,7 +1425,8 @@ mod tests {
         assert_eq!(
             enter(&mut app, "/join lobby"),
             send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
-                room: "lobby".into()
+                room: "lobby".into(),
+                ..Default::default()
             }))
         );
         app.on_server(joined("lobby", &["ann", "bob"]), now);
@@ -1637,7 +1647,8 @@ mod tests {
         assert_eq!(
             rejoin,
             send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
-                room: "lobby".into()
+                room: "lobby".into(),
+                ..Default::default()
             }))
         );
         app.on_server(joined("lobby", &["ann", "bob"]), now);
@@ -1855,7 +1866,8 @@ mod tests {
         assert_eq!(
             app.on_server(auth("ann", true, ""), at),
             send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
-                room: "lobby".into()
+                room: "lobby".into(),
+                ..Default::default()
             }))
         );
         // The waits start over after a login.

@@ -198,7 +198,11 @@ impl Peer {
     }
 
     async fn join(&mut self, room: &str) -> S2cRoomJoined {
-        self.send(&C2sRoomJoin { room: room.into() }).await;
+        self.send(&C2sRoomJoin {
+            room: room.into(),
+            ..Default::default()
+        })
+        .await;
         match self
             .recv_until(|m| matches!(m, S2cMessage::S2cRoomJoined(j) if j.room == room))
             .await

@@ -1019,7 +1019,13 @@ impl Swarm {
             self.counters.logged_in += 1;
         }
         let room = self.room_names[self.ledger.room_of(index) as usize].clone();
-        self.queue(index, &C2sRoomJoin { room });
+        self.queue(
+            index,
+            &C2sRoomJoin {
+                room,
+                ..Default::default()
+            },
+        );
     }
 
     fn on_error(&mut self, index: u32, error: protocol::world::S2cError) {

@@ -143,7 +143,13 @@ fn settle(a: &mut Node, b: &mut Node) {
 
 /// `session` of node `h` joins `room`, the rooms bucket counting it.
 fn join(h: &mut Node, session: net::SessionId, room: &str) -> Vec<S2cMessage> {
-    h.send(session, C2sRoomJoin { room: room.into() });
+    h.send(
+        session,
+        C2sRoomJoin {
+            room: room.into(),
+            ..Default::default()
+        },
+    );
     names(h);
     h.take(session)
 }

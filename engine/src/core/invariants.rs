@@ -491,6 +491,7 @@ mod tests {
                 s,
                 &C2sRoomJoin {
                     room: "lobby".into(),
+                    ..Default::default()
                 },
             );
             sim.send(
@@ -556,6 +557,7 @@ mod tests {
             ann,
             &C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         sim.run_for(Duration::from_millis(200));

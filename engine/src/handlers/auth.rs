@@ -265,6 +265,7 @@ mod tests {
             s,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         let (code, request, _) = h.error(s);
@@ -324,6 +325,7 @@ mod tests {
             old,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         h.take(old);
@@ -346,6 +348,7 @@ mod tests {
             old,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         assert!(h.take(old).is_empty());
@@ -373,6 +376,7 @@ mod tests {
             s,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         assert_eq!(h.error(s).0, ErrorCode::NotAuthenticated);

@@ -71,6 +71,10 @@ fn say<G: RoomsGame>(
     let rooms = world.game.rooms();
     check_content(&request.content, rooms.config.max_chat_len)?;
     rooms.room_of_member(ctx.session, &request.room)?;
+    let server_time_us = match world.game.rooms_mut().rooms.get_mut(&request.room) {
+        Some(room) => room.line_time(ctx.now_us),
+        None => ctx.now_us,
+    };
     let from = world
         .login(ctx.session)
         .expect("dispatch checked the login")
@@ -81,7 +85,7 @@ fn say<G: RoomsGame>(
         from,
         content: request.content,
         sent_at_us: request.sent_at_us,
-        server_time_us: ctx.now_us,
+        server_time_us,
         history: false,
     };
     world.stats.chat_in += 1;
@@ -209,6 +213,7 @@ mod tests {
                 id,
                 C2sRoomJoin {
                     room: "lobby".into(),
+                    ..Default::default()
                 },
             );
         }
@@ -385,6 +390,7 @@ mod tests {
             b,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         let got = h.take(b);
@@ -412,6 +418,60 @@ mod tests {
     }
 
     #[test]
+    fn a_join_since_a_time_gets_only_the_later_lines_and_is_told_when_some_are_gone() {
+        let mut h = Harness::with_rooms(RoomsConfig {
+            history_lines: 3,
+            ..RoomsConfig::default()
+        });
+        let ids = room_of(&mut h, &["alice"]);
+        for i in 0..5 {
+            h.send(ids[0], chat("lobby", &format!("line {i}"), i));
+        }
+        let said: Vec<u64> = h
+            .take(ids[0])
+            .into_iter()
+            .filter_map(|m| match m {
+                S2cMessage::S2cChat(c) => Some(c.server_time_us),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(said.len(), 5);
+        let join_since = |h: &mut Harness, name: &str, since_us: u64| {
+            let s = h.guest(name);
+            h.send(
+                s,
+                C2sRoomJoin {
+                    room: "lobby".into(),
+                    since_us,
+                },
+            );
+            h.take(s)
+                .into_iter()
+                .map(|m| match m {
+                    S2cMessage::S2cRoomJoined(_) => "joined".to_string(),
+                    S2cMessage::S2cRoomMissed(m) => format!("missed {}", m.room),
+                    S2cMessage::S2cChat(c) if c.history => c.content,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Had line 0: lines 1 to 4 were said since, and line 1 is no longer kept.
+        assert_eq!(
+            join_since(&mut h, "bob", said[0]),
+            ["joined", "missed lobby", "line 2", "line 3", "line 4"]
+        );
+        // Had line 2: lines 3 and 4, all there.
+        assert_eq!(
+            join_since(&mut h, "carol", said[2]),
+            ["joined", "line 3", "line 4"]
+        );
+        // Had everything: nothing.
+        assert_eq!(join_since(&mut h, "dave", said[4]), ["joined"]);
+        // A join refused keeps nothing of its `since` for the next.
+        assert!(h.world().game.rooms.members.values().all(|m| m.since.is_empty()));
+    }
+
+    #[test]
     fn history_survives_the_room_emptying_through_the_database() {
         let mut h = Harness::new();
         let ids = room_of(&mut h, &["alice"]);
@@ -428,6 +488,7 @@ mod tests {
             b,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         assert_eq!(
@@ -449,6 +510,7 @@ mod tests {
             b,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         assert!(live_and_history(&mut h, b).is_empty());
@@ -494,6 +556,7 @@ mod tests {
             cyd,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         assert_eq!(live_and_history(&mut h, cyd).len(), 10);
@@ -539,6 +602,7 @@ mod tests {
             b,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         assert_eq!(

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use net::SessionId;
 use protocol::world::{
     C2sRoomJoin, C2sRoomLeave, C2sRoomList, RoomInfo, S2cChat, S2cRoomJoined, S2cRoomLeft,
-    S2cRoomList, S2cRoomPresence,
+    S2cRoomList, S2cRoomMissed, S2cRoomPresence,
 };
 use protocol::{ErrorCode, MessageType};
 
@@ -81,9 +81,18 @@ pub struct Room {
     pub loading: bool,
     /// Sessions whose join completes when the history has loaded.
     pub waiting: Vec<SessionId>,
+    /// The `server_time_us` of its last line said here: each line's is later than the one
+    /// before, so that a client can say which it had last (`since_us` in C2S_RoomJoin).
+    pub last_line_us: u64,
 }
 
 impl Room {
+    /// The `server_time_us` of a line said now (`now_us`): later than the last one's.
+    pub fn line_time(&mut self, now_us: u64) -> u64 {
+        self.last_line_us = now_us.max(self.last_line_us + 1);
+        self.last_line_us
+    }
+
     /// A new, empty room.
     pub fn new(name: String) -> Room {
         Room {
@@ -92,6 +101,7 @@ impl Room {
             history: VecDeque::new(),
             loading: false,
             waiting: Vec::new(),
+            last_line_us: 0,
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct Membership {
     pub rooms: Vec<String>,
     /// A join waiting for the room's history to load.
     pub joining: bool,
+    /// Joins under way that asked for the lines after a time only (`since_us`), by room.
+    pub since: Vec<(String, u64)>,
 }
 
 /// The module's state.
@@ -374,7 +386,15 @@ fn reserved<G: RoomsGame>(
             if outcome == Reservation::Granted {
                 rooms.reserved.insert((session, room.clone()));
             }
-            admit(world, session, C2sRoomJoin { room: room.clone() }, true)
+            admit(
+                world,
+                session,
+                C2sRoomJoin {
+                    room: room.clone(),
+                    ..Default::default()
+                },
+                true,
+            )
         }
     };
     if let Err(error) = result {
@@ -540,7 +560,24 @@ fn join<G: RoomsGame>(
     request: C2sRoomJoin,
 ) -> Result<(), HandlerError> {
     check_room_name(&request.room)?;
-    admit(world, ctx.session, request, false)
+    let asked = (request.since_us > 0).then(|| (request.room.clone(), request.since_us));
+    if let Some((room, since)) = &asked {
+        let member = world
+            .game
+            .rooms_mut()
+            .members
+            .entry(ctx.session)
+            .or_default();
+        member.since.retain(|(r, _)| r != room);
+        member.since.push((room.clone(), *since));
+    }
+    let admitted = admit(world, ctx.session, request, false);
+    if let (Err(_), Some((room, _))) = (&admitted, &asked) {
+        if let Some(member) = world.game.rooms_mut().members.get_mut(&ctx.session) {
+            member.since.retain(|(r, _)| r != room);
+        }
+    }
+    admitted
 }
 
 /// A join of `request.room` by `session`. On a cluster, unless `counted` (the rooms bucket
@@ -719,9 +756,41 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
     }
     send_joined(world, session, name);
     let World { game, out, .. } = world;
-    for frame in &game.rooms().rooms[name].history {
+    let rooms = game.rooms_mut();
+    let since = rooms.members.get_mut(&session).and_then(|m| {
+        let at = m.since.iter().position(|(r, _)| r == name)?;
+        Some(m.since.swap_remove(at).1)
+    });
+    let room = &rooms.rooms[name];
+    let Some(since) = since else {
+        for frame in &room.history {
+            out.push_history(session, frame);
+        }
+        return;
+    };
+    // Only the lines after `since`; when the oldest kept is later than that and the history
+    // is full, lines in between may be gone: the client is told first.
+    let keep = rooms.config.history_lines;
+    let oldest = room.history.front().map_or(u64::MAX, |f| server_time_of(f));
+    if keep > 0 && room.history.len() >= keep && oldest > since {
+        out.send(
+            session,
+            &S2cRoomMissed {
+                room: name.to_string(),
+            },
+        );
+    }
+    for frame in room.history.iter().filter(|f| server_time_of(f) > since) {
         out.push_history(session, frame);
     }
+}
+
+/// The `server_time_us` of a stored S2C_Chat frame (0 for one that does not decode).
+fn server_time_of(frame: &Bytes) -> u64 {
+    frame
+        .get(protocol::HEADER_LEN..)
+        .and_then(|payload| <S2cChat as prost::Message>::decode(payload).ok())
+        .map_or(0, |chat| chat.server_time_us)
 }
 
 fn send_joined<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
@@ -983,7 +1052,10 @@ mod tests {
     use protocol::{MessageType, S2cMessage};
 
     fn join_msg(room: &str) -> C2sRoomJoin {
-        C2sRoomJoin { room: room.into() }
+        C2sRoomJoin {
+            room: room.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -1233,6 +1305,7 @@ mod tests {
             a,
             C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
         let kinds: Vec<String> = h

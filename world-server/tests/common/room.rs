@@ -20,6 +20,7 @@ pub fn room_of(members: usize) -> (Sim<ChatWorld>, Vec<SessionId>) {
             session,
             &C2sRoomJoin {
                 room: "lobby".into(),
+                ..Default::default()
             },
         );
     }
