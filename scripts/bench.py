@@ -13,6 +13,10 @@ Scenarios (rooms of 20 and a line every 250 ms unless said):
   chat-1000, chat-5000, chat-10000   that many bots chatting
   idle                               2,000 bots logged in and silent: server RSS per connection
   broadcast                          400 bots in one room, a line every 500 ms
+  resumable-1000                     chat-1000 with resumable sessions (acknowledged every second)
+  chaos-1000                         resumable-1000 with each bot's connection dropped once a
+                                     minute at random (closed or stalled): resumes, their
+                                     latency, and the replay buffers' peak on the server
 
 The server runs on its defaults but for what the bots need: no share of max_sessions kept for
 accounts (the bots are guests) and rooms as large as a broadcast room.
@@ -44,6 +48,10 @@ SCENARIOS = {
     "chat-10000": {"bots": 10000, "bots_per_room": 20, "chat_interval_ms": 250},
     "idle": {"bots": 2000, "bots_per_room": 20, "chat_interval_ms": 3_600_000, "idle": True},
     "broadcast": {"bots": 400, "bots_per_room": 400, "chat_interval_ms": 500},
+    "resumable-1000": {"bots": 1000, "bots_per_room": 20, "chat_interval_ms": 250,
+                       "resumable": True},
+    "chaos-1000": {"bots": 1000, "bots_per_room": 20, "chat_interval_ms": 250,
+                   "resumable": True, "chaos_per_min": 1.0},
 }
 
 
@@ -83,6 +91,8 @@ def bots_config(path, scenario, secs):
             f"chat_interval_ms = {s['chat_interval_ms']}\n"
             # Idle bots still ping, seldom, so that the server's idle timeout spares them.
             f"ping_interval_ms = {20000 if idle else 5000}\n"
+            f"resumable = {'true' if s.get('resumable') else 'false'}\n"
+            f"chaos_per_min = {s.get('chaos_per_min', 0.0)}\n"
         )
 
 
@@ -122,8 +132,10 @@ def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
     log = open(os.path.join(work, "server.log"), "w")
     settings = os.path.join(work, "server.toml")
     server_config(settings, scenario)
+    admin = free_port()
     server = subprocess.Popen(
-        [server_bin, "--config", settings, "--listen", f"127.0.0.1:{port}", "--web", "off"],
+        [server_bin, "--config", settings, "--listen", f"127.0.0.1:{port}", "--web", "off",
+         "--admin", f"127.0.0.1:{admin}"],
         cwd=work, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -153,7 +165,16 @@ def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
         # Every bot in, then silent for a while: the server's memory per idle connection.
         time.sleep(min(secs, s["bots"] / 2000 + 10))
         rss_loaded = proc_kib(server.pid, "VmRSS")
-    _, status, usage = os.wait4(bots.pid, 0)
+    # The replay buffers' peak, from the server's metrics once a second.
+    buffers_peak = 0
+    while s.get("resumable"):
+        done, status, usage = os.wait4(bots.pid, os.WNOHANG)
+        if done:
+            break
+        buffers_peak = max(buffers_peak, metric(admin, "world_resume_buffer_bytes"))
+        time.sleep(1)
+    else:
+        _, status, usage = os.wait4(bots.pid, 0)
     wall = time.time() - started
     cpu_after = proc_cpu(server.pid)
     peak = proc_kib(server.pid, "VmHWM")
@@ -191,11 +212,35 @@ def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
     }
     if perf_report:
         figures["profile"] = perf_report
+    if s.get("resumable"):
+        resume = results.get("resume_ms", {})
+        figures["resumes"] = results.get("resumes", 0)
+        figures["resume_failures"] = results.get("resume_failures", 0)
+        figures["duplicated"] = results.get("duplicated", 0)
+        figures["resume_p50_ms"] = resume.get("p50", 0)
+        figures["resume_p99_ms"] = resume.get("p99", 0)
+        figures["resume_buffers_peak_kib"] = round(buffers_peak / 1024, 1)
     if s.get("idle"):
         figures["server_rss_empty_mib"] = round(rss_empty / 1024, 1)
         figures["server_rss_idle_mib"] = round(rss_loaded / 1024, 1)
         figures["rss_per_idle_connection_kib"] = round((rss_loaded - rss_empty) / s["bots"], 2)
     return figures
+
+
+def metric(port, name):
+    """The value of an unlabelled metric on the server's admin listener (0 when not there)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+            page = b""
+            while chunk := conn.recv(65536):
+                page += chunk
+    except OSError:
+        return 0
+    for line in page.decode(errors="replace").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0
 
 
 def results_reasons(path):
@@ -220,6 +265,15 @@ def table(rows):
             f"| {r['server_cpu_us_per_delivery'] if r['server_cpu_us_per_delivery'] is not None else '-'} "
             f"| {r['server_rss_peak_mib']} | {per_idle if per_idle is not None else '-'} "
             f"| {r['bots_cpu_percent']} |")
+    resumable = [r for r in rows if "resumes" in r]
+    if resumable:
+        lines += ["", "| scenario | build | resumes | failed | duplicated | resume p50 ms | resume p99 ms "
+                  "| replay buffers peak KiB |", "|" + "---|" * 8]
+        for r in resumable:
+            lines.append(
+                f"| {r['scenario']} | {r['build']} | {r['resumes']} | {r['resume_failures']} "
+                f"| {r['duplicated']} | {r['resume_p50_ms']} | {r['resume_p99_ms']} "
+                f"| {r['resume_buffers_peak_kib']} |")
     return "\n".join(lines) + "\n"
 
 

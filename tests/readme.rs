@@ -253,15 +253,16 @@ fn every_command_of_the_readme_runs_as_written() {
     // name, blocks, what the output must show
     scenarios.push((
         "one server, bots, a backup, accounts",
-        vec!["first-commands", "bots", "backup", "accounts"],
+        vec!["first-commands", "bots", "backup", "accounts", "chaos"],
         vec![
             "server: world listening on 127.0.0.1:7000",
             "web: the page on http://127.0.0.1:7080/",
             "result      PASSED",
             "tokens saved: 3",
+            "  resumes     ",
         ],
     ));
-    covered.extend(["first-commands", "bots", "backup", "accounts"]);
+    covered.extend(["first-commands", "bots", "backup", "accounts", "chaos"]);
     scenarios.push((
         "the admin listener",
         vec!["admin"],

@@ -47,7 +47,7 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 use protocol::world::{
     C2sChat, C2sLogin, C2sLogout, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, C2sRoomLeave,
-    C2sRoomList, C2sWhisper, S2cChat, S2cRoomPresence, S2cWhisper,
+    C2sRoomList, C2sSessionResume, C2sWhisper, S2cChat, S2cRoomPresence, S2cWhisper,
 };
 use protocol::{ClientToServer, S2cMessage};
 
@@ -202,14 +202,25 @@ impl Content {
 /// A request of the chat world, built from arbitrary fields.
 #[derive(Arbitrary, Debug)]
 enum Request {
-    /// A guest login (no password) as `NAMES[name]`.
-    Guest { name: u8 },
+    /// A guest login (no password) as `NAMES[name]`, resumable or not.
+    Guest { name: u8, resumable: bool },
     /// A login with `PASSWORDS[password]` (129 bytes for the last).
-    Login { name: u8, password: u8 },
+    Login {
+        name: u8,
+        password: u8,
+        resumable: bool,
+    },
     /// A registration.
-    Register { name: u8, password: u8 },
+    Register {
+        name: u8,
+        password: u8,
+        resumable: bool,
+    },
     /// A resume with a token the node gave (by index), or a made-up one.
-    Resume { token: u8 },
+    Resume { token: u8, resumable: bool },
+    /// A session taken back with a session token the node gave (by index), or a made-up
+    /// one, saying it received `received` frames.
+    SessionResume { token: u8, received: u64 },
     /// A logout.
     Logout,
     /// A join of `ROOMS[room]`.
@@ -226,8 +237,12 @@ enum Request {
     },
     /// A whisper to `NAMES[to]`.
     Whisper { to: u8, content: Content },
-    /// A ping.
-    Ping { seq: u32, client_time_us: u64 },
+    /// A ping, acknowledging `received` frames.
+    Ping {
+        seq: u32,
+        client_time_us: u64,
+        received: u64,
+    },
 }
 
 /// What another node (or one that does not exist) says in a forged batch.
@@ -377,6 +392,8 @@ struct Node {
     next_token: u64,
     /// Tokens the node gave in S2C_AuthResult, for resumes.
     tokens: Vec<String>,
+    /// Session tokens the node gave in S2C_AuthResult, for C2S_SessionResume.
+    session_tokens: Vec<String>,
     /// The DB worker died; the database was ever taken away; NATS brought forged news.
     died: bool,
     ever_down: bool,
@@ -465,6 +482,7 @@ impl Harness {
                     accepted: Vec::new(),
                     next_token: 0,
                     tokens: Vec::new(),
+                    session_tokens: Vec::new(),
                     died: false,
                     ever_down: false,
                     forged: false,
@@ -707,10 +725,20 @@ impl Harness {
         let Some(&session) = node.opened.get(&token) else {
             return; // refused
         };
+        // Half the players ask for resumable sessions.
+        let resumable = from % 2 == 1;
         let request = match (PASSWORDS[usize::from(password) % PASSWORDS.len()], register) {
-            ("", _) => Request::Guest { name },
-            (_, true) => Request::Register { name, password },
-            (_, false) => Request::Login { name, password },
+            ("", _) => Request::Guest { name, resumable },
+            (_, true) => Request::Register {
+                name,
+                password,
+                resumable,
+            },
+            (_, false) => Request::Login {
+                name,
+                password,
+                resumable,
+            },
         };
         send(node, session, request);
         let mut steps = vec![None; 3];
@@ -821,47 +849,57 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
         other => other.to_string(),
     };
     match request {
-        Request::Guest { name: n } => node.send(
+        Request::Guest { name: n, resumable } => node.send(
             session,
             &C2sLogin {
                 username: name(n),
                 password: String::new(),
-                ..Default::default()
+                resumable,
             },
         ),
         Request::Login {
             name: n,
             password: p,
+            resumable,
         } => node.send(
             session,
             &C2sLogin {
                 username: name(n),
                 password: password(p),
-                ..Default::default()
+                resumable,
             },
         ),
         Request::Register {
             name: n,
             password: p,
+            resumable,
         } => node.send(
             session,
             &C2sRegister {
                 username: name(n),
                 password: password(p),
-                ..Default::default()
+                resumable,
             },
         ),
-        Request::Resume { token } => {
+        Request::Resume { token, resumable } => {
             let token = if node.tokens.is_empty() || token == 0xff {
                 format!("made-up-{token}")
             } else {
                 node.tokens[usize::from(token) % node.tokens.len()].clone()
             };
+            node.send(session, &C2sResume { token, resumable });
+        }
+        Request::SessionResume { token, received } => {
+            let session_token = if node.session_tokens.is_empty() || token == 0xff {
+                format!("{:032x}", u128::from(token) * 0x9e37_79b9)
+            } else {
+                node.session_tokens[usize::from(token) % node.session_tokens.len()].clone()
+            };
             node.send(
                 session,
-                &C2sResume {
-                    token,
-                    ..Default::default()
+                &C2sSessionResume {
+                    session_token,
+                    received,
                 },
             );
         }
@@ -898,12 +936,13 @@ fn send(node: &mut Node, session: SessionId, request: Request) {
         Request::Ping {
             seq,
             client_time_us,
+            received,
         } => node.send(
             session,
             &C2sPing {
                 seq,
                 client_time_us,
-                ..Default::default()
+                received,
             },
         ),
     }
@@ -1139,6 +1178,9 @@ fn check_output(node: &mut Node, output: &Output, index: usize) {
             if let S2cMessage::S2cAuthResult(result) = check_frame(frame, index) {
                 if !result.token.is_empty() && node.tokens.len() < 64 {
                     node.tokens.push(result.token);
+                }
+                if !result.session_token.is_empty() && node.session_tokens.len() < 64 {
+                    node.session_tokens.push(result.session_token);
                 }
             }
         }
