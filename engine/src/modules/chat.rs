@@ -468,7 +468,13 @@ mod tests {
         // Had everything: nothing.
         assert_eq!(join_since(&mut h, "dave", said[4]), ["joined"]);
         // A join refused keeps nothing of its `since` for the next.
-        assert!(h.world().game.rooms.members.values().all(|m| m.since.is_empty()));
+        assert!(h
+            .world()
+            .game
+            .rooms
+            .members
+            .values()
+            .all(|m| m.since.is_empty()));
     }
 
     #[test]
