@@ -158,6 +158,13 @@ pub fn render(document: &Value) -> String {
             &results["failover_reasons"],
         ));
     }
+    if results["drops"].as_object().is_some_and(|d| !d.is_empty()) {
+        page.push_str(&counts_table(
+            "drops",
+            "connection dropped (then resumed)",
+            &results["drops"],
+        ));
+    }
     page.push_str("</div>\n");
 
     page.push_str("<h2>Totals</h2>\n");
@@ -608,6 +615,19 @@ mod tests {
     }
 
     #[test]
+    fn drops_show_in_their_table_and_resumes_among_the_totals() {
+        let mut document = super::tests::document();
+        document["results"]["drops"] = json!({"closed": 7, "stalled": 5});
+        document["results"]["resumes"] = json!(12);
+        let page = render(&document);
+        assert!(page.contains("<table id=\"drops\">"), "{page}");
+        assert!(
+            page.contains("<tr><th>resumes</th><td class=\"n\">12</td></tr>"),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn failovers_show_in_their_table_and_among_the_totals() {
         let mut document = document();
         document["results"]["failovers"] = json!(13);
@@ -617,6 +637,7 @@ mod tests {
             json!({"p50": 95.5, "p99": 180.25, "max": 181.0, "count": 13});
         let page = render(&document);
         assert!(page.contains("<table id=\"failovers\">"), "{page}");
+        assert!(!page.contains("<table id=\"drops\">"), "no drops, no table");
         assert!(page.contains("<tr><td>peer closed</td><td class=\"n\">13</td></tr>"));
         assert!(page.contains("<tr><th>missed_in_failover</th><td class=\"n\">120</td></tr>"));
         let recovery = page
