@@ -1,7 +1,9 @@
 //! The browser client in a real headless Chromium (skipped, saying so, where Debian's
 //! `chromium` is not installed): the JavaScript codec generated from `proto/` reads and writes
 //! the bytes that the Rust types (prost) do, both ways; and the chat page, served by the game
-//! port, logs in, joins, chats, whispers and leaves beside a raw TCP client.
+//! port, logs in, joins, chats, whispers and leaves beside a raw TCP client, and takes its
+//! session back when its connection is cut or stalls (it connects through a TCP proxy that
+//! the test cuts and freezes), missing and repeating nothing either way.
 
 mod common;
 
@@ -12,8 +14,9 @@ use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use protocol::world::{
     C2sChat, C2sLogin, C2sLogout, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, C2sRoomLeave,
-    C2sRoomList, C2sWhisper, RoomInfo, S2cAuthResult, S2cChat, S2cError, S2cPong, S2cRoomJoined,
-    S2cRoomLeft, S2cRoomList, S2cRoomPresence, S2cWelcome, S2cWhisper,
+    C2sRoomList, C2sSessionResume, C2sWhisper, RoomInfo, S2cAuthResult, S2cChat, S2cError, S2cPong,
+    S2cRoomJoined, S2cRoomLeft, S2cRoomList, S2cRoomPresence, S2cSessionResumed, S2cWelcome,
+    S2cWhisper,
 };
 use protocol::{C2sMessage, ErrorCode, MessageType, S2cMessage, HEADER_LEN};
 use serde_json::{json, Value};
@@ -192,7 +195,7 @@ fn codec_in_chromium() {
     );
     assert_eq!(
         js_decode(&page, &frame(&login)),
-        json!([{"name": "C2S_Login", "id": 2011, "msg": {"username": "ann", "password": ""}}])
+        json!([{"name": "C2S_Login", "id": 2011, "msg": {"username": "ann", "password": "", "resumable": false}}])
     );
 
     // A list of nested messages, one of them all defaults (an empty message, still there).
@@ -366,6 +369,13 @@ fn codec_in_chromium() {
         frame(&protocol::world::S2cRoomMissed {
             room: "lobby".into(),
         }),
+        frame(&S2cSessionResumed {
+            username: "ann".into(),
+            user_id: 12,
+            guest: false,
+            processed: 40,
+            sent: (1 << 53) + 1,
+        }),
     ];
     let ids: Vec<u16> = s2c
         .iter()
@@ -406,11 +416,11 @@ fn codec_in_chromium() {
         ),
         (
             "C2S_Ping",
-            "{seq: 4294967295, client_time_us: 18446744073709551615n}",
+            "{seq: 4294967295, client_time_us: 18446744073709551615n, received: 12}",
             C2sMessage::C2sPing(C2sPing {
                 seq: u32::MAX,
                 client_time_us: u64::MAX,
-                ..Default::default()
+                received: 12,
             }),
         ),
         (
@@ -424,11 +434,11 @@ fn codec_in_chromium() {
         ),
         (
             "C2S_Login",
-            "{username: 'ann', password: 'pässword'}",
+            "{username: 'ann', password: 'pässword', resumable: true}",
             C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
                 password: "pässword".into(),
-                ..Default::default()
+                resumable: true,
             }),
         ),
         (
@@ -440,6 +450,14 @@ fn codec_in_chromium() {
             }),
         ),
         ("C2S_Logout", "{}", C2sMessage::C2sLogout(C2sLogout {})),
+        (
+            "C2S_SessionResume",
+            "{session_token: 'cd'.repeat(16), received: 9007199254740993n}",
+            C2sMessage::C2sSessionResume(C2sSessionResume {
+                session_token: "cd".repeat(16),
+                received: (1 << 53) + 1,
+            }),
+        ),
         (
             "C2S_Whisper",
             "{to: 'bob', content: 'psst', sent_at_us: 3}",
@@ -941,5 +959,460 @@ async fn two_pages_and_a_bot_chat_whisper_and_leave_through_the_websocket() {
         assert!(console.is_empty(), "{name}'s console: {console:#?}");
     }
     drop((ann, bob));
+    server.shutdown().await;
+}
+
+// ---- a page whose connection drops ----
+
+/// A TCP proxy in front of the server's web port, which the test cuts or freezes: a page
+/// loaded through it connects its WebSocket through it too, so the page's connection drops
+/// (or stalls) from outside the page, as on a real network.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    links: Arc<std::sync::Mutex<Vec<Link>>>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+/// One connection through the [`Proxy`]: the task that carries it both ways, and whether
+/// each way is frozen (it forwards nothing more, and stays open).
+struct Link {
+    task: tokio::task::JoinHandle<()>,
+    /// Toward the server.
+    up: Arc<std::sync::atomic::AtomicBool>,
+    /// Toward the client.
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(to: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let links: Arc<std::sync::Mutex<Vec<Link>>> = Arc::default();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let accept = tokio::spawn({
+            let (links, refusing) = (Arc::clone(&links), Arc::clone(&refusing));
+            async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    if refusing.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees its connection fail
+                    }
+                    let up = Arc::new(AtomicBool::new(false));
+                    let down = Arc::new(AtomicBool::new(false));
+                    let task = tokio::spawn(carry(inbound, to, Arc::clone(&up), Arc::clone(&down)));
+                    links.lock().unwrap().push(Link { task, up, down });
+                }
+            }
+        });
+        Proxy {
+            addr,
+            links,
+            refusing,
+            accept,
+        }
+    }
+
+    /// Closes every connection open now (both ends see it go) and refuses new ones until
+    /// [`Proxy::restore`].
+    fn cut(&self) {
+        self.refusing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.task.abort();
+        }
+    }
+
+    /// Takes new connections again.
+    fn restore(&self) {
+        self.refusing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops forwarding on every connection open now, leaving them open: both ends wait for
+    /// bytes that never come. New connections pass.
+    fn freeze(&self) {
+        for link in self.links.lock().unwrap().iter() {
+            link.up.store(true, std::sync::atomic::Ordering::SeqCst);
+            link.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Stops forwarding toward the client on every connection open now: what the client
+    /// sends still reaches the server, but no answer comes back. New connections pass.
+    fn freeze_toward_client(&self) {
+        for link in self.links.lock().unwrap().iter() {
+            link.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.task.abort();
+        }
+    }
+}
+
+/// Carries `inbound` to a new connection to `to` and back until either side ends.
+async fn carry(
+    inbound: tokio::net::TcpStream,
+    to: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+        return;
+    };
+    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+    let (a_read, a_write) = inbound.into_split();
+    let (b_read, b_write) = outbound.into_split();
+    tokio::select! {
+        _ = pump(a_read, b_write, &up) => {}
+        _ = pump(b_read, a_write, &down) => {}
+    }
+}
+
+/// Copies `from` to `to` until `from` ends; once frozen, what it reads goes nowhere and it
+/// waits forever (holding both connections open).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: &std::sync::atomic::AtomicBool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens `url` in a new page of `browser`.
+async fn open_page(browser: &Arc<Browser>, url: &str) -> Arc<Page> {
+    let (browser, url) = (Arc::clone(browser), url.to_string());
+    let page = tokio::task::spawn_blocking(move || browser.new_page(&url))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the page does not load: {e}"));
+    Arc::new(page)
+}
+
+/// Like [`wait`], with a timeout of its own (a stall takes seconds to show).
+async fn wait_within(page: &Arc<Page>, js: &str, timeout: Duration) -> Value {
+    let js = js.to_string();
+    match on(page, move |p| p.wait_for(&js, timeout)).await {
+        Ok(value) => value,
+        Err(error) => {
+            let state = eval(page, PAGE_STATE).await;
+            panic!("{error}\npage: {state:#}");
+        }
+    }
+}
+
+/// The chat lines of `view`, as (from, text), in the order shown.
+async fn chat_lines(page: &Arc<Page>, view: &str) -> Vec<(String, String)> {
+    let lines = eval(
+        page,
+        &format!(
+            "Array.from(document.querySelectorAll('#messages [data-view=\"{view}\"] .line.chat'), \
+             l => [l.className, l.querySelector('.from').textContent, l.querySelector('.text').textContent])"
+        ),
+    )
+    .await;
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| {
+            assert_eq!(line[0], "line chat", "a live line, not history: {line}");
+            (
+                line[1].as_str().unwrap().to_string(),
+                line[2].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Reads the bot's frames until `ann` says `last` in the lobby; returns what ann said until
+/// then, `last` included, and fails on any presence change of ann (the session never left).
+async fn ann_said_until(bot: &mut common::TestClient, last: &str) -> Vec<String> {
+    let (found, skipped) = bot
+        .recv_until_with_skipped(
+            |m| matches!(m, S2cMessage::S2cChat(c) if c.from == "ann" && c.content == last),
+        )
+        .await;
+    let mut said = Vec::new();
+    for message in skipped.iter().chain([&found]) {
+        match message {
+            S2cMessage::S2cChat(chat) if chat.from == "ann" => said.push(chat.content.clone()),
+            S2cMessage::S2cRoomPresence(p) if p.username == "ann" => {
+                panic!("the bot saw ann come or go: {p:?}")
+            }
+            _ => {}
+        }
+    }
+    said
+}
+
+/// The console lines of `page` that are the page's own doing (the browser's notes on
+/// connections that failed, while the proxy refused them, are the test's).
+async fn own_console(page: &Arc<Page>) -> Vec<String> {
+    on(page, |p| p.console())
+        .await
+        .into_iter()
+        .filter(|line| !line.contains("WebSocket connection to"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_resumes_its_session_after_a_cut_and_stalls_missing_and_repeating_nothing() {
+    let test = "the_page_resumes_its_session_after_a_cut_and_stalls_missing_and_repeating_nothing";
+    let Some(browser) = tokio::task::spawn_blocking(move || launch(test))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let browser = Arc::new(browser);
+    let mut config = common::test_config();
+    let web = common::with_web(&mut config);
+    let server = common::start_server(config).await;
+    let proxy = Proxy::start(web).await;
+    let ann = open_page(&browser, &format!("http://{}/", proxy.addr)).await;
+    log_in_as_guest(&ann, "ann").await;
+    join(&ann, "lobby").await;
+    let mut bot = server.member("bot", "lobby").await;
+    wait(
+        &ann,
+        "document.querySelector('#members [data-user=\"bot\"]')",
+    )
+    .await;
+
+    let mut said = Vec::new();
+    let mut bot_says = |bot_lines: std::ops::RangeInclusive<u32>| {
+        let lines: Vec<String> = bot_lines.map(|i| format!("bot line {i}")).collect();
+        said.extend(lines.iter().cloned());
+        lines
+    };
+    for line in bot_says(1..=3) {
+        bot.say("lobby", &line, protocol::now_us()).await;
+    }
+    wait_line(&ann, "lobby", "chat", &["bot", "bot line 3"]).await;
+
+    // The link is cut right behind a line typed in the page: the line may or may not have
+    // reached the server. Then a line is typed while the page knows it is away, and the bot
+    // goes on chatting.
+    type_and_click(&ann, "input", "ann before the cut", "send").await;
+    proxy.cut();
+    wait(
+        &ann,
+        "document.getElementById('status').dataset.state === 'closed' && \
+         document.getElementById('status').textContent.includes('Resuming the session')",
+    )
+    .await;
+    type_and_click(&ann, "input", "ann while away", "send").await;
+    assert_eq!(
+        eval(&ann, "document.getElementById('input').value").await,
+        "",
+        "a line typed while away is taken, to be sent once the session is back"
+    );
+    for line in bot_says(4..=13) {
+        bot.say("lobby", &line, protocol::now_us()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.restore();
+    wait_line(&ann, "lobby", "info", &["resumed"]).await;
+    wait_line(&ann, "lobby", "chat", &["bot", "bot line 13"]).await;
+    wait_line(&ann, "lobby", "chat", &["ann", "ann while away"]).await;
+    wait(
+        &ann,
+        "document.getElementById('status').dataset.state === 'online'",
+    )
+    .await;
+
+    type_and_click(&ann, "input", "ann after the cut", "send").await;
+    assert_eq!(
+        ann_said_until(&mut bot, "ann after the cut").await,
+        ["ann before the cut", "ann while away", "ann after the cut"],
+        "each line typed in the page reaches the bot once, in order"
+    );
+
+    // A stall: the link stays open but carries nothing. The page sees its ping go unanswered,
+    // and takes the session over on a new connection while the server still holds the old.
+    proxy.freeze();
+    type_and_click(&ann, "input", "ann in the stall", "send").await;
+    for line in bot_says(14..=20) {
+        bot.say("lobby", &line, protocol::now_us()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_within(
+        &ann,
+        &format!(
+            "{}.filter(t => t.includes('resumed')).length === 2",
+            lines("lobby", "info")
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_line(&ann, "lobby", "chat", &["bot", "bot line 20"]).await;
+    wait_line(&ann, "lobby", "chat", &["ann", "ann in the stall"]).await;
+    type_and_click(&ann, "input", "ann after the stall", "send").await;
+    assert_eq!(
+        ann_said_until(&mut bot, "ann after the stall").await,
+        ["ann in the stall", "ann after the stall"]
+    );
+    wait_line(&ann, "lobby", "chat", &["ann", "ann after the stall"]).await;
+
+    // A stall one way: the line typed reaches the server, its echo and the pongs do not. The
+    // server says on the resume that it processed the line, which is not sent again.
+    proxy.freeze_toward_client();
+    type_and_click(&ann, "input", "ann unheard", "send").await;
+    bot.expect_chat("lobby", "ann", "ann unheard").await;
+    for line in bot_says(21..=25) {
+        bot.say("lobby", &line, protocol::now_us()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_within(
+        &ann,
+        &format!(
+            "{}.filter(t => t.includes('resumed')).length === 3",
+            lines("lobby", "info")
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_line(&ann, "lobby", "chat", &["bot", "bot line 25"]).await;
+    type_and_click(&ann, "input", "ann heard again", "send").await;
+    assert_eq!(
+        ann_said_until(&mut bot, "ann heard again").await,
+        ["ann heard again"],
+        "a line the server processed before the resume is not sent again"
+    );
+    wait_line(&ann, "lobby", "chat", &["ann", "ann heard again"]).await;
+
+    // Every line said is shown once, in order, live; the room was never joined again.
+    let shown = chat_lines(&ann, "lobby").await;
+    let from_bot: Vec<&str> = shown
+        .iter()
+        .filter(|(from, _)| from == "bot")
+        .map(|(_, text)| text.as_str())
+        .collect();
+    assert_eq!(from_bot, said, "the bot's lines on the page");
+    let from_ann: Vec<&str> = shown
+        .iter()
+        .filter(|(from, _)| from == "ann")
+        .map(|(_, text)| text.as_str())
+        .collect();
+    assert_eq!(
+        from_ann,
+        [
+            "ann before the cut",
+            "ann while away",
+            "ann after the cut",
+            "ann in the stall",
+            "ann after the stall",
+            "ann unheard",
+            "ann heard again"
+        ]
+    );
+    let info = eval(&ann, &lines("lobby", "info")).await;
+    let info: Vec<&str> = info
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        !info
+            .iter()
+            .any(|l| l.contains("Back in") || l.contains("rejoin")),
+        "the room is not joined again: {info:?}"
+    );
+    let console = own_console(&ann).await;
+    assert!(console.is_empty(), "ann's console: {console:#?}");
+    drop(ann);
+    drop(proxy);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_back_too_late_logs_in_again_and_says_lines_may_be_missing() {
+    let test = "a_page_back_too_late_logs_in_again_and_says_lines_may_be_missing";
+    let Some(browser) = tokio::task::spawn_blocking(move || launch(test))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let browser = Arc::new(browser);
+    let mut config = common::test_config();
+    config.net.resume_grace_secs = 1;
+    let web = common::with_web(&mut config);
+    let server = common::start_server(config).await;
+    let proxy = Proxy::start(web).await;
+    let ann = open_page(&browser, &format!("http://{}/", proxy.addr)).await;
+    log_in_as_guest(&ann, "ann").await;
+    join(&ann, "lobby").await;
+    let mut bot = server.member("bot", "lobby").await;
+    wait(
+        &ann,
+        "document.querySelector('#members [data-user=\"bot\"]')",
+    )
+    .await;
+
+    // Away past the grace window: the session ends (the bot sees ann leave).
+    proxy.cut();
+    bot.say("lobby", "said while ann was gone", protocol::now_us())
+        .await;
+    bot.recv_until(
+        |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "ann" && !p.joined),
+    )
+    .await;
+    proxy.restore();
+
+    // The page is told SESSION_LOST, logs in again, joins its room again and says so.
+    wait_within(
+        &ann,
+        &format!(
+            "{}.some(t => t.includes('some lines may have been missed'))",
+            lines("lobby", "info")
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_line(&ann, "lobby", "info", &["Back in lobby"]).await;
+    bot.await_presence("ann").await;
+    wait(
+        &ann,
+        "document.getElementById('status').dataset.state === 'online'",
+    )
+    .await;
+    // What was said meanwhile comes back as the room's history.
+    wait_line(
+        &ann,
+        "lobby",
+        "chat.history",
+        &["bot", "said while ann was gone"],
+    )
+    .await;
+    type_and_click(&ann, "input", "ann is back", "send").await;
+    bot.expect_chat("lobby", "ann", "ann is back").await;
+    let console = own_console(&ann).await;
+    assert!(console.is_empty(), "ann's console: {console:#?}");
+    drop(ann);
+    drop(proxy);
     server.shutdown().await;
 }

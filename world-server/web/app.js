@@ -24,10 +24,28 @@
 //   #member-count  "members / capacity"              #leave       leaves the current room
 //   #input, #send  says in the current room; "/w name text" whispers, "/join room",
 //                  "/leave", "/list"
+//
+// Resuming (docs/PROTOCOL.md, "Resuming a session"): every login asks to be resumable. The
+// page then counts the frames it receives after S2C_AuthResult and the requests it sends
+// after the login request, keeps each request (but pings) until a pong's `processed` covers
+// it, and pings with `received` about every second while frames arrive (every IDLE_PING_MS
+// otherwise). When the socket closes, or stalls (a ping unanswered for STALL_MS), it connects
+// again and sends C2S_SessionResume before anything else: on S2C_SessionResumed the missed
+// frames follow, the kept requests the server had not processed are sent again, and the rooms
+// are not joined again; what the user sends meanwhile waits for the session to come back. On
+// SESSION_LOST (or any refusal) it logs in again as after any lost connection, and says that
+// lines may have been missed. The session token lives in this page's memory only: it is the
+// session of this page's views, which a reload or another tab does not have (they log in
+// afresh), and a secret that need not outlive the page.
 (function () {
   "use strict";
 
   var PING_MS = 20000; // the server closes a connection silent for 60 s
+  var ACK_MS = 1000; // a resumable session acknowledges what it received about this often
+  var IDLE_PING_MS = 5000; // and pings at least this often, so that a stalled link shows
+  var STALL_MS = 5000; // a resumable session's ping unanswered this long: the link stalled
+  var MAX_KEPT = 500; // requests kept until processed; past either bound the session is
+  var MAX_KEPT_BYTES = 512 * 1024; // no longer resumed (and the page logs in again instead)
   var MAX_BACKOFF_MS = 30000;
   var MAX_LINES = 500; // per view
   var WHISPERS = "@whispers"; // a view key no room name can take
@@ -52,13 +70,15 @@
     INTERNAL: "The server failed: try again",
     TOO_MANY_CONNECTIONS: "Too many connections from your address",
     LOGIN_TIMEOUT: "You did not log in in time",
-    UNAVAILABLE: "The server's database is away for a moment; try again in a few seconds"
+    UNAVAILABLE: "The server's database is away for a moment; try again in a few seconds",
+    SESSION_LOST: "The session could not be taken back after the lost connection"
   };
 
   var LOGIN_IDS = {};
   ["C2S_Register", "C2S_Login", "C2S_Resume"].forEach(function (name) {
     LOGIN_IDS[PROTOCOL.messages["world." + name].id] = true;
   });
+  var SESSION_RESUME_ID = PROTOCOL.messages["world.C2S_SessionResume"].id;
 
   var ws = null; // the socket, while open or opening
   var welcome = null; // its S2C_Welcome
@@ -70,6 +90,14 @@
   var retryTimer = null;
   var pingTimer = null;
   var seq = 0;
+  var lastPing = { at: 0, seq: 0, answered: true }; // the last ping on this connection
+  var maxPacket = 0; // the server's max_packet_size, kept while reconnecting
+  // The resumable session, from the login request on: {token ("" until S2C_AuthResult),
+  // received (frames), fresh (frames but pongs since the last ping), sent (requests),
+  // kept ([{n, frame}]: requests not known to be processed, pings aside), keptBytes,
+  // resuming (the connection is lost; since: when; asked: when C2S_SessionResume went out)}.
+  var session = null;
+  var counting = false; // this connection's frames are the session's, numbered
   var rooms = new Map(); // name -> {members, capacity, joined, seen, view, tab}
   var views = new Map(); // view key -> {view, tab, unread}
   var current = null; // the key of the view shown
@@ -172,14 +200,25 @@
   function closed(event, opened) {
     ws = null;
     welcome = null;
-    me = null;
+    counting = false;
     clearInterval(pingTimer);
+    var why = closeReason(event, opened);
+    if (session && session.token && lastError !== "REPLACED") {
+      // The session waits on the server: take it back on a new connection, rooms and all.
+      if (!session.resuming) {
+        session.resuming = true;
+        session.since = Date.now();
+      }
+      session.asked = 0;
+      return reconnectLater(why, "Resuming the session");
+    }
+    forget();
+    me = null;
     rooms.forEach(function (room, name) {
       if (room.joined && again) addLine(name, "info", "", "Disconnected; you will rejoin when the connection is back.");
       room.joined = false;
       room.tab.classList.add("away");
     });
-    var why = closeReason(event, opened);
     if (lastError === "REPLACED") {
       // Reconnecting would take the name back from the other session: the user decides.
       showPanels();
@@ -189,15 +228,32 @@
       showPanels();
       return setStatus("offline", why + ". Logging in connects again.");
     }
+    showPanels();
+    reconnectLater(why, "Reconnecting");
+  }
+
+  function reconnectLater(why, doing) {
     var delay = Math.min(MAX_BACKOFF_MS, 1000 * Math.pow(2, retries));
     delay = Math.round(delay * (0.5 + Math.random() / 2));
     retries++;
     retryTimer = setTimeout(connect, delay);
-    showPanels();
-    setStatus("closed", why + ". Reconnecting in " + Math.ceil(delay / 1000) + " s…");
+    setStatus("closed", why + ". " + doing + " in " + Math.ceil(delay / 1000) + " s…");
+  }
+
+  // No pong for STALL_MS on a resumable session: the link is as good as lost. The server may
+  // not know yet; the resume on a new connection takes the session over from this one.
+  function stalled() {
+    var socket = ws;
+    closed({ stalled: true }, true);
+    try {
+      socket.close();
+    } catch (e) {
+      // Closing a socket that failed already: nothing to do.
+    }
   }
 
   function closeReason(event, opened) {
+    if (event.stalled) return "The connection stalled (no answer for " + STALL_MS / 1000 + " s)";
     if (lastError === "REPLACED" || lastError === "SERVER_FULL" ||
         lastError === "TOO_MANY_CONNECTIONS" || lastError === "LOGIN_TIMEOUT") {
       return ERRORS[lastError];
@@ -219,9 +275,11 @@
     return event.reason ? words + ": " + event.reason : words;
   }
 
-  // Sends `name` with `msg` as one frame; false (and says why) when it cannot.
+  // Sends `name` with `msg` as one frame; false (and says why) when it cannot. While a
+  // resumable session is away, the request waits (kept) for it to come back.
   function send(name, msg) {
-    if (!ws || ws.readyState !== WebSocket.OPEN || !welcome) {
+    var away = !!(session && session.resuming);
+    if (!away && (!ws || ws.readyState !== WebSocket.OPEN || !welcome)) {
       showError("Not connected to the server: wait for the connection to come back");
       return false;
     }
@@ -232,12 +290,54 @@
       showError("Cannot send " + name + ": " + e.message);
       return false;
     }
-    if (welcome.max_packet_size && frame.length > welcome.max_packet_size) {
-      showError("Too long: the server takes messages of at most " + welcome.max_packet_size + " bytes");
+    if (maxPacket && frame.length > maxPacket) {
+      showError("Too long: the server takes messages of at most " + maxPacket + " bytes");
       return false;
     }
-    ws.send(frame);
+    if (session && !count(name, frame)) {
+      if (away) {
+        showError("Not connected, and too much waits to be sent: wait for the connection to come back");
+        return false;
+      }
+      // Too much unanswered: this session is not resumed; a lost connection logs in again.
+      forget();
+    }
+    if (!away) ws.send(frame);
     return true;
+  }
+
+  // Numbers a request of the session and keeps it (a ping aside) till the server processed
+  // it; false past the bounds.
+  function count(name, frame) {
+    if (name !== "C2S_Ping") {
+      if (session.kept.length >= MAX_KEPT || session.keptBytes + frame.length > MAX_KEPT_BYTES) return false;
+      session.kept.push({ n: session.sent + 1, frame: frame });
+      session.keptBytes += frame.length;
+    }
+    session.sent++;
+    return true;
+  }
+
+  // Lets go of the kept requests the server has processed.
+  function processed(upTo) {
+    while (session.kept.length && session.kept[0].n <= upTo) {
+      session.keptBytes -= session.kept.shift().frame.length;
+    }
+  }
+
+  // Sends a login request asking for a resumable session; the count starts behind it.
+  function sendLogin(name, msg) {
+    msg.resumable = true;
+    if (!send(name, msg)) return false;
+    session = { token: "", received: 0, fresh: 0, sent: 0, kept: [], keptBytes: 0, resuming: false, since: 0, asked: 0 };
+    counting = false;
+    return true;
+  }
+
+  // The session is not to be resumed (ended, refused, or never was).
+  function forget() {
+    session = null;
+    counting = false;
   }
 
   // Runs `action` once connected and welcomed; connects when needed.
@@ -255,9 +355,14 @@
       frames = decodeFrames(new Uint8Array(data));
     } catch (e) {
       showError("The server sent what this page cannot read (" + e.message + "); reconnecting");
+      forget(); // a replay would bring the same bytes again: log in again instead
       return ws.close();
     }
     frames.forEach(function (frame) {
+      if (counting) {
+        session.received++;
+        if (frame.name !== "S2C_Pong") session.fresh++;
+      }
       var handle = frame.name && HANDLERS[frame.name];
       if (handle) handle(frame.msg); // an id this page does not know is skipped
     });
@@ -265,9 +370,36 @@
 
   function startPing() {
     clearInterval(pingTimer);
-    pingTimer = setInterval(function () {
-      if (welcome) send("C2S_Ping", { seq: ++seq, client_time_us: nowUs() });
-    }, PING_MS);
+    lastPing = { at: Date.now(), seq: 0, answered: true };
+    pingTimer = setInterval(pingTick, ACK_MS);
+  }
+
+  // A resumable session pings once a second while frames arrive or requests wait for their
+  // answer (and every IDLE_PING_MS regardless), one ping at a time; any other connection
+  // every PING_MS, to stay open.
+  function pingTick() {
+    if (!ws || !welcome) return;
+    var now = Date.now();
+    if (session && session.resuming) {
+      // Nothing goes out before the answer to C2S_SessionResume, which may stall too.
+      if (session.asked && now - session.asked > STALL_MS) stalled();
+      return;
+    }
+    if (counting && !lastPing.answered) {
+      if (now - lastPing.at > STALL_MS) stalled();
+      return;
+    }
+    var due = now - lastPing.at >= (counting ? IDLE_PING_MS : PING_MS);
+    if (due || (counting && (session.fresh > 0 || session.kept.length > 0))) ping();
+  }
+
+  function ping() {
+    var msg = { seq: ++seq, client_time_us: nowUs() };
+    if (counting) {
+      msg.received = session.received;
+      session.fresh = 0;
+    }
+    if (send("C2S_Ping", msg)) lastPing = { at: Date.now(), seq: seq, answered: false };
   }
 
   // ---- what the server sends ----
@@ -275,20 +407,35 @@
   var HANDLERS = {
     S2C_Welcome: function (msg) {
       welcome = msg;
+      maxPacket = msg.max_packet_size || 0;
       retries = 0;
       startPing();
+      if (session && session.resuming) {
+        // Nothing else goes out before the answer; this request is not one of the session's.
+        setStatus("connecting", "Connected to " + (msg.server_name || location.host) + ", resuming the session…");
+        ws.send(encodeFrame("C2S_SessionResume", { session_token: session.token, received: session.received }));
+        session.asked = Date.now();
+        return;
+      }
       setStatus("connected", "Connected to " + (msg.server_name || location.host) + ", not logged in");
       if (pending) {
         var action = pending;
         pending = null;
         action();
       } else if (again) {
-        send(again.token ? "C2S_Resume" : "C2S_Login", again.token ? { token: again.token } : { username: again.name });
+        logInAgain();
       }
     },
 
     S2C_AuthResult: function (msg) {
       me = msg;
+      if (session && msg.session_token) {
+        session.token = msg.session_token;
+        session.received = 0;
+        counting = true;
+      } else {
+        forget(); // the server keeps no sessions: a lost connection logs in again
+      }
       again = msg.token ? { token: msg.token } : { name: msg.username };
       if (msg.token) save({ username: msg.username, token: msg.token });
       hideError();
@@ -301,10 +448,38 @@
       });
     },
 
+    S2C_SessionResumed: function (msg) {
+      if (!session || !session.resuming) {
+        // Logged out while the answer was on its way: end the session for good.
+        ws.send(encodeFrame("C2S_Logout", {}));
+        return;
+      }
+      var away = Math.max(1, Math.round((Date.now() - session.since) / 1000));
+      session.resuming = false;
+      session.asked = 0;
+      counting = true; // the missed frames follow, numbered on from `received`
+      me = { username: msg.username, user_id: msg.user_id, guest: msg.guest, token: me ? me.token : "" };
+      // The requests the server did not process go again, in order, numbered after it.
+      processed(Number(msg.processed));
+      session.sent = Number(msg.processed);
+      session.kept.forEach(function (request) {
+        request.n = ++session.sent;
+        ws.send(request.frame);
+      });
+      hideError();
+      setStatus("online", "Online on " + welcome.server_name + " (the session resumed)");
+      showPanels();
+      views.forEach(function (v, key) {
+        addLine(key, "info", "", "Connection lost for " + away + " s and resumed: nothing was missed.");
+      });
+    },
+
     S2C_Error: function (msg) {
       var name = PROTOCOL.enumName("world.ErrorCode", msg.code) || String(msg.code);
       lastError = name;
+      if (msg.request_id === SESSION_RESUME_ID) return resumeFailed(msg);
       if (LOGIN_IDS[msg.request_id]) {
+        forget();
         if (name === "INVALID_TOKEN") {
           save(null);
           again = null;
@@ -401,10 +576,38 @@
     },
 
     S2C_Pong: function (msg) {
+      if (counting) processed(Number(msg.processed));
+      if (msg.seq !== lastPing.seq || lastPing.answered) return; // a replayed, older one
+      lastPing.answered = true;
       var ms = Math.max(0, Math.round((nowUs() - Number(msg.client_time_us)) / 1000));
       $("latency").textContent = "round trip " + ms + " ms";
     }
   };
+
+  // The session could not be taken back (SESSION_LOST, or refused): log in again, as after
+  // any lost connection, and rejoin the rooms; what was said meanwhile may be missing.
+  function resumeFailed(msg) {
+    forget();
+    me = null;
+    var why = errorText(msg.code, msg.reason);
+    rooms.forEach(function (room, name) {
+      room.joined = false;
+      room.tab.classList.add("away");
+      addLine(name, "info", "", why + ". Logging in again: some lines may have been missed.");
+    });
+    if (again) {
+      setStatus("connected", "Connected to " + welcome.server_name + ", logging in again");
+      logInAgain();
+    } else {
+      showPanels();
+      setStatus("connected", "Connected to " + welcome.server_name + ", not logged in");
+      showError(why);
+    }
+  }
+
+  function logInAgain() {
+    sendLogin(again.token ? "C2S_Resume" : "C2S_Login", again.token ? { token: again.token } : { username: again.name });
+  }
 
   // ---- views: a room's, or the whispers' ----
 
@@ -543,12 +746,13 @@
     }
     hideError();
     whenConnected(function () {
-      if (send(request[0], request[1])) $("login-password").value = "";
+      if (sendLogin(request[0], request[1])) $("login-password").value = "";
     });
   }
 
   function logOut() {
-    if (me) send("C2S_Logout", {});
+    if (me && !(session && session.resuming)) send("C2S_Logout", {});
+    forget();
     me = null;
     again = null;
     save(null);

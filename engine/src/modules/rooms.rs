@@ -771,7 +771,7 @@ fn enter<G: RoomsGame>(world: &mut World<G>, session: SessionId, name: &str) {
     // Only the lines after `since`; when the oldest kept is later than that and the history
     // is full, lines in between may be gone: the client is told first.
     let keep = rooms.config.history_lines;
-    let oldest = room.history.front().map_or(u64::MAX, |f| server_time_of(f));
+    let oldest = room.history.front().map_or(u64::MAX, server_time_of);
     if keep > 0 && room.history.len() >= keep && oldest > since {
         out.send(
             session,
