@@ -213,6 +213,8 @@ pub struct Core<G: Game> {
     /// `inbound_credit` frames: this is bounded by the same credit as the queue.
     parked: SessionMap<MessageQueue>,
     owed: Vec<SessionId>,
+    /// Connections a resume took their session from, until their end comes in.
+    taken_over: SessionMap<()>,
     next_session: u64,
     out: Output,
 }
@@ -228,6 +230,7 @@ impl<G: Game> Core<G> {
             queue: MessageQueue::new(),
             parked: SessionMap::default(),
             owed: Vec::new(),
+            taken_over: SessionMap::default(),
             next_session: 1,
             out: Output::default(),
         }
@@ -473,7 +476,9 @@ impl<G: Game> Core<G> {
             Input::Accepted { token, peer } => self.accept(token, peer, now),
             Input::Ready { session, transport } => {
                 self.world.metrics.set_up(transport);
-                let session = self.world.resume.session_of(session);
+                let Some(session) = self.route(session) else {
+                    return;
+                };
                 if let Some(client) = self.world.clients.get_mut(&session) {
                     client.transport = transport;
                 }
@@ -483,6 +488,9 @@ impl<G: Game> Core<G> {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
+                if self.taken_over.remove(&session).is_some() {
+                    self.world.lingering = self.taken_over.len();
+                }
                 // A login still under way for it must not take a name over for nobody. (A
                 // resumable session, logged in, goes away instead: see `closed`.)
                 let carried = self.route(session);
@@ -509,6 +517,15 @@ impl<G: Game> Core<G> {
                         "net: session {session} ({}) is not reading; disconnecting",
                         c.peer
                     );
+                }
+                let open = self.world.clients.get(&session).is_some_and(|c| !c.closing);
+                if open && self.world.resume.is_resumable(session) {
+                    // Its connection ends (the driver aborted it already); the session goes
+                    // away when that end is processed, and its client may take it back.
+                    self.world
+                        .out
+                        .close(session, DisconnectReason::SlowConsumer);
+                    return;
                 }
                 self.world.kick(session, DisconnectReason::SlowConsumer);
             }
@@ -600,11 +617,8 @@ impl<G: Game> Core<G> {
             }
             Admission::Limited { reply: false } => {
                 self.world.metrics.rate_limited.inc();
-                if !self.world.resume.is_resumable(session) {
-                    self.owe_credit(connection);
-                    return;
-                }
-                // Counted among the session's requests in its turn.
+                // Counted among the session's requests in its turn (it may be resumable by
+                // then: behind a login that asked to be).
                 Item::Dropped
             }
             Admission::Ignore => {
@@ -647,6 +661,9 @@ impl<G: Game> Core<G> {
             return; // closed by the server while the message waited
         }
         self.world.resume.processed(session);
+        if matches!(item, Item::Dropped) {
+            return;
+        }
         self.world.stats.messages_in += 1;
         match item {
             Item::Message { id, payload } if id == C2sSessionResume::ID => {
@@ -814,7 +831,7 @@ impl<G: Game> Core<G> {
         if session != connection || client.login.is_some() || client.pending_auth.is_some() {
             let error = HandlerError::new(
                 ErrorCode::AlreadyAuthenticated,
-                "this connection is logged in already: resume on a new connection",
+                "this connection carries a session already: resume on a new connection",
             );
             world.send_error(session, ID, error);
             return;
@@ -835,6 +852,7 @@ impl<G: Game> Core<G> {
         let (resumed, older) = match taken {
             Ok(taken) => taken,
             Err(refused) => {
+                // A guess of a token counts against its address; a token that was good does not.
                 let outcome = match refused {
                     Refused::Malformed | Refused::Unknown => crate::throttle::Outcome::Failed,
                     _ => crate::throttle::Outcome::Dropped,
@@ -875,6 +893,8 @@ impl<G: Game> Core<G> {
                 self.out.batches.push((older, vec![frame]));
             }
             self.out.closes.push((older, DisconnectReason::Replaced));
+            self.taken_over.insert(older, ());
+            self.world.lingering = self.taken_over.len();
         }
         let world = &mut self.world;
         // The connection carries the session from now on: its own place in the world goes,
@@ -887,7 +907,8 @@ impl<G: Game> Core<G> {
             return;
         };
         client.away = false;
-        client.gone = false;
+        // The new connection may have ended in this very tick: its end is queued behind.
+        client.gone = !self.connections.contains_key(&connection);
         client.last_seen = now;
         let login = client
             .login
@@ -1003,6 +1024,10 @@ fn refusal(refused: Refused, grace: Duration) -> HandlerError {
                 "no session to take back with this token: it ended (not back within {} s, more missed than the server keeps, logged out or replaced); log in again",
                 grace.as_secs()
             ),
+        ),
+        Refused::Ending => HandlerError::new(
+            ErrorCode::SessionLost,
+            "the session is ending (replaced by a newer login, or closed by the server); log in again",
         ),
         Refused::Malformed => {
             HandlerError::bad_request("session_token must be 32 hexadecimal characters")

@@ -99,6 +99,8 @@ pub struct Away {
     pub since: Instant,
     /// Why the connection ended: the reason its end is recorded with if it does not come back.
     pub reason: DisconnectReason,
+    /// Which of the session's times away this is (its deadline names it).
+    time: u64,
 }
 
 /// A replay to send at the end of the tick: the new connection's own frames so far (its
@@ -183,6 +185,8 @@ pub enum Refused {
     Malformed,
     /// No session has this token (any more).
     Unknown,
+    /// The session of this token is ending (replaced, closed by the server).
+    Ending,
     /// The client says it received more frames than were sent.
     Ahead {
         /// What it says.
@@ -248,8 +252,10 @@ pub struct Resumes {
     links: SessionMap<SessionId>,
     /// Session -> the connection carrying it, for a session taken back.
     wires: SessionMap<SessionId>,
-    /// Away sessions in the order they went away: (deadline, session, since).
-    deadlines: VecDeque<(Instant, SessionId, Instant)>,
+    /// Away sessions in the order they went away: (deadline, session, which time away).
+    deadlines: VecDeque<(Instant, SessionId, u64)>,
+    /// Times away so far, all sessions together: each one's number.
+    times_away: u64,
     /// Sessions taken back this tick: their replay goes out at the end of the tick.
     replays: Vec<SessionId>,
     /// Bytes in all replay buffers.
@@ -277,6 +283,7 @@ impl Resumes {
             links: SessionMap::default(),
             wires: SessionMap::default(),
             deadlines: VecDeque::new(),
+            times_away: 0,
             replays: Vec::new(),
             held: 0,
             away: 0,
@@ -437,13 +444,19 @@ impl Resumes {
         if r.away.is_none() {
             self.away += 1;
         }
-        r.away = Some(Away { since: now, reason });
+        self.times_away += 1;
+        let time = self.times_away;
+        r.away = Some(Away {
+            since: now,
+            reason,
+            time,
+        });
         r.replay = None;
         if let Some(connection) = self.wires.remove(&session) {
             self.links.remove(&connection);
         }
         self.deadlines
-            .push_back((now + self.config.grace, session, now));
+            .push_back((now + self.config.grace, session, time));
         true
     }
 
@@ -451,25 +464,16 @@ impl Resumes {
     /// they end now.
     pub fn expired(&mut self, now: Instant) -> Vec<(SessionId, DisconnectReason)> {
         let mut ended = Vec::new();
-        while let Some(&(deadline, session, since)) = self.deadlines.front() {
+        while let Some(&(deadline, session, time)) = self.deadlines.front() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop_front();
-            // Still away since then (not back, nor away again since).
-            let still = self
-                .sessions
-                .get(&session)
-                .and_then(|r| r.away.as_ref())
-                .is_some_and(|away| away.since == since);
-            if still {
-                let reason = self.sessions[&session]
-                    .away
-                    .as_ref()
-                    .map(|a| a.reason.clone())
-                    .expect("away");
+            // Still away that time (not back, nor away again since).
+            let away = self.sessions.get(&session).and_then(|r| r.away.as_ref());
+            if let Some(away) = away.filter(|a| a.time == time) {
                 self.stats.expired += 1;
-                ended.push((session, reason));
+                ended.push((session, away.reason.clone()));
             }
         }
         ended
@@ -509,7 +513,7 @@ impl Resumes {
             });
         }
         if !alive(session) {
-            return Err(Refused::Unknown);
+            return Err(Refused::Ending);
         }
         let was_away = r.away.take().is_some();
         self.away -= usize::from(was_away);

@@ -260,6 +260,9 @@ pub struct World<G> {
     pub cluster: Option<crate::cluster::Cluster>,
     /// Resumable sessions: their replay buffers, and the connections that took one back.
     pub resume: crate::resume::Resumes,
+    /// Connections a resume took their session from, not yet ended (closing, for up to the
+    /// linger): they hold places of `max_sessions` too.
+    pub lingering: usize,
     /// The game's state.
     pub game: G,
     /// The hooks of the game's modules and its own ([`Setup`]).
@@ -307,6 +310,7 @@ impl<G: Game> World<G> {
             metrics: crate::metrics::Metrics::unregistered(),
             cluster: None,
             resume: crate::resume::Resumes::new(config.resume.clone()),
+            lingering: 0,
             game,
             hooks,
             config,
