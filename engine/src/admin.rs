@@ -97,6 +97,9 @@ pub struct Player {
     pub transport: &'static str,
     /// Seconds since it connected.
     pub connected_secs: u64,
+    /// Its connection dropped and it waits for its client to take it back (resumable
+    /// sessions, within `net.resume_grace_secs`).
+    pub away: bool,
 }
 
 /// What `/api/state` answers.
@@ -112,6 +115,8 @@ pub struct State {
     pub sessions: usize,
     /// Sessions logged in.
     pub logged_in: usize,
+    /// Sessions away: their connection dropped, and they may be resumed.
+    pub away: usize,
     /// Sessions, at most [`MAX_PLAYERS`], logged in ones first.
     pub players: Vec<Player>,
     /// What the game shows (admin view ([`crate::world::Setup::admin`])), e.g. rooms and their members.
@@ -318,6 +323,7 @@ pub fn state_json<G: Game>(
             peer: c.peer.to_string(),
             transport: c.transport.label(),
             connected_secs: now.saturating_duration_since(c.connected_at).as_secs(),
+            away: c.away,
         })
         .collect();
     let game = world.modules_admin();
@@ -333,6 +339,7 @@ pub fn state_json<G: Game>(
         uptime_secs: now.saturating_duration_since(series.started).as_secs(),
         sessions: world.clients.len(),
         logged_in: world.users.len(),
+        away: world.resume.away(),
         players,
         game,
         disconnects: world.stats.disconnects.clone(),

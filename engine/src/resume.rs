@@ -808,6 +808,20 @@ mod tests {
         sim.step();
         check(&sim);
         assert!(sim.world().clients[&ann.session].away);
+        // The admin page shows her away.
+        let series = crate::admin::Series::new(sim.now());
+        let state: serde_json::Value = serde_json::from_str(&crate::admin::state_json(
+            sim.world(),
+            &series,
+            sim.now(),
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(state["away"], 1);
+        let players = state["players"].as_array().unwrap();
+        assert!(players
+            .iter()
+            .any(|p| p["username"] == "ann" && p["away"] == true));
         for line in ["three", "four"] {
             sim.send(bob, &chat("lobby", line));
         }
