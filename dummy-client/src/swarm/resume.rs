@@ -347,3 +347,51 @@ impl Swarm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u8) -> Bytes {
+        Bytes::from(vec![n; 5])
+    }
+
+    #[test]
+    fn requests_are_kept_until_the_server_says_it_processed_them() {
+        let mut r = Resumable::numbering();
+        for n in 1..=5 {
+            assert!(r.number(&frame(n)));
+        }
+        r.processed(3);
+        let kept: Vec<u8> = r.kept.iter().map(|f| f[0]).collect();
+        assert_eq!(kept, [4, 5], "the two the server has not processed");
+        r.processed(2);
+        assert_eq!(r.kept.len(), 2, "an older count changes nothing");
+        r.processed(9);
+        assert!(r.kept.is_empty(), "more than was sent: all of it");
+        assert!(r.number(&frame(6)));
+        assert_eq!(r.kept.len(), 1);
+        r.processed(6);
+        assert!(r.kept.is_empty());
+    }
+
+    #[test]
+    fn frames_count_only_once_the_login_or_the_resume_is_answered() {
+        let mut r = Resumable::numbering();
+        r.count();
+        assert_eq!(r.received, 0, "the login's answer and what came before");
+        r.counting = true;
+        r.count();
+        r.count();
+        assert_eq!(r.received, 2);
+    }
+
+    #[test]
+    fn a_bot_that_keeps_too_many_requests_stops_being_resumable() {
+        let mut r = Resumable::numbering();
+        for _ in 0..MAX_KEPT {
+            assert!(r.number(&frame(0)));
+        }
+        assert!(!r.number(&frame(0)));
+    }
+}
