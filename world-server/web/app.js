@@ -98,7 +98,7 @@
   // resuming (the connection is lost; since: when; asked: when C2S_SessionResume went out)}.
   var session = null;
   var counting = false; // this connection's frames are the session's, numbered
-  var rooms = new Map(); // name -> {members, capacity, joined, seen, view, tab}
+  var rooms = new Map(); // name -> {members, capacity, joined, seen, last, view, tab}; last: the newest line's server_time_us
   var views = new Map(); // view key -> {view, tab, unread}
   var current = null; // the key of the view shown
   var wanted = new Set(); // rooms the user asked to join, shown when joined
@@ -444,7 +444,9 @@
       showPanels();
       send("C2S_RoomList", {});
       rooms.forEach(function (room, name) {
-        send("C2S_RoomJoin", { room: name });
+        // Only what was said since the last line this page has (the server says when some
+        // of it is gone).
+        send("C2S_RoomJoin", { room: name, since_us: room.last || 0 });
       });
     },
 
@@ -550,12 +552,13 @@
 
     S2C_RoomMissed: function (msg) {
       if (!rooms.get(msg.room)) return;
-      addLine(msg.room, "presence", "", "some lines said in this room on another server of the world did not reach you");
+      addLine(msg.room, "presence", "", "some lines said in this room did not reach you");
     },
 
     S2C_Chat: function (msg) {
       var room = rooms.get(msg.room);
       if (!room) return;
+      if (msg.server_time_us > (room.last || 0)) room.last = msg.server_time_us;
       var key = msg.server_time_us + " " + msg.from + " " + msg.content;
       if (msg.history && room.seen.has(key)) return; // replayed again after a reconnect
       room.seen.add(key);
