@@ -7,6 +7,19 @@
 //! to send, connecting again, saving or forgetting the token, quitting. So every rule (what a
 //! command sends, when to reconnect, which rooms to rejoin, when to ping) is tested by feeding
 //! an `App` and reading what it asks for.
+//!
+//! # Resumable sessions
+//!
+//! Every login asks for a session that survives a dropped connection (PROTOCOL.md, "Resuming
+//! a session"). While the server grants one, the app counts the frames it receives after the
+//! login's answer and the requests it sends after the login request, keeps each request until a
+//! pong says the server processed it, and pings with what it received within [`ACK_INTERVAL`]
+//! of frames arriving or a request going out. When the connection drops, or a ping goes
+//! unanswered for [`STALL_TIMEOUT`], it connects again and sends `C2S_SessionResume` after the
+//! welcome, and nothing else until the answer: on `S2C_SessionResumed` the missed frames follow
+//! and the requests the server had not processed go again, in order; the rooms are still
+//! joined. When the session cannot be taken back, it logs in again and rejoins the rooms, as
+//! without one.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -14,8 +27,8 @@ use std::time::{Duration, Instant};
 use net::Transport;
 use protocol::world::{
     C2sChat, C2sLogin, C2sLogout, C2sPing, C2sRegister, C2sResume, C2sRoomJoin, C2sRoomLeave,
-    C2sRoomList, C2sWhisper, S2cAuthResult, S2cChat, S2cError, S2cRoomJoined, S2cRoomList,
-    S2cRoomPresence, S2cWhisper,
+    C2sRoomList, C2sSessionResume, C2sWhisper, S2cAuthResult, S2cChat, S2cError, S2cPong,
+    S2cRoomJoined, S2cRoomList, S2cRoomPresence, S2cSessionResumed, S2cWhisper,
 };
 use protocol::{C2sMessage, ErrorCode, S2cMessage};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -27,6 +40,27 @@ use crate::words::{self, Closure};
 
 /// How often a connected client pings: the server closes a connection silent for 60 s.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How soon a resumable session pings after frames arrive or a request goes out: the ping
+/// tells the server what was received (it lets go of those frames), its pong says what was
+/// processed (the client lets go of those requests). One ping is in flight at a time, so under
+/// steady traffic this is about one ping a second.
+pub const ACK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping of a resumable session waits for its pong before the connection counts as
+/// stalled: it is given up and the session taken back on a new one. Replies come in order, so
+/// a pong waits behind the answers to earlier requests; a few seconds leave room for a slow
+/// join while catching a dead connection long before TCP would.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new connection may take to answer a resume: the set-up (TLS, WebSocket), the
+/// welcome and `S2C_SessionResumed`. Past it the connection is given up and another tried.
+pub const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests a resumable session holds to send again: those sent and not yet confirmed by a
+/// pong, and those typed while the session is away. Past it a new request is refused until
+/// pongs confirm some. A request is one frame, at most the server's `max_packet_size`, so this
+/// bounds the memory too (2 MiB at the default 8 KiB); a person typing never comes near it,
+/// since a pong is due within [`STALL_TIMEOUT`].
+pub const MAX_UNCONFIRMED: usize = 256;
+/// The largest frame assumed before the server's welcome announces its own.
+const DEFAULT_MAX_PACKET: usize = 8192;
 /// The wait before the first attempt to connect again; it doubles with each failure.
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// The longest wait between attempts to connect again.
@@ -98,6 +132,91 @@ pub enum Auth {
         /// As a guest.
         guest: bool,
     },
+}
+
+/// Where a resumable session stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The login request is sent: requests are counted from here, frames from its answer.
+    LoggingIn,
+    /// Logged in on this connection: frames and requests are counted.
+    Live,
+    /// The connection dropped: the session is to be taken back on the next one.
+    Away,
+    /// Connected again: `C2S_SessionResume` goes once the welcome arrives.
+    AwaitingWelcome,
+    /// `C2S_SessionResume` is sent: nothing else goes until its answer.
+    Resuming,
+}
+
+/// A resumable session: what it takes to take it back after a dropped connection, with no gap
+/// either way.
+#[derive(Clone, Debug)]
+struct Resumable {
+    phase: Phase,
+    /// The session token, from `S2C_AuthResult`; empty until then.
+    token: String,
+    /// The login's username and kind, from `S2C_AuthResult`.
+    username: String,
+    guest: bool,
+    /// Frames received since `S2C_AuthResult` (every frame: pongs and errors too).
+    received: u64,
+    /// Requests sent since the login request (pings too): the number of the latest.
+    sent: u64,
+    /// Requests sent and not yet known to be processed, with their numbers, oldest first.
+    /// Pings are counted but not kept: sent again, one would say nothing new.
+    kept: VecDeque<(u64, C2sMessage)>,
+    /// The rooms joined when the connection dropped: still joined on the server.
+    rooms: BTreeSet<String>,
+    /// While the missed frames come back.
+    replay: Option<Replay>,
+}
+
+/// The frames missed while away, coming back after `S2C_SessionResumed`.
+#[derive(Clone, Debug)]
+struct Replay {
+    /// Frames still to come.
+    left: u64,
+    /// Lines (chat, whispers, presence) among those that came.
+    lines: usize,
+    /// Requests sent again.
+    resent: usize,
+}
+
+impl Resumable {
+    fn logging_in() -> Resumable {
+        Resumable {
+            phase: Phase::LoggingIn,
+            token: String::new(),
+            username: String::new(),
+            guest: false,
+            received: 0,
+            sent: 0,
+            kept: VecDeque::new(),
+            rooms: BTreeSet::new(),
+            replay: None,
+        }
+    }
+
+    /// Whether requests sent now are counted.
+    fn counts_requests(&self) -> bool {
+        matches!(self.phase, Phase::LoggingIn | Phase::Live)
+    }
+
+    /// Whether the session is away or being taken back: requests wait.
+    fn is_away(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Away | Phase::AwaitingWelcome | Phase::Resuming
+        )
+    }
+
+    /// The server processed the requests up to `processed`: they are let go.
+    fn processed(&mut self, processed: u64) {
+        while self.kept.front().is_some_and(|(n, _)| *n <= processed) {
+            self.kept.pop_front();
+        }
+    }
 }
 
 /// Who to log in as again after a reconnect.
@@ -398,6 +517,18 @@ pub struct App {
     ping_sent: Option<(u32, Instant)>,
     /// The latest failure of this outage: a failure said already is not added again.
     last_failure: Option<String>,
+    /// The resumable session, if the login asked for one and the server granted it.
+    session: Option<Resumable>,
+    /// Requests typed while the session was away: sent once it is back (or logged in again).
+    held: VecDeque<C2sMessage>,
+    /// When the pending answer (a pong of a resumable session, or a resume) is due; past it,
+    /// the connection is taken for stalled.
+    answer_due: Option<Instant>,
+    /// The time of the latest event: when a request is sent (on a key, which carries no time),
+    /// the ping that confirms it is scheduled from here.
+    clock: Option<Instant>,
+    /// The largest frame the server takes, from its welcome.
+    max_packet_size: usize,
     /// The server said REPLACED or LOGIN_TIMEOUT: do not connect again on its own.
     stay_offline: Option<String>,
     quitting: bool,
@@ -438,6 +569,11 @@ impl App {
             ping_seq: 0,
             ping_sent: None,
             last_failure: None,
+            session: None,
+            held: VecDeque::new(),
+            answer_due: None,
+            clock: None,
+            max_packet_size: DEFAULT_MAX_PACKET,
             stay_offline: None,
             quitting: false,
             page: 10,
@@ -488,20 +624,20 @@ impl App {
         tab.scroll = tab.scroll.min(max_scroll);
     }
 
-    /// When [`on_tick`](Self::on_tick) is next due: a reconnect or a ping.
+    /// When [`on_tick`](Self::on_tick) is next due: a reconnect, a ping, or the end of the
+    /// wait for an answer.
     pub fn next_deadline(&self) -> Option<Instant> {
         let retry = match self.link {
             Link::Waiting { at, .. } => Some(at),
             _ => None,
         };
-        match (retry, self.next_ping) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ping = self.next_ping.filter(|_| !self.ping_held());
+        [retry, ping, self.answer_due].into_iter().flatten().min()
     }
 
-    /// Time passed: connect again, or ping, when due.
+    /// Time passed: connect again, ping, or give a stalled connection up, when due.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        self.clock = Some(now);
         let mut actions = Vec::new();
         if let Link::Waiting { at, attempt, .. } = self.link {
             if now >= at {
@@ -509,31 +645,91 @@ impl App {
                 actions.push(Action::Connect);
             }
         }
+        if self.link == Link::Online && self.answer_due.is_some_and(|due| now >= due) {
+            return self.stalled();
+        }
         if let Some(due) = self.next_ping {
-            if now >= due && self.link == Link::Online {
+            if now >= due && self.link == Link::Online && !self.ping_held() {
                 actions.push(self.ping(now));
             }
         }
         actions
     }
 
+    /// Whether a due ping waits: nothing but the resume goes while a session is taken back,
+    /// and a resumable session has one ping in flight at a time.
+    fn ping_held(&self) -> bool {
+        match &self.session {
+            Some(s) if matches!(s.phase, Phase::AwaitingWelcome | Phase::Resuming) => true,
+            Some(s) if s.phase == Phase::Live => self.ping_sent.is_some(),
+            _ => false,
+        }
+    }
+
     fn ping(&mut self, now: Instant) -> Action {
         self.ping_seq = self.ping_seq.wrapping_add(1);
         self.ping_sent = Some((self.ping_seq, now));
         self.next_ping = Some(now + PING_INTERVAL);
+        let received = match &mut self.session {
+            Some(s) if s.counts_requests() => {
+                s.sent += 1;
+                if s.phase == Phase::Live {
+                    self.answer_due = Some(now + STALL_TIMEOUT);
+                }
+                s.received
+            }
+            _ => 0,
+        };
         Action::Send(C2sMessage::C2sPing(C2sPing {
             seq: self.ping_seq,
             client_time_us: protocol::now_us(),
-            ..Default::default()
+            received,
         }))
     }
 
+    /// A ping is due within [`ACK_INTERVAL`] of `at`, unless one is due sooner.
+    fn confirm_soon(&mut self, at: Instant) {
+        if let Some(due) = self.next_ping {
+            self.next_ping = Some(due.min(at + ACK_INTERVAL));
+        }
+    }
+
+    /// `request`, sent now: numbered and kept when the session is resumable, and a ping
+    /// scheduled to learn when the server processed it.
+    fn request(&mut self, request: C2sMessage) -> Action {
+        if let Some(s) = self.session.as_mut().filter(|s| s.counts_requests()) {
+            s.sent += 1;
+            s.kept.push_back((s.sent, request.clone()));
+            if let Some(at) = self.clock {
+                self.confirm_soon(at);
+            }
+        }
+        Action::Send(request)
+    }
+
+    /// Requests this client holds to send again, or to send once the session is back.
+    fn unconfirmed(&self) -> usize {
+        self.held.len() + self.session.as_ref().map_or(0, |s| s.kept.len())
+    }
+
     /// The connection is made (frames may be sent; a TLS or WebSocket set-up may still be
-    /// under way, and what is sent waits for it). Logs in as before, or as asked.
+    /// under way, and what is sent waits for it). Logs in as before, or as asked, or takes the
+    /// session back once the welcome comes.
     pub fn on_connected(&mut self, now: Instant) -> Vec<Action> {
+        self.clock = Some(now);
         self.link = Link::Online;
         self.stay_offline = None;
         self.next_ping = Some(now + PING_INTERVAL);
+        if self.queued_login.is_some() {
+            // A login asked for while away replaces the session.
+            self.session = None;
+        }
+        if let Some(s) = self.session.as_mut().filter(|s| s.phase == Phase::Away) {
+            s.phase = Phase::AwaitingWelcome;
+            self.auth = Auth::Pending(format!("taking the session of {} back", s.username));
+            self.answer_due = Some(now + RESUME_TIMEOUT);
+            return Vec::new();
+        }
         let login = if let Some(login) = self.queued_login.take() {
             Some(login)
         } else {
@@ -561,24 +757,80 @@ impl App {
         self.transport = transport;
     }
 
-    /// The connection ended (or could not be made): connect again after a while, unless the
-    /// user quit, logged in elsewhere, or must change something first.
-    pub fn on_closed(&mut self, closure: Closure, now: Instant) -> Vec<Action> {
-        let was_online = self.link == Link::Online;
+    /// What a lost connection takes with it. A resumable session stays, away, with the
+    /// rooms it is in; a login still waiting for its answer goes.
+    fn lose_connection(&mut self) {
         self.auth = Auth::LoggedOut;
         self.pending_login = None;
         self.next_ping = None;
         self.ping_sent = None;
+        self.answer_due = None;
         self.rtt = None;
         self.rejoining.clear();
+        let joined: BTreeSet<String> = self
+            .tabs
+            .iter()
+            .filter(|t| t.joined)
+            .filter_map(|t| t.room.clone())
+            .collect();
         for tab in self.tabs.iter_mut().skip(1) {
             tab.joined = false;
         }
+        match self.session.as_mut() {
+            Some(s) if s.phase == Phase::LoggingIn => self.session = None,
+            Some(s) => {
+                if s.phase == Phase::Live {
+                    s.rooms = joined;
+                }
+                s.phase = Phase::Away;
+                s.replay = None;
+            }
+            None => {}
+        }
+    }
+
+    /// No pong (or no answer to a resume) in time: the connection is given up, and a new one
+    /// made at once (the session is taken back on it).
+    fn stalled(&mut self) -> Vec<Action> {
+        let waited = if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Live)
+        {
+            STALL_TIMEOUT
+        } else {
+            RESUME_TIMEOUT
+        };
+        self.stalled_with(format!(
+            "No answer from the server for {} s: connecting again.",
+            waited.as_secs()
+        ))
+    }
+
+    /// Gives the connection up, says `text`, and connects again at once.
+    fn stalled_with(&mut self, text: String) -> Vec<Action> {
+        self.lose_connection();
+        self.failures += 1;
+        self.link = Link::Connecting {
+            attempt: self.failures,
+        };
+        self.error(text);
+        vec![Action::Connect]
+    }
+
+    /// The connection ended (or could not be made): connect again after a while, unless the
+    /// user quit, logged in elsewhere, or must change something first.
+    pub fn on_closed(&mut self, closure: Closure, now: Instant) -> Vec<Action> {
+        self.clock = Some(now);
+        let was_online = self.link == Link::Online;
+        self.lose_connection();
         if self.quitting {
             return Vec::new();
         }
         let said = words::closure_sentence(&closure);
         if let Some(why) = self.stay_offline.take() {
+            // Replaced: the session ended on the server.
+            self.session = None;
             self.error(format!("Disconnected: {said}. {why}"));
             self.link = Link::Offline(why);
             return Vec::new();
@@ -623,6 +875,58 @@ impl App {
 
     /// A message from the server.
     pub fn on_server(&mut self, message: S2cMessage, now: Instant) -> Vec<Action> {
+        self.clock = Some(now);
+        let is_pong = matches!(message, S2cMessage::S2cPong(_));
+        let is_line = matches!(
+            message,
+            S2cMessage::S2cChat(_) | S2cMessage::S2cWhisper(_) | S2cMessage::S2cRoomPresence(_)
+        );
+        let replayed = self.count_frame(is_pong, is_line, now);
+        let actions = self.message(message, now);
+        if let Some(replay) = replayed {
+            self.replay_done(replay);
+        }
+        actions
+    }
+
+    /// A frame arrived: numbered when the session is resumable, and a ping scheduled to tell
+    /// the server. Returns the replay when this frame was its last.
+    fn count_frame(&mut self, is_pong: bool, is_line: bool, now: Instant) -> Option<Replay> {
+        let s = self.session.as_mut().filter(|s| s.phase == Phase::Live)?;
+        s.received += 1;
+        let mut last = None;
+        if let Some(replay) = s.replay.as_mut() {
+            replay.left -= 1;
+            replay.lines += usize::from(is_line);
+            if replay.left == 0 {
+                last = s.replay.take();
+            }
+        }
+        // A pong alone is acknowledged by the next ping whenever it goes: acknowledging it
+        // at once would ping forever.
+        if !is_pong {
+            self.confirm_soon(now);
+        }
+        last
+    }
+
+    /// The replay is over (or was empty): says what came back.
+    fn replay_done(&mut self, replay: Replay) {
+        let Replay { lines, resent, .. } = replay;
+        let mut text = match lines {
+            0 => "Reconnected; nothing was missed.".to_string(),
+            1 => "Reconnected; 1 line from while you were away came back.".to_string(),
+            n => format!("Reconnected; {n} lines from while you were away came back."),
+        };
+        match resent {
+            0 => {}
+            1 => text.push_str(" 1 request of yours was sent again."),
+            n => text.push_str(&format!(" {n} requests of yours were sent again.")),
+        }
+        self.info(text);
+    }
+
+    fn message(&mut self, message: S2cMessage, now: Instant) -> Vec<Action> {
         match message {
             S2cMessage::S2cWelcome(welcome) => {
                 // The outage, if any, is over.
@@ -641,21 +945,36 @@ impl App {
                     self.transport
                 ));
                 self.server_name = Some(welcome.server_name);
-                Vec::new()
+                if welcome.max_packet_size > 0 {
+                    self.max_packet_size = welcome.max_packet_size as usize;
+                }
+                match self.session.as_mut() {
+                    Some(s) if s.phase == Phase::AwaitingWelcome => {
+                        s.phase = Phase::Resuming;
+                        vec![Action::Send(C2sMessage::C2sSessionResume(
+                            C2sSessionResume {
+                                session_token: s.token.clone(),
+                                received: s.received,
+                            },
+                        ))]
+                    }
+                    _ => Vec::new(),
+                }
             }
             S2cMessage::S2cPong(pong) => {
-                if let Some((seq, sent)) = self.ping_sent {
-                    if pong.seq == seq {
-                        self.rtt = Some(now.saturating_duration_since(sent));
-                        self.ping_sent = None;
-                        // A round trip proves the connection works.
-                        self.next_retry = FIRST_RETRY;
-                        self.failures = 0;
-                    }
-                }
+                self.pong(pong, now);
                 Vec::new()
             }
             S2cMessage::S2cAuthResult(result) => self.logged_in(result),
+            S2cMessage::S2cSessionResumed(resumed) => self.resumed(resumed, now),
+            S2cMessage::S2cError(error)
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Phase::Resuming) =>
+            {
+                self.resume_failed(error)
+            }
             S2cMessage::S2cError(error) => self.server_error(error),
             S2cMessage::S2cRoomJoined(joined) => {
                 self.joined(joined);
@@ -685,7 +1004,7 @@ impl App {
                     self.tabs[i].push(Line {
                         at_us: protocol::now_us(),
                         kind: LineKind::Info(format!(
-                            "Some lines said in #{} on another server of this world did not reach you.",
+                            "Some lines said in #{} did not reach you.",
                             missed.room
                         )),
                     });
@@ -700,8 +1019,119 @@ impl App {
                 self.whisper(whisper);
                 Vec::new()
             }
-            // This client does not ask for resumable sessions.
-            S2cMessage::S2cSessionResumed(_) => Vec::new(),
+        }
+    }
+
+    fn pong(&mut self, pong: S2cPong, now: Instant) {
+        if let Some((seq, sent)) = self.ping_sent {
+            if pong.seq == seq {
+                self.rtt = Some(now.saturating_duration_since(sent));
+                self.ping_sent = None;
+                self.answer_due = None;
+                // A round trip proves the connection works.
+                self.next_retry = FIRST_RETRY;
+                self.failures = 0;
+            }
+        }
+        if let Some(s) = self.session.as_mut().filter(|s| s.phase == Phase::Live) {
+            s.processed(pong.processed);
+            // Requests the pong does not cover yet: the next ping asks again soon.
+            if !s.kept.is_empty() {
+                self.confirm_soon(now);
+            }
+        }
+    }
+
+    /// `S2C_SessionResumed`: the session is back on this connection. The missed frames
+    /// follow; the requests the server had not processed go again, in order, then those
+    /// typed meanwhile. The rooms are still joined.
+    fn resumed(&mut self, resumed: S2cSessionResumed, now: Instant) -> Vec<Action> {
+        let Some(s) = self.session.as_mut().filter(|s| s.phase == Phase::Resuming) else {
+            return Vec::new();
+        };
+        s.phase = Phase::Live;
+        s.processed(resumed.processed);
+        // Numbering goes on from what the server processed: the requests after it go again.
+        s.sent = resumed.processed;
+        let again: Vec<C2sMessage> = s.kept.drain(..).map(|(_, r)| r).collect();
+        let missed = resumed.sent.saturating_sub(s.received);
+        let replay = Replay {
+            left: missed,
+            lines: 0,
+            resent: again.len(),
+        };
+        if missed > 0 {
+            s.replay = Some(replay.clone());
+        }
+        let rooms = s.rooms.clone();
+        self.auth = Auth::LoggedIn {
+            username: resumed.username,
+            guest: resumed.guest,
+        };
+        self.answer_due = None;
+        self.ping_sent = None;
+        self.next_retry = FIRST_RETRY;
+        self.failures = 0;
+        self.last_failure = None;
+        self.next_ping = Some(now + ACK_INTERVAL);
+        let mut actions = Vec::new();
+        for request in again {
+            actions.push(self.request(request));
+        }
+        for room in rooms {
+            match self.tab_index(&room) {
+                Some(i) => self.tabs[i].joined = true,
+                // Its tab was closed while away: the session is still in it.
+                None => actions.push(self.request(C2sMessage::C2sRoomLeave(C2sRoomLeave { room }))),
+            }
+        }
+        while let Some(request) = self.held.pop_front() {
+            actions.push(self.request(request));
+        }
+        if missed == 0 {
+            self.replay_done(replay);
+        }
+        actions
+    }
+
+    /// The resume was refused (`SESSION_LOST`, or any other error): log in again as before a
+    /// resumable session, and rejoin the rooms.
+    fn resume_failed(&mut self, error: S2cError) -> Vec<Action> {
+        let lost = self.session.take();
+        self.answer_due = None;
+        self.auth = Auth::LoggedOut;
+        let unsure = lost.as_ref().is_some_and(|s| !s.kept.is_empty());
+        let mut text = if ErrorCode::try_from(error.code) == Ok(ErrorCode::SessionLost) {
+            "The session ended on the server while you were away".to_string()
+        } else {
+            format!(
+                "The session could not be taken back ({})",
+                words::error_sentence(error.code, &error.reason, 0)
+            )
+        };
+        text.push_str(": logging in again; some lines may have been missed.");
+        if unsure {
+            text.push_str(
+                " What you sent just before the connection dropped may not have arrived.",
+            );
+        }
+        self.error(text);
+        let login = match &self.identity {
+            Some(Identity::Guest(name)) => Some(guest_login(name)),
+            Some(Identity::Token) => self.saved.as_ref().map(|saved| {
+                C2sMessage::C2sResume(C2sResume {
+                    token: saved.token.clone(),
+                    ..Default::default()
+                })
+            }),
+            None => None,
+        };
+        match login {
+            Some(login) => vec![self.start_login(login)],
+            None => {
+                self.error("Log in again: /guest NAME, /login NAME or /register NAME.".into());
+                Vec::new()
+            }
         }
     }
 
@@ -710,8 +1140,31 @@ impl App {
         self.error(text);
     }
 
+    /// A request could not be written (the connection broke before its end was reported).
+    /// A resumable session gives the connection up and is taken back on a new one, where
+    /// what the server did not process goes again; otherwise the person is told.
+    pub fn on_send_failed(&mut self, why: String) -> Vec<Action> {
+        let resumable = self
+            .session
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Phase::Live | Phase::Resuming));
+        if resumable && self.link == Link::Online {
+            return self.stalled_with(format!("The connection broke ({why}): connecting again."));
+        }
+        if self.session.as_ref().is_some_and(Resumable::is_away) {
+            // Given up already: what was not sent goes again once the session is back.
+            return Vec::new();
+        }
+        self.error(format!("The request was not sent: {why}."));
+        Vec::new()
+    }
+
     /// A frame the client could not read (a newer server's message, say).
-    pub fn on_undecodable(&mut self, why: String) {
+    pub fn on_undecodable(&mut self, why: String, now: Instant) {
+        self.clock = Some(now);
+        if let Some(replay) = self.count_frame(false, false, now) {
+            self.replay_done(replay);
+        }
         self.push_current(LineKind::Info(format!(
             "(a message from the server this client cannot read: {why})"
         )));
@@ -720,6 +1173,17 @@ impl App {
     fn logged_in(&mut self, result: S2cAuthResult) -> Vec<Action> {
         let mut actions = Vec::new();
         self.pending_login = None;
+        match self.session.as_mut() {
+            // Frames are counted from the next one.
+            Some(s) if s.phase == Phase::LoggingIn && !result.session_token.is_empty() => {
+                s.phase = Phase::Live;
+                s.token = result.session_token.clone();
+                s.username = result.username.clone();
+                s.guest = result.guest;
+            }
+            // The server keeps no sessions.
+            _ => self.session = None,
+        }
         self.next_retry = FIRST_RETRY;
         self.failures = 0;
         self.auth = Auth::LoggedIn {
@@ -743,19 +1207,21 @@ impl App {
                 }
             }
         }
-        // The rooms this client was in before the connection was lost.
-        let rooms: Vec<String> = self
+        // The rooms this client was in before the connection was lost: only the lines since
+        // the last one it has come back (the server says when some of them are gone).
+        let rooms: Vec<(String, u64)> = self
             .tabs
             .iter()
             .filter(|t| !t.joined)
-            .filter_map(|t| t.room.clone())
+            .filter_map(|t| Some((t.room.clone()?, t.last_chat_us)))
             .collect();
-        for room in rooms {
+        for (room, since_us) in rooms {
             self.rejoining.insert(room.clone());
-            actions.push(Action::Send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
-                room,
-                ..Default::default()
-            })));
+            actions.push(self.request(C2sMessage::C2sRoomJoin(C2sRoomJoin { room, since_us })));
+        }
+        // What was typed while the connection was down.
+        while let Some(request) = self.held.pop_front() {
+            actions.push(self.request(request));
         }
         actions
     }
@@ -767,9 +1233,21 @@ impl App {
         if request.is_some() && request == self.pending_login {
             self.pending_login = None;
             self.auth = Auth::LoggedOut;
+            self.session = None;
+            match self.held.len() {
+                0 => {}
+                1 => self.error("The line typed while disconnected was not sent.".into()),
+                n => self.error(format!(
+                    "The {n} lines typed while disconnected were not sent."
+                )),
+            }
+            self.held.clear();
         }
         match code {
             Some(ErrorCode::Replaced) => {
+                // The session ended: there is nothing to take back, nor a pong to wait for.
+                self.session = None;
+                self.answer_due = None;
                 self.stay_offline = Some(
                     "Replaced by a login from somewhere else: /connect to come back.".to_string(),
                 );
@@ -1105,9 +1583,11 @@ impl App {
                         return Vec::new();
                     }
                 };
-                // A room left while disconnected is not joined again.
+                // A room left while disconnected is not joined again (and a session taken
+                // back leaves it then).
                 if let Some(i) = self.tab_index(&room).filter(|&i| !self.tabs[i].joined) {
-                    if self.link != Link::Online {
+                    let away = self.session.as_ref().is_some_and(Resumable::is_away);
+                    if self.link != Link::Online || away {
                         self.tabs.remove(i);
                         self.current = self.current.min(self.tabs.len() - 1);
                         self.info(format!("Closed the tab of #{room}."));
@@ -1227,8 +1707,25 @@ impl App {
             },
             _ => "logging in".to_string(),
         };
+        // Every login asks for a session that survives a dropped connection.
+        let request = match request {
+            C2sMessage::C2sLogin(login) => C2sMessage::C2sLogin(C2sLogin {
+                resumable: true,
+                ..login
+            }),
+            C2sMessage::C2sRegister(register) => C2sMessage::C2sRegister(C2sRegister {
+                resumable: true,
+                ..register
+            }),
+            C2sMessage::C2sResume(resume) => C2sMessage::C2sResume(C2sResume {
+                resumable: true,
+                ..resume
+            }),
+            other => other,
+        };
         self.pending_login = Some(request.id());
         self.auth = Auth::Pending(what);
+        self.session = Some(Resumable::logging_in());
         Action::Send(request)
     }
 
@@ -1244,6 +1741,15 @@ impl App {
     }
 
     fn logout(&mut self) -> Vec<Action> {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Resuming)
+        {
+            // The session may be back with the answer: the logout goes after it.
+            self.error("Wait: the session is being taken back; /logout once it is.".into());
+            return Vec::new();
+        }
         let mut actions = Vec::new();
         let was = self.username().map(str::to_string);
         if was.is_some() && self.link == Link::Online {
@@ -1255,6 +1761,9 @@ impl App {
         self.identity = None;
         self.auth = Auth::LoggedOut;
         self.queued_login = None;
+        self.session = None;
+        self.held.clear();
+        self.answer_due = None;
         self.joining.clear();
         self.rejoining.clear();
         self.tabs.truncate(1);
@@ -1272,10 +1781,32 @@ impl App {
         actions
     }
 
-    /// `request` on the connection, or an error saying it was not sent and what happens.
+    /// `request` on the connection, or an error saying it was not sent and what happens. A
+    /// resumable session keeps it to send again, or holds it while away.
     fn send(&mut self, request: C2sMessage, unsent: &str) -> Vec<Action> {
+        let size = crate::conn::frame(&request).map_or(usize::MAX, |f| f.len());
+        if size > self.max_packet_size {
+            // The server would close the connection on it.
+            self.error(format!(
+                "Too long for the server (at most {} bytes a request): {unsent}.",
+                self.max_packet_size
+            ));
+            return Vec::new();
+        }
+        if self.session.is_some() && self.unconfirmed() >= MAX_UNCONFIRMED {
+            self.error(format!(
+                "{MAX_UNCONFIRMED} requests wait for the server to confirm them: {unsent}."
+            ));
+            return Vec::new();
+        }
+        let away = self.session.as_ref().is_some_and(Resumable::is_away);
+        if away && !matches!(self.link, Link::Offline(_)) {
+            self.held.push_back(request);
+            self.info("Not connected: this goes once the session is back.".to_string());
+            return Vec::new();
+        }
         if self.link == Link::Online {
-            return vec![Action::Send(request)];
+            return vec![self.request(request)];
         }
         let state = match &self.link {
             Link::Connecting { .. } => "connecting".to_string(),
@@ -1444,7 +1975,7 @@ mod tests {
             send(C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
                 password: String::new(),
-                ..Default::default()
+                resumable: true,
             }))
         );
         assert!(matches!(app.auth, Auth::Pending(_)));
@@ -1486,7 +2017,7 @@ mod tests {
             app.on_connected(now),
             send(C2sMessage::C2sResume(C2sResume {
                 token: "ab".repeat(32),
-                ..Default::default()
+                resumable: true,
             }))
         );
         let (mut app, _) = App::new(url(), StartLogin::Resume, None);
@@ -1526,7 +2057,7 @@ mod tests {
             send(C2sMessage::C2sRegister(C2sRegister {
                 username: "carol".into(),
                 password: "secret-pass".into(),
-                ..Default::default()
+                resumable: true,
             }))
         );
         let token = "cd".repeat(32);
@@ -1648,10 +2179,12 @@ mod tests {
             rejoin,
             send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
                 room: "lobby".into(),
-                ..Default::default()
-            }))
+                since_us: 6,
+            })),
+            "only what was said after the last line it has"
         );
         app.on_server(joined("lobby", &["ann", "bob"]), now);
+        // A server that sends the whole history anyway: nothing is shown twice.
         app.on_server(chat("lobby", "bob", "old", 5, true), now);
         app.on_server(chat("lobby", "bob", "new", 6, true), now);
         let chats: Vec<(&str, bool)> = app.tabs[1]
@@ -1860,7 +2393,7 @@ mod tests {
             send(C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
                 password: String::new(),
-                ..Default::default()
+                resumable: true,
             }))
         );
         assert_eq!(
@@ -1890,7 +2423,7 @@ mod tests {
             app.on_connected(now),
             send(C2sMessage::C2sResume(C2sResume {
                 token,
-                ..Default::default()
+                resumable: true,
             }))
         );
     }
@@ -1960,7 +2493,7 @@ mod tests {
             send(C2sMessage::C2sLogin(C2sLogin {
                 username: "ann".into(),
                 password: String::new(),
-                ..Default::default()
+                resumable: true,
             }))
         );
     }
@@ -2045,5 +2578,434 @@ mod tests {
         assert!(
             matches!(last_line(&app), LineKind::Info(i) if i.starts_with("Connected to world"))
         );
+    }
+
+    // Resumable sessions.
+
+    const SESSION: &str = "0123456789abcdef0123456789abcdef";
+
+    fn resumable_auth(username: &str, guest: bool) -> S2cMessage {
+        S2cMessage::S2cAuthResult(S2cAuthResult {
+            username: username.into(),
+            user_id: u64::from(!guest),
+            guest,
+            session_token: SESSION.into(),
+            ..Default::default()
+        })
+    }
+
+    fn welcome() -> S2cMessage {
+        S2cMessage::S2cWelcome(S2cWelcome {
+            session_id: 2,
+            protocol_version: 1,
+            tick_ms: 50,
+            max_packet_size: 8192,
+            server_name: "world".into(),
+        })
+    }
+
+    fn pong(seq: u32, processed: u64) -> S2cMessage {
+        S2cMessage::S2cPong(S2cPong {
+            seq,
+            processed,
+            ..Default::default()
+        })
+    }
+
+    fn resumed(processed: u64, sent: u64) -> S2cMessage {
+        S2cMessage::S2cSessionResumed(S2cSessionResumed {
+            username: "ann".into(),
+            user_id: 0,
+            guest: true,
+            processed,
+            sent,
+        })
+    }
+
+    fn say(room: &str, content: &str) -> C2sMessage {
+        C2sMessage::C2sChat(C2sChat {
+            room: room.into(),
+            content: content.into(),
+            sent_at_us: 0,
+        })
+    }
+
+    /// The requests among `actions`, chat lines with their time left out (it is the clock's).
+    fn requests(actions: &[Action]) -> Vec<C2sMessage> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(C2sMessage::C2sChat(c)) => Some(C2sMessage::C2sChat(C2sChat {
+                    sent_at_us: 0,
+                    ..c.clone()
+                })),
+                Action::Send(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn counts(app: &App) -> (u64, u64, Vec<u64>) {
+        let s = app.session.as_ref().expect("a resumable session");
+        (s.received, s.sent, s.kept.iter().map(|(n, _)| *n).collect())
+    }
+
+    /// A resumable guest `ann` in `lobby` with `bob`: the join is request 1, its answer
+    /// frame 1.
+    fn ann_resumable(now: Instant) -> App {
+        let (mut app, _) = App::new(url(), StartLogin::Guest("ann".into()), None);
+        app.on_connected(now);
+        app.on_server(resumable_auth("ann", true), now);
+        enter(&mut app, "/join lobby");
+        app.on_server(joined("lobby", &["ann", "bob"]), now);
+        app
+    }
+
+    /// Drops `app`'s connection at `at`, connects again and sends the resume; returns when
+    /// the new connection is waiting for the resume's answer.
+    fn drop_and_resume(app: &mut App, at: Instant) -> Vec<Action> {
+        app.on_closed(Closure::Session(net::DisconnectReason::PeerClosed), at);
+        let at = at + FIRST_RETRY;
+        assert_eq!(app.on_tick(at), vec![Action::Connect]);
+        assert!(
+            app.on_connected(at).is_empty(),
+            "nothing goes before the welcome"
+        );
+        app.on_server(welcome(), at)
+    }
+
+    #[test]
+    fn every_login_asks_for_a_resumable_session() {
+        let now = Instant::now();
+        let (mut app, _) = App::new(url(), StartLogin::Auto, Some(saved("carol")));
+        assert_eq!(
+            app.on_connected(now),
+            send(C2sMessage::C2sResume(C2sResume {
+                token: "ab".repeat(32),
+                resumable: true,
+            }))
+        );
+        // A server that keeps no sessions answers with no token: nothing is counted.
+        app.on_server(auth("carol", false, &"ab".repeat(32)), now);
+        assert!(app.session.is_none());
+        app.on_server(joined("lobby", &["carol"]), now);
+        assert!(app.session.is_none());
+    }
+
+    #[test]
+    fn frames_after_the_login_answer_and_requests_after_the_login_request_are_counted() {
+        let now = Instant::now();
+        let (mut app, _) = App::new(url(), StartLogin::Guest("ann".into()), None);
+        app.on_connected(now);
+        // Before the login's answer: not counted.
+        app.on_server(welcome(), now);
+        // A request right behind the login, before its answer, is number 1.
+        assert_eq!(
+            requests(&enter(&mut app, "/join lobby")),
+            [C2sMessage::C2sRoomJoin(C2sRoomJoin {
+                room: "lobby".into(),
+                ..Default::default()
+            })]
+        );
+        assert_eq!(counts(&app), (0, 1, vec![1]));
+        app.on_server(resumable_auth("ann", true), now);
+        assert_eq!(counts(&app), (0, 1, vec![1]));
+        // Every frame after it counts: pongs, errors and frames this client cannot read too.
+        app.on_server(joined("lobby", &["ann"]), now);
+        app.on_server(chat("lobby", "bob", "hi", 7, false), now);
+        app.on_server(error(ErrorCode::NotInRoom, "not in #x", C2sChat::ID), now);
+        app.on_server(pong(77, 0), now);
+        app.on_undecodable("unknown id 1999".into(), now);
+        assert_eq!(counts(&app).0, 5);
+        // Every request: pings too, though only the others are kept.
+        enter(&mut app, "hello");
+        let ping = app.on_tick(now + ACK_INTERVAL);
+        assert!(matches!(
+            ping.as_slice(),
+            [Action::Send(C2sMessage::C2sPing(_))]
+        ));
+        assert_eq!(counts(&app), (5, 3, vec![1, 2]));
+    }
+
+    #[test]
+    fn a_ping_carries_what_was_received_within_a_second_and_its_pong_lets_requests_go() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        assert_eq!(app.next_deadline(), Some(now + ACK_INTERVAL));
+        let t1 = now + ACK_INTERVAL;
+        let actions = app.on_tick(t1);
+        let [Action::Send(C2sMessage::C2sPing(ping))] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(ping.received, 1);
+        // One ping in flight at a time: the next waits for its pong, which is due within
+        // the stall timeout.
+        app.on_server(chat("lobby", "bob", "one", 8, false), t1);
+        assert_eq!(app.next_deadline(), Some(t1 + STALL_TIMEOUT));
+        assert!(app.on_tick(t1 + ACK_INTERVAL).is_empty());
+        // The pong: the join and the ping were processed.
+        let t2 = t1 + Duration::from_millis(1500);
+        app.on_server(pong(ping.seq, 2), t2);
+        assert_eq!(counts(&app), (3, 2, vec![]));
+        assert_eq!(app.rtt, Some(Duration::from_millis(1500)));
+        // The chat line came a while ago: the next ping is due now, and says 3 (the pong too).
+        assert_eq!(app.next_deadline(), Some(t1 + ACK_INTERVAL));
+        let actions = app.on_tick(t2);
+        let [Action::Send(C2sMessage::C2sPing(next))] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(next.received, 3);
+        // A pong alone does not call for another ping soon.
+        app.on_server(pong(next.seq, 3), t2);
+        assert_eq!(app.next_deadline(), Some(t2 + PING_INTERVAL));
+    }
+
+    #[test]
+    fn after_a_drop_the_session_resume_goes_after_the_welcome_with_what_was_received() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        app.on_server(chat("lobby", "bob", "one", 8, false), now);
+        let actions = drop_and_resume(&mut app, now);
+        assert_eq!(
+            actions,
+            send(C2sMessage::C2sSessionResume(C2sSessionResume {
+                session_token: SESSION.into(),
+                received: 2,
+            }))
+        );
+        assert!(matches!(&app.auth, Auth::Pending(what) if what.contains("ann")));
+        assert!(!app.tabs[1].joined);
+    }
+
+    #[test]
+    fn after_session_resumed_exactly_the_requests_the_server_did_not_process_go_again() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        let actions = app.on_tick(now + ACK_INTERVAL);
+        let [Action::Send(C2sMessage::C2sPing(ping))] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        app.on_server(pong(ping.seq, 2), now + ACK_INTERVAL);
+        for line in ["one", "two", "three"] {
+            enter(&mut app, line);
+        }
+        assert_eq!(counts(&app), (2, 5, vec![3, 4, 5]));
+        drop_and_resume(&mut app, now + ACK_INTERVAL);
+        // "one" was processed, and nothing was missed.
+        let actions = app.on_server(resumed(3, 2), now + ACK_INTERVAL * 2);
+        assert_eq!(
+            requests(&actions),
+            [say("lobby", "two"), say("lobby", "three")]
+        );
+        // Numbering goes on from what the server processed.
+        assert_eq!(counts(&app), (2, 5, vec![4, 5]));
+        // The rooms are still joined: nothing is joined again.
+        assert!(app.tabs[1].joined);
+        assert_eq!(
+            app.auth,
+            Auth::LoggedIn {
+                username: "ann".into(),
+                guest: true
+            }
+        );
+        assert_eq!(
+            last_line(&app),
+            &LineKind::Info(
+                "Reconnected; nothing was missed. 2 requests of yours were sent again.".into()
+            )
+        );
+    }
+
+    #[test]
+    fn the_missed_frames_follow_the_answer_and_are_counted_on() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        drop_and_resume(&mut app, now);
+        assert!(app.on_server(resumed(1, 4), now).is_empty());
+        app.on_server(chat("lobby", "bob", "said while away", 9, false), now);
+        app.on_server(pong(3, 1), now);
+        app.on_server(chat("lobby", "bob", "and this", 10, false), now);
+        assert_eq!(counts(&app).0, 4);
+        assert_eq!(
+            last_line(&app),
+            &LineKind::Info("Reconnected; 2 lines from while you were away came back.".into())
+        );
+        let chats: Vec<&str> = app.tabs[1]
+            .lines
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LineKind::Chat { content, .. } => Some(content.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chats, ["said while away", "and this"]);
+        // Live traffic is counted on.
+        app.on_server(chat("lobby", "bob", "live", 11, false), now);
+        assert_eq!(counts(&app).0, 5);
+    }
+
+    #[test]
+    fn nothing_is_sent_between_the_session_resume_and_its_answer() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        let resume = drop_and_resume(&mut app, now);
+        assert!(matches!(
+            resume.as_slice(),
+            [Action::Send(C2sMessage::C2sSessionResume(_))]
+        ));
+        let at = now + FIRST_RETRY;
+        // Typed lines, a join, and time passing (a ping was due): all wait.
+        assert!(enter(&mut app, "typed meanwhile").is_empty());
+        assert!(enter(&mut app, "/join dev").is_empty());
+        assert!(enter(&mut app, "/guest other").is_empty());
+        assert!(enter(&mut app, "/logout").is_empty());
+        assert!(matches!(last_line(&app), LineKind::Error(e) if e.starts_with("Wait:")));
+        assert_eq!(app.next_deadline(), Some(at + RESUME_TIMEOUT));
+        for wait in [
+            ACK_INTERVAL,
+            STALL_TIMEOUT,
+            RESUME_TIMEOUT - Duration::from_millis(1),
+        ] {
+            assert!(app.on_tick(at + wait).is_empty(), "{wait:?}");
+        }
+        // The answer: then they go, in order.
+        let actions = app.on_server(resumed(1, 1), at + Duration::from_secs(2));
+        assert_eq!(
+            requests(&actions),
+            [
+                say("lobby", "typed meanwhile"),
+                C2sMessage::C2sRoomJoin(C2sRoomJoin {
+                    room: "dev".into(),
+                    ..Default::default()
+                })
+            ]
+        );
+        assert_eq!(counts(&app), (1, 3, vec![2, 3]));
+    }
+
+    #[test]
+    fn session_lost_falls_back_to_logging_in_again_and_rejoining_the_rooms() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        enter(&mut app, "unconfirmed");
+        drop_and_resume(&mut app, now);
+        let actions = app.on_server(
+            error(
+                ErrorCode::SessionLost,
+                "no session has this token",
+                C2sSessionResume::ID,
+            ),
+            now,
+        );
+        assert_eq!(
+            actions,
+            send(C2sMessage::C2sLogin(C2sLogin {
+                username: "ann".into(),
+                password: String::new(),
+                resumable: true,
+            }))
+        );
+        assert_eq!(
+            last_line(&app),
+            &LineKind::Error(
+                "The session ended on the server while you were away: logging in again; some \
+                 lines may have been missed. What you sent just before the connection dropped \
+                 may not have arrived."
+                    .into()
+            )
+        );
+        // A new session: the rooms are joined again.
+        assert_eq!(
+            app.on_server(resumable_auth("ann", true), now),
+            send(C2sMessage::C2sRoomJoin(C2sRoomJoin {
+                room: "lobby".into(),
+                ..Default::default()
+            }))
+        );
+        assert_eq!(counts(&app), (0, 1, vec![1]));
+    }
+
+    #[test]
+    fn a_ping_unanswered_for_five_seconds_gives_the_connection_up_and_the_session_is_taken_back() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        let sent = now + ACK_INTERVAL;
+        app.on_tick(sent);
+        assert!(app
+            .on_tick(sent + STALL_TIMEOUT - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(app.on_tick(sent + STALL_TIMEOUT), vec![Action::Connect]);
+        assert_eq!(app.link, Link::Connecting { attempt: 1 });
+        assert!(
+            matches!(last_line(&app), LineKind::Error(e) if e.starts_with("No answer from the server for 5 s"))
+        );
+        let at = sent + STALL_TIMEOUT;
+        assert!(app.on_connected(at).is_empty());
+        assert_eq!(
+            app.on_server(welcome(), at),
+            send(C2sMessage::C2sSessionResume(C2sSessionResume {
+                session_token: SESSION.into(),
+                received: 1,
+            }))
+        );
+        // No answer to the resume either: another connection.
+        assert_eq!(app.on_tick(at + RESUME_TIMEOUT), vec![Action::Connect]);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_written_gives_the_connection_up_and_goes_again() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        enter(&mut app, "lost in the write");
+        assert_eq!(
+            app.on_send_failed("session closed".into()),
+            vec![Action::Connect]
+        );
+        // The requests after it in the same batch are not reported.
+        assert!(app.on_send_failed("not connected".into()).is_empty());
+        app.on_connected(now);
+        app.on_server(welcome(), now);
+        let actions = app.on_server(resumed(1, 1), now);
+        assert_eq!(requests(&actions), [say("lobby", "lost in the write")]);
+    }
+
+    #[test]
+    fn a_room_left_while_away_is_left_once_the_session_is_back() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        app.on_closed(Closure::Session(net::DisconnectReason::PeerClosed), now);
+        assert!(enter(&mut app, "/leave lobby").is_empty());
+        assert_eq!(app.tabs.len(), 1);
+        app.on_tick(now + FIRST_RETRY);
+        app.on_connected(now);
+        app.on_server(welcome(), now);
+        let actions = app.on_server(resumed(1, 1), now);
+        assert_eq!(
+            requests(&actions),
+            [C2sMessage::C2sRoomLeave(C2sRoomLeave {
+                room: "lobby".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn requests_waiting_for_the_server_are_bounded() {
+        let now = Instant::now();
+        let mut app = ann_resumable(now);
+        for i in 1..MAX_UNCONFIRMED {
+            assert_eq!(enter(&mut app, &format!("line {i}")).len(), 1, "line {i}");
+        }
+        assert!(enter(&mut app, "one too many").is_empty());
+        assert!(
+            matches!(last_line(&app), LineKind::Error(e) if e.contains("wait for the server")),
+            "{:?}",
+            last_line(&app)
+        );
+        // A pong lets them go.
+        app.on_server(pong(0, MAX_UNCONFIRMED as u64), now);
+        assert_eq!(enter(&mut app, "room again").len(), 1);
+        // A request the server would close the connection on is not sent at all.
+        assert!(enter(&mut app, &"x".repeat(9000)).is_empty());
+        assert!(matches!(last_line(&app), LineKind::Error(e) if e.starts_with("Too long")));
     }
 }

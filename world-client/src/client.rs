@@ -1,6 +1,7 @@
 //! The running client: the terminal, the keys, the network and the clock, handed to the
 //! [`App`] one event at a time, and its actions carried out.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,7 +145,7 @@ impl Running {
                         }
                         NetEvent::Message(message) => self.app.on_server(message, now),
                         NetEvent::Undecodable(why) => {
-                            self.app.on_undecodable(why);
+                            self.app.on_undecodable(why, now);
                             Vec::new()
                         }
                         NetEvent::Closed(closure) => self.app.on_closed(closure, now),
@@ -159,14 +160,19 @@ impl Running {
         }
     }
 
-    /// Carries out `actions`; `true` when one is to quit.
+    /// Carries out `actions`, and those the app asks for when a request cannot be sent;
+    /// `true` when one is to quit.
     fn carry_out(&mut self, actions: Vec<Action>) -> bool {
-        for action in actions {
+        let mut actions = VecDeque::from(actions);
+        while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send(request) => {
                     if let Err(error) = self.network.send(&request) {
-                        self.app
-                            .report_error(format!("The request was not sent: {error}."));
+                        // Before what is left: a connection given up takes no more requests
+                        // (they are sent again once the session is back).
+                        for next in self.app.on_send_failed(error.to_string()).into_iter().rev() {
+                            actions.push_front(next);
+                        }
                     }
                 }
                 Action::Connect => self.network.connect(),

@@ -3,7 +3,9 @@
 //! It connects over TCP, TLS or WebSocket (the `net` crate), logs in as a guest, with a
 //! password or with the token saved at the last login, and shows one tab per room with its
 //! chat, history, presence and members, whispers, and every error in words. A lost
-//! connection is made again with backoff, the login resumed and the rooms joined again.
+//! connection is made again with backoff and the session taken back where it was, with
+//! nothing missed either way (or, when the server no longer has it, the login resumed and
+//! the rooms joined again).
 //!
 //! # Layout
 //!

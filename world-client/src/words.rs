@@ -176,11 +176,12 @@ mod tests {
         (ErrorCode::TooManyConnections, "as many connections"),
         (ErrorCode::LoginTimeout, "did not log in in time"),
         (ErrorCode::Unavailable, "database is away"),
+        (ErrorCode::SessionLost, "could not be taken back"),
     ];
 
     #[test]
     fn every_error_code_has_a_sentence() {
-        for code in 1..=16 {
+        for code in 1..=17 {
             let code = ErrorCode::try_from(code).unwrap();
             let (_, word) = EXPECTED
                 .iter()

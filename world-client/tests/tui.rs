@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -18,7 +19,7 @@ use protocol::world::{
 use protocol::{MessageType, S2cMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// How long a test waits for the screen or a frame. Generous: a loaded two-core machine
@@ -286,6 +287,129 @@ impl Peer {
                     "{}: the awaited message did not come within {TIMEOUT:?}; skipped {skipped:?}",
                     self.name
                 ),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A proxy between the client and the server, which the test cuts.
+
+/// What the proxy does to the connections it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// Forwards both ways.
+    Open,
+    /// Closes both sides: a dropped connection, which both ends see end.
+    Sever,
+    /// Keeps both sides open and forwards nothing more: a stalled connection, which neither
+    /// end sees end.
+    Blackhole,
+}
+
+/// A TCP proxy on 127.0.0.1 to one upstream address: every connection it accepts is carried
+/// to a connection of its own to the upstream, until [`Proxy::cut`].
+struct Proxy {
+    addr: SocketAddr,
+    /// One sender per connection carried so far.
+    links: Arc<Mutex<Vec<watch::Sender<Cut>>>>,
+    /// While set, a connection accepted is closed at once.
+    refusing: Arc<AtomicBool>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("listener address");
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let refusing = Arc::new(AtomicBool::new(false));
+        let accept = tokio::spawn({
+            let links = Arc::clone(&links);
+            let refusing = Arc::clone(&refusing);
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    if refusing.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    // The upstream refusing is the client's connection refused: it is dropped.
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (cut, cuts) = watch::channel(Cut::Open);
+                    links.lock().expect("links").push(cut);
+                    tokio::spawn(carry(client, server, cuts));
+                }
+            }
+        });
+        Proxy {
+            addr,
+            links,
+            refusing,
+            accept,
+        }
+    }
+
+    /// Closes the connections accepted from now on at once (`true`), or carries them again.
+    fn refuse(&self, refuse: bool) {
+        self.refusing.store(refuse, Ordering::Relaxed);
+    }
+
+    /// Does `cut` to every connection carried now; those accepted later are carried whole.
+    fn cut(&self, cut: Cut) {
+        for link in self.links.lock().expect("links").iter() {
+            // A connection that ended has no receiver left.
+            let _ = link.send(cut);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut(Cut::Sever);
+    }
+}
+
+/// Carries bytes between `client` and `server` until either closes or the proxy severs them;
+/// after a blackhole, reads both and forwards nothing.
+async fn carry(mut client: TcpStream, mut server: TcpStream, mut cuts: watch::Receiver<Cut>) {
+    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let mut forward = true;
+    loop {
+        tokio::select! {
+            read = client.read(&mut up) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) if forward => {
+                    if server.write_all(&up[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+            },
+            read = server.read(&mut down) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) if forward => {
+                    if client.write_all(&down[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+            },
+            changed = cuts.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let cut = *cuts.borrow_and_update();
+                match cut {
+                    Cut::Open => {}
+                    Cut::Sever => return,
+                    Cut::Blackhole => forward = false,
+                }
             }
         }
     }
@@ -766,6 +890,173 @@ async fn a_guest_chats_over_websocket() {
     tmux.line("/quit");
     tmux.wait_for("world-client exited 0").await;
     drop(tmux);
+    server.stop().await;
+}
+
+/// Reads until `ann` says `last` in `lobby`, adding every line `ann` says there to `said`.
+async fn ann_says(bob: &mut Peer, said: &mut Vec<String>, last: &str) {
+    bob.recv_until(|m| match m {
+        S2cMessage::S2cChat(c) if c.room == "lobby" && c.from == "ann" => {
+            said.push(c.content.clone());
+            c.content == last
+        }
+        _ => false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_ways() {
+    let test = "a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_ways";
+    if !have_tmux(test) {
+        return;
+    }
+    let dir = TempDir::new("resume");
+    let server = Server::start(server_config(&dir)).await;
+    let proxy = Proxy::start(server.addr).await;
+    let url = format!("tcp://{}", proxy.addr);
+    let mut bob = Peer::guest(server.addr, "bob").await;
+    bob.join("lobby").await;
+    let config_dir = dir.join("config");
+    let tmux = Tmux::start(
+        "resume",
+        &args(&[
+            &url,
+            "--config-dir",
+            config_dir.to_str().unwrap(),
+            "--guest",
+            "ann",
+        ]),
+    );
+    tmux.wait_for(&format!("{url} | tcp | ann (guest) | online"))
+        .await;
+    tmux.line("/join lobby");
+    tmux.wait_for("You joined #lobby").await;
+    bob.recv_until(
+        |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "ann" && p.joined),
+    )
+    .await;
+    let mut said = Vec::new();
+    bob.say("lobby", "before the cut").await;
+    tmux.wait_for("<bob> before the cut").await;
+    tmux.line("ann before the cut");
+    ann_says(&mut bob, &mut said, "ann before the cut").await;
+
+    // Dropped: both ends see the connection end. Bob goes on talking, and Ann types a line
+    // while (or just before) her client notices.
+    proxy.cut(Cut::Sever);
+    bob.say("lobby", "said while ann was away, one").await;
+    tmux.line("ann typed around the cut");
+    bob.say("lobby", "said while ann was away, two").await;
+    tmux.wait_for("Reconnected;").await;
+    ann_says(&mut bob, &mut said, "ann typed around the cut").await;
+    tmux.wait_for("<bob> said while ann was away, two").await;
+
+    // Stalled: nothing passes and nothing ends; the client finds out by its unanswered ping.
+    proxy.cut(Cut::Blackhole);
+    tmux.line("ann typed into a stall");
+    bob.say("lobby", "said during the stall").await;
+    tmux.wait_for("No answer from the server for 5 s").await;
+    tmux.wait_until("the second resume", |s| {
+        s.matches("Reconnected;").count() >= 2
+    })
+    .await;
+    ann_says(&mut bob, &mut said, "ann typed into a stall").await;
+    tmux.wait_for("<bob> said during the stall").await;
+
+    // Every line once, both ways: Ann's, as Bob got them up to her last...
+    tmux.line("ann after it all");
+    ann_says(&mut bob, &mut said, "ann after it all").await;
+    assert_eq!(
+        said,
+        [
+            "ann before the cut",
+            "ann typed around the cut",
+            "ann typed into a stall",
+            "ann after it all"
+        ]
+    );
+    // ...and Bob's (and Ann's echoes) on Ann's screen, with no room joined again.
+    bob.say("lobby", "the end").await;
+    let screen = tmux.wait_for("<bob> the end").await;
+    for line in [
+        "<bob> before the cut",
+        "<bob> said while ann was away, one",
+        "<bob> said while ann was away, two",
+        "<bob> said during the stall",
+        "<ann> ann before the cut",
+        "<ann> ann typed around the cut",
+        "<ann> ann typed into a stall",
+        "<ann> ann after it all",
+    ] {
+        assert_eq!(screen.matches(line).count(), 1, "{line:?}:\n{screen}");
+    }
+    assert!(!screen.contains("Back in #lobby"), "{screen}");
+    assert!(!screen.contains("may have been missed"), "{screen}");
+    assert!(!screen.contains("[history]"), "{screen}");
+    assert!(
+        tmux.status_line().contains("ann (guest) | online"),
+        "{screen}"
+    );
+
+    tmux.line("/quit");
+    tmux.wait_for("world-client exited 0").await;
+    drop(tmux);
+    drop(proxy);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_server_no_longer_has_is_logged_in_again_and_says_lines_may_be_missed() {
+    let test = "a_session_the_server_no_longer_has_is_logged_in_again_and_says_lines_may_be_missed";
+    if !have_tmux(test) {
+        return;
+    }
+    let dir = TempDir::new("resume-lost");
+    let mut config = server_config(&dir);
+    config.net.resume_grace_secs = 1;
+    let server = Server::start(config).await;
+    let proxy = Proxy::start(server.addr).await;
+    let url = format!("tcp://{}", proxy.addr);
+    let mut bob = Peer::guest(server.addr, "bob").await;
+    bob.join("lobby").await;
+    let config_dir = dir.join("config");
+    let tmux = Tmux::start(
+        "resume-lost",
+        &args(&[
+            &url,
+            "--config-dir",
+            config_dir.to_str().unwrap(),
+            "--guest",
+            "ann",
+        ]),
+    );
+    tmux.wait_for(&format!("{url} | tcp | ann (guest) | online"))
+        .await;
+    tmux.line("/join lobby");
+    tmux.wait_for("You joined #lobby").await;
+    // Away for longer than the server's grace window: the session ends there meanwhile.
+    proxy.refuse(true);
+    proxy.cut(Cut::Sever);
+    bob.say("lobby", "said while ann was gone").await;
+    tmux.wait_for("Disconnected:").await;
+    tmux.line("ann typed while cut off");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.refuse(false);
+    tmux.wait_for("some lines may have been missed").await;
+    tmux.wait_for("Back in #lobby").await;
+    // The room's history brings the line back; what Ann typed goes once she is back in.
+    tmux.wait_for("said while ann was gone").await;
+    tmux.wait_for("| ann (guest) | online").await;
+    bob.expect_chat("lobby", "ann", "ann typed while cut off")
+        .await;
+    tmux.line("ann is back");
+    bob.expect_chat("lobby", "ann", "ann is back").await;
+
+    tmux.line("/quit");
+    tmux.wait_for("world-client exited 0").await;
+    drop(tmux);
+    drop(proxy);
     server.stop().await;
 }
 
