@@ -15,7 +15,7 @@
 //!
 //! let mut sim = Sim::new(MyGame);
 //! let ann = sim.guest("ann");
-//! sim.send(ann, &C2sPing { seq: 7, client_time_us: 0 });
+//! sim.send(ann, &C2sPing { seq: 7, ..Default::default() });
 //! sim.step();
 //! assert_eq!(sim.take::<S2cPong>(ann)[0].seq, 7);
 //! ```
@@ -686,7 +686,7 @@ impl Bucket {
 /// let ann = nodes.guest(0, "ann");
 /// let bob = nodes.guest(1, "bob");
 /// for (node, who) in [(0, ann), (1, bob)] {
-///     nodes.node(node).send(who, &C2sRoomJoin { room: "lobby".into() });
+///     nodes.node(node).send(who, &C2sRoomJoin { room: "lobby".into(), ..Default::default() });
 /// }
 /// nodes.settle();
 /// let line = C2sChat { room: "lobby".into(), content: "hi".into(), sent_at_us: 0 };
