@@ -198,6 +198,8 @@ struct Connection {
     peer: SocketAddr,
     /// Frames received and not yet credited back.
     owed_credit: usize,
+    /// Its close is in an output already: a connection is closed once.
+    closed: bool,
 }
 
 /// The server's behaviour, driven by [`Core::tick`], for a world of the game `G`.
@@ -380,9 +382,11 @@ impl<G: Game> Core<G> {
             self.world.kick(session, DisconnectReason::Shutdown);
         }
         self.flush();
-        for &session in self.connections.keys() {
-            if !self.out.closes.iter().any(|(s, _)| *s == session) {
-                self.out.closes.push((session, DisconnectReason::Shutdown));
+        for (&connection, c) in &mut self.connections {
+            if !std::mem::replace(&mut c.closed, true) {
+                self.out
+                    .closes
+                    .push((connection, DisconnectReason::Shutdown));
             }
         }
         &mut self.out
@@ -522,9 +526,7 @@ impl<G: Game> Core<G> {
                 if open && self.world.resume.is_resumable(session) {
                     // Its connection ends (the driver aborted it already); the session goes
                     // away when that end is processed, and its client may take it back.
-                    self.world
-                        .out
-                        .close(session, DisconnectReason::SlowConsumer);
+                    self.close_connection(connection, DisconnectReason::SlowConsumer);
                     return;
                 }
                 self.world.kick(session, DisconnectReason::SlowConsumer);
@@ -576,6 +578,7 @@ impl<G: Game> Core<G> {
             Connection {
                 peer,
                 owed_credit: 0,
+                closed: false,
             },
         );
     }
@@ -892,7 +895,7 @@ impl<G: Game> Core<G> {
             if let Ok(frame) = protocol::frame(&error) {
                 self.out.batches.push((older, vec![frame]));
             }
-            self.out.closes.push((older, DisconnectReason::Replaced));
+            self.close_connection(older, DisconnectReason::Replaced);
             self.taken_over.insert(older, ());
             self.world.lingering = self.taken_over.len();
         }
@@ -931,6 +934,15 @@ impl<G: Game> Core<G> {
         world.resume.preamble(taken, preamble);
         if let Ok(frame) = protocol::frame(&answer) {
             world.resume.preamble(taken, [frame]);
+        }
+    }
+
+    /// Closes `connection` after its frames of this tick, once.
+    fn close_connection(&mut self, connection: SessionId, reason: DisconnectReason) {
+        if let Some(c) = self.connections.get_mut(&connection) {
+            if !std::mem::replace(&mut c.closed, true) {
+                self.out.closes.push((connection, reason));
+            }
         }
     }
 
@@ -993,10 +1005,14 @@ impl<G: Game> Core<G> {
             clients,
             ..
         } = &mut self.world;
+        let connections = &mut self.connections;
         for (session, reason) in out.drain_closes() {
             let connection = resume.connection_of(session);
-            if connections.contains_key(&connection) {
-                self.out.closes.push((connection, reason));
+            if let Some(c) = connections.get_mut(&connection) {
+                // A connection is closed once (a slow consumer's, say, and then a kick).
+                if !std::mem::replace(&mut c.closed, true) {
+                    self.out.closes.push((connection, reason));
+                }
             } else if clients.get(&session).is_some_and(|c| c.away) {
                 // Closed by the server while away (replaced, shut down): it ends now.
                 ended.push((session, reason));
@@ -1008,6 +1024,10 @@ impl<G: Game> Core<G> {
                 self.end_session(session, &reason, peer, now);
             }
         }
+        // A close decided as the inputs came in (a slow consumer's) is for a connection that
+        // may have ended among the later inputs of the tick.
+        let connections = &self.connections;
+        self.out.closes.retain(|(c, _)| connections.contains_key(c));
     }
 }
 

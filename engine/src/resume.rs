@@ -1306,6 +1306,48 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_is_closed_once_whatever_closes_it_in_one_tick() {
+        let mut sim = sim_with(|c| c.net.max_requests_per_sec = 5);
+        let ann = player(&mut sim, "ann", &["lobby"]);
+        // Stopped reading twice over, and flooding, all in one tick.
+        let mut inputs = vec![
+            crate::core::Input::SlowConsumer { session: ann.conn },
+            crate::core::Input::SlowConsumer { session: ann.conn },
+        ];
+        for _ in 0..40 {
+            inputs.push(crate::core::Input::Received {
+                session: ann.conn,
+                packet: net::Packet {
+                    id: C2sPing::ID,
+                    payload: Bytes::new(),
+                },
+            });
+        }
+        let output = sim.tick(inputs);
+        let closes: Vec<_> = output
+            .closes
+            .iter()
+            .filter(|(c, _)| *c == ann.conn)
+            .collect();
+        assert_eq!(closes.len(), 1, "{:?}", output.closes);
+        sim.step();
+        check(&sim);
+        // One that stopped reading and whose connection ended in the same tick: nothing left to
+        // close; it is away.
+        let bob = player(&mut sim, "bob", &["lobby"]);
+        let output = sim.tick(vec![
+            crate::core::Input::SlowConsumer { session: bob.conn },
+            crate::core::Input::Closed {
+                session: bob.conn,
+                reason: DisconnectReason::PeerClosed,
+            },
+        ]);
+        assert!(output.closes.iter().all(|(c, _)| *c != bob.conn));
+        assert!(sim.world().clients[&bob.session].away);
+        check(&sim);
+    }
+
+    #[test]
     fn a_server_without_a_grace_window_gives_no_token_and_refuses_resumes() {
         let mut sim = sim_with(|c| c.net.resume_grace_secs = 0);
         let conn = sim.connect();
