@@ -107,3 +107,34 @@ async fn bots_that_do_not_trust_the_certificate_fail_saying_why() {
     assert!(report.passed(), "{report}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_whose_connections_drop_take_their_sessions_back_over_tls_and_wss_too() {
+    let dir = TempDir::new("chaos-tls");
+    let (cert, key) = certificate(&dir);
+    let tls = free_addr();
+    let server = Server::start_with(&dir, |config| {
+        config.tls.listen = tls.to_string();
+        config.tls.cert = cert.clone();
+        config.tls.key = key.clone();
+    })
+    .await;
+    for (transport, label) in [("tcp", "tls"), ("ws", "wss")] {
+        let mut config = swarm(tls, transport, Some(cert.as_path()));
+        config.client.duration_secs = 3;
+        config.client.drain_secs = 8;
+        // About one drop per bot in the run: closed or stalled.
+        config.bots.chaos_per_min = 20.0;
+        let report = run_with(config).await;
+        assert!(report.passed(), "{label}: {:?}\n{report}", report.failures());
+        assert!(report.resumes >= 10, "{label}: {report}");
+        assert_eq!(report.resume_failures, 0, "{label}: {report}");
+        assert_eq!(
+            (report.lost, report.duplicated, report.unexpected),
+            (0, 0, 0),
+            "{label}: {report}"
+        );
+        assert_eq!(report.received, report.expected, "{label}: {report}");
+    }
+    server.stop().await;
+}
