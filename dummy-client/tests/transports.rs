@@ -126,7 +126,11 @@ async fn bots_whose_connections_drop_take_their_sessions_back_over_tls_and_wss_t
         // About one drop per bot in the run: closed or stalled.
         config.bots.chaos_per_min = 20.0;
         let report = run_with(config).await;
-        assert!(report.passed(), "{label}: {:?}\n{report}", report.failures());
+        assert!(
+            report.passed(),
+            "{label}: {:?}\n{report}",
+            report.failures()
+        );
         assert!(report.resumes >= 10, "{label}: {report}");
         assert_eq!(report.resume_failures, 0, "{label}: {report}");
         assert_eq!(
