@@ -215,8 +215,8 @@ pub struct Core<G: Game> {
     /// `inbound_credit` frames: this is bounded by the same credit as the queue.
     parked: SessionMap<MessageQueue>,
     owed: Vec<SessionId>,
-    /// Connections a resume took their session from, until their end comes in.
-    taken_over: SessionMap<()>,
+    /// The resume counters the metrics have.
+    resumes_exported: crate::resume::ResumeStats,
     next_session: u64,
     out: Output,
 }
@@ -232,7 +232,7 @@ impl<G: Game> Core<G> {
             queue: MessageQueue::new(),
             parked: SessionMap::default(),
             owed: Vec::new(),
-            taken_over: SessionMap::default(),
+            resumes_exported: crate::resume::ResumeStats::default(),
             next_session: 1,
             out: Output::default(),
         }
@@ -347,11 +347,8 @@ impl<G: Game> Core<G> {
         let world = &self.world;
         world.metrics.sessions.set(world.clients.len() as i64);
         world.metrics.logged_in.set(world.users.len() as i64);
-        world.metrics.sessions_away.set(world.resume.away() as i64);
-        world
-            .metrics
-            .resume_buffer_bytes
-            .set(world.resume.held_bytes() as i64);
+        world.metrics.resumes(&world.resume, &self.resumes_exported);
+        self.resumes_exported = world.resume.stats.clone();
         world.metrics.db_queues(world.db.in_flight());
         self.world.report_unencodable(now);
         self.world.db.take_jobs(&mut self.out.db);
@@ -492,9 +489,7 @@ impl<G: Game> Core<G> {
                 let Some(connection) = self.connections.remove(&session) else {
                     return;
                 };
-                if self.taken_over.remove(&session).is_some() {
-                    self.world.lingering = self.taken_over.len();
-                }
+                self.world.lingering.remove(&session);
                 // A login still under way for it must not take a name over for nobody. (A
                 // resumable session, logged in, goes away instead: see `closed`.)
                 let carried = self.route(session);
@@ -788,7 +783,6 @@ impl<G: Game> Core<G> {
                 client.away = true;
                 client.gone = false;
             }
-            self.world.metrics.resume_away.inc();
             spdlog::debug!(
                 "net: session {session} ({peer}) is away: {reason}; it may come back within {} s",
                 self.world.resume.config().grace.as_secs()
@@ -805,7 +799,6 @@ impl<G: Game> Core<G> {
             let Some(peer) = self.world.clients.get(&session).map(|c| c.peer) else {
                 continue;
             };
-            self.world.metrics.resume_expired.inc();
             spdlog::debug!(
                 "net: session {session} ({peer}) did not come back within {} s",
                 self.world.resume.config().grace.as_secs()
@@ -866,7 +859,6 @@ impl<G: Game> Core<G> {
                     }
                 }
                 world.resume.refused();
-                world.metrics.resume_refused.inc();
                 let error = refusal(refused, world.resume.config().grace);
                 world.send_error(session, ID, error);
                 return;
@@ -896,8 +888,7 @@ impl<G: Game> Core<G> {
                 self.out.batches.push((older, vec![frame]));
             }
             self.close_connection(older, DisconnectReason::Replaced);
-            self.taken_over.insert(older, ());
-            self.world.lingering = self.taken_over.len();
+            self.world.lingering.insert(older, ());
         }
         let world = &mut self.world;
         // The connection carries the session from now on: its own place in the world goes,
@@ -929,8 +920,6 @@ impl<G: Game> Core<G> {
             login.username,
             resumed.missed
         );
-        world.metrics.resume_resumed.inc();
-        world.metrics.resume_replayed.inc_by(resumed.missed);
         world.resume.preamble(taken, preamble);
         if let Ok(frame) = protocol::frame(&answer) {
             world.resume.preamble(taken, [frame]);
@@ -972,7 +961,6 @@ impl<G: Game> Core<G> {
             // Resumable sessions keep what they are sent; away ones are sent nothing; a session
             // taken back is sent its replay; a connection that took one back carries its frames.
             let World { out, resume, .. } = &mut self.world;
-            let overflowed = resume.stats.overflowed;
             for (session, mut batch) in out.drain_frames() {
                 match resume.outbound(session, &mut batch) {
                     Outbound::Send(connection) if connections.contains_key(&connection) => {
@@ -990,8 +978,6 @@ impl<G: Game> Core<G> {
                     }
                 }
             }
-            let overflowed = resume.stats.overflowed - overflowed;
-            self.world.metrics.resume_overflowed.inc_by(overflowed);
         }
         let (frames, bytes) = self.out.batches[start..]
             .iter()

@@ -423,6 +423,21 @@ impl Metrics {
         Metrics::new(&mut Registry::default(), &[])
     }
 
+    /// The state of resumable sessions at the end of a tick: the gauges, and what the
+    /// counters gained since `before`.
+    pub fn resumes(&self, resume: &crate::resume::Resumes, before: &crate::resume::ResumeStats) {
+        let now = &resume.stats;
+        self.sessions_away.set(resume.away() as i64);
+        self.resume_buffer_bytes.set(resume.held_bytes() as i64);
+        self.resume_away.inc_by(now.went_away - before.went_away);
+        self.resume_resumed.inc_by(now.resumed - before.resumed);
+        self.resume_replayed.inc_by(now.replayed - before.replayed);
+        self.resume_refused.inc_by(now.refused - before.refused);
+        self.resume_expired.inc_by(now.expired - before.expired);
+        self.resume_overflowed
+            .inc_by(now.overflowed - before.overflowed);
+    }
+
     /// A session ended for `reason`.
     pub fn disconnect(&self, reason: &DisconnectReason) {
         let index = DisconnectReason::LABELS

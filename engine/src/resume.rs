@@ -92,11 +92,9 @@ impl fmt::Display for Token {
     }
 }
 
-/// A session that is away: since when, and why its connection ended.
+/// A session that is away: why its connection ended, and which time away this is.
 #[derive(Clone, Debug)]
 pub struct Away {
-    /// When its connection's end was processed.
-    pub since: Instant,
     /// Why the connection ended: the reason its end is recorded with if it does not come back.
     pub reason: DisconnectReason,
     /// Which of the session's times away this is (its deadline names it).
@@ -231,6 +229,8 @@ pub enum Outbound {
 /// Counters of resumable sessions, for the stats and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResumeStats {
+    /// Resumable sessions whose connection ended: away, for the grace window.
+    pub went_away: u64,
     /// Sessions taken back.
     pub resumed: u64,
     /// Frames sent again by those resumes.
@@ -254,8 +254,6 @@ pub struct Resumes {
     wires: SessionMap<SessionId>,
     /// Away sessions in the order they went away: (deadline, session, which time away).
     deadlines: VecDeque<(Instant, SessionId, u64)>,
-    /// Times away so far, all sessions together: each one's number.
-    times_away: u64,
     /// Sessions taken back this tick: their replay goes out at the end of the tick.
     replays: Vec<SessionId>,
     /// Bytes in all replay buffers.
@@ -283,7 +281,6 @@ impl Resumes {
             links: SessionMap::default(),
             wires: SessionMap::default(),
             deadlines: VecDeque::new(),
-            times_away: 0,
             replays: Vec::new(),
             held: 0,
             away: 0,
@@ -444,13 +441,10 @@ impl Resumes {
         if r.away.is_none() {
             self.away += 1;
         }
-        self.times_away += 1;
-        let time = self.times_away;
-        r.away = Some(Away {
-            since: now,
-            reason,
-            time,
-        });
+        // Its number among all times away (its deadline names it).
+        self.stats.went_away += 1;
+        let time = self.stats.went_away;
+        r.away = Some(Away { reason, time });
         r.replay = None;
         if let Some(connection) = self.wires.remove(&session) {
             self.links.remove(&connection);

@@ -730,19 +730,9 @@ impl App {
             self.answer_due = Some(now + RESUME_TIMEOUT);
             return Vec::new();
         }
-        let login = if let Some(login) = self.queued_login.take() {
-            Some(login)
-        } else {
-            match &self.identity {
-                Some(Identity::Guest(name)) => Some(guest_login(name)),
-                Some(Identity::Token) => self.saved.as_ref().map(|saved| {
-                    C2sMessage::C2sResume(C2sResume {
-                        token: saved.token.clone(),
-                        ..Default::default()
-                    })
-                }),
-                None => None,
-            }
+        let login = match self.queued_login.take() {
+            Some(login) => Some(login),
+            None => self.login_again(),
         };
         match login {
             Some(login) => vec![self.start_login(login)],
@@ -1094,6 +1084,21 @@ impl App {
         actions
     }
 
+    /// The login that logs this client in again as who it was: its guest name, or its saved
+    /// token; `None` when it has neither.
+    fn login_again(&self) -> Option<C2sMessage> {
+        match &self.identity {
+            Some(Identity::Guest(name)) => Some(guest_login(name)),
+            Some(Identity::Token) => self.saved.as_ref().map(|saved| {
+                C2sMessage::C2sResume(C2sResume {
+                    token: saved.token.clone(),
+                    ..Default::default()
+                })
+            }),
+            None => None,
+        }
+    }
+
     /// The resume was refused (`SESSION_LOST`, or any other error): log in again as before a
     /// resumable session, and rejoin the rooms.
     fn resume_failed(&mut self, error: S2cError) -> Vec<Action> {
@@ -1116,17 +1121,7 @@ impl App {
             );
         }
         self.error(text);
-        let login = match &self.identity {
-            Some(Identity::Guest(name)) => Some(guest_login(name)),
-            Some(Identity::Token) => self.saved.as_ref().map(|saved| {
-                C2sMessage::C2sResume(C2sResume {
-                    token: saved.token.clone(),
-                    ..Default::default()
-                })
-            }),
-            None => None,
-        };
-        match login {
+        match self.login_again() {
             Some(login) => vec![self.start_login(login)],
             None => {
                 self.error("Log in again: /guest NAME, /login NAME or /register NAME.".into());

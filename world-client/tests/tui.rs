@@ -905,21 +905,30 @@ async fn ann_says(bob: &mut Peer, said: &mut Vec<String>, last: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_ways() {
-    let test = "a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_ways";
-    if !have_tmux(test) {
-        return;
-    }
-    let dir = TempDir::new("resume");
-    let server = Server::start(server_config(&dir)).await;
+/// Ann in the terminal client, reaching the server through a proxy the test cuts, and Bob
+/// straight to it, both in the lobby.
+struct Cuttable {
+    server: Server,
+    proxy: Proxy,
+    bob: Peer,
+    tmux: Tmux,
+    _dir: TempDir,
+}
+
+/// [`Cuttable`], on a server of `change`d settings; `name` names the tmux session and the
+/// directory.
+async fn ann_through_a_proxy(name: &str, change: impl FnOnce(&mut ServerConfig)) -> Cuttable {
+    let dir = TempDir::new(name);
+    let mut config = server_config(&dir);
+    change(&mut config);
+    let server = Server::start(config).await;
     let proxy = Proxy::start(server.addr).await;
     let url = format!("tcp://{}", proxy.addr);
     let mut bob = Peer::guest(server.addr, "bob").await;
     bob.join("lobby").await;
     let config_dir = dir.join("config");
     let tmux = Tmux::start(
-        "resume",
+        name,
         &args(&[
             &url,
             "--config-dir",
@@ -932,6 +941,28 @@ async fn a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_wa
         .await;
     tmux.line("/join lobby");
     tmux.wait_for("You joined #lobby").await;
+    Cuttable {
+        server,
+        proxy,
+        bob,
+        tmux,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_ways() {
+    let test = "a_dropped_or_stalled_connection_is_resumed_with_every_line_once_both_ways";
+    if !have_tmux(test) {
+        return;
+    }
+    let Cuttable {
+        server,
+        proxy,
+        mut bob,
+        tmux,
+        _dir,
+    } = ann_through_a_proxy("resume", |_| {}).await;
     bob.recv_until(
         |m| matches!(m, S2cMessage::S2cRoomPresence(p) if p.username == "ann" && p.joined),
     )
@@ -1012,29 +1043,13 @@ async fn a_session_the_server_no_longer_has_is_logged_in_again_and_says_lines_ma
     if !have_tmux(test) {
         return;
     }
-    let dir = TempDir::new("resume-lost");
-    let mut config = server_config(&dir);
-    config.net.resume_grace_secs = 1;
-    let server = Server::start(config).await;
-    let proxy = Proxy::start(server.addr).await;
-    let url = format!("tcp://{}", proxy.addr);
-    let mut bob = Peer::guest(server.addr, "bob").await;
-    bob.join("lobby").await;
-    let config_dir = dir.join("config");
-    let tmux = Tmux::start(
-        "resume-lost",
-        &args(&[
-            &url,
-            "--config-dir",
-            config_dir.to_str().unwrap(),
-            "--guest",
-            "ann",
-        ]),
-    );
-    tmux.wait_for(&format!("{url} | tcp | ann (guest) | online"))
-        .await;
-    tmux.line("/join lobby");
-    tmux.wait_for("You joined #lobby").await;
+    let Cuttable {
+        server,
+        proxy,
+        mut bob,
+        tmux,
+        _dir,
+    } = ann_through_a_proxy("resume-lost", |c| c.net.resume_grace_secs = 1).await;
     // Away for longer than the server's grace window: the session ends there meanwhile.
     proxy.refuse(true);
     proxy.cut(Cut::Sever);

@@ -717,21 +717,9 @@ impl Swarm {
                     bot.auth_id = C2sResume::ID;
                     self.queue(index, &C2sResume { token, resumable });
                 }
-                (None, AuthMode::Guest) => {
+                (None, auth) => {
                     bot.auth_id = C2sLogin::ID;
-                    let password = String::new();
-                    self.queue(
-                        index,
-                        &C2sLogin {
-                            username,
-                            password,
-                            resumable,
-                        },
-                    );
-                }
-                (None, _) => {
-                    bot.auth_id = C2sLogin::ID;
-                    let password = self.config.bots.password.clone();
+                    let password = self.password(auth);
                     self.queue(
                         index,
                         &C2sLogin {
@@ -748,19 +736,8 @@ impl Swarm {
         self.bots[index as usize].auth_id = auth_id;
         let bot = &self.bots[index as usize];
         match self.auth {
-            AuthMode::Guest => {
-                let password = String::new();
-                self.queue(
-                    index,
-                    &C2sLogin {
-                        username,
-                        password,
-                        resumable,
-                    },
-                );
-            }
-            AuthMode::Login => {
-                let password = self.config.bots.password.clone();
+            AuthMode::Guest | AuthMode::Login => {
+                let password = self.password(self.auth);
                 self.queue(
                     index,
                     &C2sLogin {
@@ -795,6 +772,14 @@ impl Swarm {
                     ),
                 ),
             },
+        }
+    }
+
+    /// The password of a login in `auth` mode: none for a guest.
+    fn password(&self, auth: AuthMode) -> String {
+        match auth {
+            AuthMode::Guest => String::new(),
+            _ => self.config.bots.password.clone(),
         }
     }
 

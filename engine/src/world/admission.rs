@@ -43,7 +43,7 @@ impl<G: Game> World<G> {
     /// Whether a connection from `peer` may be taken now; otherwise what it is told.
     pub fn admission(&self, peer: IpAddr) -> Result<(), Refused> {
         let c = &self.config;
-        if self.clients.len() + self.lingering >= c.max_sessions {
+        if self.clients.len() + self.lingering.len() >= c.max_sessions {
             return Err(Refused {
                 code: ErrorCode::ServerFull,
                 reason: format!(

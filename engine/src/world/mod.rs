@@ -262,7 +262,7 @@ pub struct World<G> {
     pub resume: crate::resume::Resumes,
     /// Connections a resume took their session from, not yet ended (closing, for up to the
     /// linger): they hold places of `max_sessions` too.
-    pub lingering: usize,
+    pub lingering: SessionMap<()>,
     /// The game's state.
     pub game: G,
     /// The hooks of the game's modules and its own ([`Setup`]).
@@ -310,7 +310,7 @@ impl<G: Game> World<G> {
             metrics: crate::metrics::Metrics::unregistered(),
             cluster: None,
             resume: crate::resume::Resumes::new(config.resume.clone()),
-            lingering: 0,
+            lingering: SessionMap::default(),
             game,
             hooks,
             config,
