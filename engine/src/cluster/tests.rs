@@ -523,6 +523,13 @@ fn a_node_restarted_under_its_name_is_a_new_one() {
         [("bob".to_string(), false), ("carol".to_string(), true)]
     );
     assert_eq!(a.cluster().node_of("bob"), None);
+    // Heartbeats after: what went to the old b counts as missing for neither.
+    for _ in 0..3 {
+        a.sim.skip(HEARTBEAT);
+        b.sim.skip(HEARTBEAT);
+        settle(&mut a, &mut b);
+    }
+    assert_eq!((a.cluster().gaps, b.cluster().gaps), (0, 0));
 }
 
 #[test]
@@ -666,4 +673,107 @@ fn an_event_of_a_retired_kind_decodes_as_an_event_of_no_kind() {
         assert_eq!(batch.events.len(), 1);
         assert_eq!(batch.events[0].kind, None, "tag {tag}");
     }
+}
+
+#[test]
+fn the_last_batches_to_a_node_lost_on_the_way_are_found_by_the_next_heartbeats() {
+    let (mut a, mut b) = pair();
+    let alice = guest(&mut a, "alice");
+    join(&mut a, alice, "lobby");
+    settle(&mut a, &mut b);
+    // Bob joins the lobby on b, and what b says of it to all is lost.
+    let bob = guest(&mut b, "bob");
+    join(&mut b, bob, "lobby");
+    names(&mut b);
+    let _ = b.take_sent();
+    // b's next heartbeat shows a the gap: a asks b for its state, and b's answer, the only
+    // batch on its stream to a, is lost too. Nothing later on that stream would show it.
+    b.sim.skip(HEARTBEAT);
+    pump(&mut b, &mut a);
+    pump(&mut a, &mut b);
+    names(&mut b);
+    let lost = b.take_sent();
+    assert!(
+        lost.iter()
+            .any(|(subject, batch)| *subject == inbox("a") && batch.direct),
+        "{lost:?}"
+    );
+    assert_eq!(a.world().game.rooms.remote_count("lobby"), 0);
+    let gaps = a.cluster().gaps;
+    // A heartbeat of b says how far its stream to a has gone; the next, a heartbeat later,
+    // finds it still short: a asks again, and bob is known to be in the lobby.
+    for _ in 0..2 {
+        a.sim.skip(HEARTBEAT);
+        b.sim.skip(HEARTBEAT);
+        settle(&mut a, &mut b);
+    }
+    assert_eq!(
+        a.cluster().gaps,
+        gaps + 1,
+        "the lost answer is counted once"
+    );
+    assert_eq!(a.world().game.rooms.remote_count("lobby"), 1);
+    let told: Vec<S2cMessage> = a.take(alice);
+    assert!(
+        told.iter()
+            .any(|m| matches!(m, S2cMessage::S2cRoomPresence(p)
+            if p.username == "bob" && p.joined)),
+        "{told:?}"
+    );
+    // What alice says now reaches bob.
+    b.take(bob);
+    a.send(
+        alice,
+        C2sChat {
+            room: "lobby".into(),
+            content: "found".into(),
+            sent_at_us: 1,
+        },
+    );
+    settle(&mut a, &mut b);
+    match b.take(bob).as_slice() {
+        [S2cMessage::S2cChat(c)] => assert_eq!(c.content, "found"),
+        other => panic!("{other:?}"),
+    }
+    // And more heartbeats find nothing more missing.
+    for _ in 0..3 {
+        a.sim.skip(HEARTBEAT);
+        b.sim.skip(HEARTBEAT);
+        settle(&mut a, &mut b);
+    }
+    assert_eq!(a.cluster().gaps, gaps + 1);
+    assert_eq!(b.cluster().gaps, 0);
+}
+
+#[test]
+fn a_lost_hello_is_answered_once_the_gap_it_leaves_is_seen() {
+    let (mut a, mut b, alice, bob) = lobby_on_both();
+    a.take(alice);
+    b.take(bob);
+    // a asks b for its state (as after batches of b went missing), and the hello is lost.
+    a.world_mut()
+        .cluster
+        .as_mut()
+        .unwrap()
+        .send("b", Event::new(Kind::Hello(wire::Hello {})));
+    names(&mut a);
+    let lost = a.take_sent();
+    assert!(lost.iter().any(|(subject, _)| *subject == inbox("b")));
+    // Two heartbeats later b has seen the gap in a's stream to it, and sends its state
+    // unasked, since what it lost may have been a hello.
+    let mut answered = false;
+    for _ in 0..2 {
+        a.sim.skip(HEARTBEAT);
+        b.sim.skip(HEARTBEAT);
+        pump(&mut a, &mut b);
+        answered |= pump(&mut b, &mut a).iter().any(|batch| {
+            batch.direct
+                && batch
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.kind.as_ref().and_then(rooms_said), Some(Said::Rooms(_))))
+        });
+    }
+    assert!(answered);
+    assert_eq!(b.cluster().gaps, 1);
 }
