@@ -8,6 +8,9 @@ bots on this machine for each scenario and writes one markdown table and one JSO
                                                         # alternated with this one's
   scripts/bench.py --scenarios chat-5000 --perf          # and where the server's time went:
                                                         # perf record -g for 10 s mid-run
+  scripts/bench.py --scenarios chat-5000 --floor         # and the floor under it: a null server
+                                                        # making the same writes (net's example
+                                                        # `floor`), its CPU per delivery
 
 Scenarios (rooms of 20 and a line every 250 ms unless said):
   chat-1000, chat-5000, chat-10000   that many bots chatting
@@ -177,6 +180,8 @@ def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
         _, status, usage = os.wait4(bots.pid, 0)
     wall = time.time() - started
     cpu_after = proc_cpu(server.pid)
+    frames_out = metric(admin, "world_frames_out_total")
+    bytes_out = metric(admin, "world_sent_bytes_total")
     peak = proc_kib(server.pid, "VmHWM")
     server.send_signal(signal.SIGTERM)
     server.wait(30)
@@ -206,6 +211,7 @@ def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
         "server_cpu_percent": round(100 * (user + system) / wall, 1),
         "server_cpu_us_per_delivery": round((user + system) * 1e6 / received, 3) if received else None,
         "server_rss_peak_mib": round(peak / 1024, 1),
+        "bytes_per_frame": round(bytes_out / frames_out, 1) if frames_out else None,
         "bots_cpu_secs": round(usage.ru_utime + usage.ru_stime, 2),
         "bots_cpu_percent": round(100 * (usage.ru_utime + usage.ru_stime) / wall, 1),
         "wall_secs": round(wall, 1),
@@ -224,6 +230,27 @@ def run(label, server_bin, client_bin, scenario, secs, out, perf=False):
         figures["server_rss_empty_mib"] = round(rss_empty / 1024, 1)
         figures["server_rss_idle_mib"] = round(rss_loaded / 1024, 1)
         figures["rss_per_idle_connection_kib"] = round((rss_loaded - rss_empty) / s["bots"], 2)
+    return figures
+
+
+def floor(floor_bin, row, secs):
+    """The null server (net/examples/floor.rs) making the writes the server makes in `row`'s
+    scenario: as many connections, a write to each every tick (50 ms) of the lines its room
+    says in a tick (all of them: the most deliveries a write can carry, so the least CPU per
+    delivery), each as large as the server's frames were on average; the bots' lines as often
+    as theirs. Its figures, from the JSON line it ends with."""
+    s = SCENARIOS[row["scenario"]]
+    frames = max(1, round(s["bots_per_room"] * 50 / s["chat_interval_ms"]))
+    frame_bytes = max(8, round(row["bytes_per_frame"] or 80))
+    out = subprocess.run(
+        [floor_bin, "--conns", str(row["bots"]), "--secs", str(secs), "--frames", str(frames),
+         "--frame-bytes", str(frame_bytes), "--line-ms", str(s["chat_interval_ms"])],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench: the floor failed: {out.stderr.strip()}")
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures.update(scenario=row["scenario"], server_us_per_delivery=row["server_cpu_us_per_delivery"],
+                   build=row["build"])
     return figures
 
 
@@ -277,6 +304,24 @@ def table(rows):
     return "\n".join(lines) + "\n"
 
 
+def floor_table(rows, floors):
+    """The floor under this build's runs (none: nothing)."""
+    lines = []
+    if floors:
+        lines += ["", "| scenario | floor: frames/write × bytes | floor deliveries/s "
+                  "| floor CPU % | floor's peers CPU % | floor µs/delivery (user+sys) "
+                  "| server µs/delivery | server over floor |", "|" + "---|" * 8]
+        for f in floors:
+            over = (f"{f['server_us_per_delivery'] / f['us_per_delivery']:.2f}×"
+                    if f["server_us_per_delivery"] and f["us_per_delivery"] else "-")
+            lines.append(
+                f"| {f['scenario']} | {f['frames_per_write']} × {f['frame_bytes']} "
+                f"| {f['deliveries_per_sec']} | {f['cpu_percent']} | {f['peers_cpu_percent']} "
+                f"| {f['us_per_delivery']} ({f['us_user_per_delivery']}+{f['us_sys_per_delivery']}) "
+                f"| {f['server_us_per_delivery']} | {over} |")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--secs", type=int, default=60, help="seconds of chat per run")
@@ -284,6 +329,9 @@ def main():
     parser.add_argument("--other", help="another world-server binary, run alternately")
     parser.add_argument("--perf", action="store_true",
                         help="profile the server with perf for 10 s of each chat run")
+    parser.add_argument("--floor", action="store_true",
+                        help="after each chat run of this build, the null server making the same "
+                             "writes: the floor under the server's CPU per delivery")
     parser.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -294,19 +342,26 @@ def main():
     out = os.path.abspath(args.out)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "world-server", "-p", "dummy-client"],
                    cwd=ROOT, check=True)
+    floor_bin = os.path.join(ROOT, "target", "release", "examples", "floor")
+    if args.floor:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "net", "--example", "floor"],
+                       cwd=ROOT, check=True)
     ours = os.path.join(ROOT, "target", "release", "world-server")
     client = os.path.join(ROOT, "target", "release", "dummy-client")
     servers = [("this", ours)] + ([("other", os.path.abspath(args.other))] if args.other else [])
-    rows = []
+    rows, floors = [], []
     for scenario in scenarios:
         for label, server in servers:
             print(f"bench: {scenario} against {label} ({server}) ...", file=sys.stderr, flush=True)
             rows.append(run(label, server, client, scenario, args.secs, out, args.perf))
             if rows[-1].get("profile"):
                 print(f"bench: profile in {rows[-1]['profile']}", file=sys.stderr)
+            if args.floor and label == "this" and not SCENARIOS[scenario].get("idle"):
+                print(f"bench: {scenario}'s floor ...", file=sys.stderr, flush=True)
+                floors.append(floor(floor_bin, rows[-1], args.secs))
     with open(os.path.join(out, "bench.json"), "w") as f:
-        json.dump({"secs": args.secs, "runs": rows}, f, indent=2)
-    text = table(rows)
+        json.dump({"secs": args.secs, "runs": rows, "floors": floors}, f, indent=2)
+    text = table(rows) + floor_table(rows, floors)
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write(text)
     print(text)

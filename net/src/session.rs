@@ -395,8 +395,10 @@ impl Session {
                 return Err(SendError::Closed);
             }
             // Nothing is queued, so nothing a write task holds can come after this.
-            Outbound::Direct { socket, .. }
-                if self.shared.queued_bytes.load(Ordering::Acquire) == 0 =>
+            // (Without a write task nothing can be queued: the shared count is not read.)
+            Outbound::Direct { socket, writer, .. }
+                if writer.get().is_none()
+                    || self.shared.queued_bytes.load(Ordering::Acquire) == 0 =>
             {
                 match write_now(socket, frames) {
                     Ok(written) if written == frames.len() => {
@@ -1300,12 +1302,16 @@ const SLICES_AT_ONCE: usize = 64;
 /// Writes what the socket takes of `frames` now, without waiting: how many frames were written
 /// whole (the next one is advanced past what of it was written).
 fn write_now(socket: &TcpStream, frames: &mut [Bytes]) -> io::Result<usize> {
+    use std::io::Write;
     let mut first = skip_empty(frames, 0);
     while first < frames.len() {
         let written = {
             let mut slices = [IoSlice::new(&[]); SLICES_AT_ONCE];
             let n = fill_slices(&mut slices, &frames[first..]);
-            match socket.try_write_vectored(&slices[..n]) {
+            // Straight to the kernel, as the read does: tokio's readiness flag, a line of
+            // memory per socket, is read and set only by the write task, which a socket that
+            // would block gets (a flag it left stale costs that task one try).
+            match (&*socket2::SockRef::from(socket)).write_vectored(&slices[..n]) {
                 Ok(written) => written,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(first),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
