@@ -113,8 +113,11 @@ fn frame(len: usize) -> Vec<u8> {
     f
 }
 
-/// (user, system) CPU seconds of process `pid`, from /proc (USER_HZ is 100 on Linux).
-fn cpu(pid: u32) -> io::Result<(f64, f64)> {
+/// (user, system) CPU seconds.
+type Cpu = (f64, f64);
+
+/// The CPU time of process `pid` so far, from /proc (USER_HZ is 100 on Linux).
+fn cpu(pid: u32) -> io::Result<Cpu> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -198,7 +201,8 @@ fn serve(o: &Options) -> io::Result<()> {
     let warm_up = Duration::from_secs(2);
     let started = Instant::now();
     let mut next_tick = started + tick;
-    let mut measuring: Option<(Instant, (f64, f64), (f64, f64))> = None;
+    // Since when, and the CPU time of this process and of the peers then.
+    let mut measuring: Option<(Instant, Cpu, Cpu)> = None;
     let (mut writes, mut short_writes, mut reads, mut bytes_in) = (0u64, 0u64, 0u64, 0u64);
     let end = started + warm_up + Duration::from_secs(o.secs);
     loop {
