@@ -31,13 +31,13 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use config::ServerConfig;
 use engine::cluster::link::{holder, unavailable, FromNats, Reservation};
-use engine::cluster::wire::{self, Counted, Heartbeat, Hello, ModuleEvent, Sent};
+use engine::cluster::wire::{self, Counted, Heartbeat, Hello, ModuleEvent};
 use engine::cluster::{Batch, Cluster, Event, Kind, ALL};
 use engine::core::invariants::check_rooms;
 use engine::core::{Input, Output};
 use engine::modules::chat::{ChatModule, Whisper};
 use engine::modules::rooms::cluster::{
-    Member, RoomFrame, RoomMembers, RoomsEvent, RoomsState, Said, UnsentRoom,
+    Member, RoomFrame, RoomMembers, RoomsEvent, RoomsState, Said,
 };
 use engine::modules::rooms::{Rooms, RoomsConfig, RoomsGame, RoomsModule};
 use engine::net::{DisconnectReason, SessionId, Transport};
@@ -250,16 +250,8 @@ enum Request {
 enum PeerEvent {
     /// A node (re)started: it asks for this node's state.
     Hello,
-    /// Still there, and how far its stream to a node (this one, or another, or an earlier
-    /// run of one) has gone.
-    Heartbeat {
-        to: u8,
-        incarnation: u8,
-        first: u8,
-        seq: u8,
-    },
-    /// Lines of a room it did not send here, not knowing this node's members were there.
-    Unsent { room: u8 },
+    /// Still there.
+    Heartbeat,
     /// A login, failure or registration it counted.
     Counted { what: u8, addr: u8, user: u8 },
     /// A member joined a room there.
@@ -1057,20 +1049,7 @@ fn peer_event(
     let frame = |bytes: Result<Bytes, protocol::FrameTooLarge>| bytes.unwrap_or_default();
     let kind = match event {
         PeerEvent::Hello => Kind::Hello(Hello {}),
-        PeerEvent::Heartbeat {
-            to,
-            incarnation,
-            first,
-            seq,
-        } => Kind::Heartbeat(Heartbeat {
-            sent: vec![Sent {
-                node: NODES[usize::from(to) % NODES.len()].to_string(),
-                incarnation: 100 + u64::from(incarnation % 4),
-                first: u64::from(first),
-                seq: u64::from(seq),
-            }],
-        }),
-        PeerEvent::Unsent { room: r } => rooms(Said::Unsent(UnsentRoom { room: room(r) })),
+        PeerEvent::Heartbeat => Kind::Heartbeat(Heartbeat {}),
         PeerEvent::Counted { what, addr, user } => Kind::Counted(Counted {
             what: u32::from(what % 6),
             addr: address(addr).to_string(),
