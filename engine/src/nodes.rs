@@ -9,9 +9,7 @@ use net::DisconnectReason;
 
 use crate::cluster::link;
 use crate::cluster::wire;
-use crate::cluster::{
-    counted_elsewhere, Batch, Event, Holder, Kind, Peer, DIRECT_GRACE, NODE_TIMEOUT,
-};
+use crate::cluster::{counted_elsewhere, Batch, Event, Holder, Kind, Peer, NODE_TIMEOUT};
 use crate::dispatcher::{DispatchState, HandlerError};
 use crate::world::{Game, World};
 
@@ -210,8 +208,7 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         last_seen: now,
         seq_all: before.as_ref().map_or(0, |p| p.seq_all),
         seq_direct: before.as_ref().map_or(0, |p| p.seq_direct),
-        direct_owed: None,
-        direct_lost: before.as_ref().map_or(0, |p| p.direct_lost),
+        direct_sent: before.as_ref().map_or(0, |p| p.direct_sent),
     });
     peer.last_seen = now;
     let last = if batch.direct {
@@ -222,25 +219,17 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
     if batch.seq <= *last {
         return; // a repeat
     }
-    // What was counted lost already (a heartbeat said so) is not counted again.
-    let counted = if batch.direct {
-        (*last).max(peer.direct_lost)
-    } else {
-        *last
-    };
-    let missed = counted > 0 && batch.seq > counted + 1;
-    if missed {
-        cluster.gaps += batch.seq - counted - 1;
-        world
-            .metrics
-            .cluster_missing
-            .inc_by(batch.seq - counted - 1);
+    if *last > 0 && batch.seq > *last + 1 {
+        cluster.gaps += batch.seq - *last - 1;
+        world.metrics.cluster_missing.inc_by(batch.seq - *last - 1);
         spdlog::warn!(
-            "cluster: {} batches from node {from} missing (sequence {} after {counted})",
-            batch.seq - counted - 1,
+            "cluster: {} batches from node {from} missing (sequence {} after {})",
+            batch.seq - *last - 1,
             batch.seq,
+            *last
         );
     }
+    let missed = *last > 0 && batch.seq > *last + 1;
     *last = batch.seq;
     if missed && known {
         // What it said in them (joins, leaves) is not known here: its state again.
@@ -277,7 +266,7 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
     };
     match kind {
         Kind::Hello(_) => send_state(world, from),
-        Kind::Heartbeat(heartbeat) => heard_sent(world, from, &heartbeat, now),
+        Kind::Heartbeat(heartbeat) => heard_sent(world, from, &heartbeat),
         Kind::Counted(counted) => {
             if let Some(counted) = counted_elsewhere(counted) {
                 world.throttle.count_elsewhere(counted, now);
@@ -287,15 +276,10 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
     }
 }
 
-/// Node `from`'s heartbeat says how far its stream to this node has gone: what a heartbeat
-/// said was sent and has still not come [`DIRECT_GRACE`] later was lost on the way, where
-/// nothing later on that stream would show it: mended as a gap ([`receive`]).
-fn heard_sent<G: Game>(
-    world: &mut World<G>,
-    from: &str,
-    heartbeat: &wire::Heartbeat,
-    now: Instant,
-) {
+/// Node `from`'s heartbeat says how far its stream to this node has gone: what its last
+/// heartbeat said was sent and has still not come (a whole heartbeat later) was lost on the
+/// way, and nothing later on that stream shows it: the same as a gap ([`receive`]).
+fn heard_sent<G: Game>(world: &mut World<G>, from: &str, heartbeat: &wire::Heartbeat) {
     let Some(cluster) = world.cluster.as_mut() else {
         return;
     };
@@ -311,32 +295,18 @@ fn heard_sent<G: Game>(
         return;
     };
     // What went before `first` went to an earlier run of this node.
-    let had = peer
-        .seq_direct
-        .max(peer.direct_lost)
-        .max(sent.first.saturating_sub(1));
-    let lost = match peer.direct_owed {
-        Some((owed, _)) if owed <= had => {
-            peer.direct_owed = None;
-            None
-        }
-        Some((owed, since)) if now.duration_since(since) >= DIRECT_GRACE => {
-            peer.direct_owed = None;
-            peer.direct_lost = owed;
-            Some((had, owed))
-        }
-        _ => None,
-    };
-    if peer.direct_owed.is_none() && sent.seq > had.max(peer.direct_lost) {
-        peer.direct_owed = Some((sent.seq, now));
-    }
-    let Some((had, owed)) = lost else {
+    let had = peer.seq_direct.max(sent.first.saturating_sub(1));
+    let owed = peer.direct_sent;
+    peer.direct_sent = sent.seq;
+    if owed <= had {
         return;
-    };
+    }
+    // Whatever of them still comes is a repeat now: this node asks again instead.
+    peer.seq_direct = owed;
     cluster.gaps += owed - had;
     world.metrics.cluster_missing.inc_by(owed - had);
     spdlog::warn!(
-        "cluster: {} batches from node {from} to this one missing (sequence {} to {owed}, which it sent)",
+        "cluster: {} batches from node {from} to this one missing (sequence {} to {owed}, the last it sent)",
         owed - had,
         had + 1
     );

@@ -43,12 +43,6 @@ pub use wire::{Batch, Event, Kind};
 /// How often a node says it is alive, when it has nothing else to say.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 
-/// How long a batch a heartbeat said was sent to this node may take to come before it is
-/// counted lost: the stream to all and a node's own stream arrive interleaved, so a heartbeat
-/// can come well before the batches sent just before it (most after an outage, when what was
-/// held comes all at once).
-pub const DIRECT_GRACE: Duration = Duration::from_secs(3);
-
 /// A node silent this long is gone.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -68,13 +62,8 @@ pub(crate) struct Peer {
     /// The last sequence number seen on its broadcast stream, and on its stream to us.
     pub(crate) seq_all: u64,
     pub(crate) seq_direct: u64,
-    /// A sequence number of its stream to us that a heartbeat said it had sent and that has
-    /// not come yet, and when that heartbeat came: not come after [`DIRECT_GRACE`], it was
-    /// lost.
-    pub(crate) direct_owed: Option<(u64, Instant)>,
-    /// Its stream to us is counted lost up to here: batches up to here that still come are
-    /// taken, and only a gap past here is counted again.
-    pub(crate) direct_lost: u64,
+    /// The last sequence number of its stream to us that its last heartbeat said it had sent.
+    pub(crate) direct_sent: u64,
 }
 
 /// This node's stream to another node.

@@ -145,14 +145,6 @@ pub struct Rooms {
     /// were told so (S2C_RoomMissed), until the node's state comes again (rooms it has members
     /// in by then are told too, once).
     pub missed: Map<String, Set<String>>,
-    /// On a cluster: nodes whose members this node may not all have known since then (unix
-    /// µs): counted gone, or batches of theirs lost. Rooms where their state then shows members
-    /// not heard joining, and where lines were said here since, are told to them
-    /// ([`cluster::Said::Unsent`]).
-    pub unsure: Map<String, u64>,
-    /// On a cluster: (node, room) whose members were told they missed lines of that node
-    /// lately, and when (unix µs).
-    pub told: Map<(String, String), u64>,
     /// `world_rooms` and `world_room_members`, once registered.
     gauges: Option<(Gauge, Gauge)>,
     /// `world_room_missed_total`: rooms told they missed lines of another node.
@@ -173,8 +165,6 @@ impl Rooms {
             reserving: Map::default(),
             reserved: Set::default(),
             missed: Map::default(),
-            unsure: Map::default(),
-            told: Map::default(),
             gauges: None,
             missed_total: crate::metrics::Count::default(),
         }

@@ -19,7 +19,7 @@ use crate::world::World;
 #[derive(Clone, PartialEq, Message)]
 pub struct RoomsEvent {
     /// What it says.
-    #[prost(oneof = "Said", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "Said", tags = "1, 2, 3, 4, 5")]
     pub said: Option<Said>,
 }
 
@@ -43,20 +43,6 @@ pub enum Said {
     /// Every room of the sending node with its members, replacing what was known of them.
     #[prost(message, tag = "5")]
     Rooms(RoomsState),
-    /// The sending node learned from the receiving node's state of members of this room it
-    /// had not heard join (their joins were lost, or it counted the node gone): lines its
-    /// members said there meanwhile did not go to the receiving node, whose members of the
-    /// room are told they may have missed some.
-    #[prost(message, tag = "6")]
-    Unsent(UnsentRoom),
-}
-
-/// See [`Said::Unsent`].
-#[derive(Clone, PartialEq, Message)]
-pub struct UnsentRoom {
-    /// The room.
-    #[prost(string, tag = "1")]
-    pub room: String,
 }
 
 /// A member of a room.
@@ -161,18 +147,6 @@ pub(super) fn event<G: RoomsGame>(
         Said::Line(line) => deliver(world, &line.room, line.frame, true),
         Said::Frame(frame) => deliver(world, &frame.room, frame.frame, false),
         Said::Rooms(state) => replace(world, from, state),
-        Said::Unsent(UnsentRoom { room }) => {
-            // The same loss may have been seen here already (a gap in its batches).
-            let now_us = world.now().unix_us;
-            let told = world
-                .game
-                .rooms()
-                .told
-                .get(&(from.to_string(), room.clone()));
-            if told.is_none_or(|at| now_us.saturating_sub(*at) > TOLD_WINDOW_US) {
-                tell_missed(world, from, &room);
-            }
-        }
     }
     None
 }
@@ -202,18 +176,6 @@ pub(super) fn state<G: RoomsGame>(world: &mut World<G>, to: &str) {
 /// Hook: node `node` is gone: its members leave every room (this node's members see them go).
 pub(super) fn node_lost<G: RoomsGame>(world: &mut World<G>, node: &str) {
     replace(world, node, RoomsState { rooms: Vec::new() });
-    // Since it fell silent, or restarted.
-    let since = before(world, crate::cluster::NODE_TIMEOUT);
-    world
-        .game
-        .rooms_mut()
-        .unsure
-        .insert(node.to_string(), since);
-}
-
-/// The time `by` before now, in unix µs.
-fn before<G: RoomsGame>(world: &World<G>, by: std::time::Duration) -> u64 {
-    world.now().unix_us.saturating_sub(by.as_micros() as u64)
 }
 
 /// Hook: batches of node `node` were lost on their way here, and chat lines of its members
@@ -221,18 +183,6 @@ fn before<G: RoomsGame>(world: &World<G>, by: std::time::Duration) -> u64 {
 /// S2C_RoomMissed per room. Its state is asked for again; rooms it turns out to have members
 /// in as well (joined in what was lost) are told when it comes ([`replace`]).
 pub(super) fn missed_from<G: RoomsGame>(world: &mut World<G>, node: &str) {
-    // The lost batches went some time before the loss was seen: at most a grace and a
-    // heartbeat before, when a heartbeat showed it.
-    let since = before(
-        world,
-        crate::cluster::DIRECT_GRACE + crate::cluster::HEARTBEAT,
-    );
-    world
-        .game
-        .rooms_mut()
-        .unsure
-        .entry(node.to_string())
-        .or_insert(since);
     let rooms = world.game.rooms();
     let mut concerned: Vec<String> = rooms
         .remote
@@ -249,28 +199,17 @@ pub(super) fn missed_from<G: RoomsGame>(world: &mut World<G>, node: &str) {
         .unwrap_or_default();
     for room in concerned {
         if told.insert(room.clone()) {
-            tell_missed(world, node, &room);
+            tell_missed(world, &room);
         }
     }
     world.game.rooms_mut().missed.insert(node.to_string(), told);
 }
 
-/// A loss told here is not told again for the other side's notice of it within this long
-/// ([`Said::Unsent`]): both sides may see one loss.
-const TOLD_WINDOW_US: u64 = 10_000_000;
-
-/// Tells this node's members of `room` that lines said in it on node `node` did not reach
+/// Tells this node's members of `room` that lines said in it on another node did not reach
 /// them.
-fn tell_missed<G: RoomsGame>(world: &mut World<G>, node: &str, room: &str) {
-    let now_us = world.now().unix_us;
+fn tell_missed<G: RoomsGame>(world: &mut World<G>, room: &str) {
     let World { game, out, .. } = world;
     let rooms = game.rooms_mut();
-    rooms
-        .told
-        .retain(|_, at| now_us.saturating_sub(*at) <= TOLD_WINDOW_US);
-    rooms
-        .told
-        .insert((node.to_string(), room.to_string()), now_us);
     let Some(entry) = rooms.rooms.get(room) else {
         return;
     };
@@ -302,7 +241,7 @@ fn replace<G: RoomsGame>(world: &mut World<G>, from: &str, state: RoomsState) {
             .collect();
         late.sort_unstable();
         for room in late {
-            tell_missed(world, from, room);
+            tell_missed(world, room);
         }
     }
     let mut now: Map<String, Vec<String>> = state
@@ -338,31 +277,6 @@ fn replace<G: RoomsGame>(world: &mut World<G>, from: &str, state: RoomsState) {
             .insert(from.to_string(), names);
     }
     rooms.remote.retain(|_, nodes| !nodes.is_empty());
-    // Members not heard joining while this node was unsure of the node's members, in a room
-    // where lines were said here since: those lines did not go to that node, which tells its
-    // members of the room.
-    let since = rooms.unsure.remove(from);
-    let mut unsent: Vec<&str> = changes
-        .iter()
-        .filter(|(room, _, joined)| {
-            *joined
-                && since.is_some_and(|since| {
-                    rooms
-                        .rooms
-                        .get(room)
-                        .is_some_and(|r| !r.members.is_empty() && r.last_line_us >= since)
-                })
-        })
-        .map(|(room, _, _)| room.as_str())
-        .collect();
-    unsent.sort_unstable();
-    unsent.dedup();
-    if let Some(cluster) = world.cluster.as_mut() {
-        for room in unsent {
-            let room = room.to_string();
-            tell(cluster, Some(from), Said::Unsent(UnsentRoom { room }));
-        }
-    }
     for (room, name, joined) in changes {
         presence(world, &room, &name, joined);
     }
