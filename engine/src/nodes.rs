@@ -208,7 +208,6 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         last_seen: now,
         seq_all: before.as_ref().map_or(0, |p| p.seq_all),
         seq_direct: before.as_ref().map_or(0, |p| p.seq_direct),
-        direct_sent: before.as_ref().map_or(0, |p| p.direct_sent),
     });
     peer.last_seen = now;
     let last = if batch.direct {
@@ -236,17 +235,12 @@ pub fn receive<G: Game>(world: &mut World<G>, batch: Batch, now: Instant) {
         cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
     }
     if !known {
-        cluster.met(&from, batch.incarnation);
         spdlog::info!("cluster: node {from} joined");
         world.metrics.cluster_nodes.set(cluster.peers.len() as i64);
         // We may have missed what it said before we heard it (a start, an outage): we ask
         // for its state. (Its own hello, if this is one, asks for ours; after an outage it
         // asks when it hears us.)
         cluster.send(&from, Event::new(Kind::Hello(wire::Hello {})));
-    }
-    if missed && batch.direct {
-        // One of them may have been its hello, asking for this node's state.
-        send_state(world, &from);
     }
     if missed {
         // Lines for this node's members may have been among them (they travel on the stream
@@ -266,7 +260,7 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
     };
     match kind {
         Kind::Hello(_) => send_state(world, from),
-        Kind::Heartbeat(heartbeat) => heard_sent(world, from, &heartbeat),
+        Kind::Heartbeat(_) => {}
         Kind::Counted(counted) => {
             if let Some(counted) = counted_elsewhere(counted) {
                 world.throttle.count_elsewhere(counted, now);
@@ -274,45 +268,6 @@ fn apply<G: Game>(world: &mut World<G>, from: &str, event: Event, now: Instant) 
         }
         other => world.route_cluster_event(from, other, now),
     }
-}
-
-/// Node `from`'s heartbeat says how far its stream to this node has gone: what its last
-/// heartbeat said was sent and has still not come (a whole heartbeat later) was lost on the
-/// way, and nothing later on that stream shows it: the same as a gap ([`receive`]).
-fn heard_sent<G: Game>(world: &mut World<G>, from: &str, heartbeat: &wire::Heartbeat) {
-    let Some(cluster) = world.cluster.as_mut() else {
-        return;
-    };
-    let (node, incarnation) = (&cluster.node, cluster.incarnation);
-    let Some(sent) = heartbeat
-        .sent
-        .iter()
-        .find(|s| s.node == *node && s.incarnation == incarnation)
-    else {
-        return;
-    };
-    let Some(peer) = cluster.peers.get_mut(from) else {
-        return;
-    };
-    // What went before `first` went to an earlier run of this node.
-    let had = peer.seq_direct.max(sent.first.saturating_sub(1));
-    let owed = peer.direct_sent;
-    peer.direct_sent = sent.seq;
-    if owed <= had {
-        return;
-    }
-    // Whatever of them still comes is a repeat now: this node asks again instead.
-    peer.seq_direct = owed;
-    cluster.gaps += owed - had;
-    world.metrics.cluster_missing.inc_by(owed - had);
-    spdlog::warn!(
-        "cluster: {} batches from node {from} to this one missing (sequence {} to {owed}, the last it sent)",
-        owed - had,
-        had + 1
-    );
-    cluster.send(from, Event::new(Kind::Hello(wire::Hello {})));
-    send_state(world, from);
-    crate::world::run_hooks!(world, missed_from, from);
 }
 
 /// Sends node `to` this node's state: the modules' (see [`crate::world::Setup::on_cluster_state`]). (Who holds

@@ -5,10 +5,7 @@
 //! of it (on `world.node.<name>`: chat lines for the rooms it has members in, whispers to its
 //! users, its state for a node that just appeared). A batch carries a sequence number per
 //! stream, so that a receiver drops a repeat and says in its log when batches went missing
-//! (say the publisher's queue was full). A heartbeat goes to all every [`HEARTBEAT`] and says
-//! how far the node's stream to each other node has gone, so that the loss of the last batches
-//! on one (a state sent to a node, a hello), which no later batch would show, is found a
-//! heartbeat later and mended as any gap: the node is asked for its state and sent this one's. Lines are shipped as the encoded client frame, so a
+//! (say the publisher's queue was full). Lines are shipped as the encoded client frame, so a
 //! line is encoded once in the whole cluster, and it crosses once per node that has members
 //! of its room, not once per member.
 //!
@@ -62,19 +59,6 @@ pub(crate) struct Peer {
     /// The last sequence number seen on its broadcast stream, and on its stream to us.
     pub(crate) seq_all: u64,
     pub(crate) seq_direct: u64,
-    /// The last sequence number of its stream to us that its last heartbeat said it had sent.
-    pub(crate) direct_sent: u64,
-}
-
-/// This node's stream to another node.
-#[derive(Debug, Default)]
-struct DirectStream {
-    /// Its last sequence number.
-    seq: u64,
-    /// The incarnation of the node this node last met under that name (0: not met yet), and
-    /// the first sequence number sent since.
-    incarnation: u64,
-    first: u64,
 }
 
 /// Who holds a name, as the bucket last said.
@@ -107,8 +91,8 @@ pub struct Cluster {
     broadcast: Vec<Event>,
     direct: Map<String, Vec<Event>>,
     seq_all: u64,
-    direct_streams: Map<String, DirectStream>,
-    last_heartbeat: Option<Instant>,
+    seq_direct: Map<String, u64>,
+    last_sent: Option<Instant>,
     /// Batches received out of order or missing, for the log and the metrics.
     pub gaps: u64,
     /// Whether another node with this one's name was seen (and said so).
@@ -139,8 +123,8 @@ impl Cluster {
             broadcast: vec![Event::new(Kind::Hello(wire::Hello {}))],
             direct: Map::default(),
             seq_all: 0,
-            direct_streams: Map::default(),
-            last_heartbeat: None,
+            seq_direct: Map::default(),
+            last_sent: None,
             gaps: 0,
             warned_twin: false,
         }
@@ -156,16 +140,6 @@ impl Cluster {
         let mut peers: Vec<&str> = self.peers.keys().map(String::as_str).collect();
         peers.sort_unstable();
         peers
-    }
-
-    /// Node `node` is heard in its incarnation `incarnation`: if that is a new one, what this
-    /// node sends it from now on is what its heartbeats count for it.
-    pub(crate) fn met(&mut self, node: &str, incarnation: u64) {
-        let stream = self.direct_streams.entry(node.to_string()).or_default();
-        if stream.incarnation != incarnation {
-            stream.incarnation = incarnation;
-            stream.first = stream.seq + 1;
-        }
     }
 
     /// Sends `event` to every other node.
@@ -332,28 +306,14 @@ impl Cluster {
 
     /// This tick's batches: (subject, batch), the broadcast first, each at most about
     /// [`MAX_BATCH_BYTES`] (a node's whole state for a new node can take several). A
-    /// heartbeat goes every [`HEARTBEAT`], with the sequence number each node's own stream
-    /// has reached.
+    /// heartbeat goes when nothing else has for [`HEARTBEAT`].
     pub fn take_batches(&mut self, now: Instant) -> Vec<(String, Batch)> {
-        if self
-            .last_heartbeat
-            .is_none_or(|at| now.duration_since(at) >= HEARTBEAT)
-        {
-            let mut sent: Vec<wire::Sent> = self
-                .direct_streams
-                .iter()
-                .filter(|(_, s)| s.incarnation != 0 && s.seq >= s.first)
-                .map(|(node, s)| wire::Sent {
-                    node: node.clone(),
-                    incarnation: s.incarnation,
-                    first: s.first,
-                    seq: s.seq,
-                })
-                .collect();
-            sent.sort_unstable_by(|a, b| a.node.cmp(&b.node));
+        let quiet = self
+            .last_sent
+            .is_none_or(|at| now.duration_since(at) >= HEARTBEAT);
+        if self.broadcast.is_empty() && quiet {
             self.broadcast
-                .push(Event::new(Kind::Heartbeat(wire::Heartbeat { sent })));
-            self.last_heartbeat = Some(now);
+                .push(Event::new(Kind::Heartbeat(wire::Heartbeat {})));
         }
         let mut batches = Vec::new();
         if !self.broadcast.is_empty() {
@@ -370,16 +330,17 @@ impl Cluster {
                     },
                 ));
             }
+            self.last_sent = Some(now);
         }
         for (to, events) in self.direct.drain() {
             for events in chunks(events) {
-                let stream = self.direct_streams.entry(to.clone()).or_default();
-                stream.seq += 1;
+                let seq = self.seq_direct.entry(to.clone()).or_default();
+                *seq += 1;
                 batches.push((
                     inbox(&to),
                     Batch {
                         from: self.node.clone(),
-                        seq: stream.seq,
+                        seq: *seq,
                         direct: true,
                         events,
                         incarnation: self.incarnation,

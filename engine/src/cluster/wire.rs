@@ -45,7 +45,7 @@ pub enum Kind {
     /// A node started (or came back): send it your state.
     #[prost(message, tag = "1")]
     Hello(Hello),
-    /// Still here, and how many batches went to each node on its own stream.
+    /// Still here.
     #[prost(message, tag = "2")]
     Heartbeat(Heartbeat),
     // Tags 5 to 9 and 12 were the rooms' and chat's events: now theirs, as a module's (13).
@@ -105,32 +105,9 @@ pub struct Counted {
 #[derive(Clone, PartialEq, Message)]
 pub struct Hello {}
 
-/// See [`Kind::Heartbeat`]: sent every [`crate::cluster::HEARTBEAT`], in the batch to all.
+/// See [`Kind::Heartbeat`].
 #[derive(Clone, PartialEq, Message)]
-pub struct Heartbeat {
-    /// How far the sending node's stream to each node it knows has gone, as of the ticks
-    /// before this one. A receiver that has not had as much one heartbeat later lost the last
-    /// batches of it: no later batch on that stream would have shown the gap.
-    #[prost(message, repeated, tag = "1")]
-    pub sent: Vec<Sent>,
-}
-
-/// See [`Heartbeat::sent`].
-#[derive(Clone, PartialEq, Message)]
-pub struct Sent {
-    /// The node the stream goes to.
-    #[prost(string, tag = "1")]
-    pub node: String,
-    /// That node's incarnation: what went to an earlier run of it is not its concern.
-    #[prost(uint64, tag = "2")]
-    pub incarnation: u64,
-    /// The first sequence number sent since the sending node met this incarnation.
-    #[prost(uint64, tag = "3")]
-    pub first: u64,
-    /// The last sequence number sent.
-    #[prost(uint64, tag = "4")]
-    pub seq: u64,
-}
+pub struct Heartbeat {}
 
 /// Decodes a batch as received from NATS.
 pub fn decode(payload: &[u8]) -> Result<Batch, prost::DecodeError> {
