@@ -3,10 +3,26 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{start_server, test_config, with_web};
 use dummy_client::ClientConfig;
+
+/// `count` bots against `server` in rooms of 20, a line every 250 ms, for `secs` and then
+/// `drain` seconds, all in within a second.
+fn swarm_config(server: SocketAddr, count: usize, secs: u64, drain: u64) -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.client.server = server;
+    config.client.bots = count;
+    config.client.duration_secs = secs;
+    config.client.drain_secs = drain;
+    config.client.ramp_up_per_sec = 1000;
+    config.client.login_timeout_secs = 10;
+    config.bots.bots_per_room = 20;
+    config.bots.chat_interval_ms = 250;
+    config
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_of_500_bots_in_rooms_of_20_loses_nothing() {
@@ -14,15 +30,7 @@ async fn swarm_of_500_bots_in_rooms_of_20_loses_nothing() {
     server_config.server.tick_ms = 10;
     let server = start_server(server_config).await;
 
-    let mut config = ClientConfig::default();
-    config.client.server = server.addr;
-    config.client.bots = 500;
-    config.client.duration_secs = 5;
-    config.client.drain_secs = 5;
-    config.client.ramp_up_per_sec = 1000;
-    config.client.login_timeout_secs = 10;
-    config.bots.bots_per_room = 20;
-    config.bots.chat_interval_ms = 250;
+    let mut config = swarm_config(server.addr, 500, 5, 5);
     config.bots.ping_interval_ms = 1000;
     config
         .validate("swarm test")
@@ -81,16 +89,9 @@ async fn chaos_over(transport: &str, bots: usize) {
     let web = with_web(&mut server_config);
     let server = start_server(server_config).await;
 
-    let mut config = ClientConfig::default();
-    config.client.server = if transport == "ws" { web } else { server.addr };
+    let server_addr = if transport == "ws" { web } else { server.addr };
+    let mut config = swarm_config(server_addr, bots, 6, 10);
     config.client.transport = transport.to_owned();
-    config.client.bots = bots;
-    config.client.duration_secs = 6;
-    config.client.drain_secs = 10;
-    config.client.ramp_up_per_sec = 1000;
-    config.client.login_timeout_secs = 10;
-    config.bots.bots_per_room = 20;
-    config.bots.chat_interval_ms = 250;
     config.bots.chaos_per_min = 12.0;
     config
         .validate("chaos test")

@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{certificate, free_addr, Server, TempDir};
@@ -42,18 +42,28 @@ async fn run_with(config: ClientConfig) -> Report {
     .expect("the run could not start")
 }
 
+/// A server in `dir` with a TLS port (its own certificate) and, if `web` is given, a web
+/// port: the server, the TLS port and the certificate.
+async fn tls_server(dir: &TempDir, web: Option<SocketAddr>) -> (Server, SocketAddr, PathBuf) {
+    let (cert, key) = certificate(dir);
+    let tls = free_addr();
+    let server = Server::start_with(dir, |config| {
+        if let Some(web) = web {
+            config.web.listen = web.to_string();
+        }
+        config.tls.listen = tls.to_string();
+        config.tls.cert = cert.clone();
+        config.tls.key = key;
+    })
+    .await;
+    (server, tls, cert)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_swarm_passes_over_tcp_tls_websocket_and_websocket_over_tls() {
     let dir = TempDir::new("transports");
-    let (cert, key) = certificate(&dir);
-    let (web, tls) = (free_addr(), free_addr());
-    let server = Server::start_with(&dir, |config| {
-        config.web.listen = web.to_string();
-        config.tls.listen = tls.to_string();
-        config.tls.cert = cert.clone();
-        config.tls.key = key.clone();
-    })
-    .await;
+    let web = free_addr();
+    let (server, tls, cert) = tls_server(&dir, Some(web)).await;
     let runs = [
         ("tcp", server.addr, None, "tcp"),
         ("tcp", tls, Some(cert.as_path()), "tls"),
@@ -81,16 +91,9 @@ async fn one_swarm_passes_over_tcp_tls_websocket_and_websocket_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_that_do_not_trust_the_certificate_fail_saying_why() {
     let dir = TempDir::new("untrusted");
-    let (cert, key) = certificate(&dir);
+    let (server, tls, _) = tls_server(&dir, None).await;
     let other = TempDir::new("other-ca");
     let (other_cert, _) = certificate(&other);
-    let tls = free_addr();
-    let server = Server::start_with(&dir, |config| {
-        config.tls.listen = tls.to_string();
-        config.tls.cert = cert.clone();
-        config.tls.key = key.clone();
-    })
-    .await;
     let mut config = swarm(tls, "tcp", Some(&other_cert));
     config.client.bots = 5;
     let report = run_with(config).await;
@@ -111,14 +114,7 @@ async fn bots_that_do_not_trust_the_certificate_fail_saying_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_whose_connections_drop_take_their_sessions_back_over_tls_and_wss_too() {
     let dir = TempDir::new("chaos-tls");
-    let (cert, key) = certificate(&dir);
-    let tls = free_addr();
-    let server = Server::start_with(&dir, |config| {
-        config.tls.listen = tls.to_string();
-        config.tls.cert = cert.clone();
-        config.tls.key = key.clone();
-    })
-    .await;
+    let (server, tls, cert) = tls_server(&dir, None).await;
     for (transport, label) in [("tcp", "tls"), ("ws", "wss")] {
         let mut config = swarm(tls, transport, Some(cert.as_path()));
         config.client.duration_secs = 3;

@@ -1004,6 +1004,24 @@ impl Driver {
         self.inbox.remove(&session).unwrap_or_default()
     }
 
+    /// A new connection from `ip` that takes back the session of `token`, from its start: the
+    /// connection, once the session is resumed on it.
+    fn resume(&mut self, ip: [u8; 4], token: String) -> SessionId {
+        let conn = self.connect(ip);
+        self.tick(vec![frame(
+            conn,
+            &C2sSessionResume {
+                session_token: token,
+                received: 0,
+            },
+        )]);
+        assert!(self
+            .take(conn)
+            .iter()
+            .any(|m| matches!(m, S2cMessage::S2cSessionResumed(_))));
+        conn
+    }
+
     /// A resumable guest `name`: its connection and token.
     fn player(&mut self, ip: [u8; 4], name: &str) -> (SessionId, String) {
         let conn = self.connect(ip);
@@ -1048,18 +1066,7 @@ fn connections_taken_over_by_a_resume_still_count_against_max_sessions_until_the
     let (_bob, _) = d.player([10, 0, 0, 2], "bob");
     d.check().unwrap();
     // ann's client comes back on a new connection; the old one is up (stalled).
-    let new = d.connect([10, 0, 0, 3]);
-    d.tick(vec![frame(
-        new,
-        &C2sSessionResume {
-            session_token: token,
-            received: 0,
-        },
-    )]);
-    assert!(d
-        .take(new)
-        .iter()
-        .any(|m| matches!(m, S2cMessage::S2cSessionResumed(_))));
+    d.resume([10, 0, 0, 3], token);
     assert!(d
         .closing
         .iter()
@@ -1096,18 +1103,7 @@ fn shutdown_ends_away_and_resumed_sessions_once_and_frees_everything() {
             reason: DisconnectReason::PeerClosed,
         },
     ]);
-    let cat_new = d.connect([10, 0, 0, 4]);
-    d.tick(vec![frame(
-        cat_new,
-        &C2sSessionResume {
-            session_token: cat_token,
-            received: 0,
-        },
-    )]);
-    assert!(d
-        .take(cat_new)
-        .iter()
-        .any(|m| matches!(m, S2cMessage::S2cSessionResumed(_))));
+    let cat_new = d.resume([10, 0, 0, 4], cat_token);
     d.check().unwrap();
     assert_eq!(d.core.world().resume.away(), 1);
     let out = std::mem::take(d.core.shutdown());

@@ -374,8 +374,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn joiner_gets_the_last_lines_marked_history_oldest_first_then_live_chat() {
+    /// A lobby keeping 3 lines of history, and alice in it, who said "line 0" to "line 4".
+    fn alice_said_five_lines_in_a_lobby_keeping_three() -> (Harness, Vec<SessionId>) {
         let mut h = Harness::with_rooms(RoomsConfig {
             history_lines: 3,
             ..RoomsConfig::default()
@@ -384,6 +384,12 @@ mod tests {
         for i in 0..5 {
             h.send(ids[0], chat("lobby", &format!("line {i}"), i));
         }
+        (h, ids)
+    }
+
+    #[test]
+    fn joiner_gets_the_last_lines_marked_history_oldest_first_then_live_chat() {
+        let (mut h, ids) = alice_said_five_lines_in_a_lobby_keeping_three();
         h.take(ids[0]);
         let b = h.guest("bob");
         h.send(
@@ -419,14 +425,7 @@ mod tests {
 
     #[test]
     fn a_join_since_a_time_gets_only_the_later_lines_and_is_told_when_some_are_gone() {
-        let mut h = Harness::with_rooms(RoomsConfig {
-            history_lines: 3,
-            ..RoomsConfig::default()
-        });
-        let ids = room_of(&mut h, &["alice"]);
-        for i in 0..5 {
-            h.send(ids[0], chat("lobby", &format!("line {i}"), i));
-        }
+        let (mut h, ids) = alice_said_five_lines_in_a_lobby_keeping_three();
         let said: Vec<u64> = h
             .take(ids[0])
             .into_iter()
